@@ -1,0 +1,151 @@
+//! HTTP-facing errors: one enum of what can go wrong with a request, each with a stable
+//! machine-readable code, a status, and a message that says what was wrong and what to do.
+//!
+//! Every handler returns `Result<_, ApiError>`; the body is always JSON
+//! `{"error": code, "message": …}` (plus `field` / `errors` where known).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A problem with one field of a request body, found during normalization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `alerts[2].labels` or `payload.severity`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the JSON shape the endpoint takes (400).
+    #[error("{message}")]
+    Malformed { message: String, errors: Vec<FieldError> },
+    /// The body is well-formed but a value is not acceptable (422).
+    #[error("{message}")]
+    Invalid { message: String, errors: Vec<FieldError> },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("rate limit for source {source_name} exceeded; retry after {retry_after_secs} s")]
+    RateLimited { source_name: String, retry_after_secs: u64 },
+    /// The event could not be made durable right now (store error, disk full, writer overloaded).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn malformed(message: impl Into<String>) -> Self {
+        ApiError::Malformed { message: message.into(), errors: Vec::new() }
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let message = summarize(&errors);
+        ApiError::Invalid { message, errors }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable code for the `error` field and the `reason` label of the rejection metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed { .. } => "malformed",
+            ApiError::Invalid { .. } => "invalid",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ApiError::Malformed { errors, .. } | ApiError::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+}
+
+/// One message naming every bad field, so a human reading only `message` sees them all.
+pub fn summarize(errors: &[FieldError]) -> String {
+    match errors {
+        [] => "request is invalid".to_string(),
+        [one] => one.to_string(),
+        many => {
+            let parts: Vec<String> = many.iter().map(ToString::to_string).collect();
+            format!("{} problems: {}", many.len(), parts.join("; "))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let errors = self.field_errors();
+        let body = Body {
+            error: self.code(),
+            message: self.to_string(),
+            field: errors.first().map(|e| e.field.as_str()),
+            errors,
+        };
+        let mut resp = (self.status(), axum::Json(&body)).into_response();
+        match &self {
+            ApiError::RateLimited { retry_after_secs, .. } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Unavailable(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
