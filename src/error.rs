@@ -18,7 +18,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -32,10 +35,16 @@ impl std::fmt::Display for FieldError {
 pub enum ApiError {
     /// The body is not JSON, or not the JSON shape the endpoint takes (400).
     #[error("{message}")]
-    Malformed { message: String, errors: Vec<FieldError> },
+    Malformed {
+        message: String,
+        errors: Vec<FieldError>,
+    },
     /// The body is well-formed but a value is not acceptable (422).
     #[error("{message}")]
-    Invalid { message: String, errors: Vec<FieldError> },
+    Invalid {
+        message: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -46,8 +55,13 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("the request body was not received within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("rate limit for source {source_name} exceeded; retry after {retry_after_secs} s")]
-    RateLimited { source_name: String, retry_after_secs: u64 },
+    RateLimited {
+        source_name: String,
+        retry_after_secs: u64,
+    },
     /// The event could not be made durable right now (store error, disk full, writer overloaded).
     #[error("{0}")]
     Unavailable(String),
@@ -55,7 +69,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn malformed(message: impl Into<String>) -> Self {
-        ApiError::Malformed { message: message.into(), errors: Vec::new() }
+        ApiError::Malformed {
+            message: message.into(),
+            errors: Vec::new(),
+        }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
@@ -72,6 +89,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -87,6 +105,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Timeout(_) => "timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
         }
@@ -133,7 +152,9 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status(), axum::Json(&body)).into_response();
         match &self {
-            ApiError::RateLimited { retry_after_secs, .. } => {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
@@ -142,7 +163,8 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Unavailable(_) => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

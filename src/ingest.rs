@@ -1,1 +1,271 @@
-//! (being written)
+//! Ingest handlers: the door every event comes through.
+//!
+//! For each request, in this order: credential (401/403) → content type (415) → body size and
+//! deadline (413/408) → normalize (400/422) → source rate limit (429) → journal commit (503 if
+//! it cannot be made durable) → 202 with the stored event ids. The order is chosen so that the
+//! cheap refusals come first and nothing is answered 2xx before the commit.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::SourceEntry;
+use crate::config::{Limits, Permission};
+use crate::error::ApiError;
+use crate::event::{Event, Format};
+use crate::journal::JournalError;
+use crate::normalize::{self, Context, Normalized};
+use crate::server::App;
+
+pub async fn alertmanager_v2(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&app, Format::AlertmanagerV2, &headers, body).await
+}
+
+pub async fn alertmanager_webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&app, Format::AlertmanagerWebhook, &headers, body).await
+}
+
+pub async fn report(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    ingest(&app, Format::Report, &headers, body).await
+}
+
+pub async fn canonical(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    ingest(&app, Format::Canonical, &headers, body).await
+}
+
+fn permission_for(format: Format) -> Permission {
+    match format {
+        Format::AlertmanagerV2 | Format::AlertmanagerWebhook | Format::Pagerduty => {
+            Permission::Alerts
+        }
+        Format::Report => Permission::Reports,
+        Format::Canonical => Permission::Events,
+    }
+}
+
+/// The bearer-token formats: every route but PagerDuty's.
+async fn ingest(app: &App, format: Format, headers: &HeaderMap, body: Body) -> Response {
+    let source = match app.auth.source_by_bearer(headers) {
+        Ok(source) => source,
+        Err(e) => return refuse(app, "unknown", e),
+    };
+    match ingest_as(app, source, format, headers, body).await {
+        Ok((ids, rejected)) if rejected.is_empty() => accepted(&ids, json!({})),
+        Ok((ids, rejected)) => {
+            // Alertmanager's behaviour for a batch with bad alerts: keep the good ones, answer
+            // 400 naming the bad ones, so the sender's logs show what was dropped.
+            app.metrics
+                .rejected(&source.name, "invalid", rejected.len() as u64);
+            let message = crate::error::summarize(&rejected);
+            let body = json!({
+                "error": "invalid",
+                "message": format!("stored {} events; refused {}", ids.len(), message),
+                "errors": rejected,
+                "event_ids": ids,
+            });
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+        Err(e) => refuse(app, &source.name, e),
+    }
+}
+
+async fn ingest_as(
+    app: &App,
+    source: &SourceEntry,
+    format: Format,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Vec<Uuid>, Vec<crate::error::FieldError>), ApiError> {
+    source.require(permission_for(format))?;
+    let bytes = read_body(headers, body, &app.limits).await?;
+    let ctx = Context {
+        source: &source.name,
+        now: Timestamp::now(),
+    };
+    let normalized = match format {
+        Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx)?,
+        Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&bytes, ctx)?,
+        Format::Report => normalize::report(&bytes, ctx)?,
+        Format::Canonical => normalize::canonical(&bytes, ctx)?,
+        Format::Pagerduty => {
+            return Err(ApiError::malformed("PagerDuty events go to /v2/enqueue"));
+        }
+    };
+    let Normalized { events, rejected } = normalized;
+    let ids = commit(app, source, format, events).await?;
+    Ok((ids, rejected))
+}
+
+/// `POST /v2/enqueue`: PagerDuty Events API v2. The body's `routing_key` is the credential, and
+/// answers keep PagerDuty's shape so existing PagerDuty clients understand them.
+pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let mut source_name = "unknown";
+    let result = async {
+        let bytes = read_body(&headers, body, &app.limits).await?;
+        let event = normalize::parse_pagerduty(&bytes)?;
+        let source = app.auth.source_by_routing_key(event.routing_key())?;
+        source_name = &source.name;
+        source.require(Permission::Alerts)?;
+        let ctx = Context {
+            source: &source.name,
+            now: Timestamp::now(),
+        };
+        let Normalized { events, .. } = event.into_normalized(ctx)?;
+        let dedup_key = events
+            .first()
+            .map(|e| e.dedup_key.clone())
+            .unwrap_or_default();
+        let ids = commit(&app, source, Format::Pagerduty, events).await?;
+        Ok::<_, ApiError>((dedup_key, ids))
+    }
+    .await;
+    match result {
+        Ok((dedup_key, ids)) => accepted(
+            &ids,
+            json!({"message": "Event processed", "dedup_key": dedup_key}),
+        ),
+        Err(e) => {
+            app.metrics.rejected(source_name, e.code(), 1);
+            pagerduty_error(e)
+        }
+    }
+}
+
+fn pagerduty_error(e: ApiError) -> Response {
+    // PagerDuty answers every invalid event with 400, never 422.
+    let status = match e.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        s => s,
+    };
+    let status_word = match status {
+        StatusCode::BAD_REQUEST => "invalid event",
+        StatusCode::TOO_MANY_REQUESTS => "throttle event",
+        _ => e.code(),
+    };
+    let errors: Vec<String> = if e.field_errors().is_empty() {
+        vec![e.to_string()]
+    } else {
+        e.field_errors().iter().map(ToString::to_string).collect()
+    };
+    let body = json!({
+        "status": status_word,
+        "message": e.to_string(),
+        "errors": errors,
+        "error": e.code(),
+    });
+    let mut resp = e.into_response();
+    *resp.status_mut() = status;
+    *resp.body_mut() = Body::from(body.to_string());
+    resp
+}
+
+/// Rate-limits, then hands the events to the journal and waits for the commit.
+async fn commit(
+    app: &App,
+    source: &SourceEntry,
+    format: Format,
+    events: Vec<Event>,
+) -> Result<Vec<Uuid>, ApiError> {
+    source.admit(events.len())?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let n = ids.len() as u64;
+    app.journal.append(events).await.map_err(|e| match e {
+        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
+        JournalError::Store(err) => ApiError::Unavailable(format!(
+            "the event could not be stored durably ({err}); retry"
+        )),
+    })?;
+    app.metrics.accepted(&source.name, format.as_str(), n);
+    Ok(ids)
+}
+
+fn accepted(ids: &[Uuid], extra: serde_json::Value) -> Response {
+    let mut body = json!({"status": "success", "accepted": ids.len(), "event_ids": ids});
+    if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+fn refuse(app: &App, source: &str, e: ApiError) -> Response {
+    app.metrics.rejected(source, e.code(), 1);
+    if matches!(e, ApiError::Unavailable(_)) {
+        tracing::warn!(source, error = %e, "ingest answered 503");
+    } else {
+        tracing::debug!(source, error = %e, "ingest refused");
+    }
+    e.into_response()
+}
+
+/// Checks the content type and reads the body within the size limit and the request deadline.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &Limits,
+) -> Result<Bytes, ApiError> {
+    require_json(headers)?;
+    let limit = limits.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    match tokio::time::timeout(limits.request_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::Timeout(limits.request_timeout)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::TooLarge { limit }),
+        Ok(Err(e)) => Err(ApiError::malformed(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type; send `Content-Type: application/json`".into(),
+        ));
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {mime:?} is not supported; send `Content-Type: application/json`"
+        )))
+    }
+}
