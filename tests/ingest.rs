@@ -1,0 +1,516 @@
+//! The ingest contract, end to end against the real binary: every endpoint's happy path with a
+//! real-shaped payload, every error with its JSON body, and durability across SIGKILL.
+
+mod common;
+
+use common::{ALERTS_ONLY_TOKEN, Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, fixture};
+use serde_json::{Value, json};
+
+async fn stored(d: &Daemon, id: &str) -> Value {
+    let r = d
+        .get(&format!("/api/v1/events/{id}"), Some(VIEWER_TOKEN))
+        .await;
+    assert_eq!(r.status, 200, "event {id} should be readable: {}", r.text);
+    r.body
+}
+
+#[tokio::test]
+async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
+    let d = Daemon::start("");
+    let r = d
+        .post(
+            "/api/v2/alerts",
+            Some(ALERTS_ONLY_TOKEN),
+            fixture("alertmanager-v2/alerts.json"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["status"], "success");
+    let ids = r.event_ids();
+    assert!(!ids.is_empty());
+    for id in &ids {
+        let event = stored(&d, id).await;
+        assert_eq!(event["source"], "prometheus");
+        assert_eq!(event["format"], "alertmanager_v2");
+        assert_eq!(event["fingerprint"].as_str().unwrap().len(), 16);
+    }
+
+    // The vector from Alertmanager's own fingerprinting.
+    let alert = json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+        "annotations": {"summary": "Disk on db1 is full"},
+        "startsAt": "2026-11-27T01:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=disk"
+    }]);
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), alert.to_string())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["fingerprint"], "e94c744ae3d44df8");
+    assert_eq!(event["dedup_key"], "e94c744ae3d44df8");
+    assert_eq!(event["action"], "trigger");
+    assert_eq!(event["severity"], "critical");
+    assert_eq!(event["summary"], "Disk on db1 is full");
+}
+
+#[tokio::test]
+async fn alertmanager_v2_past_ends_at_is_a_resolve() {
+    let d = Daemon::start("");
+    let alert = json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1"},
+        "startsAt": "2026-11-27T01:00:00Z",
+        "endsAt": "2026-11-27T01:05:00Z"
+    }]);
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), alert.to_string())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(stored(&d, &r.event_ids()[0]).await["action"], "resolve");
+}
+
+#[tokio::test]
+async fn a_batch_with_invalid_alerts_stores_the_valid_ones_and_names_the_rest() {
+    let d = Daemon::start("");
+    let batch = json!([
+        {"labels": {"alertname": "Good1"}},
+        {"labels": {}},
+        {"labels": {"alertname": "Good2"}},
+    ]);
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), batch.to_string())
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"], "invalid");
+    let errors = r.body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{}", r.text);
+    assert!(
+        errors[0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("alerts[1]"),
+        "{}",
+        r.text
+    );
+    let ids = r.event_ids();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        stored(&d, id).await;
+    }
+}
+
+#[tokio::test]
+async fn pagerduty_enqueue_answers_like_pagerduty_and_generates_dedup_keys() {
+    let d = Daemon::start("");
+    let mut trigger: Value = serde_json::from_slice(&fixture("pagerduty/trigger.json")).unwrap();
+    trigger["routing_key"] = json!(ROUTING_KEY);
+    trigger.as_object_mut().unwrap().remove("dedup_key");
+    // No bearer token: the routing key is the credential.
+    let r = d.post("/v2/enqueue", None, trigger.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["status"], "success");
+    assert_eq!(r.body["message"], "Event processed");
+    let key = r.body["dedup_key"].as_str().expect("dedup_key").to_string();
+    assert!(!key.is_empty() && key.len() <= 255);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["dedup_key"], key.as_str());
+    assert_eq!(event["format"], "pagerduty");
+    assert_eq!(event["source"], "default");
+
+    // Two triggers without a key get different keys.
+    let r2 = d.post("/v2/enqueue", None, trigger.to_string()).await;
+    assert_ne!(r2.body["dedup_key"], r.body["dedup_key"]);
+
+    // Resolve with the generated key.
+    let mut resolve: Value = serde_json::from_slice(&fixture("pagerduty/resolve.json")).unwrap();
+    resolve["routing_key"] = json!(ROUTING_KEY);
+    resolve["dedup_key"] = json!(key);
+    let r = d.post("/v2/enqueue", None, resolve.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["dedup_key"], key.as_str());
+    assert_eq!(stored(&d, &r.event_ids()[0]).await["action"], "resolve");
+
+    // Acknowledge without a dedup key is an invalid event, in PagerDuty's words.
+    let ack = json!({"routing_key": ROUTING_KEY, "event_action": "acknowledge"});
+    let r = d.post("/v2/enqueue", None, ack.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["status"], "invalid event");
+    assert!(
+        r.body["errors"].as_array().is_some_and(|e| !e.is_empty()),
+        "{}",
+        r.text
+    );
+
+    // A wrong routing key is refused.
+    trigger["routing_key"] = json!("not-a-key");
+    let r = d.post("/v2/enqueue", None, trigger.to_string()).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.body["error"], "unauthorized");
+}
+
+#[tokio::test]
+async fn alertmanager_webhook_keeps_the_senders_fingerprints() {
+    let d = Daemon::start("");
+    let body = fixture("alertmanager-webhook/v4.json");
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    let r = d
+        .post("/api/v1/alertmanager", Some(ALERTS_ONLY_TOKEN), body)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let ids = r.event_ids();
+    let alerts = sent["alerts"].as_array().unwrap();
+    assert_eq!(ids.len(), alerts.len());
+    for (id, alert) in ids.iter().zip(alerts) {
+        let event = stored(&d, id).await;
+        assert_eq!(event["format"], "alertmanager_webhook");
+        if let Some(fp) = alert["fingerprint"].as_str() {
+            assert_eq!(event["fingerprint"], fp);
+        }
+        let expected = if alert["status"] == "resolved" {
+            "resolve"
+        } else {
+            "trigger"
+        };
+        assert_eq!(event["action"], expected);
+    }
+}
+
+#[tokio::test]
+async fn customer_reports_and_canonical_events_are_stored() {
+    let d = Daemon::start("");
+    let body = fixture("reports/verified-personal-data.json");
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    let r = d.post("/api/v1/reports", Some(TOKEN), body).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["kind"], "report");
+    assert_eq!(event["verified"], true);
+    assert_eq!(event["customer"], sent["customer"]);
+    if let Some(ticket) = sent["ticket_id"].as_str() {
+        assert_eq!(event["dedup_key"], ticket);
+    }
+
+    let r = d
+        .post(
+            "/api/v1/events",
+            Some(TOKEN),
+            fixture("events/canonical.json"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    for id in r.event_ids() {
+        assert_eq!(stored(&d, &id).await["format"], "canonical");
+    }
+
+    // Listing: newest first, filterable by source, paged.
+    let r = d.get("/api/v1/events?limit=1", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 1);
+    assert!(r.body["next"].is_string());
+    let r = d
+        .get("/api/v1/events?source=prometheus", Some(VIEWER_TOKEN))
+        .await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0);
+    let r = d
+        .get(
+            "/api/v1/events?source=default&limit=100",
+            Some(VIEWER_TOKEN),
+        )
+        .await;
+    let events = r.body["events"].as_array().unwrap();
+    assert!(events.len() >= 2);
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_status_and_a_json_body() {
+    let d = Daemon::start("limits:\n  max_body_bytes: 4096\n");
+    let alert = json!([{"labels": {"alertname": "X"}}]).to_string();
+
+    let check = |r: &common::Reply, status: u16, code: &str| {
+        assert_eq!(r.status, status, "{}", r.text);
+        assert_eq!(r.body["error"], code, "{}", r.text);
+        assert!(
+            r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            r.text
+        );
+    };
+
+    // 401: no token, wrong token.
+    check(
+        &d.post("/api/v2/alerts", None, alert.clone()).await,
+        401,
+        "unauthorized",
+    );
+    check(
+        &d.post("/api/v2/alerts", Some("wrong"), alert.clone()).await,
+        401,
+        "unauthorized",
+    );
+    // 403: a source that may send alerts only, sending a report.
+    let report = json!({"reporter": "desk", "service": "checkout", "summary": "x"}).to_string();
+    check(
+        &d.post("/api/v1/reports", Some(ALERTS_ONLY_TOKEN), report)
+            .await,
+        403,
+        "forbidden",
+    );
+    // 403: a viewer cannot ingest... it is not a source at all, so 401; a source cannot read.
+    check(
+        &d.get("/api/v1/events", Some(ALERTS_ONLY_TOKEN)).await,
+        401,
+        "unauthorized",
+    );
+    // 415: wrong content type.
+    let r = d
+        .client
+        .post(d.url("/api/v2/alerts"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/plain")
+        .body(alert.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_media_type");
+    // 413: larger than the configured limit, with and without Content-Length.
+    let big = format!(
+        "[{{\"labels\":{{\"alertname\":\"{}\"}}}}]",
+        "x".repeat(8000)
+    );
+    check(
+        &d.post("/api/v2/alerts", Some(TOKEN), big.clone()).await,
+        413,
+        "too_large",
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+        .as_bytes()
+        .chunks(1000)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let r = d
+        .client
+        .post(d.url("/api/v2/alerts"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // 400: not JSON, with the position.
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ")
+        .await;
+    check(&r, 400, "malformed");
+    // 422: well-formed, but a value is out of bounds.
+    let long = json!({"reporter": "desk", "service": "checkout", "summary": "x".repeat(2000)});
+    let r = d
+        .post("/api/v1/reports", Some(TOKEN), long.to_string())
+        .await;
+    check(&r, 422, "invalid");
+    assert!(
+        r.text.contains("summary"),
+        "the error names the field: {}",
+        r.text
+    );
+
+    // Nothing of the above was stored.
+    let r = d.get("/api/v1/events", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
+
+    // Rejections are counted by reason.
+    let m = d.get("/metrics", None).await;
+    assert!(m.text.contains("reason=\"unauthorized\""), "{}", m.text);
+    assert!(m.text.contains("reason=\"too_large\""), "{}", m.text);
+}
+
+/// A body stream from chunks, so the request has no Content-Length (chunked encoding).
+fn futures_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    struct Iter(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
+    impl futures_core::Stream for Iter {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(chunks.into_iter())
+}
+
+#[tokio::test]
+async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
+    let d = Daemon::start_with(&format!(
+        "sources:\n  - name: slow\n    token: {TOKEN}\n    allow: [alerts]\n    rate_limit: {{per_second: 1, burst: 2}}\n"
+    ));
+    let alert = json!([{"labels": {"alertname": "X"}}]).to_string();
+    for _ in 0..2 {
+        assert_eq!(
+            d.post("/api/v2/alerts", Some(TOKEN), alert.clone())
+                .await
+                .status,
+            202
+        );
+    }
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["error"], "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+}
+
+#[tokio::test]
+async fn events_answered_202_survive_sigkill() {
+    let mut d = Daemon::start("");
+    let mut ids = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = d.client.clone();
+        let url = d.url("/api/v2/alerts");
+        tasks.push(tokio::spawn(async move {
+            let body = json!([{"labels": {"alertname": "Crash", "n": i.to_string()}}]);
+            let r = client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+            let v: Value = r.json().await.unwrap();
+            v["event_ids"][0].as_str().unwrap().to_string()
+        }));
+    }
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    // Killed right after the last 202: no shutdown path runs.
+    d.kill9();
+    let d = d.restart();
+    for id in &ids {
+        stored(&d, id).await;
+    }
+    let r = d.get("/api/v1/events?limit=1000", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), ids.len());
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let mut d = Daemon::start("");
+    let alert = json!([{"labels": {"alertname": "BeforeStop"}}]).to_string();
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
+    assert_eq!(r.status, 202);
+    let id = r.event_ids()[0].clone();
+
+    // A request whose body is still arriving when SIGTERM lands is finished, not cut off.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let slow = d
+        .client
+        .post(d.url("/api/v2/alerts"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(ReceiverStream(rx)))
+        .send();
+    let slow = tokio::spawn(slow);
+    tx.send(Ok(b"[{\"labels\":".to_vec())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = d.child.id();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.send(Ok(b"{\"alertname\":\"InFlight\"}}]".to_vec()))
+        .await
+        .unwrap();
+    drop(tx);
+    let resp = slow.await.unwrap().expect("in-flight request answered");
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().await.unwrap();
+    let in_flight = v["event_ids"][0].as_str().unwrap().to_string();
+
+    assert_eq!(d.terminate(), Some(0), "exit code after SIGTERM");
+    let d = d.restart();
+    stored(&d, &id).await;
+    stored(&d, &in_flight).await;
+}
+
+struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>);
+
+impl futures_core::Stream for ReceiverStream {
+    type Item = Result<Vec<u8>, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_drips_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start("limits:\n  header_read_timeout: 1s\n");
+    let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // The server must close (or answer) on its own; we never finish the headers.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer_without_credentials() {
+    let d = Daemon::start("");
+    assert_eq!(d.get("/-/healthy", None).await.status, 200);
+    assert_eq!(d.get("/-/ready", None).await.status, 200);
+    let alert = json!([{"labels": {"alertname": "M"}}, {"labels": {"alertname": "N"}}]);
+    assert_eq!(
+        d.post("/api/v2/alerts", Some(TOKEN), alert.to_string())
+            .await
+            .status,
+        202
+    );
+    let m = d.get("/metrics", None).await;
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text.contains(
+            "tocsin_events_accepted_total{source=\"default\",format=\"alertmanager_v2\"} 2"
+        ),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("tocsin_journal_commit_seconds_bucket"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("tocsin_journal_commit_batch_events_count"),
+        "{}",
+        m.text
+    );
+}
