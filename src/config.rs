@@ -1302,3 +1302,424 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     Duration::try_from(signed).map_err(|_| bad())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "s3cret-token-value";
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let mut raw = parse(text, "test.yaml")?;
+        raw.apply_env_overrides(env);
+        validate(raw, "test.yaml", env)
+    }
+
+    fn find<'a>(errors: &'a ConfigErrors, path: &str) -> &'a ConfigError {
+        errors
+            .errors
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no error at {path} in:\n{errors}"))
+    }
+
+    #[test]
+    fn embedded_default_loads_with_token_from_env() {
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN)]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+
+        assert_eq!(config.listen, "127.0.0.1:9797");
+        assert_eq!(config.data_dir, PathBuf::from("./tocsin-data"));
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.journal, Journal::default());
+        assert_eq!(config.generated_token, None);
+        let [source] = config.sources.as_slice() else {
+            panic!("one source")
+        };
+        assert_eq!(source.name, "default");
+        assert_eq!(source.token.expose(), TOKEN);
+        assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some(TOKEN));
+        assert_eq!(source.allow, Permission::ALL.into_iter().collect());
+        assert_eq!(
+            source.rate_limit,
+            RateLimit {
+                per_second: 200_000,
+                burst: 400_000
+            }
+        );
+        let [user] = config.users.as_slice() else {
+            panic!("one user")
+        };
+        assert_eq!(user.name, "admin");
+        assert_eq!(user.token.expose(), TOKEN);
+        assert_eq!(user.roles, BTreeSet::from([Role::Admin]));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = load_text("{}\n", &env_of(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9797");
+        assert_eq!(config.limits, Limits::default());
+        assert!(config.sources.is_empty());
+        assert!(config.users.is_empty());
+    }
+
+    #[test]
+    fn placeholder_token_touches_no_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let env = env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap())]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        assert!(!data_dir.exists());
+        assert_eq!(config.generated_token, None);
+        assert!(!config.sources[0].token.expose().is_empty());
+    }
+
+    #[test]
+    fn many_mistakes_are_reported_together_with_locations() {
+        let text = r#"listen: "localhost"
+log_format: xml
+limits:
+  max_body_bytes: 0
+  request_timeout: 0s
+  header_read_timeout: soon
+journal: { queue_capacity: 0 }
+sources:
+  - name: alpha
+    token: "${A}"
+    allow: [alerts, pages]
+    rate_limit: { per_second: 0, burst: 10 }
+  - name: alpha
+    token: "${A}"
+  - name: ""
+    token: "${NOPE}"
+  - name: beta
+users:
+  - name: ""
+    token: t1
+    roles: [root]
+  - name: bob
+    token: t2
+"#;
+        let errors = load_text(text, &env_of(&[("A", "tok-a")])).unwrap_err();
+        let at = |path: &str| find(&errors, path).position.map(|p| p.line);
+
+        assert_eq!(at("listen"), Some(1));
+        assert_eq!(at("log_format"), Some(2));
+        assert_eq!(at("limits.max_body_bytes"), Some(4));
+        assert_eq!(at("limits.request_timeout"), Some(5));
+        assert_eq!(at("limits.header_read_timeout"), Some(6));
+        assert_eq!(at("journal.queue_capacity"), Some(7));
+        assert_eq!(at("sources[0].allow[1]"), Some(11));
+        assert_eq!(at("sources[0].rate_limit.per_second"), Some(12));
+        assert_eq!(at("sources[1].name"), Some(13));
+        assert!(
+            find(&errors, "sources[1].name")
+                .message
+                .contains("already defined")
+        );
+        assert_eq!(at("sources[1].token"), Some(14));
+        assert!(
+            find(&errors, "sources[1].token")
+                .message
+                .contains("sources[0].token")
+        );
+        assert_eq!(at("sources[2].name"), Some(15));
+        assert_eq!(at("sources[2].token"), Some(16));
+        assert!(
+            find(&errors, "sources[2].token")
+                .message
+                .contains("NOPE is not set")
+        );
+        assert_eq!(at("sources[3].token"), Some(17));
+        assert!(
+            find(&errors, "sources[3].token")
+                .message
+                .contains("missing")
+        );
+        assert_eq!(at("users[0].name"), Some(19));
+        assert_eq!(at("users[0].roles[0]"), Some(21));
+        assert_eq!(at("users[1].roles"), Some(22));
+        assert_eq!(errors.errors.len(), 16, "{errors}");
+
+        // One line per error, each `file:line:col: path: message`.
+        let shown = errors.to_string();
+        assert_eq!(shown.lines().count(), errors.errors.len());
+        assert!(
+            shown.lines().all(|l| l.starts_with("test.yaml:")),
+            "{shown}"
+        );
+        assert!(shown.contains("test.yaml:12:"), "{shown}");
+        assert!(
+            shown.contains(": sources[0].rate_limit.per_second: must be from 1"),
+            "{shown}"
+        );
+        assert!(!shown.contains("tok-a"), "a secret leaked into:\n{shown}");
+    }
+
+    #[test]
+    fn listen_must_be_host_and_port() {
+        for good in ["127.0.0.1:0", "0.0.0.0:9797", "[::1]:9797", "localhost:80"] {
+            assert_eq!(check_listen(good), Ok(()), "{good}");
+        }
+        for bad in ["localhost", ":9797", "host:99999", "::1:80", "a b:80", ""] {
+            assert!(check_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn body_limit_above_64_mib_is_rejected() {
+        let errors = load_text("limits: { max_body_bytes: 67108865 }\n", &env_of(&[])).unwrap_err();
+        assert!(
+            find(&errors, "limits.max_body_bytes")
+                .message
+                .contains("64 MiB")
+        );
+        let ok = load_text("limits: { max_body_bytes: 67108864 }\n", &env_of(&[])).unwrap();
+        assert_eq!(ok.limits.max_body_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn durations_are_humane() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-2s").is_err());
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_line() {
+        let text = "listen: \"127.0.0.1:1\"\nsources:\n  - name: a\n    tokn: x\n";
+        let errors = load_text(text, &env_of(&[])).unwrap_err();
+        let [error] = errors.errors.as_slice() else {
+            panic!("one error: {errors}")
+        };
+        assert_eq!(error.position.map(|p| p.line), Some(4), "{errors}");
+        assert!(error.message.contains("tokn"), "{errors}");
+        assert!(errors.to_string().starts_with("test.yaml:4:"), "{errors}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_position() {
+        let errors = load_text("listen: [unclosed\n", &env_of(&[])).unwrap_err();
+        assert!(errors.errors[0].position.is_some(), "{errors}");
+    }
+
+    #[test]
+    fn env_vars_expand_whole_or_in_part_and_escape() {
+        assert_eq!(expand("${X}", &env_of(&[("X", "v")])), Ok("v".to_string()));
+        assert_eq!(
+            expand("Bearer-${X}-${Y}!", &env_of(&[("X", "a"), ("Y", "b")])),
+            Ok("Bearer-a-b!".to_string())
+        );
+        assert_eq!(
+            expand("$${X} costs $5", &env_of(&[])),
+            Ok("${X} costs $5".to_string())
+        );
+        assert_eq!(
+            expand("$$${X}", &env_of(&[("X", "v")])),
+            Ok("$${X}".to_string())
+        );
+        assert_eq!(
+            expand("${A}${B}", &env_of(&[])),
+            Err(vec![
+                "environment variable A is not set".to_string(),
+                "environment variable B is not set".to_string()
+            ])
+        );
+        assert!(expand("${unclosed", &env_of(&[])).is_err());
+        assert!(expand("${1X}", &env_of(&[])).is_err());
+        // A value is inserted as text, never re-expanded or re-parsed.
+        assert_eq!(
+            expand("${X}", &env_of(&[("X", "${Y}")])),
+            Ok("${Y}".to_string())
+        );
+    }
+
+    #[test]
+    fn env_values_cannot_inject_yaml() {
+        let text = "sources:\n  - name: a\n    token: ${T}\n";
+        let env = env_of(&[("T", "x\n  - name: evil\n    token: y")]);
+        let errors = load_text(text, &env).unwrap_err();
+        assert!(
+            find(&errors, "sources[0].token")
+                .message
+                .contains("whitespace"),
+            "{errors}"
+        );
+
+        let env = env_of(&[("T", "x}]},{name:evil")]);
+        let config = load_text(text, &env).unwrap();
+        assert_eq!(config.sources.len(), 1);
+        assert_eq!(config.sources[0].token.expose(), "x}]},{name:evil");
+    }
+
+    #[test]
+    fn unquoted_references_and_partial_rate_limit() {
+        let text = "sources:\n  - name: a\n    token: ${T}\n    routing_key: rk-${T}\n    \
+                    rate_limit: { per_second: 10 }\n";
+        let config = load_text(text, &env_of(&[("T", "v")])).unwrap();
+        let source = &config.sources[0];
+        assert_eq!(source.token.expose(), "v");
+        assert_eq!(
+            source.routing_key.as_ref().map(Secret::expose),
+            Some("rk-v")
+        );
+        assert_eq!(
+            source.rate_limit,
+            RateLimit {
+                per_second: 10,
+                burst: 20
+            }
+        );
+    }
+
+    #[test]
+    fn escaped_reference_is_not_a_token_reference() {
+        let text = "users:\n  - name: a\n    token: \"$${TOCSIN_TOKEN}\"\n    roles: [viewer]\n";
+        let raw = parse(text, "test.yaml").unwrap();
+        assert!(!raw.references_var("TOCSIN_TOKEN"));
+        let config = validate(raw, "test.yaml", &env_of(&[])).unwrap();
+        assert_eq!(config.users[0].token.expose(), "${TOCSIN_TOKEN}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        assert_eq!(format!("{:?}", Secret::new(TOKEN)), "***");
+        assert_eq!(format!("{}", Secret::new(TOKEN)), "***");
+
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN)]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains(TOKEN), "{shown}");
+        assert!(shown.contains("***"));
+
+        let raw = parse("sources:\n  - name: a\n    token: literal-secret\n", "t").unwrap();
+        assert!(!format!("{raw:?}").contains("literal-secret"));
+    }
+
+    #[test]
+    fn listen_and_data_dir_overrides_win_over_the_file() {
+        let env = env_of(&[
+            ("TOCSIN_TOKEN", TOKEN),
+            ("TOCSIN_LISTEN", "0.0.0.0:0"),
+            ("TOCSIN_DATA_DIR", "/var/lib/tocsin"),
+        ]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:0");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/tocsin"));
+
+        // Empty counts as unset.
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN), ("TOCSIN_LISTEN", "")]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9797");
+
+        // A bad override is blamed on the variable, not on the file's line.
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN), ("TOCSIN_LISTEN", "nonsense")]);
+        let errors = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap_err();
+        let error = find(&errors, "listen (from TOCSIN_LISTEN)");
+        assert_eq!(error.position, None);
+    }
+
+    #[test]
+    fn generated_token_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("nested/data");
+        let env = env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap())]);
+
+        let first = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
+        let token_path = data_dir.join("token");
+        assert_eq!(first.generated_token.as_deref(), Some(token_path.as_path()));
+        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let token = first.sources[0].token.expose().to_string();
+        assert_eq!(token.len(), 43, "32 bytes in unpadded base64url");
+        assert_eq!(std::fs::read_to_string(&token_path).unwrap().trim(), token);
+        assert_eq!(first.users[0].token.expose(), token);
+
+        let second = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
+        assert_eq!(second.sources[0].token.expose(), token);
+        assert_eq!(second.generated_token, first.generated_token);
+
+        // An explicit TOCSIN_TOKEN wins and the file is not consulted.
+        let env = env_of(&[
+            ("TOCSIN_DATA_DIR", data_dir.to_str().unwrap()),
+            ("TOCSIN_TOKEN", TOKEN),
+        ]);
+        let third = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
+        assert_eq!(third.sources[0].token.expose(), TOKEN);
+        assert_eq!(third.generated_token, None);
+    }
+
+    #[test]
+    fn token_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "abc\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let env = env_of(&[("TOCSIN_DATA_DIR", dir.path().to_str().unwrap())]);
+        let errors = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap_err();
+        assert!(errors.to_string().contains("chmod 600"), "{errors}");
+    }
+
+    #[test]
+    fn missing_file_names_path_and_os_error() {
+        let origin = ConfigOrigin::File(PathBuf::from("/nonexistent/tocsin.yaml"));
+        let errors = load(&origin, &env_of(&[]), TokenFallback::Placeholder).unwrap_err();
+        let shown = errors.to_string();
+        assert!(shown.starts_with("/nonexistent/tocsin.yaml: "), "{shown}");
+        assert!(shown.contains("No such file"), "{shown}");
+    }
+
+    #[test]
+    fn resolve_origin_prefers_explicit_path() {
+        let path = Path::new("/etc/tocsin.yaml");
+        assert_eq!(
+            resolve_origin(Some(path)),
+            ConfigOrigin::File(path.to_path_buf())
+        );
+    }
+
+    #[test]
+    fn shipped_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/tocsin.yaml");
+        let env = env_of(&[
+            ("TOCSIN_TOKEN", TOKEN),
+            ("PROMETHEUS_TOKEN", "prom-token"),
+            ("TOCSIN_RESPONDER_TOKEN", "responder-token"),
+            ("TOCSIN_VIEWER_TOKEN", "viewer-token"),
+        ]);
+        let config = load(&ConfigOrigin::File(path), &env, TokenFallback::Placeholder).unwrap();
+        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["default", "prometheus"]);
+        assert_eq!(
+            config.sources[1].allow,
+            BTreeSet::from([Permission::Alerts])
+        );
+        assert_eq!(config.sources[1].routing_key, None);
+        let roles: Vec<_> = config.users.iter().map(|u| u.roles.clone()).collect();
+        assert_eq!(
+            roles,
+            [
+                BTreeSet::from([Role::Admin]),
+                BTreeSet::from([Role::Responder]),
+                BTreeSet::from([Role::Viewer])
+            ]
+        );
+    }
+}
