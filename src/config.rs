@@ -1,18 +1,258 @@
-//! Configuration: one YAML file (or the embedded default), parsed into raw structs that reject
-//! unknown fields, then validated into the typed [`Config`] with every error reported at once.
+//! Configuration: one YAML file (or the embedded default) parsed into raw structs that reject
+//! unknown fields, then validated into the typed [`Config`] with every error reported at once,
+//! each with its file, line, column and key path.
 //!
-//! First stage of start-up and of every reload: nothing else reads YAML.
-//!
-//! TYPE SKELETON — the loader and validation are being written; the typed shapes below are the
-//! contract the rest of the crate builds against.
+//! First stage of start-up and of every reload: nothing else reads YAML. The flow is
+//! [`resolve_origin`] → [`load`], which reads the text, [`parse`]s it, applies the
+//! `TOCSIN_LISTEN` / `TOCSIN_DATA_DIR` overrides, supplies `TOCSIN_TOKEN` when the environment
+//! lacks it ([`TokenFallback`]), and ends in the pure [`validate`]. `${VAR}` references are
+//! expanded by [`validate`], after parsing, so an environment value can never change the YAML
+//! structure.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::{Location, MessageFormatter, Spanned};
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/// The configuration used when no file is given and `rules/tocsin.yaml` does not exist.
+///
+/// Every credential is `${TOCSIN_TOKEN}`, which [`load`] can generate and keep in
+/// `<data_dir>/token`, so a bare `tocsin serve` works and is still authenticated. The rate limit
+/// is high enough that benchmarks measure the server, not the limiter.
+pub const EMBEDDED_DEFAULT: &str = r#"# Tocsin's embedded default configuration. rules/tocsin.yaml documents every key.
+listen: "127.0.0.1:9797"
+data_dir: "./tocsin-data"
+log_format: text
+limits:
+  max_body_bytes: 524288
+  header_read_timeout: 2s
+  request_timeout: 30s
+journal:
+  queue_capacity: 4096
+  max_batch_events: 4096
+sources:
+  - name: default
+    token: "${TOCSIN_TOKEN}"
+    routing_key: "${TOCSIN_TOKEN}"
+    allow: [alerts, reports, events]
+    rate_limit: { per_second: 200000, burst: 400000 }
+users:
+  - name: admin
+    token: "${TOCSIN_TOKEN}"
+    roles: [admin]
+"#;
+
+/// The file looked for in the working directory when no path is given.
+pub const DEFAULT_CONFIG_PATH: &str = "rules/tocsin.yaml";
+
+/// Where the configuration text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for ConfigOrigin {
+    /// The name used in front of every error location.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigOrigin::File(path) => write!(f, "{}", path.display()),
+            ConfigOrigin::Embedded => f.write_str("<embedded default>"),
+        }
+    }
+}
+
+/// The explicit path if one is given, else [`DEFAULT_CONFIG_PATH`] if it exists (relative to
+/// the working directory), else the embedded default.
+pub fn resolve_origin(explicit: Option<&Path>) -> ConfigOrigin {
+    match explicit {
+        Some(path) => ConfigOrigin::File(path.to_path_buf()),
+        None if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
+            ConfigOrigin::File(PathBuf::from(DEFAULT_CONFIG_PATH))
+        }
+        None => ConfigOrigin::Embedded,
+    }
+}
+
+/// What [`load`] does when the config references `${TOCSIN_TOKEN}` and the environment has no
+/// `TOCSIN_TOKEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFallback {
+    /// Read `<data_dir>/token`, or create it (mode 0600) with a new random token. For `serve`.
+    Generate,
+    /// Use a random in-memory token and touch nothing on disk. For `tocsin check`, which only
+    /// asks whether the config is valid.
+    Placeholder,
+}
+
+/// Loads and validates the configuration.
+///
+/// `env` looks up environment variables; pass `&|name| std::env::var(name).ok()` in the
+/// binary and a map in tests. `TOCSIN_LISTEN` and `TOCSIN_DATA_DIR`, when set and non-empty,
+/// win over the file. Every problem found is returned at once.
+pub fn load(
+    origin: &ConfigOrigin,
+    env: &dyn Fn(&str) -> Option<String>,
+    token: TokenFallback,
+) -> Result<Config, ConfigErrors> {
+    let file = origin.to_string();
+    let text = match origin {
+        ConfigOrigin::File(path) => read_config_file(path)?,
+        ConfigOrigin::Embedded => EMBEDDED_DEFAULT.to_string(),
+    };
+    let mut raw = parse(&text, &file)?;
+    raw.apply_env_overrides(env);
+
+    let mut generated_token = None;
+    let mut fallback_token = None;
+    if raw.references_var(TOKEN_VAR) && env(TOKEN_VAR).is_none() {
+        let data_dir = match &raw.env_overrides.data_dir {
+            Some(dir) => Some(dir.clone()),
+            None => match &raw.data_dir {
+                Some(dir) => expand(&dir.value, env).ok(),
+                None => Some(DEFAULT_DATA_DIR.to_string()),
+            },
+        };
+        match (token, data_dir) {
+            (TokenFallback::Generate, Some(dir)) if !dir.is_empty() => {
+                let path = Path::new(&dir).join(TOKEN_FILE);
+                fallback_token = Some(read_or_create_token(&path)?);
+                generated_token = Some(path);
+            }
+            // Without a usable data_dir, validation fails anyway and names the real problem;
+            // the placeholder keeps a second, misleading "TOCSIN_TOKEN is not set" out of it.
+            _ => fallback_token = Some(random_token().map_err(|e| ConfigErrors::one(&file, e))?),
+        }
+    }
+
+    let env_with_token = |name: &str| match (&fallback_token, name == TOKEN_VAR) {
+        (Some(token), true) => Some(token.clone()),
+        _ => env(name),
+    };
+    let mut config = validate(raw, &file, &env_with_token)?;
+    config.generated_token = generated_token;
+    Ok(config)
+}
+
+/// Parses YAML text into [`RawConfig`]. `file` names the text in error messages.
+///
+/// Only YAML syntax, shape, types and unknown keys are checked here; values are checked by
+/// [`validate`].
+pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigErrors> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigErrors::one(
+            file,
+            format!(
+                "config is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    serde_saphyr::from_str_with_options(text, parse_options()).map_err(|err| ConfigErrors {
+        errors: vec![parse_error(file, &err)],
+    })
+}
+
+/// Turns a parsed config into the typed [`Config`], reporting every problem at once.
+///
+/// Pure: `env` is the only outside input, used to expand `${VAR}` in `listen`, `data_dir`,
+/// tokens and routing keys. [`Config::generated_token`] is left `None`; [`load`] sets it.
+pub fn validate(
+    raw: RawConfig,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        file,
+        env,
+        errors: Vec::new(),
+    };
+    let config = v.config(raw);
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors { errors: v.errors })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Every problem found in a configuration. `Display` puts each on its own line as
+/// `FILE:LINE:COL: path: message` (or `FILE: path: message` when the line is unknown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", join_lines(.errors))]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+/// One problem, with as much of its location as is known. Messages never contain a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file, the token file, or `<embedded default>`.
+    pub file: String,
+    pub position: Option<Position>,
+    /// Key path such as `sources[1].rate_limit.per_second`; empty for whole-file problems.
+    pub path: String,
+    pub message: String,
+}
+
+/// 1-based line and column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl ConfigErrors {
+    fn one(file: &str, message: impl Into<String>) -> Self {
+        ConfigErrors {
+            errors: vec![ConfigError {
+                file: file.to_string(),
+                position: None,
+                path: String::new(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+fn join_lines(errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed configuration: the contract the rest of the crate builds against
+// ---------------------------------------------------------------------------------------------
 
 /// A credential or other secret. `Debug` and `Display` print `***`; only [`Secret::expose`]
 /// gives the value, so a secret cannot reach a log line by accident.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -47,6 +287,19 @@ pub enum Permission {
     Events,
 }
 
+impl Permission {
+    pub const ALL: [Permission; 3] = [Permission::Alerts, Permission::Reports, Permission::Events];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Alerts => "alerts",
+            Permission::Reports => "reports",
+            Permission::Events => "events",
+        }
+    }
+}
+
 /// What a user credential may do on the read/act API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -55,12 +308,34 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Responder, Role::Admin];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Responder => "responder",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
     /// Sustained events per second.
     pub per_second: u32,
     /// Events that may arrive at once above the sustained rate.
     pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 200_000,
+            burst: 400_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,12 +372,31 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 512 * 1024,
+            header_read_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Journal {
     /// Ingest requests that may wait for the writer; beyond that ingest answers 503.
     pub queue_capacity: usize,
     /// Most events committed in one transaction (one fsync).
     pub max_batch_events: usize,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            queue_capacity: 4096,
+            max_batch_events: 4096,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,4 +409,1317 @@ pub struct Config {
     pub journal: Journal,
     pub sources: Vec<Source>,
     pub users: Vec<User>,
+    /// Set when `${TOCSIN_TOKEN}` came from (or was just written to) this file because the
+    /// environment had none, so `serve` can say where the token is.
+    pub generated_token: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw configuration: the YAML shape, before any value is checked
+// ---------------------------------------------------------------------------------------------
+
+/// The file as written. Enum-like values (`log_format`, `allow`, `roles`), durations and
+/// numbers are kept loose here so that [`validate`] can report all bad values together, each
+/// at its own line, instead of stopping at the first one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<Spanned<String>>,
+    pub data_dir: Option<Spanned<String>>,
+    pub log_format: Option<Spanned<String>>,
+    pub limits: Option<Spanned<RawLimits>>,
+    pub journal: Option<Spanned<RawJournal>>,
+    #[serde(default)]
+    pub sources: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    pub users: Vec<Spanned<RawUser>>,
+    /// Values from the environment that win over the file; not part of the YAML.
+    #[serde(skip)]
+    pub env_overrides: EnvOverrides,
+}
+
+/// `TOCSIN_LISTEN` and `TOCSIN_DATA_DIR`, kept apart from the file's values so an error can say
+/// which one was wrong.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnvOverrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<Spanned<u64>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    pub queue_capacity: Option<Spanned<u64>>,
+    pub max_batch_events: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: Option<Spanned<String>>,
+    pub token: Option<Spanned<Secret>>,
+    pub routing_key: Option<Spanned<Secret>>,
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: Option<Spanned<u64>>,
+    pub burst: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: Option<Spanned<String>>,
+    pub token: Option<Spanned<Secret>>,
+    pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+impl RawConfig {
+    /// Records `TOCSIN_LISTEN` and `TOCSIN_DATA_DIR`. Empty values count as unset, as an empty
+    /// `KEY=` line in a compose or systemd file usually means "not configured".
+    pub fn apply_env_overrides(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let get = |name| env(name).filter(|v: &String| !v.is_empty());
+        self.env_overrides = EnvOverrides {
+            listen: get(LISTEN_VAR),
+            data_dir: get(DATA_DIR_VAR),
+        };
+    }
+
+    /// Whether any expanded field refers to `${name}` (escaped `$${name}` does not count).
+    pub fn references_var(&self, name: &str) -> bool {
+        let mut fields: Vec<&str> = Vec::new();
+        if self.env_overrides.listen.is_none() {
+            fields.extend(self.listen.as_ref().map(|s| s.value.as_str()));
+        }
+        if self.env_overrides.data_dir.is_none() {
+            fields.extend(self.data_dir.as_ref().map(|s| s.value.as_str()));
+        }
+        for source in &self.sources {
+            fields.extend(source.value.token.as_ref().map(|s| s.value.expose()));
+            fields.extend(source.value.routing_key.as_ref().map(|s| s.value.expose()));
+        }
+        for user in &self.users {
+            fields.extend(user.value.token.as_ref().map(|s| s.value.expose()));
+        }
+        fields.into_iter().any(|text| {
+            split_vars(text).is_ok_and(|pieces| {
+                pieces
+                    .iter()
+                    .any(|p| matches!(p, Piece::Var(v) if *v == name))
+            })
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and defaults
+// ---------------------------------------------------------------------------------------------
+
+const TOKEN_VAR: &str = "TOCSIN_TOKEN";
+const LISTEN_VAR: &str = "TOCSIN_LISTEN";
+const DATA_DIR_VAR: &str = "TOCSIN_DATA_DIR";
+const TOKEN_FILE: &str = "token";
+const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
+const DEFAULT_DATA_DIR: &str = "./tocsin-data";
+
+/// A config is a few kilobytes; anything near this is a mistake or an attack.
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// Above this a single request body stops being an alert and starts being a memory problem.
+const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
+/// Each waiting request may hold a body, so the queue bounds memory too.
+const MAX_QUEUE_CAPACITY: u64 = 1 << 20;
+const MAX_BATCH_EVENTS: u64 = 1 << 20;
+const MAX_NAME_CHARS: usize = 128;
+
+fn parse_options() -> serde_saphyr::Options {
+    // The schema is at most five levels deep and a real config has a few hundred nodes; the
+    // budget turns alias bombs and deeply nested junk into a prompt error.
+    let budget = serde_saphyr::budget! {
+        max_depth: 16,
+        max_documents: 1,
+        max_nodes: 100_000,
+        max_events: 200_000,
+        max_aliases: 1_000,
+        max_anchors: 1_000,
+        max_total_scalar_bytes: MAX_CONFIG_BYTES,
+    };
+    serde_saphyr::options! {
+        budget: budget,
+        strict_booleans: true,
+        // Errors are rendered as one `file:line:col: message` line each, not as snippets.
+        with_snippet: false,
+    }
+}
+
+fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
+    let mut inner = err;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = inner
+    {
+        inner = error;
+    }
+    let message = serde_saphyr::UserMessageFormatter.format_message(inner);
+    // The message quotes YAML text; keep it on one line whatever the file contains.
+    let mut one_line = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            one_line.extend(c.escape_default());
+        } else {
+            one_line.push(c);
+        }
+    }
+    ConfigError {
+        file: file.to_string(),
+        position: err.location().and_then(position),
+        path: String::new(),
+        message: one_line,
+    }
+}
+
+fn position(loc: Location) -> Option<Position> {
+    (loc != Location::UNKNOWN && loc.line() > 0).then(|| Position {
+        line: loc.line(),
+        column: loc.column(),
+    })
+}
+
+fn read_config_file(path: &Path) -> Result<String, ConfigErrors> {
+    let file = path.display().to_string();
+    let fail = |what: &str, e: std::io::Error| ConfigErrors::one(&file, format!("{what}: {e}"));
+    let handle = std::fs::File::open(path).map_err(|e| fail("cannot open config file", e))?;
+    let mut bytes = Vec::new();
+    handle
+        .take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail("cannot read config file", e))?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigErrors::one(
+            &file,
+            format!("config file is larger than {MAX_CONFIG_BYTES} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ConfigErrors::one(
+            &file,
+            format!(
+                "config file is not UTF-8 (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generated token
+// ---------------------------------------------------------------------------------------------
+
+fn random_token() -> Result<String, String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("cannot generate a random token: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Reuses `path` if it exists, else creates it with a new token. The file must be private
+/// (no group or other bits), like an ssh key: it holds the admin credential.
+fn read_or_create_token(path: &Path) -> Result<String, ConfigErrors> {
+    let file = path.display().to_string();
+    let fail = |message: String| ConfigErrors::one(&file, message);
+    match std::fs::File::open(path) {
+        Ok(handle) => read_token_file(handle, path).map_err(fail),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                // 0700 applies only to directories created here; an existing data_dir keeps
+                // the mode its owner chose.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| fail(format!("cannot create data directory: {e}")))?;
+            }
+            let token = random_token().map_err(fail)?;
+            // create_new: never overwrite a token another process just wrote, and never follow
+            // a symlink planted at this path.
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+            match created {
+                Ok(mut handle) => {
+                    handle
+                        .write_all(format!("{token}\n").as_bytes())
+                        .and_then(|()| handle.sync_all())
+                        .map_err(|e| fail(format!("cannot write token file: {e}")))?;
+                    Ok(token)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let handle = std::fs::File::open(path)
+                        .map_err(|e| fail(format!("cannot open token file: {e}")))?;
+                    read_token_file(handle, path).map_err(fail)
+                }
+                Err(e) => Err(fail(format!("cannot create token file: {e}"))),
+            }
+        }
+        Err(e) => Err(fail(format!("cannot open token file: {e}"))),
+    }
+}
+
+fn read_token_file(handle: std::fs::File, path: &Path) -> Result<String, String> {
+    let mode = handle
+        .metadata()
+        .map_err(|e| format!("cannot read token file: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "token file is readable by other users (mode {:o}); run `chmod 600 {}`",
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    handle
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read token file: {e}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("token file is empty; delete it to have a new token generated".to_string());
+    }
+    Ok(token.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `${VAR}` expansion
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Var(&'a str),
+}
+
+/// Splits `text` into literal text and `${NAME}` references. `$${` stands for a literal `${`;
+/// any other `$` is literal.
+fn split_vars(text: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        if let Some(escaped) = after.strip_prefix("${") {
+            pieces.push(Piece::Text(&rest[..at]));
+            pieces.push(Piece::Text("${"));
+            rest = escaped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            pieces.push(Piece::Text(&rest[..at]));
+            let Some(end) = body.find('}') else {
+                return Err("`${` has no closing `}` (write `$${` for a literal `${`)".to_string());
+            };
+            let name = &body[..end];
+            if !is_var_name(name) {
+                return Err(format!(
+                    "`${{{name}}}` is not a variable reference: names are letters, digits and `_`, \
+                     not starting with a digit (write `$${{` for a literal `${{`)"
+                ));
+            }
+            pieces.push(Piece::Var(name));
+            rest = &body[end + 1..];
+        } else {
+            pieces.push(Piece::Text(&rest[..at + 1]));
+            rest = after;
+        }
+    }
+    pieces.push(Piece::Text(rest));
+    pieces.retain(|p| *p != Piece::Text(""));
+    Ok(pieces)
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Expands every reference; on failure returns one message per problem (each unset variable
+/// is named). Messages name variables, never their values.
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
+    let pieces = split_vars(text).map_err(|e| vec![e])?;
+    let mut out = String::new();
+    let mut missing = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var(name) => match env(name) {
+                Some(value) => out.push_str(&value),
+                None => missing.push(format!("environment variable {name} is not set")),
+            },
+        }
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------
+
+struct Validator<'a> {
+    file: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Copy)]
+enum At {
+    File(Location),
+    Env(&'static str),
+}
+
+impl Validator<'_> {
+    fn error(&mut self, at: At, path: &str, message: impl Into<String>) {
+        let (position, path) = match at {
+            At::File(loc) => (position(loc), path.to_string()),
+            At::Env(var) => (None, format!("{path} (from {var})")),
+        };
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            position,
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn err(&mut self, loc: Location, path: &str, message: impl Into<String>) {
+        self.error(At::File(loc), path, message);
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let listen = match (raw.env_overrides.listen, raw.listen) {
+            (Some(value), _) => self.listen(value, At::Env(LISTEN_VAR)),
+            (None, Some(s)) => match self.expand(&s.value, s.referenced, "listen") {
+                Some(value) => self.listen(value, At::File(s.referenced)),
+                None => DEFAULT_LISTEN.to_string(),
+            },
+            (None, None) => DEFAULT_LISTEN.to_string(),
+        };
+
+        let data_dir = match (raw.env_overrides.data_dir, raw.data_dir) {
+            (Some(value), _) => value,
+            (None, Some(s)) => match self.expand(&s.value, s.referenced, "data_dir") {
+                Some(value) if value.is_empty() => {
+                    self.err(s.referenced, "data_dir", "must not be empty");
+                    value
+                }
+                Some(value) => value,
+                None => String::new(),
+            },
+            (None, None) => DEFAULT_DATA_DIR.to_string(),
+        };
+
+        let log_format = match raw.log_format {
+            None => LogFormat::Text,
+            Some(s) => match s.value.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    self.err(
+                        s.referenced,
+                        "log_format",
+                        format!("`{other}` is not one of: text, json"),
+                    );
+                    LogFormat::Text
+                }
+            },
+        };
+
+        let limits = self.limits(raw.limits);
+        let journal = self.journal(raw.journal);
+        let sources = self.sources(raw.sources);
+        let users = self.users(raw.users);
+
+        Config {
+            listen,
+            data_dir: PathBuf::from(data_dir),
+            log_format,
+            limits,
+            journal,
+            sources,
+            users,
+            generated_token: None,
+        }
+    }
+
+    fn expand(&mut self, text: &str, loc: Location, path: &str) -> Option<String> {
+        match expand(text, self.env) {
+            Ok(value) => Some(value),
+            Err(messages) => {
+                for message in messages {
+                    self.err(loc, path, message);
+                }
+                None
+            }
+        }
+    }
+
+    fn listen(&mut self, value: String, at: At) -> String {
+        if let Err(message) = check_listen(&value) {
+            self.error(at, "listen", message);
+        }
+        value
+    }
+
+    fn limits(&mut self, raw: Option<Spanned<RawLimits>>) -> Limits {
+        let defaults = Limits::default();
+        let Some(raw) = raw.map(|s| s.value) else {
+            return defaults;
+        };
+        let max_body_bytes = match raw.max_body_bytes {
+            None => defaults.max_body_bytes,
+            Some(s) => {
+                if s.value == 0 || s.value > MAX_BODY_BYTES_LIMIT {
+                    self.err(
+                        s.referenced,
+                        "limits.max_body_bytes",
+                        format!(
+                            "must be from 1 to {MAX_BODY_BYTES_LIMIT} (64 MiB), not {}",
+                            s.value
+                        ),
+                    );
+                }
+                usize::try_from(s.value).unwrap_or(defaults.max_body_bytes)
+            }
+        };
+        Limits {
+            max_body_bytes,
+            header_read_timeout: self.duration(
+                raw.header_read_timeout,
+                "limits.header_read_timeout",
+                defaults.header_read_timeout,
+            ),
+            request_timeout: self.duration(
+                raw.request_timeout,
+                "limits.request_timeout",
+                defaults.request_timeout,
+            ),
+        }
+    }
+
+    fn duration(
+        &mut self,
+        raw: Option<Spanned<String>>,
+        path: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(s) = raw else { return default };
+        match parse_duration(&s.value) {
+            Ok(d) => d,
+            Err(message) => {
+                self.err(s.referenced, path, message);
+                default
+            }
+        }
+    }
+
+    fn journal(&mut self, raw: Option<Spanned<RawJournal>>) -> Journal {
+        let defaults = Journal::default();
+        let Some(raw) = raw.map(|s| s.value) else {
+            return defaults;
+        };
+        Journal {
+            queue_capacity: self.count(
+                raw.queue_capacity,
+                "journal.queue_capacity",
+                MAX_QUEUE_CAPACITY,
+                defaults.queue_capacity,
+            ),
+            max_batch_events: self.count(
+                raw.max_batch_events,
+                "journal.max_batch_events",
+                MAX_BATCH_EVENTS,
+                defaults.max_batch_events,
+            ),
+        }
+    }
+
+    fn count(&mut self, raw: Option<Spanned<u64>>, path: &str, max: u64, default: usize) -> usize {
+        let Some(s) = raw else { return default };
+        if s.value == 0 || s.value > max {
+            self.err(
+                s.referenced,
+                path,
+                format!("must be from 1 to {max}, not {}", s.value),
+            );
+            return default;
+        }
+        usize::try_from(s.value).unwrap_or(default)
+    }
+
+    fn sources(&mut self, raw: Vec<Spanned<RawSource>>) -> Vec<Source> {
+        let mut sources = Vec::new();
+        // Earlier owner of each name / token / routing key, so the error names both places.
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+        let mut routing_keys: BTreeMap<String, String> = BTreeMap::new();
+        for (i, entry) in raw.into_iter().enumerate() {
+            let at = entry.referenced;
+            let raw = entry.value;
+            let path = format!("sources[{i}]");
+
+            let name = self.name(raw.name, at, &path, true);
+            if let Some((name, loc)) = &name {
+                if let Some(first) = names.get(name) {
+                    let message = format!("source `{name}` is already defined at {first}");
+                    self.err(*loc, &format!("{path}.name"), message);
+                } else {
+                    names.insert(name.clone(), path.clone());
+                }
+            }
+
+            let token = self.secret(
+                raw.token,
+                at,
+                &format!("{path}.token"),
+                "token",
+                &mut tokens,
+            );
+            let routing_key = raw.routing_key.and_then(|key| {
+                self.secret(
+                    Some(key),
+                    at,
+                    &format!("{path}.routing_key"),
+                    "routing_key",
+                    &mut routing_keys,
+                )
+            });
+
+            let allow = match raw.allow {
+                None => Permission::ALL.into_iter().collect(),
+                Some(list) => {
+                    let allow_path = format!("{path}.allow");
+                    if list.value.is_empty() {
+                        self.err(
+                            list.referenced,
+                            &allow_path,
+                            "is empty, so this source could send nothing; list permissions \
+                             (alerts, reports, events) or omit `allow` to allow all",
+                        );
+                    }
+                    self.one_of(
+                        list.value,
+                        &allow_path,
+                        |word| Permission::ALL.into_iter().find(|p| p.as_str() == word),
+                        "alerts, reports, events",
+                    )
+                }
+            };
+
+            let rate_limit = self.rate_limit(raw.rate_limit, &format!("{path}.rate_limit"));
+
+            if let (Some((name, _)), Some(token)) = (name, token) {
+                sources.push(Source {
+                    name,
+                    token,
+                    routing_key,
+                    allow,
+                    rate_limit,
+                });
+            }
+        }
+        sources
+    }
+
+    fn users(&mut self, raw: Vec<Spanned<RawUser>>) -> Vec<User> {
+        let mut users = Vec::new();
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+        for (i, entry) in raw.into_iter().enumerate() {
+            let at = entry.referenced;
+            let raw = entry.value;
+            let path = format!("users[{i}]");
+
+            let name = self.name(raw.name, at, &path, false);
+            if let Some((name, loc)) = &name {
+                if let Some(first) = names.get(name) {
+                    let message = format!("user `{name}` is already defined at {first}");
+                    self.err(*loc, &format!("{path}.name"), message);
+                } else {
+                    names.insert(name.clone(), path.clone());
+                }
+            }
+
+            let token = self.secret(
+                raw.token,
+                at,
+                &format!("{path}.token"),
+                "token",
+                &mut tokens,
+            );
+
+            let roles_path = format!("{path}.roles");
+            let roles = match raw.roles {
+                None => {
+                    self.err(
+                        at,
+                        &roles_path,
+                        "is missing; give at least one of: viewer, responder, admin",
+                    );
+                    BTreeSet::new()
+                }
+                Some(list) => {
+                    if list.value.is_empty() {
+                        self.err(
+                            list.referenced,
+                            &roles_path,
+                            "is empty; give at least one of: viewer, responder, admin",
+                        );
+                    }
+                    self.one_of(
+                        list.value,
+                        &roles_path,
+                        |word| Role::ALL.into_iter().find(|r| r.as_str() == word),
+                        "viewer, responder, admin",
+                    )
+                }
+            };
+
+            if let (Some((name, _)), Some(token)) = (name, token) {
+                users.push(User { name, token, roles });
+            }
+        }
+        users
+    }
+
+    /// Source names end up in metrics labels, log fields and URLs, so they are kept to a safe
+    /// alphabet; user names only need to be printable.
+    fn name(
+        &mut self,
+        raw: Option<Spanned<String>>,
+        at: Location,
+        path: &str,
+        strict: bool,
+    ) -> Option<(String, Location)> {
+        let path = format!("{path}.name");
+        let Some(s) = raw else {
+            self.err(at, &path, "is missing");
+            return None;
+        };
+        let name = s.value;
+        let problem = if name.is_empty() {
+            Some("must not be empty".to_string())
+        } else if name.chars().count() > MAX_NAME_CHARS {
+            Some(format!("is longer than {MAX_NAME_CHARS} characters"))
+        } else if strict
+            && !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            Some(format!(
+                "`{}` may only contain letters, digits, `_`, `.` and `-`",
+                name.escape_debug()
+            ))
+        } else if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            Some(format!(
+                "`{}` must not contain spaces or control characters",
+                name.escape_debug()
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                self.err(s.referenced, &path, message);
+                None
+            }
+            None => Some((name, s.referenced)),
+        }
+    }
+
+    /// Expands and checks a token or routing key; `seen` maps each value to the first field
+    /// that used it, because one credential must identify exactly one source or user.
+    fn secret(
+        &mut self,
+        raw: Option<Spanned<Secret>>,
+        at: Location,
+        path: &str,
+        what: &str,
+        seen: &mut BTreeMap<String, String>,
+    ) -> Option<Secret> {
+        let Some(s) = raw else {
+            self.err(at, path, format!("{what} is missing"));
+            return None;
+        };
+        let value = self.expand(s.value.expose(), s.referenced, path)?;
+        if value.is_empty() {
+            self.err(s.referenced, path, format!("{what} is empty"));
+            return None;
+        }
+        // Whitespace usually means a stray newline from a file or variable; the header value
+        // that must match it can't carry one.
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.err(
+                s.referenced,
+                path,
+                format!("{what} contains whitespace or control characters"),
+            );
+            return None;
+        }
+        if let Some(first) = seen.get(&value) {
+            self.err(
+                s.referenced,
+                path,
+                format!("same {what} as {first}; each must be unique"),
+            );
+            return None;
+        }
+        seen.insert(value.clone(), path.to_string());
+        Some(Secret::new(value))
+    }
+
+    fn one_of<T: Ord>(
+        &mut self,
+        words: Vec<Spanned<String>>,
+        path: &str,
+        lookup: impl Fn(&str) -> Option<T>,
+        allowed: &str,
+    ) -> BTreeSet<T> {
+        let mut set = BTreeSet::new();
+        for (i, word) in words.into_iter().enumerate() {
+            match lookup(&word.value) {
+                Some(value) => {
+                    set.insert(value);
+                }
+                None => self.err(
+                    word.referenced,
+                    &format!("{path}[{i}]"),
+                    format!("`{}` is not one of: {allowed}", word.value.escape_debug()),
+                ),
+            }
+        }
+        set
+    }
+
+    fn rate_limit(&mut self, raw: Option<Spanned<RawRateLimit>>, path: &str) -> RateLimit {
+        let defaults = RateLimit::default();
+        let Some(raw) = raw.map(|s| s.value) else {
+            return defaults;
+        };
+        let mut field = |value: Option<Spanned<u64>>, name: &str| -> Option<u32> {
+            let s = value?;
+            match u32::try_from(s.value) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.err(
+                        s.referenced,
+                        &format!("{path}.{name}"),
+                        format!("must be from 1 to {}, not {}", u32::MAX, s.value),
+                    );
+                    None
+                }
+            }
+        };
+        let per_second_given = raw.per_second.is_some();
+        let per_second = field(raw.per_second, "per_second");
+        let burst = field(raw.burst, "burst");
+        let per_second = per_second.unwrap_or(defaults.per_second);
+        // A burst left out follows the given rate (two seconds' worth) rather than the default
+        // rate, so `{ per_second: 10 }` doesn't silently allow 400000 at once.
+        let burst = burst.unwrap_or(if per_second_given {
+            per_second.saturating_mul(2)
+        } else {
+            defaults.burst
+        });
+        RateLimit { per_second, burst }
+    }
+}
+
+fn check_listen(value: &str) -> Result<(), String> {
+    if value.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!(
+            "`{}` is not host:port, e.g. 127.0.0.1:9797",
+            value.escape_debug()
+        ));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "port `{}` is not a number from 0 to 65535",
+            port.escape_debug()
+        ));
+    }
+    if host.is_empty() {
+        return Err("host is empty; use 0.0.0.0:PORT to listen on every interface".to_string());
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address needs brackets, e.g. [::1]:9797".to_string());
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(format!(
+            "`{}` is not a host name or IP address",
+            host.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Accepts jiff's friendly format (`500ms`, `2s`, `5m`, `1h`, `1h 30m`) and ISO 8601 (`PT2S`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "`{}` is not a duration; write e.g. 500ms, 2s, 5m or 1h",
+            text.escape_debug()
+        )
+    };
+    let signed: jiff::SignedDuration = text.trim().parse().map_err(|_| bad())?;
+    if signed.is_negative() {
+        return Err(format!("`{}` is negative", text.escape_debug()));
+    }
+    if signed.is_zero() {
+        return Err("must be longer than 0".to_string());
+    }
+    Duration::try_from(signed).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "s3cret-token-value";
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let mut raw = parse(text, "test.yaml")?;
+        raw.apply_env_overrides(env);
+        validate(raw, "test.yaml", env)
+    }
+
+    fn find<'a>(errors: &'a ConfigErrors, path: &str) -> &'a ConfigError {
+        errors
+            .errors
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no error at {path} in:\n{errors}"))
+    }
+
+    #[test]
+    fn embedded_default_loads_with_token_from_env() {
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN)]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+
+        assert_eq!(config.listen, "127.0.0.1:9797");
+        assert_eq!(config.data_dir, PathBuf::from("./tocsin-data"));
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.journal, Journal::default());
+        assert_eq!(config.generated_token, None);
+        let [source] = config.sources.as_slice() else {
+            panic!("one source")
+        };
+        assert_eq!(source.name, "default");
+        assert_eq!(source.token.expose(), TOKEN);
+        assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some(TOKEN));
+        assert_eq!(source.allow, Permission::ALL.into_iter().collect());
+        assert_eq!(
+            source.rate_limit,
+            RateLimit {
+                per_second: 200_000,
+                burst: 400_000
+            }
+        );
+        let [user] = config.users.as_slice() else {
+            panic!("one user")
+        };
+        assert_eq!(user.name, "admin");
+        assert_eq!(user.token.expose(), TOKEN);
+        assert_eq!(user.roles, BTreeSet::from([Role::Admin]));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = load_text("{}\n", &env_of(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9797");
+        assert_eq!(config.limits, Limits::default());
+        assert!(config.sources.is_empty());
+        assert!(config.users.is_empty());
+    }
+
+    #[test]
+    fn placeholder_token_touches_no_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let env = env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap())]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        assert!(!data_dir.exists());
+        assert_eq!(config.generated_token, None);
+        assert!(!config.sources[0].token.expose().is_empty());
+    }
+
+    #[test]
+    fn many_mistakes_are_reported_together_with_locations() {
+        let text = r#"listen: "localhost"
+log_format: xml
+limits:
+  max_body_bytes: 0
+  request_timeout: 0s
+  header_read_timeout: soon
+journal: { queue_capacity: 0 }
+sources:
+  - name: alpha
+    token: "${A}"
+    allow: [alerts, pages]
+    rate_limit: { per_second: 0, burst: 10 }
+  - name: alpha
+    token: "${A}"
+  - name: ""
+    token: "${NOPE}"
+  - name: beta
+users:
+  - name: ""
+    token: t1
+    roles: [root]
+  - name: bob
+    token: t2
+"#;
+        let errors = load_text(text, &env_of(&[("A", "tok-a")])).unwrap_err();
+        let at = |path: &str| find(&errors, path).position.map(|p| p.line);
+
+        assert_eq!(at("listen"), Some(1));
+        assert_eq!(at("log_format"), Some(2));
+        assert_eq!(at("limits.max_body_bytes"), Some(4));
+        assert_eq!(at("limits.request_timeout"), Some(5));
+        assert_eq!(at("limits.header_read_timeout"), Some(6));
+        assert_eq!(at("journal.queue_capacity"), Some(7));
+        assert_eq!(at("sources[0].allow[1]"), Some(11));
+        assert_eq!(at("sources[0].rate_limit.per_second"), Some(12));
+        assert_eq!(at("sources[1].name"), Some(13));
+        assert!(
+            find(&errors, "sources[1].name")
+                .message
+                .contains("already defined")
+        );
+        assert_eq!(at("sources[1].token"), Some(14));
+        assert!(
+            find(&errors, "sources[1].token")
+                .message
+                .contains("sources[0].token")
+        );
+        assert_eq!(at("sources[2].name"), Some(15));
+        assert_eq!(at("sources[2].token"), Some(16));
+        assert!(
+            find(&errors, "sources[2].token")
+                .message
+                .contains("NOPE is not set")
+        );
+        assert_eq!(at("sources[3].token"), Some(17));
+        assert!(
+            find(&errors, "sources[3].token")
+                .message
+                .contains("missing")
+        );
+        assert_eq!(at("users[0].name"), Some(19));
+        assert_eq!(at("users[0].roles[0]"), Some(21));
+        assert_eq!(at("users[1].roles"), Some(22));
+        assert_eq!(errors.errors.len(), 16, "{errors}");
+
+        // One line per error, each `file:line:col: path: message`.
+        let shown = errors.to_string();
+        assert_eq!(shown.lines().count(), errors.errors.len());
+        assert!(
+            shown.lines().all(|l| l.starts_with("test.yaml:")),
+            "{shown}"
+        );
+        assert!(shown.contains("test.yaml:12:"), "{shown}");
+        assert!(
+            shown.contains(": sources[0].rate_limit.per_second: must be from 1"),
+            "{shown}"
+        );
+        assert!(!shown.contains("tok-a"), "a secret leaked into:\n{shown}");
+    }
+
+    #[test]
+    fn listen_must_be_host_and_port() {
+        for good in ["127.0.0.1:0", "0.0.0.0:9797", "[::1]:9797", "localhost:80"] {
+            assert_eq!(check_listen(good), Ok(()), "{good}");
+        }
+        for bad in ["localhost", ":9797", "host:99999", "::1:80", "a b:80", ""] {
+            assert!(check_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn body_limit_above_64_mib_is_rejected() {
+        let errors = load_text("limits: { max_body_bytes: 67108865 }\n", &env_of(&[])).unwrap_err();
+        assert!(
+            find(&errors, "limits.max_body_bytes")
+                .message
+                .contains("64 MiB")
+        );
+        let ok = load_text("limits: { max_body_bytes: 67108864 }\n", &env_of(&[])).unwrap();
+        assert_eq!(ok.limits.max_body_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn durations_are_humane() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-2s").is_err());
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_line() {
+        let text = "listen: \"127.0.0.1:1\"\nsources:\n  - name: a\n    tokn: x\n";
+        let errors = load_text(text, &env_of(&[])).unwrap_err();
+        let [error] = errors.errors.as_slice() else {
+            panic!("one error: {errors}")
+        };
+        assert_eq!(error.position.map(|p| p.line), Some(4), "{errors}");
+        assert!(error.message.contains("tokn"), "{errors}");
+        assert!(errors.to_string().starts_with("test.yaml:4:"), "{errors}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_position() {
+        let errors = load_text("listen: [unclosed\n", &env_of(&[])).unwrap_err();
+        assert!(errors.errors[0].position.is_some(), "{errors}");
+    }
+
+    #[test]
+    fn env_vars_expand_whole_or_in_part_and_escape() {
+        assert_eq!(expand("${X}", &env_of(&[("X", "v")])), Ok("v".to_string()));
+        assert_eq!(
+            expand("Bearer-${X}-${Y}!", &env_of(&[("X", "a"), ("Y", "b")])),
+            Ok("Bearer-a-b!".to_string())
+        );
+        assert_eq!(
+            expand("$${X} costs $5", &env_of(&[])),
+            Ok("${X} costs $5".to_string())
+        );
+        assert_eq!(
+            expand("$$${X}", &env_of(&[("X", "v")])),
+            Ok("$${X}".to_string())
+        );
+        assert_eq!(
+            expand("${A}${B}", &env_of(&[])),
+            Err(vec![
+                "environment variable A is not set".to_string(),
+                "environment variable B is not set".to_string()
+            ])
+        );
+        assert!(expand("${unclosed", &env_of(&[])).is_err());
+        assert!(expand("${1X}", &env_of(&[])).is_err());
+        // A value is inserted as text, never re-expanded or re-parsed.
+        assert_eq!(
+            expand("${X}", &env_of(&[("X", "${Y}")])),
+            Ok("${Y}".to_string())
+        );
+    }
+
+    #[test]
+    fn env_values_cannot_inject_yaml() {
+        let text = "sources:\n  - name: a\n    token: ${T}\n";
+        let env = env_of(&[("T", "x\n  - name: evil\n    token: y")]);
+        let errors = load_text(text, &env).unwrap_err();
+        assert!(
+            find(&errors, "sources[0].token")
+                .message
+                .contains("whitespace"),
+            "{errors}"
+        );
+
+        let env = env_of(&[("T", "x}]},{name:evil")]);
+        let config = load_text(text, &env).unwrap();
+        assert_eq!(config.sources.len(), 1);
+        assert_eq!(config.sources[0].token.expose(), "x}]},{name:evil");
+    }
+
+    #[test]
+    fn unquoted_references_and_partial_rate_limit() {
+        let text = "sources:\n  - name: a\n    token: ${T}\n    routing_key: rk-${T}\n    \
+                    rate_limit: { per_second: 10 }\n";
+        let config = load_text(text, &env_of(&[("T", "v")])).unwrap();
+        let source = &config.sources[0];
+        assert_eq!(source.token.expose(), "v");
+        assert_eq!(
+            source.routing_key.as_ref().map(Secret::expose),
+            Some("rk-v")
+        );
+        assert_eq!(
+            source.rate_limit,
+            RateLimit {
+                per_second: 10,
+                burst: 20
+            }
+        );
+    }
+
+    #[test]
+    fn escaped_reference_is_not_a_token_reference() {
+        let text = "users:\n  - name: a\n    token: \"$${TOCSIN_TOKEN}\"\n    roles: [viewer]\n";
+        let raw = parse(text, "test.yaml").unwrap();
+        assert!(!raw.references_var("TOCSIN_TOKEN"));
+        let config = validate(raw, "test.yaml", &env_of(&[])).unwrap();
+        assert_eq!(config.users[0].token.expose(), "${TOCSIN_TOKEN}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        assert_eq!(format!("{:?}", Secret::new(TOKEN)), "***");
+        assert_eq!(format!("{}", Secret::new(TOKEN)), "***");
+
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN)]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains(TOKEN), "{shown}");
+        assert!(shown.contains("***"));
+
+        let raw = parse("sources:\n  - name: a\n    token: literal-secret\n", "t").unwrap();
+        assert!(!format!("{raw:?}").contains("literal-secret"));
+    }
+
+    #[test]
+    fn listen_and_data_dir_overrides_win_over_the_file() {
+        let env = env_of(&[
+            ("TOCSIN_TOKEN", TOKEN),
+            ("TOCSIN_LISTEN", "0.0.0.0:0"),
+            ("TOCSIN_DATA_DIR", "/var/lib/tocsin"),
+        ]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:0");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/tocsin"));
+
+        // Empty counts as unset.
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN), ("TOCSIN_LISTEN", "")]);
+        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9797");
+
+        // A bad override is blamed on the variable, not on the file's line.
+        let env = env_of(&[("TOCSIN_TOKEN", TOKEN), ("TOCSIN_LISTEN", "nonsense")]);
+        let errors = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap_err();
+        let error = find(&errors, "listen (from TOCSIN_LISTEN)");
+        assert_eq!(error.position, None);
+    }
+
+    #[test]
+    fn generated_token_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("nested/data");
+        let env = env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap())]);
+
+        let first = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
+        let token_path = data_dir.join("token");
+        assert_eq!(first.generated_token.as_deref(), Some(token_path.as_path()));
+        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let token = first.sources[0].token.expose().to_string();
+        assert_eq!(token.len(), 43, "32 bytes in unpadded base64url");
+        assert_eq!(std::fs::read_to_string(&token_path).unwrap().trim(), token);
+        assert_eq!(first.users[0].token.expose(), token);
+
+        let second = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
+        assert_eq!(second.sources[0].token.expose(), token);
+        assert_eq!(second.generated_token, first.generated_token);
+
+        // An explicit TOCSIN_TOKEN wins and the file is not consulted.
+        let env = env_of(&[
+            ("TOCSIN_DATA_DIR", data_dir.to_str().unwrap()),
+            ("TOCSIN_TOKEN", TOKEN),
+        ]);
+        let third = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
+        assert_eq!(third.sources[0].token.expose(), TOKEN);
+        assert_eq!(third.generated_token, None);
+    }
+
+    #[test]
+    fn token_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "abc\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let env = env_of(&[("TOCSIN_DATA_DIR", dir.path().to_str().unwrap())]);
+        let errors = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap_err();
+        assert!(errors.to_string().contains("chmod 600"), "{errors}");
+    }
+
+    #[test]
+    fn missing_file_names_path_and_os_error() {
+        let origin = ConfigOrigin::File(PathBuf::from("/nonexistent/tocsin.yaml"));
+        let errors = load(&origin, &env_of(&[]), TokenFallback::Placeholder).unwrap_err();
+        let shown = errors.to_string();
+        assert!(shown.starts_with("/nonexistent/tocsin.yaml: "), "{shown}");
+        assert!(shown.contains("No such file"), "{shown}");
+    }
+
+    #[test]
+    fn resolve_origin_prefers_explicit_path() {
+        let path = Path::new("/etc/tocsin.yaml");
+        assert_eq!(
+            resolve_origin(Some(path)),
+            ConfigOrigin::File(path.to_path_buf())
+        );
+    }
+
+    #[test]
+    fn shipped_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/tocsin.yaml");
+        let env = env_of(&[
+            ("TOCSIN_TOKEN", TOKEN),
+            ("PROMETHEUS_TOKEN", "prom-token"),
+            ("TOCSIN_RESPONDER_TOKEN", "responder-token"),
+            ("TOCSIN_VIEWER_TOKEN", "viewer-token"),
+        ]);
+        let config = load(&ConfigOrigin::File(path), &env, TokenFallback::Placeholder).unwrap();
+        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["default", "prometheus"]);
+        assert_eq!(
+            config.sources[1].allow,
+            BTreeSet::from([Permission::Alerts])
+        );
+        assert_eq!(config.sources[1].routing_key, None);
+        let roles: Vec<_> = config.users.iter().map(|u| u.roles.clone()).collect();
+        assert_eq!(
+            roles,
+            [
+                BTreeSet::from([Role::Admin]),
+                BTreeSet::from([Role::Responder]),
+                BTreeSet::from([Role::Viewer])
+            ]
+        );
+    }
 }
