@@ -26,3 +26,29 @@ pub struct Normalized {
     /// `alerts[3].labels: must not be empty`. The valid items are still stored.
     pub rejected: Vec<FieldError>,
 }
+// SHIM
+use crate::error::ApiError;
+pub fn alertmanager_v2(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
+    todo!()
+}
+pub fn alertmanager_webhook(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
+    todo!()
+}
+pub fn report(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
+    todo!()
+}
+pub fn canonical(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
+    todo!()
+}
+pub struct PagerdutyEvent;
+impl PagerdutyEvent {
+    pub fn routing_key(&self) -> &str {
+        ""
+    }
+    pub fn into_normalized(self, _c: Context) -> Result<Normalized, ApiError> {
+        todo!()
+    }
+}
+pub fn parse_pagerduty(_b: &[u8]) -> Result<PagerdutyEvent, ApiError> {
+    todo!()
+}
