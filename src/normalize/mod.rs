@@ -36,8 +36,10 @@ use crate::error::{ApiError, FieldError};
 use crate::event::Event;
 
 mod alertmanager;
+mod pagerduty;
 
 pub use alertmanager::{alertmanager_v2, alertmanager_webhook, fingerprint};
+pub use pagerduty::{PagerdutyEvent, parse_pagerduty};
 
 /// Most items in one batch body; a bigger batch is rejected whole (422) before any is stored.
 pub const MAX_BATCH: usize = 10_000;
