@@ -36,10 +36,14 @@ use crate::error::{ApiError, FieldError};
 use crate::event::Event;
 
 mod alertmanager;
+mod canonical;
 mod pagerduty;
+mod report;
 
 pub use alertmanager::{alertmanager_v2, alertmanager_webhook, fingerprint};
+pub use canonical::canonical;
 pub use pagerduty::{PagerdutyEvent, parse_pagerduty};
+pub use report::report;
 
 /// Most items in one batch body; a bigger batch is rejected whole (422) before any is stored.
 pub const MAX_BATCH: usize = 10_000;
