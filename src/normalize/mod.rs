@@ -3,12 +3,59 @@
 //!
 //! Second stage of the flow: HTTP ingest → **normalize** → journal.
 //!
-//! INTERFACE SKELETON — being written.
+//! | format | function | file |
+//! |---|---|---|
+//! | Alertmanager v2 `postableAlerts` (Prometheus) | [`alertmanager_v2`] | `alertmanager.rs` |
+//! | Alertmanager webhook, version 4 | [`alertmanager_webhook`] | `alertmanager.rs` |
+//! | PagerDuty Events API v2 | [`parse_pagerduty`] then [`PagerdutyEvent::into_normalized`] | `pagerduty.rs` |
+//! | customer report from a support desk | [`report`] | `report.rs` |
+//! | Tocsin's canonical event | [`canonical`] | `canonical.rs` |
+//!
+//! Every function answers the same way, so the ingest handler needs one `match`:
+//!
+//! - `Err(ApiError::Malformed)` (400): the body is not JSON, or not the JSON shape of the format.
+//!   The message is serde's, with the line and column where it went wrong.
+//! - `Err(ApiError::Invalid)` (422): well-formed, but a value is unacceptable; every bad field is
+//!   listed at once. (PagerDuty answers 400 for these, as PagerDuty itself does.)
+//! - `Ok(Normalized)`: the events to store. For batch formats, items that fail are listed in
+//!   [`Normalized::rejected`] by index (`alerts[3].labels`) while the valid ones are still
+//!   stored, as Alertmanager does; the caller decides how to answer.
+//!
+//! Limits are enforced here, not left to later stages, so that nothing unbounded reaches the
+//! journal: see the `MAX_*` constants. The formats that Tocsin does not own (Alertmanager,
+//! PagerDuty) ignore unknown fields, because senders add fields over time; Tocsin's own formats
+//! (report, canonical) reject them, so that a typo is an error rather than lost data.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
-use crate::error::FieldError;
+use crate::error::{ApiError, FieldError};
 use crate::event::Event;
+
+mod alertmanager;
+mod canonical;
+mod pagerduty;
+mod report;
+
+pub use alertmanager::{alertmanager_v2, alertmanager_webhook, fingerprint};
+pub use canonical::canonical;
+pub use pagerduty::{PagerdutyEvent, parse_pagerduty};
+pub use report::report;
+
+/// Most items in one batch body; a bigger batch is rejected whole (422) before any is stored.
+pub const MAX_BATCH: usize = 10_000;
+/// PagerDuty's limit on `summary`, applied to every format.
+pub const MAX_SUMMARY_CHARS: usize = 1024;
+pub const MAX_DEDUP_KEY_CHARS: usize = 255;
+pub const MAX_LABEL_NAME_BYTES: usize = 1024;
+pub const MAX_LABEL_VALUE_BYTES: usize = 16 * 1024;
+/// Annotation values and report descriptions: prose, so larger than a label value.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Short free-text fields (severity, service, names, ids) that have no limit of their own.
+pub const MAX_SHORT_CHARS: usize = 1024;
 
 /// Who sent the body and when it arrived: the parts of an event that never come from the body.
 #[derive(Debug, Clone, Copy)]
@@ -26,29 +73,253 @@ pub struct Normalized {
     /// `alerts[3].labels: must not be empty`. The valid items are still stored.
     pub rejected: Vec<FieldError>,
 }
-// SHIM
-use crate::error::ApiError;
-pub fn alertmanager_v2(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
-    todo!()
+
+/// Decodes the whole body as `T`; `what` completes "request body is not …".
+fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| malformed(&e, what))
 }
-pub fn alertmanager_webhook(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
-    todo!()
+
+fn malformed(e: &serde_json::Error, what: &str) -> ApiError {
+    use serde_json::error::Category;
+    // serde's Display already ends in "at line L column C".
+    let message = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("request body is not valid JSON: {e}")
+        }
+        Category::Data => format!("request body is not {what}: {e}"),
+    };
+    ApiError::malformed(message)
 }
-pub fn report(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
-    todo!()
+
+/// Batch bodies are decoded item by item, so that one bad item is rejected by index instead of
+/// failing the batch. Positions are lost for item errors, but the index says where.
+fn decode_batch(body: &[u8], item: &str, what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+    let items: Vec<serde_json::Value> = decode(body, what)?;
+    check_batch_size(item, items.len())?;
+    Ok(items)
 }
-pub fn canonical(_b: &[u8], _c: Context) -> Result<Normalized, ApiError> {
-    todo!()
-}
-pub struct PagerdutyEvent;
-impl PagerdutyEvent {
-    pub fn routing_key(&self) -> &str {
-        ""
+
+fn check_batch_size(item: &str, len: usize) -> Result<(), ApiError> {
+    if len > MAX_BATCH {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            item,
+            format!(
+                "{len} items in one request; at most {MAX_BATCH} are accepted, split the batch"
+            ),
+        )]));
     }
-    pub fn into_normalized(self, _c: Context) -> Result<Normalized, ApiError> {
-        todo!()
+    Ok(())
+}
+
+/// A new event with the fields that never come from the body already set.
+fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event::Kind) -> Event {
+    Event {
+        id: Uuid::now_v7(),
+        received_at: ctx.now,
+        source: ctx.source.to_string(),
+        format,
+        kind,
+        action: crate::event::Action::Trigger,
+        dedup_key: String::new(),
+        fingerprint: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        summary: String::new(),
+        severity: None,
+        service: None,
+        starts_at: None,
+        ends_at: None,
+        links: Vec::new(),
+        customer: None,
+        verified: false,
+        details: serde_json::Map::new(),
     }
 }
-pub fn parse_pagerduty(_b: &[u8]) -> Result<PagerdutyEvent, ApiError> {
-    todo!()
+
+/// Dedup key for an event whose sender gave none: its own id, 32 hex digits without dashes.
+/// Unique, so such an event always opens its own incident.
+fn generated_dedup_key(id: Uuid) -> String {
+    id.simple().to_string()
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: Prometheus' classic label name rule, which Alertmanager's v2 API
+/// enforces and which keeps label names usable as identifiers in rules.
+fn is_valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Removes empty values first: Prometheus and Alertmanager treat an empty label as an absent one,
+/// and the fingerprint must agree with theirs. `strict_names` applies [`is_valid_label_name`];
+/// without it names need only be non-empty (Alertmanager ≥ 0.28 may forward UTF-8 names).
+fn check_labels(
+    path: &str,
+    labels: &mut BTreeMap<String, String>,
+    strict_names: bool,
+    errors: &mut Vec<FieldError>,
+) {
+    labels.retain(|_, v| !v.is_empty());
+    for (name, value) in labels.iter() {
+        if name.len() > MAX_LABEL_NAME_BYTES {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "a label name is {} bytes long; at most {MAX_LABEL_NAME_BYTES}",
+                    name.len()
+                ),
+            ));
+        } else if name.is_empty() {
+            errors.push(FieldError::new(path, "label names must not be empty"));
+        } else if strict_names && !is_valid_label_name(name) {
+            errors.push(FieldError::new(
+                path,
+                format!("label name {name:?} is not valid: it must match [a-zA-Z_][a-zA-Z0-9_]*"),
+            ));
+        }
+        if value.len() > MAX_LABEL_VALUE_BYTES {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "the value of label {:?} is {} bytes long; at most {MAX_LABEL_VALUE_BYTES}",
+                    shorten(name),
+                    value.len()
+                ),
+            ));
+        }
+    }
+}
+
+fn check_annotations(
+    path: &str,
+    annotations: &BTreeMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) {
+    for (name, value) in annotations {
+        if name.is_empty() || name.len() > MAX_LABEL_NAME_BYTES {
+            errors.push(FieldError::new(
+                path,
+                format!("annotation names must be 1 to {MAX_LABEL_NAME_BYTES} bytes long"),
+            ));
+        }
+        if value.len() > MAX_TEXT_BYTES {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "the value of annotation {:?} is {} bytes long; at most {MAX_TEXT_BYTES}",
+                    shorten(name),
+                    value.len()
+                ),
+            ));
+        }
+    }
+}
+
+/// Error messages quote names from the body; a 1 KiB name would swamp the message.
+fn shorten(s: &str) -> String {
+    truncate_chars(s, 64)
+}
+
+/// At most `max` characters, the last one `…` when something was cut.
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some(_) => {
+            let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+            out.push('…');
+            out
+        }
+    }
+}
+
+/// Pushes an error when `value` has more than `max` characters; returns whether it fits.
+fn check_chars(path: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> bool {
+    let len = value.chars().count();
+    if len > max {
+        errors.push(FieldError::new(
+            path,
+            format!("is {len} characters long; at most {max}"),
+        ));
+        return false;
+    }
+    true
+}
+
+/// RFC 3339. Also takes an offset without a colon (`+0000`), which PagerDuty's own examples use.
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    if let Ok(ts) = s.parse::<Timestamp>() {
+        return Ok(ts);
+    }
+    jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", s)
+        .and_then(|tm| tm.to_timestamp())
+        .map_err(|_| {
+            format!(
+                "{:?} is not an RFC 3339 time such as 2025-01-31T12:00:00Z",
+                shorten(s)
+            )
+        })
+}
+
+/// Parses an optional time field, pushing an error for a bad one.
+fn optional_time(
+    path: &str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Timestamp> {
+    match parse_time(value?) {
+        Ok(ts) => Some(ts),
+        Err(message) => {
+            errors.push(FieldError::new(path, message));
+            None
+        }
+    }
+}
+
+fn field(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_name_rule() {
+        for ok in ["a", "_", "alertname", "A_1", "__name__"] {
+            assert!(is_valid_label_name(ok), "{ok}");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "é", "a b"] {
+            assert!(!is_valid_label_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_char_boundaries() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        assert_eq!(truncate_chars("abcd", 3), "ab…");
+        assert_eq!(truncate_chars("ééééé", 4), "ééé…");
+    }
+
+    #[test]
+    fn times_in_rfc3339_and_pagerduty_example_form() {
+        let a = parse_time("2015-07-17T08:42:58.315Z").unwrap();
+        let b = parse_time("2015-07-17T08:42:58.315+0000").unwrap();
+        let c = parse_time("2015-07-17T10:42:58.315+02:00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2015-07-17").is_err());
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let err = decode::<serde_json::Value>(b"{\n  \"a\": ,\n}", "an object").unwrap_err();
+        assert_eq!(err.code(), "malformed");
+        let msg = err.to_string();
+        assert!(msg.contains("line 2 column 8"), "{msg}");
+    }
 }
