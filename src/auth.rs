@@ -36,10 +36,7 @@ pub struct SourceEntry {
 
 impl std::fmt::Debug for SourceEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceEntry")
-            .field("name", &self.name)
-            .field("allow", &self.allow)
-            .finish()
+        f.debug_struct("SourceEntry").field("name", &self.name).field("allow", &self.allow).finish()
     }
 }
 
@@ -62,10 +59,9 @@ impl SourceEntry {
                 })
             }
             // Unreachable with n clamped to the burst; answer as a full limiter anyway.
-            Err(_) => Err(ApiError::RateLimited {
-                source_name: self.name.clone(),
-                retry_after_secs: 1,
-            }),
+            Err(_) => {
+                Err(ApiError::RateLimited { source_name: self.name.clone(), retry_after_secs: 1 })
+            }
         }
     }
 
@@ -77,10 +73,7 @@ impl SourceEntry {
                 "source {} may not send {}; its config allows {:?}",
                 self.name,
                 permission_name(permission),
-                self.allow
-                    .iter()
-                    .map(|p| permission_name(*p))
-                    .collect::<Vec<_>>()
+                self.allow.iter().map(|p| permission_name(*p)).collect::<Vec<_>>()
             )))
         }
     }
@@ -179,10 +172,7 @@ impl Authenticator {
         if user.has(role) {
             Ok(user)
         } else {
-            Err(ApiError::Forbidden(format!(
-                "user {} needs the {:?} role",
-                user.name, role
-            )))
+            Err(ApiError::Forbidden(format!("user {} needs the {:?} role", user.name, role)))
         }
     }
 }
@@ -218,8 +208,6 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         {
             Ok(token.trim())
         }
-        _ => Err(ApiError::Unauthorized(
-            "Authorization header must be `Bearer <token>`".into(),
-        )),
+        _ => Err(ApiError::Unauthorized("Authorization header must be `Bearer <token>`".into())),
     }
 }

@@ -151,15 +151,11 @@ pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigErrors> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(ConfigErrors::one(
             file,
-            format!(
-                "config is {} bytes; the limit is {MAX_CONFIG_BYTES}",
-                text.len()
-            ),
+            format!("config is {} bytes; the limit is {MAX_CONFIG_BYTES}", text.len()),
         ));
     }
-    serde_saphyr::from_str_with_options(text, parse_options()).map_err(|err| ConfigErrors {
-        errors: vec![parse_error(file, &err)],
-    })
+    serde_saphyr::from_str_with_options(text, parse_options())
+        .map_err(|err| ConfigErrors { errors: vec![parse_error(file, &err)] })
 }
 
 /// Turns a parsed config into the typed [`Config`], reporting every problem at once.
@@ -171,17 +167,9 @@ pub fn validate(
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let mut v = Validator {
-        file,
-        env,
-        errors: Vec::new(),
-    };
+    let mut v = Validator { file, env, errors: Vec::new() };
     let config = v.config(raw);
-    if v.errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors { errors: v.errors })
-    }
+    if v.errors.is_empty() { Ok(config) } else { Err(ConfigErrors { errors: v.errors }) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,10 +319,7 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        RateLimit {
-            per_second: 200_000,
-            burst: 400_000,
-        }
+        RateLimit { per_second: 200_000, burst: 400_000 }
     }
 }
 
@@ -392,10 +377,7 @@ pub struct Journal {
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal {
-            queue_capacity: 4096,
-            max_batch_events: 4096,
-        }
+        Journal { queue_capacity: 4096, max_batch_events: 4096 }
     }
 }
 
@@ -491,10 +473,7 @@ impl RawConfig {
     /// `KEY=` line in a compose or systemd file usually means "not configured".
     pub fn apply_env_overrides(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         let get = |name| env(name).filter(|v: &String| !v.is_empty());
-        self.env_overrides = EnvOverrides {
-            listen: get(LISTEN_VAR),
-            data_dir: get(DATA_DIR_VAR),
-        };
+        self.env_overrides = EnvOverrides { listen: get(LISTEN_VAR), data_dir: get(DATA_DIR_VAR) };
     }
 
     /// Whether any expanded field refers to `${name}` (escaped `$${name}` does not count).
@@ -514,11 +493,8 @@ impl RawConfig {
             fields.extend(user.value.token.as_ref().map(|s| s.value.expose()));
         }
         fields.into_iter().any(|text| {
-            split_vars(text).is_ok_and(|pieces| {
-                pieces
-                    .iter()
-                    .any(|p| matches!(p, Piece::Var(v) if *v == name))
-            })
+            split_vars(text)
+                .is_ok_and(|pieces| pieces.iter().any(|p| matches!(p, Piece::Var(v) if *v == name)))
         })
     }
 }
@@ -589,10 +565,8 @@ fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
 }
 
 fn position(loc: Location) -> Option<Position> {
-    (loc != Location::UNKNOWN && loc.line() > 0).then(|| Position {
-        line: loc.line(),
-        column: loc.column(),
-    })
+    (loc != Location::UNKNOWN && loc.line() > 0)
+        .then(|| Position { line: loc.line(), column: loc.column() })
 }
 
 fn read_config_file(path: &Path) -> Result<String, ConfigErrors> {
@@ -613,10 +587,7 @@ fn read_config_file(path: &Path) -> Result<String, ConfigErrors> {
     String::from_utf8(bytes).map_err(|e| {
         ConfigErrors::one(
             &file,
-            format!(
-                "config file is not UTF-8 (byte {})",
-                e.utf8_error().valid_up_to()
-            ),
+            format!("config file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
         )
     })
 }
@@ -652,11 +623,8 @@ fn read_or_create_token(path: &Path) -> Result<String, ConfigErrors> {
             let token = random_token().map_err(fail)?;
             // create_new: never overwrite a token another process just wrote, and never follow
             // a symlink planted at this path.
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
+            let created =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
             match created {
                 Ok(mut handle) => {
                     handle
@@ -678,11 +646,8 @@ fn read_or_create_token(path: &Path) -> Result<String, ConfigErrors> {
 }
 
 fn read_token_file(handle: std::fs::File, path: &Path) -> Result<String, String> {
-    let mode = handle
-        .metadata()
-        .map_err(|e| format!("cannot read token file: {e}"))?
-        .permissions()
-        .mode();
+    let mode =
+        handle.metadata().map_err(|e| format!("cannot read token file: {e}"))?.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(format!(
             "token file is readable by other users (mode {:o}); run `chmod 600 {}`",
@@ -749,9 +714,7 @@ fn split_vars(text: &str) -> Result<Vec<Piece<'_>>, String> {
 
 fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -770,11 +733,7 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Ve
             },
         }
     }
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(missing)
-    }
+    if missing.is_empty() { Ok(out) } else { Err(missing) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -963,11 +922,7 @@ impl Validator<'_> {
     fn count(&mut self, raw: Option<Spanned<u64>>, path: &str, max: u64, default: usize) -> usize {
         let Some(s) = raw else { return default };
         if s.value == 0 || s.value > max {
-            self.err(
-                s.referenced,
-                path,
-                format!("must be from 1 to {max}, not {}", s.value),
-            );
+            self.err(s.referenced, path, format!("must be from 1 to {max}, not {}", s.value));
             return default;
         }
         usize::try_from(s.value).unwrap_or(default)
@@ -994,13 +949,7 @@ impl Validator<'_> {
                 }
             }
 
-            let token = self.secret(
-                raw.token,
-                at,
-                &format!("{path}.token"),
-                "token",
-                &mut tokens,
-            );
+            let token = self.secret(raw.token, at, &format!("{path}.token"), "token", &mut tokens);
             let routing_key = raw.routing_key.and_then(|key| {
                 self.secret(
                     Some(key),
@@ -1035,13 +984,7 @@ impl Validator<'_> {
             let rate_limit = self.rate_limit(raw.rate_limit, &format!("{path}.rate_limit"));
 
             if let (Some((name, _)), Some(token)) = (name, token) {
-                sources.push(Source {
-                    name,
-                    token,
-                    routing_key,
-                    allow,
-                    rate_limit,
-                });
+                sources.push(Source { name, token, routing_key, allow, rate_limit });
             }
         }
         sources
@@ -1066,13 +1009,7 @@ impl Validator<'_> {
                 }
             }
 
-            let token = self.secret(
-                raw.token,
-                at,
-                &format!("{path}.token"),
-                "token",
-                &mut tokens,
-            );
+            let token = self.secret(raw.token, at, &format!("{path}.token"), "token", &mut tokens);
 
             let roles_path = format!("{path}.roles");
             let roles = match raw.roles {
@@ -1127,20 +1064,13 @@ impl Validator<'_> {
             Some("must not be empty".to_string())
         } else if name.chars().count() > MAX_NAME_CHARS {
             Some(format!("is longer than {MAX_NAME_CHARS} characters"))
-        } else if strict
-            && !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
+        } else if strict && !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
             Some(format!(
                 "`{}` may only contain letters, digits, `_`, `.` and `-`",
                 name.escape_debug()
             ))
         } else if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            Some(format!(
-                "`{}` must not contain spaces or control characters",
-                name.escape_debug()
-            ))
+            Some(format!("`{}` must not contain spaces or control characters", name.escape_debug()))
         } else {
             None
         };
@@ -1183,11 +1113,7 @@ impl Validator<'_> {
             return None;
         }
         if let Some(first) = seen.get(&value) {
-            self.err(
-                s.referenced,
-                path,
-                format!("same {what} as {first}; each must be unique"),
-            );
+            self.err(s.referenced, path, format!("same {what} as {first}; each must be unique"));
             return None;
         }
         seen.insert(value.clone(), path.to_string());
@@ -1256,16 +1182,10 @@ fn check_listen(value: &str) -> Result<(), String> {
         return Ok(());
     }
     let Some((host, port)) = value.rsplit_once(':') else {
-        return Err(format!(
-            "`{}` is not host:port, e.g. 127.0.0.1:9797",
-            value.escape_debug()
-        ));
+        return Err(format!("`{}` is not host:port, e.g. 127.0.0.1:9797", value.escape_debug()));
     };
     if port.parse::<u16>().is_err() {
-        return Err(format!(
-            "port `{}` is not a number from 0 to 65535",
-            port.escape_debug()
-        ));
+        return Err(format!("port `{}` is not a number from 0 to 65535", port.escape_debug()));
     }
     if host.is_empty() {
         return Err("host is empty; use 0.0.0.0:PORT to listen on every interface".to_string());
@@ -1273,26 +1193,16 @@ fn check_listen(value: &str) -> Result<(), String> {
     if host.contains(':') {
         return Err("an IPv6 address needs brackets, e.g. [::1]:9797".to_string());
     }
-    if !host
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    {
-        return Err(format!(
-            "`{}` is not a host name or IP address",
-            host.escape_debug()
-        ));
+    if !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err(format!("`{}` is not a host name or IP address", host.escape_debug()));
     }
     Ok(())
 }
 
 /// Accepts jiff's friendly format (`500ms`, `2s`, `5m`, `1h`, `1h 30m`) and ISO 8601 (`PT2S`).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "`{}` is not a duration; write e.g. 500ms, 2s, 5m or 1h",
-            text.escape_debug()
-        )
-    };
+    let bad =
+        || format!("`{}` is not a duration; write e.g. 500ms, 2s, 5m or 1h", text.escape_debug());
     let signed: jiff::SignedDuration = text.trim().parse().map_err(|_| bad())?;
     if signed.is_negative() {
         return Err(format!("`{}` is negative", text.escape_debug()));
@@ -1311,10 +1221,8 @@ mod tests {
     const TOKEN: &str = "s3cret-token-value";
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -1343,23 +1251,13 @@ mod tests {
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.journal, Journal::default());
         assert_eq!(config.generated_token, None);
-        let [source] = config.sources.as_slice() else {
-            panic!("one source")
-        };
+        let [source] = config.sources.as_slice() else { panic!("one source") };
         assert_eq!(source.name, "default");
         assert_eq!(source.token.expose(), TOKEN);
         assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some(TOKEN));
         assert_eq!(source.allow, Permission::ALL.into_iter().collect());
-        assert_eq!(
-            source.rate_limit,
-            RateLimit {
-                per_second: 200_000,
-                burst: 400_000
-            }
-        );
-        let [user] = config.users.as_slice() else {
-            panic!("one user")
-        };
+        assert_eq!(source.rate_limit, RateLimit { per_second: 200_000, burst: 400_000 });
+        let [user] = config.users.as_slice() else { panic!("one user") };
         assert_eq!(user.name, "admin");
         assert_eq!(user.token.expose(), TOKEN);
         assert_eq!(user.roles, BTreeSet::from([Role::Admin]));
@@ -1423,30 +1321,14 @@ users:
         assert_eq!(at("sources[0].allow[1]"), Some(11));
         assert_eq!(at("sources[0].rate_limit.per_second"), Some(12));
         assert_eq!(at("sources[1].name"), Some(13));
-        assert!(
-            find(&errors, "sources[1].name")
-                .message
-                .contains("already defined")
-        );
+        assert!(find(&errors, "sources[1].name").message.contains("already defined"));
         assert_eq!(at("sources[1].token"), Some(14));
-        assert!(
-            find(&errors, "sources[1].token")
-                .message
-                .contains("sources[0].token")
-        );
+        assert!(find(&errors, "sources[1].token").message.contains("sources[0].token"));
         assert_eq!(at("sources[2].name"), Some(15));
         assert_eq!(at("sources[2].token"), Some(16));
-        assert!(
-            find(&errors, "sources[2].token")
-                .message
-                .contains("NOPE is not set")
-        );
+        assert!(find(&errors, "sources[2].token").message.contains("NOPE is not set"));
         assert_eq!(at("sources[3].token"), Some(17));
-        assert!(
-            find(&errors, "sources[3].token")
-                .message
-                .contains("missing")
-        );
+        assert!(find(&errors, "sources[3].token").message.contains("missing"));
         assert_eq!(at("users[0].name"), Some(19));
         assert_eq!(at("users[0].roles[0]"), Some(21));
         assert_eq!(at("users[1].roles"), Some(22));
@@ -1455,15 +1337,9 @@ users:
         // One line per error, each `file:line:col: path: message`.
         let shown = errors.to_string();
         assert_eq!(shown.lines().count(), errors.errors.len());
-        assert!(
-            shown.lines().all(|l| l.starts_with("test.yaml:")),
-            "{shown}"
-        );
+        assert!(shown.lines().all(|l| l.starts_with("test.yaml:")), "{shown}");
         assert!(shown.contains("test.yaml:12:"), "{shown}");
-        assert!(
-            shown.contains(": sources[0].rate_limit.per_second: must be from 1"),
-            "{shown}"
-        );
+        assert!(shown.contains(": sources[0].rate_limit.per_second: must be from 1"), "{shown}");
         assert!(!shown.contains("tok-a"), "a secret leaked into:\n{shown}");
     }
 
@@ -1480,11 +1356,7 @@ users:
     #[test]
     fn body_limit_above_64_mib_is_rejected() {
         let errors = load_text("limits: { max_body_bytes: 67108865 }\n", &env_of(&[])).unwrap_err();
-        assert!(
-            find(&errors, "limits.max_body_bytes")
-                .message
-                .contains("64 MiB")
-        );
+        assert!(find(&errors, "limits.max_body_bytes").message.contains("64 MiB"));
         let ok = load_text("limits: { max_body_bytes: 67108864 }\n", &env_of(&[])).unwrap();
         assert_eq!(ok.limits.max_body_bytes, 64 * 1024 * 1024);
     }
@@ -1506,9 +1378,7 @@ users:
     fn unknown_field_is_rejected_with_its_line() {
         let text = "listen: \"127.0.0.1:1\"\nsources:\n  - name: a\n    tokn: x\n";
         let errors = load_text(text, &env_of(&[])).unwrap_err();
-        let [error] = errors.errors.as_slice() else {
-            panic!("one error: {errors}")
-        };
+        let [error] = errors.errors.as_slice() else { panic!("one error: {errors}") };
         assert_eq!(error.position.map(|p| p.line), Some(4), "{errors}");
         assert!(error.message.contains("tokn"), "{errors}");
         assert!(errors.to_string().starts_with("test.yaml:4:"), "{errors}");
@@ -1527,14 +1397,8 @@ users:
             expand("Bearer-${X}-${Y}!", &env_of(&[("X", "a"), ("Y", "b")])),
             Ok("Bearer-a-b!".to_string())
         );
-        assert_eq!(
-            expand("$${X} costs $5", &env_of(&[])),
-            Ok("${X} costs $5".to_string())
-        );
-        assert_eq!(
-            expand("$$${X}", &env_of(&[("X", "v")])),
-            Ok("$${X}".to_string())
-        );
+        assert_eq!(expand("$${X} costs $5", &env_of(&[])), Ok("${X} costs $5".to_string()));
+        assert_eq!(expand("$$${X}", &env_of(&[("X", "v")])), Ok("$${X}".to_string()));
         assert_eq!(
             expand("${A}${B}", &env_of(&[])),
             Err(vec![
@@ -1545,10 +1409,7 @@ users:
         assert!(expand("${unclosed", &env_of(&[])).is_err());
         assert!(expand("${1X}", &env_of(&[])).is_err());
         // A value is inserted as text, never re-expanded or re-parsed.
-        assert_eq!(
-            expand("${X}", &env_of(&[("X", "${Y}")])),
-            Ok("${Y}".to_string())
-        );
+        assert_eq!(expand("${X}", &env_of(&[("X", "${Y}")])), Ok("${Y}".to_string()));
     }
 
     #[test]
@@ -1556,12 +1417,7 @@ users:
         let text = "sources:\n  - name: a\n    token: ${T}\n";
         let env = env_of(&[("T", "x\n  - name: evil\n    token: y")]);
         let errors = load_text(text, &env).unwrap_err();
-        assert!(
-            find(&errors, "sources[0].token")
-                .message
-                .contains("whitespace"),
-            "{errors}"
-        );
+        assert!(find(&errors, "sources[0].token").message.contains("whitespace"), "{errors}");
 
         let env = env_of(&[("T", "x}]},{name:evil")]);
         let config = load_text(text, &env).unwrap();
@@ -1576,17 +1432,8 @@ users:
         let config = load_text(text, &env_of(&[("T", "v")])).unwrap();
         let source = &config.sources[0];
         assert_eq!(source.token.expose(), "v");
-        assert_eq!(
-            source.routing_key.as_ref().map(Secret::expose),
-            Some("rk-v")
-        );
-        assert_eq!(
-            source.rate_limit,
-            RateLimit {
-                per_second: 10,
-                burst: 20
-            }
-        );
+        assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some("rk-v"));
+        assert_eq!(source.rate_limit, RateLimit { per_second: 10, burst: 20 });
     }
 
     #[test]
@@ -1657,10 +1504,8 @@ users:
         assert_eq!(second.generated_token, first.generated_token);
 
         // An explicit TOCSIN_TOKEN wins and the file is not consulted.
-        let env = env_of(&[
-            ("TOCSIN_DATA_DIR", data_dir.to_str().unwrap()),
-            ("TOCSIN_TOKEN", TOKEN),
-        ]);
+        let env =
+            env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap()), ("TOCSIN_TOKEN", TOKEN)]);
         let third = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
         assert_eq!(third.sources[0].token.expose(), TOKEN);
         assert_eq!(third.generated_token, None);
@@ -1689,10 +1534,7 @@ users:
     #[test]
     fn resolve_origin_prefers_explicit_path() {
         let path = Path::new("/etc/tocsin.yaml");
-        assert_eq!(
-            resolve_origin(Some(path)),
-            ConfigOrigin::File(path.to_path_buf())
-        );
+        assert_eq!(resolve_origin(Some(path)), ConfigOrigin::File(path.to_path_buf()));
     }
 
     #[test]
@@ -1700,8 +1542,12 @@ users:
         // The shipped example is what `tocsin serve` uses from the repository root, so it must
         // run with nothing but the (possibly generated) admin token in the environment.
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/tocsin.yaml");
-        let config = load(&ConfigOrigin::File(path.clone()), &env_of(&[("TOCSIN_TOKEN", TOKEN)]), TokenFallback::Placeholder)
-            .unwrap();
+        let config = load(
+            &ConfigOrigin::File(path.clone()),
+            &env_of(&[("TOCSIN_TOKEN", TOKEN)]),
+            TokenFallback::Placeholder,
+        )
+        .unwrap();
         let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["default"]);
         assert_eq!(config.sources[0].allow, BTreeSet::from(Permission::ALL));

@@ -18,10 +18,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 }
 
@@ -35,16 +32,10 @@ impl std::fmt::Display for FieldError {
 pub enum ApiError {
     /// The body is not JSON, or not the JSON shape the endpoint takes (400).
     #[error("{message}")]
-    Malformed {
-        message: String,
-        errors: Vec<FieldError>,
-    },
+    Malformed { message: String, errors: Vec<FieldError> },
     /// The body is well-formed but a value is not acceptable (422).
     #[error("{message}")]
-    Invalid {
-        message: String,
-        errors: Vec<FieldError>,
-    },
+    Invalid { message: String, errors: Vec<FieldError> },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -58,10 +49,7 @@ pub enum ApiError {
     #[error("the request body was not received within {0:?}")]
     Timeout(std::time::Duration),
     #[error("rate limit for source {source_name} exceeded; retry after {retry_after_secs} s")]
-    RateLimited {
-        source_name: String,
-        retry_after_secs: u64,
-    },
+    RateLimited { source_name: String, retry_after_secs: u64 },
     /// The event could not be made durable right now (store error, disk full, writer overloaded).
     #[error("{0}")]
     Unavailable(String),
@@ -69,10 +57,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn malformed(message: impl Into<String>) -> Self {
-        ApiError::Malformed {
-            message: message.into(),
-            errors: Vec::new(),
-        }
+        ApiError::Malformed { message: message.into(), errors: Vec::new() }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
@@ -152,9 +137,7 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status(), axum::Json(&body)).into_response();
         match &self {
-            ApiError::RateLimited {
-                retry_after_secs, ..
-            } => {
+            ApiError::RateLimited { retry_after_secs, .. } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
@@ -163,8 +146,7 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Unavailable(_) => {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -69,8 +69,7 @@ async fn ingest(app: &App, format: Format, headers: &HeaderMap, body: Body) -> R
         Ok((ids, rejected)) => {
             // Alertmanager's behaviour for a batch with bad alerts: keep the good ones, answer
             // 400 naming the bad ones, so the sender's logs show what was dropped.
-            app.metrics
-                .rejected(&source.name, "invalid", rejected.len() as u64);
+            app.metrics.rejected(&source.name, "invalid", rejected.len() as u64);
             let message = crate::error::summarize(&rejected);
             let body = json!({
                 "error": "invalid",
@@ -93,10 +92,7 @@ async fn ingest_as(
 ) -> Result<(Vec<Uuid>, Vec<crate::error::FieldError>), ApiError> {
     source.require(permission_for(format))?;
     let bytes = read_body(headers, body, &app.limits).await?;
-    let ctx = Context {
-        source: &source.name,
-        now: Timestamp::now(),
-    };
+    let ctx = Context { source: &source.name, now: Timestamp::now() };
     let normalized = match format {
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx)?,
         Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&bytes, ctx)?,
@@ -121,24 +117,17 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
         let source = app.auth.source_by_routing_key(event.routing_key())?;
         source_name = &source.name;
         source.require(Permission::Alerts)?;
-        let ctx = Context {
-            source: &source.name,
-            now: Timestamp::now(),
-        };
+        let ctx = Context { source: &source.name, now: Timestamp::now() };
         let Normalized { events, .. } = event.into_normalized(ctx)?;
-        let dedup_key = events
-            .first()
-            .map(|e| e.dedup_key.clone())
-            .unwrap_or_default();
+        let dedup_key = events.first().map(|e| e.dedup_key.clone()).unwrap_or_default();
         let ids = commit(&app, source, Format::Pagerduty, events).await?;
         Ok::<_, ApiError>((dedup_key, ids))
     }
     .await;
     match result {
-        Ok((dedup_key, ids)) => accepted(
-            &ids,
-            json!({"message": "Event processed", "dedup_key": dedup_key}),
-        ),
+        Ok((dedup_key, ids)) => {
+            accepted(&ids, json!({"message": "Event processed", "dedup_key": dedup_key}))
+        }
         Err(e) => {
             app.metrics.rejected(source_name, e.code(), 1);
             pagerduty_error(e)
@@ -186,9 +175,9 @@ async fn commit(
     let n = ids.len() as u64;
     app.journal.append(events).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
-        JournalError::Store(err) => ApiError::Unavailable(format!(
-            "the event could not be stored durably ({err}); retry"
-        )),
+        JournalError::Store(err) => {
+            ApiError::Unavailable(format!("the event could not be stored durably ({err}); retry"))
+        }
     })?;
     app.metrics.accepted(&source.name, format.as_str(), n);
     Ok(ids)
@@ -231,9 +220,7 @@ pub async fn read_body(
         Err(_) => Err(ApiError::Timeout(limits.request_timeout)),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::TooLarge { limit }),
-        Ok(Err(e)) => Err(ApiError::malformed(format!(
-            "could not read the request body: {e}"
-        ))),
+        Ok(Err(e)) => Err(ApiError::malformed(format!("could not read the request body: {e}"))),
     }
 }
 
@@ -254,13 +241,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             "missing Content-Type; send `Content-Type: application/json`".into(),
         ));
     };
-    let mime = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
+    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
     if mime.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {

@@ -21,10 +21,7 @@ use crate::store::{Store, StoreError};
 #[derive(Debug)]
 pub enum Command {
     /// Store these events durably, then answer.
-    Append {
-        events: Vec<Event>,
-        reply: oneshot::Sender<Result<(), Arc<StoreError>>>,
-    },
+    Append { events: Vec<Event>, reply: oneshot::Sender<Result<(), Arc<StoreError>>> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +69,7 @@ pub fn spawn(
         .name("tocsin-journal".into())
         .spawn(move || run_writer(store, rx, writer_metrics, max_batch_events))
         .expect("spawning the journal thread");
-    (
-        Journal {
-            tx,
-            capacity: queue_capacity,
-            metrics,
-        },
-        WriterThread(handle),
-    )
+    (Journal { tx, capacity: queue_capacity, metrics }, WriterThread(handle))
 }
 
 impl Journal {
@@ -89,12 +79,10 @@ impl Journal {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .try_send(Command::Append { events, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => JournalError::Overloaded(self.capacity),
-                mpsc::error::TrySendError::Closed(_) => JournalError::Closed,
-            })?;
+        self.tx.try_send(Command::Append { events, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => JournalError::Overloaded(self.capacity),
+            mpsc::error::TrySendError::Closed(_) => JournalError::Closed,
+        })?;
         self.metrics.journal_queue_depth.inc();
         match answer.await {
             Ok(result) => result.map_err(JournalError::Store),
@@ -136,9 +124,7 @@ fn run_writer(
         }
         let started = Instant::now();
         let result = store.append(&events).map_err(Arc::new);
-        metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(()) => metrics.commit_batch_events.observe(events.len() as f64),
             Err(e) => {

@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use tocsin::config::{self, ConfigOrigin, TokenFallback};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tocsin",
-    version,
-    about = "Rules-driven alert router and escalation daemon"
-)]
+#[command(name = "tocsin", version, about = "Rules-driven alert router and escalation daemon")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,10 +71,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         }
     };
     tocsin::telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -105,10 +98,7 @@ async fn run(origin: ConfigOrigin, config: config::Config) -> anyhow::Result<()>
         );
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!(
-        "tocsin listening on http://{addr} (config: {})",
-        describe(&origin)
-    );
+    println!("tocsin listening on http://{addr} (config: {})", describe(&origin));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), config = %describe(&origin), "started");
     tocsin::server::run(config, listener, shutdown_signal()).await
 }
@@ -116,10 +106,9 @@ async fn run(origin: ConfigOrigin, config: config::Config) -> anyhow::Result<()>
 /// Resolves on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL only");
         std::future::pending::<()>().await;
         return;

@@ -101,19 +101,13 @@ impl Metrics {
 
     pub fn accepted(&self, source: &str, format: &str, n: u64) {
         self.events_accepted
-            .get_or_create(&AcceptedLabels {
-                source: source.to_owned(),
-                format: format.to_owned(),
-            })
+            .get_or_create(&AcceptedLabels { source: source.to_owned(), format: format.to_owned() })
             .inc_by(n);
     }
 
     pub fn rejected(&self, source: &str, reason: &str, n: u64) {
         self.events_rejected
-            .get_or_create(&RejectedLabels {
-                source: source.to_owned(),
-                reason: reason.to_owned(),
-            })
+            .get_or_create(&RejectedLabels { source: source.to_owned(), reason: reason.to_owned() })
             .inc_by(n);
     }
 

@@ -161,20 +161,13 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     if app.ready.load(Ordering::SeqCst) {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting down"})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response()
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         app.metrics.encode(),
     )
         .into_response()
@@ -203,21 +196,13 @@ async fn list_events(
     app.auth.user_with_role(&headers, Role::Viewer)?;
     let Query(params) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
     let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let query = EventQuery {
-        source: params.source,
-        before: params.before,
-        limit,
-    };
+    let query = EventQuery { source: params.source, before: params.before, limit };
     let store = app.store.clone();
     let events = tokio::task::spawn_blocking(move || store.events(&query))
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let next = if events.len() == limit {
-        events.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next = if events.len() == limit { events.last().map(|e| e.id) } else { None };
     Ok(Json(json!({"events": events, "next": next})).into_response())
 }
 

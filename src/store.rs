@@ -23,15 +23,9 @@ pub const DB_FILE: &str = "tocsin.redb";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open store {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
+    Open { path: PathBuf, source: redb::DatabaseError },
     #[error("store transaction failed: {0}")]
     Transaction(#[from] redb::TransactionError),
     #[error("store table failed: {0}")]
@@ -72,15 +66,11 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Tables are created here so that readers never
     /// see a missing table on a fresh store.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let db = Database::create(&path)
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         let store = Store { db, path };
         let txn = store.begin_write()?;
         txn.open_table(EVENTS)?;
@@ -112,10 +102,8 @@ impl Store {
             let mut buf = Vec::with_capacity(1024);
             for event in events {
                 buf.clear();
-                serde_json::to_writer(&mut buf, event).map_err(|source| StoreError::Encode {
-                    id: event.id,
-                    source,
-                })?;
+                serde_json::to_writer(&mut buf, event)
+                    .map_err(|source| StoreError::Encode { id: event.id, source })?;
                 let key = event.id.as_bytes();
                 table.insert(key, buf.as_slice())?;
                 by_source.insert((event.source.as_str(), key), ())?;

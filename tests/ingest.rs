@@ -7,9 +7,7 @@ use common::{ALERTS_ONLY_TOKEN, Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, fixtur
 use serde_json::{Value, json};
 
 async fn stored(d: &Daemon, id: &str) -> Value {
-    let r = d
-        .get(&format!("/api/v1/events/{id}"), Some(VIEWER_TOKEN))
-        .await;
+    let r = d.get(&format!("/api/v1/events/{id}"), Some(VIEWER_TOKEN)).await;
     assert_eq!(r.status, 200, "event {id} should be readable: {}", r.text);
     r.body
 }
@@ -18,11 +16,7 @@ async fn stored(d: &Daemon, id: &str) -> Value {
 async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
     let d = Daemon::start("");
     let r = d
-        .post(
-            "/api/v2/alerts",
-            Some(ALERTS_ONLY_TOKEN),
-            fixture("alertmanager-v2/alerts.json"),
-        )
+        .post("/api/v2/alerts", Some(ALERTS_ONLY_TOKEN), fixture("alertmanager-v2/alerts.json"))
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["status"], "success");
@@ -42,9 +36,7 @@ async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
         "startsAt": "2026-11-27T01:00:00Z",
         "generatorURL": "http://prometheus:9090/graph?g0.expr=disk"
     }]);
-    let r = d
-        .post("/api/v2/alerts", Some(TOKEN), alert.to_string())
-        .await;
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let event = stored(&d, &r.event_ids()[0]).await;
     assert_eq!(event["fingerprint"], "e94c744ae3d44df8");
@@ -62,9 +54,7 @@ async fn alertmanager_v2_past_ends_at_is_a_resolve() {
         "startsAt": "2026-11-27T01:00:00Z",
         "endsAt": "2026-11-27T01:05:00Z"
     }]);
-    let r = d
-        .post("/api/v2/alerts", Some(TOKEN), alert.to_string())
-        .await;
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(stored(&d, &r.event_ids()[0]).await["action"], "resolve");
 }
@@ -77,21 +67,12 @@ async fn a_batch_with_invalid_alerts_stores_the_valid_ones_and_names_the_rest() 
         {"labels": {}},
         {"labels": {"alertname": "Good2"}},
     ]);
-    let r = d
-        .post("/api/v2/alerts", Some(TOKEN), batch.to_string())
-        .await;
+    let r = d.post("/api/v2/alerts", Some(TOKEN), batch.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["error"], "invalid");
     let errors = r.body["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 1, "{}", r.text);
-    assert!(
-        errors[0]["field"]
-            .as_str()
-            .unwrap()
-            .starts_with("alerts[1]"),
-        "{}",
-        r.text
-    );
+    assert!(errors[0]["field"].as_str().unwrap().starts_with("alerts[1]"), "{}", r.text);
     let ids = r.event_ids();
     assert_eq!(ids.len(), 2);
     for id in &ids {
@@ -135,11 +116,7 @@ async fn pagerduty_enqueue_answers_like_pagerduty_and_generates_dedup_keys() {
     let r = d.post("/v2/enqueue", None, ack.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["status"], "invalid event");
-    assert!(
-        r.body["errors"].as_array().is_some_and(|e| !e.is_empty()),
-        "{}",
-        r.text
-    );
+    assert!(r.body["errors"].as_array().is_some_and(|e| !e.is_empty()), "{}", r.text);
 
     // A wrong routing key is refused.
     trigger["routing_key"] = json!("not-a-key");
@@ -153,9 +130,7 @@ async fn alertmanager_webhook_keeps_the_senders_fingerprints() {
     let d = Daemon::start("");
     let body = fixture("alertmanager-webhook/v4.json");
     let sent: Value = serde_json::from_slice(&body).unwrap();
-    let r = d
-        .post("/api/v1/alertmanager", Some(ALERTS_ONLY_TOKEN), body)
-        .await;
+    let r = d.post("/api/v1/alertmanager", Some(ALERTS_ONLY_TOKEN), body).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let ids = r.event_ids();
     let alerts = sent["alerts"].as_array().unwrap();
@@ -166,11 +141,7 @@ async fn alertmanager_webhook_keeps_the_senders_fingerprints() {
         if let Some(fp) = alert["fingerprint"].as_str() {
             assert_eq!(event["fingerprint"], fp);
         }
-        let expected = if alert["status"] == "resolved" {
-            "resolve"
-        } else {
-            "trigger"
-        };
+        let expected = if alert["status"] == "resolved" { "resolve" } else { "trigger" };
         assert_eq!(event["action"], expected);
     }
 }
@@ -190,13 +161,7 @@ async fn customer_reports_and_canonical_events_are_stored() {
         assert_eq!(event["dedup_key"], ticket);
     }
 
-    let r = d
-        .post(
-            "/api/v1/events",
-            Some(TOKEN),
-            fixture("events/canonical.json"),
-        )
-        .await;
+    let r = d.post("/api/v1/events", Some(TOKEN), fixture("events/canonical.json")).await;
     assert_eq!(r.status, 202, "{}", r.text);
     for id in r.event_ids() {
         assert_eq!(stored(&d, &id).await["format"], "canonical");
@@ -207,16 +172,9 @@ async fn customer_reports_and_canonical_events_are_stored() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["events"].as_array().unwrap().len(), 1);
     assert!(r.body["next"].is_string());
-    let r = d
-        .get("/api/v1/events?source=prometheus", Some(VIEWER_TOKEN))
-        .await;
+    let r = d.get("/api/v1/events?source=prometheus", Some(VIEWER_TOKEN)).await;
     assert_eq!(r.body["events"].as_array().unwrap().len(), 0);
-    let r = d
-        .get(
-            "/api/v1/events?source=default&limit=100",
-            Some(VIEWER_TOKEN),
-        )
-        .await;
+    let r = d.get("/api/v1/events?source=default&limit=100", Some(VIEWER_TOKEN)).await;
     let events = r.body["events"].as_array().unwrap();
     assert!(events.len() >= 2);
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -233,38 +191,17 @@ async fn every_refusal_has_its_status_and_a_json_body() {
     let check = |r: &common::Reply, status: u16, code: &str| {
         assert_eq!(r.status, status, "{}", r.text);
         assert_eq!(r.body["error"], code, "{}", r.text);
-        assert!(
-            r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{}",
-            r.text
-        );
+        assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.text);
     };
 
     // 401: no token, wrong token.
-    check(
-        &d.post("/api/v2/alerts", None, alert.clone()).await,
-        401,
-        "unauthorized",
-    );
-    check(
-        &d.post("/api/v2/alerts", Some("wrong"), alert.clone()).await,
-        401,
-        "unauthorized",
-    );
+    check(&d.post("/api/v2/alerts", None, alert.clone()).await, 401, "unauthorized");
+    check(&d.post("/api/v2/alerts", Some("wrong"), alert.clone()).await, 401, "unauthorized");
     // 403: a source that may send alerts only, sending a report.
     let report = json!({"reporter": "desk", "service": "checkout", "summary": "x"}).to_string();
-    check(
-        &d.post("/api/v1/reports", Some(ALERTS_ONLY_TOKEN), report)
-            .await,
-        403,
-        "forbidden",
-    );
+    check(&d.post("/api/v1/reports", Some(ALERTS_ONLY_TOKEN), report).await, 403, "forbidden");
     // 403: a viewer cannot ingest... it is not a source at all, so 401; a source cannot read.
-    check(
-        &d.get("/api/v1/events", Some(ALERTS_ONLY_TOKEN)).await,
-        401,
-        "unauthorized",
-    );
+    check(&d.get("/api/v1/events", Some(ALERTS_ONLY_TOKEN)).await, 401, "unauthorized");
     // 415: wrong content type.
     let r = d
         .client
@@ -279,20 +216,10 @@ async fn every_refusal_has_its_status_and_a_json_body() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_media_type");
     // 413: larger than the configured limit, with and without Content-Length.
-    let big = format!(
-        "[{{\"labels\":{{\"alertname\":\"{}\"}}}}]",
-        "x".repeat(8000)
-    );
-    check(
-        &d.post("/api/v2/alerts", Some(TOKEN), big.clone()).await,
-        413,
-        "too_large",
-    );
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
-        .as_bytes()
-        .chunks(1000)
-        .map(|c| Ok(c.to_vec()))
-        .collect();
+    let big = format!("[{{\"labels\":{{\"alertname\":\"{}\"}}}}]", "x".repeat(8000));
+    check(&d.post("/api/v2/alerts", Some(TOKEN), big.clone()).await, 413, "too_large");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.as_bytes().chunks(1000).map(|c| Ok(c.to_vec())).collect();
     let r = d
         .client
         .post(d.url("/api/v2/alerts"))
@@ -304,21 +231,13 @@ async fn every_refusal_has_its_status_and_a_json_body() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     // 400: not JSON, with the position.
-    let r = d
-        .post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ")
-        .await;
+    let r = d.post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ").await;
     check(&r, 400, "malformed");
     // 422: well-formed, but a value is out of bounds.
     let long = json!({"reporter": "desk", "service": "checkout", "summary": "x".repeat(2000)});
-    let r = d
-        .post("/api/v1/reports", Some(TOKEN), long.to_string())
-        .await;
+    let r = d.post("/api/v1/reports", Some(TOKEN), long.to_string()).await;
     check(&r, 422, "invalid");
-    assert!(
-        r.text.contains("summary"),
-        "the error names the field: {}",
-        r.text
-    );
+    assert!(r.text.contains("summary"), "the error names the field: {}", r.text);
 
     // Nothing of the above was stored.
     let r = d.get("/api/v1/events", Some(VIEWER_TOKEN)).await;
@@ -354,12 +273,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
     ));
     let alert = json!([{"labels": {"alertname": "X"}}]).to_string();
     for _ in 0..2 {
-        assert_eq!(
-            d.post("/api/v2/alerts", Some(TOKEN), alert.clone())
-                .await
-                .status,
-            202
-        );
+        assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.clone()).await.status, 202);
     }
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
     assert_eq!(r.status, 429, "{}", r.text);
@@ -425,15 +339,11 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     tx.send(Ok(b"[{\"labels\":".to_vec())).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let pid = d.child.id();
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let term =
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(term.success());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    tx.send(Ok(b"{\"alertname\":\"InFlight\"}}]".to_vec()))
-        .await
-        .unwrap();
+    tx.send(Ok(b"{\"alertname\":\"InFlight\"}}]".to_vec())).await.unwrap();
     drop(tx);
     let resp = slow.await.unwrap().expect("in-flight request answered");
     assert_eq!(resp.status().as_u16(), 202);
@@ -463,9 +373,7 @@ async fn a_client_that_drips_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let d = Daemon::start("limits:\n  header_read_timeout: 1s\n");
     let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-    s.write_all(b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    s.write_all(b"POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = [0u8; 1024];
     // The server must close (or answer) on its own; we never finish the headers.
@@ -488,12 +396,7 @@ async fn health_readiness_and_metrics_answer_without_credentials() {
     assert_eq!(d.get("/-/healthy", None).await.status, 200);
     assert_eq!(d.get("/-/ready", None).await.status, 200);
     let alert = json!([{"labels": {"alertname": "M"}}, {"labels": {"alertname": "N"}}]);
-    assert_eq!(
-        d.post("/api/v2/alerts", Some(TOKEN), alert.to_string())
-            .await
-            .status,
-        202
-    );
+    assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await.status, 202);
     let m = d.get("/metrics", None).await;
     assert_eq!(m.status, 200);
     assert!(
@@ -503,14 +406,6 @@ async fn health_readiness_and_metrics_answer_without_credentials() {
         "{}",
         m.text
     );
-    assert!(
-        m.text.contains("tocsin_journal_commit_seconds_bucket"),
-        "{}",
-        m.text
-    );
-    assert!(
-        m.text.contains("tocsin_journal_commit_batch_events_count"),
-        "{}",
-        m.text
-    );
+    assert!(m.text.contains("tocsin_journal_commit_seconds_bucket"), "{}", m.text);
+    assert!(m.text.contains("tocsin_journal_commit_batch_events_count"), "{}", m.text);
 }

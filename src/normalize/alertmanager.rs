@@ -83,12 +83,8 @@ pub fn alertmanager_v2(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiE
 }
 
 fn postable_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
-    let alert: PostableAlert = serde_json::from_value(item).map_err(|e| {
-        vec![FieldError::new(
-            path,
-            format!("not an Alertmanager alert: {e}"),
-        )]
-    })?;
+    let alert: PostableAlert = serde_json::from_value(item)
+        .map_err(|e| vec![FieldError::new(path, format!("not an Alertmanager alert: {e}"))])?;
     let mut errors = Vec::new();
     let labels_path = format!("{path}.labels");
     let mut labels = alert.labels.unwrap_or_default();
@@ -149,11 +145,7 @@ impl Alert {
         event.fingerprint = Some(fp);
         event.summary = summary;
         event.severity = self.labels.get("severity").map(|s| s.to_lowercase());
-        event.service = self
-            .labels
-            .get("service")
-            .or_else(|| self.labels.get("job"))
-            .cloned();
+        event.service = self.labels.get("service").or_else(|| self.labels.get("job")).cloned();
         event.starts_at = self.starts_at;
         event.ends_at = self.ends_at;
         event.links = self
@@ -191,10 +183,7 @@ fn alert_times(
     let ends = parse("endsAt", ends_at);
     if let (Some(s), Some(e)) = (starts, ends) {
         if e < s {
-            errors.push(FieldError::new(
-                format!("{path}.endsAt"),
-                "must not be before startsAt",
-            ));
+            errors.push(FieldError::new(format!("{path}.endsAt"), "must not be before startsAt"));
         }
     }
     (starts, ends)
@@ -247,10 +236,7 @@ pub fn alertmanager_webhook(body: &[u8], ctx: Context<'_>) -> Result<Normalized,
     if hook.version != "4" {
         return Err(ApiError::invalid(vec![FieldError::new(
             "version",
-            format!(
-                "version {:?} is not supported; only \"4\" is",
-                shorten(&hook.version)
-            ),
+            format!("version {:?} is not supported; only \"4\" is", shorten(&hook.version)),
         )]));
     }
     super::check_batch_size("alerts", hook.alerts.len())?;
@@ -284,10 +270,7 @@ pub fn alertmanager_webhook(body: &[u8], ctx: Context<'_>) -> Result<Normalized,
 
 fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
     let alert: WebhookAlert = serde_json::from_value(item).map_err(|e| {
-        vec![FieldError::new(
-            path,
-            format!("not an Alertmanager webhook alert: {e}"),
-        )]
+        vec![FieldError::new(path, format!("not an Alertmanager webhook alert: {e}"))]
     })?;
     let mut errors = Vec::new();
     let action = match alert.status.as_deref() {
@@ -315,23 +298,13 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
     let (starts_at, ends_at) = alert_times(path, alert.starts_at, alert.ends_at, &mut errors);
     let fingerprint = alert.fingerprint.filter(|f| !f.is_empty());
     if let Some(fp) = &fingerprint {
-        super::check_chars(
-            &format!("{path}.fingerprint"),
-            fp,
-            MAX_DEDUP_KEY_CHARS,
-            &mut errors,
-        );
+        super::check_chars(&format!("{path}.fingerprint"), fp, MAX_DEDUP_KEY_CHARS, &mut errors);
     }
     let Some(action) = action.filter(|_| errors.is_empty()) else {
         return Err(errors);
     };
-    let alert = Alert {
-        labels,
-        annotations,
-        starts_at,
-        ends_at,
-        generator_url: alert.generator_url,
-    };
+    let alert =
+        Alert { labels, annotations, starts_at, ends_at, generator_url: alert.generator_url };
     Ok(alert.into_event(ctx, Format::AlertmanagerWebhook, action, fingerprint))
 }
 
@@ -340,26 +313,17 @@ mod tests {
     use super::*;
 
     fn ctx(now: &str) -> Context<'static> {
-        Context {
-            source: "prometheus",
-            now: now.parse().unwrap(),
-        }
+        Context { source: "prometheus", now: now.parse().unwrap() }
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn fingerprint_matches_prometheus() {
-        let ls = labels(&[
-            ("alertname", "DiskFull"),
-            ("instance", "db1"),
-            ("severity", "critical"),
-        ]);
+        let ls =
+            labels(&[("alertname", "DiskFull"), ("instance", "db1"), ("severity", "critical")]);
         assert_eq!(fingerprint(&ls), "e94c744ae3d44df8");
         assert_eq!(fingerprint(&BTreeMap::new()), "cbf29ce484222325");
     }
@@ -379,34 +343,21 @@ mod tests {
         assert_eq!(disk.kind, Kind::Alert);
         assert_eq!(disk.action, Action::Trigger);
         assert_eq!(disk.source, "prometheus");
-        assert_eq!(
-            disk.received_at,
-            "2025-03-01T12:00:00Z".parse::<Timestamp>().unwrap()
-        );
+        assert_eq!(disk.received_at, "2025-03-01T12:00:00Z".parse::<Timestamp>().unwrap());
         assert_eq!(disk.id.get_version_num(), 7);
         assert_eq!(disk.dedup_key, fingerprint(&disk.labels));
         assert_eq!(disk.fingerprint.as_deref(), Some(disk.dedup_key.as_str()));
         assert_eq!(disk.summary, "Disk /var is 97% full on db1");
         assert_eq!(disk.severity.as_deref(), Some("critical"));
         assert_eq!(disk.service.as_deref(), Some("postgres"));
-        assert_eq!(
-            disk.starts_at,
-            Some("2025-03-01T11:52:30.123Z".parse().unwrap())
-        );
+        assert_eq!(disk.starts_at, Some("2025-03-01T11:52:30.123Z".parse().unwrap()));
         assert_eq!(disk.links.len(), 1);
-        assert!(
-            disk.links[0]
-                .href
-                .starts_with("http://prometheus.example.com:9090/graph")
-        );
+        assert!(disk.links[0].href.starts_with("http://prometheus.example.com:9090/graph"));
 
         // No summary annotation: description; no `service` label: `job`; severity lower-cased.
         let latency = &out.events[1];
         assert_eq!(latency.action, Action::Trigger);
-        assert_eq!(
-            latency.summary,
-            "p99 latency of the checkout API is above 2 s"
-        );
+        assert_eq!(latency.summary, "p99 latency of the checkout API is above 2 s");
         assert_eq!(latency.service.as_deref(), Some("checkout-api"));
         assert_eq!(latency.severity.as_deref(), Some("warning"));
 
@@ -453,10 +404,7 @@ mod tests {
         let err =
             alertmanager_v2(br#"{"labels": {"a": "b"}}"#, ctx("2025-03-01T12:00:00Z")).unwrap_err();
         assert_eq!(err.code(), "malformed");
-        assert!(
-            err.to_string().contains("expected a sequence at line 1"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("expected a sequence at line 1"), "{err}");
         let err = alertmanager_v2(b"[{\"labels\": ", ctx("2025-03-01T12:00:00Z")).unwrap_err();
         assert_eq!(err.code(), "malformed");
         assert!(err.to_string().contains("line 1"), "{err}");
@@ -515,10 +463,7 @@ mod tests {
         assert_eq!(firing.summary, "Disk /var is 97% full on db1");
         assert_eq!(firing.details["receiver"], "tocsin");
         assert_eq!(firing.details["groupKey"], "{}:{alertname=\"DiskFull\"}");
-        assert_eq!(
-            firing.details["externalURL"],
-            "http://alertmanager.example.com:9093"
-        );
+        assert_eq!(firing.details["externalURL"], "http://alertmanager.example.com:9093");
 
         // No fingerprint from the sender: computed from the labels.
         let resolved = &out.events[1];

@@ -92,10 +92,7 @@ pub fn canonical(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> 
             // Decoded again from the bytes so that a shape error carries its line and column.
             let raw: RawEvent = decode(body, WHAT)?;
             let event = validate(raw, "", &ctx).map_err(ApiError::invalid)?;
-            Ok(Normalized {
-                events: vec![event],
-                rejected: Vec::new(),
-            })
+            Ok(Normalized { events: vec![event], rejected: Vec::new() })
         }
         Value::Array(items) => {
             super::check_batch_size("events", items.len())?;
@@ -140,10 +137,7 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
         Some(other) => {
             errors.push(FieldError::new(
                 at("action"),
-                format!(
-                    "{:?} is not one of trigger, acknowledge, resolve",
-                    shorten(other)
-                ),
+                format!("{:?} is not one of trigger, acknowledge, resolve", shorten(other)),
             ));
             Action::Trigger
         }
@@ -165,35 +159,25 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
     let ends_at = optional_time(&at("ends_at"), raw.ends_at.as_deref(), &mut errors);
     if let (Some(s), Some(e)) = (starts_at, ends_at) {
         if e < s {
-            errors.push(FieldError::new(
-                at("ends_at"),
-                "must not be before starts_at",
-            ));
+            errors.push(FieldError::new(at("ends_at"), "must not be before starts_at"));
         }
     }
     for (i, link) in raw.links.iter().enumerate() {
         if link.href.is_empty() {
-            errors.push(FieldError::new(
-                at(&format!("links[{i}].href")),
-                "must not be empty",
-            ));
+            errors.push(FieldError::new(at(&format!("links[{i}].href")), "must not be empty"));
         }
     }
     if raw.verified && kind != Kind::Report {
-        errors.push(FieldError::new(
-            at("verified"),
-            "only a report (kind: report) can be verified",
-        ));
+        errors
+            .push(FieldError::new(at("verified"), "only a report (kind: report) can be verified"));
     }
     let dedup_key = raw.dedup_key.filter(|k| !k.is_empty());
     match &dedup_key {
         Some(key) => {
             check_chars(&at("dedup_key"), key, MAX_DEDUP_KEY_CHARS, &mut errors);
         }
-        None if action != Action::Trigger => errors.push(FieldError::new(
-            at("dedup_key"),
-            format!("is required to {}", action.as_str()),
-        )),
+        None if action != Action::Trigger => errors
+            .push(FieldError::new(at("dedup_key"), format!("is required to {}", action.as_str()))),
         None => {}
     }
     if !errors.is_empty() {
@@ -202,16 +186,12 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
 
     let mut event = super::new_event(ctx, Format::Canonical, kind);
     let fp = (!labels.is_empty()).then(|| fingerprint(&labels));
-    event.dedup_key = dedup_key
-        .or_else(|| fp.clone())
-        .unwrap_or_else(|| generated_dedup_key(event.id));
+    event.dedup_key =
+        dedup_key.or_else(|| fp.clone()).unwrap_or_else(|| generated_dedup_key(event.id));
     event.fingerprint = fp;
     event.action = action;
     event.summary = raw.summary;
-    event.severity = raw
-        .severity
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_lowercase());
+    event.severity = raw.severity.filter(|s| !s.is_empty()).map(|s| s.to_lowercase());
     event.service = raw.service.filter(|s| !s.is_empty());
     event.labels = labels;
     event.annotations = raw.annotations;
@@ -220,10 +200,7 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
     event.links = raw
         .links
         .into_iter()
-        .map(|l| Link {
-            href: l.href,
-            text: l.text.filter(|t| !t.is_empty()),
-        })
+        .map(|l| Link { href: l.href, text: l.text.filter(|t| !t.is_empty()) })
         .collect();
     event.customer = raw.customer.filter(|c| *c != Customer::default());
     event.verified = raw.verified;
@@ -236,18 +213,13 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context<'static> {
-        Context {
-            source: "cron",
-            now: "2025-03-01T12:00:00Z".parse().unwrap(),
-        }
+        Context { source: "cron", now: "2025-03-01T12:00:00Z".parse().unwrap() }
     }
 
     #[test]
     fn fixture() {
-        let body = include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/events/canonical.json"
-        ));
+        let body =
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/events/canonical.json"));
         let out = canonical(body, ctx()).unwrap();
         assert!(out.rejected.is_empty(), "{:?}", out.rejected);
         assert_eq!(out.events.len(), 3);
@@ -276,17 +248,10 @@ mod tests {
 
     #[test]
     fn single_object_errors_are_invalid_without_prefix() {
-        let err = canonical(
-            br#"{"action": "resolve", "summary": "", "verified": true}"#,
-            ctx(),
-        )
-        .unwrap_err();
+        let err = canonical(br#"{"action": "resolve", "summary": "", "verified": true}"#, ctx())
+            .unwrap_err();
         assert_eq!(err.code(), "invalid");
-        let fields: Vec<_> = err
-            .field_errors()
-            .iter()
-            .map(|e| e.field.as_str())
-            .collect();
+        let fields: Vec<_> = err.field_errors().iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["summary", "verified", "dedup_key"]);
     }
 
@@ -310,14 +275,8 @@ mod tests {
         let err = canonical(b"{\"summary\": \"x\",\n \"labels\": [1]}", ctx()).unwrap_err();
         assert_eq!(err.code(), "malformed");
         assert!(err.to_string().contains("line 2 column"), "{err}");
-        assert_eq!(
-            canonical(b"\"just a string\"", ctx()).unwrap_err().code(),
-            "malformed"
-        );
-        assert_eq!(
-            canonical(b"{not json", ctx()).unwrap_err().code(),
-            "malformed"
-        );
+        assert_eq!(canonical(b"\"just a string\"", ctx()).unwrap_err().code(), "malformed");
+        assert_eq!(canonical(b"{not json", ctx()).unwrap_err().code(), "malformed");
     }
 
     #[test]

@@ -236,10 +236,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 fn check_chars(path: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> bool {
     let len = value.chars().count();
     if len > max {
-        errors.push(FieldError::new(
-            path,
-            format!("is {len} characters long; at most {max}"),
-        ));
+        errors.push(FieldError::new(path, format!("is {len} characters long; at most {max}")));
         return false;
     }
     true
@@ -250,14 +247,9 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
     if let Ok(ts) = s.parse::<Timestamp>() {
         return Ok(ts);
     }
-    jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", s)
-        .and_then(|tm| tm.to_timestamp())
-        .map_err(|_| {
-            format!(
-                "{:?} is not an RFC 3339 time such as 2025-01-31T12:00:00Z",
-                shorten(s)
-            )
-        })
+    jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", s).and_then(|tm| tm.to_timestamp()).map_err(
+        |_| format!("{:?} is not an RFC 3339 time such as 2025-01-31T12:00:00Z", shorten(s)),
+    )
 }
 
 /// Parses an optional time field, pushing an error for a bad one.
@@ -276,11 +268,7 @@ fn optional_time(
 }
 
 fn field(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
 }
 
 #[cfg(test)]

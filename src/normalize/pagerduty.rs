@@ -125,10 +125,7 @@ impl PagerdutyEvent {
             Some(other) => {
                 errors.push(FieldError::new(
                     "event_action",
-                    format!(
-                        "{:?} is not one of trigger, acknowledge, resolve",
-                        shorten(other)
-                    ),
+                    format!("{:?} is not one of trigger, acknowledge, resolve", shorten(other)),
                 ));
                 None
             }
@@ -142,10 +139,8 @@ impl PagerdutyEvent {
             (Some(Action::Trigger) | None, None) => {
                 event.dedup_key = generated_dedup_key(event.id);
             }
-            (Some(action), None) => errors.push(FieldError::new(
-                "dedup_key",
-                format!("is required to {}", action.as_str()),
-            )),
+            (Some(action), None) => errors
+                .push(FieldError::new("dedup_key", format!("is required to {}", action.as_str()))),
             (_, Some(key)) => event.dedup_key = key,
         }
 
@@ -163,22 +158,13 @@ impl PagerdutyEvent {
 
         for (i, link) in self.links.into_iter().flatten().enumerate() {
             if link.href.is_empty() {
-                errors.push(FieldError::new(
-                    format!("links[{i}].href"),
-                    "must not be empty",
-                ));
+                errors.push(FieldError::new(format!("links[{i}].href"), "must not be empty"));
             }
-            event.links.push(Link {
-                href: link.href,
-                text: link.text.filter(|t| !t.is_empty()),
-            });
+            event.links.push(Link { href: link.href, text: link.text.filter(|t| !t.is_empty()) });
         }
         for (i, image) in self.images.iter().flatten().enumerate() {
             if image.src.is_empty() {
-                errors.push(FieldError::new(
-                    format!("images[{i}].src"),
-                    "must not be empty",
-                ));
+                errors.push(FieldError::new(format!("images[{i}].src"), "must not be empty"));
             }
         }
         if let Some(images) = self.images.filter(|i| !i.is_empty()) {
@@ -194,10 +180,7 @@ impl PagerdutyEvent {
         match action {
             Some(action) if errors.is_empty() => {
                 event.action = action;
-                Ok(Normalized {
-                    events: vec![event],
-                    rejected: Vec::new(),
-                })
+                Ok(Normalized { events: vec![event], rejected: Vec::new() })
             }
             _ => Err(ApiError::Malformed {
                 message: format!("invalid PagerDuty event: {}", summarize(&errors)),
@@ -219,16 +202,11 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
     match payload.source.filter(|s| !s.is_empty()) {
         Some(source) if source.len() > MAX_LABEL_VALUE_BYTES => errors.push(FieldError::new(
             "payload.source",
-            format!(
-                "is {} bytes long; at most {MAX_LABEL_VALUE_BYTES}",
-                source.len()
-            ),
+            format!("is {} bytes long; at most {MAX_LABEL_VALUE_BYTES}", source.len()),
         )),
         Some(source) => {
             event.labels.insert("source".to_string(), source.clone());
-            event
-                .details
-                .insert("source".to_string(), Value::String(source));
+            event.details.insert("source".to_string(), Value::String(source));
         }
         None => errors.push(FieldError::new("payload.source", "is required")),
     }
@@ -238,10 +216,7 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
         }
         Some(other) => errors.push(FieldError::new(
             "payload.severity",
-            format!(
-                "{:?} is not one of critical, error, warning, info",
-                shorten(&other)
-            ),
+            format!("{:?} is not one of critical, error, warning, info", shorten(&other)),
         )),
         None => errors.push(FieldError::new(
             "payload.severity",
@@ -250,17 +225,10 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
     }
     event.starts_at = optional_time("payload.timestamp", payload.timestamp.as_deref(), errors);
     if let Some(component) = payload.component.filter(|c| !c.is_empty()) {
-        if check_chars(
-            "payload.component",
-            &component,
-            super::MAX_SHORT_CHARS,
-            errors,
-        ) {
+        if check_chars("payload.component", &component, super::MAX_SHORT_CHARS, errors) {
             event.service = Some(component.clone());
         }
-        event
-            .details
-            .insert("component".to_string(), Value::String(component));
+        event.details.insert("component".to_string(), Value::String(component));
     }
     for (key, value) in [("group", payload.group), ("class", payload.class)] {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -277,10 +245,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context<'static> {
-        Context {
-            source: "legacy-nagios",
-            now: "2025-03-01T12:00:00Z".parse().unwrap(),
-        }
+        Context { source: "legacy-nagios", now: "2025-03-01T12:00:00Z".parse().unwrap() }
     }
 
     fn normalize(body: &[u8]) -> Result<Normalized, ApiError> {
@@ -288,41 +253,28 @@ mod tests {
     }
 
     fn fields(err: &ApiError) -> Vec<&str> {
-        err.field_errors()
-            .iter()
-            .map(|e| e.field.as_str())
-            .collect()
+        err.field_errors().iter().map(|e| e.field.as_str()).collect()
     }
 
     #[test]
     fn trigger_fixture() {
-        let body = include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/pagerduty/trigger.json"
-        ));
+        let body =
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pagerduty/trigger.json"));
         let parsed = parse_pagerduty(body).unwrap();
         assert_eq!(parsed.routing_key(), "e93facc04764012d7bfb002500d5d1a6");
         let out = parsed.into_normalized(ctx()).unwrap();
         assert!(out.rejected.is_empty());
-        let [e] = out.events.as_slice() else {
-            panic!("one event")
-        };
+        let [e] = out.events.as_slice() else { panic!("one event") };
         assert_eq!(e.format, Format::Pagerduty);
         assert_eq!(e.kind, Kind::Alert);
         assert_eq!(e.action, Action::Trigger);
         assert_eq!(e.source, "legacy-nagios");
         assert_eq!(e.dedup_key, "srv01/mysql");
-        assert_eq!(
-            e.summary,
-            "DISK at 99% on machine prod-datapipe03.example.com"
-        );
+        assert_eq!(e.summary, "DISK at 99% on machine prod-datapipe03.example.com");
         assert_eq!(e.severity.as_deref(), Some("critical"));
         assert_eq!(e.service.as_deref(), Some("mysql"));
         assert_eq!(e.labels["source"], "prod-datapipe03.example.com");
-        assert_eq!(
-            e.starts_at,
-            Some("2015-07-17T08:42:58.315Z".parse().unwrap())
-        );
+        assert_eq!(e.starts_at, Some("2015-07-17T08:42:58.315Z".parse().unwrap()));
         assert_eq!(
             e.links,
             vec![Link {
@@ -334,10 +286,7 @@ mod tests {
         assert_eq!(e.details["class"], "disk");
         assert_eq!(e.details["client"], "Sample Monitoring Service");
         assert_eq!(e.details["custom_details"]["free space"], "1%");
-        assert_eq!(
-            e.details["images"][0]["alt"],
-            "An example link with an image"
-        );
+        assert_eq!(e.details["images"][0]["alt"], "An example link with an image");
     }
 
     #[test]
@@ -391,12 +340,7 @@ mod tests {
         assert_eq!(err.code(), "malformed");
         assert_eq!(
             fields(&err),
-            [
-                "payload.summary",
-                "payload.source",
-                "payload.severity",
-                "payload.timestamp"
-            ]
+            ["payload.summary", "payload.source", "payload.severity", "payload.timestamp"]
         );
         assert!(err.to_string().contains("\"sev1\" is not one of"), "{err}");
     }
@@ -411,13 +355,8 @@ mod tests {
         );
         let err = normalize(body.as_bytes()).unwrap_err();
         assert_eq!(fields(&err), ["dedup_key", "payload.summary"]);
-        let ok = body
-            .replace(&"s".repeat(1025), &"s".repeat(1024))
-            .replace(&"d".repeat(256), "d");
-        assert_eq!(
-            normalize(ok.as_bytes()).unwrap().events[0].summary.len(),
-            1024
-        );
+        let ok = body.replace(&"s".repeat(1025), &"s".repeat(1024)).replace(&"d".repeat(256), "d");
+        assert_eq!(normalize(ok.as_bytes()).unwrap().events[0].summary.len(), 1024);
     }
 
     #[test]

@@ -95,12 +95,7 @@ pub fn report(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
 
     non_empty("summary", &report.summary, MAX_SUMMARY_CHARS, &mut errors);
     non_empty("service", &report.service, MAX_SHORT_CHARS, &mut errors);
-    non_empty(
-        "reporter.name",
-        &report.reporter.name,
-        MAX_SHORT_CHARS,
-        &mut errors,
-    );
+    non_empty("reporter.name", &report.reporter.name, MAX_SHORT_CHARS, &mut errors);
     for (path, value) in [
         ("reporter.email", &report.reporter.email),
         ("reporter.desk", &report.reporter.desk),
@@ -138,9 +133,7 @@ pub fn report(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
     match report.ticket_id.filter(|t| !t.is_empty()) {
         Some(ticket) => {
             check_chars("ticket_id", &ticket, MAX_DEDUP_KEY_CHARS, &mut errors);
-            event
-                .details
-                .insert("ticket_id".to_string(), Value::String(ticket.clone()));
+            event.details.insert("ticket_id".to_string(), Value::String(ticket.clone()));
             event.dedup_key = ticket;
         }
         None => event.dedup_key = format!("report:{}", generated_dedup_key(event.id)),
@@ -151,30 +144,19 @@ pub fn report(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
 
     event.summary = report.summary;
     event.service = Some(report.service);
-    event.severity = report
-        .severity
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_lowercase());
+    event.severity = report.severity.filter(|s| !s.is_empty()).map(|s| s.to_lowercase());
     event.verified = report.verified;
     event.customer = report.customer.filter(|c| *c != Customer::default());
     event.labels = labels;
     if let Some(href) = report.ticket_url.filter(|u| !u.is_empty()) {
-        event.links.push(Link {
-            href,
-            text: Some("ticket".to_string()),
-        });
+        event.links.push(Link { href, text: Some("ticket".to_string()) });
     }
     let reporter = serde_json::to_value(&report.reporter).unwrap_or_default();
     event.details.insert("reporter".to_string(), reporter);
     if let Some(d) = report.description.filter(|d| !d.is_empty()) {
-        event
-            .details
-            .insert("description".to_string(), Value::String(d));
+        event.details.insert("description".to_string(), Value::String(d));
     }
-    Ok(Normalized {
-        events: vec![event],
-        rejected: Vec::new(),
-    })
+    Ok(Normalized { events: vec![event], rejected: Vec::new() })
 }
 
 fn non_empty(path: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) {
@@ -191,10 +173,7 @@ mod tests {
     use crate::event::Action;
 
     fn ctx() -> Context<'static> {
-        Context {
-            source: "support-desk",
-            now: "2025-03-01T12:00:00Z".parse().unwrap(),
-        }
+        Context { source: "support-desk", now: "2025-03-01T12:00:00Z".parse().unwrap() }
     }
 
     #[test]
@@ -204,9 +183,7 @@ mod tests {
             "/fixtures/reports/verified-personal-data.json"
         ));
         let out = report(body, ctx()).unwrap();
-        let [e] = out.events.as_slice() else {
-            panic!("one event")
-        };
+        let [e] = out.events.as_slice() else { panic!("one event") };
         assert_eq!(e.format, Format::Report);
         assert_eq!(e.kind, Kind::Report);
         assert_eq!(e.action, Action::Trigger);
@@ -215,26 +192,15 @@ mod tests {
         assert_eq!(e.dedup_key, "SUP-88121");
         assert_eq!(e.service.as_deref(), Some("checkout"));
         assert_eq!(e.severity.as_deref(), Some("high"));
-        assert_eq!(
-            e.summary,
-            "Card payments fail with error 502 at the last step"
-        );
+        assert_eq!(e.summary, "Card payments fail with error 502 at the last step");
         assert_eq!(e.starts_at, Some("2025-03-01T10:40:00Z".parse().unwrap()));
         let c = e.customer.as_ref().unwrap();
         assert_eq!(c.email.as_deref(), Some("jo@example.org"));
         assert_eq!(c.phone.as_deref(), Some("+44 20 7946 0958"));
         assert_eq!(e.details["reporter"]["name"], "Dana Reyes");
         assert_eq!(e.details["ticket_id"], "SUP-88121");
-        assert!(
-            e.details["description"]
-                .as_str()
-                .unwrap()
-                .contains("three customers")
-        );
-        assert_eq!(
-            e.links[0].href,
-            "https://desk.example.com/tickets/SUP-88121"
-        );
+        assert!(e.details["description"].as_str().unwrap().contains("three customers"));
+        assert_eq!(e.links[0].href, "https://desk.example.com/tickets/SUP-88121");
         assert_eq!(e.labels["region"], "eu-west");
     }
 
@@ -253,10 +219,7 @@ mod tests {
         let err = report(body, ctx()).unwrap_err();
         assert_eq!(err.code(), "malformed");
         let msg = err.to_string();
-        assert!(
-            msg.contains("unknown field `priority`") && msg.contains("line 1 column"),
-            "{msg}"
-        );
+        assert!(msg.contains("unknown field `priority`") && msg.contains("line 1 column"), "{msg}");
     }
 
     #[test]
@@ -268,21 +231,8 @@ mod tests {
         );
         let err = report(body.as_bytes(), ctx()).unwrap_err();
         assert_eq!(err.code(), "invalid");
-        let fields: Vec<_> = err
-            .field_errors()
-            .iter()
-            .map(|e| e.field.as_str())
-            .collect();
-        assert_eq!(
-            fields,
-            [
-                "summary",
-                "service",
-                "reporter.name",
-                "labels",
-                "occurred_at"
-            ]
-        );
+        let fields: Vec<_> = err.field_errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["summary", "service", "reporter.name", "labels", "occurred_at"]);
     }
 
     #[test]

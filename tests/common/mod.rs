@@ -42,9 +42,7 @@ users:
 }
 
 pub fn fixture(rel: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
@@ -95,11 +93,7 @@ impl Daemon {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if !sent && let Some(rest) = line.strip_prefix("tocsin listening on http://") {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
                     let _ = tx.send(addr);
                     sent = true;
                 }
@@ -168,10 +162,7 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status.code();
             }
-            assert!(
-                Instant::now() < deadline,
-                "tocsin did not exit within 30 s of SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "tocsin did not exit within 30 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -209,12 +200,7 @@ impl Reply {
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Reply { status, headers, body, text }
     }
 
     pub fn event_ids(&self) -> Vec<String> {
