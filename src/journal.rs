@@ -21,8 +21,11 @@ use crate::store::{Store, StoreError};
 #[derive(Debug)]
 pub enum Command {
     /// Store these events durably, then answer.
-    Append { events: Vec<Event>, reply: oneshot::Sender<Result<(), Arc<StoreError>>> },
+    Append { events: Vec<Event>, reply: Reply },
 }
+
+/// Where the writer sends the outcome of one request's commit.
+pub type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -98,7 +101,7 @@ fn run_writer(
     metrics: Arc<Metrics>,
     max_batch_events: usize,
 ) {
-    let mut batch: Vec<(Vec<Event>, oneshot::Sender<Result<(), Arc<StoreError>>>)> = Vec::new();
+    let mut batch: Vec<(Vec<Event>, Reply)> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
     // `blocking_recv` returns None once every Journal handle is dropped and the queue is
     // empty: that is the graceful-shutdown path, after the last request was answered.

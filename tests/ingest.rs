@@ -198,7 +198,8 @@ async fn every_refusal_has_its_status_and_a_json_body() {
     check(&d.post("/api/v2/alerts", None, alert.clone()).await, 401, "unauthorized");
     check(&d.post("/api/v2/alerts", Some("wrong"), alert.clone()).await, 401, "unauthorized");
     // 403: a source that may send alerts only, sending a report.
-    let report = json!({"reporter": {"name": "desk"}, "service": "checkout", "summary": "x"}).to_string();
+    let report =
+        json!({"reporter": {"name": "desk"}, "service": "checkout", "summary": "x"}).to_string();
     check(&d.post("/api/v1/reports", Some(ALERTS_ONLY_TOKEN), report).await, 403, "forbidden");
     // 403: a viewer cannot ingest... it is not a source at all, so 401; a source cannot read.
     check(&d.get("/api/v1/events", Some(ALERTS_ONLY_TOKEN)).await, 401, "unauthorized");
@@ -234,7 +235,8 @@ async fn every_refusal_has_its_status_and_a_json_body() {
     let r = d.post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ").await;
     check(&r, 400, "malformed");
     // 422: well-formed, but a value is out of bounds.
-    let long = json!({"reporter": {"name": "desk"}, "service": "checkout", "summary": "x".repeat(2000)});
+    let long =
+        json!({"reporter": {"name": "desk"}, "service": "checkout", "summary": "x".repeat(2000)});
     let r = d.post("/api/v1/reports", Some(TOKEN), long.to_string()).await;
     check(&r, 422, "invalid");
     assert!(r.text.contains("summary"), "the error names the field: {}", r.text);
