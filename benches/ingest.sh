@@ -69,7 +69,7 @@ start_alertmanager() {
   cat >"$WORK/am.yml" <<YAML
 route:
   receiver: sink
-  group_by: ['alertname', 'instance']
+  group_by: ['alertname']
 receivers:
   - name: sink
     webhook_configs:

@@ -20,6 +20,10 @@ const EVENTS_BY_SOURCE: TableDefinition<(&str, &[u8; 16]), ()> =
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tocsin.redb";
 
+/// redb's page cache. Its default (1 GiB) would let resident memory climb under a sustained
+/// flood; recent pages are what readers want, and the OS page cache holds the rest.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}")]
@@ -69,7 +73,9 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         let store = Store { db, path };
         let txn = store.begin_write()?;
