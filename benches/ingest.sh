@@ -86,11 +86,12 @@ YAML
 
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
-declare -A RATE P50 P99 MEM REF
-for target in alertmanager tocsin; do
+# Runs alternate between the two targets (A B A B …) so that noise from the shared machine
+# falls on both alike; each run starts a fresh process with an empty data directory.
+declare -A RATES P50S P99S MEMS REF RATE P50 P99 MEM
+for run in $(seq 1 "$RUNS"); do
   for per in 1 100; do
-    rates=() ; p50s=() ; p99s=() ; mems=() ; refused=0
-    for run in $(seq 1 "$RUNS"); do
+    for target in alertmanager tocsin; do
       if [ "$target" = tocsin ]; then
         start_tocsin; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
       else
@@ -100,15 +101,17 @@ for target in alertmanager tocsin; do
       mem=$(peak_rss_kb "$pid")
       stop "$pid"
       echo "  $target batch=$per run=$run: $rate alerts/s p50=${p50}ms p99=${p99}ms peak_rss=${mem}kB refused=$ref" >&2
-      rates+=("$rate"); p50s+=("$p50"); p99s+=("$p99"); mems+=("$mem"); refused=$((refused + ref))
+      k=$target-$per
+      RATES[$k]+="$rate "; P50S[$k]+="$p50 "; P99S[$k]+="$p99 "; MEMS[$k]+="$mem "
+      REF[$k]=$(( ${REF[$k]:-0} + ref ))
     done
-    k=$target-$per
-    RATE[$k]=$(printf '%s\n' "${rates[@]}" | median)
-    P50[$k]=$(printf '%s\n' "${p50s[@]}" | median)
-    P99[$k]=$(printf '%s\n' "${p99s[@]}" | median)
-    MEM[$k]=$(printf '%s\n' "${mems[@]}" | median)
-    REF[$k]=$refused
   done
+done
+for k in "${!RATES[@]}"; do
+  RATE[$k]=$(printf '%s\n' ${RATES[$k]} | median)
+  P50[$k]=$(printf '%s\n' ${P50S[$k]} | median)
+  P99[$k]=$(printf '%s\n' ${P99S[$k]} | median)
+  MEM[$k]=$(printf '%s\n' ${MEMS[$k]} | median)
 done
 
 echo

@@ -15,17 +15,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Encoded, Store, StoreError};
 
 /// What the writer can be asked to do. A closed set, dispatched with `match`.
 #[derive(Debug)]
 pub enum Command {
-    /// Store these events durably, then answer.
-    Append { events: Vec<Event>, reply: Reply },
+    /// Store these events durably, then answer (handing the events back, so that their memory
+    /// is freed on the requester's thread, not the writer's).
+    Append { events: Vec<Encoded>, reply: Reply },
 }
 
 /// Where the writer sends the outcome of one request's commit.
-pub type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
+pub type Reply = oneshot::Sender<(Vec<Encoded>, Result<(), Arc<StoreError>>)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -81,6 +82,11 @@ impl Journal {
         if events.is_empty() {
             return Ok(());
         }
+        let events = events
+            .into_iter()
+            .map(Encoded::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| JournalError::Store(Arc::new(e)))?;
         let (reply, answer) = oneshot::channel();
         self.tx.try_send(Command::Append { events, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => JournalError::Overloaded(self.capacity),
@@ -88,7 +94,7 @@ impl Journal {
         })?;
         self.metrics.journal_queue_depth.inc();
         match answer.await {
-            Ok(result) => result.map_err(JournalError::Store),
+            Ok((_events, result)) => result.map_err(JournalError::Store),
             // The writer dropped the request without answering: it exited.
             Err(_) => Err(JournalError::Closed),
         }
@@ -101,8 +107,7 @@ fn run_writer(
     metrics: Arc<Metrics>,
     max_batch_events: usize,
 ) {
-    let mut batch: Vec<(Vec<Event>, Reply)> = Vec::new();
-    let mut events: Vec<Event> = Vec::new();
+    let mut batch: Vec<(Vec<Encoded>, Reply)> = Vec::new();
     // `blocking_recv` returns None once every Journal handle is dropped and the queue is
     // empty: that is the graceful-shutdown path, after the last request was answered.
     while let Some(first) = rx.blocking_recv() {
@@ -121,23 +126,19 @@ fn run_writer(
             }
         }
 
-        events.clear();
-        for (evs, _) in &mut batch {
-            events.append(evs);
-        }
         let started = Instant::now();
-        let result = store.append(&events).map_err(Arc::new);
+        let result = store.append(batch.iter().flat_map(|(evs, _)| evs)).map_err(Arc::new);
         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         match &result {
-            Ok(()) => metrics.commit_batch_events.observe(events.len() as f64),
+            Ok(()) => metrics.commit_batch_events.observe(count as f64),
             Err(e) => {
                 metrics.commit_failures.inc();
-                tracing::error!(error = %e, events = events.len(), "journal commit failed");
+                tracing::error!(error = %e, events = count, "journal commit failed");
             }
         }
-        for (_, reply) in batch.drain(..) {
+        for (evs, reply) in batch.drain(..) {
             // A requester that gave up (client went away) is fine: its events are stored.
-            let _ = reply.send(result.clone());
+            let _ = reply.send((evs, result.clone()));
         }
     }
     tracing::debug!("journal writer stopped: all requests answered");

@@ -98,21 +98,20 @@ impl Store {
         Ok(txn)
     }
 
-    /// Stores a batch of events in one transaction: when this returns `Ok`, every event is on
-    /// disk; on `Err`, none is.
-    pub fn append(&self, events: &[Event]) -> Result<(), StoreError> {
+    /// Stores a batch of encoded events in one transaction: when this returns `Ok`, every
+    /// event is on disk; on `Err`, none is.
+    pub fn append<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Encoded>,
+    ) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         {
             let mut table = txn.open_table(EVENTS)?;
             let mut by_source = txn.open_table(EVENTS_BY_SOURCE)?;
-            let mut buf = Vec::with_capacity(1024);
-            for event in events {
-                buf.clear();
-                serde_json::to_writer(&mut buf, event)
-                    .map_err(|source| StoreError::Encode { id: event.id, source })?;
-                let key = event.id.as_bytes();
-                table.insert(key, buf.as_slice())?;
-                by_source.insert((event.source.as_str(), key), ())?;
+            for encoded in events {
+                let key = encoded.event.id.as_bytes();
+                table.insert(key, encoded.bytes.as_slice())?;
+                by_source.insert((encoded.event.source.as_str(), key), ())?;
             }
         }
         txn.commit()?;
@@ -162,6 +161,22 @@ impl Store {
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
+    }
+}
+
+/// An event with its stored form. Encoding happens on the request's own thread, in parallel,
+/// so that the single writer only copies bytes into the store.
+#[derive(Debug)]
+pub struct Encoded {
+    pub event: Event,
+    pub bytes: Vec<u8>,
+}
+
+impl Encoded {
+    pub fn new(event: Event) -> Result<Encoded, StoreError> {
+        let bytes = serde_json::to_vec(&event)
+            .map_err(|source| StoreError::Encode { id: event.id, source })?;
+        Ok(Encoded { event, bytes })
     }
 }
 
