@@ -140,6 +140,12 @@ pub fn load(
     };
     let mut config = validate(raw, &file, &env_with_token)?;
     config.generated_token = generated_token;
+    if let (ConfigOrigin::File(path), Some(dir)) = (origin, &config.rules_dir)
+        && dir.is_relative()
+    {
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.rules_dir = Some(base.join(dir));
+    }
     Ok(config)
 }
 
@@ -391,6 +397,16 @@ pub struct Config {
     pub journal: Journal,
     pub sources: Vec<Source>,
     pub users: Vec<User>,
+    /// Directory of `*.rhai` scoring rules, relative paths resolved against the config file's
+    /// directory; `None` (the embedded default) runs no scripts.
+    pub rules_dir: Option<PathBuf>,
+    /// Severity thresholds, base scores and rule sandbox limits.
+    pub triage: crate::rules::Triage,
+    /// Reload when the config file or a rule file changes (inotify); SIGHUP and
+    /// `POST /-/reload` work either way.
+    pub watch: bool,
+    /// Resolve an open incident after this long without a trigger; `None`: never.
+    pub auto_resolve_after: Option<Duration>,
     /// Set when `${TOCSIN_TOKEN}` came from (or was just written to) this file because the
     /// environment had none, so `serve` can say where the token is.
     pub generated_token: Option<PathBuf>,
@@ -415,6 +431,9 @@ pub struct RawConfig {
     pub sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
     pub users: Vec<Spanned<RawUser>>,
+    pub rules: Option<Spanned<RawRules>>,
+    pub triage: Option<Spanned<RawTriage>>,
+    pub incidents: Option<Spanned<RawIncidents>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -458,6 +477,38 @@ pub struct RawSource {
 pub struct RawRateLimit {
     pub per_second: Option<Spanned<u64>>,
     pub burst: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    pub dir: Option<Spanned<String>>,
+    pub watch: Option<Spanned<bool>>,
+    pub time_budget: Option<Spanned<String>>,
+    pub max_operations: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTriage {
+    pub severities: Option<Spanned<Vec<Spanned<RawThreshold>>>>,
+    pub base_scores: Option<Spanned<std::collections::BTreeMap<String, i64>>>,
+    pub default_base_score: Option<Spanned<i64>>,
+    pub verified_report_score: Option<Spanned<i64>>,
+    pub unverified_report_score: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    pub name: Spanned<String>,
+    pub min_score: Spanned<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncidents {
+    pub auto_resolve_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -814,6 +865,21 @@ impl Validator<'_> {
         let journal = self.journal(raw.journal);
         let sources = self.sources(raw.sources);
         let users = self.users(raw.users);
+        let rules_dir = raw.rules.as_ref().and_then(|r| r.value.dir.as_ref()).and_then(|d| {
+            if d.value.trim().is_empty() {
+                self.err(d.referenced, "rules.dir", "must not be empty; leave it out to run no rules");
+                None
+            } else {
+                Some(PathBuf::from(&d.value))
+            }
+        });
+        let watch = raw.rules.as_ref().and_then(|r| r.value.watch.as_ref()).is_none_or(|w| w.value);
+        let triage = self.triage(raw.triage, raw.rules);
+        let auto_resolve_after = raw
+            .incidents
+            .and_then(|i| i.value.auto_resolve_after)
+            .map(|d| self.duration(Some(d), "incidents.auto_resolve_after", Duration::ZERO))
+            .filter(|d| !d.is_zero());
 
         Config {
             listen,
@@ -823,8 +889,81 @@ impl Validator<'_> {
             journal,
             sources,
             users,
+            rules_dir,
+            watch,
+            triage,
+            auto_resolve_after,
             generated_token: None,
         }
+    }
+
+    fn triage(
+        &mut self,
+        raw: Option<Spanned<RawTriage>>,
+        rules: Option<Spanned<RawRules>>,
+    ) -> crate::rules::Triage {
+        let mut triage = crate::rules::Triage::default();
+        if let Some(rules) = rules.map(|r| r.value) {
+            triage.limits.time_budget =
+                self.duration(rules.time_budget, "rules.time_budget", triage.limits.time_budget);
+            if let Some(ops) = rules.max_operations {
+                if ops.value == 0 || ops.value > 100_000_000 {
+                    self.err(ops.referenced, "rules.max_operations", format!("must be from 1 to 100000000, not {}", ops.value));
+                } else {
+                    triage.limits.max_operations = ops.value;
+                }
+            }
+        }
+        let Some(raw) = raw.map(|s| s.value) else { return triage };
+        if let Some(list) = raw.severities {
+            if list.value.is_empty() {
+                self.err(list.referenced, "triage.severities", "needs at least one severity");
+            } else {
+                let mut seen = std::collections::BTreeSet::new();
+                let mut previous: Option<i64> = None;
+                let mut severities = Vec::new();
+                for (i, t) in list.value.into_iter().enumerate() {
+                    let path = format!("triage.severities[{i}]");
+                    let name = t.value.name.value.trim().to_string();
+                    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
+                        self.err(t.value.name.referenced, &format!("{path}.name"), "must be 1 to 64 characters without spaces");
+                    } else if !seen.insert(name.clone()) {
+                        self.err(t.value.name.referenced, &format!("{path}.name"), format!("`{name}` is listed twice"));
+                    }
+                    let min = t.value.min_score.value;
+                    if previous.is_some_and(|p| min >= p) {
+                        self.err(
+                            t.value.min_score.referenced,
+                            &format!("{path}.min_score"),
+                            format!("must be lower than the severity before it ({}): list the most severe first", previous.unwrap_or_default()),
+                        );
+                    }
+                    previous = Some(min);
+                    severities.push(crate::rules::Threshold { name, min_score: min });
+                }
+                triage.severities = severities;
+            }
+        }
+        if let Some(scores) = raw.base_scores {
+            let mut table = std::collections::BTreeMap::new();
+            for (word, score) in scores.value {
+                if word.is_empty() || word != word.to_lowercase() {
+                    self.err(scores.referenced, "triage.base_scores", format!("`{word}`: severity words are matched lower-cased; write them in lower case"));
+                }
+                table.insert(word, score);
+            }
+            triage.base_scores = table;
+        }
+        if let Some(v) = raw.default_base_score {
+            triage.default_base_score = v.value;
+        }
+        if let Some(v) = raw.verified_report_score {
+            triage.verified_report_score = v.value;
+        }
+        if let Some(v) = raw.unverified_report_score {
+            triage.unverified_report_score = v.value;
+        }
+        triage
     }
 
     fn expand(&mut self, text: &str, loc: Location, path: &str) -> Option<String> {

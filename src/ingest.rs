@@ -1,9 +1,11 @@
 //! Ingest handlers: the door every event comes through.
 //!
 //! For each request, in this order: credential (401/403) → content type (415) → body size and
-//! deadline (413/408) → normalize (400/422) → source rate limit (429) → journal commit (503 if
-//! it cannot be made durable) → 202 with the stored event ids. The order is chosen so that the
-//! cheap refusals come first and nothing is answered 2xx before the commit.
+//! deadline (413/408) → normalize (400/422) → source rate limit (429) → rules (on a blocking
+//! thread) → journal commit with the incident change (503 if it cannot be made durable) → 202
+//! with the stored event ids. The cheap refusals come first, and nothing is answered 2xx
+//! before the commit. One runtime snapshot serves the whole request, so a reload never splits
+//! it between two configs or rule sets.
 
 use std::sync::Arc;
 
@@ -20,9 +22,11 @@ use crate::auth::SourceEntry;
 use crate::config::{Limits, Permission};
 use crate::error::ApiError;
 use crate::event::{Event, Format};
-use crate::journal::JournalError;
+use crate::journal::{JournalError, OpenIndex, Scored};
 use crate::normalize::{self, Context, Normalized};
+use crate::runtime::Runtime;
 use crate::server::App;
+use crate::store::Encoded;
 
 pub async fn alertmanager_v2(
     State(app): State<Arc<App>>,
@@ -60,11 +64,12 @@ fn permission_for(format: Format) -> Permission {
 
 /// The bearer-token formats: every route but PagerDuty's.
 async fn ingest(app: &App, format: Format, headers: &HeaderMap, body: Body) -> Response {
-    let source = match app.auth.source_by_bearer(headers) {
+    let runtime = app.runtime.load_full();
+    let source = match runtime.auth.source_by_bearer(headers) {
         Ok(source) => source,
         Err(e) => return refuse(app, "unknown", e),
     };
-    match ingest_as(app, source, format, headers, body).await {
+    match ingest_as(app, &runtime, source, format, headers, body).await {
         Ok((ids, rejected)) if rejected.is_empty() => accepted(&ids, json!({})),
         Ok((ids, rejected)) => {
             // Alertmanager's behaviour for a batch with bad alerts: keep the good ones, answer
@@ -85,13 +90,14 @@ async fn ingest(app: &App, format: Format, headers: &HeaderMap, body: Body) -> R
 
 async fn ingest_as(
     app: &App,
+    runtime: &Arc<Runtime>,
     source: &SourceEntry,
     format: Format,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Vec<Uuid>, Vec<crate::error::FieldError>), ApiError> {
     source.require(permission_for(format))?;
-    let bytes = read_body(headers, body, &app.limits).await?;
+    let bytes = read_body(headers, body, &runtime.config.limits).await?;
     let ctx = Context { source: &source.name, now: Timestamp::now() };
     let normalized = match format {
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx)?,
@@ -103,24 +109,25 @@ async fn ingest_as(
         }
     };
     let Normalized { events, rejected } = normalized;
-    let ids = commit(app, source, format, events).await?;
+    let ids = commit(app, runtime, source, format, events).await?;
     Ok((ids, rejected))
 }
 
 /// `POST /v2/enqueue`: PagerDuty Events API v2. The body's `routing_key` is the credential, and
 /// answers keep PagerDuty's shape so existing PagerDuty clients understand them.
 pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let mut source_name = "unknown";
+    let mut source_name = String::from("unknown");
+    let runtime = app.runtime.load_full();
     let result = async {
-        let bytes = read_body(&headers, body, &app.limits).await?;
+        let bytes = read_body(&headers, body, &runtime.config.limits).await?;
         let event = normalize::parse_pagerduty(&bytes)?;
-        let source = app.auth.source_by_routing_key(event.routing_key())?;
-        source_name = &source.name;
+        let source = runtime.auth.source_by_routing_key(event.routing_key())?;
+        source_name.clone_from(&source.name);
         source.require(Permission::Alerts)?;
         let ctx = Context { source: &source.name, now: Timestamp::now() };
         let Normalized { events, .. } = event.into_normalized(ctx)?;
         let dedup_key = events.first().map(|e| e.dedup_key.clone()).unwrap_or_default();
-        let ids = commit(&app, source, Format::Pagerduty, events).await?;
+        let ids = commit(&app, &runtime, source, Format::Pagerduty, events).await?;
         Ok::<_, ApiError>((dedup_key, ids))
     }
     .await;
@@ -129,7 +136,7 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
             accepted(&ids, json!({"message": "Event processed", "dedup_key": dedup_key}))
         }
         Err(e) => {
-            app.metrics.rejected(source_name, e.code(), 1);
+            app.metrics.rejected(&source_name, e.code(), 1);
             pagerduty_error(e)
         }
     }
@@ -163,9 +170,11 @@ fn pagerduty_error(e: ApiError) -> Response {
     resp
 }
 
-/// Rate-limits, then hands the events to the journal and waits for the commit.
+/// Rate-limits, scores the events with the rules, then hands them to the journal and waits
+/// for the commit.
 async fn commit(
     app: &App,
+    runtime: &Arc<Runtime>,
     source: &SourceEntry,
     format: Format,
     events: Vec<Event>,
@@ -173,7 +182,14 @@ async fn commit(
     source.admit(events.len())?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let n = ids.len() as u64;
-    app.journal.append(events).await.map_err(|e| match e {
+    let open = app.journal.open.clone();
+    let rt = runtime.clone();
+    // Rules run on a blocking thread: a script may use its whole time budget, and the async
+    // workers must keep answering other requests meanwhile.
+    let scored = tokio::task::spawn_blocking(move || score(&rt, &open, events))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("scoring failed: {e}")))??;
+    app.journal.append(scored).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => {
             ApiError::Unavailable(format!("the event could not be stored durably ({err}); retry"))
@@ -181,6 +197,21 @@ async fn commit(
     })?;
     app.metrics.accepted(&source.name, format.as_str(), n);
     Ok(ids)
+}
+
+/// Evaluates the rules for each event against its incident as of the last commit, and encodes
+/// it for the store (here, in parallel, rather than on the single writer's thread).
+pub fn score(runtime: &Runtime, open: &OpenIndex, events: Vec<Event>) -> Result<Vec<Scored>, ApiError> {
+    events
+        .into_iter()
+        .map(|event| {
+            let view = open.view(&event);
+            let evaluation = runtime.rules.evaluate(&event, &view, runtime.triage());
+            let encoded = Encoded::new(event)
+                .map_err(|e| ApiError::Unavailable(format!("the event could not be encoded: {e}")))?;
+            Ok(Scored { encoded, evaluation })
+        })
+        .collect()
 }
 
 fn accepted(ids: &[Uuid], extra: serde_json::Value) -> Response {

@@ -7,23 +7,33 @@
 //! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them.
 //! - [`ingest`]: ingest handlers: content type, body limit, rate limit, then normalize and journal.
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
-//! - [`journal`]: the single writer: drains waiting ingest requests, commits them as one
-//!   transaction (group commit), then answers all of them.
+//! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event.
+//! - [`journal`]: the single writer: drains waiting requests, applies events to incidents and
+//!   people's actions, commits them as one transaction (group commit), then answers all.
+//! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
+//! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
+//! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
+//! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
 //! Shared types: [`event`] (the canonical event) and [`error`] (HTTP errors as JSON).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod incident;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod normalize;
+pub mod rule_tests;
+pub mod rules;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tocsin::config::{self, ConfigOrigin, TokenFallback};
+use tocsin::runtime::{self, Runtime};
 
 #[derive(Debug, Parser)]
 #[command(name = "tocsin", version, about = "Rules-driven alert router and escalation daemon")]
@@ -21,10 +22,19 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Validate the config; print every error with its location; exit 0 (valid) or 1.
+    /// Validate the config and compile every rule; print every error with its location;
+    /// exit 0 (valid) or 1.
     Check {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Run rule test cases (YAML) against the config's rules; print a diff for each failing
+    /// case; exit 1 if any fails. Default path: fixtures/rules/.
+    Test {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Case files, or directories of them.
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -33,6 +43,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
+        Command::Test { config, paths } => test(config, paths),
     }
 }
 
@@ -43,15 +54,11 @@ fn describe(origin: &ConfigOrigin) -> String {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 fn check(path: Option<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
-    match config::load(&origin, &env, TokenFallback::Placeholder) {
-        Ok(_) => {
-            println!("{}: OK", describe(&origin));
+    match runtime::load(&origin, TokenFallback::Placeholder) {
+        Ok(rt) => {
+            println!("{}: OK; rules: {}", describe(&origin), rule_list(&rt.rules.names()));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -61,24 +68,50 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn serve(path: Option<PathBuf>) -> ExitCode {
+fn rule_list(names: &[String]) -> String {
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
+
+fn test(path: Option<PathBuf>, paths: Vec<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
-    let config = match config::load(&origin, &env, TokenFallback::Generate) {
-        Ok(config) => config,
+    let rt = match runtime::load(&origin, TokenFallback::Placeholder) {
+        Ok(rt) => rt,
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::FAILURE;
         }
     };
-    tocsin::telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let paths = if paths.is_empty() { tocsin::rule_tests::default_paths() } else { paths };
+    let report = tocsin::rule_tests::run(&paths, &rt.rules, rt.triage());
+    print!("{}", report.render());
+    if report.failed() == 0 && !report.results.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        if report.results.is_empty() && report.errors.is_empty() {
+            eprintln!("no test cases found in {paths:?}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let origin = config::resolve_origin(path.as_deref());
+    let runtime = match runtime::load(&origin, TokenFallback::Generate) {
+        Ok(runtime) => runtime,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tocsin::telemetry::init(runtime.config.log_format);
+    let tokio_runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(origin, config)) {
+    match tokio_runtime.block_on(run(origin, runtime)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tocsin: {e:#}");
@@ -87,7 +120,8 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn run(origin: ConfigOrigin, config: config::Config) -> anyhow::Result<()> {
+async fn run(origin: ConfigOrigin, runtime: Runtime) -> anyhow::Result<()> {
+    let config = &runtime.config;
     let (listener, addr) = tocsin::server::bind(&config.listen).await?;
     if let Some(token_file) = &config.generated_token {
         println!(
@@ -99,8 +133,8 @@ async fn run(origin: ConfigOrigin, config: config::Config) -> anyhow::Result<()>
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("tocsin listening on http://{addr} (config: {})", describe(&origin));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), config = %describe(&origin), "started");
-    tocsin::server::run(config, listener, shutdown_signal()).await
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), config = %describe(&origin), rules = ?runtime.rules.names(), "started");
+    tocsin::server::run(origin, runtime, listener, shutdown_signal()).await
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -24,8 +24,35 @@ pub struct RejectedLabels {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IncidentLabels {
+    pub severity: String,
+    /// `alert` or `report`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub result: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub incidents_opened: Family<IncidentLabels, Counter>,
+    pub incidents_acknowledged: Family<IncidentLabels, Counter>,
+    pub incidents_resolved: Family<IncidentLabels, Counter>,
+    pub incidents_open: Gauge,
+    /// Rule runs that errored or ran out of budget; the event kept its fallback decision.
+    pub rule_failures: Family<RuleLabels, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// 1 when the last reload succeeded (or none was tried), 0 when it failed.
+    pub reload_last_success: Gauge,
     pub events_accepted: Family<AcceptedLabels, Counter>,
     pub events_rejected: Family<RejectedLabels, Counter>,
     /// Events per committed transaction: how well group commit is batching.
@@ -88,8 +115,42 @@ impl Metrics {
             "Ingest requests waiting for the journal writer",
             journal_queue_depth.clone(),
         );
+        let incidents_opened = Family::<IncidentLabels, Counter>::default();
+        registry.register("incidents_opened", "Incidents opened, by severity and kind", incidents_opened.clone());
+        let incidents_acknowledged = Family::<IncidentLabels, Counter>::default();
+        registry.register(
+            "incidents_acknowledged",
+            "Incidents acknowledged, by severity and kind",
+            incidents_acknowledged.clone(),
+        );
+        let incidents_resolved = Family::<IncidentLabels, Counter>::default();
+        registry.register("incidents_resolved", "Incidents resolved, by severity and kind", incidents_resolved.clone());
+        let incidents_open = Gauge::default();
+        registry.register("incidents_open", "Incidents triggered or acknowledged right now", incidents_open.clone());
+        let rule_failures = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "rule_failures",
+            "Rule runs that failed or ran out of budget (the event kept its fallback decision)",
+            rule_failures.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("reloads", "Config and rule reloads, by result", reloads.clone());
+        let reload_last_success = Gauge::default();
+        reload_last_success.set(1);
+        registry.register(
+            "reload_last_success",
+            "1 if the last reload succeeded (or none was tried), 0 if it failed and the previous rules stay in force",
+            reload_last_success.clone(),
+        );
         Metrics {
             registry,
+            incidents_opened,
+            incidents_acknowledged,
+            incidents_resolved,
+            incidents_open,
+            rule_failures,
+            reloads,
+            reload_last_success,
             events_accepted,
             events_rejected,
             commit_batch_events,
@@ -111,11 +172,40 @@ impl Metrics {
             .inc_by(n);
     }
 
+    pub fn incident_opened(&self, incident: &crate::incident::Incident) {
+        self.incidents_opened.get_or_create(&incident_labels(incident)).inc();
+    }
+
+    pub fn incident_acted(&self, incident: &crate::incident::Incident, action: crate::journal::PersonAction) {
+        let family = match action {
+            crate::journal::PersonAction::Acknowledge => &self.incidents_acknowledged,
+            crate::journal::PersonAction::Resolve => &self.incidents_resolved,
+        };
+        family.get_or_create(&incident_labels(incident)).inc();
+    }
+
+    pub fn rule_failed(&self, rule: &str) {
+        self.rule_failures.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc();
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ReloadLabels { result: result.into() }).inc();
+        self.reload_last_success.set(i64::from(ok));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn incident_labels(incident: &crate::incident::Incident) -> IncidentLabels {
+    IncidentLabels {
+        severity: incident.decision.severity.clone(),
+        kind: incident.kind.as_str().to_owned(),
     }
 }

@@ -11,28 +11,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use uuid::Uuid;
 
-use crate::auth::Authenticator;
-use crate::config::{Config, Limits, Role};
+use crate::api;
+use crate::config::ConfigOrigin;
 use crate::error::ApiError;
 use crate::ingest;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
-use crate::store::{EventQuery, Store};
+use crate::runtime::{Reloader, Runtime};
+use crate::store::Store;
 
 /// How long graceful shutdown waits for in-flight requests before closing connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,11 +40,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Shared state of every route. Built once at start-up; `Arc` because every connection task
 /// holds it.
 pub struct App {
-    pub auth: Authenticator,
+    /// Credentials, rules and triage: swapped whole on reload; each request loads it once.
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub reloader: Arc<Reloader>,
     pub journal: Journal,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
-    pub limits: Limits,
     /// False once shutdown begins, so load balancers stop sending before connections close.
     pub ready: AtomicBool,
 }
@@ -55,8 +56,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/enqueue", post(ingest::pagerduty))
         .route("/api/v1/alertmanager", post(ingest::alertmanager_webhook))
         .route("/api/v1/reports", post(ingest::report))
-        .route("/api/v1/events", post(ingest::canonical).get(list_events))
-        .route("/api/v1/events/{id}", get(get_event))
+        .route("/api/v1/events", post(ingest::canonical).get(api::list_events))
+        .route("/api/v1/events/{id}", get(api::get_event))
+        .route("/api/v1/incidents", get(api::list_incidents))
+        .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
+        .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/-/reload", post(api::reload))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
@@ -66,29 +72,49 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Opens the store, starts the journal writer, serves `listener` until `shutdown` completes,
 /// then drains: stops accepting, finishes in-flight requests, commits what they carried.
+/// `origin` is where reloads read the config from.
 pub async fn run(
-    config: Config,
+    origin: ConfigOrigin,
+    runtime: Runtime,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let config = runtime.config.clone();
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::new());
-    let (journal, writer) = journal::spawn(
-        store.clone(),
-        metrics.clone(),
-        config.journal.queue_capacity,
-        config.journal.max_batch_events,
-    );
+    let (journal, writer) = {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        let (capacity, batch) = (config.journal.queue_capacity, config.journal.max_batch_events);
+        tokio::task::spawn_blocking(move || journal::spawn(store, metrics, capacity, batch))
+            .await??
+    };
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let reloader = Arc::new(Reloader::new(origin, runtime.clone(), metrics.clone()));
     let app = Arc::new(App {
-        auth: Authenticator::new(&config),
+        runtime,
+        reloader: reloader.clone(),
         journal,
         store: store.clone(),
         metrics,
-        limits: config.limits.clone(),
         ready: AtomicBool::new(true),
     });
+    // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
+    let _watcher = if config.watch {
+        crate::runtime::watch(reloader.clone())
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot watch config and rules; reload with SIGHUP or POST /-/reload");
+            })
+            .ok()
+    } else {
+        None
+    };
+    let background = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(reload_on_sighup(reloader, background.clone()));
+    if let Some(quiet) = config.auto_resolve_after {
+        tokio::spawn(auto_resolve(app.journal.clone(), quiet, background.clone()));
+    }
     let service = TowerToHyperService::new(router(app.clone()));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -127,6 +153,7 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    background.cancel();
     app.ready.store(false, Ordering::SeqCst);
     drop(listener);
     tokio::select! {
@@ -177,50 +204,37 @@ async fn not_found() -> Response {
     ApiError::NotFound("no such endpoint".into()).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    source: Option<String>,
-    before: Option<Uuid>,
-    limit: Option<usize>,
+async fn reload_on_sighup(reloader: Arc<Reloader>, stop: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let rl = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || rl.reload("SIGHUP")).await;
+            }
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
-/// Most events one page may hold.
-const MAX_PAGE: usize = 1000;
-
-async fn list_events(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    app.auth.user_with_role(&headers, Role::Viewer)?;
-    let Query(params) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
-    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let query = EventQuery { source: params.source, before: params.before, limit };
-    let store = app.store.clone();
-    let events = tokio::task::spawn_blocking(move || store.events(&query))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let next = if events.len() == limit { events.last().map(|e| e.id) } else { None };
-    Ok(Json(json!({"events": events, "next": next})).into_response())
-}
-
-async fn get_event(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    app.auth.user_with_role(&headers, Role::Viewer)?;
-    let id = Uuid::parse_str(&id)
-        .map_err(|e| ApiError::malformed(format!("event id {id:?} is not a UUID: {e}")))?;
-    let store = app.store.clone();
-    let event = tokio::task::spawn_blocking(move || store.event(id))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    match event {
-        Some(event) => Ok(Json(event).into_response()),
-        None => Err(ApiError::NotFound(format!("no event with id {id}"))),
+/// Asks the writer to resolve quiet incidents, at a tenth of the quiet period (at most every
+/// 30 s), so an incident is resolved at most 10% late.
+async fn auto_resolve(journal: Journal, quiet: Duration, stop: tokio_util::sync::CancellationToken) {
+    let every = (quiet / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let Ok(quiet) = jiff::SignedDuration::try_from(quiet) else { return };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = journal.auto_resolve(quiet) {
+                    tracing::debug!(error = %e, "auto-resolve sweep skipped");
+                }
+            }
+            () = stop.cancelled() => return,
+        }
     }
 }

@@ -6,16 +6,30 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use uuid::Uuid;
 
 use crate::event::Event;
+use crate::incident::{Entry, Incident, IncidentId};
 
 /// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON.
 const EVENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("events");
 /// (source, event id) → (): lists one source's events without scanning the others.
 const EVENTS_BY_SOURCE: TableDefinition<(&str, &[u8; 16]), ()> =
     TableDefinition::new("events_by_source");
+
+/// Incident id → incident as JSON. Ids are allocated in order, so key order is age order.
+const INCIDENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("incidents");
+/// (source, dedup key) → id of the open (triggered or acknowledged) incident for that key.
+const OPEN: TableDefinition<(&str, &str), u64> = TableDefinition::new("open_incidents");
+/// (incident id, sequence number) → timeline entry as JSON; append-only.
+const TIMELINE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("timeline");
+/// Event id → the incident it joined (absent for events that were ignored).
+const EVENT_INCIDENT: TableDefinition<&[u8; 16], u64> = TableDefinition::new("event_incident");
+/// Counters: `next_incident_id`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tocsin.redb";
@@ -42,6 +56,10 @@ pub enum StoreError {
     Durability(#[from] redb::SetDurabilityError),
     #[error("stored event {id} cannot be decoded: {source}")]
     Decode { id: Uuid, source: serde_json::Error },
+    #[error("stored incident {id} cannot be decoded: {source}")]
+    DecodeIncident { id: IncidentId, source: serde_json::Error },
+    #[error("incident {id} cannot be encoded: {source}")]
+    EncodeIncident { id: IncidentId, source: serde_json::Error },
     #[error("event {id} cannot be encoded: {source}")]
     Encode { id: Uuid, source: serde_json::Error },
 }
@@ -81,6 +99,11 @@ impl Store {
         let txn = store.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_SOURCE)?;
+        txn.open_table(INCIDENTS)?;
+        txn.open_table(OPEN)?;
+        txn.open_table(TIMELINE)?;
+        txn.open_table(EVENT_INCIDENT)?;
+        txn.open_table(META)?;
         txn.commit()?;
         Ok(store)
     }
@@ -98,24 +121,27 @@ impl Store {
         Ok(txn)
     }
 
-    /// Stores a batch of encoded events in one transaction: when this returns `Ok`, every
-    /// event is on disk; on `Err`, none is.
-    pub fn append<'a>(
+    /// Runs `f` in one write transaction and commits it (with fsync). When this returns `Ok`,
+    /// everything `f` wrote is on disk; on `Err`, none of it is.
+    pub fn write<R>(
         &self,
-        events: impl IntoIterator<Item = &'a Encoded>,
-    ) -> Result<(), StoreError> {
+        f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let txn = self.begin_write()?;
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut by_source = txn.open_table(EVENTS_BY_SOURCE)?;
-            for encoded in events {
-                let key = encoded.event.id.as_bytes();
-                table.insert(key, encoded.bytes.as_slice())?;
-                by_source.insert((encoded.event.source.as_str(), key), ())?;
-            }
-        }
+        let result = {
+            let mut batch = Batch {
+                events: txn.open_table(EVENTS)?,
+                by_source: txn.open_table(EVENTS_BY_SOURCE)?,
+                incidents: txn.open_table(INCIDENTS)?,
+                open: txn.open_table(OPEN)?,
+                timeline: txn.open_table(TIMELINE)?,
+                event_incident: txn.open_table(EVENT_INCIDENT)?,
+                meta: txn.open_table(META)?,
+            };
+            f(&mut batch)?
+        };
         txn.commit()?;
-        Ok(())
+        Ok(result)
     }
 
     pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
@@ -157,6 +183,74 @@ impl Store {
         Ok(out)
     }
 
+    /// The incident an event joined.
+    pub fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value()))
+    }
+
+    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INCIDENTS)?;
+        match table.get(id)? {
+            Some(raw) => decode_incident(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
+    pub fn incidents(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+        keep: impl Fn(&Incident) -> bool,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INCIDENTS)?;
+        let mut out = Vec::new();
+        for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
+            let (id, raw) = entry?;
+            let incident = decode_incident(id.value(), raw.value())?;
+            if keep(&incident) {
+                out.push(incident);
+                if out.len() >= limit.max(1) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every open incident: read once at start-up to rebuild the in-memory index.
+    pub fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let open = txn.open_table(OPEN)?;
+        let table = txn.open_table(INCIDENTS)?;
+        let mut out = Vec::new();
+        for entry in open.iter()? {
+            let (_, id) = entry?;
+            let id = id.value();
+            if let Some(raw) = table.get(id)? {
+                out.push(decode_incident(id, raw.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TIMELINE)?;
+        let mut out = Vec::new();
+        for entry in table.range((id, 0)..=(id, u32::MAX))? {
+            let (_, raw) = entry?;
+            out.push(
+                serde_json::from_slice(raw.value())
+                    .map_err(|source| StoreError::DecodeIncident { id, source })?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -177,6 +271,86 @@ impl Encoded {
         let bytes = serde_json::to_vec(&event)
             .map_err(|source| StoreError::Encode { id: event.id, source })?;
         Ok(Encoded { event, bytes })
+    }
+}
+
+fn decode_incident(id: IncidentId, raw: &[u8]) -> Result<Incident, StoreError> {
+    serde_json::from_slice(raw).map_err(|source| StoreError::DecodeIncident { id, source })
+}
+
+/// The tables of one write transaction, for the journal writer. Every write of a batch goes
+/// through here, so one commit covers events, incidents and their timelines together.
+pub struct Batch<'txn> {
+    events: redb::Table<'txn, &'static [u8; 16], &'static [u8]>,
+    by_source: redb::Table<'txn, (&'static str, &'static [u8; 16]), ()>,
+    incidents: redb::Table<'txn, u64, &'static [u8]>,
+    open: redb::Table<'txn, (&'static str, &'static str), u64>,
+    timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
+    event_incident: redb::Table<'txn, &'static [u8; 16], u64>,
+    meta: redb::Table<'txn, &'static str, u64>,
+}
+
+impl Batch<'_> {
+    pub fn insert_event(&mut self, encoded: &Encoded) -> Result<(), StoreError> {
+        let key = encoded.event.id.as_bytes();
+        self.events.insert(key, encoded.bytes.as_slice())?;
+        self.by_source.insert((encoded.event.source.as_str(), key), ())?;
+        Ok(())
+    }
+
+    pub fn link_event(&mut self, event: Uuid, incident: IncidentId) -> Result<(), StoreError> {
+        self.event_incident.insert(event.as_bytes(), incident)?;
+        Ok(())
+    }
+
+    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        match self.incidents.get(id)? {
+            Some(raw) => decode_incident(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn open_incident_id(&self, source: &str, key: &str) -> Result<Option<IncidentId>, StoreError> {
+        Ok(self.open.get((source, key))?.map(|v| v.value()))
+    }
+
+    /// Stores the incident and keeps the open-incident index in step with its status.
+    pub fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(incident)
+            .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
+        self.incidents.insert(incident.id, bytes.as_slice())?;
+        let key = (incident.source.as_str(), incident.dedup_key.as_str());
+        if incident.status.is_open() {
+            self.open.insert(key, incident.id)?;
+        } else if self.open.get(key)?.is_some_and(|v| v.value() == incident.id) {
+            self.open.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Appends entries to an incident's timeline after its last one.
+    pub fn append_timeline(&mut self, id: IncidentId, entries: &[Entry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut next = match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
+            Some(last) => last?.0.value().1 + 1,
+            None => 0,
+        };
+        for entry in entries {
+            let bytes = serde_json::to_vec(entry)
+                .map_err(|source| StoreError::EncodeIncident { id, source })?;
+            self.timeline.insert((id, next), bytes.as_slice())?;
+            next += 1;
+        }
+        Ok(())
+    }
+
+    /// Allocates the next incident id (1, 2, …), durable with the batch.
+    pub fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
+        let next = self.meta.get("next_incident_id")?.map(|v| v.value()).unwrap_or(1);
+        self.meta.insert("next_incident_id", next + 1)?;
+        Ok(next)
     }
 }
 

@@ -1,0 +1,334 @@
+//! Incidents: events with the same source and dedup key, grouped while the problem is open.
+//!
+//! Sits after the rules in the flow: the journal writer calls [`apply`] for every committed
+//! event, with the decision the rules made, and [`acknowledge`] / [`resolve`] for people's
+//! actions. Everything here is pure: the writer loads the incident, applies, and stores the
+//! result and its timeline entries in the same transaction as the event.
+//!
+//! Semantics follow PagerDuty's: a trigger joins the open incident with the same key or opens a
+//! new one (so a trigger after a resolve opens a new incident); repeated triggers count
+//! occurrences without re-notifying; acknowledge and resolve for a key with no open incident
+//! are stored as events and otherwise ignored.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{Action, Event, Kind};
+use crate::rules::{Decision, Evaluation, IncidentView};
+
+pub type IncidentId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Triggered => "triggered",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    pub fn is_open(self) -> bool {
+        self != Status::Resolved
+    }
+}
+
+/// Who did something and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub by: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub source: String,
+    pub dedup_key: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The rules' latest decision on a trigger of this incident.
+    pub decision: Decision,
+    /// When the first event arrived (the organization became aware).
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// When the problem started according to the first sender (`startsAt`), for MTTD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<Timestamp>,
+    /// Trigger events that joined this incident, the first included.
+    pub count: u64,
+    /// The event that opened it.
+    pub opened_by: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Stamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Stamp>,
+}
+
+impl Incident {
+    /// What the rules may read about this incident when `event` arrives.
+    pub fn view(&self) -> IncidentView {
+        IncidentView {
+            id: self.id,
+            is_new: false,
+            status: self.status.as_str().to_string(),
+            count: self.count,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            severity: Some(self.decision.severity.clone()),
+            score: Some(self.decision.score),
+        }
+    }
+}
+
+/// The view for an event that will open a new incident.
+pub fn new_view(event: &Event) -> IncidentView {
+    IncidentView {
+        id: 0,
+        is_new: true,
+        status: Status::Triggered.as_str().to_string(),
+        count: 0,
+        first_seen: event.received_at,
+        last_seen: event.received_at,
+        severity: None,
+        score: None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An event opened the incident.
+    Opened,
+    /// The rules' decision: score, severity, rules fired.
+    Triaged,
+    /// A later trigger changed the severity.
+    SeverityChanged,
+    /// A rule failed or ran out of budget for an event; the decision fell back.
+    RuleFailed,
+    Acknowledged,
+    Resolved,
+    Note,
+}
+
+/// One line of an incident's append-only timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: Timestamp,
+    /// `source:<name>`, `user:<name>`, `rule:<file>` or `tocsin`.
+    pub actor: String,
+    pub kind: EntryKind,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+/// What one event did to its incident.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new incident (the caller allocated `id`).
+    Opened(Incident, Vec<Entry>),
+    /// The open incident changed (joined, acknowledged or resolved).
+    Updated(Incident, Vec<Entry>),
+    /// Acknowledge or resolve with no open incident, or nothing to change: stored as an event,
+    /// nothing else.
+    Ignored(&'static str),
+}
+
+fn source_actor(event: &Event) -> String {
+    format!("source:{}", event.source)
+}
+
+fn rule_failures(event: &Event, evaluation: &Evaluation) -> Vec<Entry> {
+    evaluation
+        .failures
+        .iter()
+        .map(|f| Entry {
+            at: event.received_at,
+            actor: format!("rule:{}", f.rule),
+            kind: EntryKind::RuleFailed,
+            message: format!(
+                "rule {} failed; its changes were dropped and the decision fell back: {}",
+                f.rule, f.error
+            ),
+            event_id: Some(event.id),
+            detail: serde_json::Value::Null,
+        })
+        .collect()
+}
+
+fn triaged(event: &Event, decision: &Decision) -> Entry {
+    Entry {
+        at: event.received_at,
+        actor: "tocsin".into(),
+        kind: EntryKind::Triaged,
+        message: format!(
+            "scored {} ({}){}",
+            decision.score,
+            decision.severity,
+            match &decision.suppressed {
+                Some(reason) => format!("; suppressed: {reason}"),
+                None => String::new(),
+            }
+        ),
+        event_id: Some(event.id),
+        detail: serde_json::json!({
+            "rules_fired": decision.rules_fired,
+            "reasons": decision.reasons,
+        }),
+    }
+}
+
+/// Applies one event to the open incident for its key (`open`), or opens a new one with id
+/// `new_id`.
+pub fn apply(
+    open: Option<Incident>,
+    event: &Event,
+    evaluation: &Evaluation,
+    new_id: impl FnOnce() -> IncidentId,
+) -> Outcome {
+    match (event.action, open) {
+        (Action::Trigger, None) => {
+            let decision = evaluation.decision.clone();
+            let incident = Incident {
+                id: new_id(),
+                source: event.source.clone(),
+                dedup_key: event.dedup_key.clone(),
+                kind: event.kind,
+                status: Status::Triggered,
+                summary: event.summary.clone(),
+                service: event.service.clone(),
+                labels: event.labels.clone(),
+                first_seen: event.received_at,
+                last_seen: event.received_at,
+                detected_at: event.starts_at,
+                count: 1,
+                opened_by: event.id,
+                acknowledged: None,
+                resolved: None,
+                decision,
+            };
+            let mut entries = vec![Entry {
+                at: event.received_at,
+                actor: source_actor(event),
+                kind: EntryKind::Opened,
+                message: format!("opened by a {} {}: {}", event.format.as_str(), event.kind.as_str(), event.summary),
+                event_id: Some(event.id),
+                detail: serde_json::Value::Null,
+            }];
+            entries.push(triaged(event, &incident.decision));
+            entries.extend(rule_failures(event, evaluation));
+            Outcome::Opened(incident, entries)
+        }
+        (Action::Trigger, Some(mut incident)) => {
+            incident.count += 1;
+            incident.last_seen = event.received_at;
+            let mut entries = rule_failures(event, evaluation);
+            let before = std::mem::replace(&mut incident.decision, evaluation.decision.clone());
+            if before.severity != incident.decision.severity {
+                entries.push(Entry {
+                    at: event.received_at,
+                    actor: "tocsin".into(),
+                    kind: EntryKind::SeverityChanged,
+                    message: format!(
+                        "severity {} → {} (score {} → {}) after {} occurrences",
+                        before.severity,
+                        incident.decision.severity,
+                        before.score,
+                        incident.decision.score,
+                        incident.count
+                    ),
+                    event_id: Some(event.id),
+                    detail: serde_json::json!({"reasons": incident.decision.reasons}),
+                });
+            }
+            Outcome::Updated(incident, entries)
+        }
+        (Action::Acknowledge, Some(incident)) => {
+            match acknowledge(incident, &source_actor(event), event.received_at, Some(event.id)) {
+                Ok((incident, entry)) => Outcome::Updated(incident, vec![entry]),
+                Err(_) => Outcome::Ignored("already acknowledged"),
+            }
+        }
+        (Action::Resolve, Some(incident)) => {
+            match resolve(incident, &source_actor(event), event.received_at, Some(event.id)) {
+                Ok((incident, entry)) => Outcome::Updated(incident, vec![entry]),
+                Err(_) => Outcome::Ignored("already resolved"),
+            }
+        }
+        (Action::Acknowledge, None) => Outcome::Ignored("acknowledge for a key with no open incident"),
+        (Action::Resolve, None) => Outcome::Ignored("resolve for a key with no open incident"),
+    }
+}
+
+/// Why a person's action could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("incident {0} is already acknowledged")]
+    AlreadyAcknowledged(IncidentId),
+    #[error("incident {0} is resolved")]
+    Resolved(IncidentId),
+}
+
+pub fn acknowledge(
+    mut incident: Incident,
+    by: &str,
+    at: Timestamp,
+    event_id: Option<Uuid>,
+) -> Result<(Incident, Entry), ActionError> {
+    match incident.status {
+        Status::Resolved => return Err(ActionError::Resolved(incident.id)),
+        Status::Acknowledged => return Err(ActionError::AlreadyAcknowledged(incident.id)),
+        Status::Triggered => {}
+    }
+    incident.status = Status::Acknowledged;
+    incident.acknowledged = Some(Stamp { by: by.to_string(), at });
+    let entry = Entry {
+        at,
+        actor: by.to_string(),
+        kind: EntryKind::Acknowledged,
+        message: format!("acknowledged by {by}"),
+        event_id,
+        detail: serde_json::Value::Null,
+    };
+    Ok((incident, entry))
+}
+
+pub fn resolve(
+    mut incident: Incident,
+    by: &str,
+    at: Timestamp,
+    event_id: Option<Uuid>,
+) -> Result<(Incident, Entry), ActionError> {
+    if incident.status == Status::Resolved {
+        return Err(ActionError::Resolved(incident.id));
+    }
+    incident.status = Status::Resolved;
+    incident.resolved = Some(Stamp { by: by.to_string(), at });
+    let entry = Entry {
+        at,
+        actor: by.to_string(),
+        kind: EntryKind::Resolved,
+        message: format!("resolved by {by}"),
+        event_id,
+        detail: serde_json::Value::Null,
+    };
+    Ok((incident, entry))
+}

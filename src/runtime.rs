@@ -1,0 +1,205 @@
+//! The reloadable part of the daemon: credentials, compiled rules and triage settings, built
+//! together from the config and swapped in as one unit.
+//!
+//! Every request takes one snapshot (`ArcSwap::load`) and uses it throughout, so no event is
+//! authenticated under one config and scored under another, or evaluated against half a rule
+//! set. A reload (file change, SIGHUP, `POST /-/reload`) builds a complete new [`Runtime`]
+//! first; if anything in it fails, the running one stays in force.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::auth::Authenticator;
+use crate::config::{self, Config, ConfigErrors, ConfigOrigin, TokenFallback};
+use crate::metrics::Metrics;
+use crate::rules::{RuleError, RuleSet, Triage};
+
+pub struct Runtime {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub rules: Arc<RuleSet>,
+}
+
+impl Runtime {
+    pub fn triage(&self) -> &Triage {
+        &self.config.triage
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("rules", &self.rules.names()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<RuleError>),
+}
+
+/// Compiles the rules the config names: every `*.rhai` in `rules.dir`, or none.
+pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
+    match &config.rules_dir {
+        Some(dir) => RuleSet::load(dir, &config.triage.limits),
+        None => Ok(RuleSet::empty(&config.triage.limits)),
+    }
+}
+
+/// Builds a complete runtime from a config: credentials and compiled rules.
+pub fn build(config: Config) -> Result<Runtime, LoadError> {
+    let rules = load_rules(&config).map_err(LoadError::Rules)?;
+    Ok(Runtime { auth: Authenticator::new(&config), rules: Arc::new(rules), config })
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the config from `origin` and builds the runtime.
+pub fn load(origin: &ConfigOrigin, token: TokenFallback) -> Result<Runtime, LoadError> {
+    build(config::load(origin, &env, token)?)
+}
+
+/// Swaps in a new runtime when asked. One reload at a time (a std Mutex: held only on the
+/// blocking thread that compiles, never across an await).
+pub struct Reloader {
+    origin: ConfigOrigin,
+    current: Arc<ArcSwap<Runtime>>,
+    metrics: Arc<Metrics>,
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(origin: ConfigOrigin, current: Arc<ArcSwap<Runtime>>, metrics: Arc<Metrics>) -> Reloader {
+        Reloader { origin, current, metrics, lock: Mutex::new(()) }
+    }
+
+    /// Rebuilds everything from the files and swaps it in, or keeps the running runtime and
+    /// returns every error with its file and line. Blocking: call off the async runtime.
+    pub fn reload(&self, why: &str) -> Result<Vec<String>, LoadError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = load(&self.origin, TokenFallback::Generate);
+        match result {
+            Ok(next) => {
+                let old = self.current.load();
+                let ignored = restart_only_changes(&old.config, &next.config);
+                for key in &ignored {
+                    tracing::warn!(key, "changed in the config but only takes effect after a restart");
+                }
+                let names = next.rules.names();
+                self.current.store(Arc::new(next));
+                self.metrics.reloaded(true);
+                tracing::info!(why, rules = ?names, "reloaded config and rules");
+                Ok(ignored)
+            }
+            Err(e) => {
+                self.metrics.reloaded(false);
+                tracing::error!(why, errors = %e, "reload failed; the running config and rules stay in force");
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a change to `path` should reload: the config file, or a rule script.
+    fn is_watched(&self, path: &std::path::Path) -> bool {
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a == b || a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b)
+        };
+        if let ConfigOrigin::File(config) = &self.origin
+            && (same(path, config) || path.file_name() == config.file_name())
+        {
+            return true;
+        }
+        path.extension().is_some_and(|e| e == "rhai")
+    }
+
+    /// The files whose change should trigger a reload: the config file and the rules directory.
+    pub fn watched(&self) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        if let ConfigOrigin::File(path) = &self.origin {
+            paths.push(path.clone());
+        }
+        if let Some(dir) = &self.current.load().config.rules_dir {
+            paths.push(dir.clone());
+        }
+        paths
+    }
+}
+
+/// Keys that a running daemon cannot change (the listener, the store, the connection builder).
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    if old.listen != new.listen {
+        keys.push("listen".to_string());
+    }
+    if old.data_dir != new.data_dir {
+        keys.push("data_dir".to_string());
+    }
+    if old.journal != new.journal {
+        keys.push("journal".to_string());
+    }
+    if old.limits.header_read_timeout != new.limits.header_read_timeout {
+        keys.push("limits.header_read_timeout".to_string());
+    }
+    if old.watch != new.watch {
+        keys.push("rules.watch".to_string());
+    }
+    if old.auto_resolve_after != new.auto_resolve_after {
+        keys.push("incidents.auto_resolve_after".to_string());
+    }
+    keys
+}
+
+/// Watches the config file and rules directory and reloads on change (debounced, so an editor
+/// that writes a file in several steps causes one reload). Returns the watcher, which stops
+/// watching when dropped.
+pub fn watch(
+    reloader: Arc<Reloader>,
+) -> Result<notify_debouncer_full::Debouncer<
+        notify_debouncer_full::notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    notify_debouncer_full::notify::Error,> {
+    use notify_debouncer_full::notify::RecursiveMode;
+    let rl = reloader.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            Ok(events) => {
+                let relevant = events.iter().any(|e| {
+                    !e.kind.is_access() && e.paths.iter().any(|p| rl.is_watched(p))
+                });
+                if relevant {
+                    // Runs on the debouncer's own thread: blocking is fine here.
+                    let _ = rl.reload("file change");
+                }
+            }
+            Err(errors) => tracing::warn!(?errors, "file watching failed"),
+        },
+    )?;
+    let mut targets: Vec<PathBuf> = Vec::new();
+    for path in reloader.watched() {
+        // Watch a file's directory: editors replace files by renaming, which a watch on the
+        // file itself would lose.
+        let (target, mode) = if path.is_dir() {
+            (path.clone(), RecursiveMode::NonRecursive)
+        } else {
+            (path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")), RecursiveMode::NonRecursive)
+        };
+        if targets.contains(&target) {
+            continue;
+        }
+        targets.push(target.clone());
+        if let Err(e) = debouncer.watch(&target, mode) {
+            tracing::warn!(path = %target.display(), error = %e, "cannot watch for changes; reload with SIGHUP or POST /-/reload");
+        }
+    }
+    Ok(debouncer)
+}

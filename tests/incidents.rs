@@ -1,0 +1,362 @@
+//! Incidents end to end: dedup and lifecycle with PagerDuty and Alertmanager semantics,
+//! acknowledge/resolve through the API, rules scoring live events, rule failures, hot reload
+//! and auto-resolve — against the real binary.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
+use serde_json::{Value, json};
+
+const RESPONDER_TOKEN: &str = "test-responder-token";
+
+fn with_responder(extra: &str) -> String {
+    format!(
+        "  - name: oncall\n    token: {RESPONDER_TOKEN}\n    roles: [responder]\n{extra}"
+    )
+}
+
+/// Users are the last list in `config_yaml`, so extra users can be appended to it.
+fn start(extra_users_then_keys: &str) -> Daemon {
+    Daemon::start(&with_responder(extra_users_then_keys))
+}
+
+fn pd(action: &str, key: &str) -> String {
+    json!({
+        "routing_key": ROUTING_KEY,
+        "event_action": action,
+        "dedup_key": key,
+        "payload": {"summary": format!("{key} is down"), "source": "db1", "severity": "critical"}
+    })
+    .to_string()
+}
+
+async fn incident_of(d: &Daemon, event_id: &str) -> Option<u64> {
+    let r = d.get(&format!("/api/v1/events/{event_id}"), Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["incident_id"].as_u64()
+}
+
+async fn incident(d: &Daemon, id: u64) -> Value {
+    let r = d.get(&format!("/api/v1/incidents/{id}"), Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+async fn post_pd(d: &Daemon, action: &str, key: &str) -> String {
+    let r = d.post("/v2/enqueue", None, pd(action, key)).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    r.event_ids()[0].clone()
+}
+
+#[tokio::test]
+async fn pagerduty_semantics_dedup_acknowledge_resolve_and_reopen() {
+    let d = start("");
+    let first = post_pd(&d, "trigger", "db1/disk").await;
+    let id = incident_of(&d, &first).await.expect("trigger opens an incident");
+    let second = post_pd(&d, "trigger", "db1/disk").await;
+    assert_eq!(incident_of(&d, &second).await, Some(id), "same key joins the open incident");
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["count"], 2);
+    assert_eq!(inc["status"], "triggered");
+    assert_eq!(inc["source"], "default");
+    assert!(inc["decision"]["severity"].is_string());
+    // Repeated triggers do not add timeline entries of their own.
+    let opened = inc["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == "opened").count();
+    assert_eq!(opened, 1);
+
+    post_pd(&d, "acknowledge", "db1/disk").await;
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["status"], "acknowledged");
+    assert_eq!(inc["acknowledged"]["by"], "source:default");
+
+    post_pd(&d, "resolve", "db1/disk").await;
+    assert_eq!(incident(&d, id).await["status"], "resolved");
+
+    // A trigger after the resolve opens a new incident.
+    let again = post_pd(&d, "trigger", "db1/disk").await;
+    let new_id = incident_of(&d, &again).await.unwrap();
+    assert_ne!(new_id, id);
+    assert_eq!(incident(&d, new_id).await["count"], 1);
+
+    // Acknowledge or resolve for a key with no open incident: stored, otherwise ignored.
+    let stray = post_pd(&d, "resolve", "never/seen").await;
+    assert_eq!(incident_of(&d, &stray).await, None);
+    let stray = post_pd(&d, "acknowledge", "never/seen").await;
+    assert_eq!(incident_of(&d, &stray).await, None);
+
+    let m = d.get("/metrics", None).await.text;
+    assert!(m.contains("tocsin_incidents_opened_total"), "{m}");
+    assert!(m.contains("tocsin_incidents_open 1"), "{m}");
+}
+
+#[tokio::test]
+async fn alertmanager_resolves_close_the_incident() {
+    let d = start("");
+    let labels = json!({"alertname": "DiskFull", "instance": "db1", "severity": "critical"});
+    let firing = json!([{"labels": labels, "startsAt": "2026-11-27T01:00:00Z"}]).to_string();
+    let r = d.post("/api/v2/alerts", Some(TOKEN), firing.clone()).await;
+    let id = incident_of(&d, &r.event_ids()[0]).await.unwrap();
+    // Prometheus re-sends firing alerts: they count, they do not open new incidents.
+    let r = d.post("/api/v2/alerts", Some(TOKEN), firing).await;
+    assert_eq!(incident_of(&d, &r.event_ids()[0]).await, Some(id));
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["count"], 2);
+    assert_eq!(inc["dedup_key"], "e94c744ae3d44df8");
+    assert_eq!(inc["detected_at"], "2026-11-27T01:00:00Z");
+
+    let resolved = json!([{"labels": labels, "startsAt": "2026-11-27T01:00:00Z", "endsAt": "2026-11-27T01:05:00Z"}]);
+    d.post("/api/v2/alerts", Some(TOKEN), resolved.to_string()).await;
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["status"], "resolved");
+    assert_eq!(inc["resolved"]["by"], "source:default");
+
+    // An Alertmanager webhook with status resolved does the same for its fingerprint.
+    let wh = |status: &str| {
+        json!({"version": "4", "status": status, "receiver": "tocsin", "groupKey": "{}:{}",
+               "alerts": [{"status": status, "labels": {"alertname": "Hook"}, "annotations": {},
+                           "startsAt": "2026-11-27T01:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                           "fingerprint": "00000000000000aa"}]})
+        .to_string()
+    };
+    let r = d.post("/api/v1/alertmanager", Some(TOKEN), wh("firing")).await;
+    let hook = incident_of(&d, &r.event_ids()[0]).await.unwrap();
+    d.post("/api/v1/alertmanager", Some(TOKEN), wh("resolved")).await;
+    assert_eq!(incident(&d, hook).await["status"], "resolved");
+}
+
+#[tokio::test]
+async fn responders_acknowledge_and_resolve_through_the_api() {
+    let d = start("");
+    let event = post_pd(&d, "trigger", "api/ack").await;
+    let id = incident_of(&d, &event).await.unwrap();
+    let ack = format!("/api/v1/incidents/{id}/ack");
+
+    // A viewer may read but not act; no credential may do neither.
+    let r = d.post(&ack, Some(VIEWER_TOKEN), "").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(d.post(&ack, None, "").await.status, 401);
+    assert_eq!(d.get("/api/v1/incidents", None).await.status, 401);
+
+    let r = d.post(&ack, Some(RESPONDER_TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "acknowledged");
+    assert_eq!(r.body["acknowledged"]["by"], "user:oncall");
+    // Twice is a conflict, said plainly.
+    let r = d.post(&ack, Some(RESPONDER_TOKEN), "").await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"], "conflict");
+
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(RESPONDER_TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["status"], "resolved");
+    let kinds: Vec<&str> = inc["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["opened", "triaged", "acknowledged", "resolved"]);
+    assert!(inc["timeline"].as_array().unwrap().iter().all(|e| e["at"].is_string() && e["actor"].is_string()));
+
+    assert_eq!(d.post("/api/v1/incidents/999999/ack", Some(RESPONDER_TOKEN), "").await.status, 404);
+
+    // Listing: filters and newest first.
+    post_pd(&d, "trigger", "api/second").await;
+    let r = d.get("/api/v1/incidents?status=open", Some(VIEWER_TOKEN)).await;
+    let open = r.body["incidents"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{}", r.text);
+    assert_eq!(open[0]["dedup_key"], "api/second");
+    let r = d.get("/api/v1/incidents", Some(VIEWER_TOKEN)).await;
+    let ids: Vec<u64> = r.body["incidents"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let r = d.get("/api/v1/incidents?status=bogus", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.status, 422);
+}
+
+#[tokio::test]
+async fn an_open_incident_survives_a_restart_and_keeps_deduplicating() {
+    let mut d = start("");
+    let event = post_pd(&d, "trigger", "restart/key").await;
+    let id = incident_of(&d, &event).await.unwrap();
+    d.kill9();
+    let d = d.restart();
+    let again = post_pd(&d, "trigger", "restart/key").await;
+    assert_eq!(incident_of(&d, &again).await, Some(id));
+    assert_eq!(incident(&d, id).await["count"], 2);
+}
+
+/// A daemon whose rules directory is a temporary one the test writes scripts into.
+fn start_with_rules(scripts: &[(&str, &str)], extra: &str) -> (Daemon, std::path::PathBuf) {
+    let rules = tempfile::tempdir().unwrap().keep();
+    for (name, text) in scripts {
+        std::fs::write(rules.join(name), text).unwrap();
+    }
+    let d = start(&format!("rules:\n  dir: {}\n  time_budget: 200ms\n{extra}", rules.display()));
+    (d, rules)
+}
+
+async fn decision_of(d: &Daemon, key: &str) -> Value {
+    let event = post_pd(d, "trigger", key).await;
+    let id = incident_of(d, &event).await.unwrap();
+    incident(d, id).await
+}
+
+#[tokio::test]
+async fn rules_score_live_events_and_a_failing_rule_keeps_the_fallback() {
+    let (d, _rules) = start_with_rules(
+        &[
+            ("10-db.rhai", r#"if event.labels.source == "db1" { decision.add_score(5, "database host"); decision.tag("database"); }"#),
+            ("20-throws.rhai", r#"if event.dedup_key == "boom" { throw "rule bug"; }"#),
+        ],
+        "",
+    );
+    let inc = decision_of(&d, "scored").await;
+    // PagerDuty `critical` → base 80, +5 from the rule.
+    assert_eq!(inc["decision"]["base_score"], 80, "{inc}");
+    assert_eq!(inc["decision"]["score"], 85, "{inc}");
+    assert_eq!(inc["decision"]["severity"], "sev1");
+    assert!(inc["decision"]["tags"].as_array().unwrap().contains(&json!("database")));
+
+    let inc = decision_of(&d, "boom").await;
+    // The throwing rule contributed nothing; the other rule still ran; the event is stored.
+    assert_eq!(inc["decision"]["score"], 85, "{inc}");
+    let failure = inc["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "rule_failed");
+    let failure = failure.unwrap_or_else(|| panic!("no rule failure on the timeline: {inc}"));
+    assert!(failure["message"].as_str().unwrap().contains("20-throws.rhai"), "{failure}");
+    let m = d.get("/metrics", None).await.text;
+    assert!(m.contains("tocsin_rule_failures_total{rule=\"20-throws.rhai\"} 1"), "{m}");
+}
+
+#[tokio::test]
+async fn a_runaway_rule_is_halted_and_the_daemon_keeps_answering() {
+    let (d, _rules) = start_with_rules(&[("10-loop.rhai", "loop { }")], "");
+    let started = Instant::now();
+    let inc = decision_of(&d, "loops").await;
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(inc["decision"]["score"], 80, "fallback to the base score: {inc}");
+    assert!(inc["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "rule_failed"), "{inc}");
+    assert_eq!(d.get("/-/healthy", None).await.status, 200);
+}
+
+async fn reload(d: &Daemon) -> common::Reply {
+    d.post("/-/reload", Some(TOKEN), "").await
+}
+
+#[tokio::test]
+async fn a_broken_rule_on_reload_keeps_the_old_rules_in_force() {
+    let (d, rules) = start_with_rules(&[("10-plus.rhai", r#"decision.add_score(1, "one");"#)], "");
+    assert_eq!(decision_of(&d, "r1").await["decision"]["score"], 81);
+
+    // Only an admin may reload.
+    assert_eq!(d.post("/-/reload", Some(RESPONDER_TOKEN), "").await.status, 403);
+
+    std::fs::write(rules.join("20-broken.rhai"), "let x = ;\n").unwrap();
+    let r = reload(&d).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("20-broken.rhai:1"), "error names file and line: {}", r.text);
+    assert_eq!(decision_of(&d, "r2").await["decision"]["score"], 81, "old rules still in force");
+    let m = d.get("/metrics", None).await.text;
+    assert!(m.contains("tocsin_reload_last_success 0"), "{m}");
+
+    std::fs::write(rules.join("20-broken.rhai"), r#"decision.add_score(10, "ten");"#).unwrap();
+    let r = reload(&d).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(decision_of(&d, "r3").await["decision"]["score"], 91);
+    let m = d.get("/metrics", None).await.text;
+    assert!(m.contains("tocsin_reload_last_success 1"), "{m}");
+}
+
+#[tokio::test]
+async fn editing_a_rule_file_reloads_it() {
+    let (d, rules) = start_with_rules(&[("10-a.rhai", r#"decision.add_score(1, "a");"#)], "");
+    assert_eq!(decision_of(&d, "w1").await["decision"]["score"], 81);
+    std::fs::write(rules.join("10-a.rhai"), r#"decision.add_score(2, "a");"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let score = decision_of(&d, &format!("w-watch-{n}")).await["decision"]["score"].as_i64();
+        if score == Some(82) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edit was not picked up within 15 s (score {score:?})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_when_file_watching_is_off() {
+    let (d, rules) =
+        start_with_rules(&[("10-a.rhai", r#"decision.add_score(1, "a");"#)], "  watch: false
+");
+    std::fs::write(rules.join("10-a.rhai"), r#"decision.add_score(3, "a");"#).unwrap();
+    // Not watched: the edit alone changes nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(decision_of(&d, "w-unwatched").await["decision"]["score"], 81);
+    let mut n = 0;
+    let pid = d.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        n += 1;
+        let score = decision_of(&d, &format!("w-hup-{n}")).await["decision"]["score"].as_i64();
+        if score == Some(83) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload within 15 s (score {score:?})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn reloads_under_concurrent_ingest_lose_nothing() {
+    let (d, rules) = start_with_rules(&[("10-a.rhai", r#"decision.add_score(1, "a");"#)], "");
+    let client = d.client.clone();
+    let url = d.url("/api/v2/alerts");
+    let writer = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..300 {
+            let body = json!([{"labels": {"alertname": "Load", "n": i.to_string()}}]).to_string();
+            let r = client
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+            let v: Value = r.json().await.unwrap();
+            ids.push(v["event_ids"][0].as_str().unwrap().to_string());
+        }
+        ids
+    });
+    for i in 0..10 {
+        std::fs::write(rules.join("10-a.rhai"), format!("decision.add_score({i}, \"a\");")).unwrap();
+        let r = reload(&d).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let ids = writer.await.unwrap();
+    let r = d.get("/api/v1/events?limit=1000", Some(VIEWER_TOKEN)).await;
+    let stored: std::collections::HashSet<&str> =
+        r.body["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    for id in &ids {
+        assert!(stored.contains(id.as_str()), "event {id} answered 202 but not stored");
+        assert!(incident_of(&d, id).await.is_some());
+    }
+}
+
+#[tokio::test]
+async fn quiet_incidents_resolve_themselves_when_configured() {
+    let d = start("incidents:\n  auto_resolve_after: 1s\n");
+    let event = post_pd(&d, "trigger", "quiet/one").await;
+    let id = incident_of(&d, &event).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let inc = incident(&d, id).await;
+        if inc["status"] == "resolved" {
+            assert_eq!(inc["resolved"]["by"], "tocsin");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not auto-resolved within 15 s: {inc}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
