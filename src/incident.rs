@@ -81,13 +81,14 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// What the rules may read about this incident when `event` arrives.
+    /// What the rules may read about this incident when another event for it arrives (the
+    /// count includes that event).
     pub fn view(&self) -> IncidentView {
         IncidentView {
             id: self.id,
             is_new: false,
             status: self.status.as_str().to_string(),
-            count: self.count,
+            count: self.count + 1,
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             severity: Some(self.decision.severity.clone()),
@@ -102,7 +103,7 @@ pub fn new_view(event: &Event) -> IncidentView {
         id: 0,
         is_new: true,
         status: Status::Triggered.as_str().to_string(),
-        count: 0,
+        count: 1,
         first_seen: event.received_at,
         last_seen: event.received_at,
         severity: None,

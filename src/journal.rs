@@ -116,7 +116,8 @@ impl OpenIndex {
                 id: s.id,
                 is_new: false,
                 status: s.status.as_str().to_string(),
-                count: s.count,
+                // The view counts the event being scored, as the rules API documents.
+                count: s.count + 1,
                 first_seen: s.first_seen,
                 last_seen: s.last_seen,
                 severity: Some(s.severity.clone()),
