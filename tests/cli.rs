@@ -112,3 +112,44 @@ async fn serve_on_the_embedded_default_generates_a_private_token() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn tocsin_test_passes_the_shipped_rule_cases() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tocsin()
+        .args(["test", "--config", "rules/tocsin.yaml", "fixtures/rules"])
+        .current_dir(root)
+        .env("TOCSIN_TOKEN", "t")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with("passed, 0 failed"), "{stdout}");
+    assert!(!summary.starts_with("0 passed"), "{stdout}");
+}
+
+#[test]
+fn tocsin_test_shows_a_diff_and_fails_on_a_wrong_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &case,
+        "cases:\n  - name: checkout is surely sev4\n    events:\n      - format: canonical\n        body: {summary: down, severity: critical, service: checkout}\n    expect:\n      severity: sev4\n      tags: [not-a-tag]\n",
+    )
+    .unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tocsin()
+        .args(["test", "--config", "rules/tocsin.yaml"])
+        .arg(&case)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("checkout is surely sev4"), "{stdout}");
+    assert!(stdout.contains("severity: expected sev4, got sev1"), "{stdout}");
+    assert!(stdout.contains("tags: expected to include [\"not-a-tag\"]"), "{stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
