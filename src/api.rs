@@ -139,7 +139,8 @@ pub async fn get_incident(
     app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
     let id = incident_id(&id)?;
     let (incident, timeline) = read(&app, move |s| Ok((s.incident(id)?, s.timeline(id)?))).await?;
-    let incident = incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
+    let incident =
+        incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
     body["timeline"] = json!(timeline);
     Ok(Json(body).into_response())
@@ -161,13 +162,23 @@ pub async fn resolve(
     act(&app, &headers, &id, PersonAction::Resolve).await
 }
 
-async fn act(app: &App, headers: &HeaderMap, id: &str, action: PersonAction) -> Result<Response, ApiError> {
+async fn act(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    action: PersonAction,
+) -> Result<Response, ApiError> {
     let user = app.runtime.load().auth.user_with_role(headers, Role::Responder)?.name.clone();
     let id = incident_id(id)?;
-    let outcome = app.journal.act(id, action, format!("user:{user}")).await.map_err(|e| match e {
-        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
-        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
-    })?;
+    let outcome =
+        app.journal.act(id, action, format!("user:{user}")).await.map_err(|e| match e {
+            JournalError::Overloaded(_) | JournalError::Closed => {
+                ApiError::Unavailable(e.to_string())
+            }
+            JournalError::Store(err) => {
+                ApiError::Unavailable(format!("not recorded ({err}); retry"))
+            }
+        })?;
     match outcome {
         Ok(incident) => Ok(Json(incident).into_response()),
         Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),

@@ -769,6 +769,17 @@ fn is_var_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Expands `${VAR}` references in a secret in place, for config sections that other modules
+/// own (notification channels). On failure returns one message per problem, naming variables,
+/// never values.
+pub fn expand_secret(
+    secret: &mut Secret,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Vec<String>> {
+    secret.0 = expand(&secret.0, env)?;
+    Ok(())
+}
+
 /// Expands every reference; on failure returns one message per problem (each unset variable
 /// is named). Messages name variables, never their values.
 fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
@@ -867,7 +878,11 @@ impl Validator<'_> {
         let users = self.users(raw.users);
         let rules_dir = raw.rules.as_ref().and_then(|r| r.value.dir.as_ref()).and_then(|d| {
             if d.value.trim().is_empty() {
-                self.err(d.referenced, "rules.dir", "must not be empty; leave it out to run no rules");
+                self.err(
+                    d.referenced,
+                    "rules.dir",
+                    "must not be empty; leave it out to run no rules",
+                );
                 None
             } else {
                 Some(PathBuf::from(&d.value))
@@ -908,7 +923,11 @@ impl Validator<'_> {
                 self.duration(rules.time_budget, "rules.time_budget", triage.limits.time_budget);
             if let Some(ops) = rules.max_operations {
                 if ops.value == 0 || ops.value > 100_000_000 {
-                    self.err(ops.referenced, "rules.max_operations", format!("must be from 1 to 100000000, not {}", ops.value));
+                    self.err(
+                        ops.referenced,
+                        "rules.max_operations",
+                        format!("must be from 1 to 100000000, not {}", ops.value),
+                    );
                 } else {
                     triage.limits.max_operations = ops.value;
                 }
@@ -926,9 +945,17 @@ impl Validator<'_> {
                     let path = format!("triage.severities[{i}]");
                     let name = t.value.name.value.trim().to_string();
                     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
-                        self.err(t.value.name.referenced, &format!("{path}.name"), "must be 1 to 64 characters without spaces");
+                        self.err(
+                            t.value.name.referenced,
+                            &format!("{path}.name"),
+                            "must be 1 to 64 characters without spaces",
+                        );
                     } else if !seen.insert(name.clone()) {
-                        self.err(t.value.name.referenced, &format!("{path}.name"), format!("`{name}` is listed twice"));
+                        self.err(
+                            t.value.name.referenced,
+                            &format!("{path}.name"),
+                            format!("`{name}` is listed twice"),
+                        );
                     }
                     let min = t.value.min_score.value;
                     if previous.is_some_and(|p| min >= p) {

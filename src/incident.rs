@@ -230,7 +230,12 @@ pub fn apply(
                 at: event.received_at,
                 actor: source_actor(event),
                 kind: EntryKind::Opened,
-                message: format!("opened by a {} {}: {}", event.format.as_str(), event.kind.as_str(), event.summary),
+                message: format!(
+                    "opened by a {} {}: {}",
+                    event.format.as_str(),
+                    event.kind.as_str(),
+                    event.summary
+                ),
                 event_id: Some(event.id),
                 detail: serde_json::Value::Null,
             }];
@@ -274,7 +279,9 @@ pub fn apply(
                 Err(_) => Outcome::Ignored("already resolved"),
             }
         }
-        (Action::Acknowledge, None) => Outcome::Ignored("acknowledge for a key with no open incident"),
+        (Action::Acknowledge, None) => {
+            Outcome::Ignored("acknowledge for a key with no open incident")
+        }
         (Action::Resolve, None) => Outcome::Ignored("resolve for a key with no open incident"),
     }
 }

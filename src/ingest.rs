@@ -201,14 +201,19 @@ async fn commit(
 
 /// Evaluates the rules for each event against its incident as of the last commit, and encodes
 /// it for the store (here, in parallel, rather than on the single writer's thread).
-pub fn score(runtime: &Runtime, open: &OpenIndex, events: Vec<Event>) -> Result<Vec<Scored>, ApiError> {
+pub fn score(
+    runtime: &Runtime,
+    open: &OpenIndex,
+    events: Vec<Event>,
+) -> Result<Vec<Scored>, ApiError> {
     events
         .into_iter()
         .map(|event| {
             let view = open.view(&event);
             let evaluation = runtime.rules.evaluate(&event, &view, runtime.triage());
-            let encoded = Encoded::new(event)
-                .map_err(|e| ApiError::Unavailable(format!("the event could not be encoded: {e}")))?;
+            let encoded = Encoded::new(event).map_err(|e| {
+                ApiError::Unavailable(format!("the event could not be encoded: {e}"))
+            })?;
             Ok(Scored { encoded, evaluation })
         })
         .collect()

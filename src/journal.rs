@@ -390,7 +390,13 @@ impl Writer {
         }
     }
 
-    fn keep(&self, batch: &mut Batch<'_>, changes: &mut Changes, incident: Incident, entries: &[incident::Entry]) -> Result<(), StoreError> {
+    fn keep(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        incident: Incident,
+        entries: &[incident::Entry],
+    ) -> Result<(), StoreError> {
         batch.append_timeline(incident.id, entries)?;
         let key = (incident.source.clone(), incident.dedup_key.clone());
         changes.open.insert(key, incident.status.is_open().then_some(incident.id));
@@ -427,8 +433,12 @@ impl Writer {
         match outcome {
             Outcome::Opened(incident, entries) | Outcome::Updated(incident, entries) => {
                 match event.action {
-                    Action::Acknowledge => self.metrics.incident_acted(&incident, PersonAction::Acknowledge),
-                    Action::Resolve => self.metrics.incident_acted(&incident, PersonAction::Resolve),
+                    Action::Acknowledge => {
+                        self.metrics.incident_acted(&incident, PersonAction::Acknowledge)
+                    }
+                    Action::Resolve => {
+                        self.metrics.incident_acted(&incident, PersonAction::Resolve)
+                    }
                     Action::Trigger => {}
                 }
                 batch.link_event(event.id, incident.id)?;

@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod normalize;
+pub mod notify;
 pub mod rule_tests;
 pub mod rules;
 pub mod runtime;

@@ -116,7 +116,11 @@ impl Metrics {
             journal_queue_depth.clone(),
         );
         let incidents_opened = Family::<IncidentLabels, Counter>::default();
-        registry.register("incidents_opened", "Incidents opened, by severity and kind", incidents_opened.clone());
+        registry.register(
+            "incidents_opened",
+            "Incidents opened, by severity and kind",
+            incidents_opened.clone(),
+        );
         let incidents_acknowledged = Family::<IncidentLabels, Counter>::default();
         registry.register(
             "incidents_acknowledged",
@@ -124,9 +128,17 @@ impl Metrics {
             incidents_acknowledged.clone(),
         );
         let incidents_resolved = Family::<IncidentLabels, Counter>::default();
-        registry.register("incidents_resolved", "Incidents resolved, by severity and kind", incidents_resolved.clone());
+        registry.register(
+            "incidents_resolved",
+            "Incidents resolved, by severity and kind",
+            incidents_resolved.clone(),
+        );
         let incidents_open = Gauge::default();
-        registry.register("incidents_open", "Incidents triggered or acknowledged right now", incidents_open.clone());
+        registry.register(
+            "incidents_open",
+            "Incidents triggered or acknowledged right now",
+            incidents_open.clone(),
+        );
         let rule_failures = Family::<RuleLabels, Counter>::default();
         registry.register(
             "rule_failures",
@@ -176,7 +188,11 @@ impl Metrics {
         self.incidents_opened.get_or_create(&incident_labels(incident)).inc();
     }
 
-    pub fn incident_acted(&self, incident: &crate::incident::Incident, action: crate::journal::PersonAction) {
+    pub fn incident_acted(
+        &self,
+        incident: &crate::incident::Incident,
+        action: crate::journal::PersonAction,
+    ) {
         let family = match action {
             crate::journal::PersonAction::Acknowledge => &self.incidents_acknowledged,
             crate::journal::PersonAction::Resolve => &self.incidents_resolved,

@@ -74,7 +74,9 @@ struct Expect {
 }
 
 /// Distinguishes `policy: null` (expect none) from a missing key (don't check).
-fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -145,7 +147,8 @@ fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let mut found: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
@@ -180,7 +183,11 @@ pub fn run(paths: &[PathBuf], rules: &RuleSet, triage: &Triage) -> Report {
             Ok(cases) => {
                 for case in cases.cases {
                     let problems = run_case(&case, rules, triage);
-                    report.results.push(CaseResult { file: file.clone(), name: case.name, problems });
+                    report.results.push(CaseResult {
+                        file: file.clone(),
+                        name: case.name,
+                        problems,
+                    });
                 }
             }
             Err(e) => report.errors.push(format!("{}: {e}", file.display())),
@@ -220,7 +227,8 @@ fn run_case(case: &Case, rules: &RuleSet, triage: &Triage) -> Vec<String> {
         };
         for event in events {
             let current = open.get(&event.dedup_key).cloned();
-            let view = current.as_ref().map(Incident::view).unwrap_or_else(|| incident::new_view(&event));
+            let view =
+                current.as_ref().map(Incident::view).unwrap_or_else(|| incident::new_view(&event));
             let evaluation = rules.evaluate(&event, &view, triage);
             let outcome = incident::apply(current, &event, &evaluation, || {
                 next_id += 1;
@@ -253,7 +261,9 @@ fn compare(expect: &Expect, got: &Evaluation) -> Vec<String> {
         problems.push(format!("{what}: expected {want}, got {have}"));
     };
     match &expect.score {
-        Some(ScoreExpect::Exact(s)) if *s != d.score => differ("score", s.to_string(), d.score.to_string()),
+        Some(ScoreExpect::Exact(s)) if *s != d.score => {
+            differ("score", s.to_string(), d.score.to_string())
+        }
         Some(ScoreExpect::Range { min, max })
             if min.is_some_and(|m| d.score < m) || max.is_some_and(|m| d.score > m) =>
         {
@@ -295,8 +305,12 @@ fn compare(expect: &Expect, got: &Evaluation) -> Vec<String> {
         }
     }
     match (&expect.suppressed, &d.suppressed) {
-        (Some(SuppressedExpect::Flag(true)), None) => differ("suppressed", "true".into(), "false".into()),
-        (Some(SuppressedExpect::Flag(false)), Some(r)) => differ("suppressed", "false".into(), format!("{r:?}")),
+        (Some(SuppressedExpect::Flag(true)), None) => {
+            differ("suppressed", "true".into(), "false".into())
+        }
+        (Some(SuppressedExpect::Flag(false)), Some(r)) => {
+            differ("suppressed", "false".into(), format!("{r:?}"))
+        }
         (Some(SuppressedExpect::Reason(want)), have)
             if !have.as_ref().is_some_and(|h| h.contains(want.as_str())) =>
         {
@@ -308,10 +322,17 @@ fn compare(expect: &Expect, got: &Evaluation) -> Vec<String> {
         && n != got.failures.len()
     {
         let list: Vec<String> = got.failures.iter().map(ToString::to_string).collect();
-        differ("rule_failures", n.to_string(), format!("{} ({})", got.failures.len(), list.join("; ")));
+        differ(
+            "rule_failures",
+            n.to_string(),
+            format!("{} ({})", got.failures.len(), list.join("; ")),
+        );
     }
     if !problems.is_empty() {
-        problems.push(format!("decision reasons: {}", if d.reasons.is_empty() { "(none)".to_string() } else { d.reasons.join("; ") }));
+        problems.push(format!(
+            "decision reasons: {}",
+            if d.reasons.is_empty() { "(none)".to_string() } else { d.reasons.join("; ") }
+        ));
         for f in &got.failures {
             problems.push(format!("rule failure: {f}"));
         }

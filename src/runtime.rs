@@ -76,7 +76,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(origin: ConfigOrigin, current: Arc<ArcSwap<Runtime>>, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        origin: ConfigOrigin,
+        current: Arc<ArcSwap<Runtime>>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         Reloader { origin, current, metrics, lock: Mutex::new(()) }
     }
 
@@ -90,7 +94,10 @@ impl Reloader {
                 let old = self.current.load();
                 let ignored = restart_only_changes(&old.config, &next.config);
                 for key in &ignored {
-                    tracing::warn!(key, "changed in the config but only takes effect after a restart");
+                    tracing::warn!(
+                        key,
+                        "changed in the config but only takes effect after a restart"
+                    );
                 }
                 let names = next.rules.names();
                 self.current.store(Arc::new(next));
@@ -161,11 +168,13 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
 /// watching when dropped.
 pub fn watch(
     reloader: Arc<Reloader>,
-) -> Result<notify_debouncer_full::Debouncer<
+) -> Result<
+    notify_debouncer_full::Debouncer<
         notify_debouncer_full::notify::RecommendedWatcher,
         notify_debouncer_full::RecommendedCache,
     >,
-    notify_debouncer_full::notify::Error,> {
+    notify_debouncer_full::notify::Error,
+> {
     use notify_debouncer_full::notify::RecursiveMode;
     let rl = reloader.clone();
     let mut debouncer = notify_debouncer_full::new_debouncer(
@@ -173,9 +182,9 @@ pub fn watch(
         None,
         move |result: notify_debouncer_full::DebounceEventResult| match result {
             Ok(events) => {
-                let relevant = events.iter().any(|e| {
-                    !e.kind.is_access() && e.paths.iter().any(|p| rl.is_watched(p))
-                });
+                let relevant = events
+                    .iter()
+                    .any(|e| !e.kind.is_access() && e.paths.iter().any(|p| rl.is_watched(p)));
                 if relevant {
                     // Runs on the debouncer's own thread: blocking is fine here.
                     let _ = rl.reload("file change");
@@ -191,7 +200,10 @@ pub fn watch(
         let (target, mode) = if path.is_dir() {
             (path.clone(), RecursiveMode::NonRecursive)
         } else {
-            (path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")), RecursiveMode::NonRecursive)
+            (
+                path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
+                RecursiveMode::NonRecursive,
+            )
         };
         if targets.contains(&target) {
             continue;

@@ -223,7 +223,11 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, stop: tokio_util::sync::Cance
 
 /// Asks the writer to resolve quiet incidents, at a tenth of the quiet period (at most every
 /// 30 s), so an incident is resolved at most 10% late.
-async fn auto_resolve(journal: Journal, quiet: Duration, stop: tokio_util::sync::CancellationToken) {
+async fn auto_resolve(
+    journal: Journal,
+    quiet: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let every = (quiet / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
     let Ok(quiet) = jiff::SignedDuration::try_from(quiet) else { return };
     let mut tick = tokio::time::interval(every);

@@ -310,7 +310,11 @@ impl Batch<'_> {
         }
     }
 
-    pub fn open_incident_id(&self, source: &str, key: &str) -> Result<Option<IncidentId>, StoreError> {
+    pub fn open_incident_id(
+        &self,
+        source: &str,
+        key: &str,
+    ) -> Result<Option<IncidentId>, StoreError> {
         Ok(self.open.get((source, key))?.map(|v| v.value()))
     }
 

@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 const RESPONDER_TOKEN: &str = "test-responder-token";
 
 fn with_responder(extra: &str) -> String {
-    format!(
-        "  - name: oncall\n    token: {RESPONDER_TOKEN}\n    roles: [responder]\n{extra}"
-    )
+    format!("  - name: oncall\n    token: {RESPONDER_TOKEN}\n    roles: [responder]\n{extra}")
 }
 
 /// Users are the last list in `config_yaml`, so extra users can be appended to it.
@@ -63,7 +61,8 @@ async fn pagerduty_semantics_dedup_acknowledge_resolve_and_reopen() {
     assert_eq!(inc["source"], "default");
     assert!(inc["decision"]["severity"].is_string());
     // Repeated triggers do not add timeline entries of their own.
-    let opened = inc["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == "opened").count();
+    let opened =
+        inc["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == "opened").count();
     assert_eq!(opened, 1);
 
     post_pd(&d, "acknowledge", "db1/disk").await;
@@ -152,9 +151,16 @@ async fn responders_acknowledge_and_resolve_through_the_api() {
     assert_eq!(r.status, 200, "{}", r.text);
     let inc = incident(&d, id).await;
     assert_eq!(inc["status"], "resolved");
-    let kinds: Vec<&str> = inc["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        inc["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["opened", "triaged", "acknowledged", "resolved"]);
-    assert!(inc["timeline"].as_array().unwrap().iter().all(|e| e["at"].is_string() && e["actor"].is_string()));
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["at"].is_string() && e["actor"].is_string())
+    );
 
     assert_eq!(d.post("/api/v1/incidents/999999/ack", Some(RESPONDER_TOKEN), "").await.status, 404);
 
@@ -165,7 +171,8 @@ async fn responders_acknowledge_and_resolve_through_the_api() {
     assert_eq!(open.len(), 1, "{}", r.text);
     assert_eq!(open[0]["dedup_key"], "api/second");
     let r = d.get("/api/v1/incidents", Some(VIEWER_TOKEN)).await;
-    let ids: Vec<u64> = r.body["incidents"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> =
+        r.body["incidents"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
     let r = d.get("/api/v1/incidents?status=bogus", Some(VIEWER_TOKEN)).await;
     assert_eq!(r.status, 422);
@@ -203,7 +210,10 @@ async fn decision_of(d: &Daemon, key: &str) -> Value {
 async fn rules_score_live_events_and_a_failing_rule_keeps_the_fallback() {
     let (d, _rules) = start_with_rules(
         &[
-            ("10-db.rhai", r#"if event.labels.source == "db1" { decision.add_score(5, "database host"); decision.tag("database"); }"#),
+            (
+                "10-db.rhai",
+                r#"if event.labels.source == "db1" { decision.add_score(5, "database host"); decision.tag("database"); }"#,
+            ),
             ("20-throws.rhai", r#"if event.dedup_key == "boom" { throw "rule bug"; }"#),
         ],
         "",
@@ -232,7 +242,10 @@ async fn a_runaway_rule_is_halted_and_the_daemon_keeps_answering() {
     let inc = decision_of(&d, "loops").await;
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(inc["decision"]["score"], 80, "fallback to the base score: {inc}");
-    assert!(inc["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "rule_failed"), "{inc}");
+    assert!(
+        inc["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "rule_failed"),
+        "{inc}"
+    );
     assert_eq!(d.get("/-/healthy", None).await.status, 200);
 }
 
@@ -277,16 +290,21 @@ async fn editing_a_rule_file_reloads_it() {
         if score == Some(82) {
             break;
         }
-        assert!(Instant::now() < deadline, "the edit was not picked up within 15 s (score {score:?})");
+        assert!(
+            Instant::now() < deadline,
+            "the edit was not picked up within 15 s (score {score:?})"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 #[tokio::test]
 async fn sighup_reloads_when_file_watching_is_off() {
-    let (d, rules) =
-        start_with_rules(&[("10-a.rhai", r#"decision.add_score(1, "a");"#)], "  watch: false
-");
+    let (d, rules) = start_with_rules(
+        &[("10-a.rhai", r#"decision.add_score(1, "a");"#)],
+        "  watch: false
+",
+    );
     std::fs::write(rules.join("10-a.rhai"), r#"decision.add_score(3, "a");"#).unwrap();
     // Not watched: the edit alone changes nothing.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -330,7 +348,8 @@ async fn reloads_under_concurrent_ingest_lose_nothing() {
         ids
     });
     for i in 0..10 {
-        std::fs::write(rules.join("10-a.rhai"), format!("decision.add_score({i}, \"a\");")).unwrap();
+        std::fs::write(rules.join("10-a.rhai"), format!("decision.add_score({i}, \"a\");"))
+            .unwrap();
         let r = reload(&d).await;
         assert_eq!(r.status, 200, "{}", r.text);
     }

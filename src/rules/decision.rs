@@ -1,0 +1,357 @@
+//! The triage [`Decision`] and the draft that scripts change on its way there.
+//!
+//! A [`Draft`] is what a script sees as `decision`: its methods validate their arguments, change
+//! the draft and note why. The rule set gives each script its own copy of the draft and keeps
+//! the copy only when the script finishes, so a failing script changes nothing. [`finish`] turns
+//! the last kept draft into the [`Decision`] the escalation stage reads.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Threshold;
+
+/// How sensitive the data around an incident is. Ordered: marking keeps the highest level seen,
+/// so a later rule cannot lower what an earlier one found.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    #[default]
+    None,
+    Internal,
+    Personal,
+    Financial,
+}
+
+impl Sensitivity {
+    /// Every level, least sensitive first: the names scripts may pass to `set_sensitivity`.
+    pub const ALL: [Sensitivity; 4] =
+        [Sensitivity::None, Sensitivity::Internal, Sensitivity::Personal, Sensitivity::Financial];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sensitivity::None => "none",
+            Sensitivity::Internal => "internal",
+            Sensitivity::Personal => "personal",
+            Sensitivity::Financial => "financial",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Sensitivity> {
+        Sensitivity::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Sensitivity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the rules decided about one event: how urgent it is and who must know.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The base score plus every script's adjustments.
+    pub score: i64,
+    /// The score before any script ran: from the sender's severity word, or the report score.
+    pub base_score: i64,
+    /// A threshold name from the triage config (`sev1` …).
+    pub severity: String,
+    /// The escalation policy a script chose; `None` leaves it to the source's default.
+    pub policy: Option<String>,
+    pub tags: BTreeSet<String>,
+    pub sensitivity: Sensitivity,
+    pub customer_facing: bool,
+    /// Roles to involve beyond the responders, e.g. `legal_liaison`, `communications_lead`.
+    pub roles: BTreeSet<String>,
+    /// Why nobody should be notified, when a script suppressed the event.
+    pub suppressed: Option<String>,
+    /// The files whose changes were kept, in the order they ran.
+    pub rules_fired: Vec<String>,
+    /// One line per change, prefixed with its file: `10-payments.rhai: +30 payment path`.
+    pub reasons: Vec<String>,
+}
+
+/// Bounds on what one script may add, so a loop in a rule cannot bloat every stored decision.
+/// Reaching one is a runtime error in that script (and so rolls its changes back).
+const MAX_TAGS: usize = 32;
+const MAX_ROLES: usize = 16;
+const MAX_NOTES_PER_RULE: usize = 32;
+/// Longest tag, role or policy name, in bytes.
+const MAX_NAME_LEN: usize = 64;
+/// Longer reasons are cut (not refused): a reason built from an event's summary must not fail
+/// the rule just because the summary was long.
+const MAX_REASON_CHARS: usize = 200;
+
+/// The decision so far, as scripts change it. Severities are kept as indexes into the triage
+/// thresholds so that forcing and capping compare by position (0 = most severe).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct State {
+    pub(super) score: i64,
+    pub(super) base_score: i64,
+    forced: Option<usize>,
+    cap: Option<usize>,
+    policy: Option<String>,
+    tags: BTreeSet<String>,
+    sensitivity: Sensitivity,
+    customer_facing: bool,
+    roles: BTreeSet<String>,
+    suppressed: Option<String>,
+}
+
+impl State {
+    pub(super) fn new(base_score: i64) -> State {
+        State {
+            score: base_score,
+            base_score,
+            forced: None,
+            cap: None,
+            policy: None,
+            tags: BTreeSet::new(),
+            sensitivity: Sensitivity::None,
+            customer_facing: false,
+            roles: BTreeSet::new(),
+            suppressed: None,
+        }
+    }
+}
+
+/// The script-facing `decision` (registered with Rhai under the type name `Decision`).
+#[derive(Debug, Clone)]
+pub(super) struct Draft {
+    /// Shared by every script of one evaluation: cloning a draft must stay cheap.
+    severities: Arc<[Threshold]>,
+    pub(super) state: State,
+    /// What this script changed, without the file prefix (added when the draft is kept).
+    pub(super) notes: Vec<String>,
+}
+
+type Outcome = Result<(), String>;
+
+impl Draft {
+    pub(super) fn new(severities: Arc<[Threshold]>, state: State) -> Draft {
+        Draft { severities, state, notes: Vec::new() }
+    }
+
+    fn note(&mut self, what: String, reason: Option<&str>) -> Outcome {
+        if self.notes.len() >= MAX_NOTES_PER_RULE {
+            return Err(format!(
+                "a rule may change the decision at most {MAX_NOTES_PER_RULE} times per event"
+            ));
+        }
+        self.notes.push(match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(reason) => format!("{what} ({})", clip(reason)),
+            None => what,
+        });
+        Ok(())
+    }
+
+    fn severity_index(&self, name: &str) -> Result<usize, String> {
+        self.severities.iter().position(|t| t.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.severities.iter().map(|t| t.name.as_str()).collect();
+            format!("unknown severity {name:?}: expected one of {}", names.join(", "))
+        })
+    }
+
+    /// The severity the event would get if no further script ran.
+    pub(super) fn severity(&self) -> &str {
+        severity_name(&self.severities, &self.state)
+    }
+
+    pub(super) fn add_score(&mut self, points: i64, reason: &str) -> Outcome {
+        if points == 0 {
+            return Ok(());
+        }
+        self.state.score = self.state.score.saturating_add(points);
+        let reason = clip(reason.trim());
+        self.note(format!("{points:+} {reason}").trim_end().to_owned(), None)
+    }
+
+    pub(super) fn set_severity(&mut self, name: &str, reason: Option<&str>) -> Outcome {
+        let index = self.severity_index(name)?;
+        if self.state.forced == Some(index) {
+            return Ok(());
+        }
+        self.state.forced = Some(index);
+        self.note(format!("severity set to {name}"), reason)
+    }
+
+    pub(super) fn cap_severity(&mut self, name: &str, reason: Option<&str>) -> Outcome {
+        let index = self.severity_index(name)?;
+        // Two caps both hold only at the less severe one (the larger index).
+        if self.state.cap.is_some_and(|cap| cap >= index) {
+            return Ok(());
+        }
+        self.state.cap = Some(index);
+        self.note(format!("severity capped at {name}"), reason)
+    }
+
+    pub(super) fn set_policy(&mut self, name: &str, reason: Option<&str>) -> Outcome {
+        check_name("policy", name)?;
+        if self.state.policy.as_deref() == Some(name) {
+            return Ok(());
+        }
+        self.state.policy = Some(name.to_owned());
+        self.note(format!("policy {name}"), reason)
+    }
+
+    pub(super) fn tag(&mut self, name: &str, reason: Option<&str>) -> Outcome {
+        check_name("tag", name)?;
+        if self.state.tags.contains(name) {
+            return Ok(());
+        }
+        if self.state.tags.len() >= MAX_TAGS {
+            return Err(format!("a decision may carry at most {MAX_TAGS} tags"));
+        }
+        self.state.tags.insert(name.to_owned());
+        self.note(format!("tag {name}"), reason)
+    }
+
+    pub(super) fn set_sensitivity(&mut self, level: &str, reason: Option<&str>) -> Outcome {
+        let level = Sensitivity::parse(level).ok_or_else(|| {
+            let names: Vec<&str> = Sensitivity::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown sensitivity {level:?}: expected one of {}", names.join(", "))
+        })?;
+        if level <= self.state.sensitivity {
+            return Ok(());
+        }
+        self.state.sensitivity = level;
+        self.note(format!("sensitivity {level}"), reason)
+    }
+
+    pub(super) fn set_customer_facing(&mut self, reason: Option<&str>) -> Outcome {
+        if self.state.customer_facing {
+            return Ok(());
+        }
+        self.state.customer_facing = true;
+        self.note("customer-facing".to_owned(), reason)
+    }
+
+    pub(super) fn involve(&mut self, role: &str, reason: Option<&str>) -> Outcome {
+        check_name("role", role)?;
+        if self.state.roles.contains(role) {
+            return Ok(());
+        }
+        if self.state.roles.len() >= MAX_ROLES {
+            return Err(format!("a decision may involve at most {MAX_ROLES} roles"));
+        }
+        self.state.roles.insert(role.to_owned());
+        self.note(format!("involve {role}"), reason)
+    }
+
+    pub(super) fn suppress(&mut self, reason: &str) -> Outcome {
+        let reason = clip(reason.trim());
+        if reason.is_empty() {
+            return Err("suppress needs a reason, e.g. suppress(\"maintenance window\")".into());
+        }
+        if self.state.suppressed.as_deref() == Some(reason.as_str()) {
+            return Ok(());
+        }
+        self.note(format!("suppressed: {reason}"), None)?;
+        self.state.suppressed = Some(reason);
+        Ok(())
+    }
+
+    pub(super) fn policy(&self) -> Option<&str> {
+        self.state.policy.as_deref()
+    }
+    pub(super) fn tags(&self) -> &BTreeSet<String> {
+        &self.state.tags
+    }
+    pub(super) fn sensitivity(&self) -> Sensitivity {
+        self.state.sensitivity
+    }
+    pub(super) fn customer_facing(&self) -> bool {
+        self.state.customer_facing
+    }
+    pub(super) fn roles(&self) -> &BTreeSet<String> {
+        &self.state.roles
+    }
+    pub(super) fn is_suppressed(&self) -> bool {
+        self.state.suppressed.is_some()
+    }
+}
+
+impl fmt::Display for Draft {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "decision(score {}, severity {}, sensitivity {}",
+            self.state.score,
+            self.severity(),
+            self.state.sensitivity
+        )?;
+        if let Some(policy) = &self.state.policy {
+            write!(f, ", policy {policy}")?;
+        }
+        if !self.state.tags.is_empty() {
+            write!(f, ", tags {:?}", self.state.tags)?;
+        }
+        if !self.state.roles.is_empty() {
+            write!(f, ", roles {:?}", self.state.roles)?;
+        }
+        if self.state.customer_facing {
+            f.write_str(", customer-facing")?;
+        }
+        if let Some(reason) = &self.state.suppressed {
+            write!(f, ", suppressed: {reason}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Forced severity or the first threshold the score reaches (the last if it reaches none),
+/// then no more severe than the cap. Empty when the triage config has no thresholds at all.
+fn severity_name<'a>(severities: &'a [Threshold], state: &State) -> &'a str {
+    let by_score = severities
+        .iter()
+        .position(|t| t.min_score <= state.score)
+        .unwrap_or(severities.len().saturating_sub(1));
+    let index = state.forced.unwrap_or(by_score).max(state.cap.unwrap_or(0));
+    severities.get(index).map_or("", |t| t.name.as_str())
+}
+
+/// The decision after the last script: severity resolved against the thresholds.
+pub(super) fn finish(
+    severities: &[Threshold],
+    state: State,
+    rules_fired: Vec<String>,
+    reasons: Vec<String>,
+) -> Decision {
+    Decision {
+        severity: severity_name(severities, &state).to_owned(),
+        score: state.score,
+        base_score: state.base_score,
+        policy: state.policy,
+        tags: state.tags,
+        sensitivity: state.sensitivity,
+        customer_facing: state.customer_facing,
+        roles: state.roles,
+        suppressed: state.suppressed,
+        rules_fired,
+        reasons,
+    }
+}
+
+/// Tags, roles and policies end up in URLs, metric labels and config lookups: keep them to a
+/// plain alphabet.
+fn check_name(what: &str, name: &str) -> Outcome {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(plain) {
+        return Err(format!(
+            "invalid {what} {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '-', '.' or ':'"
+        ));
+    }
+    Ok(())
+}
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

@@ -1,0 +1,183 @@
+//! The Rhai sandbox scoring scripts run in, and the `decision` API registered into it.
+//!
+//! Built once per rule set: a raw engine with only the standard package, every limit set
+//! explicitly (Rhai's defaults differ between debug and release builds, and several are
+//! unlimited), no module loading, no `eval`, and a wall-clock deadline checked from
+//! `on_progress`. The rule set arms the deadline around each script run; see [`arm`].
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rhai::module_resolvers::DummyModuleResolver;
+use rhai::packages::{Package, StandardPackage};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, OptimizationLevel,
+};
+
+use super::RuleLimits;
+use super::decision::Draft;
+
+/// Names the rule set binds for every script; scripts may not declare variables that shadow them.
+pub(super) const BOUND_NAMES: [&str; 3] = ["event", "incident", "decision"];
+
+/// How many Rhai operations run between clock reads: reading the clock on every operation would
+/// cost about as much as the operations themselves.
+const CLOCK_EVERY_OPS: u64 = 64;
+
+/// The value `on_progress` halts a script with; [`super::describe`] turns it into a message.
+pub(super) const HALTED_BY_DEADLINE: &str = "time budget spent";
+
+thread_local! {
+    // Thread-locals rather than engine state: one compiled rule set is shared by every thread
+    // that evaluates events, and each evaluation arms its own deadline on its own thread.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static RULE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// While alive, scripts on this thread stop at `deadline` and their `print`/`debug` output is
+/// logged under `rule`. Dropping it disarms both.
+pub(super) struct Armed(());
+
+pub(super) fn arm(deadline: Option<Instant>, rule: &Arc<str>) -> Armed {
+    DEADLINE.set(deadline);
+    RULE.set(Some(Arc::clone(rule)));
+    Armed(())
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        DEADLINE.set(None);
+        RULE.set(None);
+    }
+}
+
+fn current_rule() -> Arc<str> {
+    RULE.with_borrow(|rule| rule.clone()).unwrap_or_else(|| Arc::from("?"))
+}
+
+pub(super) fn build(limits: &RuleLimits) -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(StandardPackage::new().as_shared_module());
+
+    // `import` would read other files; `eval` would compile text at run time, outside the load
+    // checks. Disabled keywords fail at load with their position.
+    engine.set_module_resolver(DummyModuleResolver::new());
+    engine.disable_symbol("import");
+    engine.disable_symbol("eval");
+
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_function_expr_depth)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_variables(limits.max_variables)
+        .set_max_functions(limits.max_functions)
+        .set_max_modules(0);
+
+    // A misspelt variable (`evnet.summary`) is a load error rather than a () at run time.
+    engine.set_strict_variables(true);
+    // Simple folds constants; Full would also run native functions at load time.
+    engine.set_optimization_level(OptimizationLevel::Simple);
+
+    engine.on_progress(|ops| {
+        if ops % CLOCK_EVERY_OPS != 0 {
+            return None;
+        }
+        match DEADLINE.get() {
+            Some(deadline) if Instant::now() >= deadline => Some(HALTED_BY_DEADLINE.into()),
+            _ => None,
+        }
+    });
+    engine.on_print(|text| tracing::debug!(rule = %current_rule(), "print: {text}"));
+    engine.on_debug(|text, _source, pos| {
+        tracing::debug!(rule = %current_rule(), position = %pos, "debug: {text}");
+    });
+
+    // The callback is marked deprecated only as "volatile API"; it is the one way to reject a
+    // shadowing `let decision = …` at load time.
+    #[allow(deprecated)]
+    engine.on_def_var(|_, var, _| Ok(!BOUND_NAMES.contains(&var.name())));
+
+    // `sleep` blocks the thread in native code, where no deadline can interrupt it.
+    engine.register_fn("sleep", |_: i64| -> Result<(), Box<EvalAltResult>> {
+        Err("sleep is not available in rules".into())
+    });
+    engine.register_fn("sleep", |_: f64| -> Result<(), Box<EvalAltResult>> {
+        Err("sleep is not available in rules".into())
+    });
+
+    register_decision(&mut engine);
+    engine
+}
+
+type Unit = Result<(), Box<EvalAltResult>>;
+
+fn lift(outcome: Result<(), String>) -> Unit {
+    outcome.map_err(Into::into)
+}
+
+/// Registers a method that changes the draft. Rhai assumes registered functions are pure (do not
+/// change their first argument) unless told otherwise; these do, so say so. A macro because the
+/// bounds a generic function would need (`rhai::Variant`) are not public.
+macro_rules! mutator {
+    ($engine:expr, $name:expr, $func:expr $(,)?) => {
+        FuncRegistration::new($name).with_purity(false).register_into_engine($engine, $func);
+    };
+}
+
+fn string_array(items: &std::collections::BTreeSet<String>) -> Array {
+    items.iter().map(|s| Dynamic::from(s.clone())).collect()
+}
+
+fn register_decision(engine: &mut Engine) {
+    engine.register_type_with_name::<Draft>("Decision");
+
+    // Each of these takes an optional reason as a last argument.
+    macro_rules! with_optional_reason {
+        ($name:literal, $method:ident) => {
+            mutator!(engine, $name, |d: &mut Draft, arg: ImmutableString| {
+                lift(d.$method(&arg, None))
+            });
+            mutator!(engine, $name, |d: &mut Draft,
+                                     arg: ImmutableString,
+                                     reason: ImmutableString| {
+                lift(d.$method(&arg, Some(&reason)))
+            },);
+        };
+    }
+    with_optional_reason!("set_severity", set_severity);
+    with_optional_reason!("cap_severity", cap_severity);
+    with_optional_reason!("set_policy", set_policy);
+    with_optional_reason!("tag", tag);
+    with_optional_reason!("set_sensitivity", set_sensitivity);
+    with_optional_reason!("involve", involve);
+
+    mutator!(engine, "add_score", |d: &mut Draft, points: i64, reason: ImmutableString| lift(
+        d.add_score(points, &reason)
+    ),);
+    mutator!(engine, "set_customer_facing", |d: &mut Draft| { lift(d.set_customer_facing(None)) });
+    mutator!(engine, "set_customer_facing", |d: &mut Draft, reason: ImmutableString| lift(
+        d.set_customer_facing(Some(&reason))
+    ),);
+    mutator!(engine, "suppress", |d: &mut Draft, reason: ImmutableString| {
+        lift(d.suppress(&reason))
+    });
+
+    engine
+        .register_get("score", |d: &mut Draft| d.state.score)
+        .register_get("base_score", |d: &mut Draft| d.state.base_score)
+        .register_get("severity", |d: &mut Draft| d.severity().to_owned())
+        .register_get("policy", |d: &mut Draft| {
+            d.policy().map_or(Dynamic::UNIT, |p| p.to_owned().into())
+        })
+        .register_get("tags", |d: &mut Draft| string_array(d.tags()))
+        .register_get("sensitivity", |d: &mut Draft| d.sensitivity().as_str().to_owned())
+        .register_get("customer_facing", |d: &mut Draft| d.customer_facing())
+        .register_get("roles", |d: &mut Draft| string_array(d.roles()))
+        .register_get("suppressed", |d: &mut Draft| d.is_suppressed())
+        .register_fn("to_string", |d: &mut Draft| d.to_string())
+        .register_fn("to_debug", |d: &mut Draft| d.to_string());
+}

@@ -1,0 +1,383 @@
+//! Scoring rules: operator-written Rhai scripts that turn an event and its incident into a
+//! triage [`Decision`] (score, severity, policy, tags, sensitivity, roles, suppression).
+//!
+//! Sits between dedup/incident and escalation: the incident owner calls
+//! [`RuleSet::evaluate`] for every event, and the escalation plan reads the decision.
+//!
+//! Operators put `*.rhai` files in a rules directory; [`RuleSet::load`] compiles all of them
+//! once (reporting every compile error with file, line and column), and every event then runs
+//! them in file-name order. Each script sees `event`, `incident` and the `decision` so far, and
+//! changes the decision only through `decision`'s methods. A script that fails or overruns its
+//! budget changes nothing: it runs on a copy of the decision that is kept only on success, and
+//! it is listed in [`Evaluation::failures`]. `rules/README.md` documents the script API.
+
+mod decision;
+mod engine;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rhai::{AST, Engine, EvalAltResult, Scope};
+
+pub use decision::{Decision, Sensitivity};
+use decision::{Draft, State};
+
+use crate::event::{Event, Kind};
+
+/// The triage settings from the config: severity thresholds, base scores and sandbox limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Triage {
+    /// Most severe first; an event gets the first one whose `min_score` its score reaches.
+    pub severities: Vec<Threshold>,
+    /// The sender's severity word (`critical`, `warning`, …) → an alert's base score.
+    pub base_scores: BTreeMap<String, i64>,
+    /// Base score of an alert with no severity word, or one not in `base_scores`.
+    pub default_base_score: i64,
+    /// Base score of a customer report the support desk verified.
+    pub verified_report_score: i64,
+    pub unverified_report_score: i64,
+    /// Passed to [`RuleSet::load`]; a rule set keeps the limits it was loaded with.
+    pub limits: RuleLimits,
+}
+
+impl Default for Triage {
+    fn default() -> Self {
+        let threshold = |name: &str, min_score| Threshold { name: name.to_owned(), min_score };
+        Triage {
+            severities: vec![
+                threshold("sev1", 80),
+                threshold("sev2", 60),
+                threshold("sev3", 40),
+                threshold("sev4", 0),
+            ],
+            base_scores: [("critical", 80), ("error", 60), ("warning", 40), ("info", 10)]
+                .into_iter()
+                .map(|(word, score)| (word.to_owned(), score))
+                .collect(),
+            default_base_score: 20,
+            verified_report_score: 60,
+            unverified_report_score: 30,
+            limits: RuleLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threshold {
+    pub name: String,
+    pub min_score: i64,
+}
+
+/// What one script may consume. Every limit is set explicitly on the engine because Rhai's own
+/// defaults differ between debug and release builds and several are unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLimits {
+    /// Wall-clock time all scripts together may spend on one event. Script k of n must finish
+    /// by start + budget·k/n, so time a script leaves unused carries forward and a runaway
+    /// script cannot starve the scripts after it.
+    pub time_budget: Duration,
+    /// Rhai operations per script run.
+    pub max_operations: u64,
+    /// Nested calls of script-defined functions.
+    pub max_call_levels: usize,
+    /// Nesting of statements and expressions at top level, and inside functions.
+    pub max_expr_depth: usize,
+    pub max_function_expr_depth: usize,
+    /// Bytes in one string, and in all the strings inside one array or map. At least the largest
+    /// string an event may carry, or scripts fail when they call methods on it.
+    pub max_string_size: usize,
+    /// Elements in one array, counting nested arrays.
+    pub max_array_size: usize,
+    /// Entries in one map, counting nested maps (`event.details` included).
+    pub max_map_size: usize,
+    /// Variables alive at once, counting `event`, `incident` and `decision`.
+    pub max_variables: usize,
+    /// Functions one script may define.
+    pub max_functions: usize,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        RuleLimits {
+            time_budget: Duration::from_millis(10),
+            max_operations: 200_000,
+            max_call_levels: 16,
+            max_expr_depth: 32,
+            max_function_expr_depth: 16,
+            max_string_size: 1 << 20,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            max_variables: 64,
+            max_functions: 32,
+        }
+    }
+}
+
+/// What the incident owner knows about the incident an event belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentView {
+    pub id: u64,
+    /// This event opened the incident.
+    pub is_new: bool,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub status: String,
+    /// Events in the incident, this one included.
+    pub count: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// The incident's severity and score before this event, if it was scored before.
+    pub severity: Option<String>,
+    pub score: Option<i64>,
+}
+
+/// A rules file that could not be read or compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// A script that failed for one event; its changes were dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFailure {
+    /// The file name, e.g. `10-payments.rhai`.
+    pub rule: String,
+    pub error: String,
+}
+
+impl fmt::Display for RuleFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.rule, self.error)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub decision: Decision,
+    /// Scripts that errored or overran their budget, in the order they ran.
+    pub failures: Vec<RuleFailure>,
+}
+
+struct Rule {
+    /// Arc so that arming a script's run (which logs its `print` output under this name) does
+    /// not allocate.
+    name: Arc<str>,
+    ast: AST,
+}
+
+/// Compiled scoring scripts. Compiled once at load; `Send + Sync`, so one rule set is shared
+/// (through an `Arc`) by every thread that evaluates events.
+pub struct RuleSet {
+    engine: Engine,
+    rules: Vec<Rule>,
+    limits: RuleLimits,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.names())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleSet {
+    /// Compiles every `*.rhai` file in `dir` (not recursively; names starting with `.`, such as
+    /// editor lock files, are skipped), ordered by file name. Reports every unreadable file and
+    /// every compile error at once, each with its file and, for compile errors, line and column.
+    pub fn load(dir: &Path, limits: &RuleLimits) -> Result<RuleSet, Vec<RuleError>> {
+        let unreadable = |file: &Path, err: std::io::Error| RuleError {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {err}"),
+        };
+        let entries = std::fs::read_dir(dir).map_err(|err| vec![unreadable(dir, err)])?;
+        let mut paths = Vec::new();
+        let mut errors = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => {
+                    let path = entry.path();
+                    let name = entry.file_name();
+                    let visible = !name.to_string_lossy().starts_with('.');
+                    if visible
+                        && path.extension().is_some_and(|ext| ext == "rhai")
+                        && path.is_file()
+                    {
+                        paths.push(path);
+                    }
+                }
+                Err(err) => errors.push(unreadable(dir, err)),
+            }
+        }
+        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+
+        let mut set = RuleSet::empty(limits);
+        // Bound names are declared (as variables, not constants, so the optimizer cannot fold
+        // the placeholder values) for strict-variables mode to accept them.
+        let mut declared = Scope::new();
+        for name in engine::BOUND_NAMES {
+            declared.push(name, ());
+        }
+        for path in paths {
+            let source = match std::fs::read_to_string(&path) {
+                Ok(source) => source,
+                Err(err) => {
+                    errors.push(unreadable(&path, err));
+                    continue;
+                }
+            };
+            match set.engine.compile_with_scope(&declared, &source) {
+                Ok(ast) => {
+                    let name = path.file_name().unwrap_or_default().to_string_lossy();
+                    set.rules.push(Rule { name: Arc::from(name.as_ref()), ast });
+                }
+                Err(err) => {
+                    let pos = err.position();
+                    errors.push(RuleError {
+                        file: path,
+                        line: pos.line(),
+                        column: pos.position(),
+                        message: err.err_type().to_string(),
+                    });
+                }
+            }
+        }
+        if errors.is_empty() { Ok(set) } else { Err(errors) }
+    }
+
+    /// A rule set with no scripts: every event gets its base-score decision.
+    pub fn empty(limits: &RuleLimits) -> RuleSet {
+        RuleSet { engine: engine::build(limits), rules: Vec::new(), limits: limits.clone() }
+    }
+
+    /// File names of the scripts, in the order they run.
+    pub fn names(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.name.to_string()).collect()
+    }
+
+    /// Runs every script against `event` and `incident` and returns the decision. Never fails:
+    /// a script that errors or overruns is listed in the failures and its changes are dropped.
+    pub fn evaluate(&self, event: &Event, incident: &IncidentView, triage: &Triage) -> Evaluation {
+        let severities: Arc<[Threshold]> = triage.severities.as_slice().into();
+        let mut state = State::new(base_score(event, triage));
+        let mut rules_fired = Vec::new();
+        let mut reasons = Vec::new();
+        let mut failures = Vec::new();
+
+        let mut scope = Scope::new();
+        if !self.rules.is_empty() {
+            scope.push_constant_dynamic("event", view::event(event));
+            scope.push_constant_dynamic("incident", view::incident(incident, event.received_at));
+        }
+        let bound = scope.len();
+        let start = Instant::now();
+
+        for (k, rule) in self.rules.iter().enumerate() {
+            scope.push("decision", Draft::new(Arc::clone(&severities), state.clone()));
+            let run = {
+                let _armed = engine::arm(self.deadline(start, k + 1), &rule.name);
+                self.engine.run_ast_with_scope(&mut scope, &rule.ast)
+            };
+            let outcome = match run {
+                Ok(()) => take_draft(&mut scope),
+                Err(err) => Err(self.describe(&err)),
+            };
+            // Drop the script's variables and its draft: the next script starts clean.
+            scope.rewind(bound);
+            match outcome {
+                Ok(draft) => {
+                    if !draft.notes.is_empty() {
+                        rules_fired.push(rule.name.to_string());
+                        reasons.extend(draft.notes.iter().map(|n| format!("{}: {n}", rule.name)));
+                    }
+                    state = draft.state;
+                }
+                Err(error) => failures.push(RuleFailure { rule: rule.name.to_string(), error }),
+            }
+        }
+
+        Evaluation {
+            decision: decision::finish(&triage.severities, state, rules_fired, reasons),
+            failures,
+        }
+    }
+
+    /// When the `done`-th script of this evaluation must have finished: its share of the budget
+    /// plus whatever the scripts before it left unused.
+    fn deadline(&self, start: Instant, done: usize) -> Option<Instant> {
+        let total = self.rules.len().max(1) as u128;
+        let nanos = self.limits.time_budget.as_nanos() * done as u128 / total;
+        start.checked_add(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+    }
+
+    fn describe(&self, err: &EvalAltResult) -> String {
+        let at = match err.position().line() {
+            Some(line) => format!(" (at line {line})"),
+            None => String::new(),
+        };
+        match err {
+            EvalAltResult::ErrorTerminated(..) => format!(
+                "stopped after its share of the {:?} time budget{at}",
+                self.limits.time_budget
+            ),
+            EvalAltResult::ErrorTooManyOperations(..) => {
+                format!("stopped after {} operations{at}", self.limits.max_operations)
+            }
+            EvalAltResult::ErrorStackOverflow(..) => format!(
+                "stopped: function calls nested deeper than {}{at}",
+                self.limits.max_call_levels
+            ),
+            _ => err.to_string(),
+        }
+    }
+}
+
+/// The `decision` a script left in scope, if it is still a decision.
+fn take_draft(scope: &mut Scope) -> Result<Draft, String> {
+    let value = scope.get_mut("decision").map(std::mem::take).unwrap_or_default();
+    let type_name = value.type_name();
+    value.try_cast::<Draft>().ok_or_else(|| {
+        format!("`decision` was replaced by a {type_name}; change it only through its methods")
+    })
+}
+
+fn base_score(event: &Event, triage: &Triage) -> i64 {
+    match event.kind {
+        Kind::Report if event.verified => triage.verified_report_score,
+        Kind::Report => triage.unverified_report_score,
+        Kind::Alert => event
+            .severity
+            .as_deref()
+            .and_then(|word| triage.base_scores.get(word))
+            .copied()
+            .unwrap_or(triage.default_base_score),
+    }
+}

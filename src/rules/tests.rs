@@ -1,0 +1,858 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use uuid::Uuid;
+
+use super::*;
+use crate::event::{Action, Customer, Event, Format, Kind, Link};
+
+fn at(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+fn alert(severity: Option<&str>) -> Event {
+    Event {
+        id: Uuid::nil(),
+        received_at: at("2026-11-02T10:05:00Z"),
+        source: "prometheus".into(),
+        format: Format::AlertmanagerV2,
+        kind: Kind::Alert,
+        action: Action::Trigger,
+        dedup_key: "HighErrorRate/payments".into(),
+        fingerprint: Some("8f3c2a1b".into()),
+        labels: BTreeMap::from([
+            ("alertname".into(), "HighErrorRate".into()),
+            ("severity".into(), "critical".into()),
+        ]),
+        annotations: BTreeMap::from([("runbook".into(), "https://runbooks/errors".into())]),
+        summary: "Error rate above 5%".into(),
+        severity: severity.map(str::to_owned),
+        service: None,
+        starts_at: Some(at("2026-11-02T10:00:00Z")),
+        ends_at: None,
+        links: vec![Link { href: "https://prometheus/graph".into(), text: Some("graph".into()) }],
+        customer: None,
+        verified: false,
+        details: serde_json::Map::new(),
+    }
+}
+
+fn report(verified: bool, summary: &str) -> Event {
+    Event {
+        format: Format::Report,
+        kind: Kind::Report,
+        source: "helpdesk".into(),
+        dedup_key: "ticket-4711".into(),
+        fingerprint: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        summary: summary.into(),
+        severity: None,
+        links: Vec::new(),
+        customer: Some(Customer { id: Some("c-17".into()), ..Customer::default() }),
+        verified,
+        ..alert(None)
+    }
+}
+
+fn incident() -> IncidentView {
+    IncidentView {
+        id: 7,
+        is_new: true,
+        status: "triggered".into(),
+        count: 1,
+        first_seen: at("2026-11-02T10:05:00Z"),
+        last_seen: at("2026-11-02T10:05:00Z"),
+        severity: None,
+        score: None,
+    }
+}
+
+/// Writes the scripts into a fresh directory and loads it.
+fn load_with(files: &[(&str, &str)], limits: &RuleLimits) -> Result<RuleSet, Vec<RuleError>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, source) in files {
+        std::fs::write(dir.path().join(name), source).expect("write script");
+    }
+    RuleSet::load(dir.path(), limits)
+}
+
+fn load(files: &[(&str, &str)]) -> RuleSet {
+    load_with(files, &RuleLimits::default()).unwrap_or_else(|errors| {
+        panic!("load failed: {}", errors.iter().map(|e| format!("{e}\n")).collect::<String>())
+    })
+}
+
+fn run(files: &[(&str, &str)], event: &Event) -> Evaluation {
+    load(files).evaluate(event, &incident(), &Triage::default())
+}
+
+/// Runs one script that must succeed, and returns the decision.
+fn decide(script: &str, event: &Event) -> Decision {
+    let evaluation = run(&[("10-test.rhai", script)], event);
+    assert_eq!(evaluation.failures, [], "script failed");
+    evaluation.decision
+}
+
+fn failure(script: &str) -> String {
+    let evaluation = run(&[("10-test.rhai", script)], &alert(None));
+    assert_eq!(evaluation.failures.len(), 1, "expected a failure: {evaluation:?}");
+    evaluation.failures[0].error.clone()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+use std::collections::BTreeSet;
+
+// --- base scores and severity thresholds ---
+
+#[test]
+fn base_score_comes_from_the_senders_severity_word() {
+    let rules = RuleSet::empty(&RuleLimits::default());
+    let triage = Triage::default();
+    let score = |event: &Event| rules.evaluate(event, &incident(), &triage).decision;
+
+    let critical = score(&alert(Some("critical")));
+    assert_eq!((critical.base_score, critical.score), (80, 80));
+    assert_eq!(critical.severity, "sev1");
+    assert_eq!(score(&alert(Some("error"))).severity, "sev2");
+    assert_eq!(score(&alert(Some("warning"))).severity, "sev3");
+    assert_eq!(score(&alert(Some("info"))).base_score, 10);
+    assert_eq!(score(&alert(Some("info"))).severity, "sev4");
+    assert_eq!(score(&alert(None)).base_score, 20);
+    assert_eq!(score(&alert(Some("disaster"))).base_score, 20);
+}
+
+#[test]
+fn reports_score_by_verification() {
+    let rules = RuleSet::empty(&RuleLimits::default());
+    let triage = Triage::default();
+    let verified = rules.evaluate(&report(true, "x"), &incident(), &triage);
+    assert_eq!(verified.decision.base_score, 60);
+    assert_eq!(verified.decision.severity, "sev2");
+    let unverified = rules.evaluate(&report(false, "x"), &incident(), &triage);
+    assert_eq!(unverified.decision.base_score, 30);
+    assert_eq!(unverified.decision.severity, "sev4");
+}
+
+#[test]
+fn a_score_below_every_threshold_gets_the_last_severity() {
+    let d = decide(r#"decision.add_score(-500, "noise");"#, &alert(None));
+    assert_eq!(d.score, -480);
+    assert_eq!(d.severity, "sev4");
+}
+
+#[test]
+fn with_no_scripts_the_decision_is_the_base_decision() {
+    let rules = RuleSet::empty(&RuleLimits::default());
+    assert!(rules.names().is_empty());
+    let evaluation = rules.evaluate(&alert(Some("warning")), &incident(), &Triage::default());
+    assert_eq!(evaluation.failures, []);
+    let d = evaluation.decision;
+    assert_eq!((d.score, d.severity.as_str()), (40, "sev3"));
+    assert_eq!(d.policy, None);
+    assert!(d.tags.is_empty() && d.roles.is_empty() && d.rules_fired.is_empty());
+    assert_eq!(d.sensitivity, Sensitivity::None);
+    assert!(!d.customer_facing);
+    assert_eq!(d.suppressed, None);
+}
+
+// --- every capability through a small script ---
+
+#[test]
+fn add_score_adjusts_and_explains() {
+    let d = decide(
+        r#"decision.add_score(30, "payment path"); decision.add_score(-5, "staging");"#,
+        &alert(Some("warning")),
+    );
+    assert_eq!((d.base_score, d.score), (40, 65));
+    assert_eq!(d.severity, "sev2");
+    assert_eq!(d.reasons, ["10-test.rhai: +30 payment path", "10-test.rhai: -5 staging"]);
+    assert_eq!(d.rules_fired, ["10-test.rhai"]);
+}
+
+#[test]
+fn add_score_saturates_instead_of_overflowing() {
+    let d = decide(
+        r#"decision.add_score(9223372036854775807, "max"); decision.add_score(10, "more");"#,
+        &alert(None),
+    );
+    assert_eq!(d.score, i64::MAX);
+}
+
+#[test]
+fn set_severity_overrides_the_thresholds() {
+    let d = decide(r#"decision.set_severity("sev1", "customer data");"#, &alert(None));
+    assert_eq!((d.score, d.severity.as_str()), (20, "sev1"));
+    assert_eq!(d.reasons, ["10-test.rhai: severity set to sev1 (customer data)"]);
+}
+
+#[test]
+fn cap_severity_applies_after_score_and_forced_severity() {
+    let capped = decide(r#"decision.cap_severity("sev3");"#, &alert(Some("critical")));
+    assert_eq!((capped.score, capped.severity.as_str()), (80, "sev3"));
+
+    let forced_then_capped =
+        decide(r#"decision.set_severity("sev1"); decision.cap_severity("sev2");"#, &alert(None));
+    assert_eq!(forced_then_capped.severity, "sev2");
+
+    // A cap never raises: a sev4 stays sev4 under a sev2 cap.
+    assert_eq!(decide(r#"decision.cap_severity("sev2");"#, &alert(None)).severity, "sev4");
+
+    // Two caps: the stricter (less severe) one holds, whichever came first.
+    let two = decide(
+        r#"decision.cap_severity("sev3"); decision.cap_severity("sev2");"#,
+        &alert(Some("critical")),
+    );
+    assert_eq!(two.severity, "sev3");
+}
+
+#[test]
+fn set_policy_last_call_wins() {
+    let evaluation = run(
+        &[
+            ("10-a.rhai", r#"decision.set_policy("payments");"#),
+            ("20-b.rhai", r#"decision.set_policy("payments-night", "after hours");"#),
+        ],
+        &alert(None),
+    );
+    assert_eq!(evaluation.decision.policy.as_deref(), Some("payments-night"));
+    assert_eq!(
+        evaluation.decision.reasons,
+        ["10-a.rhai: policy payments", "20-b.rhai: policy payments-night (after hours)"]
+    );
+}
+
+#[test]
+fn tag_and_involve_collect_sets() {
+    let d = decide(
+        r#"
+        decision.tag("payments");
+        decision.tag("payments");
+        decision.tag("pci", "card data");
+        decision.involve("legal_liaison");
+        decision.involve("communications_lead", "status page");
+        "#,
+        &alert(None),
+    );
+    assert_eq!(d.tags, set(&["payments", "pci"]));
+    assert_eq!(d.roles, set(&["communications_lead", "legal_liaison"]));
+    // The repeated tag changed nothing, so it gave no reason.
+    assert_eq!(d.reasons.len(), 4);
+}
+
+#[test]
+fn sensitivity_keeps_the_highest_level() {
+    let d = decide(
+        r#"
+        decision.set_sensitivity("personal");
+        decision.set_sensitivity("internal");
+        "#,
+        &alert(None),
+    );
+    assert_eq!(d.sensitivity, Sensitivity::Personal);
+    let d = decide(r#"decision.set_sensitivity("financial");"#, &alert(None));
+    assert_eq!(d.sensitivity, Sensitivity::Financial);
+}
+
+#[test]
+fn customer_facing_and_suppress() {
+    let d = decide(
+        r#"decision.set_customer_facing("checkout"); decision.suppress("maintenance window");"#,
+        &alert(None),
+    );
+    assert!(d.customer_facing);
+    assert_eq!(d.suppressed.as_deref(), Some("maintenance window"));
+    assert_eq!(
+        d.reasons,
+        [
+            "10-test.rhai: customer-facing (checkout)",
+            "10-test.rhai: suppressed: maintenance window"
+        ]
+    );
+}
+
+#[test]
+fn later_scripts_read_what_earlier_ones_decided() {
+    let evaluation = run(
+        &[
+            (
+                "10-first.rhai",
+                r#"decision.add_score(45, "x"); decision.tag("payments"); decision.involve("dba");
+                   decision.set_policy("db"); decision.set_sensitivity("internal");
+                   decision.set_customer_facing(); decision.suppress("quiet");"#,
+            ),
+            (
+                "20-reader.rhai",
+                r#"
+                if decision.score == 65 && decision.base_score == 20 && decision.severity == "sev2"
+                    && "payments" in decision.tags && "dba" in decision.roles
+                    && decision.policy == "db" && decision.sensitivity == "internal"
+                    && decision.customer_facing && decision.suppressed {
+                    decision.tag("seen-everything");
+                }
+                "#,
+            ),
+        ],
+        &alert(None),
+    );
+    assert_eq!(evaluation.failures, []);
+    assert!(evaluation.decision.tags.contains("seen-everything"));
+    assert_eq!(evaluation.decision.rules_fired, ["10-first.rhai", "20-reader.rhai"]);
+}
+
+#[test]
+fn severity_read_in_a_script_reflects_its_own_changes() {
+    let d = decide(
+        r#"
+        let before = decision.severity;
+        decision.add_score(70, "x");
+        if before == "sev4" && decision.severity == "sev1" { decision.tag("moved"); }
+        decision.cap_severity("sev2");
+        if decision.severity == "sev2" { decision.tag("capped"); }
+        "#,
+        &alert(None),
+    );
+    assert_eq!(d.tags, set(&["capped", "moved"]));
+}
+
+#[test]
+fn a_script_that_changes_nothing_does_not_fire() {
+    let evaluation = run(
+        &[
+            ("10-noop.rhai", r#"if event.kind == "report" { decision.tag("r"); }"#),
+            ("20-tag.rhai", r#"decision.tag("x");"#),
+        ],
+        &alert(None),
+    );
+    assert_eq!(evaluation.decision.rules_fired, ["20-tag.rhai"]);
+}
+
+#[test]
+fn the_event_is_visible_field_by_field() {
+    let mut event = alert(Some("critical"));
+    event.service = Some("payments".into());
+    event.customer = Some(Customer { email: Some("a@example.com".into()), ..Customer::default() });
+    event.details.insert("component".into(), serde_json::json!({"name": "db", "replicas": 3}));
+    let d = decide(
+        r#"
+        let checks = [
+            event.id == "00000000-0000-0000-0000-000000000000",
+            event.source == "prometheus",
+            event.format == "alertmanager_v2",
+            event.kind == "alert",
+            event.action == "trigger",
+            event.dedup_key == "HighErrorRate/payments",
+            event.fingerprint == "8f3c2a1b",
+            event.labels.alertname == "HighErrorRate",
+            event.labels.missing == (),
+            event.annotations.runbook.starts_with("https://"),
+            event.summary == "Error rate above 5%",
+            event.severity == "critical",
+            event.service == "payments",
+            event.starts_at == "2026-11-02T10:00:00Z",
+            event.links[0].href == "https://prometheus/graph",
+            event.links[0].text == "graph",
+            event.customer.email == "a@example.com",
+            event.customer.phone == (),
+            event.verified == false,
+            event.details.component.name == "db",
+            event.details.component.replicas == 3,
+        ];
+        for (ok, i) in checks {
+            if !ok { throw `event check ${i} failed`; }
+        }
+        decision.tag("ok");
+        "#,
+        &event,
+    );
+    assert!(d.tags.contains("ok"));
+}
+
+#[test]
+fn the_incident_is_visible_with_its_age() {
+    let incident = IncidentView {
+        id: 42,
+        is_new: false,
+        status: "acknowledged".into(),
+        count: 12,
+        first_seen: at("2026-11-02T10:00:00Z"),
+        last_seen: at("2026-11-02T10:04:00Z"),
+        severity: Some("sev2".into()),
+        score: Some(65),
+    };
+    let rules = load(&[(
+        "10-test.rhai",
+        r#"
+        let checks = [
+            incident.id == 42, !incident.is_new, incident.status == "acknowledged",
+            incident.count == 12, incident.first_seen == "2026-11-02T10:00:00Z",
+            incident.last_seen == "2026-11-02T10:04:00Z",
+            incident.age_seconds == 300, incident.severity == "sev2", incident.score == 65,
+        ];
+        for (ok, i) in checks {
+            if !ok { throw `incident check ${i} failed`; }
+        }
+        decision.tag("ok");
+        "#,
+    )]);
+    let evaluation = rules.evaluate(&alert(None), &incident, &Triage::default());
+    assert_eq!(evaluation.failures, []);
+    assert!(evaluation.decision.tags.contains("ok"));
+}
+
+#[test]
+fn print_and_debug_do_not_disturb_the_rule() {
+    let d = decide(r#"print("hello"); debug(decision); decision.tag("ok");"#, &alert(None));
+    assert!(d.tags.contains("ok"));
+}
+
+#[test]
+fn return_ends_a_rule_early_and_keeps_its_changes() {
+    let d = decide(
+        r#"decision.tag("before"); if true { return; } decision.tag("after");"#,
+        &alert(None),
+    );
+    assert_eq!(d.tags, set(&["before"]));
+}
+
+// --- validation at run time ---
+
+#[test]
+fn unknown_severity_names_the_allowed_ones() {
+    let error = failure(r#"decision.set_severity("critical");"#);
+    assert!(error.contains(r#"unknown severity "critical""#), "{error}");
+    assert!(error.contains("sev1, sev2, sev3, sev4"), "{error}");
+    let error = failure(r#"decision.cap_severity("sev9");"#);
+    assert!(error.contains("sev1, sev2, sev3, sev4"), "{error}");
+}
+
+#[test]
+fn unknown_sensitivity_names_the_allowed_ones() {
+    let error = failure(r#"decision.set_sensitivity("secret");"#);
+    assert!(error.contains("none, internal, personal, financial"), "{error}");
+}
+
+#[test]
+fn names_and_reasons_are_checked() {
+    assert!(failure(r#"decision.tag("");"#).contains("invalid tag"));
+    assert!(failure(r#"decision.involve("legal liaison");"#).contains("invalid role"));
+    assert!(failure(r#"decision.set_policy("a/b");"#).contains("invalid policy"));
+    assert!(failure(r#"decision.suppress("  ");"#).contains("needs a reason"));
+    // Wrong argument types are Rhai's "function not found", naming the call.
+    assert!(failure(r#"decision.add_score("30", "x");"#).contains("add_score"));
+}
+
+#[test]
+fn long_reasons_are_clipped_not_refused() {
+    let d = decide(
+        r#"let s = "x"; s.pad(500, "y"); decision.add_score(1, s); decision.suppress(s);"#,
+        &alert(None),
+    );
+    assert!(d.reasons[0].chars().count() < 240, "{}", d.reasons[0]);
+    assert!(d.suppressed.unwrap().ends_with('…'));
+}
+
+#[test]
+fn collections_a_rule_can_grow_are_bounded() {
+    let error = failure(r#"for i in 0..100 { decision.tag(`t${i}`); }"#);
+    assert!(error.contains("at most"), "{error}");
+}
+
+// --- read-only inputs and the decision binding ---
+
+#[test]
+fn event_and_incident_are_read_only() {
+    for script in [
+        r#"event.summary = "changed";"#,
+        r#"event.labels.severity = "info";"#,
+        r#"event.labels.clear();"#,
+        r#"incident.count += 1;"#,
+        r#"event = #{};"#,
+    ] {
+        let evaluation = run(
+            &[
+                ("10-write.rhai", script),
+                (
+                    "20-read.rhai",
+                    r#"if event.labels.severity == "critical" { decision.tag("intact"); }"#,
+                ),
+            ],
+            &alert(None),
+        );
+        assert_eq!(evaluation.failures.len(), 1, "{script} should fail");
+        assert!(evaluation.decision.tags.contains("intact"), "{script} changed the event");
+    }
+}
+
+#[test]
+fn shadowing_a_bound_name_is_a_load_error() {
+    for script in ["let decision = 1;", "const event = 2;", "let incident = ();"] {
+        let errors =
+            load_with(&[("10-shadow.rhai", script)], &RuleLimits::default()).expect_err(script);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, Some(1), "{script}: {}", errors[0]);
+    }
+}
+
+#[test]
+fn replacing_the_decision_is_a_failure() {
+    let evaluation =
+        run(&[("10-replace.rhai", r#"decision.add_score(50, "x"); decision = 5;"#)], &alert(None));
+    assert_eq!(evaluation.decision.score, 20);
+    assert!(evaluation.failures[0].error.contains("`decision` was replaced"));
+}
+
+#[test]
+fn a_misspelt_variable_is_a_load_error() {
+    let errors = load_with(&[("10-typo.rhai", "\nlet x = evnet.summary;")], &RuleLimits::default())
+        .expect_err("typo");
+    assert_eq!((errors[0].line, errors[0].column), (Some(2), Some(9)));
+    assert!(errors[0].message.contains("evnet"), "{}", errors[0]);
+}
+
+// --- failures roll back ---
+
+#[test]
+fn a_script_that_throws_leaves_the_base_decision() {
+    let evaluation = run(
+        &[(
+            "10-throws.rhai",
+            r#"decision.add_score(50, "x"); decision.tag("half"); throw "boom";"#,
+        )],
+        &alert(Some("warning")),
+    );
+    let base = RuleSet::empty(&RuleLimits::default())
+        .evaluate(&alert(Some("warning")), &incident(), &Triage::default())
+        .decision;
+    assert_eq!(evaluation.decision, base);
+    assert_eq!(evaluation.failures.len(), 1);
+    assert_eq!(evaluation.failures[0].rule, "10-throws.rhai");
+    assert!(evaluation.failures[0].error.contains("boom"), "{}", evaluation.failures[0]);
+}
+
+#[test]
+fn a_failing_script_between_good_ones_drops_only_its_own_changes() {
+    let evaluation = run(
+        &[
+            ("10-good.rhai", r#"decision.add_score(10, "first");"#),
+            ("20-bad.rhai", r#"decision.add_score(100, "lost"); let x = 1 / 0;"#),
+            ("30-good.rhai", r#"decision.add_score(decision.score, "double");"#),
+        ],
+        &alert(None),
+    );
+    assert_eq!(evaluation.decision.score, 60);
+    assert_eq!(evaluation.decision.rules_fired, ["10-good.rhai", "30-good.rhai"]);
+    assert_eq!(evaluation.failures.len(), 1);
+    assert_eq!(evaluation.failures[0].rule, "20-bad.rhai");
+}
+
+// --- hostile scripts ---
+
+/// Each script must be rejected at load with its line, or halted at run time well within the
+/// test's 2 s allowance (generous: the machine is shared), with the good rules around it applied.
+#[test]
+fn hostile_scripts_are_rejected_or_halted() {
+    let nested = format!("let x = {}1{};", "(".repeat(10_000), ")".repeat(10_000));
+    let at_load: &[(&str, &str, usize)] = &[
+        ("eval", "let x = 1;\neval(\"decision.add_score(100, 'x')\");", 2),
+        ("import", "\nimport \"x\" as y;", 2),
+        ("nested", nested.as_str(), 1),
+        (
+            "deep-function",
+            "fn f(x) { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { if x { 1 } } } } } } } } } } } } } } } } } }",
+            1,
+        ),
+    ];
+    for (name, script, line) in at_load {
+        let errors = load_with(
+            &[("10-ok.rhai", "let x = 1;"), ("50-hostile.rhai", script)],
+            &RuleLimits::default(),
+        )
+        .expect_err(name);
+        assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+        assert!(errors[0].file.ends_with("50-hostile.rhai"), "{name}: {}", errors[0]);
+        assert_eq!(errors[0].line, Some(*line), "{name}: {}", errors[0]);
+    }
+
+    let at_run: &[(&str, &str)] = &[
+        ("endless loop", "loop { }"),
+        ("endless loop in try", "loop { try { loop { } } catch { } }"),
+        ("string doubling", r#"let s = "x"; loop { s += s; }"#),
+        ("string padding", r#"let s = "x".pad(100000000, "y");"#),
+        ("array growing", "let a = []; loop { a.push(a.len()); }"),
+        ("nested arrays", "let a = []; loop { a = [a, a]; }"),
+        ("map growing", "let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }"),
+        ("blob", "let b = blob(100000000);"),
+        ("deep recursion", "fn f(n) { f(n + 1) } f(0);"),
+        ("mutual recursion", "fn a(n) { b(n) } fn b(n) { a(n) } a(1);"),
+        ("sleep", "sleep(100);"),
+        (
+            "too many variables",
+            "let a0=0;let a1=0;let a2=0;let a3=0;let a4=0;let a5=0;let a6=0;let a7=0;let a8=0;let a9=0;let b0=0;let b1=0;let b2=0;let b3=0;let b4=0;let b5=0;let b6=0;let b7=0;let b8=0;let b9=0;let c0=0;let c1=0;let c2=0;let c3=0;let c4=0;let c5=0;let c6=0;let c7=0;let c8=0;let c9=0;let d0=0;let d1=0;let d2=0;let d3=0;let d4=0;let d5=0;let d6=0;let d7=0;let d8=0;let d9=0;let e0=0;let e1=0;let e2=0;let e3=0;let e4=0;let e5=0;let e6=0;let e7=0;let e8=0;let e9=0;let f0=0;let f1=0;let f2=0;let f3=0;let f4=0;let f5=0;let f6=0;let f7=0;let f8=0;let f9=0;let g0=0;let g1=0;let g2=0;let g3=0;let g4=0;let g5=0;let g6=0;let g7=0;let g8=0;let g9=0;",
+        ),
+        ("closure loop", "let f = |x| { loop { } }; f.call(1);"),
+    ];
+    for (name, script) in at_run {
+        let rules = load(&[
+            ("10-before.rhai", r#"decision.add_score(5, "before");"#),
+            ("50-hostile.rhai", &format!(r#"decision.add_score(100, "hostile"); {script}"#)),
+            ("90-after.rhai", r#"decision.tag("after");"#),
+        ]);
+        let started = Instant::now();
+        let evaluation = rules.evaluate(&alert(None), &incident(), &Triage::default());
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{name} ran for {took:?}");
+        assert_eq!(evaluation.failures.len(), 1, "{name}: {:?}", evaluation.failures);
+        assert_eq!(evaluation.failures[0].rule, "50-hostile.rhai", "{name}");
+        assert_eq!(evaluation.decision.score, 25, "{name}: hostile changes kept");
+        assert!(evaluation.decision.tags.contains("after"), "{name}: later rule lost");
+        assert_eq!(evaluation.decision.rules_fired, ["10-before.rhai", "90-after.rhai"]);
+    }
+}
+
+#[test]
+fn the_deadline_halts_a_script_the_operation_limit_would_not() {
+    let limits = RuleLimits {
+        max_operations: 0, // unlimited: only the clock can stop it
+        time_budget: Duration::from_millis(20),
+        ..RuleLimits::default()
+    };
+    let rules = load_with(
+        &[("10-spin.rhai", "loop { }"), ("20-after.rhai", r#"decision.tag("after");"#)],
+        &limits,
+    )
+    .expect("load");
+    let started = Instant::now();
+    let evaluation = rules.evaluate(&alert(None), &incident(), &Triage::default());
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(evaluation.failures.len(), 1);
+    assert_eq!(evaluation.failures[0].rule, "10-spin.rhai");
+    assert!(evaluation.failures[0].error.contains("time budget"), "{}", evaluation.failures[0]);
+    // The spinning script could use only its share of the budget: the next one still ran.
+    assert!(evaluation.decision.tags.contains("after"));
+}
+
+#[test]
+fn the_operation_limit_names_itself() {
+    let error = failure("loop { }");
+    assert!(error.contains("200000 operations") || error.contains("time budget"), "{error}");
+}
+
+// --- load errors ---
+
+#[test]
+fn load_reports_every_error_in_every_file_with_position() {
+    let errors = load_with(
+        &[
+            ("10-good.rhai", r#"decision.tag("fine");"#),
+            ("20-bad.rhai", "let x = 1;\nlet y = ;\n"),
+            ("30-worse.rhai", "if true {\n  decision.tag(\"x\")\n"),
+            ("notes.txt", "not a rule ("),
+        ],
+        &RuleLimits::default(),
+    )
+    .expect_err("two broken files");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].file.ends_with("20-bad.rhai"));
+    assert_eq!((errors[0].line, errors[0].column), (Some(2), Some(9)));
+    assert!(errors[1].file.ends_with("30-worse.rhai"));
+    assert!(errors[1].line.is_some() && errors[1].column.is_some());
+    let shown = errors[0].to_string();
+    assert!(shown.ends_with(&format!("20-bad.rhai:2:9: {}", errors[0].message)), "{shown}");
+}
+
+#[test]
+fn load_orders_by_file_name_and_ignores_other_files() {
+    let rules = load(&[
+        ("20-b.rhai", "let x = 1;"),
+        ("10-a.rhai", "let x = 1;"),
+        ("README.md", "# docs"),
+        (".#10-a.rhai", "broken ("),
+    ]);
+    assert_eq!(rules.names(), ["10-a.rhai", "20-b.rhai"]);
+}
+
+#[test]
+fn a_missing_directory_is_an_error() {
+    let errors = RuleSet::load(Path::new("/nonexistent/rules"), &RuleLimits::default())
+        .expect_err("missing dir");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].to_string().starts_with("/nonexistent/rules: cannot read"), "{}", errors[0]);
+}
+
+#[test]
+fn rule_error_display_omits_missing_positions() {
+    let error = RuleError {
+        file: "rules/x.rhai".into(),
+        line: None,
+        column: None,
+        message: "cannot read".into(),
+    };
+    assert_eq!(error.to_string(), "rules/x.rhai: cannot read");
+}
+
+// --- sharing and serialization ---
+
+#[test]
+fn a_rule_set_is_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<RuleSet>();
+
+    let rules = Arc::new(load(&[("10-a.rhai", r#"decision.add_score(1, "x");"#)]));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let rules = Arc::clone(&rules);
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|_| rules.evaluate(&alert(None), &incident(), &Triage::default()))
+                    .all(|e| e.decision.score == 21 && e.failures.is_empty())
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert!(thread.join().expect("thread"));
+    }
+}
+
+#[test]
+fn decision_serializes_with_lowercase_sensitivity() {
+    let d = decide(r#"decision.set_sensitivity("personal");"#, &alert(None));
+    let json = serde_json::to_value(&d).expect("serialize");
+    assert_eq!(json["sensitivity"], "personal");
+    let back: Decision = serde_json::from_value(json).expect("deserialize");
+    assert_eq!(back, d);
+}
+
+// --- the shipped rules ---
+
+fn shipped() -> RuleSet {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    RuleSet::load(&dir, &RuleLimits::default()).unwrap_or_else(|errors| {
+        panic!("shipped rules: {}", errors.iter().map(|e| format!("{e}\n")).collect::<String>())
+    })
+}
+
+fn shipped_decision(event: &Event, incident: &IncidentView) -> Decision {
+    let evaluation = shipped().evaluate(event, incident, &Triage::default());
+    assert_eq!(evaluation.failures, [], "shipped rules failed");
+    evaluation.decision
+}
+
+#[test]
+fn shipped_rules_load_in_order() {
+    assert_eq!(
+        shipped().names(),
+        [
+            "10-service-weight.rhai",
+            "20-customer-reports.rhai",
+            "30-recurrence.rhai",
+            "40-maintenance.rhai",
+            "50-customer-facing.rhai",
+        ]
+    );
+}
+
+#[test]
+fn shipped_plain_alert_is_left_alone() {
+    let d = shipped_decision(&alert(Some("warning")), &incident());
+    assert_eq!((d.score, d.severity.as_str()), (40, "sev3"));
+    assert!(d.rules_fired.is_empty(), "{:?}", d.reasons);
+}
+
+#[test]
+fn shipped_service_weight_scores_and_tags_payments() {
+    let mut event = alert(Some("warning"));
+    event.labels.insert("service".into(), "checkout".into());
+    let d = shipped_decision(&event, &incident());
+    assert_eq!((d.score, d.severity.as_str()), (70, "sev2"));
+    assert_eq!(d.tags, set(&["payments"]));
+    assert_eq!(d.policy.as_deref(), Some("payments"));
+    assert!(d.reasons.contains(&"10-service-weight.rhai: +30 revenue path: checkout".to_owned()));
+}
+
+#[test]
+fn shipped_customer_report_with_contact_details_involves_legal() {
+    let mut event = report(true, "Cannot log in after reset");
+    event.customer.as_mut().unwrap().email = Some("jo@example.com".into());
+    let d = shipped_decision(&event, &incident());
+    assert_eq!(d.sensitivity, Sensitivity::Personal);
+    assert!(d.roles.contains("legal_liaison"));
+}
+
+#[test]
+fn shipped_customer_report_mentioning_card_data_is_financial() {
+    let mut event = report(true, "Charged twice");
+    event
+        .details
+        .insert("description".into(), "My CARD number shows up in the receipt email".into());
+    let d = shipped_decision(&event, &incident());
+    assert_eq!(d.sensitivity, Sensitivity::Financial);
+    assert_eq!(d.score, 70);
+    assert!(d.roles.contains("legal_liaison"));
+}
+
+#[test]
+fn shipped_customer_report_words_without_contact_details_still_count() {
+    let d = shipped_decision(&report(true, "Someone changed my address"), &incident());
+    assert_eq!(d.sensitivity, Sensitivity::Personal);
+    // Nothing personal: no legal liaison.
+    let d = shipped_decision(&report(true, "The app is slow"), &incident());
+    assert_eq!(d.sensitivity, Sensitivity::None);
+    assert!(!d.roles.contains("legal_liaison"));
+}
+
+#[test]
+fn shipped_unverified_report_waits_for_verification() {
+    let mut event = report(false, "My password was leaked");
+    event.customer.as_mut().unwrap().email = Some("jo@example.com".into());
+    let d = shipped_decision(&event, &incident());
+    assert_eq!(d.sensitivity, Sensitivity::None);
+    assert!(d.roles.is_empty());
+    assert!(!d.customer_facing);
+}
+
+#[test]
+fn shipped_recurrence_raises_the_score() {
+    let mut burst = incident();
+    burst.count = 12;
+    burst.first_seen = at("2026-11-02T10:02:00Z");
+    assert_eq!(shipped_decision(&alert(None), &burst).score, 30);
+    burst.count = 60;
+    assert_eq!(shipped_decision(&alert(None), &burst).score, 40);
+    // The same count spread over an hour is not a burst.
+    burst.first_seen = at("2026-11-02T09:05:00Z");
+    assert_eq!(shipped_decision(&alert(None), &burst).score, 20);
+}
+
+#[test]
+fn shipped_maintenance_label_suppresses_alerts_only() {
+    let mut event = alert(Some("critical"));
+    event.labels.insert("maintenance".into(), "true".into());
+    let d = shipped_decision(&event, &incident());
+    assert_eq!(d.suppressed.as_deref(), Some("maintenance window"));
+    assert_eq!(d.severity, "sev1");
+
+    let mut event = report(true, "Checkout is down");
+    event.labels.insert("maintenance".into(), "true".into());
+    assert_eq!(shipped_decision(&event, &incident()).suppressed, None);
+}
+
+#[test]
+fn shipped_customer_facing_involves_communications_only_when_serious() {
+    let mut event = alert(Some("info"));
+    event.service = Some("login".into());
+    let minor = shipped_decision(&event, &incident());
+    assert!(minor.customer_facing);
+    assert!(minor.roles.is_empty());
+
+    event.severity = Some("critical".into());
+    let serious = shipped_decision(&event, &incident());
+    assert!(serious.customer_facing);
+    assert_eq!(serious.roles, set(&["communications_lead"]));
+}
