@@ -49,6 +49,15 @@ users:
   - name: admin
     token: "${TOCSIN_TOKEN}"
     roles: [admin]
+# Every new incident is written to <data_dir>/notifications.jsonl, so a newcomer sees the whole
+# pipeline work without a mail server or SMS gateway.
+notifications:
+  log: { path: notifications.jsonl }
+policies:
+  - name: default
+    notify:
+      - { log: true }
+default_policy: default
 "#;
 
 /// The file looked for in the working directory when no path is given.
@@ -140,11 +149,21 @@ pub fn load(
     };
     let mut config = validate(raw, &file, &env_with_token)?;
     config.generated_token = generated_token;
-    if let (ConfigOrigin::File(path), Some(dir)) = (origin, &config.rules_dir)
-        && dir.is_relative()
-    {
+    if let ConfigOrigin::File(path) = origin {
         let base = path.parent().unwrap_or(Path::new("."));
-        config.rules_dir = Some(base.join(dir));
+        for dir in
+            [&mut config.rules_dir, &mut config.notifications.templates].into_iter().flatten()
+        {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+    }
+    // The notification log lives with the rest of the data unless an absolute path is given.
+    if let Some(log) = &mut config.notifications.log_path
+        && log.is_relative()
+    {
+        *log = config.data_dir.join(&*log);
     }
     Ok(config)
 }
@@ -402,6 +421,10 @@ pub struct Config {
     pub rules_dir: Option<PathBuf>,
     /// Severity thresholds, base scores and rule sandbox limits.
     pub triage: crate::rules::Triage,
+    /// People, escalation policies and how decisions pick one.
+    pub policies: crate::policy::Policies,
+    /// Channels, delivery retry policy, rate limits, templates.
+    pub notifications: Notifications,
     /// Reload when the config file or a rule file changes (inotify); SIGHUP and
     /// `POST /-/reload` work either way.
     pub watch: bool,
@@ -434,6 +457,13 @@ pub struct RawConfig {
     pub rules: Option<Spanned<RawRules>>,
     pub triage: Option<Spanned<RawTriage>>,
     pub incidents: Option<Spanned<RawIncidents>>,
+    #[serde(default)]
+    pub people: Vec<Spanned<RawPerson>>,
+    #[serde(default)]
+    pub policies: Vec<Spanned<RawPolicy>>,
+    pub default_policy: Option<Spanned<String>>,
+    pub severity_policies: Option<Spanned<BTreeMap<String, String>>>,
+    pub notifications: Option<Spanned<RawNotifications>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -503,6 +533,146 @@ pub struct RawTriage {
 pub struct RawThreshold {
     pub name: Spanned<String>,
     pub min_score: Spanned<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerson {
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    pub email: Option<Spanned<String>>,
+    pub phone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: Spanned<String>,
+    pub notify: Vec<Spanned<RawPolicyEntry>>,
+}
+
+/// One of `person`, `webhook` or `log: true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicyEntry {
+    pub person: Option<String>,
+    pub webhook: Option<String>,
+    #[serde(default)]
+    pub log: bool,
+    pub channels: Option<Vec<String>>,
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifications {
+    pub log: Option<Spanned<RawLogChannel>>,
+    pub templates: Option<Spanned<String>>,
+    pub dashboard_url: Option<Spanned<String>>,
+    pub workers: Option<Spanned<u64>>,
+    pub delivery: Option<Spanned<RawDelivery>>,
+    pub rate_limits: Option<Spanned<BTreeMap<String, RawChannelLimits>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogChannel {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub max_attempts: Option<Spanned<u64>>,
+    pub max_age: Option<Spanned<String>>,
+    pub initial_backoff: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+    pub retry_after_cap: Option<Spanned<String>>,
+    pub attempt_timeout: Option<Spanned<String>>,
+    pub lease: Option<Spanned<String>>,
+    pub retry_unknown_sms: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannelLimits {
+    #[serde(default)]
+    pub per_recipient: Vec<RawWindow>,
+    pub global_per_second: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub count: u32,
+    pub per: String,
+}
+
+/// How many messages one recipient may get on one channel within `per`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChannelLimits {
+    /// Every window must allow a message for it to go; otherwise it waits (and is bundled
+    /// with whatever else waits for the same recipient).
+    pub per_recipient: Vec<Window>,
+    pub global_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notifications {
+    /// JSON-lines file of every notification sent through the `log` channel.
+    pub log_path: Option<PathBuf>,
+    /// Template directory; `None`: the built-in plain templates.
+    pub templates: Option<PathBuf>,
+    /// Base URL for links in messages (incident pages, acknowledge links).
+    pub dashboard_url: Option<String>,
+    /// Concurrent sends.
+    pub workers: usize,
+    pub delivery: crate::outbox::RetryPolicy,
+    pub rate_limits: BTreeMap<crate::notify::Channel, ChannelLimits>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            log_path: None,
+            templates: None,
+            dashboard_url: None,
+            workers: 8,
+            delivery: crate::outbox::RetryPolicy::default(),
+            rate_limits: default_rate_limits(),
+        }
+    }
+}
+
+/// In the spirit of the on-call tools people trust: a phone gets at most one text a minute
+/// and five per quarter hour; mail and webhooks are allowed more.
+pub fn default_rate_limits() -> BTreeMap<crate::notify::Channel, ChannelLimits> {
+    use crate::notify::Channel;
+    let w = |count, secs| Window { count, per: Duration::from_secs(secs) };
+    BTreeMap::from([
+        (
+            Channel::Sms,
+            ChannelLimits { per_recipient: vec![w(1, 60), w(5, 900)], global_per_second: Some(10) },
+        ),
+        (
+            Channel::Email,
+            ChannelLimits {
+                per_recipient: vec![w(10, 60), w(60, 3600)],
+                global_per_second: Some(50),
+            },
+        ),
+        (
+            Channel::Webhook,
+            ChannelLimits { per_recipient: vec![w(120, 60)], global_per_second: Some(200) },
+        ),
+        (Channel::Log, ChannelLimits::default()),
+    ])
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -890,6 +1060,15 @@ impl Validator<'_> {
         });
         let watch = raw.rules.as_ref().and_then(|r| r.value.watch.as_ref()).is_none_or(|w| w.value);
         let triage = self.triage(raw.triage, raw.rules);
+        let notifications = self.notifications(raw.notifications);
+        let policies = self.policies(
+            raw.people,
+            raw.policies,
+            raw.default_policy,
+            raw.severity_policies,
+            &triage,
+            notifications.log_path.is_some(),
+        );
         let auto_resolve_after = raw
             .incidents
             .and_then(|i| i.value.auto_resolve_after)
@@ -907,9 +1086,299 @@ impl Validator<'_> {
             rules_dir,
             watch,
             triage,
+            policies,
+            notifications,
             auto_resolve_after,
             generated_token: None,
         }
+    }
+
+    fn notifications(&mut self, raw: Option<Spanned<RawNotifications>>) -> Notifications {
+        let mut n = Notifications::default();
+        let Some(raw) = raw.map(|r| r.value) else { return n };
+        n.log_path = raw
+            .log
+            .map(|l| PathBuf::from(l.value.path.unwrap_or_else(|| "notifications.jsonl".into())));
+        n.templates = raw.templates.map(|t| PathBuf::from(t.value));
+        if let Some(url) = raw.dashboard_url {
+            if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                self.err(
+                    url.referenced,
+                    "notifications.dashboard_url",
+                    "must start with http:// or https://",
+                );
+            }
+            n.dashboard_url = Some(url.value.trim_end_matches('/').to_string());
+        }
+        n.workers = self.count(raw.workers, "notifications.workers", 256, n.workers);
+        if let Some(d) = raw.delivery.map(|d| d.value) {
+            let p = &mut n.delivery;
+            if let Some(m) = d.max_attempts {
+                p.max_attempts =
+                    self.count(Some(m), "notifications.delivery.max_attempts", 1000, 10) as u32;
+            }
+            p.max_age = self.duration(d.max_age, "notifications.delivery.max_age", p.max_age);
+            p.initial_backoff = self.duration(
+                d.initial_backoff,
+                "notifications.delivery.initial_backoff",
+                p.initial_backoff,
+            );
+            p.max_backoff =
+                self.duration(d.max_backoff, "notifications.delivery.max_backoff", p.max_backoff);
+            p.retry_after_cap = self.duration(
+                d.retry_after_cap,
+                "notifications.delivery.retry_after_cap",
+                p.retry_after_cap,
+            );
+            p.attempt_timeout = self.duration(
+                d.attempt_timeout,
+                "notifications.delivery.attempt_timeout",
+                p.attempt_timeout,
+            );
+            p.lease = self.duration(d.lease, "notifications.delivery.lease", p.lease);
+            if let Some(b) = d.retry_unknown_sms {
+                p.retry_unknown_sms = b;
+            }
+        }
+        if let Some(limits) = raw.rate_limits {
+            let at = limits.referenced;
+            for (channel, raw_limits) in limits.value {
+                let path = format!("notifications.rate_limits.{channel}");
+                let Some(ch) = [
+                    crate::notify::Channel::Email,
+                    crate::notify::Channel::Sms,
+                    crate::notify::Channel::Webhook,
+                    crate::notify::Channel::Log,
+                ]
+                .into_iter()
+                .find(|c| c.as_str() == channel) else {
+                    self.err(
+                        at,
+                        &path,
+                        format!("`{channel}` is not one of: email, sms, webhook, log"),
+                    );
+                    continue;
+                };
+                let mut windows = Vec::new();
+                for (i, w) in raw_limits.per_recipient.into_iter().enumerate() {
+                    let wpath = format!("{path}.per_recipient[{i}]");
+                    match parse_duration(&w.per) {
+                        Ok(per) if w.count > 0 => windows.push(Window { count: w.count, per }),
+                        Ok(_) => self.err(at, &wpath, "count must be at least 1"),
+                        Err(e) => self.err(at, &format!("{wpath}.per"), e),
+                    }
+                }
+                if raw_limits.global_per_second == Some(0) {
+                    self.err(
+                        at,
+                        &format!("{path}.global_per_second"),
+                        "must be at least 1 (leave it out for no limit)",
+                    );
+                }
+                n.rate_limits.insert(
+                    ch,
+                    ChannelLimits {
+                        per_recipient: windows,
+                        global_per_second: raw_limits.global_per_second.filter(|g| *g > 0),
+                    },
+                );
+            }
+        }
+        n
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn policies(
+        &mut self,
+        people: Vec<Spanned<RawPerson>>,
+        policies: Vec<Spanned<RawPolicy>>,
+        default_policy: Option<Spanned<String>>,
+        severity_policies: Option<Spanned<BTreeMap<String, String>>>,
+        triage: &crate::rules::Triage,
+        have_log: bool,
+    ) -> crate::policy::Policies {
+        use crate::notify::Channel;
+        use crate::policy::{Entry, Person, Policy, Target};
+        let mut out = crate::policy::Policies::default();
+        for (i, p) in people.into_iter().enumerate() {
+            let path = format!("people[{i}]");
+            let raw = p.value;
+            let id = raw.id.value.trim().to_string();
+            if id.is_empty() {
+                self.err(raw.id.referenced, &format!("{path}.id"), "must not be empty");
+                continue;
+            }
+            if out.people.contains_key(&id) {
+                self.err(
+                    raw.id.referenced,
+                    &format!("{path}.id"),
+                    format!("person `{id}` is defined twice"),
+                );
+                continue;
+            }
+            if let Some(e) = &raw.email
+                && !e.value.contains('@')
+            {
+                self.err(
+                    e.referenced,
+                    &format!("{path}.email"),
+                    format!("`{}` is not an email address", e.value),
+                );
+            }
+            if let Some(ph) = &raw.phone
+                && !(ph.value.starts_with('+')
+                    && ph.value.len() > 4
+                    && ph.value[1..].chars().all(|c| c.is_ascii_digit()))
+            {
+                self.err(
+                    ph.referenced,
+                    &format!("{path}.phone"),
+                    "write phone numbers in E.164 form, e.g. +4915112345678",
+                );
+            }
+            out.people.insert(
+                id.clone(),
+                Person {
+                    name: raw.name.unwrap_or_else(|| id.clone()),
+                    id,
+                    email: raw.email.map(|e| e.value),
+                    phone: raw.phone.map(|p| p.value),
+                },
+            );
+        }
+        for (i, p) in policies.into_iter().enumerate() {
+            let path = format!("policies[{i}]");
+            let raw = p.value;
+            let name = raw.name.value.trim().to_string();
+            if name.is_empty() || out.policies.contains_key(&name) {
+                self.err(
+                    raw.name.referenced,
+                    &format!("{path}.name"),
+                    format!("policy name `{name}` is empty or defined twice"),
+                );
+                continue;
+            }
+            let mut notify = Vec::new();
+            for (j, e) in raw.notify.into_iter().enumerate() {
+                let epath = format!("{path}.notify[{j}]");
+                let at = e.referenced;
+                let e = e.value;
+                let (target, allowed, default_channels): (Target, &[Channel], Vec<Channel>) =
+                    match (e.person, e.webhook, e.log) {
+                        (Some(person), None, false) => {
+                            let defaults = match out.people.get(&person) {
+                                None => {
+                                    self.err(
+                                        at,
+                                        &format!("{epath}.person"),
+                                        format!("no person `{person}` in people"),
+                                    );
+                                    Vec::new()
+                                }
+                                Some(p) => [
+                                    (p.email.is_some(), Channel::Email),
+                                    (p.phone.is_some(), Channel::Sms),
+                                ]
+                                .into_iter()
+                                .filter_map(|(has, c)| has.then_some(c))
+                                .collect(),
+                            };
+                            (Target::Person(person), &[Channel::Email, Channel::Sms], defaults)
+                        }
+                        (None, Some(webhook), false) => {
+                            (Target::Webhook(webhook), &[Channel::Webhook], vec![Channel::Webhook])
+                        }
+                        (None, None, true) => {
+                            if !have_log {
+                                self.err(
+                                    at,
+                                    &epath,
+                                    "notifies the log, but notifications.log is not configured",
+                                );
+                            }
+                            (Target::Log, &[Channel::Log], vec![Channel::Log])
+                        }
+                        _ => {
+                            self.err(at, &epath, "give exactly one of: person, webhook, log: true");
+                            continue;
+                        }
+                    };
+                let channels = match e.channels {
+                    None => default_channels,
+                    Some(words) => {
+                        let mut chosen = Vec::new();
+                        for w in words {
+                            match allowed.iter().find(|c| c.as_str() == w) {
+                                Some(c) => chosen.push(*c),
+                                None => self.err(
+                                    at,
+                                    &format!("{epath}.channels"),
+                                    format!(
+                                        "`{w}` is not a channel for this target; allowed: {}",
+                                        allowed
+                                            .iter()
+                                            .map(|c| c.as_str())
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ),
+                                ),
+                            }
+                        }
+                        chosen
+                    }
+                };
+                if let Target::Person(id) = &target
+                    && let Some(person) = out.people.get(id)
+                {
+                    for c in &channels {
+                        let missing = match c {
+                            Channel::Email => person.email.is_none(),
+                            Channel::Sms => person.phone.is_none(),
+                            _ => false,
+                        };
+                        if missing {
+                            self.err(
+                                at,
+                                &format!("{epath}.channels"),
+                                format!("person `{id}` has no {} address", c.as_str()),
+                            );
+                        }
+                    }
+                }
+                notify.push(Entry {
+                    target,
+                    channels,
+                    audience: e.audience.unwrap_or_else(|| "responder".to_string()),
+                });
+            }
+            out.policies.insert(name.clone(), Policy { name, notify });
+        }
+        if let Some(d) = default_policy {
+            if !out.policies.contains_key(&d.value) {
+                self.err(d.referenced, "default_policy", format!("no policy named `{}`", d.value));
+            }
+            out.default = Some(d.value);
+        }
+        if let Some(map) = severity_policies {
+            for (severity, policy) in map.value {
+                if !triage.severities.iter().any(|t| t.name == severity) {
+                    self.err(
+                        map.referenced,
+                        &format!("severity_policies.{severity}"),
+                        "is not a severity in triage.severities",
+                    );
+                }
+                if !out.policies.contains_key(&policy) {
+                    self.err(
+                        map.referenced,
+                        &format!("severity_policies.{severity}"),
+                        format!("no policy named `{policy}`"),
+                    );
+                }
+                out.by_severity.insert(severity, policy);
+            }
+        }
+        out
     }
 
     fn triage(

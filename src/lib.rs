@@ -32,6 +32,8 @@ pub mod journal;
 pub mod metrics;
 pub mod normalize;
 pub mod notify;
+pub mod outbox;
+pub mod policy;
 pub mod rule_tests;
 pub mod rules;
 pub mod runtime;

@@ -1,0 +1,360 @@
+//! The durable outbox: one row per notification, written in the same transaction as the
+//! incident change that caused it, and the retry policy that decides what happens after a
+//! failed attempt.
+//!
+//! Sits between the journal writer (which creates rows and records outcomes) and the
+//! delivery workers (which claim due rows with a lease and send them). The policy here is pure
+//! — `(attempt, error, clock) → next step` — kept apart from the loop that applies it.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::incident::IncidentId;
+use crate::notify::{Channel, SendError};
+
+pub type NotificationId = u64;
+
+/// Why a notification exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The incident opened.
+    New,
+    /// The incident was resolved; whoever was told it opened hears that it closed.
+    Resolved,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for its first attempt (or for its rate limit).
+    Queued,
+    /// Claimed by a worker until the lease ends; if the process dies, it is due again then.
+    Sending,
+    /// An attempt failed in a way worth retrying; due again at `next_attempt_at`.
+    Retrying,
+    Delivered,
+    /// Gave up, with `last_error` saying why. `tocsin queue retry` revives it.
+    Dead,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Sending => "sending",
+            State::Retrying => "retrying",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        [State::Queued, State::Sending, State::Retrying, State::Delivered, State::Dead]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+
+    /// Still owed a delivery.
+    pub fn is_pending(self) -> bool {
+        matches!(self, State::Queued | State::Sending | State::Retrying)
+    }
+}
+
+/// Where a notification goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The person's id from the config, when it is a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// The email address, phone number, webhook name, or log path.
+    pub address: String,
+}
+
+/// The message as rendered when the notification was created; what is sent unless it is
+/// bundled with others for the same recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: NotificationId,
+    /// Stable across every attempt and every retry of a dead letter: receivers drop duplicates
+    /// by it (`webhook-id`, email `Message-ID`, the SMS gateway reference).
+    pub idempotency_id: String,
+    pub incident_id: IncidentId,
+    pub reason: Reason,
+    pub channel: Channel,
+    pub recipient: Recipient,
+    /// Whose templates rendered it (responder, legal, communications, executive, customer).
+    pub audience: String,
+    pub message: Rendered,
+    pub state: State,
+    /// Attempts started so far (a rate-limit wait is not an attempt).
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    /// When it is next due (queued/retrying), or when the current lease ends (sending).
+    pub due_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The receiver's reference for the delivered message (gateway id, SMTP answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Timestamp>,
+    /// Set when this one was sent as part of a bundle headed by another notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundled_into: Option<NotificationId>,
+    /// A drill: labelled as such wherever it is shown.
+    #[serde(default)]
+    pub drill: bool,
+}
+
+impl Notification {
+    /// The key that rate limits and bundling share.
+    pub fn limit_key(&self) -> (Channel, String) {
+        (self.channel, self.recipient.address.clone())
+    }
+}
+
+/// The retry policy's settings (config `notifications.delivery`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts before a notification is dead-lettered.
+    pub max_attempts: u32,
+    /// Age after which it is dead-lettered even with attempts left.
+    pub max_age: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A receiver's `Retry-After` is honoured up to this.
+    pub retry_after_cap: Duration,
+    /// How long one attempt may take before it is abandoned.
+    pub attempt_timeout: Duration,
+    /// How long a claimed notification stays claimed; past it, it is due again.
+    pub lease: Duration,
+    /// Retry an SMS whose outcome is unknown (the gateway may have sent it). Off by default:
+    /// a second text message costs money and wakes someone twice.
+    pub retry_unknown_sms: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            max_age: Duration::from_secs(24 * 3600),
+            initial_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(600),
+            retry_after_cap: Duration::from_secs(3600),
+            attempt_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+            retry_unknown_sms: false,
+        }
+    }
+}
+
+/// What to do after an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Retry {
+        at: Timestamp,
+        reason: String,
+    },
+    Dead {
+        reason: String,
+    },
+    /// The webhook endpoint is gone (410): dead-letter, and disable the endpoint.
+    DisableEndpoint {
+        reason: String,
+    },
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: attempt 1 waits up to `initial`, attempt n up to
+    /// `initial·2^(n-1)`, never more than `max_backoff`. `jitter` is in [0, 1).
+    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+        let exp = self.initial_backoff.as_secs_f64()
+            * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+        let ceiling = exp.min(self.max_backoff.as_secs_f64());
+        // Half fixed, half random: never retry immediately, and spread a thundering herd.
+        Duration::from_secs_f64(ceiling * (0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
+    }
+
+    /// The policy: which failures are retried, when, and when to give up.
+    pub fn after_failure(
+        &self,
+        n: &Notification,
+        error: &SendError,
+        now: Timestamp,
+        jitter: f64,
+    ) -> Next {
+        let give_up = |reason: String| Next::Dead { reason };
+        let (reason, retry_after) = match error {
+            SendError::Permanent { reason } => {
+                return give_up(format!("permanent failure: {reason}"));
+            }
+            SendError::Gone { reason } => {
+                return Next::DisableEndpoint { reason: format!("endpoint gone: {reason}") };
+            }
+            SendError::Unknown { reason }
+                if n.channel == Channel::Sms && !self.retry_unknown_sms =>
+            {
+                return give_up(format!(
+                    "outcome unknown, the gateway may have sent it; not retried (delivery.retry_unknown_sms is off): {reason}"
+                ));
+            }
+            SendError::Unknown { reason } => (reason.clone(), None),
+            SendError::Retryable { reason, retry_after } => (reason.clone(), *retry_after),
+        };
+        if n.attempts >= self.max_attempts {
+            return give_up(format!("gave up after {} attempts; last error: {reason}", n.attempts));
+        }
+        let wait = match retry_after {
+            Some(ra) => ra.min(self.retry_after_cap),
+            None => self.backoff(n.attempts, jitter),
+        };
+        let at = now
+            .saturating_add(SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(now);
+        let age_limit = n
+            .created_at
+            .saturating_add(SignedDuration::try_from(self.max_age).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MAX);
+        if at > age_limit {
+            return give_up(format!(
+                "gave up: the next attempt would be past the maximum age of {:?}; last error: {reason}",
+                self.max_age
+            ));
+        }
+        Next::Retry { at, reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(channel: Channel, attempts: u32, created_at: Timestamp) -> Notification {
+        Notification {
+            id: 1,
+            idempotency_id: "tocsin-n1".into(),
+            incident_id: 1,
+            reason: Reason::New,
+            channel,
+            recipient: Recipient { person: None, address: "x".into() },
+            audience: "responder".into(),
+            message: Rendered {
+                subject: String::new(),
+                text: String::new(),
+                html: None,
+                payload: serde_json::Value::Null,
+            },
+            state: State::Sending,
+            attempts,
+            created_at,
+            due_at: created_at,
+            last_error: None,
+            reference: None,
+            delivered_at: None,
+            bundled_into: None,
+            drill: false,
+        }
+    }
+
+    fn retryable(retry_after: Option<Duration>) -> SendError {
+        SendError::Retryable { reason: "503".into(), retry_after }
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_within_bounds() {
+        let p = RetryPolicy::default();
+        for attempt in 1..=12u32 {
+            let lo = p.backoff(attempt, 0.0);
+            let hi = p.backoff(attempt, 0.999_999);
+            let ceiling = (2.0 * 2f64.powi(attempt as i32 - 1)).min(600.0);
+            assert!((lo.as_secs_f64() - ceiling / 2.0).abs() < 1e-6, "attempt {attempt}: {lo:?}");
+            assert!(hi.as_secs_f64() <= ceiling + 1e-6 && hi > lo, "attempt {attempt}: {hi:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let p = RetryPolicy::default();
+        let now = Timestamp::now();
+        let n = notification(Channel::Webhook, 1, now);
+        match p.after_failure(&n, &retryable(Some(Duration::from_secs(120))), now, 0.5) {
+            Next::Retry { at, .. } => {
+                assert_eq!(at.duration_since(now), SignedDuration::from_secs(120))
+            }
+            other => panic!("{other:?}"),
+        }
+        match p.after_failure(&n, &retryable(Some(Duration::from_secs(90_000))), now, 0.5) {
+            Next::Retry { at, .. } => {
+                assert_eq!(at.duration_since(now), SignedDuration::from_secs(3600))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn permanent_gone_and_exhausted_end_the_notification() {
+        let p = RetryPolicy::default();
+        let now = Timestamp::now();
+        let n = notification(Channel::Webhook, 1, now);
+        let perm = SendError::Permanent { reason: "400 Bad Request".into() };
+        assert!(
+            matches!(p.after_failure(&n, &perm, now, 0.5), Next::Dead { reason } if reason.contains("400"))
+        );
+        let gone = SendError::Gone { reason: "410".into() };
+        assert!(matches!(p.after_failure(&n, &gone, now, 0.5), Next::DisableEndpoint { .. }));
+        let spent = notification(Channel::Webhook, p.max_attempts, now);
+        assert!(
+            matches!(p.after_failure(&spent, &retryable(None), now, 0.5), Next::Dead { reason } if reason.contains("attempts"))
+        );
+        let old = notification(
+            Channel::Webhook,
+            1,
+            now.saturating_sub(SignedDuration::from_hours(24)).unwrap(),
+        );
+        assert!(
+            matches!(p.after_failure(&old, &retryable(None), now, 0.5), Next::Dead { reason } if reason.contains("maximum age"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_sms_outcome_is_not_repeated_unless_configured() {
+        let now = Timestamp::now();
+        let unknown = SendError::Unknown { reason: "timed out after sending".into() };
+        let p = RetryPolicy::default();
+        assert!(matches!(
+            p.after_failure(&notification(Channel::Sms, 1, now), &unknown, now, 0.5),
+            Next::Dead { .. }
+        ));
+        assert!(matches!(
+            p.after_failure(&notification(Channel::Webhook, 1, now), &unknown, now, 0.5),
+            Next::Retry { .. }
+        ));
+        let p = RetryPolicy { retry_unknown_sms: true, ..RetryPolicy::default() };
+        assert!(matches!(
+            p.after_failure(&notification(Channel::Sms, 1, now), &unknown, now, 0.5),
+            Next::Retry { .. }
+        ));
+    }
+}
