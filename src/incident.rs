@@ -125,6 +125,10 @@ pub enum EntryKind {
     Acknowledged,
     Resolved,
     Note,
+    /// The rules suppressed the incident: what it held back.
+    Suppressed,
+    /// A notification was queued, attempted, delivered or dead-lettered.
+    Notification,
 }
 
 /// One line of an incident's append-only timeline.

@@ -14,10 +14,17 @@ use std::time::Instant;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use arc_swap::ArcSwap;
+use uuid::Uuid;
+
 use crate::event::{Action, Event};
-use crate::incident::{self, ActionError, Incident, IncidentId, Outcome, Status};
+use crate::incident::{self, ActionError, Entry, EntryKind, Incident, IncidentId, Outcome, Status};
 use crate::metrics::Metrics;
+use crate::notify::{Channel, SendError};
+use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
+use crate::policy::Delivery;
 use crate::rules::{Evaluation, IncidentView};
+use crate::runtime::Runtime;
 use crate::store::{Batch, Encoded, Store, StoreError};
 
 /// An event ready for the writer: encoded for the store, with the rules' evaluation.
@@ -57,6 +64,30 @@ pub enum Command {
     },
     /// Resolve open incidents that have been quiet for longer than `quiet`.
     AutoResolve { now: Timestamp, quiet: jiff::SignedDuration },
+    /// A delivery worker takes up to `limit` due notifications, leased until `now + lease`.
+    Claim {
+        now: Timestamp,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Notification>, Arc<StoreError>>>,
+    },
+    /// Delivery workers report what happened to claimed notifications.
+    Report { outcomes: Vec<(NotificationId, Attempt)>, reply: oneshot::Sender<CommitResult> },
+    /// An operator revives a dead letter (same idempotency id) or drops a pending one.
+    Queue {
+        id: NotificationId,
+        op: QueueOp,
+        by: String,
+        reply: oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
+    },
+}
+
+/// What an operator can do to one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOp {
+    /// Make a dead (or delivered) notification due now again, keeping its idempotency id.
+    Retry,
+    /// Dead-letter a pending notification with the operator as the reason.
+    Drop,
 }
 
 pub type CommitResult = Result<(), Arc<StoreError>>;
@@ -165,6 +196,9 @@ pub struct Journal {
     capacity: usize,
     metrics: Arc<Metrics>,
     pub open: Arc<OpenIndex>,
+    /// Poked after a commit that made notifications due, so delivery starts at once instead of
+    /// at its next poll.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// Joining this waits until everything sent before the last [`Journal`] was dropped is
@@ -185,6 +219,7 @@ impl WriterThread {
 /// single commit arbitrarily slow.
 pub fn spawn(
     store: Arc<Store>,
+    runtime: Arc<ArcSwap<Runtime>>,
     metrics: Arc<Metrics>,
     queue_capacity: usize,
     max_batch_events: usize,
@@ -193,12 +228,20 @@ pub fn spawn(
     open.apply(store.open_incidents()?);
     metrics.incidents_open.set(open.len() as i64);
     let (tx, rx) = mpsc::channel(queue_capacity);
-    let writer = Writer { store, metrics: metrics.clone(), open: open.clone(), max_batch_events };
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let writer = Writer {
+        store,
+        runtime,
+        metrics: metrics.clone(),
+        open: open.clone(),
+        max_batch_events,
+        wake: wake.clone(),
+    };
     let handle = std::thread::Builder::new()
         .name("tocsin-journal".into())
         .spawn(move || writer.run(rx))
         .expect("spawning the journal thread");
-    Ok((Journal { tx, capacity: queue_capacity, metrics, open }, WriterThread(handle)))
+    Ok((Journal { tx, capacity: queue_capacity, metrics, open, wake }, WriterThread(handle)))
 }
 
 impl Journal {
@@ -241,6 +284,35 @@ impl Journal {
         }
     }
 
+    /// Claims up to `limit` due notifications for delivery.
+    pub async fn claim(&self, limit: usize) -> Result<Vec<Notification>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Claim { now: Timestamp::now(), limit, reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
+    /// Records what happened to claimed notifications.
+    pub async fn report(
+        &self,
+        outcomes: Vec<(NotificationId, Attempt)>,
+    ) -> Result<(), JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Report { outcomes, reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
+    /// Retries or drops one notification for an operator.
+    pub async fn queue(
+        &self,
+        id: NotificationId,
+        op: QueueOp,
+        by: String,
+    ) -> Result<Result<Notification, String>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Queue { id, op, by, reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
     /// Asks the writer to resolve incidents quiet for longer than `quiet` (fire and forget: the
     /// next sweep retries whatever a full queue turned away).
     pub fn auto_resolve(&self, quiet: jiff::SignedDuration) -> Result<(), JournalError> {
@@ -255,13 +327,22 @@ enum Owed {
         oneshot::Sender<Result<Result<Incident, ActError>, Arc<StoreError>>>,
         Result<Incident, ActError>,
     ),
+    Claim(oneshot::Sender<Result<Vec<Notification>, Arc<StoreError>>>, Vec<Notification>),
+    Report(oneshot::Sender<CommitResult>),
+    Queue(
+        oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
+        Result<Notification, String>,
+    ),
 }
 
 struct Writer {
     store: Arc<Store>,
+    /// Policies, templates and delivery settings, read once per batch.
+    runtime: Arc<ArcSwap<Runtime>>,
     metrics: Arc<Metrics>,
     open: Arc<OpenIndex>,
     max_batch_events: usize,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Incidents changed by the batch so far, and which open incident each key now has, so that
@@ -272,6 +353,8 @@ struct Changes {
     open: HashMap<(String, String), Option<IncidentId>>,
     /// Order in which incidents were first changed, so stores and metrics are deterministic.
     order: Vec<IncidentId>,
+    /// Notifications became due: wake the delivery workers after the commit.
+    due: bool,
 }
 
 impl Writer {
@@ -301,21 +384,34 @@ impl Writer {
         let started = Instant::now();
         let mut owed = Vec::with_capacity(commands.len());
         let mut changes = Changes::default();
+        let rt = self.runtime.load_full();
         let result = self.store.write(|batch| {
             for cmd in commands {
                 match cmd {
                     Command::Append { events, reply } => {
                         for scored in &events {
-                            self.apply_event(batch, &mut changes, scored)?;
+                            self.apply_event(batch, &mut changes, &rt, scored)?;
                         }
                         owed.push(Owed::Append(reply, events));
                     }
                     Command::Act { id, action, by, reply } => {
-                        let outcome = self.act(batch, &mut changes, id, action, &by)?;
+                        let outcome = self.act(batch, &mut changes, &rt, id, action, &by)?;
                         owed.push(Owed::Act(reply, outcome));
                     }
                     Command::AutoResolve { now, quiet } => {
-                        self.auto_resolve(batch, &mut changes, now, quiet)?;
+                        self.auto_resolve(batch, &mut changes, &rt, now, quiet)?;
+                    }
+                    Command::Claim { now, limit, reply } => {
+                        let claimed = self.claim(batch, &mut changes, &rt, now, limit)?;
+                        owed.push(Owed::Claim(reply, claimed));
+                    }
+                    Command::Report { outcomes, reply } => {
+                        self.report(batch, &mut changes, &rt, outcomes)?;
+                        owed.push(Owed::Report(reply));
+                    }
+                    Command::Queue { id, op, by, reply } => {
+                        let outcome = self.queue_op(batch, &mut changes, id, op, &by)?;
+                        owed.push(Owed::Queue(reply, outcome));
                     }
                 }
             }
@@ -333,6 +429,9 @@ impl Writer {
                 let mut changed = changes.incidents;
                 self.open.apply(changes.order.iter().filter_map(|id| changed.remove(id)));
                 self.metrics.incidents_open.set(self.open.len() as i64);
+                if changes.due {
+                    self.wake.notify_one();
+                }
             }
             Err(e) => {
                 self.metrics.commit_failures.inc();
@@ -346,6 +445,15 @@ impl Writer {
                     let _ = reply.send((events, result.clone()));
                 }
                 Owed::Act(reply, outcome) => {
+                    let _ = reply.send(result.clone().map(|()| outcome));
+                }
+                Owed::Claim(reply, claimed) => {
+                    let _ = reply.send(result.clone().map(|()| claimed));
+                }
+                Owed::Report(reply) => {
+                    let _ = reply.send(result.clone());
+                }
+                Owed::Queue(reply, outcome) => {
                     let _ = reply.send(result.clone().map(|()| outcome));
                 }
             }
@@ -390,14 +498,23 @@ impl Writer {
         }
     }
 
+    /// Records an incident change: its timeline entries, and the notifications the change calls
+    /// for (a new incident's policy; resolution notices to whoever was told it opened).
     fn keep(
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
+        rt: &Runtime,
         incident: Incident,
         entries: &[incident::Entry],
     ) -> Result<(), StoreError> {
         batch.append_timeline(incident.id, entries)?;
+        if entries.iter().any(|e| e.kind == EntryKind::Opened) {
+            self.notify_opened(batch, changes, rt, &incident)?;
+        }
+        if entries.iter().any(|e| e.kind == EntryKind::Resolved) {
+            self.notify_resolved(batch, changes, rt, &incident)?;
+        }
         let key = (incident.source.clone(), incident.dedup_key.clone());
         changes.open.insert(key, incident.status.is_open().then_some(incident.id));
         if !changes.incidents.contains_key(&incident.id) {
@@ -411,6 +528,7 @@ impl Writer {
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
+        rt: &Runtime,
         scored: &Scored,
     ) -> Result<(), StoreError> {
         let event = &scored.encoded.event;
@@ -442,7 +560,7 @@ impl Writer {
                     Action::Trigger => {}
                 }
                 batch.link_event(event.id, incident.id)?;
-                self.keep(batch, changes, incident, &entries)?;
+                self.keep(batch, changes, rt, incident, &entries)?;
             }
             Outcome::Ignored(why) => {
                 tracing::debug!(event = %event.id, source = %event.source, key = %event.dedup_key, why, "event stored; no incident change");
@@ -455,6 +573,7 @@ impl Writer {
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
+        rt: &Runtime,
         id: IncidentId,
         action: PersonAction,
         by: &str,
@@ -470,7 +589,7 @@ impl Writer {
         match done {
             Ok((incident, entry)) => {
                 self.metrics.incident_acted(&incident, action);
-                self.keep(batch, changes, incident.clone(), std::slice::from_ref(&entry))?;
+                self.keep(batch, changes, rt, incident.clone(), std::slice::from_ref(&entry))?;
                 Ok(Ok(incident))
             }
             Err(e) => Ok(Err(e.into())),
@@ -481,6 +600,7 @@ impl Writer {
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
+        rt: &Runtime,
         now: Timestamp,
         quiet: jiff::SignedDuration,
     ) -> Result<(), StoreError> {
@@ -494,9 +614,355 @@ impl Writer {
             if let Ok((incident, mut entry)) = incident::resolve(current, "tocsin", now, None) {
                 entry.message = format!("resolved automatically: no trigger for {quiet:#}");
                 self.metrics.incident_acted(&incident, PersonAction::Resolve);
-                self.keep(batch, changes, incident, std::slice::from_ref(&entry))?;
+                self.keep(batch, changes, rt, incident, std::slice::from_ref(&entry))?;
             }
         }
         Ok(())
     }
+
+    fn notify_opened(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &Incident,
+    ) -> Result<(), StoreError> {
+        let policies = &rt.config.policies;
+        let (policy, note) = policies.choose(&incident.decision);
+        let mut entries = Vec::new();
+        if let Some(note) = note {
+            entries.push(entry(incident.first_seen, EntryKind::Note, note));
+        }
+        let log = rt.config.notifications.log_path.as_ref().map(|p| p.display().to_string());
+        let deliveries = match policy {
+            Some(p) => policies.deliveries(p, log.as_deref()),
+            None => Vec::new(),
+        };
+        if let Some(reason) = &incident.decision.suppressed {
+            let held: Vec<String> = deliveries.iter().map(describe).collect();
+            entries.push(entry(
+                incident.first_seen,
+                EntryKind::Suppressed,
+                format!(
+                    "suppressed ({reason}); held back {} notification(s): {}",
+                    held.len(),
+                    held.join(", ")
+                ),
+            ));
+        } else if deliveries.is_empty() {
+            entries.push(entry(
+                incident.first_seen,
+                EntryKind::Note,
+                "no policy notifies anyone for this incident (no default_policy, severity_policies or rule-chosen policy)".to_string(),
+            ));
+        } else {
+            let policy_name = policy.map(|p| p.name.as_str()).unwrap_or_default();
+            for d in deliveries {
+                entries.push(self.enqueue(batch, rt, incident, Reason::New, &d, policy_name)?);
+            }
+            changes.due = true;
+        }
+        batch.append_timeline(incident.id, &entries)
+    }
+
+    fn notify_resolved(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &Incident,
+    ) -> Result<(), StoreError> {
+        let mut told: Vec<Delivery> = Vec::new();
+        for n in batch.incident_notifications(incident.id)? {
+            if n.reason == Reason::New && n.state != State::Dead {
+                let d =
+                    Delivery { channel: n.channel, recipient: n.recipient, audience: n.audience };
+                if !told.iter().any(|t| t.channel == d.channel && t.recipient == d.recipient) {
+                    told.push(d);
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        for d in &told {
+            entries.push(self.enqueue(
+                batch,
+                rt,
+                incident,
+                Reason::Resolved,
+                d,
+                "resolution notice",
+            )?);
+        }
+        if !entries.is_empty() {
+            changes.due = true;
+        }
+        batch.append_timeline(incident.id, &entries)
+    }
+
+    /// Writes one outbox row (in the caller's transaction) and returns its timeline entry.
+    fn enqueue(
+        &self,
+        batch: &mut Batch<'_>,
+        rt: &Runtime,
+        incident: &Incident,
+        reason: Reason,
+        d: &Delivery,
+        why: &str,
+    ) -> Result<Entry, StoreError> {
+        let id = batch.next_notification_id()?;
+        let now = Timestamp::now();
+        let (message, fallback) = crate::compose::render(rt, incident, reason, d);
+        let n = Notification {
+            id,
+            idempotency_id: format!("tocsin-{}", Uuid::now_v7().simple()),
+            incident_id: incident.id,
+            reason,
+            channel: d.channel,
+            recipient: d.recipient.clone(),
+            audience: d.audience.clone(),
+            message,
+            state: State::Queued,
+            attempts: 0,
+            created_at: now,
+            due_at: now,
+            last_error: None,
+            reference: None,
+            delivered_at: None,
+            bundled_into: None,
+            drill: false,
+        };
+        batch.put_notification(&n)?;
+        self.metrics.notification_queued(d.channel);
+        let mut text =
+            format!("notification #{id} queued: {} ({}, {why})", describe(d), reason.as_str());
+        if let Some(f) = fallback {
+            text.push_str(&format!("; template failed, sent the plain built-in message: {f}"));
+        }
+        Ok(entry(now, EntryKind::Notification, text))
+    }
+
+    fn claim(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let policy = &rt.config.notifications.delivery;
+        let lease = jiff::SignedDuration::try_from(policy.lease)
+            .unwrap_or(jiff::SignedDuration::from_secs(60));
+        let mut claimed = Vec::new();
+        for mut n in batch.due(now, limit)? {
+            if n.state == State::Sending {
+                // Its lease ran out: the process died or the worker hung mid-send. It may have
+                // gone out, so this counts as an attempt.
+                n.attempts += 1;
+                if n.channel == Channel::Sms && !policy.retry_unknown_sms {
+                    let reason = "the lease ran out while sending (restart or hang); the gateway may have sent it, so it is not repeated (notifications.delivery.retry_unknown_sms is off)";
+                    self.finish(batch, &mut n, State::Dead, Some(reason.to_string()), now)?;
+                    continue;
+                }
+            }
+            if n.channel == Channel::Webhook
+                && let Some(why) = batch.disabled_endpoint(&n.recipient.address)?
+            {
+                self.finish(
+                    batch,
+                    &mut n,
+                    State::Dead,
+                    Some(format!("webhook endpoint disabled: {why}")),
+                    now,
+                )?;
+                continue;
+            }
+            n.state = State::Sending;
+            n.due_at = now.saturating_add(lease).unwrap_or(now);
+            batch.put_notification(&n)?;
+            claimed.push(n);
+        }
+        let _ = changes;
+        Ok(claimed)
+    }
+
+    /// Ends a notification (delivered or dead) and says so on its incident's timeline.
+    fn finish(
+        &self,
+        batch: &mut Batch<'_>,
+        n: &mut Notification,
+        state: State,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        n.state = state;
+        n.due_at = now;
+        let text = match (&state, &error) {
+            (State::Delivered, _) => format!(
+                "notification #{} delivered: {} (attempt {}{})",
+                n.id,
+                describe_n(n),
+                n.attempts,
+                n.reference.as_ref().map(|r| format!(", reference {r}")).unwrap_or_default()
+            ),
+            (_, Some(e)) => format!("notification #{} dead-lettered: {}: {e}", n.id, describe_n(n)),
+            _ => format!("notification #{} dead-lettered: {}", n.id, describe_n(n)),
+        };
+        if error.is_some() {
+            n.last_error = error;
+            tracing::warn!(notification = n.id, channel = n.channel.as_str(), error = ?n.last_error, "notification dead-lettered");
+        }
+        self.metrics.notification_outcome(n.channel, state.as_str());
+        batch.put_notification(n)?;
+        batch.append_timeline(n.incident_id, &[entry(now, EntryKind::Notification, text)])
+    }
+
+    fn report(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        outcomes: Vec<(NotificationId, Attempt)>,
+    ) -> Result<(), StoreError> {
+        let policy = &rt.config.notifications.delivery;
+        let now = Timestamp::now();
+        for (id, attempt) in outcomes {
+            let Some(mut n) = batch.notification(id)? else { continue };
+            if n.state != State::Sending {
+                // An operator dropped or retried it meanwhile: their word stands.
+                continue;
+            }
+            match attempt {
+                Attempt::Deferred { until } => {
+                    n.state = if n.attempts == 0 { State::Queued } else { State::Retrying };
+                    n.due_at = until;
+                    batch.put_notification(&n)?;
+                    changes.due = true;
+                }
+                Attempt::Delivered { reference, bundled_into } => {
+                    n.attempts += 1;
+                    n.reference = reference;
+                    n.bundled_into = bundled_into;
+                    n.delivered_at = Some(now);
+                    self.metrics.notification_attempt(n.channel, "delivered");
+                    self.finish(batch, &mut n, State::Delivered, None, now)?;
+                }
+                Attempt::Failed(error) => {
+                    n.attempts += 1;
+                    self.metrics.notification_attempt(n.channel, outcome_label(&error));
+                    match policy.after_failure(&n, &error, now, jitter(n.id, n.attempts)) {
+                        Next::Retry { at, reason } => {
+                            n.state = State::Retrying;
+                            n.due_at = at;
+                            n.last_error = Some(reason.clone());
+                            batch.put_notification(&n)?;
+                            changes.due = true;
+                            let text = format!(
+                                "notification #{} attempt {} failed: {}: {reason}; next attempt at {at}",
+                                n.id,
+                                n.attempts,
+                                describe_n(&n)
+                            );
+                            batch.append_timeline(
+                                n.incident_id,
+                                &[entry(now, EntryKind::Notification, text)],
+                            )?;
+                        }
+                        Next::Dead { reason } => {
+                            self.finish(batch, &mut n, State::Dead, Some(reason), now)?
+                        }
+                        Next::DisableEndpoint { reason } => {
+                            tracing::error!(endpoint = %n.recipient.address, %reason, "webhook endpoint disabled: it answered 410 Gone");
+                            batch.disable_endpoint(&n.recipient.address, &reason)?;
+                            self.finish(batch, &mut n, State::Dead, Some(reason), now)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_op(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        id: NotificationId,
+        op: QueueOp,
+        by: &str,
+    ) -> Result<Result<Notification, String>, StoreError> {
+        let Some(mut n) = batch.notification(id)? else {
+            return Ok(Err(format!("no notification with id {id}")));
+        };
+        let now = Timestamp::now();
+        let text = match op {
+            QueueOp::Retry => {
+                if n.state.is_pending() {
+                    return Ok(Err(format!("notification {id} is already {}", n.state.as_str())));
+                }
+                n.state = State::Queued;
+                n.due_at = now;
+                changes.due = true;
+                format!(
+                    "notification #{id} requeued by {by} (same idempotency id {})",
+                    n.idempotency_id
+                )
+            }
+            QueueOp::Drop => {
+                if !n.state.is_pending() {
+                    return Ok(Err(format!(
+                        "notification {id} is {}, not pending",
+                        n.state.as_str()
+                    )));
+                }
+                n.state = State::Dead;
+                n.due_at = now;
+                n.last_error = Some(format!("dropped by {by}"));
+                format!("notification #{id} dropped by {by}")
+            }
+        };
+        batch.put_notification(&n)?;
+        batch.append_timeline(n.incident_id, &[entry(now, EntryKind::Notification, text)])?;
+        Ok(Ok(n))
+    }
+}
+
+fn entry(at: Timestamp, kind: EntryKind, message: String) -> Entry {
+    Entry {
+        at,
+        actor: "tocsin".into(),
+        kind,
+        message,
+        event_id: None,
+        detail: serde_json::Value::Null,
+    }
+}
+
+fn describe(d: &Delivery) -> String {
+    let who = d.recipient.person.as_deref().unwrap_or(&d.recipient.address);
+    format!("{} to {who} ({})", d.channel.as_str(), d.audience)
+}
+
+fn describe_n(n: &Notification) -> String {
+    let who = n.recipient.person.as_deref().unwrap_or(&n.recipient.address);
+    format!("{} to {who}", n.channel.as_str())
+}
+
+fn outcome_label(e: &SendError) -> &'static str {
+    match e {
+        SendError::Retryable { .. } => "retryable",
+        SendError::Permanent { .. } => "permanent",
+        SendError::Gone { .. } => "gone",
+        SendError::Unknown { .. } => "unknown",
+    }
+}
+
+/// Jitter in [0, 1) that differs per notification and attempt, without a random source in the
+/// writer (so replaying a batch gives the same schedule).
+fn jitter(id: NotificationId, attempt: u32) -> f64 {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compose;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -42,8 +42,28 @@ pub struct ReloadLabels {
     pub result: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub channel: String,
+    /// For attempts: delivered, retryable, permanent, gone, unknown. For final outcomes:
+    /// delivered or dead.
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub notifications_queued: Family<ChannelLabels, Counter>,
+    pub notification_attempts: Family<OutcomeLabels, Counter>,
+    pub notification_outcomes: Family<OutcomeLabels, Counter>,
+    /// Pending notifications by channel, refreshed by the delivery loop.
+    pub queue_depth: Family<ChannelLabels, Gauge>,
+    /// Age in seconds of the oldest pending notification (0 when none).
+    pub queue_oldest_seconds: Gauge,
     pub incidents_opened: Family<IncidentLabels, Counter>,
     pub incidents_acknowledged: Family<IncidentLabels, Counter>,
     pub incidents_resolved: Family<IncidentLabels, Counter>,
@@ -154,8 +174,43 @@ impl Metrics {
             "1 if the last reload succeeded (or none was tried), 0 if it failed and the previous rules stay in force",
             reload_last_success.clone(),
         );
+        let notifications_queued = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "notifications_queued",
+            "Notifications written to the outbox, by channel",
+            notifications_queued.clone(),
+        );
+        let notification_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notification_attempts",
+            "Delivery attempts by channel and outcome (delivered, retryable, permanent, gone, unknown)",
+            notification_attempts.clone(),
+        );
+        let notification_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notification_outcomes",
+            "Notifications that ended, by channel and outcome (delivered or dead)",
+            notification_outcomes.clone(),
+        );
+        let queue_depth = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "notification_queue_depth",
+            "Pending notifications by channel",
+            queue_depth.clone(),
+        );
+        let queue_oldest_seconds = Gauge::default();
+        registry.register(
+            "notification_queue_oldest_seconds",
+            "Age of the oldest pending notification",
+            queue_oldest_seconds.clone(),
+        );
         Metrics {
             registry,
+            notifications_queued,
+            notification_attempts,
+            notification_outcomes,
+            queue_depth,
+            queue_oldest_seconds,
             incidents_opened,
             incidents_acknowledged,
             incidents_resolved,
@@ -198,6 +253,30 @@ impl Metrics {
             crate::journal::PersonAction::Resolve => &self.incidents_resolved,
         };
         family.get_or_create(&incident_labels(incident)).inc();
+    }
+
+    pub fn notification_queued(&self, channel: crate::notify::Channel) {
+        self.notifications_queued
+            .get_or_create(&ChannelLabels { channel: channel.as_str().into() })
+            .inc();
+    }
+
+    pub fn notification_attempt(&self, channel: crate::notify::Channel, outcome: &str) {
+        self.notification_attempts
+            .get_or_create(&OutcomeLabels {
+                channel: channel.as_str().into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn notification_outcome(&self, channel: crate::notify::Channel, outcome: &str) {
+        self.notification_outcomes
+            .get_or_create(&OutcomeLabels {
+                channel: channel.as_str().into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn rule_failed(&self, rule: &str) {

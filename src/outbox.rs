@@ -135,6 +135,20 @@ impl Notification {
     }
 }
 
+/// What happened when a worker took a claimed notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered {
+        reference: Option<String>,
+        bundled_into: Option<NotificationId>,
+    },
+    Failed(SendError),
+    /// The recipient's rate limit says wait: not an attempt; due again at `until`.
+    Deferred {
+        until: Timestamp,
+    },
+}
+
 /// The retry policy's settings (config `notifications.delivery`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {

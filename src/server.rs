@@ -84,13 +84,13 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::new());
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let (journal, writer) = {
-        let (store, metrics) = (store.clone(), metrics.clone());
+        let (store, metrics, rt) = (store.clone(), metrics.clone(), runtime.clone());
         let (capacity, batch) = (config.journal.queue_capacity, config.journal.max_batch_events);
-        tokio::task::spawn_blocking(move || journal::spawn(store, metrics, capacity, batch))
+        tokio::task::spawn_blocking(move || journal::spawn(store, rt, metrics, capacity, batch))
             .await??
     };
-    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let reloader = Arc::new(Reloader::new(origin, runtime.clone(), metrics.clone()));
     let app = Arc::new(App {
         runtime,

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use crate::event::Event;
 use crate::incident::{Entry, Incident, IncidentId};
+use crate::outbox::{Notification, NotificationId, State};
 
 /// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON.
 const EVENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("events");
@@ -28,7 +30,18 @@ const OPEN: TableDefinition<(&str, &str), u64> = TableDefinition::new("open_inci
 const TIMELINE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("timeline");
 /// Event id → the incident it joined (absent for events that were ignored).
 const EVENT_INCIDENT: TableDefinition<&[u8; 16], u64> = TableDefinition::new("event_incident");
-/// Counters: `next_incident_id`.
+/// Notification id → notification as JSON (the outbox).
+const NOTIFICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("notifications");
+/// (due time in ms since the epoch, notification id) → (): the pending notifications in the
+/// order they are due; a claimed one is keyed by its lease's end, so it is due again if the
+/// process dies mid-send.
+const DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("notifications_due");
+/// (incident id, notification id) → (): an incident's notifications.
+const INCIDENT_NOTIFICATIONS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("incident_notifications");
+/// Webhook endpoint name → why it was disabled (it answered 410 Gone).
+const DISABLED_ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("disabled_endpoints");
+/// Counters: `next_incident_id`, `next_notification_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
@@ -56,6 +69,8 @@ pub enum StoreError {
     Durability(#[from] redb::SetDurabilityError),
     #[error("stored event {id} cannot be decoded: {source}")]
     Decode { id: Uuid, source: serde_json::Error },
+    #[error("stored notification {id} cannot be decoded: {source}")]
+    DecodeNotification { id: u64, source: serde_json::Error },
     #[error("stored incident {id} cannot be decoded: {source}")]
     DecodeIncident { id: IncidentId, source: serde_json::Error },
     #[error("incident {id} cannot be encoded: {source}")]
@@ -104,6 +119,10 @@ impl Store {
         txn.open_table(TIMELINE)?;
         txn.open_table(EVENT_INCIDENT)?;
         txn.open_table(META)?;
+        txn.open_table(NOTIFICATIONS)?;
+        txn.open_table(DUE)?;
+        txn.open_table(INCIDENT_NOTIFICATIONS)?;
+        txn.open_table(DISABLED_ENDPOINTS)?;
         txn.commit()?;
         Ok(store)
     }
@@ -137,6 +156,10 @@ impl Store {
                 timeline: txn.open_table(TIMELINE)?,
                 event_incident: txn.open_table(EVENT_INCIDENT)?,
                 meta: txn.open_table(META)?,
+                notifications: txn.open_table(NOTIFICATIONS)?,
+                due: txn.open_table(DUE)?,
+                incident_notifications: txn.open_table(INCIDENT_NOTIFICATIONS)?,
+                disabled: txn.open_table(DISABLED_ENDPOINTS)?,
             };
             f(&mut batch)?
         };
@@ -251,6 +274,88 @@ impl Store {
         Ok(out)
     }
 
+    pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NOTIFICATIONS)?;
+        match table.get(id)? {
+            Some(raw) => decode_notification(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Notifications newest first that pass `keep`, paged by `before`.
+    pub fn notifications(
+        &self,
+        before: Option<NotificationId>,
+        limit: usize,
+        keep: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NOTIFICATIONS)?;
+        let mut out = Vec::new();
+        for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
+            let (id, raw) = entry?;
+            let n = decode_notification(id.value(), raw.value())?;
+            if keep(&n) {
+                out.push(n);
+                if out.len() >= limit.max(1) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn incident_notifications(
+        &self,
+        incident: IncidentId,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(INCIDENT_NOTIFICATIONS)?;
+        let table = txn.open_table(NOTIFICATIONS)?;
+        let mut out = Vec::new();
+        for entry in index.range((incident, 0)..=(incident, u64::MAX))? {
+            let (key, _) = entry?;
+            let id = key.value().1;
+            if let Some(raw) = table.get(id)? {
+                out.push(decode_notification(id, raw.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest due time of any pending notification.
+    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(DUE)?;
+        Ok(match due.first()? {
+            Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
+            None => None,
+        })
+    }
+
+    /// Pending notifications by channel and the oldest one's age (scans the due index).
+    pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(DUE)?;
+        let table = txn.open_table(NOTIFICATIONS)?;
+        let mut stats = QueueStats::default();
+        for entry in due.iter()? {
+            let (key, _) = entry?;
+            let id = key.value().1;
+            if let Some(raw) = table.get(id)? {
+                let n = decode_notification(id, raw.value())?;
+                if n.state == State::Dead || n.state == State::Delivered {
+                    continue;
+                }
+                *stats.pending.entry(n.channel.as_str().to_string()).or_default() += 1;
+                stats.oldest =
+                    Some(stats.oldest.map_or(n.created_at, |o: Timestamp| o.min(n.created_at)));
+            }
+        }
+        Ok(stats)
+    }
+
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -288,6 +393,10 @@ pub struct Batch<'txn> {
     timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
     event_incident: redb::Table<'txn, &'static [u8; 16], u64>,
     meta: redb::Table<'txn, &'static str, u64>,
+    notifications: redb::Table<'txn, u64, &'static [u8]>,
+    due: redb::Table<'txn, (i64, u64), ()>,
+    incident_notifications: redb::Table<'txn, (u64, u64), ()>,
+    disabled: redb::Table<'txn, &'static str, &'static str>,
 }
 
 impl Batch<'_> {
@@ -352,10 +461,91 @@ impl Batch<'_> {
 
     /// Allocates the next incident id (1, 2, …), durable with the batch.
     pub fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
-        let next = self.meta.get("next_incident_id")?.map(|v| v.value()).unwrap_or(1);
-        self.meta.insert("next_incident_id", next + 1)?;
+        self.next_id("next_incident_id")
+    }
+
+    pub fn next_notification_id(&mut self) -> Result<NotificationId, StoreError> {
+        self.next_id("next_notification_id")
+    }
+
+    fn next_id(&mut self, counter: &str) -> Result<u64, StoreError> {
+        let next = self.meta.get(counter)?.map(|v| v.value()).unwrap_or(1);
+        self.meta.insert(counter, next + 1)?;
         Ok(next)
     }
+
+    pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
+        match self.notifications.get(id)? {
+            Some(raw) => decode_notification(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a notification and keeps the due index in step with its state and due time.
+    pub fn put_notification(&mut self, n: &Notification) -> Result<(), StoreError> {
+        if let Some(old) = self.notification(n.id)?
+            && old.state.is_pending()
+        {
+            self.due.remove((old.due_at.as_millisecond(), n.id))?;
+        } else {
+            self.incident_notifications.insert((n.incident_id, n.id), ())?;
+        }
+        let bytes = serde_json::to_vec(n)
+            .map_err(|source| StoreError::EncodeIncident { id: n.incident_id, source })?;
+        self.notifications.insert(n.id, bytes.as_slice())?;
+        if n.state.is_pending() {
+            self.due.insert((n.due_at.as_millisecond(), n.id), ())?;
+        }
+        Ok(())
+    }
+
+    /// Pending notifications due at or before `now`, soonest first.
+    pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.due.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
+            let (key, _) = entry?;
+            if let Some(n) = self.notification(key.value().1)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn incident_notifications(
+        &self,
+        incident: IncidentId,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.incident_notifications.range((incident, 0)..=(incident, u64::MAX))? {
+            let (key, _) = entry?;
+            if let Some(n) = self.notification(key.value().1)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
+        self.disabled.insert(name, reason)?;
+        Ok(())
+    }
+
+    pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.disabled.get(name)?.map(|v| v.value().to_string()))
+    }
+}
+
+fn decode_notification(id: NotificationId, raw: &[u8]) -> Result<Notification, StoreError> {
+    serde_json::from_slice(raw).map_err(|source| StoreError::DecodeNotification { id, source })
+}
+
+/// What the outbox holds right now, for metrics and the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Pending notifications (queued, retrying or being sent), by channel.
+    pub pending: std::collections::BTreeMap<String, u64>,
+    /// When the longest-waiting pending notification was created.
+    pub oldest: Option<Timestamp>,
 }
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {

