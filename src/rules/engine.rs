@@ -53,7 +53,8 @@ impl Drop for Armed {
 }
 
 fn current_rule() -> Arc<str> {
-    RULE.with_borrow(|rule| rule.clone()).unwrap_or_else(|| Arc::from("?"))
+    RULE.with_borrow(|rule| rule.clone())
+        .unwrap_or_else(|| Arc::from("?"))
 }
 
 pub(super) fn build(limits: &RuleLimits) -> Engine {
@@ -109,8 +110,25 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
         Err("sleep is not available in rules".into())
     });
 
+    // Matching words in people's text is the common need of report rules; natively it is one
+    // call instead of a loop, a script function and a lower-cased copy of the text.
+    engine.register_fn("mentions_any", |text: &str, words: Array| {
+        words
+            .iter()
+            .filter_map(|w| w.read_lock::<ImmutableString>())
+            .any(|w| contains_ignoring_ascii_case(text, &w))
+    });
+
     register_decision(&mut engine);
     engine
+}
+
+fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {
+    let (text, word) = (text.as_bytes(), word.as_bytes());
+    word.is_empty()
+        || text
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
 }
 
 type Unit = Result<(), Box<EvalAltResult>>;
@@ -124,12 +142,14 @@ fn lift(outcome: Result<(), String>) -> Unit {
 /// bounds a generic function would need (`rhai::Variant`) are not public.
 macro_rules! mutator {
     ($engine:expr, $name:expr, $func:expr $(,)?) => {
-        FuncRegistration::new($name).with_purity(false).register_into_engine($engine, $func);
+        FuncRegistration::new($name)
+            .with_purity(false)
+            .register_into_engine($engine, $func);
     };
 }
 
-fn string_array(items: &std::collections::BTreeSet<String>) -> Array {
-    items.iter().map(|s| Dynamic::from(s.clone())).collect()
+fn string_array(items: &std::collections::BTreeSet<ImmutableString>) -> Array {
+    items.iter().map(|s| s.clone().into()).collect()
 }
 
 fn register_decision(engine: &mut Engine) {
@@ -139,13 +159,15 @@ fn register_decision(engine: &mut Engine) {
     macro_rules! with_optional_reason {
         ($name:literal, $method:ident) => {
             mutator!(engine, $name, |d: &mut Draft, arg: ImmutableString| {
-                lift(d.$method(&arg, None))
+                lift(d.$method(arg, None))
             });
-            mutator!(engine, $name, |d: &mut Draft,
-                                     arg: ImmutableString,
-                                     reason: ImmutableString| {
-                lift(d.$method(&arg, Some(&reason)))
-            },);
+            mutator!(
+                engine,
+                $name,
+                |d: &mut Draft, arg: ImmutableString, reason: ImmutableString| {
+                    lift(d.$method(arg, Some(&reason)))
+                },
+            );
         };
     }
     with_optional_reason!("set_severity", set_severity);
@@ -155,26 +177,36 @@ fn register_decision(engine: &mut Engine) {
     with_optional_reason!("set_sensitivity", set_sensitivity);
     with_optional_reason!("involve", involve);
 
-    mutator!(engine, "add_score", |d: &mut Draft, points: i64, reason: ImmutableString| lift(
-        d.add_score(points, &reason)
-    ),);
-    mutator!(engine, "set_customer_facing", |d: &mut Draft| { lift(d.set_customer_facing(None)) });
-    mutator!(engine, "set_customer_facing", |d: &mut Draft, reason: ImmutableString| lift(
-        d.set_customer_facing(Some(&reason))
-    ),);
-    mutator!(engine, "suppress", |d: &mut Draft, reason: ImmutableString| {
-        lift(d.suppress(&reason))
+    mutator!(
+        engine,
+        "add_score",
+        |d: &mut Draft, points: i64, reason: ImmutableString| lift(d.add_score(points, &reason)),
+    );
+    mutator!(engine, "set_customer_facing", |d: &mut Draft| {
+        lift(d.set_customer_facing(None))
     });
+    mutator!(
+        engine,
+        "set_customer_facing",
+        |d: &mut Draft, reason: ImmutableString| lift(d.set_customer_facing(Some(&reason))),
+    );
+    mutator!(
+        engine,
+        "suppress",
+        |d: &mut Draft, reason: ImmutableString| { lift(d.suppress(&reason)) }
+    );
 
     engine
         .register_get("score", |d: &mut Draft| d.state.score)
         .register_get("base_score", |d: &mut Draft| d.state.base_score)
         .register_get("severity", |d: &mut Draft| d.severity().to_owned())
         .register_get("policy", |d: &mut Draft| {
-            d.policy().map_or(Dynamic::UNIT, |p| p.to_owned().into())
+            d.policy().map_or(Dynamic::UNIT, |p| p.clone().into())
         })
         .register_get("tags", |d: &mut Draft| string_array(d.tags()))
-        .register_get("sensitivity", |d: &mut Draft| d.sensitivity().as_str().to_owned())
+        .register_get("sensitivity", |d: &mut Draft| {
+            d.sensitivity().as_str().to_owned()
+        })
         .register_get("customer_facing", |d: &mut Draft| d.customer_facing())
         .register_get("roles", |d: &mut Draft| string_array(d.roles()))
         .register_get("suppressed", |d: &mut Draft| d.is_suppressed())

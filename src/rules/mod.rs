@@ -18,6 +18,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,10 @@ pub struct Triage {
 
 impl Default for Triage {
     fn default() -> Self {
-        let threshold = |name: &str, min_score| Threshold { name: name.to_owned(), min_score };
+        let threshold = |name: &str, min_score| Threshold {
+            name: name.to_owned(),
+            min_score,
+        };
         Triage {
             severities: vec![
                 threshold("sev1", 80),
@@ -58,10 +62,15 @@ impl Default for Triage {
                 threshold("sev3", 40),
                 threshold("sev4", 0),
             ],
-            base_scores: [("critical", 80), ("error", 60), ("warning", 40), ("info", 10)]
-                .into_iter()
-                .map(|(word, score)| (word.to_owned(), score))
-                .collect(),
+            base_scores: [
+                ("critical", 80),
+                ("error", 60),
+                ("warning", 40),
+                ("info", 10),
+            ]
+            .into_iter()
+            .map(|(word, score)| (word.to_owned(), score))
+            .collect(),
             default_base_score: 20,
             verified_report_score: 60,
             unverified_report_score: 30,
@@ -257,7 +266,10 @@ impl RuleSet {
             match set.engine.compile_with_scope(&declared, &source) {
                 Ok(ast) => {
                     let name = path.file_name().unwrap_or_default().to_string_lossy();
-                    set.rules.push(Rule { name: Arc::from(name.as_ref()), ast });
+                    set.rules.push(Rule {
+                        name: Arc::from(name.as_ref()),
+                        ast,
+                    });
                 }
                 Err(err) => {
                     let pos = err.position();
@@ -270,24 +282,32 @@ impl RuleSet {
                 }
             }
         }
-        if errors.is_empty() { Ok(set) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
     }
 
     /// A rule set with no scripts: every event gets its base-score decision.
     pub fn empty(limits: &RuleLimits) -> RuleSet {
-        RuleSet { engine: engine::build(limits), rules: Vec::new(), limits: limits.clone() }
+        RuleSet {
+            engine: engine::build(limits),
+            rules: Vec::new(),
+            limits: limits.clone(),
+        }
     }
 
     /// File names of the scripts, in the order they run.
     pub fn names(&self) -> Vec<String> {
-        self.rules.iter().map(|r| r.name.to_string()).collect()
+        self.rules.iter().map(|r| String::from(&*r.name)).collect()
     }
 
     /// Runs every script against `event` and `incident` and returns the decision. Never fails:
     /// a script that errors or overruns is listed in the failures and its changes are dropped.
     pub fn evaluate(&self, event: &Event, incident: &IncidentView, triage: &Triage) -> Evaluation {
-        let severities: Arc<[Threshold]> = triage.severities.as_slice().into();
-        let mut state = State::new(base_score(event, triage));
+        let severities = shared_thresholds(&triage.severities);
+        let mut state = Arc::new(State::new(base_score(event, triage)));
         let mut rules_fired = Vec::new();
         let mut reasons = Vec::new();
         let mut failures = Vec::new();
@@ -301,7 +321,12 @@ impl RuleSet {
         let start = Instant::now();
 
         for (k, rule) in self.rules.iter().enumerate() {
-            scope.push("decision", Draft::new(Arc::clone(&severities), state.clone()));
+            let draft = Draft::new(
+                Arc::clone(&severities),
+                Arc::clone(&rule.name),
+                Arc::clone(&state),
+            );
+            scope.push("decision", draft);
             let run = {
                 let _armed = engine::arm(self.deadline(start, k + 1), &rule.name);
                 self.engine.run_ast_with_scope(&mut scope, &rule.ast)
@@ -315,12 +340,15 @@ impl RuleSet {
             match outcome {
                 Ok(draft) => {
                     if !draft.notes.is_empty() {
-                        rules_fired.push(rule.name.to_string());
-                        reasons.extend(draft.notes.iter().map(|n| format!("{}: {n}", rule.name)));
+                        rules_fired.push(String::from(&*rule.name));
+                        reasons.extend(draft.notes);
                     }
                     state = draft.state;
                 }
-                Err(error) => failures.push(RuleFailure { rule: rule.name.to_string(), error }),
+                Err(error) => failures.push(RuleFailure {
+                    rule: String::from(&*rule.name),
+                    error,
+                }),
             }
         }
 
@@ -335,7 +363,9 @@ impl RuleSet {
     fn deadline(&self, start: Instant, done: usize) -> Option<Instant> {
         let total = self.rules.len().max(1) as u128;
         let nanos = self.limits.time_budget.as_nanos() * done as u128 / total;
-        start.checked_add(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+        start.checked_add(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
     }
 
     fn describe(&self, err: &EvalAltResult) -> String {
@@ -348,9 +378,10 @@ impl RuleSet {
                 "stopped after its share of the {:?} time budget{at}",
                 self.limits.time_budget
             ),
-            EvalAltResult::ErrorTooManyOperations(..) => {
-                format!("stopped after {} operations{at}", self.limits.max_operations)
-            }
+            EvalAltResult::ErrorTooManyOperations(..) => format!(
+                "stopped after {} operations{at}",
+                self.limits.max_operations
+            ),
             EvalAltResult::ErrorStackOverflow(..) => format!(
                 "stopped: function calls nested deeper than {}{at}",
                 self.limits.max_call_levels
@@ -360,9 +391,24 @@ impl RuleSet {
     }
 }
 
+/// The thresholds as the drafts hold them. Kept per thread and reused while the triage config is
+/// unchanged, so an evaluation does not copy every threshold name.
+fn shared_thresholds(thresholds: &[Threshold]) -> Arc<[Threshold]> {
+    thread_local! {
+        static LAST: RefCell<Option<Arc<[Threshold]>>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(shared) if **shared == *thresholds => Arc::clone(shared),
+        _ => Arc::clone(last.insert(thresholds.into())),
+    })
+}
+
 /// The `decision` a script left in scope, if it is still a decision.
 fn take_draft(scope: &mut Scope) -> Result<Draft, String> {
-    let value = scope.get_mut("decision").map(std::mem::take).unwrap_or_default();
+    let value = scope
+        .get_mut("decision")
+        .map(std::mem::take)
+        .unwrap_or_default();
     let type_name = value.type_name();
     value.try_cast::<Draft>().ok_or_else(|| {
         format!("`decision` was replaced by a {type_name}; change it only through its methods")

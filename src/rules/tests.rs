@@ -407,6 +407,19 @@ fn the_incident_is_visible_with_its_age() {
 }
 
 #[test]
+fn mentions_any_matches_substrings_ignoring_case() {
+    let d = decide(
+        r#"
+        if "My CARD was charged".mentions_any(["iban", "card"]) { decision.tag("card"); }
+        if "all fine".mentions_any(["card"]) { decision.tag("wrong"); }
+        if !"text".mentions_any([]) { decision.tag("empty-list"); }
+        "#,
+        &alert(None),
+    );
+    assert_eq!(d.tags, set(&["card", "empty-list"]));
+}
+
+#[test]
 fn print_and_debug_do_not_disturb_the_rule() {
     let d = decide(r#"print("hello"); debug(decision); decision.tag("ok");"#, &alert(None));
     assert!(d.tags.contains("ok"));

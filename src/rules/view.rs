@@ -4,15 +4,36 @@
 //! of building them (a large share of a cheap script's run) is paid once, not per script.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use jiff::Timestamp;
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, ImmutableString, Map};
 
 use super::IncidentView;
-use crate::event::Event;
+use crate::event::{Action, Event, Format, Kind};
 
 fn text(s: &str) -> Dynamic {
-    Dynamic::from(s.to_owned())
+    // Straight into Rhai's string type: going through `String` costs a copy and a free.
+    ImmutableString::from(s).into()
+}
+
+/// Builds a map with the given keys, which must be sorted. A template with those keys and unit
+/// values is built once; each call clones it and fills the values in key order. That skips
+/// every key comparison of building the map entry by entry, which is most of the cost here:
+/// Rhai's map keys are small-string-optimized and slow to compare.
+macro_rules! record {
+    ($($key:literal => $value:expr),+ $(,)?) => {{
+        static TEMPLATE: LazyLock<Map> = LazyLock::new(|| {
+            let keys = [$($key),+];
+            debug_assert!(keys.is_sorted(), "record keys must be sorted: {keys:?}");
+            keys.into_iter().map(|k| (k.into(), Dynamic::UNIT)).collect()
+        });
+        let mut map = TEMPLATE.clone();
+        for (slot, value) in map.values_mut().zip([$($value),+]) {
+            *slot = value;
+        }
+        Dynamic::from_map(map)
+    }};
 }
 
 fn optional<T>(value: Option<T>, f: impl FnOnce(T) -> Dynamic) -> Dynamic {
@@ -20,8 +41,27 @@ fn optional<T>(value: Option<T>, f: impl FnOnce(T) -> Dynamic) -> Dynamic {
 }
 
 fn string_map(map: &BTreeMap<String, String>) -> Dynamic {
-    let map: Map = map.iter().map(|(k, v)| (k.as_str().into(), text(v))).collect();
-    map.into()
+    // Inserted one by one: the source is already sorted, and `collect` would sort and
+    // de-duplicate it again through a temporary vector.
+    let mut out = Map::new();
+    for (k, v) in map {
+        out.insert(k.as_str().into(), text(v));
+    }
+    Dynamic::from_map(out)
+}
+
+/// One shared Rhai string per variant of a closed set (format, kind, action), so that naming
+/// one in an event's map is a reference-count increment instead of an allocation.
+macro_rules! shared_name {
+    ($value:expr, $ty:ty, [$($variant:expr),+ $(,)?]) => {{
+        static NAMES: LazyLock<Vec<($ty, ImmutableString)>> =
+            LazyLock::new(|| vec![$(($variant, $variant.as_str().into())),+]);
+        let value: $ty = $value;
+        NAMES
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map_or_else(|| text(value.as_str()), |(_, name)| name.clone().into())
+    }};
 }
 
 /// Rhai integers are i64; a u64 beyond that range saturates rather than wrapping negative.
@@ -45,8 +85,11 @@ fn json(value: &serde_json::Value) -> Dynamic {
 }
 
 fn json_object(fields: &serde_json::Map<String, serde_json::Value>) -> Dynamic {
-    let map: Map = fields.iter().map(|(k, v)| (k.as_str().into(), json(v))).collect();
-    map.into()
+    let mut map = Map::new();
+    for (k, v) in fields {
+        map.insert(k.as_str().into(), json(v));
+    }
+    Dynamic::from_map(map)
 }
 
 pub(super) fn event(event: &Event) -> Dynamic {
@@ -54,55 +97,62 @@ pub(super) fn event(event: &Event) -> Dynamic {
         .links
         .iter()
         .map(|link| {
-            let mut map = Map::new();
-            map.insert("href".into(), text(&link.href));
-            map.insert("text".into(), optional(link.text.as_deref(), text));
-            map.into()
+            record! {
+                "href" => text(&link.href),
+                "text" => optional(link.text.as_deref(), text),
+            }
         })
         .collect();
     let customer = optional(event.customer.as_ref(), |c| {
-        let mut map = Map::new();
-        map.insert("id".into(), optional(c.id.as_deref(), text));
-        map.insert("name".into(), optional(c.name.as_deref(), text));
-        map.insert("email".into(), optional(c.email.as_deref(), text));
-        map.insert("phone".into(), optional(c.phone.as_deref(), text));
-        map.into()
+        record! {
+            "email" => optional(c.email.as_deref(), text),
+            "id" => optional(c.id.as_deref(), text),
+            "name" => optional(c.name.as_deref(), text),
+            "phone" => optional(c.phone.as_deref(), text),
+        }
     });
-
-    let mut map = Map::new();
-    map.insert("id".into(), text(&event.id.to_string()));
-    map.insert("source".into(), text(&event.source));
-    map.insert("format".into(), text(event.format.as_str()));
-    map.insert("kind".into(), text(event.kind.as_str()));
-    map.insert("action".into(), text(event.action.as_str()));
-    map.insert("dedup_key".into(), text(&event.dedup_key));
-    map.insert("fingerprint".into(), optional(event.fingerprint.as_deref(), text));
-    map.insert("labels".into(), string_map(&event.labels));
-    map.insert("annotations".into(), string_map(&event.annotations));
-    map.insert("summary".into(), text(&event.summary));
-    map.insert("severity".into(), optional(event.severity.as_deref(), text));
-    map.insert("service".into(), optional(event.service.as_deref(), text));
-    map.insert("starts_at".into(), optional(event.starts_at, |t| text(&t.to_string())));
-    map.insert("links".into(), links.into());
-    map.insert("customer".into(), customer);
-    map.insert("verified".into(), event.verified.into());
-    map.insert("details".into(), json_object(&event.details));
-    map.into()
+    record! {
+        "action" => shared_name!(event.action, Action, [Action::Trigger, Action::Acknowledge, Action::Resolve]),
+        "annotations" => string_map(&event.annotations),
+        "customer" => customer,
+        "dedup_key" => text(&event.dedup_key),
+        "details" => json_object(&event.details),
+        "fingerprint" => optional(event.fingerprint.as_deref(), text),
+        "format" => shared_name!(event.format, Format, [
+            Format::AlertmanagerV2,
+            Format::Pagerduty,
+            Format::AlertmanagerWebhook,
+            Format::Report,
+            Format::Canonical,
+        ]),
+        "id" => text(&event.id.to_string()),
+        "kind" => shared_name!(event.kind, Kind, [Kind::Alert, Kind::Report]),
+        "labels" => string_map(&event.labels),
+        "links" => links.into(),
+        "service" => optional(event.service.as_deref(), text),
+        "severity" => optional(event.severity.as_deref(), text),
+        "source" => text(&event.source),
+        "starts_at" => optional(event.starts_at, |t| text(&t.to_string())),
+        "summary" => text(&event.summary),
+        "verified" => event.verified.into(),
+    }
 }
 
 /// `now` is the event's arrival time, not the wall clock: the same event and incident always
 /// give the same `age_seconds`, so offline rule tests reproduce what the daemon decided.
 pub(super) fn incident(incident: &IncidentView, now: Timestamp) -> Dynamic {
-    let age = now.as_second().saturating_sub(incident.first_seen.as_second());
-    let mut map = Map::new();
-    map.insert("id".into(), int(incident.id));
-    map.insert("is_new".into(), incident.is_new.into());
-    map.insert("status".into(), text(&incident.status));
-    map.insert("count".into(), int(incident.count));
-    map.insert("first_seen".into(), text(&incident.first_seen.to_string()));
-    map.insert("last_seen".into(), text(&incident.last_seen.to_string()));
-    map.insert("age_seconds".into(), age.max(0).into());
-    map.insert("severity".into(), optional(incident.severity.as_deref(), text));
-    map.insert("score".into(), optional(incident.score, Dynamic::from));
-    map.into()
+    let age = now
+        .as_second()
+        .saturating_sub(incident.first_seen.as_second());
+    record! {
+        "age_seconds" => age.max(0).into(),
+        "count" => int(incident.count),
+        "first_seen" => text(&incident.first_seen.to_string()),
+        "id" => int(incident.id),
+        "is_new" => incident.is_new.into(),
+        "last_seen" => text(&incident.last_seen.to_string()),
+        "score" => optional(incident.score, Dynamic::from),
+        "severity" => optional(incident.severity.as_deref(), text),
+        "status" => text(&incident.status),
+    }
 }
