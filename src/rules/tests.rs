@@ -758,6 +758,39 @@ fn shipped_decision(event: &Event, incident: &IncidentView) -> Decision {
 }
 
 #[test]
+fn the_readme_examples_run() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/README.md"))
+            .expect("rules/README.md");
+    let example = readme
+        .split("```rhai\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a rhai example block");
+    let rules = load(&[("10-readme.rhai", example)]);
+    let mut staging_payments = alert(Some("critical"));
+    staging_payments.service = Some("payments".into());
+    staging_payments
+        .labels
+        .insert("env".into(), "staging".into());
+    let mut report = report(true, "I cannot pay");
+    report.customer.as_mut().unwrap().email = Some("jo@example.com".into());
+    let run = |event: &Event| {
+        let evaluation = rules.evaluate(event, &incident(), &Triage::default());
+        assert_eq!(evaluation.failures, [], "{event:?}");
+        evaluation.decision
+    };
+    assert!(run(&alert(None)).rules_fired.is_empty());
+    let d = run(&staging_payments);
+    assert_eq!((d.score, d.severity.as_str()), (110, "sev3"));
+    assert_eq!(d.policy.as_deref(), Some("payments"));
+    let d = run(&report);
+    assert_eq!(d.severity, "sev1");
+    assert_eq!(d.sensitivity, Sensitivity::Personal);
+    assert!(d.roles.contains("legal_liaison"));
+}
+
+#[test]
 fn shipped_rules_load_in_order() {
     assert_eq!(
         shipped().names(),
