@@ -25,7 +25,7 @@ pub(super) const BOUND_NAMES: [&str; 3] = ["event", "incident", "decision"];
 /// cost about as much as the operations themselves.
 const CLOCK_EVERY_OPS: u64 = 64;
 
-/// The value `on_progress` halts a script with; [`super::describe`] turns it into a message.
+/// The value `on_progress` halts a script with (`RuleSet::describe` words the failure).
 pub(super) const HALTED_BY_DEADLINE: &str = "time budget spent";
 
 thread_local! {
