@@ -158,7 +158,8 @@ impl Draft {
         Arc::make_mut(&mut self.state)
     }
 
-    /// Records `rule: what… (reason)`. Built by hand rather than with `format!`: this runs for
+    /// Records `rule: what… (reason)`. Called before the change it describes, so that a script
+    /// catching the "too many changes" error cannot keep a change without its reason. Built by hand rather than with `format!`: this runs for
     /// every change of every event, and the formatting machinery was a visible share of it.
     fn note(&mut self, what: &[&str], reason: Option<&str>) -> Outcome {
         if self.notes.len() >= MAX_NOTES_PER_RULE {
@@ -204,13 +205,14 @@ impl Draft {
         if points == 0 {
             return Ok(());
         }
+        let signed = format!("{points:+}");
+        match clip(reason.trim()) {
+            reason if reason.is_empty() => self.note(&[&signed], None)?,
+            reason => self.note(&[&signed, " ", &reason], None)?,
+        }
         let score = self.state.score.saturating_add(points);
         self.state_mut().score = score;
-        let points = format!("{points:+}");
-        match clip(reason.trim()) {
-            reason if reason.is_empty() => self.note(&[&points], None),
-            reason => self.note(&[&points, " ", &reason], None),
-        }
+        Ok(())
     }
 
     pub(super) fn set_severity(&mut self, name: ImmutableString, reason: Option<&str>) -> Outcome {
@@ -218,8 +220,9 @@ impl Draft {
         if self.state.forced == Some(index) {
             return Ok(());
         }
+        self.note(&["severity set to ", &name], reason)?;
         self.state_mut().forced = Some(index);
-        self.note(&["severity set to ", &name], reason)
+        Ok(())
     }
 
     pub(super) fn cap_severity(&mut self, name: ImmutableString, reason: Option<&str>) -> Outcome {
@@ -228,8 +231,9 @@ impl Draft {
         if self.state.cap.is_some_and(|cap| cap >= index) {
             return Ok(());
         }
+        self.note(&["severity capped at ", &name], reason)?;
         self.state_mut().cap = Some(index);
-        self.note(&["severity capped at ", &name], reason)
+        Ok(())
     }
 
     pub(super) fn set_policy(&mut self, name: ImmutableString, reason: Option<&str>) -> Outcome {
@@ -237,8 +241,9 @@ impl Draft {
         if self.state.policy.as_ref() == Some(&name) {
             return Ok(());
         }
-        self.state_mut().policy = Some(name.clone());
-        self.note(&["policy ", &name], reason)
+        self.note(&["policy ", &name], reason)?;
+        self.state_mut().policy = Some(name);
+        Ok(())
     }
 
     pub(super) fn tag(&mut self, name: ImmutableString, reason: Option<&str>) -> Outcome {
@@ -249,8 +254,9 @@ impl Draft {
         if self.state.tags.len() >= MAX_TAGS {
             return Err(format!("a decision may carry at most {MAX_TAGS} tags"));
         }
-        self.state_mut().tags.insert(name.clone());
-        self.note(&["tag ", &name], reason)
+        self.note(&["tag ", &name], reason)?;
+        self.state_mut().tags.insert(name);
+        Ok(())
     }
 
     pub(super) fn set_sensitivity(
@@ -268,16 +274,18 @@ impl Draft {
         if level <= self.state.sensitivity {
             return Ok(());
         }
+        self.note(&["sensitivity ", level.as_str()], reason)?;
         self.state_mut().sensitivity = level;
-        self.note(&["sensitivity ", level.as_str()], reason)
+        Ok(())
     }
 
     pub(super) fn set_customer_facing(&mut self, reason: Option<&str>) -> Outcome {
         if self.state.customer_facing {
             return Ok(());
         }
+        self.note(&["customer-facing"], reason)?;
         self.state_mut().customer_facing = true;
-        self.note(&["customer-facing"], reason)
+        Ok(())
     }
 
     pub(super) fn involve(&mut self, role: ImmutableString, reason: Option<&str>) -> Outcome {
@@ -288,8 +296,9 @@ impl Draft {
         if self.state.roles.len() >= MAX_ROLES {
             return Err(format!("a decision may involve at most {MAX_ROLES} roles"));
         }
-        self.state_mut().roles.insert(role.clone());
-        self.note(&["involve ", &role], reason)
+        self.note(&["involve ", &role], reason)?;
+        self.state_mut().roles.insert(role);
+        Ok(())
     }
 
     pub(super) fn suppress(&mut self, reason: &str) -> Outcome {
