@@ -22,10 +22,7 @@ fn at(s: &str) -> Timestamp {
 }
 
 fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn alert() -> Event {
@@ -49,14 +46,8 @@ fn alert() -> Event {
         ]),
         annotations: strings(&[
             ("summary", "Checkout 5xx rate above 5% for 5 minutes"),
-            (
-                "description",
-                "checkout-api returns 7.2% errors on POST /orders",
-            ),
-            (
-                "runbook_url",
-                "https://runbooks.example.com/checkout/errors",
-            ),
+            ("description", "checkout-api returns 7.2% errors on POST /orders"),
+            ("runbook_url", "https://runbooks.example.com/checkout/errors"),
         ]),
         summary: "Checkout 5xx rate above 5% for 5 minutes".into(),
         severity: Some("critical".into()),
@@ -147,11 +138,7 @@ fn main() {
     let cases = [("alert", alert()), ("report", report())];
     for (name, event) in &cases {
         let evaluation = rules.evaluate(event, &incident, &triage);
-        assert!(
-            evaluation.failures.is_empty(),
-            "{name}: {:?}",
-            evaluation.failures
-        );
+        assert!(evaluation.failures.is_empty(), "{name}: {:?}", evaluation.failures);
     }
 
     let mut criterion = Criterion::default().configure_from_args();

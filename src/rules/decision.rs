@@ -31,12 +31,8 @@ pub enum Sensitivity {
 
 impl Sensitivity {
     /// Every level, least sensitive first: the names scripts may pass to `set_sensitivity`.
-    pub const ALL: [Sensitivity; 4] = [
-        Sensitivity::None,
-        Sensitivity::Internal,
-        Sensitivity::Personal,
-        Sensitivity::Financial,
-    ];
+    pub const ALL: [Sensitivity; 4] =
+        [Sensitivity::None, Sensitivity::Internal, Sensitivity::Personal, Sensitivity::Financial];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,12 +142,7 @@ type Outcome = Result<(), String>;
 
 impl Draft {
     pub(super) fn new(severities: Arc<[Threshold]>, rule: Arc<str>, state: Arc<State>) -> Draft {
-        Draft {
-            severities,
-            rule,
-            state,
-            notes: Vec::new(),
-        }
+        Draft { severities, rule, state, notes: Vec::new() }
     }
 
     fn state_mut(&mut self) -> &mut State {
@@ -184,16 +175,10 @@ impl Draft {
     }
 
     fn severity_index(&self, name: &str) -> Result<usize, String> {
-        self.severities
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.severities.iter().map(|t| t.name.as_str()).collect();
-                format!(
-                    "unknown severity {name:?}: expected one of {}",
-                    names.join(", ")
-                )
-            })
+        self.severities.iter().position(|t| t.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.severities.iter().map(|t| t.name.as_str()).collect();
+            format!("unknown severity {name:?}: expected one of {}", names.join(", "))
+        })
     }
 
     /// The severity the event would get if no further script ran.
@@ -266,10 +251,7 @@ impl Draft {
     ) -> Outcome {
         let level = Sensitivity::parse(&level).ok_or_else(|| {
             let names: Vec<&str> = Sensitivity::ALL.iter().map(|s| s.as_str()).collect();
-            format!(
-                "unknown sensitivity {level:?}: expected one of {}",
-                names.join(", ")
-            )
+            format!("unknown sensitivity {level:?}: expected one of {}", names.join(", "))
         })?;
         if level <= self.state.sensitivity {
             return Ok(());
@@ -387,18 +369,10 @@ pub(super) fn finish(
         base_score: state.base_score,
         severity,
         policy: state.policy.map(ImmutableString::into_owned),
-        tags: state
-            .tags
-            .into_iter()
-            .map(ImmutableString::into_owned)
-            .collect(),
+        tags: state.tags.into_iter().map(ImmutableString::into_owned).collect(),
         sensitivity: state.sensitivity,
         customer_facing: state.customer_facing,
-        roles: state
-            .roles
-            .into_iter()
-            .map(ImmutableString::into_owned)
-            .collect(),
+        roles: state.roles.into_iter().map(ImmutableString::into_owned).collect(),
         suppressed: state.suppressed,
         rules_fired,
         reasons,

@@ -53,8 +53,7 @@ impl Drop for Armed {
 }
 
 fn current_rule() -> Arc<str> {
-    RULE.with_borrow(|rule| rule.clone())
-        .unwrap_or_else(|| Arc::from("?"))
+    RULE.with_borrow(|rule| rule.clone()).unwrap_or_else(|| Arc::from("?"))
 }
 
 pub(super) fn build(limits: &RuleLimits) -> Engine {
@@ -125,10 +124,7 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
 
 fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {
     let (text, word) = (text.as_bytes(), word.as_bytes());
-    word.is_empty()
-        || text
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
+    word.is_empty() || text.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word))
 }
 
 type Unit = Result<(), Box<EvalAltResult>>;
@@ -142,9 +138,7 @@ fn lift(outcome: Result<(), String>) -> Unit {
 /// bounds a generic function would need (`rhai::Variant`) are not public.
 macro_rules! mutator {
     ($engine:expr, $name:expr, $func:expr $(,)?) => {
-        FuncRegistration::new($name)
-            .with_purity(false)
-            .register_into_engine($engine, $func);
+        FuncRegistration::new($name).with_purity(false).register_into_engine($engine, $func);
     };
 }
 
@@ -161,13 +155,11 @@ fn register_decision(engine: &mut Engine) {
             mutator!(engine, $name, |d: &mut Draft, arg: ImmutableString| {
                 lift(d.$method(arg, None))
             });
-            mutator!(
-                engine,
-                $name,
-                |d: &mut Draft, arg: ImmutableString, reason: ImmutableString| {
-                    lift(d.$method(arg, Some(&reason)))
-                },
-            );
+            mutator!(engine, $name, |d: &mut Draft,
+                                     arg: ImmutableString,
+                                     reason: ImmutableString| {
+                lift(d.$method(arg, Some(&reason)))
+            },);
         };
     }
     with_optional_reason!("set_severity", set_severity);
@@ -177,24 +169,16 @@ fn register_decision(engine: &mut Engine) {
     with_optional_reason!("set_sensitivity", set_sensitivity);
     with_optional_reason!("involve", involve);
 
-    mutator!(
-        engine,
-        "add_score",
-        |d: &mut Draft, points: i64, reason: ImmutableString| lift(d.add_score(points, &reason)),
-    );
-    mutator!(engine, "set_customer_facing", |d: &mut Draft| {
-        lift(d.set_customer_facing(None))
+    mutator!(engine, "add_score", |d: &mut Draft, points: i64, reason: ImmutableString| lift(
+        d.add_score(points, &reason)
+    ),);
+    mutator!(engine, "set_customer_facing", |d: &mut Draft| { lift(d.set_customer_facing(None)) });
+    mutator!(engine, "set_customer_facing", |d: &mut Draft, reason: ImmutableString| lift(
+        d.set_customer_facing(Some(&reason))
+    ),);
+    mutator!(engine, "suppress", |d: &mut Draft, reason: ImmutableString| {
+        lift(d.suppress(&reason))
     });
-    mutator!(
-        engine,
-        "set_customer_facing",
-        |d: &mut Draft, reason: ImmutableString| lift(d.set_customer_facing(Some(&reason))),
-    );
-    mutator!(
-        engine,
-        "suppress",
-        |d: &mut Draft, reason: ImmutableString| { lift(d.suppress(&reason)) }
-    );
 
     engine
         .register_get("score", |d: &mut Draft| d.state.score)
@@ -204,9 +188,7 @@ fn register_decision(engine: &mut Engine) {
             d.policy().map_or(Dynamic::UNIT, |p| p.clone().into())
         })
         .register_get("tags", |d: &mut Draft| string_array(d.tags()))
-        .register_get("sensitivity", |d: &mut Draft| {
-            d.sensitivity().as_str().to_owned()
-        })
+        .register_get("sensitivity", |d: &mut Draft| d.sensitivity().as_str().to_owned())
         .register_get("customer_facing", |d: &mut Draft| d.customer_facing())
         .register_get("roles", |d: &mut Draft| string_array(d.roles()))
         .register_get("suppressed", |d: &mut Draft| d.is_suppressed())

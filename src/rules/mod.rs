@@ -51,10 +51,7 @@ pub struct Triage {
 
 impl Default for Triage {
     fn default() -> Self {
-        let threshold = |name: &str, min_score| Threshold {
-            name: name.to_owned(),
-            min_score,
-        };
+        let threshold = |name: &str, min_score| Threshold { name: name.to_owned(), min_score };
         Triage {
             severities: vec![
                 threshold("sev1", 80),
@@ -62,15 +59,10 @@ impl Default for Triage {
                 threshold("sev3", 40),
                 threshold("sev4", 0),
             ],
-            base_scores: [
-                ("critical", 80),
-                ("error", 60),
-                ("warning", 40),
-                ("info", 10),
-            ]
-            .into_iter()
-            .map(|(word, score)| (word.to_owned(), score))
-            .collect(),
+            base_scores: [("critical", 80), ("error", 60), ("warning", 40), ("info", 10)]
+                .into_iter()
+                .map(|(word, score)| (word.to_owned(), score))
+                .collect(),
             default_base_score: 20,
             verified_report_score: 60,
             unverified_report_score: 30,
@@ -266,10 +258,7 @@ impl RuleSet {
             match set.engine.compile_with_scope(&declared, &source) {
                 Ok(ast) => {
                     let name = path.file_name().unwrap_or_default().to_string_lossy();
-                    set.rules.push(Rule {
-                        name: Arc::from(name.as_ref()),
-                        ast,
-                    });
+                    set.rules.push(Rule { name: Arc::from(name.as_ref()), ast });
                 }
                 Err(err) => {
                     let pos = err.position();
@@ -282,20 +271,12 @@ impl RuleSet {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(set)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(set) } else { Err(errors) }
     }
 
     /// A rule set with no scripts: every event gets its base-score decision.
     pub fn empty(limits: &RuleLimits) -> RuleSet {
-        RuleSet {
-            engine: engine::build(limits),
-            rules: Vec::new(),
-            limits: limits.clone(),
-        }
+        RuleSet { engine: engine::build(limits), rules: Vec::new(), limits: limits.clone() }
     }
 
     /// File names of the scripts, in the order they run.
@@ -321,11 +302,8 @@ impl RuleSet {
         let start = Instant::now();
 
         for (k, rule) in self.rules.iter().enumerate() {
-            let draft = Draft::new(
-                Arc::clone(&severities),
-                Arc::clone(&rule.name),
-                Arc::clone(&state),
-            );
+            let draft =
+                Draft::new(Arc::clone(&severities), Arc::clone(&rule.name), Arc::clone(&state));
             scope.push("decision", draft);
             let run = {
                 let _armed = engine::arm(self.deadline(start, k + 1), &rule.name);
@@ -345,10 +323,7 @@ impl RuleSet {
                     }
                     state = draft.state;
                 }
-                Err(error) => failures.push(RuleFailure {
-                    rule: String::from(&*rule.name),
-                    error,
-                }),
+                Err(error) => failures.push(RuleFailure { rule: String::from(&*rule.name), error }),
             }
         }
 
@@ -363,9 +338,7 @@ impl RuleSet {
     fn deadline(&self, start: Instant, done: usize) -> Option<Instant> {
         let total = self.rules.len().max(1) as u128;
         let nanos = self.limits.time_budget.as_nanos() * done as u128 / total;
-        start.checked_add(Duration::from_nanos(
-            u64::try_from(nanos).unwrap_or(u64::MAX),
-        ))
+        start.checked_add(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
     }
 
     fn describe(&self, err: &EvalAltResult) -> String {
@@ -378,10 +351,9 @@ impl RuleSet {
                 "stopped after its share of the {:?} time budget{at}",
                 self.limits.time_budget
             ),
-            EvalAltResult::ErrorTooManyOperations(..) => format!(
-                "stopped after {} operations{at}",
-                self.limits.max_operations
-            ),
+            EvalAltResult::ErrorTooManyOperations(..) => {
+                format!("stopped after {} operations{at}", self.limits.max_operations)
+            }
             EvalAltResult::ErrorStackOverflow(..) => format!(
                 "stopped: function calls nested deeper than {}{at}",
                 self.limits.max_call_levels
@@ -405,10 +377,7 @@ fn shared_thresholds(thresholds: &[Threshold]) -> Arc<[Threshold]> {
 
 /// The `decision` a script left in scope, if it is still a decision.
 fn take_draft(scope: &mut Scope) -> Result<Draft, String> {
-    let value = scope
-        .get_mut("decision")
-        .map(std::mem::take)
-        .unwrap_or_default();
+    let value = scope.get_mut("decision").map(std::mem::take).unwrap_or_default();
     let type_name = value.type_name();
     value.try_cast::<Draft>().ok_or_else(|| {
         format!("`decision` was replaced by a {type_name}; change it only through its methods")

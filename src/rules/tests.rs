@@ -770,9 +770,7 @@ fn the_readme_examples_run() {
     let rules = load(&[("10-readme.rhai", example)]);
     let mut staging_payments = alert(Some("critical"));
     staging_payments.service = Some("payments".into());
-    staging_payments
-        .labels
-        .insert("env".into(), "staging".into());
+    staging_payments.labels.insert("env".into(), "staging".into());
     let mut report = report(true, "I cannot pay");
     report.customer.as_mut().unwrap().email = Some("jo@example.com".into());
     let run = |event: &Event| {

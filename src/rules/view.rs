@@ -141,9 +141,7 @@ pub(super) fn event(event: &Event) -> Dynamic {
 /// `now` is the event's arrival time, not the wall clock: the same event and incident always
 /// give the same `age_seconds`, so offline rule tests reproduce what the daemon decided.
 pub(super) fn incident(incident: &IncidentView, now: Timestamp) -> Dynamic {
-    let age = now
-        .as_second()
-        .saturating_sub(incident.first_seen.as_second());
+    let age = now.as_second().saturating_sub(incident.first_seen.as_second());
     record! {
         "age_seconds" => age.max(0).into(),
         "count" => int(incident.count),
