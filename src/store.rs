@@ -446,15 +446,14 @@ impl Batch<'_> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut next = match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
+        let first = match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
             Some(last) => last?.0.value().1 + 1,
             None => 0,
         };
-        for entry in entries {
+        for (seq, entry) in (first..).zip(entries) {
             let bytes = serde_json::to_vec(entry)
                 .map_err(|source| StoreError::EncodeIncident { id, source })?;
-            self.timeline.insert((id, next), bytes.as_slice())?;
-            next += 1;
+            self.timeline.insert((id, seq), bytes.as_slice())?;
         }
         Ok(())
     }
