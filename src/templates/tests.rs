@@ -587,3 +587,15 @@ fn a_large_bundle_renders_within_fuel() {
         }
     }
 }
+
+#[test]
+fn check_variables_accepts_loop_variables_globals_and_optional_labels() {
+    let templates = load(&[(
+        "log/default.text.j2",
+        "{% set ns = namespace(n=0) %}{% for i in bundle %}{{ loop.index }}:{{ i.id }} \
+         {% endfor %}{{ range(3) | length }}{% if incident.labels.team %}x{% endif %}\
+         {{ incident.labels.owner | default(\"-\") }}",
+    )]);
+    let errors = templates.check_variables();
+    assert!(errors.is_empty(), "{:#?}", errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+}
