@@ -13,6 +13,8 @@
 //! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
+//! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
+//!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
@@ -41,3 +43,4 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
