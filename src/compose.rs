@@ -8,6 +8,7 @@
 use crate::incident::Incident;
 use crate::notify::{Channel, Message};
 use crate::outbox::{Notification, Reason, Rendered};
+use crate::templates::{NoticeKind, RenderContext};
 
 /// Where links in messages point.
 #[derive(Debug, Clone, Default)]
@@ -71,9 +72,25 @@ pub fn render(
     reason: Reason,
     delivery: &crate::policy::Delivery,
 ) -> (Rendered, Option<String>) {
-    let links = Links { dashboard_url: rt.config.notifications.dashboard_url.clone() };
-    let _ = delivery;
-    (plain(incident, reason, &links), None)
+    let kind = match reason {
+        Reason::New => NoticeKind::New,
+        Reason::Resolved => NoticeKind::Resolved,
+    };
+    let mut ctx = RenderContext::new(incident, kind);
+    ctx.dashboard_url = rt
+        .config
+        .notifications
+        .dashboard_url
+        .as_ref()
+        .map(|u| format!("{u}/incidents/{}", incident.id));
+    ctx.recipient_name = delivery
+        .recipient
+        .person
+        .as_ref()
+        .and_then(|id| rt.config.policies.people.get(id))
+        .map(|p| p.name.clone());
+    let r = rt.templates.render(delivery.channel, &delivery.audience, &ctx);
+    (Rendered { subject: r.subject, text: r.text, html: r.html, payload: r.payload }, r.fallback)
 }
 
 /// The message for one notification as stored, with its idempotency id.

@@ -135,14 +135,16 @@ impl OpenSummary {
 /// it, after each commit, so readers never see a change that is not on disk.
 #[derive(Debug, Default)]
 pub struct OpenIndex {
-    map: RwLock<HashMap<(String, String), OpenSummary>>,
+    /// source → dedup key → summary: two levels so lookups borrow `&str` instead of building
+    /// an owned key per event.
+    map: RwLock<HashMap<String, HashMap<String, OpenSummary>>>,
 }
 
 impl OpenIndex {
     /// The view the rules get for `event`: its open incident, or a new one.
     pub fn view(&self, event: &Event) -> IncidentView {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        match map.get(&(event.source.clone(), event.dedup_key.clone())) {
+        match map.get(event.source.as_str()).and_then(|m| m.get(event.dedup_key.as_str())) {
             Some(s) => IncidentView {
                 id: s.id,
                 is_new: false,
@@ -159,7 +161,7 @@ impl OpenIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.map.read().unwrap_or_else(|e| e.into_inner()).values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -168,22 +170,32 @@ impl OpenIndex {
 
     fn get(&self, source: &str, key: &str) -> Option<IncidentId> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&(source.to_string(), key.to_string())).map(|s| s.id)
+        map.get(source).and_then(|m| m.get(key)).map(|s| s.id)
     }
 
     fn quiet_since(&self, cutoff: Timestamp) -> Vec<IncidentId> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|s| s.last_seen < cutoff).map(|s| s.id).collect()
+        map.values()
+            .flat_map(HashMap::values)
+            .filter(|s| s.last_seen < cutoff)
+            .map(|s| s.id)
+            .collect()
     }
 
     fn apply(&self, changed: impl IntoIterator<Item = Incident>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         for incident in changed {
-            let key = (incident.source.clone(), incident.dedup_key.clone());
             if incident.status.is_open() {
-                map.insert(key, OpenSummary::of(&incident));
-            } else if map.get(&key).is_some_and(|s| s.id == incident.id) {
-                map.remove(&key);
+                map.entry(incident.source.clone())
+                    .or_default()
+                    .insert(incident.dedup_key.clone(), OpenSummary::of(&incident));
+            } else if let Some(keys) = map.get_mut(incident.source.as_str())
+                && keys.get(incident.dedup_key.as_str()).is_some_and(|s| s.id == incident.id)
+            {
+                keys.remove(incident.dedup_key.as_str());
+                if keys.is_empty() {
+                    map.remove(incident.source.as_str());
+                }
             }
         }
     }
@@ -350,11 +362,32 @@ struct Writer {
 #[derive(Default)]
 struct Changes {
     incidents: HashMap<IncidentId, Incident>,
-    open: HashMap<(String, String), Option<IncidentId>>,
+    /// source → dedup key → the open incident as of this batch (None: closed in it).
+    open: HashMap<String, HashMap<String, Option<IncidentId>>>,
+    /// Incidents that were open before this batch began (the open index must drop them when
+    /// they close) — the rest were opened by it.
+    was_open: std::collections::HashSet<IncidentId>,
+    /// Timeline entries to write at the end of the batch, per incident in first-touch order:
+    /// one sequence lookup per incident instead of one per entry.
+    timeline: Vec<(IncidentId, Vec<Entry>)>,
+    /// Incidents opened in this batch: their timelines start at 0 without a lookup.
+    opened: std::collections::HashSet<IncidentId>,
     /// Order in which incidents were first changed, so stores and metrics are deterministic.
     order: Vec<IncidentId>,
     /// Notifications became due: wake the delivery workers after the commit.
     due: bool,
+}
+
+impl Changes {
+    fn log(&mut self, id: IncidentId, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        match self.timeline.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, list)) => list.extend(entries),
+            None => self.timeline.push((id, entries)),
+        }
+    }
 }
 
 impl Writer {
@@ -416,7 +449,11 @@ impl Writer {
                 }
             }
             for id in &changes.order {
-                batch.put_incident(&changes.incidents[id])?;
+                batch.put_incident(&changes.incidents[id], changes.was_open.contains(id))?;
+            }
+            for (id, entries) in &changes.timeline {
+                let first = if changes.opened.contains(id) { Some(0) } else { None };
+                batch.append_timeline(*id, first, entries)?;
             }
             Ok(())
         });
@@ -476,7 +513,7 @@ impl Writer {
         source: &str,
         key: &str,
     ) -> Result<Option<Incident>, StoreError> {
-        let id = match changes.open.get(&(source.to_string(), key.to_string())) {
+        let id = match changes.open.get(source).and_then(|m| m.get(key)) {
             Some(id) => *id,
             None => self.open.get(source, key),
         };
@@ -508,15 +545,26 @@ impl Writer {
         incident: Incident,
         entries: &[incident::Entry],
     ) -> Result<(), StoreError> {
-        batch.append_timeline(incident.id, entries)?;
-        if entries.iter().any(|e| e.kind == EntryKind::Opened) {
+        changes.log(incident.id, entries.to_vec());
+        let opened = entries.iter().any(|e| e.kind == EntryKind::Opened);
+        if opened {
+            changes.opened.insert(incident.id);
             self.notify_opened(batch, changes, rt, &incident)?;
+        } else if !changes.incidents.contains_key(&incident.id)
+            && !changes.opened.contains(&incident.id)
+        {
+            // First touched in this batch without opening: it came from the store, open.
+            changes.was_open.insert(incident.id);
         }
         if entries.iter().any(|e| e.kind == EntryKind::Resolved) {
             self.notify_resolved(batch, changes, rt, &incident)?;
         }
         let key = (incident.source.clone(), incident.dedup_key.clone());
-        changes.open.insert(key, incident.status.is_open().then_some(incident.id));
+        changes
+            .open
+            .entry(key.0)
+            .or_default()
+            .insert(key.1, incident.status.is_open().then_some(incident.id));
         if !changes.incidents.contains_key(&incident.id) {
             changes.order.push(incident.id);
         }
@@ -662,7 +710,8 @@ impl Writer {
             }
             changes.due = true;
         }
-        batch.append_timeline(incident.id, &entries)
+        changes.log(incident.id, entries);
+        Ok(())
     }
 
     fn notify_resolved(
@@ -696,7 +745,8 @@ impl Writer {
         if !entries.is_empty() {
             changes.due = true;
         }
-        batch.append_timeline(incident.id, &entries)
+        changes.log(incident.id, entries);
+        Ok(())
     }
 
     /// Writes one outbox row (in the caller's transaction) and returns its timeline entry.
@@ -760,7 +810,14 @@ impl Writer {
                 n.attempts += 1;
                 if n.channel == Channel::Sms && !policy.retry_unknown_sms {
                     let reason = "the lease ran out while sending (restart or hang); the gateway may have sent it, so it is not repeated (notifications.delivery.retry_unknown_sms is off)";
-                    self.finish(batch, &mut n, State::Dead, Some(reason.to_string()), now)?;
+                    self.finish(
+                        batch,
+                        changes,
+                        &mut n,
+                        State::Dead,
+                        Some(reason.to_string()),
+                        now,
+                    )?;
                     continue;
                 }
             }
@@ -769,6 +826,7 @@ impl Writer {
             {
                 self.finish(
                     batch,
+                    changes,
                     &mut n,
                     State::Dead,
                     Some(format!("webhook endpoint disabled: {why}")),
@@ -789,6 +847,7 @@ impl Writer {
     fn finish(
         &self,
         batch: &mut Batch<'_>,
+        changes: &mut Changes,
         n: &mut Notification,
         state: State,
         error: Option<String>,
@@ -813,7 +872,8 @@ impl Writer {
         }
         self.metrics.notification_outcome(n.channel, state.as_str());
         batch.put_notification(n)?;
-        batch.append_timeline(n.incident_id, &[entry(now, EntryKind::Notification, text)])
+        changes.log(n.incident_id, vec![entry(now, EntryKind::Notification, text)]);
+        Ok(())
     }
 
     fn report(
@@ -844,7 +904,7 @@ impl Writer {
                     n.bundled_into = bundled_into;
                     n.delivered_at = Some(now);
                     self.metrics.notification_attempt(n.channel, "delivered");
-                    self.finish(batch, &mut n, State::Delivered, None, now)?;
+                    self.finish(batch, changes, &mut n, State::Delivered, None, now)?;
                 }
                 Attempt::Failed(error) => {
                     n.attempts += 1;
@@ -862,18 +922,18 @@ impl Writer {
                                 n.attempts,
                                 describe_n(&n)
                             );
-                            batch.append_timeline(
+                            changes.log(
                                 n.incident_id,
-                                &[entry(now, EntryKind::Notification, text)],
-                            )?;
+                                vec![entry(now, EntryKind::Notification, text)],
+                            );
                         }
                         Next::Dead { reason } => {
-                            self.finish(batch, &mut n, State::Dead, Some(reason), now)?
+                            self.finish(batch, changes, &mut n, State::Dead, Some(reason), now)?
                         }
                         Next::DisableEndpoint { reason } => {
                             tracing::error!(endpoint = %n.recipient.address, %reason, "webhook endpoint disabled: it answered 410 Gone");
                             batch.disable_endpoint(&n.recipient.address, &reason)?;
-                            self.finish(batch, &mut n, State::Dead, Some(reason), now)?;
+                            self.finish(batch, changes, &mut n, State::Dead, Some(reason), now)?;
                         }
                     }
                 }
@@ -921,7 +981,7 @@ impl Writer {
             }
         };
         batch.put_notification(&n)?;
-        batch.append_timeline(n.incident_id, &[entry(now, EntryKind::Notification, text)])?;
+        changes.log(n.incident_id, vec![entry(now, EntryKind::Notification, text)]);
         Ok(Ok(n))
     }
 }

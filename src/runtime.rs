@@ -16,11 +16,14 @@ use crate::auth::Authenticator;
 use crate::config::{self, Config, ConfigErrors, ConfigOrigin, TokenFallback};
 use crate::metrics::Metrics;
 use crate::rules::{RuleError, RuleSet, Triage};
+use crate::templates::{TemplateError, Templates};
 
 pub struct Runtime {
     pub config: Config,
     pub auth: Authenticator,
     pub rules: Arc<RuleSet>,
+    /// The message template library (the configured directory, or the built-in one).
+    pub templates: Arc<Templates>,
 }
 
 impl Runtime {
@@ -41,6 +44,19 @@ pub enum LoadError {
     Config(#[from] ConfigErrors),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<RuleError>),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Templates(Vec<TemplateError>),
+}
+
+/// Compiles the template library and renders every template against sample incidents, so a
+/// typo is caught now rather than at 3 a.m.
+pub fn load_templates(config: &Config) -> Result<Templates, Vec<TemplateError>> {
+    let templates = match &config.notifications.templates {
+        Some(dir) => Templates::load(dir)?,
+        None => Templates::builtin(),
+    };
+    let problems = templates.check_variables();
+    if problems.is_empty() { Ok(templates) } else { Err(problems) }
 }
 
 /// Compiles the rules the config names: every `*.rhai` in `rules.dir`, or none.
@@ -54,7 +70,13 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
 /// Builds a complete runtime from a config: credentials and compiled rules.
 pub fn build(config: Config) -> Result<Runtime, LoadError> {
     let rules = load_rules(&config).map_err(LoadError::Rules)?;
-    Ok(Runtime { auth: Authenticator::new(&config), rules: Arc::new(rules), config })
+    let templates = load_templates(&config).map_err(LoadError::Templates)?;
+    Ok(Runtime {
+        auth: Authenticator::new(&config),
+        rules: Arc::new(rules),
+        templates: Arc::new(templates),
+        config,
+    })
 }
 
 fn env(name: &str) -> Option<String> {
@@ -123,7 +145,7 @@ impl Reloader {
         {
             return true;
         }
-        path.extension().is_some_and(|e| e == "rhai")
+        path.extension().is_some_and(|e| e == "rhai" || e == "j2")
     }
 
     /// The files whose change should trigger a reload: the config file and the rules directory.
@@ -132,8 +154,18 @@ impl Reloader {
         if let ConfigOrigin::File(path) = &self.origin {
             paths.push(path.clone());
         }
-        if let Some(dir) = &self.current.load().config.rules_dir {
+        let rt = self.current.load();
+        if let Some(dir) = &rt.config.rules_dir {
             paths.push(dir.clone());
+        }
+        if let Some(dir) = &rt.config.notifications.templates {
+            // Each channel has its own subdirectory.
+            for channel in ["email", "sms", "webhook", "log"] {
+                let sub = dir.join(channel);
+                if sub.is_dir() {
+                    paths.push(sub);
+                }
+            }
         }
         paths
     }

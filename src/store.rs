@@ -428,27 +428,41 @@ impl Batch<'_> {
     }
 
     /// Stores the incident and keeps the open-incident index in step with its status.
-    pub fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
+    /// `was_open`: it was open before this transaction (so the index already has it).
+    pub fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(incident)
             .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
         self.incidents.insert(incident.id, bytes.as_slice())?;
         let key = (incident.source.as_str(), incident.dedup_key.as_str());
-        if incident.status.is_open() {
-            self.open.insert(key, incident.id)?;
-        } else if self.open.get(key)?.is_some_and(|v| v.value() == incident.id) {
-            self.open.remove(key)?;
+        match (incident.status.is_open(), was_open) {
+            (true, false) => {
+                self.open.insert(key, incident.id)?;
+            }
+            (false, true) => {
+                self.open.remove(key)?;
+            }
+            _ => {}
         }
         Ok(())
     }
 
-    /// Appends entries to an incident's timeline after its last one.
-    pub fn append_timeline(&mut self, id: IncidentId, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Appends entries to an incident's timeline after its last one (`first`: the next
+    /// sequence number when the caller knows it, e.g. 0 for a new incident).
+    pub fn append_timeline(
+        &mut self,
+        id: IncidentId,
+        first: Option<u32>,
+        entries: &[Entry],
+    ) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let first = match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
-            Some(last) => last?.0.value().1 + 1,
-            None => 0,
+        let first = match first {
+            Some(n) => n,
+            None => match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
+                Some(last) => last?.0.value().1 + 1,
+                None => 0,
+            },
         };
         for (seq, entry) in (first..).zip(entries) {
             let bytes = serde_json::to_vec(entry)
