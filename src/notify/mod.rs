@@ -29,11 +29,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::Secret;
 
+pub mod email;
 pub mod logfile;
 
 #[cfg(test)]
 mod tests;
 
+pub use email::{Email, EmailConfig, SmtpTls};
 pub use logfile::{LogConfig, LogFile};
 
 /// The closed set of channels.
