@@ -31,12 +31,14 @@ use crate::config::Secret;
 
 pub mod email;
 pub mod logfile;
+pub mod sms;
 
 #[cfg(test)]
 mod tests;
 
 pub use email::{Email, EmailConfig, SmtpTls};
 pub use logfile::{LogConfig, LogFile};
+pub use sms::{Sms, SmsConfig, SmsProvider};
 
 /// The closed set of channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
