@@ -32,6 +32,7 @@ use crate::config::Secret;
 pub mod email;
 pub mod logfile;
 pub mod sms;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ mod tests;
 pub use email::{Email, EmailConfig, SmtpTls};
 pub use logfile::{LogConfig, LogFile};
 pub use sms::{Sms, SmsConfig, SmsProvider};
+pub use webhook::{Webhook, WebhookConfig, WebhookFormat};
 
 /// The closed set of channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -135,6 +136,21 @@ async fn answer(
     }
 }
 
+/// Accepts, reads the start of the request, hangs up without answering.
+async fn hang_up_server() -> (SocketAddr, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let mut buf = [0u8; 256];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    (addr, task)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The failure table itself
 // ---------------------------------------------------------------------------------------------
@@ -253,4 +269,214 @@ async fn reqwest_errors_are_classified_without_the_url() {
     let err = client.get(format!("{}/slow", sink.base())).send().await.unwrap_err();
     assert!(matches!(classify_reqwest(&err, true), SendError::Unknown { .. }));
     assert!(matches!(classify_reqwest(&err, false), SendError::Retryable { .. }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every HTTP channel through the table
+// ---------------------------------------------------------------------------------------------
+
+const TWILIO_TOKEN: &str = "twilio-token-7f3a9c";
+const JSON_KEY: &str = "json-gateway-key-51d2";
+const HOOK_TOKEN: &str = "hook-token-88e1b0";
+const HOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD8SYAMqAh8s4=";
+
+#[derive(Debug, Clone, Copy)]
+enum HttpChannel {
+    Twilio,
+    JsonSms,
+    Webhook,
+}
+
+const HTTP_CHANNELS: [HttpChannel; 3] =
+    [HttpChannel::Twilio, HttpChannel::JsonSms, HttpChannel::Webhook];
+
+impl HttpChannel {
+    /// Every credential the channel holds, in every form it goes on the wire.
+    fn secrets(self) -> Vec<String> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match self {
+            HttpChannel::Twilio => {
+                vec![TWILIO_TOKEN.into(), b64.encode(format!("AC123:{TWILIO_TOKEN}"))]
+            }
+            HttpChannel::JsonSms => vec![JSON_KEY.into()],
+            HttpChannel::Webhook => vec![
+                HOOK_TOKEN.into(),
+                HOOK_SECRET.into(),
+                HOOK_SECRET.trim_start_matches("whsec_").into(),
+            ],
+        }
+    }
+
+    /// Builds the channel for `url`. Done before any send starts: building a client loads
+    /// the TLS roots (tens of ms in a debug build), which would stall the single-threaded
+    /// test runtime while other sends' timeouts run.
+    fn build(self, url: &str) -> Built {
+        match self {
+            HttpChannel::Twilio => Built::Sms(
+                Sms::new(
+                    serde_json::from_value(serde_json::json!({
+                        "provider": "twilio", "url": url, "account_sid": "AC123",
+                        "auth_token": TWILIO_TOKEN, "from": "+15005550006", "timeout": "1s",
+                    }))
+                    .unwrap(),
+                )
+                .unwrap(),
+            ),
+            HttpChannel::JsonSms => Built::Sms(
+                Sms::new(
+                    serde_json::from_value(serde_json::json!({
+                        "provider": "json", "url": url,
+                        "headers": { "Authorization": format!("Bearer {JSON_KEY}") },
+                        "body": r#"{"to": "{{to}}", "text": "{{text}}"}"#, "timeout": "1s",
+                    }))
+                    .unwrap(),
+                )
+                .unwrap(),
+            ),
+            HttpChannel::Webhook => Built::Webhook(
+                Webhook::new(
+                    serde_json::from_value(serde_json::json!({
+                        "name": "matrix", "url": url, "secrets": [HOOK_SECRET],
+                        "headers": { "Authorization": format!("Bearer {HOOK_TOKEN}") },
+                        "allow_private": true, "timeout": "1s",
+                    }))
+                    .unwrap(),
+                )
+                .unwrap(),
+            ),
+        }
+    }
+}
+
+enum Built {
+    Sms(Sms),
+    Webhook(Webhook),
+}
+
+impl Built {
+    async fn send(&self) -> Result<Receipt, SendError> {
+        let msg = Message {
+            idempotency_id: "ntf-matrix".into(),
+            subject: "s".into(),
+            text: "db-1 down".into(),
+            html: None,
+            payload: serde_json::json!({ "incident": 1 }),
+        };
+        match self {
+            Built::Sms(sms) => sms.send("+15551234567", &msg).await,
+            Built::Webhook(hook) => hook.send(&msg).await,
+        }
+    }
+}
+
+/// What a case must come back as.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Retryable(Option<Duration>),
+    /// Retryable, with a `Retry-After` close to this (an HTTP-date has one-second steps).
+    RetryableAbout(Duration),
+    Permanent,
+    Gone,
+    Unknown,
+}
+
+impl Expect {
+    fn matches(self, err: &SendError) -> bool {
+        match (self, err) {
+            (Expect::Retryable(want), SendError::Retryable { retry_after, .. }) => {
+                *retry_after == want
+            }
+            (Expect::RetryableAbout(want), SendError::Retryable { retry_after: Some(got), .. }) => {
+                got.abs_diff(want) <= Duration::from_secs(2)
+            }
+            (Expect::Permanent, SendError::Permanent { .. })
+            | (Expect::Gone, SendError::Gone { .. })
+            | (Expect::Unknown, SendError::Unknown { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_http_channel_classifies_failures_alike_and_leaks_nothing() {
+    let sink = Sink::start().await;
+    let (hang_up, _hang_up_task) = hang_up_server().await;
+    let base = sink.base();
+    let cases: Vec<(String, Expect)> = vec![
+        (format!("{base}/status/500"), Expect::Retryable(None)),
+        (format!("{base}/status/503"), Expect::Retryable(None)),
+        (format!("{base}/status/408"), Expect::Retryable(None)),
+        (format!("{base}/retry-seconds"), Expect::Retryable(Some(Duration::from_secs(7)))),
+        (format!("{base}/retry-date"), Expect::RetryableAbout(Duration::from_secs(30))),
+        (format!("{base}/slow"), Expect::Unknown),
+        (format!("http://{hang_up}/hang-up"), Expect::Retryable(None)),
+        (format!("{base}/status/400"), Expect::Permanent),
+        (format!("{base}/status/401"), Expect::Permanent),
+        (format!("{base}/status/422"), Expect::Permanent),
+        (format!("{base}/redirect"), Expect::Permanent),
+        (format!("{base}/status/410"), Expect::Gone),
+    ];
+
+    let mut runs = tokio::task::JoinSet::new();
+    for channel in HTTP_CHANNELS {
+        for (url, expect) in cases.clone() {
+            let built = channel.build(&url);
+            runs.spawn(async move {
+                let started = std::time::Instant::now();
+                let result = built.send().await;
+                (channel, url, expect, result, started.elapsed())
+            });
+        }
+    }
+    let mut failures = Vec::new();
+    while let Some(run) = runs.join_next().await {
+        let (channel, url, expect, result, elapsed) = run.unwrap();
+        let case = format!("{channel:?} {url}");
+        assert!(elapsed < Duration::from_secs(3), "{case} took {elapsed:?}");
+        let err = match result {
+            Ok(receipt) => {
+                failures.push(format!("{case}: expected {expect:?}, got Ok({receipt:?})"));
+                continue;
+            }
+            Err(err) => err,
+        };
+        if !expect.matches(&err) {
+            failures.push(format!("{case}: expected {expect:?}, got {err:?}"));
+        }
+        let shown = format!("{err} {err:?}");
+        for secret in channel.secrets() {
+            if shown.contains(&secret) {
+                failures.push(format!("{case}: the error shows a secret: {shown}"));
+            }
+        }
+        // The endpoint is named by origin only; the path never shows.
+        let origin = url.split('/').take(3).collect::<Vec<_>>().join("/");
+        if !shown.contains(&origin) || shown.contains("/status/") {
+            failures.push(format!("{case}: the error should name {origin} only: {shown}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The redirect was not followed: nothing asked for /elsewhere (it would have failed to
+    // connect anyway), and every channel's request reached the receiver once per case.
+    let paths: Vec<String> = sink.requests().into_iter().map(|r| r.path).collect();
+    assert!(!paths.iter().any(|p| p.contains("elsewhere")));
+    assert_eq!(paths.iter().filter(|p| *p == "/redirect").count(), HTTP_CHANNELS.len());
+}
+
+#[tokio::test]
+async fn every_http_channel_succeeds_against_a_good_receiver() {
+    let sink = Sink::start().await;
+    let base = sink.base();
+    for channel in HTTP_CHANNELS {
+        let path = match channel {
+            HttpChannel::Twilio => "/2010-04-01/Accounts/AC123/Messages.json",
+            HttpChannel::JsonSms => "/json-ok",
+            HttpChannel::Webhook => "/ok",
+        };
+        let receipt = channel.build(&format!("{base}{path}")).send().await.unwrap();
+        assert!(receipt.reference.is_some(), "{channel:?}: {receipt:?}");
+    }
+    assert_eq!(sink.requests().len(), HTTP_CHANNELS.len(), "nothing unexpected arrived");
 }
