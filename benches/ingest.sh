@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side ingest benchmark: Tocsin (every event fsynced before its 202) and Prometheus
-# Alertmanager 0.25 (Debian's prometheus-alertmanager; keeps alerts in memory), driven by the
-# same wrk load generator and the same Alertmanager v2 payloads over loopback, in one run.
+# Side-by-side ingest benchmark: Tocsin (every event fsynced before its 202, with the shipped
+# rules, and again without rules) and Prometheus Alertmanager 0.25 (Debian's
+# prometheus-alertmanager; keeps alerts in memory), driven by the same wrk load generator and
+# the same Alertmanager v2 payloads over loopback, in one run. Every alert is distinct, so each
+# opens an incident in Tocsin: the storm case.
 #
 #   benches/ingest.sh                # 3 runs of 10 s per case, medians reported
 #   RUNS=5 DURATION=20 CONNS=64 benches/ingest.sh
@@ -54,10 +56,16 @@ drive() { # url per_request token
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-start_tocsin() {
+# Two Tocsin configs: the shipped one (rules/tocsin.yaml, with the shipped rules) and the same
+# without rules, to measure what scoring costs.
+sed "s|^  dir: \.$|  dir: $PWD/rules|" rules/tocsin.yaml >"$WORK/rules.yaml"
+grep -q "dir: $PWD/rules" "$WORK/rules.yaml" || { echo "could not point the bench config at rules/" >&2; exit 1; }
+sed '/^rules:/,/^$/d' rules/tocsin.yaml >"$WORK/norules.yaml"
+
+start_tocsin() { # config
   rm -rf "$WORK/tocsin-data"
   TOCSIN_LISTEN=127.0.0.1:$TOCSIN_PORT TOCSIN_DATA_DIR=$WORK/tocsin-data TOCSIN_TOKEN=$TOKEN TOCSIN_LOG=warn \
-    "$BIN" serve >"$WORK/tocsin.log" 2>&1 &
+    "$BIN" serve --config "$1" >"$WORK/tocsin.log" 2>&1 &
   TOCSIN_PID=$!
   PIDS+=("$TOCSIN_PID")
   wait_http "http://127.0.0.1:$TOCSIN_PORT/-/ready"
@@ -91,9 +99,11 @@ stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 declare -A RATES P50S P99S MEMS REF RATE P50 P99 MEM
 for run in $(seq 1 "$RUNS"); do
   for per in 1 100; do
-    for target in alertmanager tocsin; do
+    for target in alertmanager tocsin tocsin-norules; do
       if [ "$target" = tocsin ]; then
-        start_tocsin; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
+        start_tocsin "$WORK/rules.yaml"; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
+      elif [ "$target" = tocsin-norules ]; then
+        start_tocsin "$WORK/norules.yaml"; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
       else
         start_alertmanager; pid=$AM_PID; url=http://127.0.0.1:$AM_PORT/api/v2/alerts; tok=
       fi
@@ -116,12 +126,14 @@ done
 
 echo
 echo "Medians of $RUNS runs, ${DURATION}s each, wrk -t$THREADS -c$CONNS, loopback, $(nproc) cores shared by all:"
-printf '%-14s %-6s %12s %9s %9s %12s %8s\n' target batch alerts/s p50_ms p99_ms peak_rss_kB refused
+printf '%-15s %-6s %12s %9s %9s %12s %8s\n' target batch alerts/s p50_ms p99_ms peak_rss_kB refused
 for per in 1 100; do
-  for target in alertmanager tocsin; do
+  for target in alertmanager tocsin tocsin-norules; do
     k=$target-$per
-    printf '%-14s %-6s %12s %9s %9s %12s %8s\n' "$target" "$per" "${RATE[$k]}" "${P50[$k]}" "${P99[$k]}" "${MEM[$k]}" "${REF[$k]}"
+    printf '%-15s %-6s %12s %9s %9s %12s %8s\n' "$target" "$per" "${RATE[$k]}" "${P50[$k]}" "${P99[$k]}" "${MEM[$k]}" "${REF[$k]}"
   done
   awk -v t="${RATE[tocsin-$per]}" -v a="${RATE[alertmanager-$per]}" -v tp="${P99[tocsin-$per]}" -v ap="${P99[alertmanager-$per]}" -v b="$per" \
     'BEGIN { printf "ratio batch=%s: tocsin/alertmanager alerts/s = %.2fx, p99 = %.2fx\n", b, t / a, tp / ap }'
+  awk -v t="${RATE[tocsin-$per]}" -v n="${RATE[tocsin-norules-$per]}" -v b="$per" \
+    'BEGIN { printf "ratio batch=%s: tocsin with rules / without = %.2f\n", b, t / n }'
 done

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::incident::{Incident, IncidentId, Status};
-use crate::journal::{ActError, JournalError, PersonAction};
+use crate::journal::{ActError, JournalError, PersonAction, QueueOp};
+use crate::outbox::{Notification, NotificationId, State as OutboxState};
 use crate::server::App;
 use crate::store::{EventQuery, Store, StoreError};
 
@@ -209,5 +210,96 @@ pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<R
             });
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationParams {
+    /// queued, sending, retrying, delivered, dead; or `pending` (the first three).
+    state: Option<String>,
+    channel: Option<String>,
+    incident: Option<IncidentId>,
+    before: Option<NotificationId>,
+    limit: Option<usize>,
+}
+
+pub async fn list_notifications(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<NotificationParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let p = query(params)?;
+    let state: Option<fn(OutboxState) -> bool> = match p.state.as_deref() {
+        None => None,
+        Some("pending") => Some(OutboxState::is_pending),
+        Some(word) => match OutboxState::parse(word) {
+            Some(OutboxState::Queued) => Some(|s| s == OutboxState::Queued),
+            Some(OutboxState::Sending) => Some(|s| s == OutboxState::Sending),
+            Some(OutboxState::Retrying) => Some(|s| s == OutboxState::Retrying),
+            Some(OutboxState::Delivered) => Some(|s| s == OutboxState::Delivered),
+            Some(OutboxState::Dead) => Some(|s| s == OutboxState::Dead),
+            None => {
+                return Err(ApiError::invalid(vec![crate::error::FieldError::new(
+                    "state",
+                    format!(
+                        "`{word}` is not one of: pending, queued, sending, retrying, delivered, dead"
+                    ),
+                )]));
+            }
+        },
+    };
+    let limit = p.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (channel, incident, before) = (p.channel, p.incident, p.before);
+    let keep = move |n: &Notification| {
+        state.is_none_or(|f| f(n.state))
+            && channel.as_ref().is_none_or(|c| n.channel.as_str() == c)
+            && incident.is_none_or(|i| n.incident_id == i)
+    };
+    let list = read(&app, move |s| s.notifications(before, limit, keep)).await?;
+    let next = if list.len() == limit { list.last().map(|n| n.id) } else { None };
+    Ok(Json(json!({"notifications": list, "next": next})).into_response())
+}
+
+fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
+    raw.parse().map_err(|_| ApiError::malformed(format!("notification id {raw:?} is not a number")))
+}
+
+/// `POST /api/v1/notifications/{id}/retry` (admin): a dead letter is due again, same
+/// idempotency id.
+pub async fn retry_notification(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    queue_op(&app, &headers, &id, QueueOp::Retry).await
+}
+
+/// `POST /api/v1/notifications/{id}/drop` (admin): give up on a pending notification.
+pub async fn drop_notification(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    queue_op(&app, &headers, &id, QueueOp::Drop).await
+}
+
+async fn queue_op(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    op: QueueOp,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(headers, Role::Admin)?.name.clone();
+    let id = notification_id(id)?;
+    let outcome = app.journal.queue(id, op, format!("user:{user}")).await.map_err(|e| match e {
+        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
+        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
+    })?;
+    match outcome {
+        Ok(n) => Ok(Json(n).into_response()),
+        Err(msg) if msg.starts_with("no notification") => Err(ApiError::NotFound(msg)),
+        Err(msg) => Err(ApiError::Conflict(msg)),
     }
 }

@@ -90,7 +90,17 @@ pub fn render(
         .and_then(|id| rt.config.policies.people.get(id))
         .map(|p| p.name.clone());
     let r = rt.templates.render(delivery.channel, &delivery.audience, &ctx);
-    (Rendered { subject: r.subject, text: r.text, html: r.html, payload: r.payload }, r.fallback)
+    let mut payload = r.payload;
+    // Receivers built for Alertmanager get its webhook body instead of Tocsin's.
+    if delivery.channel == Channel::Webhook
+        && rt.config.notifications.webhooks.iter().any(|w| {
+            w.name == delivery.recipient.address
+                && w.format == crate::notify::WebhookFormat::Alertmanager
+        })
+    {
+        payload = crate::templates::alertmanager_payload(incident, &delivery.recipient.address);
+    }
+    (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
 }
 
 /// The message for one notification as stored, with its idempotency id.

@@ -406,7 +406,7 @@ impl Default for Journal {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `host:port` to listen on.
     pub listen: String,
@@ -567,6 +567,10 @@ pub struct RawPolicyEntry {
 #[serde(deny_unknown_fields)]
 pub struct RawNotifications {
     pub log: Option<Spanned<RawLogChannel>>,
+    pub email: Option<Spanned<crate::notify::EmailConfig>>,
+    pub sms: Option<Spanned<crate::notify::SmsConfig>>,
+    #[serde(default)]
+    pub webhooks: Vec<Spanned<crate::notify::WebhookConfig>>,
     pub templates: Option<Spanned<String>>,
     pub dashboard_url: Option<Spanned<String>>,
     pub workers: Option<Spanned<u64>>,
@@ -623,10 +627,13 @@ pub struct ChannelLimits {
     pub global_per_second: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Notifications {
     /// JSON-lines file of every notification sent through the `log` channel.
     pub log_path: Option<PathBuf>,
+    pub email: Option<crate::notify::EmailConfig>,
+    pub sms: Option<crate::notify::SmsConfig>,
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
     /// Template directory; `None`: the built-in plain templates.
     pub templates: Option<PathBuf>,
     /// Base URL for links in messages (incident pages, acknowledge links).
@@ -641,6 +648,9 @@ impl Default for Notifications {
     fn default() -> Self {
         Notifications {
             log_path: None,
+            email: None,
+            sms: None,
+            webhooks: Vec::new(),
             templates: None,
             dashboard_url: None,
             workers: 8,
@@ -1067,7 +1077,7 @@ impl Validator<'_> {
             raw.default_policy,
             raw.severity_policies,
             &triage,
-            notifications.log_path.is_some(),
+            &notifications,
         );
         let auto_resolve_after = raw
             .incidents
@@ -1195,8 +1205,9 @@ impl Validator<'_> {
         default_policy: Option<Spanned<String>>,
         severity_policies: Option<Spanned<BTreeMap<String, String>>>,
         triage: &crate::rules::Triage,
-        have_log: bool,
+        notifications: &Notifications,
     ) -> crate::policy::Policies {
+        let have_log = notifications.log_path.is_some();
         use crate::notify::Channel;
         use crate::policy::{Entry, Person, Policy, Target};
         let mut out = crate::policy::Policies::default();
@@ -1327,6 +1338,24 @@ impl Validator<'_> {
                         chosen
                     }
                 };
+                for c in &channels {
+                    let configured = match c {
+                        Channel::Email => notifications.email.is_some(),
+                        Channel::Sms => notifications.sms.is_some(),
+                        _ => true,
+                    };
+                    if !configured {
+                        self.err(
+                            at,
+                            &format!("{epath}.channels"),
+                            format!(
+                                "uses {}, but notifications.{} is not configured",
+                                c.as_str(),
+                                c.as_str()
+                            ),
+                        );
+                    }
+                }
                 if let Target::Person(id) = &target
                     && let Some(person) = out.people.get(id)
                 {

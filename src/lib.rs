@@ -11,6 +11,10 @@
 //! - [`journal`]: the single writer: drains waiting requests, applies events to incidents and
 //!   people's actions, commits them as one transaction (group commit), then answers all.
 //! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
+//! - [`policy`]: people and escalation policies; which notifications an incident calls for.
+//! - [`compose`]: incident + channel + audience → the rendered message, via [`templates`].
+//! - [`outbox`]: notification rows and the retry policy (pure).
+//! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
@@ -27,6 +31,7 @@ pub mod api;
 pub mod auth;
 pub mod compose;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod incident;

@@ -28,6 +28,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Inspect and manage the notification queue of a running daemon (through its API).
+    Queue {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        op: QueueCommand,
+    },
     /// Run rule test cases (YAML) against the config's rules; print a diff for each failing
     /// case; exit 1 if any fails. Default path: fixtures/rules/.
     Test {
@@ -38,12 +45,47 @@ enum Command {
     },
 }
 
+/// Which daemon to talk to, and as whom.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Config whose `listen` address and token file locate the daemon.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Base URL of the daemon (default: http:// + the config's listen address).
+    #[arg(long, value_name = "URL", global = true)]
+    url: Option<String>,
+    /// An admin token (default: TOCSIN_TOKEN, else the daemon's generated token file).
+    #[arg(long, env = "TOCSIN_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// List notifications, newest first.
+    List {
+        /// pending, queued, sending, retrying, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        incident: Option<u64>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Make a dead-lettered notification due again (same idempotency id).
+    Retry { id: u64 },
+    /// Give up on a pending notification.
+    Drop { id: u64 },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
         Command::Test { config, paths } => test(config, paths),
+        Command::Queue { target, op } => queue(target, op),
     }
 }
 
@@ -54,8 +96,18 @@ fn describe(origin: &ConfigOrigin) -> String {
     }
 }
 
+/// A small runtime to build channels in (the SMTP pool spawns a task when it is built).
+fn offline_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
 fn check(path: Option<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
+    let rt = offline_runtime();
+    let _entered = rt.enter();
     match runtime::load(&origin, TokenFallback::Placeholder) {
         Ok(rt) => {
             println!("{}: OK; rules: {}", describe(&origin), rule_list(&rt.rules.names()));
@@ -68,12 +120,97 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
+fn queue(target: Target, op: QueueCommand) -> ExitCode {
+    let origin = config::resolve_origin(target.config.as_deref());
+    let env = |name: &str| std::env::var(name).ok();
+    let cfg = match config::load(&origin, &env, TokenFallback::Placeholder) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = target
+        .url
+        .unwrap_or_else(|| format!("http://{}", cfg.listen))
+        .trim_end_matches('/')
+        .to_string();
+    let token = target.token.or_else(|| {
+        std::fs::read_to_string(cfg.data_dir.join("token")).ok().map(|t| t.trim().to_string())
+    });
+    let Some(token) = token else {
+        eprintln!(
+            "no token: pass --token, set TOCSIN_TOKEN, or run where the daemon's data_dir/token is readable"
+        );
+        return ExitCode::FAILURE;
+    };
+    let (method, path) = match &op {
+        QueueCommand::List { state, channel, incident, limit } => {
+            let mut q = vec![format!("limit={limit}")];
+            q.extend(state.as_ref().map(|s| format!("state={s}")));
+            q.extend(channel.as_ref().map(|c| format!("channel={c}")));
+            q.extend(incident.map(|i| format!("incident={i}")));
+            ("GET", format!("/api/v1/notifications?{}", q.join("&")))
+        }
+        QueueCommand::Retry { id } => ("POST", format!("/api/v1/notifications/{id}/retry")),
+        QueueCommand::Drop { id } => ("POST", format!("/api/v1/notifications/{id}/drop")),
+    };
+    let rt = offline_runtime();
+    let result = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let req = match method {
+            "GET" => client.get(format!("{url}{path}")),
+            _ => client.post(format!("{url}{path}")),
+        };
+        let resp = req.bearer_auth(&token).send().await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    let (status, body) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot reach the daemon at {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !status.is_success() {
+        eprintln!("{}: {}", status, body["message"].as_str().unwrap_or("(no message)"));
+        return ExitCode::FAILURE;
+    }
+    let rows: Vec<serde_json::Value> = match op {
+        QueueCommand::List { .. } => body["notifications"].as_array().cloned().unwrap_or_default(),
+        _ => vec![body],
+    };
+    println!(
+        "{:>6} {:>8} {:<9} {:<8} {:<28} {:>3} last error / reference",
+        "id", "incident", "state", "channel", "to", "try"
+    );
+    for n in rows {
+        let to =
+            n["recipient"]["person"].as_str().or(n["recipient"]["address"].as_str()).unwrap_or("");
+        println!(
+            "{:>6} {:>8} {:<9} {:<8} {:<28} {:>3} {}",
+            n["id"],
+            n["incident_id"],
+            n["state"].as_str().unwrap_or(""),
+            n["channel"].as_str().unwrap_or(""),
+            to,
+            n["attempts"],
+            n["last_error"].as_str().or(n["reference"].as_str()).unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 fn rule_list(names: &[String]) -> String {
     if names.is_empty() { "none".to_string() } else { names.join(", ") }
 }
 
 fn test(path: Option<PathBuf>, paths: Vec<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
+    let tokio_rt = offline_runtime();
+    let _entered = tokio_rt.enter();
     let rt = match runtime::load(&origin, TokenFallback::Placeholder) {
         Ok(rt) => rt,
         Err(errors) => {
@@ -96,14 +233,6 @@ fn test(path: Option<PathBuf>, paths: Vec<PathBuf>) -> ExitCode {
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
-    let runtime = match runtime::load(&origin, TokenFallback::Generate) {
-        Ok(runtime) => runtime,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::FAILURE;
-        }
-    };
-    tocsin::telemetry::init(runtime.config.log_format);
     let tokio_runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -111,6 +240,17 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let runtime = {
+        let _entered = tokio_runtime.enter();
+        match runtime::load(&origin, TokenFallback::Generate) {
+            Ok(runtime) => runtime,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    tocsin::telemetry::init(runtime.config.log_format);
     match tokio_runtime.block_on(run(origin, runtime)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

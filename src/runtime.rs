@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
 use crate::config::{self, Config, ConfigErrors, ConfigOrigin, TokenFallback};
+use crate::delivery::Channels;
 use crate::metrics::Metrics;
 use crate::rules::{RuleError, RuleSet, Triage};
 use crate::templates::{TemplateError, Templates};
@@ -24,6 +25,8 @@ pub struct Runtime {
     pub rules: Arc<RuleSet>,
     /// The message template library (the configured directory, or the built-in one).
     pub templates: Arc<Templates>,
+    /// The configured notification channels (SMTP pool, HTTP clients, log file).
+    pub channels: Arc<Channels>,
 }
 
 impl Runtime {
@@ -46,6 +49,8 @@ pub enum LoadError {
     Rules(Vec<RuleError>),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Templates(Vec<TemplateError>),
+    #[error("{}", .0.join("\n"))]
+    Channels(Vec<String>),
 }
 
 /// Compiles the template library and renders every template against sample incidents, so a
@@ -71,10 +76,12 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
 pub fn build(config: Config) -> Result<Runtime, LoadError> {
     let rules = load_rules(&config).map_err(LoadError::Rules)?;
     let templates = load_templates(&config).map_err(LoadError::Templates)?;
+    let channels = Channels::build(&config.notifications).map_err(LoadError::Channels)?;
     Ok(Runtime {
         auth: Authenticator::new(&config),
         rules: Arc::new(rules),
         templates: Arc::new(templates),
+        channels: Arc::new(channels),
         config,
     })
 }

@@ -62,6 +62,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/api/v1/notifications", get(api::list_notifications))
+        .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
+        .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
         .route("/-/reload", post(api::reload))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
@@ -115,6 +118,13 @@ pub async fn run(
     if let Some(quiet) = config.auto_resolve_after {
         tokio::spawn(auto_resolve(app.journal.clone(), quiet, background.clone()));
     }
+    let delivery = tokio::spawn(crate::delivery::run(
+        app.journal.clone(),
+        store.clone(),
+        app.runtime.clone(),
+        app.metrics.clone(),
+        background.clone(),
+    ));
     let service = TowerToHyperService::new(router(app.clone()));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -154,6 +164,8 @@ pub async fn run(
 
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     background.cancel();
+    // Delivery stops claiming; sends in flight finish and report (bounded inside).
+    let _ = delivery.await;
     app.ready.store(false, Ordering::SeqCst);
     drop(listener);
     tokio::select! {
