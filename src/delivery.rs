@@ -136,9 +136,10 @@ pub struct Channels {
 impl Channels {
     /// Builds every configured channel (connection pools, HTTP clients), reporting every
     /// problem at once. Must run inside the Tokio runtime (the SMTP pool spawns a task).
-    pub fn build(config: &Notifications) -> Result<Channels, Vec<String>> {
+    pub fn build(config: &Notifications, dry_run: bool) -> Result<Channels, Vec<String>> {
         let mut errors = Vec::new();
         let log = match &config.log_path {
+            Some(_) if dry_run => None,
             Some(path) => {
                 let cfg = crate::notify::LogConfig { path: path.clone() };
                 crate::notify::LogFile::open(&cfg)

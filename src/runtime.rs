@@ -73,10 +73,12 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
 }
 
 /// Builds a complete runtime from a config: credentials and compiled rules.
-pub fn build(config: Config) -> Result<Runtime, LoadError> {
+/// `dry_run` (for `tocsin check` and `tocsin test`) builds everything but opens no file for
+/// writing, so checking a config never creates the data directory.
+pub fn build(config: Config, dry_run: bool) -> Result<Runtime, LoadError> {
     let rules = load_rules(&config).map_err(LoadError::Rules)?;
     let templates = load_templates(&config).map_err(LoadError::Templates)?;
-    let channels = Channels::build(&config.notifications).map_err(LoadError::Channels)?;
+    let channels = Channels::build(&config.notifications, dry_run).map_err(LoadError::Channels)?;
     Ok(Runtime {
         auth: Authenticator::new(&config),
         rules: Arc::new(rules),
@@ -92,7 +94,8 @@ fn env(name: &str) -> Option<String> {
 
 /// Loads the config from `origin` and builds the runtime.
 pub fn load(origin: &ConfigOrigin, token: TokenFallback) -> Result<Runtime, LoadError> {
-    build(config::load(origin, &env, token)?)
+    let dry_run = matches!(token, TokenFallback::Placeholder);
+    build(config::load(origin, &env, token)?, dry_run)
 }
 
 /// Swaps in a new runtime when asked. One reload at a time (a std Mutex: held only on the
