@@ -57,10 +57,13 @@ drive() { # url per_request token
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # Two Tocsin configs: the shipped one (rules/tocsin.yaml, with the shipped rules) and the same
-# without rules, to measure what scoring costs.
-sed "s|^  dir: \.$|  dir: $PWD/rules|" rules/tocsin.yaml >"$WORK/rules.yaml"
+# without rules, to measure what scoring costs. Both without a default policy: this measures
+# ingest, incidents and scoring; notification fan-out has its own benchmark
+# (benches/notify_latency.py).
+sed -e "s|^  dir: \.$|  dir: $PWD/rules|" -e "s|^  templates: templates$|  templates: $PWD/rules/templates|" \
+    -e '/^default_policy:/d' rules/tocsin.yaml >"$WORK/rules.yaml"
 grep -q "dir: $PWD/rules" "$WORK/rules.yaml" || { echo "could not point the bench config at rules/" >&2; exit 1; }
-sed '/^rules:/,/^$/d' rules/tocsin.yaml >"$WORK/norules.yaml"
+sed '/^rules:/,/^$/d' "$WORK/rules.yaml" >"$WORK/norules.yaml"
 
 start_tocsin() { # config
   rm -rf "$WORK/tocsin-data"

@@ -265,52 +265,77 @@ async fn dispatch(
     let mut deferred = Vec::new();
     let now = Timestamp::now();
     for (key, group) in groups {
-        if let Some(until) = limiter.admit(&key, now) {
-            deferred.extend(group.into_iter().map(|n| (n.id, Attempt::Deferred { until })));
-            continue;
+        // What waited for the limit goes as one bundle; fresh messages go one by one, each
+        // admitted on its own, until the limit says wait.
+        let (waited, fresh): (Vec<Notification>, Vec<Notification>) =
+            group.into_iter().partition(|n| n.waited);
+        let mut sends: Vec<Vec<Notification>> = Vec::new();
+        if !waited.is_empty() {
+            sends.push(waited);
         }
-        let Ok(permit) = workers.clone().acquire_owned().await else { return };
-        let journal = journal.clone();
-        let rt = runtime.load();
-        let channels = rt.channels.clone();
-        let timeout = rt.config.notifications.delivery.attempt_timeout;
-        tokio::spawn(async move {
-            let message = compose::bundle(&group);
-            let head = group[0].id;
-            let outcome =
-                match tokio::time::timeout(timeout, channels.send(key.0, &key.1, &message)).await {
-                    Ok(Ok(receipt)) => Ok(receipt),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(SendError::Retryable {
-                        reason: format!("no answer within {timeout:?}"),
-                        retry_after: None,
-                    }),
-                };
-            let outcomes = group
-                .iter()
-                .map(|n| {
-                    let attempt = match &outcome {
-                        Ok(r) => Attempt::Delivered {
-                            reference: r.reference.clone(),
-                            bundled_into: (n.id != head).then_some(head),
-                        },
-                        Err(e) => Attempt::Failed(e.clone()),
-                    };
-                    (n.id, attempt)
-                })
-                .collect();
-            if let Err(e) = journal.report(outcomes).await {
-                // The lease will run out and the notification be due again: at-least-once.
-                tracing::warn!(error = %e, "could not record a delivery outcome; it will be retried");
+        sends.extend(fresh.into_iter().map(|n| vec![n]));
+        let mut blocked: Option<Timestamp> = None;
+        for batch in sends {
+            if blocked.is_none() {
+                blocked = limiter.admit(&key, now);
             }
-            drop(permit);
-        });
+            if let Some(until) = blocked {
+                deferred.extend(batch.into_iter().map(|n| (n.id, Attempt::Deferred { until })));
+                continue;
+            }
+            let Ok(permit) = workers.clone().acquire_owned().await else { return };
+            spawn_send(journal.clone(), runtime, key.clone(), batch, permit);
+        }
     }
     if !deferred.is_empty()
         && let Err(e) = journal.report(deferred).await
     {
         tracing::warn!(error = %e, "could not record rate-limit waits");
     }
+}
+
+/// Sends one message (a single notification, or a bundle of those that waited) on a worker
+/// permit, and reports the outcome for each notification in it.
+fn spawn_send(
+    journal: Journal,
+    runtime: &Arc<ArcSwap<Runtime>>,
+    key: (Channel, String),
+    group: Vec<Notification>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let rt = runtime.load();
+    let channels = rt.channels.clone();
+    let timeout = rt.config.notifications.delivery.attempt_timeout;
+    tokio::spawn(async move {
+        let message = compose::bundle(&group);
+        let head = group[0].id;
+        let outcome =
+            match tokio::time::timeout(timeout, channels.send(key.0, &key.1, &message)).await {
+                Ok(result) => result,
+                Err(_) => Err(SendError::Retryable {
+                    reason: format!("no answer within {timeout:?}"),
+                    retry_after: None,
+                }),
+            };
+        let outcomes = group
+            .iter()
+            .map(|n| {
+                let attempt = match &outcome {
+                    Ok(r) => Attempt::Delivered {
+                        reference: r.reference.clone(),
+                        bundled_into: (n.id != head).then_some(head),
+                    },
+                    Err(e) => Attempt::Failed(e.clone()),
+                };
+                (n.id, attempt)
+            })
+            .collect();
+        if let Err(e) = journal.report(outcomes).await {
+            // The lease will run out and the notification be due again: at-least-once.
+            tracing::warn!(error = %e, "could not record a delivery outcome; it will be retried");
+        }
+        drop(permit);
+    });
 }
 
 /// Deliveries inside the longest rate-limit window, so limits hold across restarts.

@@ -780,6 +780,7 @@ impl Writer {
             delivered_at: None,
             bundled_into: None,
             drill: false,
+            waited: false,
         };
         batch.put_notification(&n)?;
         self.metrics.notification_queued(d.channel);
@@ -895,6 +896,7 @@ impl Writer {
                 Attempt::Deferred { until } => {
                     n.state = if n.attempts == 0 { State::Queued } else { State::Retrying };
                     n.due_at = until;
+                    n.waited = true;
                     batch.put_notification(&n)?;
                     changes.due = true;
                 }

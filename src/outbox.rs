@@ -126,6 +126,10 @@ pub struct Notification {
     /// A drill: labelled as such wherever it is shown.
     #[serde(default)]
     pub drill: bool,
+    /// It waited for a rate limit: when it may go, it goes bundled with whatever else waited
+    /// for the same recipient.
+    #[serde(default)]
+    pub waited: bool,
 }
 
 impl Notification {
@@ -289,6 +293,7 @@ mod tests {
             delivered_at: None,
             bundled_into: None,
             drill: false,
+            waited: false,
         }
     }
 
