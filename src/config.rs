@@ -1109,6 +1109,35 @@ impl Validator<'_> {
         n.log_path = raw
             .log
             .map(|l| PathBuf::from(l.value.path.unwrap_or_else(|| "notifications.jsonl".into())));
+        // The channels themselves, with `${VAR}` in their secrets expanded. A channel whose
+        // secrets do not expand is kept all the same, so that policies using it are not also
+        // reported; the config is refused for the expansion error.
+        if let Some(email) = raw.email {
+            let (at, mut cfg) = (email.referenced, email.value);
+            if let Err(problems) = cfg.expand_secrets(self.env) {
+                problems.into_iter().for_each(|p| self.err(at, "notifications.email.password", p));
+            }
+            n.email = Some(cfg);
+        }
+        if let Some(sms) = raw.sms {
+            let (at, mut cfg) = (sms.referenced, sms.value);
+            if let Err(problems) = cfg.expand_secrets(self.env) {
+                problems.into_iter().for_each(|p| self.err(at, "notifications.sms", p));
+            }
+            n.sms = Some(cfg);
+        }
+        for (i, hook) in raw.webhooks.into_iter().enumerate() {
+            let path = format!("notifications.webhooks[{i}]");
+            let (at, mut cfg) = (hook.referenced, hook.value);
+            if n.webhooks.iter().any(|w| w.name == cfg.name) {
+                self.err(at, &format!("{path}.name"), format!("`{}` is defined twice", cfg.name));
+                continue;
+            }
+            if let Err(problems) = cfg.expand_secrets(self.env) {
+                problems.into_iter().for_each(|p| self.err(at, &path, p));
+            }
+            n.webhooks.push(cfg);
+        }
         n.templates = raw.templates.map(|t| PathBuf::from(t.value));
         if let Some(url) = raw.dashboard_url {
             if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
@@ -1297,6 +1326,13 @@ impl Validator<'_> {
                             (Target::Person(person), &[Channel::Email, Channel::Sms], defaults)
                         }
                         (None, Some(webhook), false) => {
+                            if !notifications.webhooks.iter().any(|w| w.name == webhook) {
+                                self.err(
+                                    at,
+                                    &format!("{epath}.webhook"),
+                                    format!("no webhook `{webhook}` in notifications.webhooks"),
+                                );
+                            }
                             (Target::Webhook(webhook), &[Channel::Webhook], vec![Channel::Webhook])
                         }
                         (None, None, true) => {
@@ -2098,6 +2134,43 @@ users:
         assert_eq!(source.token.expose(), "v");
         assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some("rk-v"));
         assert_eq!(source.rate_limit, RateLimit { per_second: 10, burst: 20 });
+    }
+
+    #[test]
+    fn notification_channels_are_kept_with_their_secrets_expanded() {
+        let text = r#"
+people:
+  - { id: ana, email: ana@example.com, phone: "+15551234567" }
+policies:
+  - name: main
+    notify: [{ person: ana }, { webhook: hook }]
+notifications:
+  email: { relay: smtp.example.com, from: tocsin@example.com, username: u, password: "${PW}" }
+  sms: { provider: twilio, account_sid: AC1, auth_token: "${TW}", from: "+15005550006" }
+  webhooks:
+    - { name: hook, url: "https://hooks.example.com/x", secrets: ["${HOOK}"] }
+"#;
+        let env = env_of(&[("PW", "pw-1"), ("TW", "tw-2"), ("HOOK", "whsec_abc")]);
+        let config = load_text(text, &env).unwrap();
+        let n = &config.notifications;
+        let email = n.email.as_ref().expect("email kept");
+        assert_eq!(email.password.as_ref().map(Secret::expose), Some("pw-1"));
+        let sms = n.sms.as_ref().expect("sms kept");
+        assert_eq!(sms.auth_token.as_ref().map(Secret::expose), Some("tw-2"));
+        let [hook] = n.webhooks.as_slice() else { panic!("one webhook: {n:?}") };
+        assert_eq!(hook.name, "hook");
+        assert_eq!(hook.secrets[0].expose(), "whsec_abc");
+
+        // An unset variable, a webhook defined twice, and a policy naming a missing webhook.
+        let text = text.replace(
+            "notify: [{ person: ana }, { webhook: hook }]",
+            "notify: [{ person: ana }, { webhook: hook }, { webhook: nowhere }]",
+        ) + "    - { name: hook, url: \"https://other.example.com/\" }\n";
+        let errors = load_text(&text, &env_of(&[("PW", "pw-1"), ("TW", "tw-2")])).unwrap_err();
+        assert!(find(&errors, "notifications.webhooks[0]").message.contains("HOOK"), "{errors}");
+        assert!(find(&errors, "notifications.webhooks[1].name").message.contains("twice"));
+        assert!(find(&errors, "policies[0].notify[2].webhook").message.contains("nowhere"));
+        assert_eq!(errors.errors.len(), 3, "{errors}");
     }
 
     #[test]
