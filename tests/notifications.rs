@@ -746,6 +746,21 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
     let gap = got[1].at - got[0].at;
     assert!(gap >= Duration::from_millis(900) && gap < Duration::from_secs(3), "slow: {gap:?}");
 
+    // What the daemon made of each first failure, on the timeline.
+    let entries = timeline_messages(&incident(&d, id).await, "notification");
+    for (name, why) in [
+        ("flaky500", "HTTP 500 Internal Server Error"),
+        ("busy503", "HTTP 503 Service Unavailable"),
+        ("throttled", "HTTP 429 Too Many Requests"),
+        ("slow", "no answer within 1s"),
+        ("reset", "request failed"),
+    ] {
+        let failed = format!("attempt 1 failed: webhook to {name}: ");
+        let entry = entries.iter().find(|m| m.contains(&failed));
+        let entry = entry.unwrap_or_else(|| panic!("{failed} in {entries:#?}"));
+        assert!(entry.contains(why), "{name}: {entry}");
+    }
+
     // 400: dead after exactly one attempt, the reason kept.
     let n = row("bad400");
     assert_eq!(n["state"], "dead", "{n}");
@@ -807,7 +822,7 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
     assert_eq!(gone["state"], "dead", "{gone}");
     assert_eq!(gone["attempts"], 0, "never attempted: {gone}");
     assert!(gone["last_error"].as_str().unwrap().contains("webhook endpoint disabled"), "{gone}");
-    assert!(peer.requests_to("/hook/gone410").len() == 1, "nothing more reached the 410 endpoint");
+    assert_eq!(peer.requests_to("/hook/gone410").len(), 1, "nothing more reached the 410 endpoint");
     for name in ["flaky500", "busy503", "throttled", "slow", "reset"] {
         let n = list2.iter().find(|n| n["recipient"]["address"] == name).unwrap();
         assert_eq!(n["state"], "delivered", "{n}");
