@@ -139,11 +139,14 @@ pub async fn get_incident(
 ) -> Result<Response, ApiError> {
     app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
     let id = incident_id(&id)?;
-    let (incident, timeline) = read(&app, move |s| Ok((s.incident(id)?, s.timeline(id)?))).await?;
+    let (incident, timeline, notifications) =
+        read(&app, move |s| Ok((s.incident(id)?, s.timeline(id)?, s.incident_notifications(id)?)))
+            .await?;
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
     body["timeline"] = json!(timeline);
+    body["notifications"] = json!(notifications);
     Ok(Json(body).into_response())
 }
 

@@ -111,13 +111,17 @@ async fn incident(d: &Daemon, id: u64) -> Value {
     r.body
 }
 
-/// The incident's notifications, oldest first. (`GET /api/v1/incidents/{id}` carries the
-/// timeline only; the outbox rows are listed by `GET /api/v1/notifications?incident=`.)
+/// The incident's notifications, oldest first, from the outbox listing — checked against
+/// the copy the incident itself carries.
 async fn notifications(d: &Daemon, incident: u64) -> Vec<Value> {
     let r = d.get(&format!("/api/v1/notifications?incident={incident}"), Some(VIEWER_TOKEN)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let mut list = r.body["notifications"].as_array().cloned().unwrap_or_default();
     list.reverse();
+    let inc = d.get(&format!("/api/v1/incidents/{incident}"), Some(VIEWER_TOKEN)).await;
+    let ids = |v: &[Value]| v.iter().map(|n| n["id"].as_u64()).collect::<Vec<_>>();
+    let carried = inc.body["notifications"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ids(&carried), ids(&list), "the incident carries its notifications");
     list
 }
 
