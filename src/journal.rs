@@ -370,6 +370,8 @@ struct Changes {
     /// Timeline entries to write at the end of the batch, per incident in first-touch order:
     /// one sequence lookup per incident instead of one per entry.
     timeline: Vec<(IncidentId, Vec<Entry>)>,
+    /// Where each incident's entries sit in `timeline`.
+    timeline_index: HashMap<IncidentId, usize>,
     /// Incidents opened in this batch: their timelines start at 0 without a lookup.
     opened: std::collections::HashSet<IncidentId>,
     /// Order in which incidents were first changed, so stores and metrics are deterministic.
@@ -383,9 +385,12 @@ impl Changes {
         if entries.is_empty() {
             return;
         }
-        match self.timeline.iter_mut().find(|(i, _)| *i == id) {
-            Some((_, list)) => list.extend(entries),
-            None => self.timeline.push((id, entries)),
+        match self.timeline_index.get(&id) {
+            Some(&i) => self.timeline[i].1.extend(entries),
+            None => {
+                self.timeline_index.insert(id, self.timeline.len());
+                self.timeline.push((id, entries));
+            }
         }
     }
 }
