@@ -153,3 +153,20 @@ fn tocsin_test_shows_a_diff_and_fails_on_a_wrong_expectation() {
     assert!(stdout.contains("tags: expected to include [\"not-a-tag\"]"), "{stdout}");
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
+
+#[test]
+fn every_rule_capability_passes_through_tocsin_test() {
+    let out = tocsin()
+        .args([
+            "test",
+            "--config",
+            "fixtures/rule-capabilities/tocsin.yaml",
+            "fixtures/rule-capabilities/cases",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
+}
