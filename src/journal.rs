@@ -786,6 +786,7 @@ impl Writer {
             bundled_into: None,
             drill: false,
             waited: false,
+            requeued_at: None,
         };
         batch.put_notification(&n)?;
         self.metrics.notification_queued(d.channel);
@@ -910,6 +911,8 @@ impl Writer {
                     n.reference = reference;
                     n.bundled_into = bundled_into;
                     n.delivered_at = Some(now);
+                    // The failures before are on the timeline; the row shows how it ended.
+                    n.last_error = None;
                     self.metrics.notification_attempt(n.channel, "delivered");
                     self.finish(batch, changes, &mut n, State::Delivered, None, now)?;
                 }
@@ -968,6 +971,9 @@ impl Writer {
                 }
                 n.state = State::Queued;
                 n.due_at = now;
+                // A revived notification gets a fresh set of attempts and a fresh age limit.
+                n.attempts = 0;
+                n.requeued_at = Some(now);
                 changes.due = true;
                 format!(
                     "notification #{id} requeued by {by} (same idempotency id {})",

@@ -130,6 +130,9 @@ pub struct Notification {
     /// for the same recipient.
     #[serde(default)]
     pub waited: bool,
+    /// When an operator last revived it: attempts and age count afresh from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued_at: Option<Timestamp>,
 }
 
 impl Notification {
@@ -252,7 +255,8 @@ impl RetryPolicy {
             .saturating_add(SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX))
             .unwrap_or(now);
         let age_limit = n
-            .created_at
+            .requeued_at
+            .unwrap_or(n.created_at)
             .saturating_add(SignedDuration::try_from(self.max_age).unwrap_or(SignedDuration::MAX))
             .unwrap_or(Timestamp::MAX);
         if at > age_limit {
@@ -294,6 +298,7 @@ mod tests {
             bundled_into: None,
             drill: false,
             waited: false,
+            requeued_at: None,
         }
     }
 
@@ -355,6 +360,20 @@ mod tests {
         assert!(
             matches!(p.after_failure(&old, &retryable(None), now, 0.5), Next::Dead { reason } if reason.contains("maximum age"))
         );
+    }
+
+    #[test]
+    fn a_revived_dead_letter_counts_its_age_from_the_revival() {
+        let p = RetryPolicy::default();
+        let now = Timestamp::now();
+        let mut n = notification(
+            Channel::Webhook,
+            1,
+            now.saturating_sub(SignedDuration::from_hours(48)).unwrap(),
+        );
+        assert!(matches!(p.after_failure(&n, &retryable(None), now, 0.5), Next::Dead { .. }));
+        n.requeued_at = Some(now);
+        assert!(matches!(p.after_failure(&n, &retryable(None), now, 0.5), Next::Retry { .. }));
     }
 
     #[test]
