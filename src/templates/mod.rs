@@ -62,28 +62,7 @@ pub const DEFAULT_AUDIENCE: &str = "default";
 
 /// A template file that could not be read, named or compiled, or (from
 /// [`Templates::check_variables`]) that fails against a sample incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for TemplateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for TemplateError {}
+pub type TemplateError = crate::error::LocatedError;
 
 /// One message, rendered for one channel and audience.
 #[derive(Debug, Clone, PartialEq)]
