@@ -114,10 +114,9 @@ pub fn new_view(event: &Event) -> IncidentView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
-    /// An event opened the incident.
+    /// An event opened the incident; the entry carries the rules' decision (score, severity,
+    /// the rules that fired and why).
     Opened,
-    /// The rules' decision: score, severity, rules fired.
-    Triaged,
     /// A later trigger changed the severity.
     SeverityChanged,
     /// A rule failed or ran out of budget for an event; the decision fell back.
@@ -179,28 +178,6 @@ fn rule_failures(event: &Event, evaluation: &Evaluation) -> Vec<Entry> {
         .collect()
 }
 
-fn triaged(event: &Event, decision: &Decision) -> Entry {
-    Entry {
-        at: event.received_at,
-        actor: "tocsin".into(),
-        kind: EntryKind::Triaged,
-        message: format!(
-            "scored {} ({}){}",
-            decision.score,
-            decision.severity,
-            match &decision.suppressed {
-                Some(reason) => format!("; suppressed: {reason}"),
-                None => String::new(),
-            }
-        ),
-        event_id: Some(event.id),
-        detail: serde_json::json!({
-            "rules_fired": decision.rules_fired,
-            "reasons": decision.reasons,
-        }),
-    }
-}
-
 /// Applies one event to the open incident for its key (`open`), or opens a new one with id
 /// `new_id`.
 pub fn apply(
@@ -230,20 +207,29 @@ pub fn apply(
                 resolved: None,
                 decision,
             };
+            // One entry for the opening and the rules' decision on it: the first line of every
+            // timeline, and one write instead of two in an alert storm.
+            let d = &incident.decision;
+            let suppressed =
+                d.suppressed.as_ref().map(|r| format!("; suppressed: {r}")).unwrap_or_default();
             let mut entries = vec![Entry {
                 at: event.received_at,
                 actor: source_actor(event),
                 kind: EntryKind::Opened,
                 message: format!(
-                    "opened by a {} {}: {}",
+                    "opened by a {} {}: {}; scored {} ({}){suppressed}",
                     event.format.as_str(),
                     event.kind.as_str(),
-                    event.summary
+                    event.summary,
+                    d.score,
+                    d.severity,
                 ),
                 event_id: Some(event.id),
-                detail: serde_json::Value::Null,
+                detail: serde_json::json!({
+                    "rules_fired": d.rules_fired,
+                    "reasons": d.reasons,
+                }),
             }];
-            entries.push(triaged(event, &incident.decision));
             entries.extend(rule_failures(event, evaluation));
             Outcome::Opened(incident, entries)
         }

@@ -24,8 +24,10 @@ const EVENTS_BY_SOURCE: TableDefinition<(&str, &[u8; 16]), ()> =
 
 /// Incident id → incident as JSON. Ids are allocated in order, so key order is age order.
 const INCIDENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("incidents");
-/// (source, dedup key) → id of the open (triggered or acknowledged) incident for that key.
-const OPEN: TableDefinition<(&str, &str), u64> = TableDefinition::new("open_incidents");
+/// Ids of the open (triggered or acknowledged) incidents, read at start-up to rebuild the
+/// in-memory index by (source, dedup key). Keyed by id, not by key, so that a storm of new
+/// incidents appends to the end of the tree instead of dirtying pages all over it.
+const OPEN: TableDefinition<u64, ()> = TableDefinition::new("open_incident_ids");
 /// (incident id, sequence number) → timeline entry as JSON; append-only.
 const TIMELINE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("timeline");
 /// Event id → the incident it joined (absent for events that were ignored).
@@ -251,7 +253,7 @@ impl Store {
         let table = txn.open_table(INCIDENTS)?;
         let mut out = Vec::new();
         for entry in open.iter()? {
-            let (_, id) = entry?;
+            let (id, _) = entry?;
             let id = id.value();
             if let Some(raw) = table.get(id)? {
                 out.push(decode_incident(id, raw.value())?);
@@ -389,7 +391,7 @@ pub struct Batch<'txn> {
     events: redb::Table<'txn, &'static [u8; 16], &'static [u8]>,
     by_source: redb::Table<'txn, (&'static str, &'static [u8; 16]), ()>,
     incidents: redb::Table<'txn, u64, &'static [u8]>,
-    open: redb::Table<'txn, (&'static str, &'static str), u64>,
+    open: redb::Table<'txn, u64, ()>,
     timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
     event_incident: redb::Table<'txn, &'static [u8; 16], u64>,
     meta: redb::Table<'txn, &'static str, u64>,
@@ -419,27 +421,18 @@ impl Batch<'_> {
         }
     }
 
-    pub fn open_incident_id(
-        &self,
-        source: &str,
-        key: &str,
-    ) -> Result<Option<IncidentId>, StoreError> {
-        Ok(self.open.get((source, key))?.map(|v| v.value()))
-    }
-
     /// Stores the incident and keeps the open-incident index in step with its status.
     /// `was_open`: it was open before this transaction (so the index already has it).
     pub fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(incident)
             .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
         self.incidents.insert(incident.id, bytes.as_slice())?;
-        let key = (incident.source.as_str(), incident.dedup_key.as_str());
         match (incident.status.is_open(), was_open) {
             (true, false) => {
-                self.open.insert(key, incident.id)?;
+                self.open.insert(incident.id, ())?;
             }
             (false, true) => {
-                self.open.remove(key)?;
+                self.open.remove(incident.id)?;
             }
             _ => {}
         }

@@ -152,7 +152,7 @@ async fn responders_acknowledge_and_resolve_through_the_api() {
     let inc = incident(&d, id).await;
     assert_eq!(inc["status"], "resolved");
     // Lifecycle entries in order (notes about notifications may sit between them).
-    let lifecycle = ["opened", "triaged", "acknowledged", "resolved"];
+    let lifecycle = ["opened", "acknowledged", "resolved"];
     let kinds: Vec<&str> = inc["timeline"]
         .as_array()
         .unwrap()
