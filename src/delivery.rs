@@ -349,15 +349,18 @@ fn recent_deliveries(store: &Store, config: &Notifications) -> Vec<((Channel, St
     let horizon = Timestamp::now()
         .checked_sub(SignedDuration::try_from(longest).unwrap_or_default())
         .unwrap_or(Timestamp::MIN);
+    // A notification delivered inside the horizon was created at most `max_age` before it
+    // (plus any operator requeue, which is rare enough to ignore here).
+    let oldest_created = horizon
+        .checked_sub(SignedDuration::try_from(config.delivery.max_age).unwrap_or_default())
+        .unwrap_or(Timestamp::MIN);
     let mut out = Vec::new();
-    // Newest first; stop scanning at the first notification created before the horizon.
-    let found = store.notifications(None, 100_000, |n| {
-        n.state == State::Delivered && n.delivered_at.is_some_and(|d| d > horizon)
-    });
-    match found {
+    match store.recent_notifications(|n| n.created_at >= oldest_created) {
         Ok(list) => {
             for n in list {
-                if let Some(at) = n.delivered_at {
+                if n.state == State::Delivered
+                    && let Some(at) = n.delivered_at.filter(|d| *d > horizon)
+                {
                     out.push((n.limit_key(), at));
                 }
             }
@@ -383,4 +386,64 @@ async fn refresh_stats(store: &Arc<Store>, metrics: &Arc<Metrics>) {
     }
     let age = stats.oldest.map(|o| Timestamp::now().duration_since(o).as_secs()).unwrap_or(0);
     metrics.queue_oldest_seconds.set(age.max(0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Window;
+
+    fn limits(windows: &[(u32, u64)]) -> BTreeMap<Channel, ChannelLimits> {
+        let per_recipient = windows
+            .iter()
+            .map(|(count, secs)| Window { count: *count, per: Duration::from_secs(*secs) })
+            .collect();
+        BTreeMap::from([(Channel::Sms, ChannelLimits { per_recipient, global_per_second: None })])
+    }
+
+    fn key() -> (Channel, String) {
+        (Channel::Sms, "+15550100".to_string())
+    }
+
+    #[test]
+    fn every_window_must_allow_and_the_wait_ends_when_the_oldest_send_leaves_it() {
+        let limiter = Limiter::new(&limits(&[(1, 60), (3, 900)]));
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        assert_eq!(limiter.admit(&key(), t0), None);
+        // One a minute: the next is refused until the first send is a minute old.
+        let wait = limiter.admit(&key(), t0 + SignedDuration::from_secs(10)).expect("limited");
+        assert_eq!(wait, t0 + SignedDuration::from_secs(60));
+        assert_eq!(limiter.admit(&key(), t0 + SignedDuration::from_secs(61)), None);
+        assert_eq!(limiter.admit(&key(), t0 + SignedDuration::from_secs(122)), None);
+        // Three per quarter hour: the fourth waits for the first to leave that window.
+        let wait = limiter.admit(&key(), t0 + SignedDuration::from_secs(200)).expect("limited");
+        assert_eq!(wait, t0 + SignedDuration::from_secs(900));
+        // Another recipient is not affected.
+        assert_eq!(
+            limiter.admit(&(Channel::Sms, "+15550199".into()), t0 + SignedDuration::from_secs(200)),
+            None
+        );
+    }
+
+    #[test]
+    fn limits_are_rebuilt_from_recorded_deliveries_after_a_restart() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let limiter = Limiter::new(&limits(&[(1, 60)]));
+        limiter.replay([(key(), t0)]);
+        assert_eq!(
+            limiter.admit(&key(), t0 + SignedDuration::from_secs(30)),
+            Some(t0 + SignedDuration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn idle_keys_are_forgotten() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let limiter = Limiter::new(&limits(&[(1, 60)]));
+        assert_eq!(limiter.admit(&key(), t0), None);
+        limiter.forget_idle(t0 + SignedDuration::from_secs(30));
+        assert_eq!(limiter.keys(), 1);
+        limiter.forget_idle(t0 + SignedDuration::from_secs(61));
+        assert_eq!(limiter.keys(), 0);
+    }
 }

@@ -308,6 +308,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Notifications newest first while `more` holds for each one read (ids grow with creation
+    /// time, so a caller looking for recent ones stops at the first that is too old).
+    pub fn recent_notifications(
+        &self,
+        more: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NOTIFICATIONS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev() {
+            let (id, raw) = entry?;
+            let n = decode_notification(id.value(), raw.value())?;
+            if !more(&n) {
+                break;
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+
     pub fn incident_notifications(
         &self,
         incident: IncidentId,
