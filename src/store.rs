@@ -230,20 +230,7 @@ impl Store {
         limit: usize,
         keep: impl Fn(&Incident) -> bool,
     ) -> Result<Vec<Incident>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(INCIDENTS)?;
-        let mut out = Vec::new();
-        for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
-            let (id, raw) = entry?;
-            let incident = decode_incident(id.value(), raw.value())?;
-            if keep(&incident) {
-                out.push(incident);
-                if out.len() >= limit.max(1) {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        self.page(INCIDENTS, before, limit, decode_incident, keep)
     }
 
     /// Every open incident: read once at start-up to rebuild the in-memory index.
@@ -292,14 +279,27 @@ impl Store {
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
+        self.page(NOTIFICATIONS, before, limit, decode_notification, keep)
+    }
+
+    /// One page of a table keyed by sequential id, newest first: up to `limit` rows older
+    /// than `before` that pass `keep`.
+    fn page<T>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        before: Option<u64>,
+        limit: usize,
+        decode: fn(u64, &[u8]) -> Result<T, StoreError>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(NOTIFICATIONS)?;
+        let table = txn.open_table(table)?;
         let mut out = Vec::new();
         for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
             let (id, raw) = entry?;
-            let n = decode_notification(id.value(), raw.value())?;
-            if keep(&n) {
-                out.push(n);
+            let item = decode(id.value(), raw.value())?;
+            if keep(&item) {
+                out.push(item);
                 if out.len() >= limit.max(1) {
                     break;
                 }
