@@ -81,8 +81,48 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// What the rules may read about this incident when another event for it arrives (the
-    /// count includes that event).
+    /// What the rules may read about this incident when another event for it arrives.
+    pub fn view(&self) -> IncidentView {
+        Summary::of(self).view()
+    }
+}
+
+/// What the rules may know about an open incident: small enough for the writer to keep one
+/// per open incident in memory, where ingest handlers read it to build each event's view.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    id: IncidentId,
+    status: Status,
+    count: u64,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    severity: String,
+    score: i64,
+}
+
+impl Summary {
+    pub fn of(incident: &Incident) -> Summary {
+        Summary {
+            id: incident.id,
+            status: incident.status,
+            count: incident.count,
+            first_seen: incident.first_seen,
+            last_seen: incident.last_seen,
+            severity: incident.decision.severity.clone(),
+            score: incident.decision.score,
+        }
+    }
+
+    pub fn id(&self) -> IncidentId {
+        self.id
+    }
+
+    pub fn last_seen(&self) -> Timestamp {
+        self.last_seen
+    }
+
+    /// The view for an event joining this incident: the count includes that event, as the
+    /// rules API documents.
     pub fn view(&self) -> IncidentView {
         IncidentView {
             id: self.id,
@@ -91,8 +131,8 @@ impl Incident {
             count: self.count + 1,
             first_seen: self.first_seen,
             last_seen: self.last_seen,
-            severity: Some(self.decision.severity.clone()),
-            score: Some(self.decision.score),
+            severity: Some(self.severity.clone()),
+            score: Some(self.score),
         }
     }
 }

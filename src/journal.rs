@@ -18,7 +18,9 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use crate::event::{Action, Event};
-use crate::incident::{self, ActionError, Entry, EntryKind, Incident, IncidentId, Outcome, Status};
+use crate::incident::{
+    self, ActionError, Entry, EntryKind, Incident, IncidentId, Outcome, Status, Summary,
+};
 use crate::metrics::Metrics;
 use crate::notify::{Channel, SendError};
 use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
@@ -102,33 +104,6 @@ pub enum JournalError {
     Store(Arc<StoreError>),
 }
 
-/// What the rules may know about an open incident, kept in memory by the writer and read by
-/// ingest handlers to build each event's [`IncidentView`].
-#[derive(Debug, Clone)]
-struct OpenSummary {
-    id: IncidentId,
-    status: Status,
-    count: u64,
-    first_seen: Timestamp,
-    last_seen: Timestamp,
-    severity: String,
-    score: i64,
-}
-
-impl OpenSummary {
-    fn of(incident: &Incident) -> OpenSummary {
-        OpenSummary {
-            id: incident.id,
-            status: incident.status,
-            count: incident.count,
-            first_seen: incident.first_seen,
-            last_seen: incident.last_seen,
-            severity: incident.decision.severity.clone(),
-            score: incident.decision.score,
-        }
-    }
-}
-
 /// The open incidents by (source, dedup key), as of the last commit.
 ///
 /// std `RwLock`, not tokio's: it is never held across an await. Only the writer thread writes
@@ -137,7 +112,7 @@ impl OpenSummary {
 pub struct OpenIndex {
     /// source → dedup key → summary: two levels so lookups borrow `&str` instead of building
     /// an owned key per event.
-    map: RwLock<HashMap<String, HashMap<String, OpenSummary>>>,
+    map: RwLock<HashMap<String, HashMap<String, Summary>>>,
 }
 
 impl OpenIndex {
@@ -145,17 +120,7 @@ impl OpenIndex {
     pub fn view(&self, event: &Event) -> IncidentView {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         match map.get(event.source.as_str()).and_then(|m| m.get(event.dedup_key.as_str())) {
-            Some(s) => IncidentView {
-                id: s.id,
-                is_new: false,
-                status: s.status.as_str().to_string(),
-                // The view counts the event being scored, as the rules API documents.
-                count: s.count + 1,
-                first_seen: s.first_seen,
-                last_seen: s.last_seen,
-                severity: Some(s.severity.clone()),
-                score: Some(s.score),
-            },
+            Some(summary) => summary.view(),
             None => incident::new_view(event),
         }
     }
@@ -170,15 +135,15 @@ impl OpenIndex {
 
     fn get(&self, source: &str, key: &str) -> Option<IncidentId> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(source).and_then(|m| m.get(key)).map(|s| s.id)
+        map.get(source).and_then(|m| m.get(key)).map(|s| s.id())
     }
 
     fn quiet_since(&self, cutoff: Timestamp) -> Vec<IncidentId> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.values()
             .flat_map(HashMap::values)
-            .filter(|s| s.last_seen < cutoff)
-            .map(|s| s.id)
+            .filter(|s| s.last_seen() < cutoff)
+            .map(|s| s.id())
             .collect()
     }
 
@@ -188,9 +153,9 @@ impl OpenIndex {
             if incident.status.is_open() {
                 map.entry(incident.source.clone())
                     .or_default()
-                    .insert(incident.dedup_key.clone(), OpenSummary::of(&incident));
+                    .insert(incident.dedup_key.clone(), Summary::of(&incident));
             } else if let Some(keys) = map.get_mut(incident.source.as_str())
-                && keys.get(incident.dedup_key.as_str()).is_some_and(|s| s.id == incident.id)
+                && keys.get(incident.dedup_key.as_str()).is_some_and(|s| s.id() == incident.id)
             {
                 keys.remove(incident.dedup_key.as_str());
                 if keys.is_empty() {
