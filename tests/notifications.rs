@@ -1117,6 +1117,16 @@ async fn whoever_was_told_hears_about_the_resolution() {
     assert_eq!(got[1].webhook_id(), list[1]["idempotency_id"].as_str().unwrap());
     let entries = timeline_messages(&incident(&d, id).await, "notification");
     assert!(entries.iter().any(|m| m.contains("(resolved, resolution notice)")), "{entries:?}");
+
+    // Delivery health is on /metrics: attempts by outcome, and the (now empty) queue.
+    let m = d.get("/metrics", None).await.text;
+    assert!(
+        m.contains(
+            "tocsin_notification_attempts_total{channel=\"webhook\",outcome=\"delivered\"} 2"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("tocsin_notification_queue_depth{channel=\"webhook\"} 0"), "{m}");
 }
 
 // ---------------------------------------------------------------------------------------------
