@@ -215,12 +215,7 @@ impl Store {
     }
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(INCIDENTS)?;
-        match table.get(id)? {
-            Some(raw) => decode_incident(id, raw.value()).map(Some),
-            None => Ok(None),
-        }
+        self.get(INCIDENTS, id, decode_incident)
     }
 
     /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
@@ -264,12 +259,7 @@ impl Store {
     }
 
     pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(NOTIFICATIONS)?;
-        match table.get(id)? {
-            Some(raw) => decode_notification(id, raw.value()).map(Some),
-            None => Ok(None),
-        }
+        self.get(NOTIFICATIONS, id, decode_notification)
     }
 
     /// Notifications newest first that pass `keep`, paged by `before`.
@@ -280,6 +270,21 @@ impl Store {
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
         self.page(NOTIFICATIONS, before, limit, decode_notification, keep)
+    }
+
+    /// One row of a table keyed by sequential id.
+    fn get<T>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        id: u64,
+        decode: fn(u64, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        match table.get(id)? {
+            Some(raw) => decode(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// One page of a table keyed by sequential id, newest first: up to `limit` rows older
