@@ -139,14 +139,27 @@ pub async fn get_incident(
 ) -> Result<Response, ApiError> {
     app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
     let id = incident_id(&id)?;
-    let (incident, timeline, notifications) =
-        read(&app, move |s| Ok((s.incident(id)?, s.timeline(id)?, s.incident_notifications(id)?)))
-            .await?;
+    let (incident, timeline, notifications, timers) = read(&app, move |s| {
+        Ok((
+            s.incident(id)?,
+            s.timeline(id)?,
+            s.incident_notifications(id)?,
+            s.incident_timers(id)?,
+        ))
+    })
+    .await?;
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
     body["timeline"] = json!(timeline);
     body["notifications"] = json!(notifications);
+    // What is scheduled next: escalation steps, notice reminders and deadlines, reminders.
+    body["pending"] = json!(
+        timers
+            .iter()
+            .map(|t| json!({"due_at": t.due_at, "what": t.kind.describe(), "timer": t.kind}))
+            .collect::<Vec<_>>()
+    );
     Ok(Json(body).into_response())
 }
 
@@ -187,6 +200,7 @@ async fn act(
         Ok(incident) => Ok(Json(incident).into_response()),
         Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
         Err(ActError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
+        Err(ActError::Invalid(m)) => Err(ApiError::Conflict(m)),
     }
 }
 

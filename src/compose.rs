@@ -23,6 +23,8 @@ pub fn plain(incident: &Incident, reason: Reason, links: &Links) -> Rendered {
     let what = match reason {
         Reason::New => "New incident",
         Reason::Resolved => "Resolved",
+        Reason::Escalated => "Escalated: incident",
+        Reason::Reminder => "Reminder: incident",
     };
     let service = incident.service.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
     let subject =
@@ -73,8 +75,9 @@ pub fn render(
     delivery: &crate::policy::Delivery,
 ) -> (Rendered, Option<String>) {
     let kind = match reason {
-        Reason::New => NoticeKind::New,
+        Reason::New | Reason::Escalated => NoticeKind::New,
         Reason::Resolved => NoticeKind::Resolved,
+        Reason::Reminder => NoticeKind::Reminder,
     };
     let mut ctx = RenderContext::new(incident, kind);
     ctx.dashboard_url = rt
@@ -101,6 +104,34 @@ pub fn render(
         payload = crate::templates::alertmanager_payload(incident, &delivery.recipient.address);
     }
     (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
+}
+
+/// Puts a fixed line from Tocsin itself (why this escalation or reminder is being sent) at the
+/// top of a rendered message: the subject gains `lead: `, the text and HTML open with `line`,
+/// and a webhook payload carries it as `"note"`. The approved template renders the rest.
+pub fn with_note(mut r: Rendered, lead: &str, line: &str) -> Rendered {
+    r.subject = format!("{lead}: {}", r.subject);
+    r.text = format!(
+        "{line}
+
+{}",
+        r.text
+    );
+    if let Some(html) = &r.html {
+        r.html = Some(format!(
+            "<p><strong>{}</strong></p>
+{html}",
+            escape_html(line)
+        ));
+    }
+    if let serde_json::Value::Object(map) = &mut r.payload {
+        map.insert("note".into(), serde_json::Value::String(line.to_string()));
+    }
+    r
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The message for one notification as stored, with its idempotency id.

@@ -430,6 +430,8 @@ pub struct Config {
     pub watch: bool,
     /// Resolve an open incident after this long without a trigger; `None`: never.
     pub auto_resolve_after: Option<Duration>,
+    /// Notice rules, status-update intervals, reviews, maintenance windows.
+    pub escalation: crate::escalation::Settings,
     /// Set when `${TOCSIN_TOKEN}` came from (or was just written to) this file because the
     /// environment had none, so `serve` can say where the token is.
     pub generated_token: Option<PathBuf>,
@@ -464,6 +466,13 @@ pub struct RawConfig {
     pub default_policy: Option<Spanned<String>>,
     pub severity_policies: Option<Spanned<BTreeMap<String, String>>>,
     pub notifications: Option<Spanned<RawNotifications>>,
+    pub escalation: Option<Spanned<RawEscalation>>,
+    #[serde(default)]
+    pub notices: Vec<Spanned<RawNotice>>,
+    pub communications: Option<Spanned<RawCommunications>>,
+    pub reviews: Option<Spanned<RawReviews>>,
+    #[serde(default)]
+    pub maintenance: Vec<Spanned<RawMaintenance>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -548,19 +557,84 @@ pub struct RawPerson {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub name: Spanned<String>,
-    pub notify: Vec<Spanned<RawPolicyEntry>>,
+    /// Shorthand for a policy of one step.
+    pub notify: Option<Vec<Spanned<RawPolicyEntry>>>,
+    pub steps: Option<Vec<Spanned<RawStep>>>,
+    pub repeat: Option<Spanned<u32>>,
+    pub reescalate_after: Option<Spanned<String>>,
 }
 
-/// One of `person`, `webhook` or `log: true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub notify: Vec<Spanned<RawPolicyEntry>>,
+    pub wait: Option<Spanned<String>>,
+}
+
+/// One of `person`, `role`, `webhook` or `log: true`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyEntry {
     pub person: Option<String>,
+    pub role: Option<String>,
     pub webhook: Option<String>,
     #[serde(default)]
     pub log: bool,
     pub channels: Option<Vec<String>>,
     pub audience: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    /// Channels for roles the triage brings in (legal liaison, communications lead, …).
+    pub involve_channels: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotice {
+    pub name: Spanned<String>,
+    pub when: Option<Spanned<RawNoticeWhen>>,
+    pub deadline: Spanned<String>,
+    pub mandatory: Option<bool>,
+    pub reminders: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNoticeWhen {
+    pub sensitivity: Option<Vec<String>>,
+    pub customer_facing: Option<bool>,
+    pub severity: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommunications {
+    /// Severity → interval between status-update reminders.
+    #[serde(default)]
+    pub update_every: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReviews {
+    pub severities: Option<Spanned<Vec<String>>>,
+    pub remind_every: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub name: Spanned<String>,
+    pub starts: Spanned<String>,
+    pub ends: Spanned<String>,
+    pub source: Option<String>,
+    pub service: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1079,6 +1153,15 @@ impl Validator<'_> {
             &triage,
             &notifications,
         );
+        let escalation = self.escalation(
+            raw.escalation,
+            raw.notices,
+            raw.communications,
+            raw.reviews,
+            raw.maintenance,
+            &triage,
+            &notifications,
+        );
         let auto_resolve_after = raw
             .incidents
             .and_then(|i| i.value.auto_resolve_after)
@@ -1099,8 +1182,188 @@ impl Validator<'_> {
             policies,
             notifications,
             auto_resolve_after,
+            escalation,
             generated_token: None,
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn escalation(
+        &mut self,
+        raw: Option<Spanned<RawEscalation>>,
+        notices: Vec<Spanned<RawNotice>>,
+        communications: Option<Spanned<RawCommunications>>,
+        reviews: Option<Spanned<RawReviews>>,
+        maintenance: Vec<Spanned<RawMaintenance>>,
+        triage: &crate::rules::Triage,
+        notifications: &Notifications,
+    ) -> crate::escalation::Settings {
+        use crate::escalation::{NoticeRule, Settings, Window};
+        use crate::notify::Channel;
+        use crate::rules::Sensitivity;
+        let mut out = Settings::default();
+        let known_severity = |name: &str| triage.severities.iter().any(|t| t.name == name);
+        if let Some(channels) = raw.and_then(|r| r.value.involve_channels) {
+            out.involve_channels.clear();
+            for w in &channels.value {
+                match w.as_str() {
+                    "email" if notifications.email.is_some() => {
+                        out.involve_channels.push(Channel::Email)
+                    }
+                    "sms" if notifications.sms.is_some() => out.involve_channels.push(Channel::Sms),
+                    "email" | "sms" => self.err(
+                        channels.referenced,
+                        "escalation.involve_channels",
+                        format!("uses {w}, but notifications.{w} is not configured"),
+                    ),
+                    _ => self.err(
+                        channels.referenced,
+                        "escalation.involve_channels",
+                        format!("`{w}` is not a channel for people; allowed: email, sms"),
+                    ),
+                }
+            }
+        }
+        for (i, n) in notices.into_iter().enumerate() {
+            let path = format!("notices[{i}]");
+            let raw = n.value;
+            let name = raw.name.value.trim().to_string();
+            if name.is_empty() {
+                self.err(raw.name.referenced, &format!("{path}.name"), "must not be empty");
+            }
+            let deadline_at = raw.deadline.referenced;
+            let deadline =
+                self.duration(Some(raw.deadline), &format!("{path}.deadline"), Duration::ZERO);
+            if deadline.is_zero() {
+                self.err(deadline_at, &format!("{path}.deadline"), "must be longer than 0s");
+            }
+            let mut reminders = Vec::new();
+            for (j, r) in raw.reminders.unwrap_or_default().into_iter().enumerate() {
+                let at = r.referenced;
+                let d = self.duration(Some(r), &format!("{path}.reminders[{j}]"), Duration::ZERO);
+                if !deadline.is_zero() && d >= deadline {
+                    self.err(
+                        at,
+                        &format!("{path}.reminders[{j}]"),
+                        "a reminder must come before the deadline",
+                    );
+                }
+                reminders.push(d);
+            }
+            let (when, when_at) = match raw.when {
+                Some(w) => (w.value, w.referenced),
+                None => (RawNoticeWhen::default(), raw.name.referenced),
+            };
+            let mut sensitivity = Vec::new();
+            for word in when.sensitivity.unwrap_or_default() {
+                match Sensitivity::parse(&word) {
+                    Some(level) => sensitivity.push(level),
+                    None => self.err(
+                        when_at,
+                        &format!("{path}.when.sensitivity"),
+                        format!(
+                            "unknown sensitivity `{word}`; expected one of {}",
+                            Sensitivity::ALL.map(|s| s.as_str()).join(", ")
+                        ),
+                    ),
+                }
+            }
+            let severities = when.severity.unwrap_or_default();
+            for sev in &severities {
+                if !known_severity(sev) {
+                    self.err(
+                        when_at,
+                        &format!("{path}.when.severity"),
+                        format!("`{sev}` is not a severity in triage.severities"),
+                    );
+                }
+            }
+            out.notices.push(NoticeRule {
+                name,
+                sensitivity,
+                customer_facing: when.customer_facing,
+                severities,
+                tags: when.tags.unwrap_or_default(),
+                deadline,
+                mandatory: raw.mandatory.unwrap_or(true),
+                reminders,
+            });
+        }
+        if let Some(c) = communications {
+            for (severity, every) in c.value.update_every {
+                let path = format!("communications.update_every.{severity}");
+                if !known_severity(&severity) {
+                    self.err(every.referenced, &path, "is not a severity in triage.severities");
+                }
+                let at = every.referenced;
+                let d = self.duration(Some(every), &path, Duration::ZERO);
+                if d < Duration::from_secs(60) {
+                    self.err(at, &path, "must be at least 1m");
+                } else {
+                    out.comms_every.insert(severity, d);
+                }
+            }
+        }
+        if let Some(r) = reviews {
+            if let Some(sevs) = r.value.severities {
+                for sev in &sevs.value {
+                    if !known_severity(sev) {
+                        self.err(
+                            sevs.referenced,
+                            "reviews.severities",
+                            format!("`{sev}` is not a severity in triage.severities"),
+                        );
+                    }
+                }
+                out.review_severities = sevs.value;
+            }
+            if let Some(every) = r.value.remind_every {
+                let at = every.referenced;
+                let d = self.duration(Some(every), "reviews.remind_every", out.action_remind_every);
+                if d < Duration::from_secs(60) {
+                    self.err(at, "reviews.remind_every", "must be at least 1m");
+                } else {
+                    out.action_remind_every = d;
+                }
+            }
+        }
+        for (i, m) in maintenance.into_iter().enumerate() {
+            let path = format!("maintenance[{i}]");
+            let raw = m.value;
+            let time =
+                |this: &mut Self, v: Spanned<String>, key: &str| -> Option<jiff::Timestamp> {
+                    match v.value.parse::<jiff::Timestamp>() {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            this.err(
+                                v.referenced,
+                                &format!("{path}.{key}"),
+                                format!("not an RFC 3339 time such as 2026-05-01T22:00:00Z: {e}"),
+                            );
+                            None
+                        }
+                    }
+                };
+            let ends_at = raw.ends.referenced;
+            let (Some(starts), Some(ends)) =
+                (time(self, raw.starts, "starts"), time(self, raw.ends, "ends"))
+            else {
+                continue;
+            };
+            if ends <= starts {
+                self.err(ends_at, &format!("{path}.ends"), "must be after starts");
+                continue;
+            }
+            out.maintenance.push(Window {
+                name: raw.name.value,
+                starts,
+                ends,
+                source: raw.source,
+                service: raw.service,
+                labels: raw.labels,
+            });
+        }
+        out
     }
 
     fn notifications(&mut self, raw: Option<Spanned<RawNotifications>>) -> Notifications {
@@ -1236,9 +1499,7 @@ impl Validator<'_> {
         triage: &crate::rules::Triage,
         notifications: &Notifications,
     ) -> crate::policy::Policies {
-        let have_log = notifications.log_path.is_some();
-        use crate::notify::Channel;
-        use crate::policy::{Entry, Person, Policy, Target};
+        use crate::policy::{Person, Policy, Step};
         let mut out = crate::policy::Policies::default();
         for (i, p) in people.into_iter().enumerate() {
             let path = format!("people[{i}]");
@@ -1298,125 +1559,75 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let mut notify = Vec::new();
-            for (j, e) in raw.notify.into_iter().enumerate() {
-                let epath = format!("{path}.notify[{j}]");
-                let at = e.referenced;
-                let e = e.value;
-                let (target, allowed, default_channels): (Target, &[Channel], Vec<Channel>) =
-                    match (e.person, e.webhook, e.log) {
-                        (Some(person), None, false) => {
-                            let defaults = match out.people.get(&person) {
-                                None => {
-                                    self.err(
-                                        at,
-                                        &format!("{epath}.person"),
-                                        format!("no person `{person}` in people"),
-                                    );
-                                    Vec::new()
-                                }
-                                Some(p) => [
-                                    (p.email.is_some(), Channel::Email),
-                                    (p.phone.is_some(), Channel::Sms),
-                                ]
-                                .into_iter()
-                                .filter_map(|(has, c)| has.then_some(c))
-                                .collect(),
-                            };
-                            (Target::Person(person), &[Channel::Email, Channel::Sms], defaults)
+            let mut steps = Vec::new();
+            type RawSteps = Vec<(String, Vec<Spanned<RawPolicyEntry>>, Option<Spanned<String>>)>;
+            let raw_steps: RawSteps = match (raw.notify, raw.steps) {
+                (Some(notify), None) => vec![(path.clone(), notify, None)],
+                (None, Some(list)) if !list.is_empty() => list
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, st)| (format!("{path}.steps[{k}]"), st.value.notify, st.value.wait))
+                    .collect(),
+                _ => {
+                    self.err(
+                        raw.name.referenced,
+                        &path,
+                        "give either `notify` (one step) or a non-empty list of `steps`",
+                    );
+                    continue;
+                }
+            };
+            let count = raw_steps.len();
+            let repeat = raw.repeat.as_ref().map(|r| r.value).unwrap_or(0);
+            if repeat > 100 {
+                self.err(
+                    raw.repeat.as_ref().map(|r| r.referenced).unwrap_or(raw.name.referenced),
+                    &format!("{path}.repeat"),
+                    "at most 100",
+                );
+            }
+            for (k, (spath, notify, wait)) in raw_steps.into_iter().enumerate() {
+                let mut entries = Vec::new();
+                for (j, e) in notify.into_iter().enumerate() {
+                    let epath = format!("{spath}.notify[{j}]");
+                    if let Some(entry) = self.policy_entry(&out.people, e, &epath, notifications) {
+                        entries.push(entry);
+                    }
+                }
+                let last = k + 1 == count;
+                let wait = match wait {
+                    Some(w) => {
+                        let at = w.referenced;
+                        let d = self.duration(Some(w), &format!("{spath}.wait"), Duration::ZERO);
+                        if d.is_zero() {
+                            self.err(at, &format!("{spath}.wait"), "must be longer than 0s");
                         }
-                        (None, Some(webhook), false) => {
-                            if !notifications.webhooks.iter().any(|w| w.name == webhook) {
-                                self.err(
-                                    at,
-                                    &format!("{epath}.webhook"),
-                                    format!("no webhook `{webhook}` in notifications.webhooks"),
-                                );
-                            }
-                            (Target::Webhook(webhook), &[Channel::Webhook], vec![Channel::Webhook])
-                        }
-                        (None, None, true) => {
-                            if !have_log {
-                                self.err(
-                                    at,
-                                    &epath,
-                                    "notifies the log, but notifications.log is not configured",
-                                );
-                            }
-                            (Target::Log, &[Channel::Log], vec![Channel::Log])
-                        }
-                        _ => {
-                            self.err(at, &epath, "give exactly one of: person, webhook, log: true");
-                            continue;
-                        }
-                    };
-                let channels = match e.channels {
-                    None => default_channels,
-                    Some(words) => {
-                        let mut chosen = Vec::new();
-                        for w in words {
-                            match allowed.iter().find(|c| c.as_str() == w) {
-                                Some(c) => chosen.push(*c),
-                                None => self.err(
-                                    at,
-                                    &format!("{epath}.channels"),
-                                    format!(
-                                        "`{w}` is not a channel for this target; allowed: {}",
-                                        allowed
-                                            .iter()
-                                            .map(|c| c.as_str())
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    ),
-                                ),
-                            }
-                        }
-                        chosen
+                        Some(d)
+                    }
+                    None if last && repeat == 0 => None,
+                    None => {
+                        self.err(
+                            raw.name.referenced,
+                            &format!("{spath}.wait"),
+                            "every step but the last of a policy that does not repeat needs a `wait`: how long to wait for an acknowledgement before the next step",
+                        );
+                        None
                     }
                 };
-                for c in &channels {
-                    let configured = match c {
-                        Channel::Email => notifications.email.is_some(),
-                        Channel::Sms => notifications.sms.is_some(),
-                        _ => true,
-                    };
-                    if !configured {
-                        self.err(
-                            at,
-                            &format!("{epath}.channels"),
-                            format!(
-                                "uses {}, but notifications.{} is not configured",
-                                c.as_str(),
-                                c.as_str()
-                            ),
-                        );
-                    }
-                }
-                if let Target::Person(id) = &target
-                    && let Some(person) = out.people.get(id)
-                {
-                    for c in &channels {
-                        let missing = match c {
-                            Channel::Email => person.email.is_none(),
-                            Channel::Sms => person.phone.is_none(),
-                            _ => false,
-                        };
-                        if missing {
-                            self.err(
-                                at,
-                                &format!("{epath}.channels"),
-                                format!("person `{id}` has no {} address", c.as_str()),
-                            );
-                        }
-                    }
-                }
-                notify.push(Entry {
-                    target,
-                    channels,
-                    audience: e.audience.unwrap_or_else(|| "responder".to_string()),
-                });
+                steps.push(Step { notify: entries, wait });
             }
-            out.policies.insert(name.clone(), Policy { name, notify });
+            let reescalate_after = raw.reescalate_after.map(|r| {
+                self.duration(Some(r), &format!("{path}.reescalate_after"), Duration::ZERO)
+            });
+            out.policies.insert(
+                name.clone(),
+                Policy {
+                    name,
+                    steps,
+                    repeat,
+                    reescalate_after: reescalate_after.filter(|d| !d.is_zero()),
+                },
+            );
         }
         if let Some(d) = default_policy {
             if !out.policies.contains_key(&d.value) {
@@ -1444,6 +1655,143 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    /// One `notify` entry of a policy step, checked against people, channels and webhooks.
+    fn policy_entry(
+        &mut self,
+        people: &BTreeMap<String, crate::policy::Person>,
+        e: Spanned<RawPolicyEntry>,
+        epath: &str,
+        notifications: &Notifications,
+    ) -> Option<crate::policy::Entry> {
+        use crate::notify::Channel;
+        use crate::policy::{Entry, Target};
+        let have_log = notifications.log_path.is_some();
+        let at = e.referenced;
+        let e = e.value;
+        let (target, allowed, default_channels): (Target, &[Channel], Vec<Channel>) =
+            match (e.person, e.webhook, e.log, e.role) {
+                (None, None, false, Some(role)) => {
+                    if !crate::escalation::valid_role_name(&role) {
+                        self.err(
+                            at,
+                            &format!("{epath}.role"),
+                            format!(
+                                "`{role}` is not a role name: use lowercase letters, digits and `_`"
+                            ),
+                        );
+                    }
+                    // Whoever holds the role is only known when an incident opens: email by
+                    // default, SMS when asked for (skipped for a holder without a phone).
+                    (Target::Role(role), &[Channel::Email, Channel::Sms], vec![Channel::Email])
+                }
+                (Some(person), None, false, None) => {
+                    let defaults = match people.get(&person) {
+                        None => {
+                            self.err(
+                                at,
+                                &format!("{epath}.person"),
+                                format!("no person `{person}` in people"),
+                            );
+                            Vec::new()
+                        }
+                        Some(p) => {
+                            [(p.email.is_some(), Channel::Email), (p.phone.is_some(), Channel::Sms)]
+                                .into_iter()
+                                .filter_map(|(has, c)| has.then_some(c))
+                                .collect()
+                        }
+                    };
+                    (Target::Person(person), &[Channel::Email, Channel::Sms], defaults)
+                }
+                (None, Some(webhook), false, None) => {
+                    if !notifications.webhooks.iter().any(|w| w.name == webhook) {
+                        self.err(
+                            at,
+                            &format!("{epath}.webhook"),
+                            format!("no webhook `{webhook}` in notifications.webhooks"),
+                        );
+                    }
+                    (Target::Webhook(webhook), &[Channel::Webhook], vec![Channel::Webhook])
+                }
+                (None, None, true, None) => {
+                    if !have_log {
+                        self.err(
+                            at,
+                            epath,
+                            "notifies the log, but notifications.log is not configured",
+                        );
+                    }
+                    (Target::Log, &[Channel::Log], vec![Channel::Log])
+                }
+                _ => {
+                    self.err(at, epath, "give exactly one of: person, role, webhook, log: true");
+                    return None;
+                }
+            };
+        let channels = match e.channels {
+            None => default_channels,
+            Some(words) => {
+                let mut chosen = Vec::new();
+                for w in words {
+                    match allowed.iter().find(|c| c.as_str() == w) {
+                        Some(c) => chosen.push(*c),
+                        None => self.err(
+                            at,
+                            &format!("{epath}.channels"),
+                            format!(
+                                "`{w}` is not a channel for this target; allowed: {}",
+                                allowed.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
+                    }
+                }
+                chosen
+            }
+        };
+        for c in &channels {
+            let configured = match c {
+                Channel::Email => notifications.email.is_some(),
+                Channel::Sms => notifications.sms.is_some(),
+                _ => true,
+            };
+            if !configured {
+                self.err(
+                    at,
+                    &format!("{epath}.channels"),
+                    format!(
+                        "uses {}, but notifications.{} is not configured",
+                        c.as_str(),
+                        c.as_str()
+                    ),
+                );
+            }
+        }
+        if let Target::Person(id) = &target
+            && let Some(person) = people.get(id)
+        {
+            for c in &channels {
+                let missing = match c {
+                    Channel::Email => person.email.is_none(),
+                    Channel::Sms => person.phone.is_none(),
+                    _ => false,
+                };
+                if missing {
+                    self.err(
+                        at,
+                        &format!("{epath}.channels"),
+                        format!("person `{id}` has no {} address", c.as_str()),
+                    );
+                }
+            }
+        }
+        let audience = match (&e.audience, &target) {
+            (Some(a), _) => a.clone(),
+            (None, Target::Role(role)) => crate::escalation::role_audience(role).to_string(),
+            (None, _) => "responder".to_string(),
+        };
+        Some(Entry { target, channels, audience })
     }
 
     fn triage(
@@ -1900,7 +2248,7 @@ fn check_listen(value: &str) -> Result<(), String> {
 }
 
 /// Accepts jiff's friendly format (`500ms`, `2s`, `5m`, `1h`, `1h 30m`) and ISO 8601 (`PT2S`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad =
         || format!("`{}` is not a duration; write e.g. 500ms, 2s, 5m or 1h", text.escape_debug());
     let signed: jiff::SignedDuration = text.trim().parse().map_err(|_| bad())?;

@@ -216,7 +216,7 @@ pub async fn run(
 ) {
     let config: Notifications = runtime.load().config.notifications.clone();
     let limiter = Arc::new(Limiter::new(&config.rate_limits));
-    limiter.replay(recent_deliveries(&store, &config));
+    limiter.replay(recent_deliveries(&store, &config, journal.clock().now()));
     let workers = Arc::new(Semaphore::new(config.workers));
     let mut tick = tokio::time::interval(POLL);
     // The first refresh runs at the first tick.
@@ -232,7 +232,7 @@ pub async fn run(
         if stats_at.elapsed() > STATS_EVERY {
             stats_at = tokio::time::Instant::now();
             refresh_stats(&store, &metrics).await;
-            limiter.forget_idle(Timestamp::now());
+            limiter.forget_idle(journal.clock().now());
         }
         loop {
             let claimed = match journal.claim(CLAIM_BATCH).await {
@@ -269,7 +269,7 @@ async fn dispatch(
         groups.entry(n.limit_key()).or_default().push(n);
     }
     let mut deferred = Vec::new();
-    let now = Timestamp::now();
+    let now = journal.clock().now();
     for (key, group) in groups {
         // What waited for the limit goes as one bundle; fresh messages go one by one, each
         // admitted on its own, until the limit says wait.
@@ -345,14 +345,18 @@ fn spawn_send(
 }
 
 /// Deliveries inside the longest rate-limit window, so limits hold across restarts.
-fn recent_deliveries(store: &Store, config: &Notifications) -> Vec<((Channel, String), Timestamp)> {
+fn recent_deliveries(
+    store: &Store,
+    config: &Notifications,
+    now: Timestamp,
+) -> Vec<((Channel, String), Timestamp)> {
     let longest = config
         .rate_limits
         .values()
         .flat_map(|l| l.per_recipient.iter().map(|w| w.per))
         .max()
         .unwrap_or_default();
-    let horizon = Timestamp::now()
+    let horizon = now
         .checked_sub(SignedDuration::try_from(longest).unwrap_or_default())
         .unwrap_or(Timestamp::MIN);
     // A notification delivered inside the horizon was created at most `max_age` before it

@@ -78,6 +78,18 @@ pub struct Incident {
     pub acknowledged: Option<Stamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<Stamp>,
+    /// Who holds each incident role (role → person id): from the roles and rotations when it
+    /// opened, then as people change them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<crate::escalation::EscalationState>,
+    /// Legal and contractual notices owed, with their deadlines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::escalation::Notice>,
+    /// The after-action review, once the incident resolved at a reviewed severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::review::Review>,
 }
 
 impl Incident {
@@ -168,6 +180,14 @@ pub enum EntryKind {
     Suppressed,
     /// A notification was queued, attempted, delivered or dead-lettered.
     Notification,
+    /// An escalation step fired, or escalation stopped or restarted.
+    Escalated,
+    /// Someone took or handed over an incident role.
+    RoleChanged,
+    /// A notice obligation was created, reminded, sent or missed.
+    Notice,
+    /// The after-action review opened or changed; action items added or updated.
+    Review,
 }
 
 /// One line of an incident's append-only timeline.
@@ -245,6 +265,10 @@ pub fn apply(
                 opened_by: event.id,
                 acknowledged: None,
                 resolved: None,
+                roles: BTreeMap::new(),
+                escalation: None,
+                notices: Vec::new(),
+                review: None,
                 decision,
             };
             // One entry for the opening and the rules' decision on it: the first line of every

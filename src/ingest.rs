@@ -14,7 +14,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -98,7 +97,7 @@ async fn ingest_as(
 ) -> Result<(Vec<Uuid>, Vec<crate::error::FieldError>), ApiError> {
     source.require(permission_for(format))?;
     let bytes = read_body(headers, body, &runtime.config.limits).await?;
-    let ctx = Context { source: &source.name, now: Timestamp::now() };
+    let ctx = Context { source: &source.name, now: app.clock.now() };
     let normalized = match format {
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx)?,
         Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&bytes, ctx)?,
@@ -124,7 +123,7 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
         let source = runtime.auth.source_by_routing_key(event.routing_key())?;
         source_name.clone_from(&source.name);
         source.require(Permission::Alerts)?;
-        let ctx = Context { source: &source.name, now: Timestamp::now() };
+        let ctx = Context { source: &source.name, now: app.clock.now() };
         let Normalized { events, .. } = event.into_normalized(ctx)?;
         let dedup_key = events.first().map(|e| e.dedup_key.clone()).unwrap_or_default();
         let ids = commit(&app, &runtime, source, Format::Pagerduty, events).await?;
@@ -271,7 +270,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType(
             "missing Content-Type; send `Content-Type: application/json`".into(),

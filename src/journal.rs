@@ -7,7 +7,7 @@
 //! for many requests: group commit), then answers every request in the batch. A 2xx therefore
 //! never goes out before the event and its incident change are on disk.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -17,14 +17,16 @@ use tokio::sync::{mpsc, oneshot};
 use arc_swap::ArcSwap;
 use uuid::Uuid;
 
+use crate::clock::SharedClock;
+use crate::escalation::{self, EscalationState, Timer, TimerKind};
 use crate::event::{Action, Event};
 use crate::incident::{
-    self, ActionError, Entry, EntryKind, Incident, IncidentId, Outcome, Status, Summary,
+    self, ActionError, Entry, EntryKind, Incident, IncidentId, Outcome, Stamp, Status, Summary,
 };
 use crate::metrics::Metrics;
 use crate::notify::{Channel, SendError};
 use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
-use crate::policy::Delivery;
+use crate::policy::{self, Delivery, Policy};
 use crate::rules::{Evaluation, IncidentView};
 use crate::runtime::Runtime;
 use crate::store::{Batch, Encoded, Store, StoreError};
@@ -49,6 +51,9 @@ pub enum ActError {
     NotFound(IncidentId),
     #[error(transparent)]
     Refused(#[from] ActionError),
+    /// The change is not possible as asked (unknown person, no review yet, …).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What the writer can be asked to do. A closed set, dispatched with `match`.
@@ -74,12 +79,57 @@ pub enum Command {
     },
     /// Delivery workers report what happened to claimed notifications.
     Report { outcomes: Vec<(NotificationId, Attempt)>, reply: oneshot::Sender<CommitResult> },
+    /// Fire every timer due at or before `now` (escalation steps, reminders, deadlines).
+    Tick { now: Timestamp, reply: oneshot::Sender<CommitResult> },
+    /// A person changes an incident: a note, a role, a notice marked sent, the review.
+    Amend {
+        id: IncidentId,
+        change: Amendment,
+        by: String,
+        reply: oneshot::Sender<Result<Result<Incident, ActError>, Arc<StoreError>>>,
+    },
     /// An operator revives a dead letter (same idempotency id) or drops a pending one.
     Queue {
         id: NotificationId,
         op: QueueOp,
         by: String,
         reply: oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
+    },
+}
+
+/// What a person can change on an incident besides acknowledging and resolving it.
+#[derive(Debug, Clone)]
+pub enum Amendment {
+    Note {
+        text: String,
+    },
+    /// Hand a role to a person (by id), or take it away (`None`).
+    Role {
+        role: String,
+        person: Option<String>,
+    },
+    /// Mark notice `index` as sent (at `at`, default now), with an optional reference.
+    NoticeSent {
+        index: usize,
+        at: Option<Timestamp>,
+        reference: Option<String>,
+    },
+    /// Edit the after-action review's text fields (those given).
+    Review {
+        summary: Option<String>,
+        went_well: Option<String>,
+        went_badly: Option<String>,
+    },
+    AddAction {
+        title: String,
+        owner: String,
+        due: Timestamp,
+    },
+    UpdateAction {
+        action: u32,
+        state: Option<crate::review::ActionState>,
+        owner: Option<String>,
+        due: Option<Timestamp>,
     },
 }
 
@@ -176,6 +226,8 @@ pub struct Journal {
     /// Poked after a commit that made notifications due, so delivery starts at once instead of
     /// at its next poll.
     pub wake: Arc<tokio::sync::Notify>,
+    timers_changed: Arc<tokio::sync::Notify>,
+    clock: SharedClock,
 }
 
 /// Joining this waits until everything sent before the last [`Journal`] was dropped is
@@ -200,12 +252,14 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     queue_capacity: usize,
     max_batch_events: usize,
+    clock: SharedClock,
 ) -> Result<(Journal, WriterThread), StoreError> {
     let open = Arc::new(OpenIndex::default());
     open.apply(store.open_incidents()?);
     metrics.incidents_open.set(open.len() as i64);
     let (tx, rx) = mpsc::channel(queue_capacity);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let timers_changed = Arc::new(tokio::sync::Notify::new());
     let writer = Writer {
         store,
         runtime,
@@ -213,12 +267,16 @@ pub fn spawn(
         open: open.clone(),
         max_batch_events,
         wake: wake.clone(),
+        timers_changed: timers_changed.clone(),
+        clock: clock.clone(),
     };
     let handle = std::thread::Builder::new()
         .name("tocsin-journal".into())
         .spawn(move || writer.run(rx))
         .expect("spawning the journal thread");
-    Ok((Journal { tx, capacity: queue_capacity, metrics, open, wake }, WriterThread(handle)))
+    let journal =
+        Journal { tx, capacity: queue_capacity, metrics, open, wake, timers_changed, clock };
+    Ok((journal, WriterThread(handle)))
 }
 
 impl Journal {
@@ -264,7 +322,7 @@ impl Journal {
     /// Claims up to `limit` due notifications for delivery.
     pub async fn claim(&self, limit: usize) -> Result<Vec<Notification>, JournalError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Claim { now: Timestamp::now(), limit, reply })?;
+        self.send(Command::Claim { now: self.clock.now(), limit, reply })?;
         answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
     }
 
@@ -293,7 +351,38 @@ impl Journal {
     /// Asks the writer to resolve incidents quiet for longer than `quiet` (fire and forget: the
     /// next sweep retries whatever a full queue turned away).
     pub fn auto_resolve(&self, quiet: jiff::SignedDuration) -> Result<(), JournalError> {
-        self.send(Command::AutoResolve { now: Timestamp::now(), quiet })
+        self.send(Command::AutoResolve { now: self.clock.now(), quiet })
+    }
+
+    /// Fires every timer due now; returns after the commit.
+    pub async fn tick(&self) -> Result<(), JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Tick { now: self.clock.now(), reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
+    /// A person changes an incident; answers with the incident as committed.
+    pub async fn amend(
+        &self,
+        id: IncidentId,
+        change: Amendment,
+        by: String,
+    ) -> Result<Result<Incident, ActError>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Amend { id, change, by, reply })?;
+        match answer.await {
+            Ok(result) => result.map_err(JournalError::Store),
+            Err(_) => Err(JournalError::Closed),
+        }
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Completes when the writer scheduled a timer (the scheduler re-reads the next due time).
+    pub async fn timers_changed(&self) {
+        self.timers_changed.notified().await
     }
 }
 
@@ -302,13 +391,14 @@ enum Owed {
     Append(oneshot::Sender<(Vec<Scored>, CommitResult)>, Vec<Scored>),
     Act(
         oneshot::Sender<Result<Result<Incident, ActError>, Arc<StoreError>>>,
-        Result<Incident, ActError>,
+        Box<Result<Incident, ActError>>,
     ),
     Claim(oneshot::Sender<Result<Vec<Notification>, Arc<StoreError>>>, Vec<Notification>),
     Report(oneshot::Sender<CommitResult>),
+    Tick(oneshot::Sender<CommitResult>),
     Queue(
         oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
-        Result<Notification, String>,
+        Box<Result<Notification, String>>,
     ),
 }
 
@@ -320,6 +410,10 @@ struct Writer {
     open: Arc<OpenIndex>,
     max_batch_events: usize,
     wake: Arc<tokio::sync::Notify>,
+    /// Tells the timer scheduler that a timer was scheduled (it may be due sooner than the one
+    /// it is waiting for).
+    timers_changed: Arc<tokio::sync::Notify>,
+    clock: SharedClock,
 }
 
 /// Incidents changed by the batch so far, and which open incident each key now has, so that
@@ -343,6 +437,8 @@ struct Changes {
     order: Vec<IncidentId>,
     /// Notifications became due: wake the delivery workers after the commit.
     due: bool,
+    /// Timers were scheduled: wake the scheduler after the commit.
+    timers: bool,
 }
 
 impl Changes {
@@ -399,7 +495,7 @@ impl Writer {
                     }
                     Command::Act { id, action, by, reply } => {
                         let outcome = self.act(batch, &mut changes, &rt, id, action, &by)?;
-                        owed.push(Owed::Act(reply, outcome));
+                        owed.push(Owed::Act(reply, Box::new(outcome)));
                     }
                     Command::AutoResolve { now, quiet } => {
                         self.auto_resolve(batch, &mut changes, &rt, now, quiet)?;
@@ -412,9 +508,17 @@ impl Writer {
                         self.report(batch, &mut changes, &rt, outcomes)?;
                         owed.push(Owed::Report(reply));
                     }
+                    Command::Tick { now, reply } => {
+                        self.tick(batch, &mut changes, &rt, now)?;
+                        owed.push(Owed::Tick(reply));
+                    }
+                    Command::Amend { id, change, by, reply } => {
+                        let outcome = self.amend(batch, &mut changes, &rt, id, change, &by)?;
+                        owed.push(Owed::Act(reply, Box::new(outcome)));
+                    }
                     Command::Queue { id, op, by, reply } => {
                         let outcome = self.queue_op(batch, &mut changes, id, op, &by)?;
-                        owed.push(Owed::Queue(reply, outcome));
+                        owed.push(Owed::Queue(reply, Box::new(outcome)));
                     }
                 }
             }
@@ -439,6 +543,9 @@ impl Writer {
                 if changes.due {
                     self.wake.notify_one();
                 }
+                if changes.timers {
+                    self.timers_changed.notify_one();
+                }
             }
             Err(e) => {
                 self.metrics.commit_failures.inc();
@@ -452,16 +559,16 @@ impl Writer {
                     let _ = reply.send((events, result.clone()));
                 }
                 Owed::Act(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| outcome));
+                    let _ = reply.send(result.clone().map(|()| *outcome));
                 }
                 Owed::Claim(reply, claimed) => {
                     let _ = reply.send(result.clone().map(|()| claimed));
                 }
-                Owed::Report(reply) => {
+                Owed::Report(reply) | Owed::Tick(reply) => {
                     let _ = reply.send(result.clone());
                 }
                 Owed::Queue(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| outcome));
+                    let _ = reply.send(result.clone().map(|()| *outcome));
                 }
             }
         }
@@ -469,8 +576,8 @@ impl Writer {
 
     /// Counts what a committed batch did, by severity and kind.
     fn record(&self, changes: &Changes) {
-        for incident in changes.incidents.values() {
-            if incident.count == 1 && incident.status == Status::Triggered {
+        for id in &changes.opened {
+            if let Some(incident) = changes.incidents.get(id) {
                 self.metrics.incident_opened(incident);
             }
         }
@@ -505,30 +612,41 @@ impl Writer {
         }
     }
 
-    /// Records an incident change: its timeline entries, and the notifications the change calls
-    /// for (a new incident's policy; resolution notices to whoever was told it opened).
+    /// Records an incident change: its timeline entries, and what the change sets off — a new
+    /// incident's roles, first escalation step, notices and reminders; an acknowledgement
+    /// stopping the steps; a resolve stopping everything, telling whoever was paged, and
+    /// opening the after-action review.
     fn keep(
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
         rt: &Runtime,
-        incident: Incident,
+        mut incident: Incident,
         entries: &[incident::Entry],
     ) -> Result<(), StoreError> {
         changes.log(incident.id, entries.to_vec());
         let opened = entries.iter().any(|e| e.kind == EntryKind::Opened);
         if opened {
             changes.opened.insert(incident.id);
-            self.notify_opened(batch, changes, rt, &incident)?;
+            self.on_opened(batch, changes, rt, &mut incident)?;
         } else if !changes.incidents.contains_key(&incident.id)
             && !changes.opened.contains(&incident.id)
         {
             // First touched in this batch without opening: it came from the store, open.
             changes.was_open.insert(incident.id);
         }
-        if entries.iter().any(|e| e.kind == EntryKind::Resolved) {
-            self.notify_resolved(batch, changes, rt, &incident)?;
+        if entries.iter().any(|e| e.kind == EntryKind::Acknowledged) {
+            self.on_acknowledged(batch, changes, rt, &mut incident)?;
         }
+        if entries.iter().any(|e| e.kind == EntryKind::Resolved) {
+            self.on_resolved(batch, changes, rt, &mut incident)?;
+        }
+        self.save(changes, incident);
+        Ok(())
+    }
+
+    /// Puts a changed incident in the batch (stored at the end, once).
+    fn save(&self, changes: &mut Changes, incident: Incident) {
         let key = (incident.source.clone(), incident.dedup_key.clone());
         changes
             .open
@@ -536,10 +654,12 @@ impl Writer {
             .or_default()
             .insert(key.1, incident.status.is_open().then_some(incident.id));
         if !changes.incidents.contains_key(&incident.id) {
+            if !changes.opened.contains(&incident.id) && incident.status.is_open() {
+                changes.was_open.insert(incident.id);
+            }
             changes.order.push(incident.id);
         }
         changes.incidents.insert(incident.id, incident);
-        Ok(())
     }
 
     fn apply_event(
@@ -599,7 +719,7 @@ impl Writer {
         let Some(current) = self.load(batch, changes, id)? else {
             return Ok(Err(ActError::NotFound(id)));
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let done = match action {
             PersonAction::Acknowledge => incident::acknowledge(current, by, now, None),
             PersonAction::Resolve => incident::resolve(current, by, now, None),
@@ -607,11 +727,196 @@ impl Writer {
         match done {
             Ok((incident, entry)) => {
                 self.metrics.incident_acted(&incident, action);
-                self.keep(batch, changes, rt, incident.clone(), std::slice::from_ref(&entry))?;
-                Ok(Ok(incident))
+                self.keep(batch, changes, rt, incident, std::slice::from_ref(&entry))?;
+                Ok(Ok(changes.incidents[&id].clone()))
             }
             Err(e) => Ok(Err(e.into())),
         }
+    }
+
+    /// A person's change to an incident: checked, applied, and put on the timeline with them
+    /// as the actor.
+    fn amend(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        id: IncidentId,
+        change: Amendment,
+        by: &str,
+    ) -> Result<Result<Incident, ActError>, StoreError> {
+        use crate::review::{ActionItem, ActionState, Review};
+        let Some(mut incident) = self.load(batch, changes, id)? else {
+            return Ok(Err(ActError::NotFound(id)));
+        };
+        let now = self.clock.now();
+        let people = &rt.config.policies.people;
+        let invalid = |m: String| Ok(Err(ActError::Invalid(m)));
+        let stamp = Stamp { by: by.to_string(), at: now };
+        let (kind, message) = match change {
+            Amendment::Note { text } => (EntryKind::Note, text),
+            Amendment::Role { role, person } => {
+                if !escalation::valid_role_name(&role) {
+                    return invalid(format!(
+                        "`{role}` is not a role name: use lowercase letters, digits and `_`"
+                    ));
+                }
+                let before = match &person {
+                    Some(p) => {
+                        if !people.contains_key(p) {
+                            return invalid(format!("no person `{p}` in the config's people"));
+                        }
+                        incident.roles.insert(role.clone(), p.clone())
+                    }
+                    None => incident.roles.remove(&role),
+                };
+                let before = before.unwrap_or_else(|| "nobody".into());
+                let after = person.unwrap_or_else(|| "nobody".into());
+                (EntryKind::RoleChanged, format!("role {role}: {before} → {after}"))
+            }
+            Amendment::NoticeSent { index, at, reference } => {
+                let Some(n) = incident.notices.get_mut(index) else {
+                    return invalid(format!("incident #{id} has no notice #{index}"));
+                };
+                if let Some(sent) = &n.sent {
+                    return invalid(format!(
+                        "notice #{index} was already marked sent by {} at {}",
+                        sent.by, sent.at
+                    ));
+                }
+                let at = at.unwrap_or(now);
+                if at > now {
+                    return invalid(
+                        "`at` is in the future: mark a notice sent once it was sent".into(),
+                    );
+                }
+                n.sent = Some(Stamp { by: by.to_string(), at });
+                n.reference = reference.clone();
+                let timing = if at <= n.due_at {
+                    format!("on time, {:#} before the deadline", n.due_at.duration_since(at))
+                } else {
+                    format!("LATE, {:#} after the deadline", at.duration_since(n.due_at))
+                };
+                let name = n.name.clone();
+                let index32 = index as u32;
+                self.cancel(batch, id, |k| {
+                    matches!(k, TimerKind::NoticeReminder { notice } | TimerKind::NoticeDeadline { notice } if *notice == index32)
+                })?;
+                let reference = reference.map(|r| format!(" (reference: {r})")).unwrap_or_default();
+                (
+                    EntryKind::Notice,
+                    format!("notice `{name}` marked sent at {at} by {by}{reference}: {timing}"),
+                )
+            }
+            Amendment::Review { summary, went_well, went_badly } => {
+                if incident.status.is_open() && incident.review.is_none() {
+                    return invalid(format!(
+                        "incident #{id} is still open: its review opens when it resolves"
+                    ));
+                }
+                let review = incident.review.get_or_insert_with(|| Review::new(now));
+                let mut fields = Vec::new();
+                for (name, value, slot) in [
+                    ("summary", summary, &mut review.summary),
+                    ("went_well", went_well, &mut review.went_well),
+                    ("went_badly", went_badly, &mut review.went_badly),
+                ] {
+                    if let Some(v) = value {
+                        *slot = v;
+                        fields.push(name);
+                    }
+                }
+                if fields.is_empty() {
+                    return invalid("give at least one of summary, went_well, went_badly".into());
+                }
+                review.updated = Some(stamp.clone());
+                (EntryKind::Review, format!("review updated: {}", fields.join(", ")))
+            }
+            Amendment::AddAction { title, owner, due } => {
+                if !people.contains_key(&owner) {
+                    return invalid(format!("no person `{owner}` in the config's people"));
+                }
+                if incident.status.is_open() && incident.review.is_none() {
+                    return invalid(format!(
+                        "incident #{id} is still open: action items belong to its review, which opens when it resolves"
+                    ));
+                }
+                let review = incident.review.get_or_insert_with(|| Review::new(now));
+                let action = review.actions.iter().map(|a| a.id).max().unwrap_or(0) + 1;
+                review.actions.push(ActionItem {
+                    id: action,
+                    title: title.clone(),
+                    owner: owner.clone(),
+                    due,
+                    state: ActionState::Open,
+                    created: stamp.clone(),
+                    closed: None,
+                });
+                self.schedule(batch, changes, id, due.max(now), TimerKind::ActionDue { action })?;
+                (
+                    EntryKind::Review,
+                    format!("action item #{action} added: {title} (owner {owner}, due {due})"),
+                )
+            }
+            Amendment::UpdateAction { action, state, owner, due } => {
+                let Some(item) = incident
+                    .review
+                    .as_mut()
+                    .and_then(|r| r.actions.iter_mut().find(|a| a.id == action))
+                else {
+                    return invalid(format!("incident #{id} has no action item #{action}"));
+                };
+                if let Some(o) = &owner
+                    && !people.contains_key(o)
+                {
+                    return invalid(format!("no person `{o}` in the config's people"));
+                }
+                let mut what = Vec::new();
+                if let Some(o) = owner {
+                    what.push(format!("owner {} → {o}", item.owner));
+                    item.owner = o;
+                }
+                if let Some(d) = due {
+                    what.push(format!("due {} → {d}", item.due));
+                    item.due = d;
+                }
+                if let Some(st) = state {
+                    what.push(format!("state {} → {}", item.state.as_str(), st.as_str()));
+                    item.state = st;
+                    item.closed = (st != ActionState::Open).then(|| stamp.clone());
+                }
+                if what.is_empty() {
+                    return invalid("give at least one of state, owner, due".into());
+                }
+                let (open, due_at) = (item.state == ActionState::Open, item.due);
+                self.cancel(
+                    batch,
+                    id,
+                    |k| matches!(k, TimerKind::ActionDue { action: a } if *a == action),
+                )?;
+                if open {
+                    self.schedule(
+                        batch,
+                        changes,
+                        id,
+                        due_at.max(now),
+                        TimerKind::ActionDue { action },
+                    )?;
+                }
+                (EntryKind::Review, format!("action item #{action}: {}", what.join(", ")))
+            }
+        };
+        let e = Entry {
+            at: now,
+            actor: by.to_string(),
+            kind,
+            message,
+            event_id: None,
+            detail: serde_json::Value::Null,
+        };
+        self.save(changes, incident.clone());
+        changes.log(id, vec![e]);
+        Ok(Ok(incident))
     }
 
     fn auto_resolve(
@@ -638,62 +943,311 @@ impl Writer {
         Ok(())
     }
 
-    fn notify_opened(
+    /// A new incident: who holds its roles, maintenance windows, the first escalation step,
+    /// the notices it owes, and the status-update reminders.
+    fn on_opened(
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
         rt: &Runtime,
-        incident: &Incident,
+        incident: &mut Incident,
     ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let settings = &rt.config.escalation;
+        incident.roles = self.role_holders(rt, incident.first_seen);
+        let mut entries = Vec::new();
+        if !incident.roles.is_empty() {
+            let held: Vec<String> =
+                incident.roles.iter().map(|(r, p)| format!("{r}: {p}")).collect();
+            entries.push(entry(now, EntryKind::RoleChanged, format!("roles: {}", held.join(", "))));
+        }
+        if incident.decision.suppressed.is_none()
+            && let Some(w) =
+                settings.maintenance.iter().find(|w| w.covers(incident, incident.first_seen))
+        {
+            incident.decision.suppressed =
+                Some(format!("maintenance window `{}` until {}", w.name, w.ends));
+        }
         let policies = &rt.config.policies;
         let (policy, note) = policies.choose(&incident.decision);
-        let mut entries = Vec::new();
         if let Some(note) = note {
-            entries.push(entry(incident.first_seen, EntryKind::Note, note));
+            entries.push(entry(now, EntryKind::Note, note));
         }
-        let log = rt.config.notifications.log_path.as_ref().map(|p| p.display().to_string());
-        let deliveries = match policy {
-            Some(p) => policies.deliveries(p, log.as_deref()),
-            None => Vec::new(),
-        };
-        if let Some(reason) = &incident.decision.suppressed {
-            let held: Vec<String> = deliveries.iter().map(describe).collect();
-            entries.push(entry(
-                incident.first_seen,
-                EntryKind::Suppressed,
-                format!(
-                    "suppressed ({reason}); held back {} notification(s): {}",
-                    held.len(),
-                    held.join(", ")
-                ),
-            ));
-        } else if deliveries.is_empty() {
-            entries.push(entry(
-                incident.first_seen,
+        changes.log(incident.id, std::mem::take(&mut entries));
+        match policy {
+            _ if incident.decision.suppressed.is_some() => {
+                let reason = incident.decision.suppressed.clone().unwrap_or_default();
+                let held: Vec<String> = match policy {
+                    Some(p) => self.step_deliveries(rt, incident, p, 0, true).0.iter().map(describe).collect(),
+                    None => Vec::new(),
+                };
+                entries.push(entry(
+                    now,
+                    EntryKind::Suppressed,
+                    format!(
+                        "suppressed ({reason}); held back {} notification(s){}{}",
+                        held.len(),
+                        if held.is_empty() { "" } else { ": " },
+                        held.join(", ")
+                    ),
+                ));
+            }
+            None => entries.push(entry(
+                now,
                 EntryKind::Note,
                 "no policy notifies anyone for this incident (no default_policy, severity_policies or rule-chosen policy)".to_string(),
-            ));
-        } else {
-            let policy_name = policy.map(|p| p.name.as_str()).unwrap_or_default();
-            for d in deliveries {
-                entries.push(self.enqueue(batch, rt, incident, Reason::New, &d, policy_name)?);
+            )),
+            Some(p) => {
+                let p = p.clone();
+                let fired = self.fire_step(batch, changes, rt, incident, &p, 0, 0, "the incident opened")?;
+                entries.extend(fired);
             }
-            changes.due = true;
+        }
+        // Notices: legal obligations hold even when notifications are suppressed.
+        for rule in settings.notices.iter().filter(|r| r.applies(&incident.decision)) {
+            let notice = rule.notice(incident.first_seen);
+            let index = incident.notices.len() as u32;
+            for at in &notice.reminders {
+                if *at > now {
+                    self.schedule(
+                        batch,
+                        changes,
+                        incident.id,
+                        *at,
+                        TimerKind::NoticeReminder { notice: index },
+                    )?;
+                }
+            }
+            self.schedule(
+                batch,
+                changes,
+                incident.id,
+                notice.due_at.max(now),
+                TimerKind::NoticeDeadline { notice: index },
+            )?;
+            let liaison = incident
+                .roles
+                .get("legal_liaison")
+                .map(String::as_str)
+                .unwrap_or("nobody: the legal_liaison role is not filled");
+            entries.push(entry(
+                now,
+                EntryKind::Notice,
+                format!(
+                    "{} notice `{}` due {} ({:#} from awareness at {}); reminders at {}; legal liaison: {liaison}",
+                    if notice.mandatory { "mandatory" } else { "voluntary" },
+                    notice.name,
+                    notice.due_at,
+                    notice.due_at.duration_since(notice.aware_at),
+                    notice.aware_at,
+                    if notice.reminders.is_empty() {
+                        "none".to_string()
+                    } else {
+                        notice.reminders.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+                    },
+                ),
+            ));
+            incident.notices.push(notice);
+        }
+        if incident.decision.suppressed.is_none()
+            && let Some(every) = settings.comms_every.get(&incident.decision.severity)
+        {
+            self.schedule(
+                batch,
+                changes,
+                incident.id,
+                escalation::after(now, *every),
+                TimerKind::CommsUpdate,
+            )?;
         }
         changes.log(incident.id, entries);
         Ok(())
     }
 
-    fn notify_resolved(
+    /// Who holds each role when an incident opens at `at`: the config's roles, with rotations
+    /// resolved (and their overrides applied) at that moment.
+    fn role_holders(&self, _rt: &Runtime, _at: Timestamp) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// The deliveries of `step`: its entries, plus — on the first page only — the roles the
+    /// triage brings in. The second value lists roles nobody holds.
+    fn step_deliveries(
+        &self,
+        rt: &Runtime,
+        incident: &Incident,
+        policy: &Policy,
+        step: u32,
+        first: bool,
+    ) -> (Vec<Delivery>, Vec<String>) {
+        let log = rt.config.notifications.log_path.as_ref().map(|p| p.display().to_string());
+        let mut targets: Vec<policy::Entry> =
+            policy.step(step).map(|s| s.notify.clone()).unwrap_or_default();
+        if first {
+            for role in escalation::involved_roles(&incident.decision) {
+                targets.push(policy::Entry {
+                    audience: escalation::role_audience(&role).to_string(),
+                    target: policy::Target::Role(role),
+                    channels: rt.config.escalation.involve_channels.clone(),
+                });
+            }
+        }
+        rt.config.policies.deliveries(&targets, &incident.roles, log.as_deref())
+    }
+
+    /// Fires escalation step `step` of round `round`: queues its notifications and schedules
+    /// the next step. Returns the timeline entries.
+    #[allow(clippy::too_many_arguments)]
+    fn fire_step(
         &self,
         batch: &mut Batch<'_>,
         changes: &mut Changes,
         rt: &Runtime,
-        incident: &Incident,
+        incident: &mut Incident,
+        policy: &Policy,
+        step: u32,
+        round: u32,
+        why: &str,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let now = self.clock.now();
+        let first = step == 0 && round == 0 && incident.escalation.is_none();
+        let (deliveries, unfilled) = self.step_deliveries(rt, incident, policy, step, first);
+        let reason = if first { Reason::New } else { Reason::Escalated };
+        let steps = policy.steps.len();
+        let mut entries = vec![entry(
+            now,
+            EntryKind::Escalated,
+            format!(
+                "escalation step {} of {steps} (round {} of {}) of policy `{}`: {why}; notifying {}",
+                step + 1,
+                round + 1,
+                policy.repeat + 1,
+                policy.name,
+                if deliveries.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    deliveries.iter().map(describe).collect::<Vec<_>>().join(", ")
+                },
+            ),
+        )];
+        for role in unfilled {
+            entries.push(entry(
+                now,
+                EntryKind::Note,
+                format!("role `{role}` is not filled, so nobody was notified for it; assign it with POST /api/v1/incidents/{}/roles", incident.id),
+            ));
+        }
+        let label = format!("policy {}, step {}", policy.name, step + 1);
+        let line = format!("Escalated to step {} of policy `{}`: {why}.", step + 1, policy.name);
+        let note = (!first).then_some(("Escalated", line.as_str()));
+        for d in &deliveries {
+            entries.push(self.enqueue(batch, rt, incident, reason, d, &label, note)?);
+        }
+        if !deliveries.is_empty() {
+            changes.due = true;
+        }
+        let wait = policy.step(step).and_then(|s| s.wait);
+        let next = match (policy.next(step, round), wait) {
+            (Some((s, r)), Some(wait)) => {
+                let at = escalation::after(now, wait);
+                self.schedule(
+                    batch,
+                    changes,
+                    incident.id,
+                    at,
+                    TimerKind::Step { policy: policy.name.clone(), step: s, round: r },
+                )?;
+                Some(at)
+            }
+            _ => None,
+        };
+        incident.escalation = Some(EscalationState {
+            policy: policy.name.clone(),
+            step,
+            round,
+            next_at: next,
+            stopped: next.is_none().then(|| "the policy has no further steps".to_string()),
+        });
+        Ok(entries)
+    }
+
+    /// An acknowledgement stops the escalation steps; a policy with `reescalate_after` starts
+    /// the clock for escalating again if nobody resolves.
+    fn on_acknowledged(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &mut Incident,
     ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let cancelled = self.cancel(batch, incident.id, TimerKind::stops_on_ack)?;
+        let by = incident.acknowledged.as_ref().map(|a| a.by.clone()).unwrap_or_default();
+        let mut entries = Vec::new();
+        if let Some(state) = &mut incident.escalation {
+            if !cancelled.is_empty() {
+                entries.push(entry(
+                    now,
+                    EntryKind::Escalated,
+                    format!(
+                        "escalation stopped: acknowledged by {by}; cancelled {}",
+                        cancelled.iter().map(|t| t.kind.describe()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            state.next_at = None;
+            state.stopped = Some(format!("acknowledged by {by}"));
+            if let Some(p) = rt.config.policies.policies.get(&state.policy)
+                && let Some(after) = p.reescalate_after
+            {
+                let at = escalation::after(now, after);
+                self.schedule(
+                    batch,
+                    changes,
+                    incident.id,
+                    at,
+                    TimerKind::AckExpired { policy: p.name.clone() },
+                )?;
+                entries.push(entry(
+                    now,
+                    EntryKind::Escalated,
+                    format!("escalates again at {at} unless resolved by then (policy `{}` reescalate_after {:#})", p.name, escalation::signed(after)),
+                ));
+            }
+        }
+        changes.log(incident.id, entries);
+        Ok(())
+    }
+
+    /// A resolve stops escalation and reminders (not notice deadlines), tells whoever was
+    /// paged, and opens the after-action review for reviewed severities.
+    fn on_resolved(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &mut Incident,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let cancelled = self.cancel(batch, incident.id, TimerKind::stops_on_resolve)?;
+        let mut entries = Vec::new();
+        if let Some(state) = &mut incident.escalation {
+            state.next_at = None;
+            state.stopped = Some("resolved".into());
+        }
+        if !cancelled.is_empty() {
+            entries.push(entry(
+                now,
+                EntryKind::Escalated,
+                format!(
+                    "resolved: cancelled {}",
+                    cancelled.iter().map(|t| t.kind.describe()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
         let mut told: Vec<Delivery> = Vec::new();
         for n in batch.incident_notifications(incident.id)? {
-            if n.reason == Reason::New && n.state != State::Dead {
+            if matches!(n.reason, Reason::New | Reason::Escalated) && n.state != State::Dead {
                 let d =
                     Delivery { channel: n.channel, recipient: n.recipient, audience: n.audience };
                 if !told.iter().any(|t| t.channel == d.channel && t.recipient == d.recipient) {
@@ -701,7 +1255,6 @@ impl Writer {
                 }
             }
         }
-        let mut entries = Vec::new();
         for d in &told {
             entries.push(self.enqueue(
                 batch,
@@ -710,16 +1263,352 @@ impl Writer {
                 Reason::Resolved,
                 d,
                 "resolution notice",
+                None,
             )?);
         }
-        if !entries.is_empty() {
+        if !told.is_empty() {
             changes.due = true;
+        }
+        if incident.review.is_none()
+            && rt.config.escalation.review_severities.contains(&incident.decision.severity)
+        {
+            incident.review = Some(crate::review::Review::new(now));
+            entries.push(entry(
+                now,
+                EntryKind::Review,
+                format!(
+                    "after-action review opened ({} incidents are reviewed): write it with PUT /api/v1/incidents/{}/review and add action items with POST /api/v1/incidents/{}/actions",
+                    incident.decision.severity, incident.id, incident.id
+                ),
+            ));
         }
         changes.log(incident.id, entries);
         Ok(())
     }
 
+    fn schedule(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        incident: IncidentId,
+        due_at: Timestamp,
+        kind: TimerKind,
+    ) -> Result<Timer, StoreError> {
+        let timer = Timer { id: batch.next_timer_id()?, incident, due_at, kind };
+        batch.put_timer(&timer)?;
+        changes.timers = true;
+        Ok(timer)
+    }
+
+    /// Removes the incident's timers that `stop` picks; returns them.
+    fn cancel(
+        &self,
+        batch: &mut Batch<'_>,
+        incident: IncidentId,
+        stop: impl Fn(&TimerKind) -> bool,
+    ) -> Result<Vec<Timer>, StoreError> {
+        let mut out = Vec::new();
+        for t in batch.incident_timers(incident)? {
+            if stop(&t.kind) {
+                batch.remove_timer(&t)?;
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fires the timers due at `now`. Each row is deleted in this transaction, so it fires
+    /// once; a timer that came due while the daemon was down fires now, once, and the step
+    /// after it is scheduled from now, not from when it should have fired.
+    fn tick(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for timer in batch.due_timers(now, 512)? {
+            batch.remove_timer(&timer)?;
+            let Some(mut incident) = self.load(batch, changes, timer.incident)? else { continue };
+            let late = now.duration_since(timer.due_at);
+            let late = if late > jiff::SignedDuration::from_secs(60) {
+                format!(" (due at {}; fired late because the daemon was not running)", timer.due_at)
+            } else {
+                String::new()
+            };
+            let entries = match &timer.kind {
+                TimerKind::Step { policy, step, round } => {
+                    let current = incident.escalation.as_ref().is_some_and(|e| &e.policy == policy);
+                    if incident.status != Status::Triggered || !current {
+                        continue;
+                    }
+                    let Some(p) = rt.config.policies.policies.get(policy).cloned() else {
+                        let gone = format!(
+                            "escalation stopped: policy `{policy}` is no longer in the config"
+                        );
+                        if let Some(e) = &mut incident.escalation {
+                            e.next_at = None;
+                            e.stopped = Some(gone.clone());
+                        }
+                        self.save(changes, incident.clone());
+                        changes.log(incident.id, vec![entry(now, EntryKind::Escalated, gone)]);
+                        continue;
+                    };
+                    let waited = incident
+                        .escalation
+                        .as_ref()
+                        .and_then(|e| p.step(e.step).and_then(|s| s.wait))
+                        .map(|w| format!("{:#}", escalation::signed(w)))
+                        .unwrap_or_else(|| "the wait".into());
+                    self.metrics.escalation_steps.inc();
+                    let why = format!("nobody acknowledged within {waited}{late}");
+                    self.fire_step(batch, changes, rt, &mut incident, &p, *step, *round, &why)?
+                }
+                TimerKind::AckExpired { policy } => {
+                    if incident.status != Status::Acknowledged {
+                        continue;
+                    }
+                    let Some(p) = rt.config.policies.policies.get(policy).cloned() else {
+                        continue;
+                    };
+                    let by = incident
+                        .acknowledged
+                        .take()
+                        .map(|a| format!("{} at {}", a.by, a.at))
+                        .unwrap_or_default();
+                    incident.status = Status::Triggered;
+                    let mut entries = vec![entry(
+                        now,
+                        EntryKind::Escalated,
+                        format!(
+                            "acknowledged by {by} but not resolved in time{late}: back to triggered, escalating again from step 1"
+                        ),
+                    )];
+                    self.metrics.escalation_steps.inc();
+                    entries.extend(self.fire_step(
+                        batch,
+                        changes,
+                        rt,
+                        &mut incident,
+                        &p,
+                        0,
+                        0,
+                        "the acknowledgement expired",
+                    )?);
+                    entries
+                }
+                TimerKind::NoticeReminder { notice } => {
+                    let Some(n) = incident.notices.get(*notice as usize).cloned() else { continue };
+                    if n.sent.is_some() {
+                        continue;
+                    }
+                    let left = n.due_at.duration_since(now);
+                    let line = format!(
+                        "{} notice \"{}\" is due at {} ({:#} left) and is not marked as sent.",
+                        if n.mandatory { "Mandatory" } else { "Voluntary" },
+                        n.name,
+                        n.due_at,
+                        jiff::SignedDuration::from_secs(left.as_secs().max(0)),
+                    );
+                    let mut entries =
+                        vec![entry(now, EntryKind::Notice, format!("reminder{late}: {line}"))];
+                    entries.extend(self.remind_role(
+                        batch,
+                        changes,
+                        rt,
+                        &incident,
+                        "legal_liaison",
+                        "Notice due",
+                        &line,
+                    )?);
+                    entries
+                }
+                TimerKind::NoticeDeadline { notice } => {
+                    let i = *notice as usize;
+                    let Some(n) = incident.notices.get(i).cloned() else { continue };
+                    if n.sent.is_some() {
+                        continue;
+                    }
+                    incident.notices[i].missed = true;
+                    self.metrics.notices_missed.inc();
+                    let line = format!(
+                        "MISSED DEADLINE: {} notice \"{}\" was due at {} and is not marked as sent.",
+                        if n.mandatory { "mandatory" } else { "voluntary" },
+                        n.name,
+                        n.due_at
+                    );
+                    let mut entries = vec![entry(
+                        now,
+                        EntryKind::Notice,
+                        format!("{line} Escalating to the incident lead.{late}"),
+                    )];
+                    entries.extend(self.remind_role(
+                        batch,
+                        changes,
+                        rt,
+                        &incident,
+                        "incident_lead",
+                        "Notice deadline missed",
+                        &line,
+                    )?);
+                    entries
+                }
+                TimerKind::CommsUpdate => {
+                    if !incident.status.is_open() {
+                        continue;
+                    }
+                    let Some(every) =
+                        rt.config.escalation.comms_every.get(&incident.decision.severity).copied()
+                    else {
+                        continue;
+                    };
+                    let next = escalation::after(now, every);
+                    self.schedule(batch, changes, incident.id, next, TimerKind::CommsUpdate)?;
+                    let line = format!(
+                        "A status update for incident #{} is due (every {:#} at {}); draft it from the approved customer templates. Next reminder at {next}.",
+                        incident.id,
+                        escalation::signed(every),
+                        incident.decision.severity
+                    );
+                    self.remind_role(
+                        batch,
+                        changes,
+                        rt,
+                        &incident,
+                        "communications_lead",
+                        "Status update due",
+                        &line,
+                    )?
+                }
+                TimerKind::ActionDue { action } => {
+                    let Some(item) = incident
+                        .review
+                        .as_ref()
+                        .and_then(|r| r.actions.iter().find(|a| a.id == *action))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    if item.state != crate::review::ActionState::Open {
+                        continue;
+                    }
+                    let every = rt.config.escalation.action_remind_every;
+                    let next = escalation::after(now, every);
+                    self.schedule(
+                        batch,
+                        changes,
+                        incident.id,
+                        next,
+                        TimerKind::ActionDue { action: *action },
+                    )?;
+                    let line = format!(
+                        "Action item #{} of the review of incident #{} is overdue (due {}): {}. Next reminder at {next}.",
+                        item.id, incident.id, item.due, item.title
+                    );
+                    let mut entries = vec![entry(
+                        now,
+                        EntryKind::Review,
+                        format!("overdue: action item #{} (owner {}){late}", item.id, item.owner),
+                    )];
+                    entries.extend(self.remind_person(
+                        batch,
+                        changes,
+                        rt,
+                        &incident,
+                        &item.owner,
+                        "responder",
+                        "Action item overdue",
+                        &line,
+                    )?);
+                    entries
+                }
+            };
+            self.save(changes, incident.clone());
+            changes.log(incident.id, entries);
+        }
+        Ok(())
+    }
+
+    /// Sends `line` to whoever holds `role` on the incident (email, and SMS when they have a
+    /// phone and the channel is configured); a timeline note when nobody holds it.
+    #[allow(clippy::too_many_arguments)]
+    fn remind_role(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &Incident,
+        role: &str,
+        lead: &str,
+        line: &str,
+    ) -> Result<Vec<Entry>, StoreError> {
+        match incident.roles.get(role) {
+            Some(person) => self.remind_person(
+                batch,
+                changes,
+                rt,
+                incident,
+                &person.clone(),
+                escalation::role_audience(role),
+                lead,
+                line,
+            ),
+            None => Ok(vec![entry(
+                self.clock.now(),
+                EntryKind::Note,
+                format!("nobody holds the `{role}` role, so this reminder reached no one: {line}"),
+            )]),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn remind_person(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &Incident,
+        person: &str,
+        audience: &str,
+        lead: &str,
+        line: &str,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let channels: Vec<Channel> = [Channel::Email]
+            .into_iter()
+            .filter(|c| *c != Channel::Email || rt.config.notifications.email.is_some())
+            .collect();
+        let target = [policy::Entry {
+            target: policy::Target::Person(person.to_string()),
+            channels,
+            audience: audience.to_string(),
+        }];
+        let (deliveries, _) = rt.config.policies.deliveries(&target, &incident.roles, None);
+        let mut entries = Vec::new();
+        if deliveries.is_empty() {
+            entries.push(entry(
+                self.clock.now(),
+                EntryKind::Note,
+                format!("{person} has no address Tocsin can reach (email is not configured or the person has none): {line}"),
+            ));
+        }
+        for d in &deliveries {
+            entries.push(self.enqueue(
+                batch,
+                rt,
+                incident,
+                Reason::Reminder,
+                d,
+                lead,
+                Some((lead, line)),
+            )?);
+            changes.due = true;
+        }
+        Ok(entries)
+    }
+
     /// Writes one outbox row (in the caller's transaction) and returns its timeline entry.
+    /// `note`: a (subject lead, first line) that says why an escalation or reminder is sent.
+    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
         batch: &mut Batch<'_>,
@@ -728,10 +1617,14 @@ impl Writer {
         reason: Reason,
         d: &Delivery,
         why: &str,
+        note: Option<(&str, &str)>,
     ) -> Result<Entry, StoreError> {
         let id = batch.next_notification_id()?;
-        let now = Timestamp::now();
-        let (message, fallback) = crate::compose::render(rt, incident, reason, d);
+        let now = self.clock.now();
+        let (mut message, fallback) = crate::compose::render(rt, incident, reason, d);
+        if let Some((lead, line)) = note {
+            message = crate::compose::with_note(message, lead, line);
+        }
         let n = Notification {
             id,
             idempotency_id: format!("tocsin-{}", Uuid::now_v7().simple()),
@@ -856,7 +1749,7 @@ impl Writer {
         outcomes: Vec<(NotificationId, Attempt)>,
     ) -> Result<(), StoreError> {
         let policy = &rt.config.notifications.delivery;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         for (id, attempt) in outcomes {
             let Some(mut n) = batch.notification(id)? else { continue };
             if n.state != State::Sending {
@@ -928,7 +1821,7 @@ impl Writer {
         let Some(mut n) = batch.notification(id)? else {
             return Ok(Err(format!("no notification with id {id}")));
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let text = match op {
             QueueOp::Retry => {
                 if n.state.is_pending() {

@@ -12,11 +12,15 @@
 //!   people's actions, commits them as one transaction (group commit), then answers all.
 //! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
 //! - [`policy`]: people and escalation policies; which notifications an incident calls for.
+//! - [`escalation`]: durable timers (escalation steps, notice deadlines, reminders) the writer
+//!   fires, triage-driven role involvement, notice rules and maintenance windows.
+//! - [`review`]: after-action reviews with owned action items, and their timeline export.
 //! - [`compose`]: incident + channel + audience → the rendered message, via [`templates`].
 //! - [`outbox`]: notification rows and the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
+//! - [`incident_api`]: notes, roles, notices sent, reviews and action items; the review export.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -24,17 +28,21 @@
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
-//! Shared types: [`event`] (the canonical event) and [`error`] (HTTP errors as JSON).
+//! Shared types: [`event`] (the canonical event), [`error`] (HTTP errors as JSON) and
+//! [`clock`] (the injectable "now" that timers and drills run on).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod escalation;
 pub mod event;
 pub mod incident;
+pub mod incident_api;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
@@ -42,6 +50,7 @@ pub mod normalize;
 pub mod notify;
 pub mod outbox;
 pub mod policy;
+pub mod review;
 pub mod rule_tests;
 pub mod rules;
 pub mod runtime;

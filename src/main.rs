@@ -274,7 +274,8 @@ async fn run(origin: ConfigOrigin, runtime: Runtime) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("tocsin listening on http://{addr} (config: {})", describe(&origin));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), config = %describe(&origin), rules = ?runtime.rules.names(), "started");
-    tocsin::server::run(origin, runtime, listener, shutdown_signal()).await
+    let clock = tocsin::clock::from_env()?;
+    tocsin::server::run(origin, runtime, listener, clock, shutdown_signal()).await
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -82,6 +82,10 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// Ingest requests waiting for the writer right now.
     pub journal_queue_depth: Gauge,
+    /// Escalation steps fired by timers (not the first page when an incident opens).
+    pub escalation_steps: Counter,
+    /// Notice deadlines that passed without the notice marked as sent.
+    pub notices_missed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +132,18 @@ impl Metrics {
             "journal_commit_failures",
             "Journal transactions that failed; their requests were answered 503",
             commit_failures.clone(),
+        );
+        let escalation_steps = Counter::default();
+        registry.register(
+            "escalation_steps",
+            "Escalation steps fired because nobody acknowledged in time (or an acknowledgement expired)",
+            escalation_steps.clone(),
+        );
+        let notices_missed = Counter::default();
+        registry.register(
+            "notices_missed",
+            "Notice deadlines that passed without the notice marked as sent",
+            notices_missed.clone(),
         );
         let journal_queue_depth = Gauge::default();
         registry.register(
@@ -224,6 +240,8 @@ impl Metrics {
             commit_seconds,
             commit_failures,
             journal_queue_depth,
+            escalation_steps,
+            notices_missed,
         }
     }
 

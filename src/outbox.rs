@@ -24,6 +24,11 @@ pub enum Reason {
     New,
     /// The incident was resolved; whoever was told it opened hears that it closed.
     Resolved,
+    /// A later escalation step: nobody acknowledged in time.
+    Escalated,
+    /// A reminder: a notice deadline, a status update, an overdue action item, or a missed
+    /// deadline escalating to the incident lead. The row's text says which.
+    Reminder,
 }
 
 impl Reason {
@@ -31,6 +36,8 @@ impl Reason {
         match self {
             Reason::New => "new",
             Reason::Resolved => "resolved",
+            Reason::Escalated => "escalated",
+            Reason::Reminder => "reminder",
         }
     }
 }

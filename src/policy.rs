@@ -1,9 +1,8 @@
 //! Who hears about an incident: people, escalation policies, and how a decision picks one.
 //!
 //! Sits after the rules: the journal writer asks [`Policies::deliveries`] which (channel,
-//! recipient, audience) triples a new incident's policy calls for, and writes one outbox row
-//! each. A policy is the first step of what escalation grows into (timed steps, roles and
-//! rotations come later); its targets are already a list of structured entries.
+//! recipient, audience) triples each escalation step calls for, and writes one outbox row each.
+//! A policy is a list of timed steps (see [`crate::escalation`] for how they fire).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +27,9 @@ pub enum Target {
     Webhook(String),
     /// The notification log file (`notifications.log`).
     Log,
+    /// Whoever holds this incident role (`incident_lead`, `legal_liaison`, …) on the incident:
+    /// filled from the config's roles and rotations when it opened, changeable by people.
+    Role(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +41,42 @@ pub struct Entry {
     pub audience: String,
 }
 
+/// One escalation step: whom to notify, then how long to wait for an acknowledgement before
+/// the next step fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub notify: Vec<Entry>,
+    /// `None` only on the last step of a policy that does not repeat.
+    pub wait: Option<std::time::Duration>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub name: String,
-    pub notify: Vec<Entry>,
+    /// At least one step. The first fires when the incident opens.
+    pub steps: Vec<Step>,
+    /// How many more times the whole list runs after the first pass while nobody acknowledges.
+    pub repeat: u32,
+    /// After an acknowledgement, escalate again (from the first step) if the incident is not
+    /// resolved within this long. `None`: an acknowledgement stops escalation for good.
+    pub reescalate_after: Option<std::time::Duration>,
+}
+
+impl Policy {
+    /// The step after (`step`, `round`), if the policy has one.
+    pub fn next(&self, step: u32, round: u32) -> Option<(u32, u32)> {
+        if (step as usize) + 1 < self.steps.len() {
+            Some((step + 1, round))
+        } else if round < self.repeat {
+            Some((0, round + 1))
+        } else {
+            None
+        }
+    }
+
+    pub fn step(&self, step: u32) -> Option<&Step> {
+        self.steps.get(step as usize)
+    }
 }
 
 /// The validated people and policies of a config.
@@ -84,22 +118,49 @@ impl Policies {
         (name.and_then(|n| self.policies.get(n)), note)
     }
 
-    /// Expands a policy into one delivery per (channel, recipient), deduplicated.
-    pub fn deliveries(&self, policy: &Policy, log_path: Option<&str>) -> Vec<Delivery> {
+    /// Expands one step's entries into one delivery per (channel, recipient), deduplicated.
+    /// Role targets go to whoever holds the role in `roles` (role → person id); the roles
+    /// nobody holds are returned second, so the caller can put them on the timeline.
+    pub fn deliveries(
+        &self,
+        entries: &[Entry],
+        roles: &BTreeMap<String, String>,
+        log_path: Option<&str>,
+    ) -> (Vec<Delivery>, Vec<String>) {
         let mut out: Vec<Delivery> = Vec::new();
-        for entry in &policy.notify {
+        let mut unfilled = Vec::new();
+        for entry in entries {
+            let person = match &entry.target {
+                Target::Person(id) => Some(id),
+                Target::Role(role) => match roles.get(role) {
+                    Some(id) => Some(id),
+                    None => {
+                        if !unfilled.contains(role) {
+                            unfilled.push(role.clone());
+                        }
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             for channel in &entry.channels {
                 let recipient = match (&entry.target, channel) {
-                    (Target::Person(id), Channel::Email) => self.people.get(id).and_then(|p| {
-                        p.email
-                            .as_ref()
-                            .map(|a| Recipient { person: Some(id.clone()), address: a.clone() })
-                    }),
-                    (Target::Person(id), Channel::Sms) => self.people.get(id).and_then(|p| {
-                        p.phone
-                            .as_ref()
-                            .map(|a| Recipient { person: Some(id.clone()), address: a.clone() })
-                    }),
+                    (Target::Person(_) | Target::Role(_), Channel::Email) => {
+                        person.and_then(|id| self.people.get(id)).and_then(|p| {
+                            p.email.as_ref().map(|a| Recipient {
+                                person: Some(p.id.clone()),
+                                address: a.clone(),
+                            })
+                        })
+                    }
+                    (Target::Person(_) | Target::Role(_), Channel::Sms) => {
+                        person.and_then(|id| self.people.get(id)).and_then(|p| {
+                            p.phone.as_ref().map(|a| Recipient {
+                                person: Some(p.id.clone()),
+                                address: a.clone(),
+                            })
+                        })
+                    }
                     (Target::Webhook(name), Channel::Webhook) => {
                         Some(Recipient { person: None, address: name.clone() })
                     }
@@ -118,6 +179,6 @@ impl Policies {
                 }
             }
         }
-        out
+        (out, unfilled)
     }
 }

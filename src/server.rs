@@ -26,8 +26,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::clock::SharedClock;
 use crate::config::ConfigOrigin;
 use crate::error::ApiError;
+use crate::incident_api;
 use crate::ingest;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
@@ -48,6 +50,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// False once shutdown begins, so load balancers stop sending before connections close.
     pub ready: AtomicBool,
+    /// The daemon's "now": the system clock, or a manual one for tests and rehearsals.
+    pub clock: SharedClock,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -62,10 +66,23 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/api/v1/incidents/{id}/notes", post(incident_api::add_note))
+        .route("/api/v1/incidents/{id}/roles", post(incident_api::set_role))
+        .route("/api/v1/incidents/{id}/notices/{index}/sent", post(incident_api::notice_sent))
+        .route(
+            "/api/v1/incidents/{id}/review",
+            get(incident_api::export_review).put(incident_api::put_review),
+        )
+        .route("/api/v1/incidents/{id}/actions", post(incident_api::add_action))
+        .route(
+            "/api/v1/incidents/{id}/actions/{action}",
+            post(incident_api::update_action).patch(incident_api::update_action),
+        )
         .route("/api/v1/notifications", get(api::list_notifications))
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
         .route("/-/reload", post(api::reload))
+        .route("/-/clock", post(incident_api::move_clock))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
@@ -80,6 +97,7 @@ pub async fn run(
     origin: ConfigOrigin,
     runtime: Runtime,
     listener: TcpListener,
+    clock: SharedClock,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = runtime.config.clone();
@@ -91,8 +109,11 @@ pub async fn run(
     let (journal, writer) = {
         let (store, metrics, rt) = (store.clone(), metrics.clone(), runtime.clone());
         let (capacity, batch) = (config.journal.queue_capacity, config.journal.max_batch_events);
-        tokio::task::spawn_blocking(move || journal::spawn(store, rt, metrics, capacity, batch))
-            .await??
+        let clock = clock.clone();
+        tokio::task::spawn_blocking(move || {
+            journal::spawn(store, rt, metrics, capacity, batch, clock)
+        })
+        .await??
     };
     let reloader = Arc::new(Reloader::new(origin, runtime.clone(), metrics.clone()));
     let app = Arc::new(App {
@@ -102,6 +123,7 @@ pub async fn run(
         store: store.clone(),
         metrics,
         ready: AtomicBool::new(true),
+        clock: clock.clone(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
     let _watcher = if config.watch {
@@ -118,6 +140,7 @@ pub async fn run(
     if let Some(quiet) = config.auto_resolve_after {
         tokio::spawn(auto_resolve(app.journal.clone(), quiet, background.clone()));
     }
+    let timers = tokio::spawn(fire_timers(app.journal.clone(), store.clone(), background.clone()));
     let delivery = tokio::spawn(crate::delivery::run(
         app.journal.clone(),
         store.clone(),
@@ -166,6 +189,7 @@ pub async fn run(
     background.cancel();
     // Delivery stops claiming; sends in flight finish and report (bounded inside).
     let _ = delivery.await;
+    let _ = timers.await;
     app.ready.store(false, Ordering::SeqCst);
     drop(listener);
     tokio::select! {
@@ -181,6 +205,57 @@ pub async fn run(
     tokio::task::spawn_blocking(move || writer.join()).await?;
     tracing::info!(store = %store.path().display(), "stopped; every accepted event is committed");
     Ok(())
+}
+
+/// The timer scheduler: sleeps until the earliest timer is due (re-reading it when the writer
+/// schedules a new one, when a manual clock moves, and at least every second), then asks the
+/// writer to fire what is due. The writer deletes each fired row in the same commit, so a timer
+/// fires once however often this asks.
+async fn fire_timers(
+    journal: Journal,
+    store: Arc<Store>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    const MAX_SLEEP: Duration = Duration::from_secs(1);
+    loop {
+        let next = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.next_timer_due()).await
+        };
+        let now = journal.clock().now();
+        let sleep = match next {
+            Ok(Ok(Some(due))) if due <= now => match journal.tick().await {
+                Ok(()) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "firing due timers failed; retrying shortly");
+                    MAX_SLEEP
+                }
+            },
+            Ok(Ok(Some(due))) => {
+                let wait = due.duration_since(now).unsigned_abs();
+                if journal.clock().manual().is_some() { MAX_SLEEP } else { wait.min(MAX_SLEEP) }
+            }
+            Ok(Ok(None)) => MAX_SLEEP,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the timer table failed; retrying shortly");
+                MAX_SLEEP
+            }
+            Err(_) => MAX_SLEEP,
+        };
+        let clock = journal.clock().clone();
+        let moved = async {
+            match clock.manual() {
+                Some(m) => m.moved().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = journal.timers_changed() => {}
+            () = moved => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Binds `listen` (`host:port`; port 0 picks a free port).

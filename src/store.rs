@@ -12,6 +12,7 @@ use redb::{
 };
 use uuid::Uuid;
 
+use crate::escalation::Timer;
 use crate::event::Event;
 use crate::incident::{Entry, Incident, IncidentId};
 use crate::outbox::{Notification, NotificationId, State};
@@ -43,7 +44,13 @@ const INCIDENT_NOTIFICATIONS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("incident_notifications");
 /// Webhook endpoint name → why it was disabled (it answered 410 Gone).
 const DISABLED_ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("disabled_endpoints");
-/// Counters: `next_incident_id`, `next_notification_id`.
+/// (due time in ms since the epoch, timer id) → timer as JSON: escalation steps, notice
+/// reminders and deadlines, status-update and action-item reminders, soonest first.
+const TIMERS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("timers");
+/// (incident id, timer id) → its due time in ms: an incident's pending timers, so that an
+/// acknowledgement or a resolve can cancel them without a scan.
+const INCIDENT_TIMERS: TableDefinition<(u64, u64), i64> = TableDefinition::new("incident_timers");
+/// Counters: `next_incident_id`, `next_notification_id`, `next_timer_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
@@ -125,6 +132,8 @@ impl Store {
         txn.open_table(DUE)?;
         txn.open_table(INCIDENT_NOTIFICATIONS)?;
         txn.open_table(DISABLED_ENDPOINTS)?;
+        txn.open_table(TIMERS)?;
+        txn.open_table(INCIDENT_TIMERS)?;
         txn.commit()?;
         Ok(store)
     }
@@ -162,6 +171,8 @@ impl Store {
                 due: txn.open_table(DUE)?,
                 incident_notifications: txn.open_table(INCIDENT_NOTIFICATIONS)?,
                 disabled: txn.open_table(DISABLED_ENDPOINTS)?,
+                timers: txn.open_table(TIMERS)?,
+                incident_timers: txn.open_table(INCIDENT_TIMERS)?,
             };
             f(&mut batch)?
         };
@@ -383,6 +394,44 @@ impl Store {
         Ok(stats)
     }
 
+    /// The earliest due time of any timer.
+    pub fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let timers = txn.open_table(TIMERS)?;
+        Ok(match timers.first()? {
+            Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
+            None => None,
+        })
+    }
+
+    /// An incident's pending timers, soonest first.
+    pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(INCIDENT_TIMERS)?;
+        let timers = txn.open_table(TIMERS)?;
+        let mut out = Vec::new();
+        for entry in index.range((incident, 0)..=(incident, u64::MAX))? {
+            let (key, due) = entry?;
+            if let Some(raw) = timers.get((due.value(), key.value().1))? {
+                out.push(decode_timer(key.value().1, raw.value())?);
+            }
+        }
+        out.sort_by_key(|t| (t.due_at, t.id));
+        Ok(out)
+    }
+
+    /// Every pending timer, soonest first, up to `limit` (for the dashboard and tests).
+    pub fn timers(&self, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let timers = txn.open_table(TIMERS)?;
+        let mut out = Vec::new();
+        for entry in timers.iter()?.take(limit) {
+            let (key, raw) = entry?;
+            out.push(decode_timer(key.value().1, raw.value())?);
+        }
+        Ok(out)
+    }
+
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -424,6 +473,8 @@ pub struct Batch<'txn> {
     due: redb::Table<'txn, (i64, u64), ()>,
     incident_notifications: redb::Table<'txn, (u64, u64), ()>,
     disabled: redb::Table<'txn, &'static str, &'static str>,
+    timers: redb::Table<'txn, (i64, u64), &'static [u8]>,
+    incident_timers: redb::Table<'txn, (u64, u64), i64>,
 }
 
 impl Batch<'_> {
@@ -556,6 +607,48 @@ impl Batch<'_> {
         Ok(out)
     }
 
+    pub fn next_timer_id(&mut self) -> Result<u64, StoreError> {
+        self.next_id("next_timer_id")
+    }
+
+    /// Schedules a timer (its id from [`Batch::next_timer_id`]).
+    pub fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(timer)
+            .map_err(|source| StoreError::EncodeIncident { id: timer.incident, source })?;
+        let due = timer.due_at.as_millisecond();
+        self.timers.insert((due, timer.id), bytes.as_slice())?;
+        self.incident_timers.insert((timer.incident, timer.id), due)?;
+        Ok(())
+    }
+
+    pub fn remove_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.timers.remove((timer.due_at.as_millisecond(), timer.id))?;
+        self.incident_timers.remove((timer.incident, timer.id))?;
+        Ok(())
+    }
+
+    /// Timers due at or before `now`, soonest first.
+    pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.timers.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
+            let (key, raw) = entry?;
+            out.push(decode_timer(key.value().1, raw.value())?);
+        }
+        Ok(out)
+    }
+
+    /// An incident's pending timers.
+    pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.incident_timers.range((incident, 0)..=(incident, u64::MAX))? {
+            let (key, due) = entry?;
+            if let Some(raw) = self.timers.get((due.value(), key.value().1))? {
+                out.push(decode_timer(key.value().1, raw.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
         self.disabled.insert(name, reason)?;
         Ok(())
@@ -564,6 +657,10 @@ impl Batch<'_> {
     pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self.disabled.get(name)?.map(|v| v.value().to_string()))
     }
+}
+
+fn decode_timer(id: u64, raw: &[u8]) -> Result<Timer, StoreError> {
+    serde_json::from_slice(raw).map_err(|source| StoreError::DecodeNotification { id, source })
 }
 
 fn decode_notification(id: NotificationId, raw: &[u8]) -> Result<Notification, StoreError> {

@@ -273,6 +273,10 @@ pub(crate) mod sample {
             opened_by: Uuid::nil(),
             acknowledged: None,
             resolved: None,
+            roles: BTreeMap::new(),
+            escalation: None,
+            notices: Vec::new(),
+            review: None,
         };
         match kind {
             NoticeKind::Update => {

@@ -1,0 +1,342 @@
+//! Escalation: timed steps, notice deadlines, communications reminders and action-item
+//! reminders, all as durable timers that the journal writer fires.
+//!
+//! Sits after the policies in the flow. When an incident opens, the writer fires the first step
+//! of its policy and writes a [`Timer`] row for the next one, in the same transaction. A
+//! scheduler task watches the earliest due time and asks the writer to fire what is due
+//! (`journal::Command::Tick`); firing a timer deletes its row in the transaction that acts on
+//! it, so a timer fires at most once, and one that came due while the daemon was down fires
+//! once, right after start-up. Everything here is plain data and pure functions; the writer
+//! does the I/O.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::incident::{Incident, IncidentId, Stamp};
+use crate::rules::{Decision, Sensitivity};
+
+/// The roles every incident has (possibly unfilled); operators may add more.
+pub const BUILTIN_ROLES: [&str; 4] =
+    ["incident_lead", "technical_lead", "legal_liaison", "communications_lead"];
+
+/// Role names are identifiers: they appear in URLs, templates and config keys.
+pub fn valid_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Whose templates a role's holder reads by default.
+pub fn role_audience(role: &str) -> &'static str {
+    match role {
+        "legal_liaison" => "legal",
+        "communications_lead" => "communications",
+        _ => "responder",
+    }
+}
+
+/// Roles the triage brings in on top of the policy's first step: personal or financial data
+/// brings the legal liaison, a customer-facing incident the communications lead, and whatever
+/// the rules asked for with `decision.involve(role)`.
+pub fn involved_roles(decision: &Decision) -> Vec<String> {
+    let mut roles: Vec<String> = Vec::new();
+    let mut add = |r: &str| {
+        if !roles.iter().any(|x| x == r) {
+            roles.push(r.to_string());
+        }
+    };
+    if matches!(decision.sensitivity, Sensitivity::Personal | Sensitivity::Financial) {
+        add("legal_liaison");
+    }
+    if decision.customer_facing {
+        add("communications_lead");
+    }
+    for r in &decision.roles {
+        add(r);
+    }
+    roles
+}
+
+/// A durable timer: a row keyed by its due time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub id: u64,
+    pub incident: IncidentId,
+    pub due_at: Timestamp,
+    pub kind: TimerKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TimerKind {
+    /// Fire escalation step `step` (0-based) of round `round` unless acknowledged by then.
+    Step { policy: String, step: u32, round: u32 },
+    /// An acknowledgement ran out without a resolve: escalate again from the first step.
+    AckExpired { policy: String },
+    /// Remind the legal liaison that notice `notice` (index in the incident's notices) is due.
+    NoticeReminder { notice: u32 },
+    /// Notice `notice` is due now: if it was not sent, it is missed and escalates.
+    NoticeDeadline { notice: u32 },
+    /// Ask the communications lead for the next status update.
+    CommsUpdate,
+    /// Action item `action` of the after-action review is due (and again every reminder
+    /// interval while it stays open).
+    ActionDue { action: u32 },
+}
+
+impl TimerKind {
+    /// Stopped by an acknowledgement.
+    pub fn stops_on_ack(&self) -> bool {
+        matches!(self, TimerKind::Step { .. })
+    }
+
+    /// Stopped by a resolve. Notice deadlines outlive the incident: a legal obligation does
+    /// not end because the outage did.
+    pub fn stops_on_resolve(&self) -> bool {
+        matches!(
+            self,
+            TimerKind::Step { .. } | TimerKind::AckExpired { .. } | TimerKind::CommsUpdate
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            TimerKind::Step { policy, step, round } => {
+                format!("escalation step {} of policy `{policy}` (round {})", step + 1, round + 1)
+            }
+            TimerKind::AckExpired { policy } => {
+                format!("re-escalation by policy `{policy}` if still unresolved")
+            }
+            TimerKind::NoticeReminder { notice } => format!("reminder for notice #{}", notice + 1),
+            TimerKind::NoticeDeadline { notice } => format!("deadline of notice #{}", notice + 1),
+            TimerKind::CommsUpdate => "status update reminder to the communications lead".into(),
+            TimerKind::ActionDue { action } => format!("action item #{action} due"),
+        }
+    }
+}
+
+/// Where an incident's escalation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationState {
+    pub policy: String,
+    /// The last step that fired (0-based) and its round.
+    pub step: u32,
+    pub round: u32,
+    /// When the next step fires, if one is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<Timestamp>,
+    /// Why escalation stopped (acknowledged, resolved, policy exhausted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+/// A legal or contractual notice obligation attached to an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub name: String,
+    pub mandatory: bool,
+    /// When the organization became aware (the deadline counts from here).
+    pub aware_at: Timestamp,
+    pub due_at: Timestamp,
+    /// When the legal liaison is reminded, if the notice is not sent by then.
+    #[serde(default)]
+    pub reminders: Vec<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Stamp>,
+    /// Free text: the authority's case number, a link to the filed notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub missed: bool,
+}
+
+/// A notice rule from the config: when it applies and how long there is to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRule {
+    pub name: String,
+    /// Any of these sensitivities (empty: any).
+    pub sensitivity: Vec<Sensitivity>,
+    /// Only customer-facing incidents, when set.
+    pub customer_facing: Option<bool>,
+    /// Any of these severities (empty: any).
+    pub severities: Vec<String>,
+    /// Any of these tags (empty: any).
+    pub tags: Vec<String>,
+    pub deadline: Duration,
+    pub mandatory: bool,
+    /// Offsets from awareness at which the legal liaison is reminded.
+    pub reminders: Vec<Duration>,
+}
+
+impl NoticeRule {
+    pub fn applies(&self, d: &Decision) -> bool {
+        (self.sensitivity.is_empty() || self.sensitivity.contains(&d.sensitivity))
+            && self.customer_facing.is_none_or(|c| c == d.customer_facing)
+            && (self.severities.is_empty() || self.severities.contains(&d.severity))
+            && (self.tags.is_empty() || self.tags.iter().any(|t| d.tags.contains(t)))
+    }
+
+    /// The notice this rule creates for an incident the organization became aware of at
+    /// `aware_at`.
+    pub fn notice(&self, aware_at: Timestamp) -> Notice {
+        let at = |d: &Duration| aware_at.saturating_add(signed(*d)).unwrap_or(aware_at);
+        Notice {
+            name: self.name.clone(),
+            mandatory: self.mandatory,
+            aware_at,
+            due_at: at(&self.deadline),
+            reminders: self.reminders.iter().filter(|r| **r < self.deadline).map(at).collect(),
+            sent: None,
+            reference: None,
+            missed: false,
+        }
+    }
+}
+
+/// A maintenance window: incidents that open inside it for what it matches are suppressed,
+/// with a record of what they held back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub name: String,
+    pub starts: Timestamp,
+    pub ends: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Window {
+    pub fn covers(&self, incident: &Incident, at: Timestamp) -> bool {
+        self.starts <= at
+            && at < self.ends
+            && self.source.as_ref().is_none_or(|s| *s == incident.source)
+            && self.service.as_ref().is_none_or(|s| Some(s) == incident.service.as_ref())
+            && self.labels.iter().all(|(k, v)| incident.labels.get(k) == Some(v))
+    }
+}
+
+/// The escalation settings of a config beyond the policies themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub notices: Vec<NoticeRule>,
+    /// Severity → how often the communications lead is reminded to post a status update while
+    /// the incident is open.
+    pub comms_every: BTreeMap<String, Duration>,
+    /// Resolving an incident of one of these severities opens an after-action review.
+    pub review_severities: Vec<String>,
+    /// How often an overdue action item reminds its owner.
+    pub action_remind_every: Duration,
+    /// Channels on which roles brought in by triage (legal liaison, communications lead, roles
+    /// the rules involve) are notified.
+    pub involve_channels: Vec<crate::notify::Channel>,
+    pub maintenance: Vec<Window>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            notices: Vec::new(),
+            comms_every: BTreeMap::new(),
+            review_severities: vec!["sev1".into(), "sev2".into()],
+            action_remind_every: Duration::from_secs(24 * 3600),
+            involve_channels: vec![crate::notify::Channel::Email],
+            maintenance: Vec::new(),
+        }
+    }
+}
+
+pub fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// `at + d`, saturating at the end of time instead of failing.
+pub fn after(at: Timestamp, d: Duration) -> Timestamp {
+    at.saturating_add(signed(d)).unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(sensitivity: Sensitivity, customer_facing: bool) -> Decision {
+        Decision {
+            score: 50,
+            base_score: 50,
+            severity: "sev2".into(),
+            policy: None,
+            tags: Default::default(),
+            sensitivity,
+            customer_facing,
+            roles: Default::default(),
+            suppressed: None,
+            rules_fired: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn triage_brings_in_legal_and_communications() {
+        assert!(involved_roles(&decision(Sensitivity::None, false)).is_empty());
+        assert_eq!(involved_roles(&decision(Sensitivity::Personal, false)), ["legal_liaison"]);
+        assert_eq!(involved_roles(&decision(Sensitivity::Financial, false)), ["legal_liaison"]);
+        assert_eq!(involved_roles(&decision(Sensitivity::Internal, true)), ["communications_lead"]);
+        let mut d = decision(Sensitivity::Personal, true);
+        d.roles.insert("legal_liaison".into());
+        d.roles.insert("security_officer".into());
+        assert_eq!(
+            involved_roles(&d),
+            ["legal_liaison", "communications_lead", "security_officer"]
+        );
+    }
+
+    #[test]
+    fn a_72_hour_notice_counts_from_awareness_with_its_reminders() {
+        let rule = NoticeRule {
+            name: "GDPR Art. 33".into(),
+            sensitivity: vec![Sensitivity::Personal],
+            customer_facing: None,
+            severities: vec![],
+            tags: vec![],
+            deadline: Duration::from_secs(72 * 3600),
+            mandatory: true,
+            reminders: [24, 48, 66, 80].map(|h| Duration::from_secs(h * 3600)).to_vec(),
+        };
+        assert!(rule.applies(&decision(Sensitivity::Personal, false)));
+        assert!(!rule.applies(&decision(Sensitivity::Financial, false)));
+        let aware: Timestamp = "2026-05-01T10:00:00Z".parse().unwrap();
+        let n = rule.notice(aware);
+        assert_eq!(n.due_at, "2026-05-04T10:00:00Z".parse::<Timestamp>().unwrap());
+        // A reminder after the deadline makes no sense and is dropped.
+        let reminders: Vec<String> = n.reminders.iter().map(|t| t.to_string()).collect();
+        assert_eq!(
+            reminders,
+            ["2026-05-02T10:00:00Z", "2026-05-03T10:00:00Z", "2026-05-04T04:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn timers_know_what_stops_them() {
+        let step = TimerKind::Step { policy: "p".into(), step: 1, round: 0 };
+        assert!(step.stops_on_ack() && step.stops_on_resolve());
+        let deadline = TimerKind::NoticeDeadline { notice: 0 };
+        assert!(!deadline.stops_on_ack() && !deadline.stops_on_resolve());
+        assert!(
+            TimerKind::CommsUpdate.stops_on_resolve() && !TimerKind::CommsUpdate.stops_on_ack()
+        );
+    }
+
+    #[test]
+    fn role_names_and_audiences() {
+        assert!(valid_role_name("incident_lead"));
+        assert!(!valid_role_name("Incident Lead"));
+        assert_eq!(role_audience("legal_liaison"), "legal");
+        assert_eq!(role_audience("communications_lead"), "communications");
+        assert_eq!(role_audience("technical_lead"), "responder");
+    }
+}

@@ -1,0 +1,358 @@
+//! People's changes to an incident beyond acknowledge and resolve: notes, roles, notices
+//! marked as sent, the after-action review and its action items; the review export; and the
+//! manual clock that tests and rehearsals move.
+//!
+//! Like every change, each goes through the journal writer ([`Journal::amend`]), so it is on
+//! disk and on the incident's timeline, with the person as the actor, before it is answered.
+//!
+//! [`Journal::amend`]: crate::journal::Journal::amend
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::config::Role;
+use crate::error::{ApiError, FieldError};
+use crate::incident::IncidentId;
+use crate::journal::{ActError, Amendment, JournalError};
+use crate::review::{ActionState, Export};
+use crate::server::App;
+
+/// Longest note, title or review field, in bytes.
+const MAX_TEXT: usize = 16 * 1024;
+
+fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
+    raw.parse().map_err(|_| ApiError::malformed(format!("incident id {raw:?} is not a number")))
+}
+
+fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiError> {
+    crate::ingest::require_json(headers)?;
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))
+}
+
+fn text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(vec![FieldError::new(field, "must not be empty")]));
+    }
+    if value.len() > MAX_TEXT {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            field,
+            format!("at most {MAX_TEXT} bytes"),
+        )]));
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time, or a date meaning the end of that day in UTC.
+fn when(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
+    if let Ok(t) = raw.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(d) = raw.parse::<jiff::civil::Date>()
+        && let Ok(t) = format!("{d}T23:59:59Z").parse::<Timestamp>()
+    {
+        return Ok(t);
+    }
+    Err(ApiError::invalid(vec![FieldError::new(
+        field,
+        format!(
+            "{raw:?} is neither an RFC 3339 time (2026-05-01T17:00:00Z) nor a date (2026-05-01)"
+        ),
+    )]))
+}
+
+async fn amend(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    change: impl FnOnce() -> Result<Amendment, ApiError>,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(headers, Role::Responder)?.name.clone();
+    let id = incident_id(id)?;
+    let change = change()?;
+    let outcome =
+        app.journal.amend(id, change, format!("user:{user}")).await.map_err(|e| match e {
+            JournalError::Overloaded(_) | JournalError::Closed => {
+                ApiError::Unavailable(e.to_string())
+            }
+            JournalError::Store(err) => {
+                ApiError::Unavailable(format!("not recorded ({err}); retry"))
+            }
+        })?;
+    match outcome {
+        Ok(incident) => Ok(Json(incident).into_response()),
+        Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
+        Err(ActError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
+        Err(ActError::Invalid(message)) => Err(ApiError::Conflict(message)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+}
+
+/// `POST /api/v1/incidents/{id}/notes` (responder): `{"text": "…"}`.
+pub async fn add_note(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    amend(&app, &headers, &id, || {
+        let b: NoteBody = body(&headers, &bytes)?;
+        text("text", &b.text)?;
+        Ok(Amendment::Note { text: b.text })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+    /// A person id; `null` takes the role away.
+    person: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/roles` (responder): `{"role": "incident_lead", "person": "ana"}`.
+pub async fn set_role(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    amend(&app, &headers, &id, || {
+        let b: RoleBody = body(&headers, &bytes)?;
+        if !crate::escalation::valid_role_name(&b.role) {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "role",
+                "use lowercase letters, digits and `_`, e.g. incident_lead",
+            )]));
+        }
+        Ok(Amendment::Role { role: b.role, person: b.person })
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoticeSentBody {
+    /// When it was sent (default: now).
+    at: Option<String>,
+    /// The authority's case number, a link to the filed notice.
+    reference: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/notices/{index}/sent` (responder): marks the notice (its
+/// 0-based index in the incident's `notices`) as sent.
+pub async fn notice_sent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, index)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    amend(&app, &headers, &id, || {
+        let index: usize = index
+            .parse()
+            .map_err(|_| ApiError::malformed(format!("notice index {index:?} is not a number")))?;
+        let b: NoticeSentBody =
+            if bytes.is_empty() { NoticeSentBody::default() } else { body(&headers, &bytes)? };
+        let at = b.at.as_deref().map(|a| when("at", a)).transpose()?;
+        if let Some(r) = &b.reference {
+            text("reference", r)?;
+        }
+        Ok(Amendment::NoticeSent { index, at, reference: b.reference })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    summary: Option<String>,
+    went_well: Option<String>,
+    went_badly: Option<String>,
+}
+
+/// `PUT /api/v1/incidents/{id}/review` (responder): sets the fields given.
+pub async fn put_review(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    amend(&app, &headers, &id, || {
+        let b: ReviewBody = body(&headers, &bytes)?;
+        for (field, value) in
+            [("summary", &b.summary), ("went_well", &b.went_well), ("went_badly", &b.went_badly)]
+        {
+            if let Some(v) = value
+                && v.len() > MAX_TEXT
+            {
+                return Err(ApiError::invalid(vec![FieldError::new(
+                    field,
+                    format!("at most {MAX_TEXT} bytes"),
+                )]));
+            }
+        }
+        Ok(Amendment::Review {
+            summary: b.summary,
+            went_well: b.went_well,
+            went_badly: b.went_badly,
+        })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    title: String,
+    owner: String,
+    due: String,
+}
+
+/// `POST /api/v1/incidents/{id}/actions` (responder): `{"title", "owner", "due"}`.
+pub async fn add_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let response = amend(&app, &headers, &id, || {
+        let b: ActionBody = body(&headers, &bytes)?;
+        text("title", &b.title)?;
+        let due = when("due", &b.due)?;
+        Ok(Amendment::AddAction { title: b.title, owner: b.owner, due })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, response).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionUpdate {
+    state: Option<String>,
+    owner: Option<String>,
+    due: Option<String>,
+}
+
+/// `POST` or `PATCH /api/v1/incidents/{id}/actions/{n}` (responder): state (open, done,
+/// dropped), owner, due.
+pub async fn update_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    amend(&app, &headers, &id, || {
+        let action: u32 = action
+            .parse()
+            .map_err(|_| ApiError::malformed(format!("action item {action:?} is not a number")))?;
+        let b: ActionUpdate = body(&headers, &bytes)?;
+        let state = match b.state.as_deref() {
+            None => None,
+            Some("open") => Some(ActionState::Open),
+            Some("done") => Some(ActionState::Done),
+            Some("dropped") => Some(ActionState::Dropped),
+            Some(other) => {
+                return Err(ApiError::invalid(vec![FieldError::new(
+                    "state",
+                    format!("`{other}` is not one of: open, done, dropped"),
+                )]));
+            }
+        };
+        let due = b.due.as_deref().map(|d| when("due", d)).transpose()?;
+        Ok(Amendment::UpdateAction { action, state, owner: b.owner, due })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// `markdown` (default) or `json`.
+    format: Option<String>,
+}
+
+/// `GET /api/v1/incidents/{id}/review` (viewer): the review meeting's document — the
+/// incident, its review and action items, and the full timeline — as Markdown or JSON.
+pub async fn export_review(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let Query(p) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
+    let id = incident_id(&id)?;
+    let store = app.store.clone();
+    let (incident, timeline) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.incident(id)?, store.timeline(id)?))
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?
+    .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))?;
+    let incident =
+        incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
+    let export = Export::new(&incident, &timeline);
+    match p.format.as_deref().unwrap_or("markdown") {
+        "markdown" | "md" => {
+            Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export.markdown())
+                .into_response())
+        }
+        "json" => Ok(Json(json!(export)).into_response()),
+        other => Err(ApiError::invalid(vec![FieldError::new(
+            "format",
+            format!("`{other}` is not one of: markdown, json"),
+        )])),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    /// Move forward by this much: `90s`, `5m`, `72h`.
+    advance: Option<String>,
+    /// Move forward to this RFC 3339 time.
+    set: Option<String>,
+}
+
+/// `POST /-/clock` (admin, manual clock only): moves the simulated clock forward. Exists only
+/// when the daemon runs on `TOCSIN_FAKE_CLOCK`; on the system clock it is 404.
+pub async fn move_clock(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
+    let Some(clock) = app.clock.manual() else {
+        return Err(ApiError::NotFound(
+            "this daemon runs on the system clock; /-/clock exists only under TOCSIN_FAKE_CLOCK"
+                .into(),
+        ));
+    };
+    let b: ClockBody = body(&headers, &bytes)?;
+    let moved = match (b.advance, b.set) {
+        (Some(by), None) => {
+            let d = crate::config::parse_duration(&by)
+                .map_err(|m| ApiError::invalid(vec![FieldError::new("advance", m)]))?;
+            clock.advance(crate::escalation::signed(d))
+        }
+        (None, Some(to)) => clock.set(when("set", &to)?),
+        _ => return Err(ApiError::malformed("give exactly one of `advance` or `set`")),
+    };
+    let now = moved.map_err(ApiError::Conflict)?;
+    Ok(Json(json!({"now": now})).into_response())
+}
