@@ -34,7 +34,7 @@ data_dir: "./tocsin-data"
 log_format: text
 limits:
   max_body_bytes: 524288
-  header_read_timeout: 2s
+  header_read_timeout: 30s
   request_timeout: 30s
 journal:
   queue_capacity: 4096
@@ -386,7 +386,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 512 * 1024,
-            header_read_timeout: Duration::from_secs(2),
+            header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -2251,7 +2251,18 @@ fn check_listen(value: &str) -> Result<(), String> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad =
         || format!("`{}` is not a duration; write e.g. 500ms, 2s, 5m or 1h", text.escape_debug());
-    let signed: jiff::SignedDuration = text.trim().parse().map_err(|_| bad())?;
+    // Days (and weeks) count as 24 hours (168): notice deadlines and review reminders are
+    // written as `3d`, and a deadline measured in hours does not bend for clock changes.
+    let signed: jiff::SignedDuration = match text.trim().parse() {
+        Ok(d) => d,
+        Err(_) => text
+            .trim()
+            .parse::<jiff::Span>()
+            .ok()
+            .filter(|s| s.get_years() == 0 && s.get_months() == 0)
+            .and_then(|s| s.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).ok())
+            .ok_or_else(bad)?,
+    };
     if signed.is_negative() {
         return Err(format!("`{}` is negative", text.escape_debug()));
     }
@@ -2416,6 +2427,10 @@ users:
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("4m59s"), Ok(Duration::from_secs(299)));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86400)));
+        assert_eq!(parse_duration("1w 2d"), Ok(Duration::from_secs(9 * 86400)));
+        assert!(parse_duration("1 month").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-2s").is_err());
         assert!(parse_duration("2").is_err());

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use common::smtp::{Mail, smtp_server};
 use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -412,57 +413,6 @@ fn signature_verifies(r: &Recorded, secret: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // An SMTP peer (mailin)
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Default)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-#[derive(Clone, Default)]
-struct SmtpSink {
-    done: Arc<Mutex<Vec<Mail>>>,
-    current: Mail,
-}
-
-impl mailin_embedded::Handler for SmtpSink {
-    fn mail(
-        &mut self,
-        _ip: std::net::IpAddr,
-        _domain: &str,
-        from: &str,
-    ) -> mailin_embedded::Response {
-        self.current = Mail { from: from.to_string(), ..Mail::default() };
-        mailin_embedded::response::OK
-    }
-    fn rcpt(&mut self, to: &str) -> mailin_embedded::Response {
-        self.current.to.push(to.to_string());
-        mailin_embedded::response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.current.data.push_str(&String::from_utf8_lossy(buf));
-        Ok(())
-    }
-    fn data_end(&mut self) -> mailin_embedded::Response {
-        self.done.lock().unwrap().push(std::mem::take(&mut self.current));
-        mailin_embedded::Response::custom(250, "Ok: queued as TEST42".to_string())
-    }
-}
-
-/// A real SMTP server on 127.0.0.1, port 0, on its own threads (they end with the process).
-fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sink = SmtpSink::default();
-    let done = sink.done.clone();
-    let mut server = mailin_embedded::Server::new(sink);
-    server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-    (port, done)
-}
 
 /// A mail's top-level header (unfolded).
 fn mail_header(data: &str, name: &str) -> String {

@@ -2,6 +2,8 @@
 //! talks to it over loopback, the way a user or a monitoring system would.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,19 +75,37 @@ impl Daemon {
         d
     }
 
+    /// Starts a daemon with `config_yaml(extra)` and extra environment variables (for example
+    /// `TOCSIN_FAKE_CLOCK`) in a fresh temporary directory.
+    pub fn start_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("tocsin.yaml");
+        std::fs::write(&config, config_yaml(extra)).expect("write config");
+        let data_dir = dir.path().join("data");
+        let mut d = Daemon::spawn_env(&config, &data_dir, env);
+        d._dir = Some(dir);
+        d
+    }
+
     /// Starts the binary on an existing config and data directory (used to restart).
     pub fn spawn(config: &Path, data_dir: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        Daemon::spawn_env(config, data_dir, &[])
+    }
+
+    pub fn spawn_env(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        command
             .args(["serve", "--config"])
             .arg(config)
             .env("TOCSIN_LISTEN", "127.0.0.1:0")
             .env("TOCSIN_DATA_DIR", data_dir)
             .env("TOCSIN_TOKEN", TOKEN)
-            .env("TOCSIN_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tocsin");
+            .env("TOCSIN_LOG", "warn");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child =
+            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn tocsin");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -168,12 +188,23 @@ impl Daemon {
     }
 
     /// Starts the binary again on the same config and data directory, keeping the temp dir.
-    pub fn restart(mut self) -> Daemon {
+    pub fn restart(self) -> Daemon {
+        self.restart_env(&[])
+    }
+
+    /// Like [`Daemon::restart`], with extra environment variables.
+    pub fn restart_env(mut self, env: &[(&str, &str)]) -> Daemon {
         let _ = self.child.try_wait();
         let dir = self._dir.take();
-        let mut d = Daemon::spawn(&self.config, &self.data_dir);
+        let mut d = Daemon::spawn_env(&self.config, &self.data_dir, env);
         d._dir = dir;
         d
+    }
+
+    /// Moves the daemon's manual clock (`TOCSIN_FAKE_CLOCK`) forward, e.g. by `"5m"`.
+    pub async fn advance(&self, by: &str) {
+        let r = self.post("/-/clock", Some(TOKEN), format!(r#"{{"advance": "{by}"}}"#)).await;
+        assert_eq!(r.status, 200, "advancing the clock: {}", r.text);
     }
 }
 

@@ -1,0 +1,459 @@
+//! Escalation end to end: the real daemon on a manual clock (`TOCSIN_FAKE_CLOCK`, moved through
+//! `POST /-/clock`) against a real SMTP server. Every test asserts on the mails that ARRIVED —
+//! who got which, in which order — and that nobody got one the policy did not call for.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::smtp::{Mail, smtp_server};
+use common::{Daemon, TOKEN};
+use serde_json::{Value, json};
+
+const T0: &str = "2026-03-02T09:00:00Z";
+
+/// People ana, ben, cora, lena and omar (email only), SMTP to `port`, and `policies` (YAML,
+/// top level).
+fn config(port: u16, policies: &str) -> String {
+    format!(
+        r#"people:
+  - {{id: ana, name: Ana, email: ana@example.com}}
+  - {{id: ben, name: Ben, email: ben@example.com}}
+  - {{id: cora, name: Cora, email: cora@example.com}}
+  - {{id: lena, name: Lena, email: lena@example.com}}
+  - {{id: omar, name: Omar, email: omar@example.com}}
+notifications:
+  email: {{relay: 127.0.0.1, port: {port}, tls: none, from: "Tocsin <tocsin@example.com>", timeout: 5s}}
+  delivery: {{initial_backoff: 100ms, max_backoff: 1s, attempt_timeout: 2s, lease: 5s, max_attempts: 5}}
+  rate_limits: {{email: {{}}, sms: {{}}, webhook: {{}}, log: {{}}}}
+{policies}"#
+    )
+}
+
+/// Two steps (ana, wait 5m; ben, wait 10m), the whole list twice.
+const TWO_STEPS: &str = r#"policies:
+  - name: page
+    steps:
+      - notify: [{person: ana, channels: [email]}]
+        wait: 5m
+      - notify: [{person: ben, channels: [email]}]
+        wait: 10m
+    repeat: 1
+default_policy: page
+"#;
+
+struct Env {
+    daemon: Daemon,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+fn start(policies: &str) -> Env {
+    let (port, mails) = smtp_server();
+    let daemon = Daemon::start_env(&config(port, policies), &[("TOCSIN_FAKE_CLOCK", T0)]);
+    Env { daemon, mails }
+}
+
+/// (recipient, subject) of every mail so far, in arrival order.
+fn inbox(env: &Env) -> Vec<(String, String)> {
+    env.mails
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let to = m.to.first().cloned().unwrap_or_default();
+            let to = to.trim_matches(|c| c == '<' || c == '>').to_string();
+            (to, subject(&m.data))
+        })
+        .collect()
+}
+
+fn subject(data: &str) -> String {
+    let head = data.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ");
+    head.split("\r\n")
+        .find(|l| l.to_ascii_lowercase().starts_with("subject:"))
+        .map(|l| l[8..].trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 20 s of real time) until the inbox holds `n` mails, then returns them.
+async fn mails(env: &Env, n: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = inbox(env);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "expected {n} mails, got {}: {got:?}", got.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that the inbox stays at exactly `n` mails for a while (the scheduler runs at least
+/// every second; two seconds of quiet proves nothing more is coming for this clock reading).
+async fn quiet(env: &Env, n: usize) {
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let got = inbox(env);
+    assert_eq!(got.len(), n, "nothing more should have been sent: {got:?}");
+}
+
+async fn alert(d: &Daemon, key: &str, severity: &str) -> u64 {
+    let body = json!({
+        "dedup_key": key,
+        "action": "trigger",
+        "summary": format!("{key} is failing"),
+        "severity": severity,
+    });
+    let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.event_ids()[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = d.get(&format!("/api/v1/events/{id}"), Some(TOKEN)).await;
+        if let Some(i) = e.body["incident_id"].as_u64() {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "event {id} joined no incident: {}", e.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn incident(d: &Daemon, id: u64) -> Value {
+    let r = d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+fn timeline(i: &Value) -> Vec<String> {
+    i["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn step_two_fires_only_after_the_wait_and_the_list_repeats() {
+    let env = start(TWO_STEPS);
+    let d = &env.daemon;
+    let id = alert(d, "db-down", "critical").await;
+    let first = mails(&env, 1).await;
+    assert_eq!(first[0].0, "ana@example.com");
+
+    // One second short of the wait: nobody else hears.
+    d.advance("4m59s").await;
+    quiet(&env, 1).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["escalation"]["step"], 0);
+    assert_eq!(i["pending"][0]["what"], "escalation step 2 of policy `page` (round 1)");
+
+    d.advance("1s").await;
+    let got = mails(&env, 2).await;
+    assert_eq!(got[1].0, "ben@example.com");
+    assert!(got[1].1.starts_with("Escalated:"), "subject says it is an escalation: {}", got[1].1);
+
+    // Round two: ana after ben's ten minutes, then ben again; then the policy is exhausted.
+    d.advance("9m").await;
+    quiet(&env, 2).await;
+    d.advance("1m").await;
+    assert_eq!(mails(&env, 3).await[2].0, "ana@example.com");
+    d.advance("5m").await;
+    assert_eq!(mails(&env, 4).await[3].0, "ben@example.com");
+    d.advance("2h").await;
+    quiet(&env, 4).await;
+
+    let i = incident(d, id).await;
+    assert_eq!(i["escalation"]["round"], 1);
+    assert_eq!(i["escalation"]["stopped"], "the policy has no further steps");
+    assert!(i["pending"].as_array().unwrap().is_empty());
+    let steps: Vec<String> =
+        timeline(&i).into_iter().filter(|m| m.starts_with("escalation step")).collect();
+    assert_eq!(steps.len(), 4, "{steps:#?}");
+    assert!(steps[1].starts_with("escalation step 2 of 2 (round 1 of 2)"), "{}", steps[1]);
+    assert!(steps[1].contains("nobody acknowledged within 5m"), "{}", steps[1]);
+    assert!(steps[2].starts_with("escalation step 1 of 2 (round 2 of 2)"), "{}", steps[2]);
+}
+
+#[tokio::test]
+async fn an_acknowledgement_in_time_stops_the_next_step() {
+    let env = start(TWO_STEPS);
+    let d = &env.daemon;
+    let id = alert(d, "disk-full", "critical").await;
+    mails(&env, 1).await;
+    d.advance("2m").await;
+    let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    d.advance("1h").await;
+    quiet(&env, 1).await;
+    assert_eq!(inbox(&env)[0].0, "ana@example.com");
+
+    let i = incident(d, id).await;
+    assert_eq!(i["escalation"]["stopped"], "acknowledged by user:admin");
+    assert!(i["pending"].as_array().unwrap().is_empty(), "{}", i["pending"]);
+    let t = timeline(&i);
+    assert!(
+        t.iter().any(|m| m.starts_with(
+            "escalation stopped: acknowledged by user:admin; cancelled escalation step 2"
+        )),
+        "{t:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_acknowledgement_that_runs_out_escalates_again() {
+    let policies = r#"policies:
+  - name: page
+    steps:
+      - notify: [{person: ana, channels: [email]}]
+        wait: 5m
+      - notify: [{person: ben, channels: [email]}]
+    reescalate_after: 30m
+default_policy: page
+"#;
+    let env = start(policies);
+    let d = &env.daemon;
+    let id = alert(d, "queue-stuck", "critical").await;
+    mails(&env, 1).await;
+    let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200);
+    d.advance("29m").await;
+    quiet(&env, 1).await;
+    d.advance("1m").await;
+    let got = mails(&env, 2).await;
+    assert_eq!(got[1].0, "ana@example.com", "escalation restarts at step 1");
+    let i = incident(d, id).await;
+    assert_eq!(i["status"], "triggered");
+    // And step 2 follows five minutes later, since nobody acknowledged again.
+    d.advance("5m").await;
+    assert_eq!(mails(&env, 3).await[2].0, "ben@example.com");
+    // A resolve stops everything and tells both who were paged.
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200);
+    let got = mails(&env, 5).await;
+    let mut resolved: Vec<&str> = got[3..].iter().map(|(to, _)| to.as_str()).collect();
+    resolved.sort();
+    assert_eq!(resolved, ["ana@example.com", "ben@example.com"]);
+    assert!(got[3..].iter().all(|(_, s)| s.contains("Resolved")), "{got:?}");
+    d.advance("3h").await;
+    quiet(&env, 5).await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_policy_fires_each_due_step_exactly_once() {
+    let policies = r#"policies:
+  - name: page
+    steps:
+      - notify: [{person: ana, channels: [email]}]
+        wait: 5m
+      - notify: [{person: ben, channels: [email]}]
+        wait: 10m
+      - notify: [{person: cora, channels: [email]}]
+default_policy: page
+"#;
+    let env = start(policies);
+    let mut d = env.daemon;
+    let env_mails = env.mails.clone();
+    let id = alert(&d, "api-5xx", "critical").await;
+    let probe = |n| {
+        let mails = env_mails.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let len = mails.lock().unwrap().len();
+                if len >= n {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "expected {n} mails, got {len}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    probe(1).await;
+
+    // Down for 20 minutes: step 2 (due at +5m) and, on the old schedule, step 3 (+15m) both
+    // came due. On restart step 2 fires once, now; step 3 waits its ten minutes from now.
+    d.kill9();
+    let later = "2026-03-02T09:20:00Z";
+    let d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
+    probe(2).await;
+    let i = incident(&d, id).await;
+    let fired: Vec<String> =
+        timeline(&i).into_iter().filter(|m| m.starts_with("escalation step 2")).collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert!(fired[0].contains("fired late because the daemon was not running"), "{}", fired[0]);
+    assert_eq!(i["escalation"]["next_at"], "2026-03-02T09:30:00Z");
+
+    // Killed again at once, restarted at the same moment: step 2 does not fire twice.
+    let mut d = d;
+    d.kill9();
+    let d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let to: Vec<String> = env_mails.lock().unwrap().iter().map(|m| m.to[0].clone()).collect();
+    assert_eq!(to.len(), 2, "{to:?}");
+    assert!(to[1].contains("ben@example.com"), "{to:?}");
+    d.advance("10m").await;
+    probe(3).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to: Vec<String> = env_mails.lock().unwrap().iter().map(|m| m.to[0].clone()).collect();
+    assert_eq!(to.len(), 3, "{to:?}");
+    assert!(to[2].contains("cora@example.com"), "{to:?}");
+}
+
+#[tokio::test]
+async fn a_resolved_sev1_opens_a_review_whose_overdue_actions_remind_their_owner() {
+    let env = start(
+        r#"policies:
+  - name: page
+    notify: [{person: ana, channels: [email]}]
+default_policy: page
+"#,
+    );
+    let d = &env.daemon;
+    let id = alert(d, "payments-down", "critical").await;
+    mails(&env, 1).await;
+    // Action items belong to the review, which opens on resolve.
+    let early = d
+        .post(
+            &format!("/api/v1/incidents/{id}/actions"),
+            Some(TOKEN),
+            json!({"title": "x", "owner": "ana", "due": "2026-03-03"}).to_string(),
+        )
+        .await;
+    assert_eq!(early.status, 409, "{}", early.text);
+    d.advance("20m").await;
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200);
+    mails(&env, 2).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["review"]["opened_at"], "2026-03-02T09:20:00Z", "{}", i["review"]);
+
+    let r = d
+        .client
+        .put(d.url(&format!("/api/v1/incidents/{id}/review")))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"summary": "Card payments failed for 20 minutes.", "went_badly": "Paging took 5m."}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = d
+        .post(
+            &format!("/api/v1/incidents/{id}/actions"),
+            Some(TOKEN),
+            json!({"title": "Alert on card error rate", "owner": "omar", "due": "2026-03-05T12:00:00Z"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bad = d
+        .post(
+            &format!("/api/v1/incidents/{id}/actions"),
+            Some(TOKEN),
+            json!({"title": "t", "owner": "nobody", "due": "2026-03-05"}).to_string(),
+        )
+        .await;
+    assert_eq!(bad.status, 409, "{}", bad.text);
+    assert!(bad.text.contains("no person `nobody`"), "{}", bad.text);
+
+    // Not yet due: nothing. Due: omar is reminded, and again a day later, until it is done.
+    d.advance("3d").await;
+    quiet(&env, 2).await;
+    d.advance("3h").await;
+    let got = mails(&env, 3).await;
+    assert_eq!(got[2].0, "omar@example.com");
+    assert!(got[2].1.starts_with("Action item overdue:"), "{}", got[2].1);
+    d.advance("24h").await;
+    assert_eq!(mails(&env, 4).await[3].0, "omar@example.com");
+    let r = d
+        .post(
+            &format!("/api/v1/incidents/{id}/actions/1"),
+            Some(TOKEN),
+            json!({"state": "done"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    d.advance("48h").await;
+    quiet(&env, 4).await;
+
+    // The export lays it all out for the meeting.
+    let md = d.get(&format!("/api/v1/incidents/{id}/review"), Some(TOKEN)).await;
+    assert_eq!(md.status, 200);
+    for needle in [
+        "# Incident #1: payments-down is failing",
+        "Card payments failed for 20 minutes.",
+        "| 1 | Alert on card error rate | omar | 2026-03-05T12:00:00Z | done |",
+        "Resolved:** 2026-03-02T09:20:00Z by user:admin (after 20m 0s)",
+        "action item #1: state open → done",
+    ] {
+        assert!(md.text.contains(needle), "missing {needle:?} in:\n{}", md.text);
+    }
+    let js = d.get(&format!("/api/v1/incidents/{id}/review?format=json"), Some(TOKEN)).await;
+    assert_eq!(js.body["seconds_to_resolve"], 1200);
+    assert_eq!(js.body["review"]["actions"][0]["state"], "done");
+}
+
+#[tokio::test]
+async fn notes_and_roles_land_on_the_timeline_with_their_author() {
+    let env = start(
+        r#"policies:
+  - name: page
+    notify: [{person: ana, channels: [email]}]
+default_policy: page
+"#,
+    );
+    let d = &env.daemon;
+    let id = alert(d, "cdn-errors", "warning").await;
+    let r = d
+        .post(
+            &format!("/api/v1/incidents/{id}/notes"),
+            Some(TOKEN),
+            json!({"text": "Rolled back deploy 42"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = d
+        .post(
+            &format!("/api/v1/incidents/{id}/roles"),
+            Some(TOKEN),
+            json!({"role": "incident_lead", "person": "cora"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["roles"]["incident_lead"], "cora");
+    let viewer = d
+        .post(
+            &format!("/api/v1/incidents/{id}/notes"),
+            Some(common::VIEWER_TOKEN),
+            json!({"text": "x"}).to_string(),
+        )
+        .await;
+    assert_eq!(viewer.status, 403, "viewers read, responders act");
+    let empty = d
+        .post(
+            &format!("/api/v1/incidents/{id}/notes"),
+            Some(TOKEN),
+            json!({"text": " "}).to_string(),
+        )
+        .await;
+    assert_eq!(empty.status, 422, "{}", empty.text);
+    let i = incident(d, id).await;
+    let t = &i["timeline"];
+    let note = t
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "note" && e["actor"] == "user:admin")
+        .unwrap();
+    assert_eq!(note["message"], "Rolled back deploy 42");
+    assert!(t.as_array().unwrap().iter().any(
+        |e| e["kind"] == "role_changed" && e["message"] == "role incident_lead: nobody → cora"
+    ));
+}
+
+#[tokio::test]
+async fn the_clock_endpoint_exists_only_on_a_manual_clock() {
+    let d = Daemon::start("");
+    let r = d.post("/-/clock", Some(TOKEN), r#"{"advance": "5m"}"#).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
