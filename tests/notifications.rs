@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::smtp::{Mail, smtp_server};
+use common::smtp::smtp_server;
 use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
