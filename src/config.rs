@@ -1355,6 +1355,8 @@ impl Validator<'_> {
                 continue;
             }
             out.maintenance.push(Window {
+                id: None,
+                created: None,
                 name: raw.name.value,
                 starts,
                 ends,

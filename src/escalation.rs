@@ -200,6 +200,11 @@ impl NoticeRule {
 /// with a record of what they held back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
+    /// Set for windows created through the API (config windows have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<Stamp>,
     pub name: String,
     pub starts: Timestamp,
     pub ends: Timestamp,

@@ -356,3 +356,117 @@ pub async fn move_clock(
     let now = moved.map_err(ApiError::Conflict)?;
     Ok(Json(json!({"now": now})).into_response())
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowBody {
+    name: String,
+    /// RFC 3339; default now.
+    starts: Option<String>,
+    /// RFC 3339 end, or give `duration` instead.
+    ends: Option<String>,
+    duration: Option<String>,
+    source: Option<String>,
+    service: Option<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/maintenance` (viewer): the config's windows and those opened through the API
+/// that have not ended.
+pub async fn list_maintenance(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = app.runtime.load();
+    rt.auth.user_with_role(&headers, Role::Viewer)?;
+    let now = app.clock.now();
+    let store = app.store.clone();
+    let api = tokio::task::spawn_blocking(move || store.maintenance_windows())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))?;
+    let windows: Vec<&crate::escalation::Window> =
+        rt.config.escalation.maintenance.iter().chain(&api).filter(|w| w.ends > now).collect();
+    Ok(Json(json!({"windows": windows, "now": now})).into_response())
+}
+
+/// `POST /api/v1/maintenance` (responder): opens a window. Incidents that open inside it for
+/// what it matches are suppressed, and their timelines say what was held back.
+pub async fn open_maintenance(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
+    let b: WindowBody = body(&headers, &bytes)?;
+    text("name", &b.name)?;
+    let now = app.clock.now();
+    let starts = b.starts.as_deref().map(|s| when("starts", s)).transpose()?.unwrap_or(now);
+    let ends = match (b.ends.as_deref(), b.duration.as_deref()) {
+        (Some(e), None) => when("ends", e)?,
+        (None, Some(d)) => {
+            let d = crate::config::parse_duration(d)
+                .map_err(|m| ApiError::invalid(vec![FieldError::new("duration", m)]))?;
+            crate::escalation::after(starts, d)
+        }
+        _ => {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "ends",
+                "give exactly one of `ends` or `duration`: a window always ends",
+            )]));
+        }
+    };
+    if ends <= starts || ends <= now {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "ends",
+            "must be after `starts` and in the future",
+        )]));
+    }
+    let window = crate::escalation::Window {
+        id: None,
+        created: None,
+        name: b.name,
+        starts,
+        ends,
+        source: b.source,
+        service: b.service,
+        labels: b.labels,
+    };
+    let outcome = app
+        .journal
+        .maintenance(crate::journal::MaintenanceOp::Open(window), format!("user:{user}"))
+        .await
+        .map_err(unavailable)?;
+    match outcome {
+        Ok(w) => Ok((StatusCode::CREATED, Json(w)).into_response()),
+        Err(m) => Err(ApiError::Conflict(m)),
+    }
+}
+
+/// `DELETE /api/v1/maintenance/{id}` (responder): ends a window now.
+pub async fn end_maintenance(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
+    let id: u64 =
+        id.parse().map_err(|_| ApiError::malformed(format!("window id {id:?} is not a number")))?;
+    let outcome = app
+        .journal
+        .maintenance(crate::journal::MaintenanceOp::End(id), format!("user:{user}"))
+        .await
+        .map_err(unavailable)?;
+    match outcome {
+        Ok(w) => Ok(Json(w).into_response()),
+        Err(m) => Err(ApiError::NotFound(m)),
+    }
+}
+
+fn unavailable(e: JournalError) -> ApiError {
+    match e {
+        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
+        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
+    }
+}

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::escalation::{self, EscalationState, Timer, TimerKind};
+use crate::escalation::{self, EscalationState, Timer, TimerKind, Window};
 use crate::event::{Action, Event};
 use crate::incident::{
     self, ActionError, Entry, EntryKind, Incident, IncidentId, Outcome, Stamp, Status, Summary,
@@ -88,6 +88,12 @@ pub enum Command {
         by: String,
         reply: oneshot::Sender<Result<Result<Incident, ActError>, Arc<StoreError>>>,
     },
+    /// A person opens a maintenance window, or ends one early.
+    Maintenance {
+        op: MaintenanceOp,
+        by: String,
+        reply: oneshot::Sender<Result<Result<Window, String>, Arc<StoreError>>>,
+    },
     /// An operator revives a dead letter (same idempotency id) or drops a pending one.
     Queue {
         id: NotificationId,
@@ -131,6 +137,13 @@ pub enum Amendment {
         owner: Option<String>,
         due: Option<Timestamp>,
     },
+}
+
+#[derive(Debug, Clone)]
+pub enum MaintenanceOp {
+    Open(Window),
+    /// End window `id` now.
+    End(u64),
 }
 
 /// What an operator can do to one notification.
@@ -261,7 +274,7 @@ pub fn spawn(
     let wake = Arc::new(tokio::sync::Notify::new());
     let timers_changed = Arc::new(tokio::sync::Notify::new());
     let writer = Writer {
-        store,
+        store: store.clone(),
         runtime,
         metrics: metrics.clone(),
         open: open.clone(),
@@ -269,6 +282,7 @@ pub fn spawn(
         wake: wake.clone(),
         timers_changed: timers_changed.clone(),
         clock: clock.clone(),
+        windows: std::sync::Mutex::new(store.maintenance_windows()?),
     };
     let handle = std::thread::Builder::new()
         .name("tocsin-journal".into())
@@ -361,6 +375,17 @@ impl Journal {
         answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
     }
 
+    /// Opens or ends a maintenance window; answers with the window as committed.
+    pub async fn maintenance(
+        &self,
+        op: MaintenanceOp,
+        by: String,
+    ) -> Result<Result<Window, String>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Maintenance { op, by, reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
     /// A person changes an incident; answers with the incident as committed.
     pub async fn amend(
         &self,
@@ -396,6 +421,10 @@ enum Owed {
     Claim(oneshot::Sender<Result<Vec<Notification>, Arc<StoreError>>>, Vec<Notification>),
     Report(oneshot::Sender<CommitResult>),
     Tick(oneshot::Sender<CommitResult>),
+    Maintenance(
+        oneshot::Sender<Result<Result<Window, String>, Arc<StoreError>>>,
+        Box<Result<Window, String>>,
+    ),
     Queue(
         oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
         Box<Result<Notification, String>>,
@@ -414,6 +443,9 @@ struct Writer {
     /// it is waiting for).
     timers_changed: Arc<tokio::sync::Notify>,
     clock: SharedClock,
+    /// Maintenance windows opened through the API, as committed (the config's come with the
+    /// runtime).
+    windows: std::sync::Mutex<Vec<Window>>,
 }
 
 /// Incidents changed by the batch so far, and which open incident each key now has, so that
@@ -439,6 +471,8 @@ struct Changes {
     due: bool,
     /// Timers were scheduled: wake the scheduler after the commit.
     timers: bool,
+    /// The API's maintenance windows as changed by this batch (applied after the commit).
+    windows: Option<Vec<Window>>,
 }
 
 impl Changes {
@@ -512,6 +546,10 @@ impl Writer {
                         self.tick(batch, &mut changes, &rt, now)?;
                         owed.push(Owed::Tick(reply));
                     }
+                    Command::Maintenance { op, by, reply } => {
+                        let outcome = self.maintenance(batch, &mut changes, op, &by)?;
+                        owed.push(Owed::Maintenance(reply, Box::new(outcome)));
+                    }
                     Command::Amend { id, change, by, reply } => {
                         let outcome = self.amend(batch, &mut changes, &rt, id, change, &by)?;
                         owed.push(Owed::Act(reply, Box::new(outcome)));
@@ -546,6 +584,9 @@ impl Writer {
                 if changes.timers {
                     self.timers_changed.notify_one();
                 }
+                if let Some(windows) = changes.windows.take() {
+                    *self.windows.lock().unwrap_or_else(|e| e.into_inner()) = windows;
+                }
             }
             Err(e) => {
                 self.metrics.commit_failures.inc();
@@ -566,6 +607,9 @@ impl Writer {
                 }
                 Owed::Report(reply) | Owed::Tick(reply) => {
                     let _ = reply.send(result.clone());
+                }
+                Owed::Maintenance(reply, outcome) => {
+                    let _ = reply.send(result.clone().map(|()| *outcome));
                 }
                 Owed::Queue(reply, outcome) => {
                     let _ = reply.send(result.clone().map(|()| *outcome));
@@ -919,6 +963,42 @@ impl Writer {
         Ok(Ok(incident))
     }
 
+    fn maintenance(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        op: MaintenanceOp,
+        by: &str,
+    ) -> Result<Result<Window, String>, StoreError> {
+        let now = self.clock.now();
+        let mut windows = match changes.windows.take() {
+            Some(w) => w,
+            None => self.windows.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        };
+        let result = match op {
+            MaintenanceOp::Open(mut w) => {
+                let id = batch.next_window_id()?;
+                w.id = Some(id);
+                w.created = Some(Stamp { by: by.to_string(), at: now });
+                batch.put_window(id, &w)?;
+                windows.push(w.clone());
+                Ok(w)
+            }
+            MaintenanceOp::End(id) => match windows.iter_mut().find(|w| w.id == Some(id)) {
+                None => Err(format!("no open maintenance window with id {id}")),
+                Some(w) => {
+                    w.ends = now.max(w.starts);
+                    batch.put_window(id, w)?;
+                    Ok(w.clone())
+                }
+            },
+        };
+        // Windows that are over are forgotten in memory (they stay in the store for the record).
+        windows.retain(|w| w.ends > now);
+        changes.windows = Some(windows);
+        Ok(result)
+    }
+
     fn auto_resolve(
         &self,
         batch: &mut Batch<'_>,
@@ -961,9 +1041,16 @@ impl Writer {
                 incident.roles.iter().map(|(r, p)| format!("{r}: {p}")).collect();
             entries.push(entry(now, EntryKind::RoleChanged, format!("roles: {}", held.join(", "))));
         }
+        let api_windows = match &changes.windows {
+            Some(w) => w.clone(),
+            None => self.windows.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        };
         if incident.decision.suppressed.is_none()
-            && let Some(w) =
-                settings.maintenance.iter().find(|w| w.covers(incident, incident.first_seen))
+            && let Some(w) = settings
+                .maintenance
+                .iter()
+                .chain(&api_windows)
+                .find(|w| w.covers(incident, incident.first_seen))
         {
             incident.decision.suppressed =
                 Some(format!("maintenance window `{}` until {}", w.name, w.ends));

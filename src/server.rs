@@ -75,6 +75,11 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/incidents/{id}/actions", post(incident_api::add_action))
         .route(
+            "/api/v1/maintenance",
+            get(incident_api::list_maintenance).post(incident_api::open_maintenance),
+        )
+        .route("/api/v1/maintenance/{id}", axum::routing::delete(incident_api::end_maintenance))
+        .route(
             "/api/v1/incidents/{id}/actions/{action}",
             post(incident_api::update_action).patch(incident_api::update_action),
         )

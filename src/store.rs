@@ -12,7 +12,7 @@ use redb::{
 };
 use uuid::Uuid;
 
-use crate::escalation::Timer;
+use crate::escalation::{Timer, Window};
 use crate::event::Event;
 use crate::incident::{Entry, Incident, IncidentId};
 use crate::outbox::{Notification, NotificationId, State};
@@ -50,7 +50,9 @@ const TIMERS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("timers"
 /// (incident id, timer id) → its due time in ms: an incident's pending timers, so that an
 /// acknowledgement or a resolve can cancel them without a scan.
 const INCIDENT_TIMERS: TableDefinition<(u64, u64), i64> = TableDefinition::new("incident_timers");
-/// Counters: `next_incident_id`, `next_notification_id`, `next_timer_id`.
+/// Maintenance window id → window as JSON: the windows people opened through the API.
+const MAINTENANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance_windows");
+/// Counters: `next_incident_id`, `next_notification_id`, `next_timer_id`, `next_window_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
@@ -134,6 +136,7 @@ impl Store {
         txn.open_table(DISABLED_ENDPOINTS)?;
         txn.open_table(TIMERS)?;
         txn.open_table(INCIDENT_TIMERS)?;
+        txn.open_table(MAINTENANCE)?;
         txn.commit()?;
         Ok(store)
     }
@@ -173,6 +176,7 @@ impl Store {
                 disabled: txn.open_table(DISABLED_ENDPOINTS)?,
                 timers: txn.open_table(TIMERS)?,
                 incident_timers: txn.open_table(INCIDENT_TIMERS)?,
+                maintenance: txn.open_table(MAINTENANCE)?,
             };
             f(&mut batch)?
         };
@@ -432,6 +436,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The maintenance windows opened through the API, oldest first.
+    pub fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MAINTENANCE)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, raw) = entry?;
+            out.push(
+                serde_json::from_slice(raw.value())
+                    .map_err(|source| StoreError::DecodeNotification { id: key.value(), source })?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -475,6 +494,7 @@ pub struct Batch<'txn> {
     disabled: redb::Table<'txn, &'static str, &'static str>,
     timers: redb::Table<'txn, (i64, u64), &'static [u8]>,
     incident_timers: redb::Table<'txn, (u64, u64), i64>,
+    maintenance: redb::Table<'txn, u64, &'static [u8]>,
 }
 
 impl Batch<'_> {
@@ -647,6 +667,21 @@ impl Batch<'_> {
             }
         }
         Ok(out)
+    }
+
+    pub fn next_window_id(&mut self) -> Result<u64, StoreError> {
+        self.next_id("next_window_id")
+    }
+
+    pub fn put_window(&mut self, id: u64, window: &Window) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(window)
+            .map_err(|source| StoreError::EncodeIncident { id: 0, source })?;
+        self.maintenance.insert(id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_window(&mut self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.maintenance.remove(id)?.is_some())
     }
 
     pub fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
