@@ -17,6 +17,7 @@
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
+//! - [`audit`]: the tamper-evident hash chain over every timeline entry, and its verification.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod compose;
 pub mod config;
