@@ -139,13 +139,14 @@ pub async fn get_incident(
 ) -> Result<Response, ApiError> {
     app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
     let id = incident_id(&id)?;
-    let (incident, timeline, notifications) =
-        read(&app, move |s| Ok((s.incident(id)?, s.timeline(id)?, s.incident_notifications(id)?)))
-            .await?;
+    let (incident, timeline, notifications) = read(&app, move |s| {
+        Ok((s.incident(id)?, s.timeline_audited(id)?, s.incident_notifications(id)?))
+    })
+    .await?;
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
-    body["timeline"] = json!(timeline);
+    body["timeline"] = crate::audit::timeline_json(timeline);
     body["notifications"] = json!(notifications);
     Ok(Json(body).into_response())
 }
@@ -305,4 +306,15 @@ async fn queue_op(
         Err(msg) if msg.starts_with("no notification") => Err(ApiError::NotFound(msg)),
         Err(msg) => Err(ApiError::Conflict(msg)),
     }
+}
+
+/// `GET /api/v1/audit/verify` (admin): walks the audit chain on a read snapshot; 200 either
+/// way, with `valid` and the head, or the first problem.
+pub async fn verify_audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
+    let result = read(&app, |s| s.verify_audit()).await?;
+    Ok(Json(crate::audit::report_json(&result)).into_response())
 }

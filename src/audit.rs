@@ -243,6 +243,20 @@ pub fn report_json(result: &Result<Head, Finding>) -> Value {
     }
 }
 
+/// Timeline entries as served: each with `audit_seq` (its link number) and `hash` (hex), both
+/// null for an entry missing from the chain.
+pub fn timeline_json<E: serde::Serialize>(timeline: Vec<(E, Option<Head>)>) -> Value {
+    timeline
+        .into_iter()
+        .map(|(entry, link)| {
+            let mut v = serde_json::to_value(entry).unwrap_or_default();
+            v["audit_seq"] = json!(link.map(|l| l.seq));
+            v["hash"] = json!(link.map(|l| hex(&l.hash)));
+            v
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
