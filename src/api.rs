@@ -308,13 +308,27 @@ async fn queue_op(
     }
 }
 
-/// `GET /api/v1/audit/verify` (admin): walks the audit chain on a read snapshot; 200 either
-/// way, with `valid` and the head, or the first problem.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// A head recorded earlier, `N:HEX`, that the chain must still pass through.
+    expect_head: Option<String>,
+}
+
+/// `GET /api/v1/audit/verify?expect_head=N:HEX` (admin): walks the audit chain on a read
+/// snapshot; 200 either way, with `valid` and the head, or the first problem.
 pub async fn verify_audit(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
-    let result = read(&app, |s| s.verify_audit()).await?;
+    let recorded = match query(params)?.expect_head {
+        Some(raw) => Some(crate::audit::parse_head(&raw).map_err(|e| {
+            ApiError::invalid(vec![crate::error::FieldError::new("expect_head", e)])
+        })?),
+        None => None,
+    };
+    let result = read(&app, move |s| s.verify_audit(recorded)).await?;
     Ok(Json(crate::audit::report_json(&result)).into_response())
 }

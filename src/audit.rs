@@ -78,6 +78,11 @@ pub enum Finding {
     /// The chain ends before its head record (`last.seq < head.seq`), goes past it, or ends on
     /// another hash; `head` is `None` when the record itself is gone.
     HeadMismatch { head: Option<Head>, last: Head },
+    /// Link `seq` has another hash than the head recorded earlier (`expected`): the chain was
+    /// rewritten since.
+    Rewritten { seq: u64, expected: Hash, found: Hash },
+    /// The chain is shorter than a head recorded earlier at `expected`.
+    ShorterThanRecorded { expected: u64, last: u64 },
     /// Timeline entries but no chain at all: written before the audit log existed and not yet
     /// chained (the daemon chains them when it opens the store), or the chain was removed.
     Unchained { entries: u64 },
@@ -138,6 +143,18 @@ impl std::fmt::Display for Finding {
                 hex(&last.hash),
                 hex(&head.hash)
             ),
+            Finding::Rewritten { seq, expected, found } => write!(
+                f,
+                "audit entry #{seq}: hash {} is not the recorded {} (chain rewritten since it was \
+                 recorded?)",
+                hex(&found),
+                hex(&expected)
+            ),
+            Finding::ShorterThanRecorded { expected, last } => write!(
+                f,
+                "the audit chain ends at #{last} but a head was recorded at #{expected} \
+                 (truncated?)"
+            ),
             Finding::Unchained { entries } => write!(
                 f,
                 "the store has {entries} timeline entries but no audit chain (written before the \
@@ -153,7 +170,9 @@ impl Finding {
         match *self {
             Finding::Edited { seq, .. }
             | Finding::EntryMissing { seq, .. }
-            | Finding::LinkMissing { seq, .. } => Some(seq),
+            | Finding::LinkMissing { seq, .. }
+            | Finding::Rewritten { seq, .. } => Some(seq),
+            Finding::ShorterThanRecorded { last, .. } => Some(last),
             Finding::HeadMismatch { last, .. } => Some(last.seq),
             Finding::NotInChain { .. } | Finding::Unchained { .. } => None,
         }
@@ -176,17 +195,24 @@ impl Finding {
 #[derive(Debug)]
 pub struct Verifier {
     last: Head,
+    /// A head recorded earlier, outside the store: the chain must pass through it.
+    recorded: Option<Head>,
 }
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier { last: Head::EMPTY }
+        Verifier { last: Head::EMPTY, recorded: None }
     }
 }
 
 impl Verifier {
     pub fn new() -> Verifier {
         Verifier::default()
+    }
+
+    /// Also checks that link `recorded.seq` still has the hash recorded then.
+    pub fn expecting(recorded: Option<Head>) -> Verifier {
+        Verifier { last: Head::EMPTY, recorded }
     }
 
     /// Link `seq` records `stored` as the hash of timeline entry `entry` of `incident`, whose
@@ -209,6 +235,12 @@ impl Verifier {
         if link_hash(&self.last.hash, seq, incident, entry, content) != *stored {
             return Err(Finding::Edited { seq, incident, entry });
         }
+        if let Some(r) = self.recorded
+            && r.seq == seq
+            && r.hash != *stored
+        {
+            return Err(Finding::Rewritten { seq, expected: r.hash, found: *stored });
+        }
         self.last = Head { seq, hash: *stored };
         Ok(())
     }
@@ -216,6 +248,11 @@ impl Verifier {
     /// The chain is whole if it ends exactly at the head record; `None` when there is no head
     /// record (a store that never chained anything).
     pub fn finish(self, head: Option<Head>) -> Result<Head, Finding> {
+        if let Some(r) = self.recorded
+            && r.seq > self.last.seq
+        {
+            return Err(Finding::ShorterThanRecorded { expected: r.seq, last: self.last.seq });
+        }
         match head {
             Some(head) if head == self.last => Ok(head),
             None if self.last == Head::EMPTY => Ok(Head::EMPTY),
@@ -229,10 +266,31 @@ impl Verifier {
     }
 }
 
+/// Parses a recorded head as printed and written on the command line: `N:HEX` (64 hex digits).
+pub fn parse_head(s: &str) -> Result<Head, String> {
+    let bad = || format!("{s:?} is not SEQ:HASH (an entry count, a colon, 64 hex digits)");
+    let (seq, digits) = s.split_once(':').ok_or_else(bad)?;
+    let seq = seq.trim().parse().map_err(|_| bad())?;
+    let digits = digits.trim();
+    if digits.len() != 64 || !digits.is_ascii() {
+        return Err(bad());
+    }
+    let mut hash = GENESIS;
+    for (i, b) in hash.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(Head { seq, hash })
+}
+
 /// The JSON answer of `GET /api/v1/audit/verify`, also what `tocsin audit verify` reads back.
 pub fn report_json(result: &Result<Head, Finding>) -> Value {
     match result {
-        Ok(head) => json!({"valid": true, "entries": head.seq, "head": hex(&head.hash)}),
+        Ok(head) => json!({
+            "valid": true,
+            "entries": head.seq,
+            "head": hex(&head.hash),
+            "head_record": format!("{}:{}", head.seq, hex(&head.hash)),
+        }),
         Err(finding) => json!({
             "valid": false,
             "problem": finding.to_string(),
@@ -401,6 +459,48 @@ mod tests {
         // A head behind the chain.
         let behind = Head { seq: 3, hash: links[2].3 };
         assert!(verify(&links, content_of, Some(behind)).unwrap_err().to_string().contains("past"));
+    }
+
+    #[test]
+    fn a_recorded_head_must_still_be_in_the_chain() {
+        let (links, head) = chain(&ENTRIES);
+        let at2 = Head { seq: 2, hash: links[1].3 };
+        let check = |links: &[(u64, u64, u32, Hash)], head, recorded| {
+            let mut v = Verifier::expecting(Some(recorded));
+            for &(seq, i, e, h) in links {
+                v.link(seq, i, e, &h, content_of(i, e).as_deref())?;
+            }
+            v.finish(Some(head))
+        };
+        assert_eq!(check(&links, head, at2), Ok(head));
+        assert_eq!(check(&links, head, head), Ok(head));
+        // The whole chain rewritten consistently from entry 2 on (other content): intact on its
+        // own, but not through the recorded head.
+        let mut other = ENTRIES.to_vec();
+        other[1].2 = b"{\"b\":\"rewritten\"}";
+        let (rewritten, rhead) = chain(&other);
+        let content = |i, e| other.iter().find(|x| x.0 == i && x.1 == e).map(|x| x.2.to_vec());
+        let mut v = Verifier::expecting(Some(at2));
+        let found = rewritten
+            .iter()
+            .try_for_each(|&(seq, i, e, h)| v.link(seq, i, e, &h, content(i, e).as_deref()))
+            .unwrap_err();
+        assert!(matches!(found, Finding::Rewritten { seq: 2, .. }), "{found:?}");
+        assert!(found.to_string().starts_with("audit entry #2: hash "), "{found}");
+        let _ = rhead;
+        // A chain cut before the recorded head.
+        let found = check(&links[..1], Head { seq: 1, hash: links[0].3 }, at2).unwrap_err();
+        assert_eq!(found, Finding::ShorterThanRecorded { expected: 2, last: 1 });
+    }
+
+    #[test]
+    fn a_head_parses_as_printed() {
+        let (_, head) = chain(&ENTRIES);
+        let printed = report_json(&Ok(head))["head_record"].as_str().unwrap().to_string();
+        assert_eq!(parse_head(&printed), Ok(head));
+        for bad in ["", "4", "x:00", "4:abc", &format!("4:{}", "g".repeat(64))] {
+            assert!(parse_head(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -96,6 +96,10 @@ enum AuditCommand {
         /// With --url and without --data-dir, only the daemon is asked.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// A head printed by an earlier verify (`N:HEX`): the chain must still pass through it,
+        /// which catches a chain rewritten since.
+        #[arg(long, value_name = "N:HASH", value_parser = tocsin::audit::parse_head)]
+        expect_head: Option<tocsin::audit::Head>,
     },
 }
 
@@ -106,8 +110,8 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Test { config, paths } => test(config, paths),
         Command::Queue { target, op } => queue(target, op),
-        Command::Audit { op: AuditCommand::Verify { target, data_dir } } => {
-            audit_verify(target, data_dir)
+        Command::Audit { op: AuditCommand::Verify { target, data_dir, expect_head } } => {
+            audit_verify(target, data_dir, expect_head)
         }
     }
 }
@@ -229,7 +233,11 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
 /// Exit code of `audit verify` when it could not verify at all (no store, daemon unreachable).
 const CANNOT_VERIFY: u8 = 2;
 
-fn audit_verify(target: Target, data_dir: Option<PathBuf>) -> ExitCode {
+fn audit_verify(
+    target: Target,
+    data_dir: Option<PathBuf>,
+    expect_head: Option<tocsin::audit::Head>,
+) -> ExitCode {
     use tocsin::store::{self, VerifyFileError};
     // The config locates the store and the daemon; it is not needed when both are given.
     let origin = config::resolve_origin(target.config.as_deref());
@@ -245,7 +253,7 @@ fn audit_verify(target: Target, data_dir: Option<PathBuf>) -> ExitCode {
     let dir = data_dir.clone().or_else(|| cfg.as_ref().map(|c| c.data_dir.clone()));
     let ask_daemon_only = target.url.is_some() && data_dir.is_none();
     if let (Some(dir), false) = (&dir, ask_daemon_only) {
-        match store::verify_audit_file(dir) {
+        match store::verify_audit_file(dir, expect_head) {
             Ok((result, repaired)) => {
                 if repaired {
                     eprintln!(
@@ -277,8 +285,12 @@ fn audit_verify(target: Target, data_dir: Option<PathBuf>) -> ExitCode {
     };
     let rt = offline_runtime();
     let result = rt.block_on(async {
+        let query = match expect_head {
+            Some(h) => format!("?expect_head={}:{}", h.seq, tocsin::audit::hex(&h.hash)),
+            None => String::new(),
+        };
         let resp = reqwest::Client::new()
-            .get(format!("{url}/api/v1/audit/verify"))
+            .get(format!("{url}/api/v1/audit/verify{query}"))
             .bearer_auth(&token)
             .send()
             .await?;
@@ -309,6 +321,10 @@ fn audit_outcome(report: &serde_json::Value) -> ExitCode {
             "audit log intact: {} entries; head hash {}",
             report["entries"],
             report["head"].as_str().unwrap_or("")
+        );
+        println!(
+            "record this head elsewhere; later check it with --expect-head {}",
+            report["head_record"].as_str().unwrap_or("")
         );
         ExitCode::SUCCESS
     } else {

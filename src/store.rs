@@ -298,9 +298,12 @@ impl Store {
     }
 
     /// Walks the audit chain in a read transaction (concurrent writes go on; they are not
-    /// part of this snapshot).
-    pub fn verify_audit(&self) -> Result<Result<Head, Finding>, StoreError> {
-        verify_chain(&self.db.begin_read()?)
+    /// part of this snapshot). `recorded`: a head recorded earlier that the chain must pass.
+    pub fn verify_audit(
+        &self,
+        recorded: Option<Head>,
+    ) -> Result<Result<Head, Finding>, StoreError> {
+        verify_chain(&self.db.begin_read()?, recorded)
     }
 
     pub fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
@@ -686,12 +689,15 @@ fn read_head(
 
 /// Walks the whole chain in link order, checking each link against the timeline row it names,
 /// then the head record, then that every timeline row is a link of the chain.
-fn verify_chain(txn: &redb::ReadTransaction) -> Result<Result<Head, Finding>, StoreError> {
+fn verify_chain(
+    txn: &redb::ReadTransaction,
+    recorded: Option<Head>,
+) -> Result<Result<Head, Finding>, StoreError> {
     let timeline = txn.open_table(TIMELINE)?;
     // A store that no audit-aware Tocsin has opened yet has no audit tables at all.
     let chain = match txn.open_table(AUDIT) {
         Err(redb::TableError::TableDoesNotExist(_)) if timeline.is_empty()? => {
-            return Ok(Ok(Head::EMPTY));
+            return Ok(audit::Verifier::expecting(recorded).finish(None));
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {
             return Ok(Err(Finding::Unchained { entries: timeline.len()? }));
@@ -703,7 +709,7 @@ fn verify_chain(txn: &redb::ReadTransaction) -> Result<Result<Head, Finding>, St
     if head.is_none() && chain.is_empty()? && !timeline.is_empty()? {
         return Ok(Err(Finding::Unchained { entries: timeline.len()? }));
     }
-    let mut verifier = audit::Verifier::new();
+    let mut verifier = audit::Verifier::expecting(recorded);
     for link in chain.iter()? {
         let (seq, value) = link?;
         let (incident, entry, hash) = value.value();
@@ -752,14 +758,17 @@ pub enum VerifyFileError {
 /// Verifies the audit chain of the store in `dir` without the daemon, opening the file
 /// read-only. Returns whether redb had to repair the file first (it was not closed cleanly,
 /// e.g. after `kill -9`: redb rebuilds its page allocator, never the tables' contents).
-pub fn verify_audit_file(dir: &Path) -> Result<(Result<Head, Finding>, bool), VerifyFileError> {
+pub fn verify_audit_file(
+    dir: &Path,
+    recorded: Option<Head>,
+) -> Result<(Result<Head, Finding>, bool), VerifyFileError> {
     let path = dir.join(DB_FILE);
     if !path.is_file() {
         return Err(VerifyFileError::Missing(path));
     }
     let open_err = |source| VerifyFileError::Open { path: path.clone(), source };
     match Database::builder().set_cache_size(CACHE_BYTES).open_read_only(&path) {
-        Ok(db) => Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?)?, false)),
+        Ok(db) => Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?, recorded)?, false)),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(VerifyFileError::InUse(path)),
         Err(redb::DatabaseError::RepairAborted) => {
             let db =
@@ -771,7 +780,7 @@ pub fn verify_audit_file(dir: &Path) -> Result<(Result<Head, Finding>, bool), Ve
                         e => open_err(e),
                     },
                 )?;
-            Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?)?, true))
+            Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?, recorded)?, true))
         }
         Err(e) => Err(open_err(e)),
     }
@@ -818,7 +827,7 @@ mod tests {
     fn every_timeline_entry_is_chained_in_write_order_across_batches() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.verify_audit().unwrap(), Ok(Head::EMPTY));
+        assert_eq!(store.verify_audit(None).unwrap(), Ok(Head::EMPTY));
         store
             .write(|b| {
                 b.append_timeline(1, Some(0), &[entry("a"), entry("b")])?;
@@ -826,7 +835,7 @@ mod tests {
             })
             .unwrap();
         store.write(|b| b.append_timeline(1, None, &[entry("d")])).unwrap();
-        let head = store.verify_audit().unwrap().unwrap();
+        let head = store.verify_audit(None).unwrap().unwrap();
         assert_eq!(head.seq, 4);
         // The chain recomputed by hand from the stored bytes, in write order.
         let mut expected = Head::EMPTY;
@@ -841,7 +850,7 @@ mod tests {
         assert_eq!(timeline[2].1.unwrap().hash, head.hash);
         // A batch without timeline entries leaves the head alone.
         store.write(|b| b.next_incident_id().map(drop)).unwrap();
-        assert_eq!(store.verify_audit().unwrap(), Ok(head));
+        assert_eq!(store.verify_audit(None).unwrap(), Ok(head));
     }
 
     #[test]
@@ -855,7 +864,7 @@ mod tests {
         });
         assert!(failed.is_err());
         store.write(|b| b.append_timeline(1, None, &[entry("c")])).unwrap();
-        assert_eq!(store.verify_audit().unwrap().unwrap().seq, 2);
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().seq, 2);
         assert_eq!(store.timeline(1).unwrap().len(), 2);
     }
 
@@ -876,10 +885,10 @@ mod tests {
             txn.commit().unwrap();
         }
         // Read-only, it cannot be verified yet.
-        let (found, _) = verify_audit_file(dir.path()).unwrap();
+        let (found, _) = verify_audit_file(dir.path(), None).unwrap();
         assert_eq!(found, Err(Finding::Unchained { entries: 3 }));
         let store = Store::open(dir.path()).unwrap();
-        let head = store.verify_audit().unwrap().unwrap();
+        let head = store.verify_audit(None).unwrap().unwrap();
         let mut expected = Head::EMPTY;
         for (incident, seq, message) in [(1, 0, "a"), (1, 1, "b"), (2, 0, "c")] {
             expected.advance(incident, seq, &bytes(message));
@@ -889,9 +898,9 @@ mod tests {
         store.write(|b| b.append_timeline(2, None, &[entry("d")])).unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.verify_audit().unwrap().unwrap().seq, 4);
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().seq, 4);
         drop(store);
-        let (result, repaired) = verify_audit_file(dir.path()).unwrap();
+        let (result, repaired) = verify_audit_file(dir.path(), None).unwrap();
         assert_eq!(result.unwrap().seq, 4);
         assert!(!repaired);
     }
@@ -916,7 +925,7 @@ mod tests {
                 f(&txn);
                 txn.commit().unwrap();
             }
-            verify_audit_file(dir.path()).unwrap().0.unwrap_err()
+            verify_audit_file(dir.path(), None).unwrap().0.unwrap_err()
         };
         let edited = tamper(&|txn| {
             let mut t = txn.open_table(TIMELINE).unwrap();
@@ -946,15 +955,15 @@ mod tests {
         assert!(matches!(truncated, Finding::HeadMismatch { .. }), "{truncated}");
         // The untouched copy still verifies.
         std::fs::write(dir.path().join(DB_FILE), &pristine).unwrap();
-        assert_eq!(verify_audit_file(dir.path()).unwrap().0.unwrap().seq, 4);
+        assert_eq!(verify_audit_file(dir.path(), None).unwrap().0.unwrap().seq, 4);
     }
 
     #[test]
     fn verify_refuses_a_missing_store_and_one_in_use() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(verify_audit_file(dir.path()), Err(VerifyFileError::Missing(_))));
+        assert!(matches!(verify_audit_file(dir.path(), None), Err(VerifyFileError::Missing(_))));
         let _store = Store::open(dir.path()).unwrap();
-        assert!(matches!(verify_audit_file(dir.path()), Err(VerifyFileError::InUse(_))));
+        assert!(matches!(verify_audit_file(dir.path(), None), Err(VerifyFileError::InUse(_))));
         assert!(!dir.path().join("other").exists());
     }
 }

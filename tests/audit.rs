@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 const TIMELINE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("timeline");
 const AUDIT: TableDefinition<u64, (u64, u32, [u8; 32])> = TableDefinition::new("audit");
 const AUDIT_INDEX: TableDefinition<(u64, u32), u64> = TableDefinition::new("audit_index");
+const AUDIT_HEAD: TableDefinition<&str, (u64, [u8; 32])> = TableDefinition::new("audit_head");
 const DB_FILE: &str = "tocsin.redb";
 
 struct Verified {
@@ -105,18 +106,43 @@ fn recompute(dir: &Path) -> (u64, String) {
         n += 1;
         assert_eq!(seq.value(), n, "links are numbered 1, 2, …");
         let bytes = timeline.get((incident, entry)).unwrap().expect("chained row exists");
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(n.to_be_bytes());
-        h.update(incident.to_be_bytes());
-        h.update(entry.to_be_bytes());
-        h.update(bytes.value());
-        let hash: [u8; 32] = h.finalize().into();
+        let hash = link_hash(&prev, n, incident, entry, bytes.value());
         assert_eq!(hash, stored, "link #{n}");
         prev = hash;
     }
     assert_eq!(n, timeline.len().unwrap(), "one link per timeline row");
     (n, prev.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn link_hash(prev: &[u8; 32], n: u64, incident: u64, entry: u32, bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(n.to_be_bytes());
+    h.update(incident.to_be_bytes());
+    h.update(entry.to_be_bytes());
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// What a tamperer who knows the format does after editing: recompute every link and the head.
+fn rechain(txn: &redb::WriteTransaction) {
+    let timeline = txn.open_table(TIMELINE).unwrap();
+    let mut chain = txn.open_table(AUDIT).unwrap();
+    let links: Vec<(u64, u64, u32)> = chain
+        .iter()
+        .unwrap()
+        .map(|l| {
+            let (n, v) = l.unwrap();
+            (n.value(), v.value().0, v.value().1)
+        })
+        .collect();
+    let mut prev = [0u8; 32];
+    for &(n, incident, entry) in &links {
+        let bytes = timeline.get((incident, entry)).unwrap().unwrap().value().to_vec();
+        prev = link_hash(&prev, n, incident, entry, &bytes);
+        chain.insert(n, (incident, entry, prev)).unwrap();
+    }
+    txn.open_table(AUDIT_HEAD).unwrap().insert("head", (links.len() as u64, prev)).unwrap();
 }
 
 /// A copy of the store in a new directory under `root`, changed by `f` in one transaction.
@@ -263,8 +289,23 @@ async fn verify_accepts_the_untouched_chain_and_names_the_entry_that_was_tampere
         &format!("incident {a}, timeline entry {next}: not in the audit chain (inserted?)"),
     );
 
-    // The pristine store still verifies (the copies were independent).
-    assert_eq!(verify_dir(&dir).code, Some(0));
+    // Edited, then the whole chain recomputed with the head: self-consistent, so verify alone
+    // passes (the documented limit) — but not against the head recorded before.
+    let record = format!("{}:{}", shown.len(), last.hash);
+    let rewritten = tampered(&dir, work.path(), "rewritten", |txn| {
+        edit_message(txn, victim.incident, victim.entry, "nothing happened here");
+        rechain(txn);
+    });
+    assert_eq!(verify_dir(&rewritten).code, Some(0), "a full rewrite is self-consistent");
+    let v = verify(&["--data-dir", rewritten.to_str().unwrap(), "--expect-head", &record]);
+    assert_fails_naming(&v, &format!("audit entry #{}: hash ", shown.len()));
+    assert!(v.stderr.contains("chain rewritten since it was recorded"), "{}", v.stderr);
+
+    // The pristine store still verifies (the copies were independent), also against the
+    // recorded head, which verify prints for exactly this.
+    let v = verify(&["--data-dir", dir.to_str().unwrap(), "--expect-head", &record]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains(&format!("--expect-head {record}")), "{}", v.stdout);
 
     // (c) A daemon serving the edited store reports the same entry through the API and
     // shows the hash it was chained with; after kill -9 the file still verifies (and fails):
@@ -273,6 +314,16 @@ async fn verify_accepts_the_untouched_chain_and_names_the_entry_that_was_tampere
     let url = format!("http://{}", d.addr);
     let v = verify(&["--url", &url, "--token", TOKEN]);
     assert_fails_naming(&v, &format!("{named}: content does not match its hash (edited?)"));
+    // A daemon serving the rewritten copy: intact on its own, not through the recorded head.
+    let mut r = Daemon::spawn(&d.config, &rewritten);
+    let rurl = format!("http://{}", r.addr);
+    assert_eq!(verify(&["--url", &rurl, "--token", TOKEN]).code, Some(0));
+    let v = verify(&["--url", &rurl, "--token", TOKEN, "--expect-head", &record]);
+    assert_fails_naming(&v, "chain rewritten since it was recorded");
+    let bad = r.get("/api/v1/audit/verify?expect_head=7:nothex", Some(TOKEN)).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.body["field"], "expect_head", "{}", bad.text);
+    assert_eq!(r.terminate(), Some(0));
     let served = timeline(&d, victim.incident).await;
     assert_eq!(served[victim.entry as usize].hash, victim.hash);
     assert_eq!(served[victim.entry as usize].kind, victim.kind);
