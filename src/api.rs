@@ -142,7 +142,7 @@ pub async fn get_incident(
     let (incident, timeline, notifications, timers) = read(&app, move |s| {
         Ok((
             s.incident(id)?,
-            s.timeline(id)?,
+            s.timeline_audited(id)?,
             s.incident_notifications(id)?,
             s.incident_timers(id)?,
         ))
@@ -151,7 +151,7 @@ pub async fn get_incident(
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
-    body["timeline"] = json!(timeline);
+    body["timeline"] = crate::audit::timeline_json(timeline);
     body["notifications"] = json!(notifications);
     // What is scheduled next: escalation steps, notice reminders and deadlines, reminders.
     body["pending"] = json!(
@@ -319,4 +319,29 @@ async fn queue_op(
         Err(msg) if msg.starts_with("no notification") => Err(ApiError::NotFound(msg)),
         Err(msg) => Err(ApiError::Conflict(msg)),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// A head recorded earlier, `N:HEX`, that the chain must still pass through.
+    expect_head: Option<String>,
+}
+
+/// `GET /api/v1/audit/verify?expect_head=N:HEX` (admin): walks the audit chain on a read
+/// snapshot; 200 either way, with `valid` and the head, or the first problem.
+pub async fn verify_audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
+    let recorded = match query(params)?.expect_head {
+        Some(raw) => Some(crate::audit::parse_head(&raw).map_err(|e| {
+            ApiError::invalid(vec![crate::error::FieldError::new("expect_head", e)])
+        })?),
+        None => None,
+    };
+    let result = read(&app, move |s| s.verify_audit(recorded)).await?;
+    Ok(Json(crate::audit::report_json(&result)).into_response())
 }

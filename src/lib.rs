@@ -21,6 +21,7 @@
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
 //! - [`incident_api`]: notes, roles, notices sent, reviews and action items; the review export.
+//! - [`audit`]: the tamper-evident hash chain over every timeline entry, and its verification.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -33,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod compose;

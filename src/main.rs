@@ -35,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         op: QueueCommand,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        op: AuditCommand,
+    },
     /// Run rule test cases (YAML) against the config's rules; print a diff for each failing
     /// case; exit 1 if any fails. Default path: fixtures/rules/.
     Test {
@@ -79,6 +84,25 @@ enum QueueCommand {
     Drop { id: u64 },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the audit hash chain; exit 0 printing the entry count and head hash, 1 naming the
+    /// first entry that does not match, 2 if it could not be verified. Reads the store file
+    /// read-only; while a daemon holds it, asks that daemon (GET /api/v1/audit/verify, admin).
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Data directory holding tocsin.redb (default: TOCSIN_DATA_DIR, else the config's).
+        /// With --url and without --data-dir, only the daemon is asked.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// A head printed by an earlier verify (`N:HEX`): the chain must still pass through it,
+        /// which catches a chain rewritten since.
+        #[arg(long, value_name = "N:HASH", value_parser = tocsin::audit::parse_head)]
+        expect_head: Option<tocsin::audit::Head>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -86,6 +110,9 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Test { config, paths } => test(config, paths),
         Command::Queue { target, op } => queue(target, op),
+        Command::Audit { op: AuditCommand::Verify { target, data_dir, expect_head } } => {
+            audit_verify(target, data_dir, expect_head)
+        }
     }
 }
 
@@ -201,6 +228,109 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Exit code of `audit verify` when it could not verify at all (no store, daemon unreachable).
+const CANNOT_VERIFY: u8 = 2;
+
+fn audit_verify(
+    target: Target,
+    data_dir: Option<PathBuf>,
+    expect_head: Option<tocsin::audit::Head>,
+) -> ExitCode {
+    use tocsin::store::{self, VerifyFileError};
+    // The config locates the store and the daemon; it is not needed when both are given.
+    let origin = config::resolve_origin(target.config.as_deref());
+    let env = |name: &str| std::env::var(name).ok();
+    let cfg = match config::load(&origin, &env, TokenFallback::Placeholder) {
+        Ok(cfg) => Some(cfg),
+        Err(_) if target.config.is_none() && (data_dir.is_some() || target.url.is_some()) => None,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(CANNOT_VERIFY);
+        }
+    };
+    let dir = data_dir.clone().or_else(|| cfg.as_ref().map(|c| c.data_dir.clone()));
+    let ask_daemon_only = target.url.is_some() && data_dir.is_none();
+    if let (Some(dir), false) = (&dir, ask_daemon_only) {
+        match store::verify_audit_file(dir, expect_head) {
+            Ok((result, repaired)) => {
+                if repaired {
+                    eprintln!(
+                        "note: the store was not closed cleanly; redb rebuilt its page allocator \
+                         before reading (table contents are untouched)"
+                    );
+                }
+                return audit_outcome(&tocsin::audit::report_json(&result));
+            }
+            Err(VerifyFileError::InUse(path)) => {
+                eprintln!("{} is held by a running daemon; asking it to verify", path.display());
+            }
+            Err(e) => {
+                eprintln!("cannot verify: {e}");
+                return ExitCode::from(CANNOT_VERIFY);
+            }
+        }
+    }
+    let listen = cfg.as_ref().map(|c| c.listen.clone()).unwrap_or_else(|| "127.0.0.1:9797".into());
+    let url =
+        target.url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_string();
+    let token = target.token.or_else(|| {
+        let dir = dir.as_ref()?;
+        std::fs::read_to_string(dir.join("token")).ok().map(|t| t.trim().to_string())
+    });
+    let Some(token) = token else {
+        eprintln!("no token to ask the daemon with: pass --token or set TOCSIN_TOKEN (an admin's)");
+        return ExitCode::from(CANNOT_VERIFY);
+    };
+    let rt = offline_runtime();
+    let result = rt.block_on(async {
+        let query = match expect_head {
+            Some(h) => format!("?expect_head={}:{}", h.seq, tocsin::audit::hex(&h.hash)),
+            None => String::new(),
+        };
+        let resp = reqwest::Client::new()
+            .get(format!("{url}/api/v1/audit/verify{query}"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    match result {
+        Ok((status, body)) if status.is_success() => audit_outcome(&body),
+        Ok((status, body)) => {
+            eprintln!(
+                "cannot verify: {status}: {}",
+                body["message"].as_str().unwrap_or("(no message)")
+            );
+            ExitCode::from(CANNOT_VERIFY)
+        }
+        Err(e) => {
+            eprintln!("cannot verify: cannot reach the daemon at {url}: {e}");
+            ExitCode::from(CANNOT_VERIFY)
+        }
+    }
+}
+
+/// Prints a verification report (`audit::report_json`'s shape) and picks the exit code.
+fn audit_outcome(report: &serde_json::Value) -> ExitCode {
+    if report["valid"] == true {
+        println!(
+            "audit log intact: {} entries; head hash {}",
+            report["entries"],
+            report["head"].as_str().unwrap_or("")
+        );
+        println!(
+            "record this head elsewhere; later check it with --expect-head {}",
+            report["head_record"].as_str().unwrap_or("")
+        );
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("audit log FAILED verification: {}", report["problem"].as_str().unwrap_or("?"));
+        ExitCode::FAILURE
+    }
 }
 
 fn rule_list(names: &[String]) -> String {

@@ -86,6 +86,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/notifications", get(api::list_notifications))
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
+        .route("/api/v1/audit/verify", get(api::verify_audit))
         .route("/-/reload", post(api::reload))
         .route("/-/clock", post(incident_api::move_clock))
         .route("/metrics", get(metrics))

@@ -12,6 +12,7 @@ use redb::{
 };
 use uuid::Uuid;
 
+use crate::audit::{self, Finding, Head};
 use crate::escalation::{Timer, Window};
 use crate::event::Event;
 use crate::incident::{Entry, Incident, IncidentId};
@@ -53,6 +54,15 @@ const INCIDENT_TIMERS: TableDefinition<(u64, u64), i64> = TableDefinition::new("
 /// Maintenance window id → window as JSON: the windows people opened through the API.
 const MAINTENANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance_windows");
 /// Counters: `next_incident_id`, `next_notification_id`, `next_timer_id`, `next_window_id`.
+/// The audit chain (see [`audit`](crate::audit)): link number (1, 2, …) → (incident id,
+/// timeline sequence number, the link's SHA-256). One link per timeline row, in write order.
+const AUDIT: TableDefinition<u64, (u64, u32, [u8; 32])> = TableDefinition::new("audit");
+/// (incident id, timeline sequence number) → its link number: the hash of one entry without
+/// scanning the chain, and the check that every timeline row is in it.
+const AUDIT_INDEX: TableDefinition<(u64, u32), u64> = TableDefinition::new("audit_index");
+/// `head` → (last link number, its hash): what the chain must end with (a truncated tail shows).
+const AUDIT_HEAD: TableDefinition<&str, (u64, [u8; 32])> = TableDefinition::new("audit_head");
+const HEAD_KEY: &str = "head";
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
@@ -137,7 +147,17 @@ impl Store {
         txn.open_table(TIMERS)?;
         txn.open_table(INCIDENT_TIMERS)?;
         txn.open_table(MAINTENANCE)?;
+        txn.open_table(AUDIT)?;
+        txn.open_table(AUDIT_INDEX)?;
+        txn.open_table(AUDIT_HEAD)?;
         txn.commit()?;
+        let chained = store.write(|batch| batch.chain_unaudited())?;
+        if chained > 0 {
+            tracing::warn!(
+                entries = chained,
+                "audit: chained {chained} timeline entries written before the audit log existed"
+            );
+        }
         Ok(store)
     }
 
@@ -177,8 +197,15 @@ impl Store {
                 timers: txn.open_table(TIMERS)?,
                 incident_timers: txn.open_table(INCIDENT_TIMERS)?,
                 maintenance: txn.open_table(MAINTENANCE)?,
+                audit: txn.open_table(AUDIT)?,
+                audit_index: txn.open_table(AUDIT_INDEX)?,
+                audit_head: txn.open_table(AUDIT_HEAD)?,
+                head: None,
+                head_moved: false,
             };
-            f(&mut batch)?
+            let result = f(&mut batch)?;
+            batch.save_head()?;
+            result
         };
         txn.commit()?;
         Ok(result)
@@ -257,6 +284,41 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// An incident's timeline with each entry's audit link (number and hash; `None` for an
+    /// entry missing from the chain), read in one transaction.
+    pub fn timeline_audited(
+        &self,
+        id: IncidentId,
+    ) -> Result<Vec<(Entry, Option<Head>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TIMELINE)?;
+        let index = txn.open_table(AUDIT_INDEX)?;
+        let chain = txn.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for entry in table.range((id, 0)..=(id, u32::MAX))? {
+            let (key, raw) = entry?;
+            let decoded = serde_json::from_slice(raw.value())
+                .map_err(|source| StoreError::DecodeIncident { id, source })?;
+            let link = match index.get(key.value())? {
+                Some(seq) => {
+                    chain.get(seq.value())?.map(|l| Head { seq: seq.value(), hash: l.value().2 })
+                }
+                None => None,
+            };
+            out.push((decoded, link));
+        }
+        Ok(out)
+    }
+
+    /// Walks the audit chain in a read transaction (concurrent writes go on; they are not
+    /// part of this snapshot). `recorded`: a head recorded earlier that the chain must pass.
+    pub fn verify_audit(
+        &self,
+        recorded: Option<Head>,
+    ) -> Result<Result<Head, Finding>, StoreError> {
+        verify_chain(&self.db.begin_read()?, recorded)
     }
 
     pub fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
@@ -495,6 +557,12 @@ pub struct Batch<'txn> {
     timers: redb::Table<'txn, (i64, u64), &'static [u8]>,
     incident_timers: redb::Table<'txn, (u64, u64), i64>,
     maintenance: redb::Table<'txn, u64, &'static [u8]>,
+    audit: redb::Table<'txn, u64, (u64, u32, [u8; 32])>,
+    audit_index: redb::Table<'txn, (u64, u32), u64>,
+    audit_head: redb::Table<'txn, &'static str, (u64, [u8; 32])>,
+    /// The chain's head as of this batch: read on the first timeline write, saved once at its end.
+    head: Option<Head>,
+    head_moved: bool,
 }
 
 impl Batch<'_> {
@@ -553,12 +621,56 @@ impl Batch<'_> {
                 None => 0,
             },
         };
+        let mut head = self.head()?;
         for (seq, entry) in (first..).zip(entries) {
             let bytes = serde_json::to_vec(entry)
                 .map_err(|source| StoreError::EncodeIncident { id, source })?;
             self.timeline.insert((id, seq), bytes.as_slice())?;
+            let link = head.advance(id, seq, &bytes);
+            self.audit.insert(link.seq, (id, seq, link.hash))?;
+            self.audit_index.insert((id, seq), link.seq)?;
+        }
+        self.head = Some(head);
+        self.head_moved = true;
+        Ok(())
+    }
+
+    /// The chain's head: read once per batch.
+    fn head(&mut self) -> Result<Head, StoreError> {
+        if let Some(head) = self.head {
+            return Ok(head);
+        }
+        let head = read_head(&self.audit_head)?.unwrap_or(Head::EMPTY);
+        self.head = Some(head);
+        Ok(head)
+    }
+
+    fn save_head(&mut self) -> Result<(), StoreError> {
+        if let (true, Some(head)) = (self.head_moved, self.head) {
+            self.audit_head.insert(HEAD_KEY, (head.seq, head.hash))?;
         }
         Ok(())
+    }
+
+    /// A store written before the audit log existed has timeline rows and no chain: chain them
+    /// all, in (incident, sequence) order. Returns how many; 0 once a chain exists.
+    fn chain_unaudited(&mut self) -> Result<u64, StoreError> {
+        if read_head(&self.audit_head)?.is_some() || !self.audit.is_empty()? {
+            return Ok(0);
+        }
+        let mut head = Head::EMPTY;
+        for row in self.timeline.iter()? {
+            let (key, raw) = row?;
+            let (id, seq) = key.value();
+            let link = head.advance(id, seq, raw.value());
+            self.audit.insert(link.seq, (id, seq, link.hash))?;
+            self.audit_index.insert((id, seq), link.seq)?;
+        }
+        if head.seq > 0 {
+            self.head = Some(head);
+            self.head_moved = true;
+        }
+        Ok(head.seq)
     }
 
     /// Allocates the next incident id (1, 2, …), durable with the batch.
@@ -698,6 +810,114 @@ fn decode_timer(id: u64, raw: &[u8]) -> Result<Timer, StoreError> {
     serde_json::from_slice(raw).map_err(|source| StoreError::DecodeNotification { id, source })
 }
 
+fn read_head(
+    table: &impl ReadableTable<&'static str, (u64, [u8; 32])>,
+) -> Result<Option<Head>, StoreError> {
+    Ok(table.get(HEAD_KEY)?.map(|v| {
+        let (seq, hash) = v.value();
+        Head { seq, hash }
+    }))
+}
+
+/// Walks the whole chain in link order, checking each link against the timeline row it names,
+/// then the head record, then that every timeline row is a link of the chain.
+fn verify_chain(
+    txn: &redb::ReadTransaction,
+    recorded: Option<Head>,
+) -> Result<Result<Head, Finding>, StoreError> {
+    let timeline = txn.open_table(TIMELINE)?;
+    // A store that no audit-aware Tocsin has opened yet has no audit tables at all.
+    let chain = match txn.open_table(AUDIT) {
+        Err(redb::TableError::TableDoesNotExist(_)) if timeline.is_empty()? => {
+            return Ok(audit::Verifier::expecting(recorded).finish(None));
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Ok(Err(Finding::Unchained { entries: timeline.len()? }));
+        }
+        other => other?,
+    };
+    let index = txn.open_table(AUDIT_INDEX)?;
+    let head = read_head(&txn.open_table(AUDIT_HEAD)?)?;
+    if head.is_none() && chain.is_empty()? && !timeline.is_empty()? {
+        return Ok(Err(Finding::Unchained { entries: timeline.len()? }));
+    }
+    let mut verifier = audit::Verifier::expecting(recorded);
+    for link in chain.iter()? {
+        let (seq, value) = link?;
+        let (incident, entry, hash) = value.value();
+        let content = timeline.get((incident, entry))?;
+        if let Err(finding) =
+            verifier.link(seq.value(), incident, entry, &hash, content.as_ref().map(|c| c.value()))
+        {
+            return Ok(Err(finding));
+        }
+    }
+    let head = match verifier.finish(head) {
+        Ok(head) => head,
+        Err(finding) => return Ok(Err(finding)),
+    };
+    // Every timeline row must be the one its link names.
+    for row in timeline.iter()? {
+        let (key, _) = row?;
+        let (incident, entry) = key.value();
+        let linked = match index.get((incident, entry))? {
+            Some(seq) => chain
+                .get(seq.value())?
+                .is_some_and(|l| (l.value().0, l.value().1) == (incident, entry)),
+            None => false,
+        };
+        if !linked {
+            return Ok(Err(Finding::NotInChain { incident, entry }));
+        }
+    }
+    Ok(Ok(head))
+}
+
+/// Why `tocsin audit verify` could not read a store file itself.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyFileError {
+    #[error("no store at {0}")]
+    Missing(PathBuf),
+    /// The daemon has it open (redb locks the file): ask the daemon instead.
+    #[error("{0} is in use by a running daemon")]
+    InUse(PathBuf),
+    #[error("cannot open store {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Verifies the audit chain of the store in `dir` without the daemon, opening the file
+/// read-only. Returns whether redb had to repair the file first (it was not closed cleanly,
+/// e.g. after `kill -9`: redb rebuilds its page allocator, never the tables' contents).
+pub fn verify_audit_file(
+    dir: &Path,
+    recorded: Option<Head>,
+) -> Result<(Result<Head, Finding>, bool), VerifyFileError> {
+    let path = dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(VerifyFileError::Missing(path));
+    }
+    let open_err = |source| VerifyFileError::Open { path: path.clone(), source };
+    match Database::builder().set_cache_size(CACHE_BYTES).open_read_only(&path) {
+        Ok(db) => Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?, recorded)?, false)),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(VerifyFileError::InUse(path)),
+        Err(redb::DatabaseError::RepairAborted) => {
+            let db =
+                Database::builder().set_cache_size(CACHE_BYTES).open(&path).map_err(
+                    |e| match e {
+                        redb::DatabaseError::DatabaseAlreadyOpen => {
+                            VerifyFileError::InUse(path.clone())
+                        }
+                        e => open_err(e),
+                    },
+                )?;
+            Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?, recorded)?, true))
+        }
+        Err(e) => Err(open_err(e)),
+    }
+}
+
 fn decode_notification(id: NotificationId, raw: &[u8]) -> Result<Notification, StoreError> {
     serde_json::from_slice(raw).map_err(|source| StoreError::DecodeNotification { id, source })
 }
@@ -713,4 +933,169 @@ pub struct QueueStats {
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
     serde_json::from_slice(raw).map_err(|source| StoreError::Decode { id, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::EntryKind;
+
+    fn entry(message: &str) -> Entry {
+        Entry {
+            at: Timestamp::UNIX_EPOCH,
+            actor: "tocsin".into(),
+            kind: EntryKind::Note,
+            message: message.into(),
+            event_id: None,
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    fn raw_db(dir: &Path) -> Database {
+        Database::create(dir.join(DB_FILE)).unwrap()
+    }
+
+    #[test]
+    fn every_timeline_entry_is_chained_in_write_order_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.verify_audit(None).unwrap(), Ok(Head::EMPTY));
+        store
+            .write(|b| {
+                b.append_timeline(1, Some(0), &[entry("a"), entry("b")])?;
+                b.append_timeline(2, Some(0), &[entry("c")])
+            })
+            .unwrap();
+        store.write(|b| b.append_timeline(1, None, &[entry("d")])).unwrap();
+        let head = store.verify_audit(None).unwrap().unwrap();
+        assert_eq!(head.seq, 4);
+        // The chain recomputed by hand from the stored bytes, in write order.
+        let mut expected = Head::EMPTY;
+        for (incident, seq, message) in [(1, 0, "a"), (1, 1, "b"), (2, 0, "c"), (1, 2, "d")] {
+            expected.advance(incident, seq, &serde_json::to_vec(&entry(message)).unwrap());
+        }
+        assert_eq!(head, expected);
+        // The API view: each entry with its link.
+        let timeline = store.timeline_audited(1).unwrap();
+        let seqs: Vec<u64> = timeline.iter().map(|(_, l)| l.unwrap().seq).collect();
+        assert_eq!(seqs, [1, 2, 4]);
+        assert_eq!(timeline[2].1.unwrap().hash, head.hash);
+        // A batch without timeline entries leaves the head alone.
+        store.write(|b| b.next_incident_id().map(drop)).unwrap();
+        assert_eq!(store.verify_audit(None).unwrap(), Ok(head));
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_no_link_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write(|b| b.append_timeline(1, Some(0), &[entry("a")])).unwrap();
+        let failed: Result<(), _> = store.write(|b| {
+            b.append_timeline(1, None, &[entry("b")])?;
+            Err(StoreError::Storage(redb::StorageError::Corrupted("test".into())))
+        });
+        assert!(failed.is_err());
+        store.write(|b| b.append_timeline(1, None, &[entry("c")])).unwrap();
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().seq, 2);
+        assert_eq!(store.timeline(1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_store_from_before_the_audit_log_is_chained_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = |m: &str| serde_json::to_vec(&entry(m)).unwrap();
+        {
+            let db = raw_db(dir.path());
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(TIMELINE).unwrap();
+                // Inserted out of order: the chain follows (incident, sequence).
+                t.insert((2, 0), bytes("c").as_slice()).unwrap();
+                t.insert((1, 0), bytes("a").as_slice()).unwrap();
+                t.insert((1, 1), bytes("b").as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // Read-only, it cannot be verified yet.
+        let (found, _) = verify_audit_file(dir.path(), None).unwrap();
+        assert_eq!(found, Err(Finding::Unchained { entries: 3 }));
+        let store = Store::open(dir.path()).unwrap();
+        let head = store.verify_audit(None).unwrap().unwrap();
+        let mut expected = Head::EMPTY;
+        for (incident, seq, message) in [(1, 0, "a"), (1, 1, "b"), (2, 0, "c")] {
+            expected.advance(incident, seq, &bytes(message));
+        }
+        assert_eq!(head, expected);
+        // New entries continue the chain; reopening chains nothing twice.
+        store.write(|b| b.append_timeline(2, None, &[entry("d")])).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().seq, 4);
+        drop(store);
+        let (result, repaired) = verify_audit_file(dir.path(), None).unwrap();
+        assert_eq!(result.unwrap().seq, 4);
+        assert!(!repaired);
+    }
+
+    #[test]
+    fn verify_names_edits_deletions_insertions_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|b| {
+                b.append_timeline(1, Some(0), &[entry("a"), entry("b")])?;
+                b.append_timeline(2, Some(0), &[entry("c"), entry("d")])
+            })
+            .unwrap();
+        drop(store);
+        let pristine = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+        let tamper = |f: &dyn Fn(&redb::WriteTransaction)| -> Finding {
+            std::fs::write(dir.path().join(DB_FILE), &pristine).unwrap();
+            {
+                let db = Database::open(dir.path().join(DB_FILE)).unwrap();
+                let txn = db.begin_write().unwrap();
+                f(&txn);
+                txn.commit().unwrap();
+            }
+            verify_audit_file(dir.path(), None).unwrap().0.unwrap_err()
+        };
+        let edited = tamper(&|txn| {
+            let mut t = txn.open_table(TIMELINE).unwrap();
+            t.insert((1, 1), serde_json::to_vec(&entry("B")).unwrap().as_slice()).unwrap();
+        });
+        assert_eq!(edited, Finding::Edited { seq: 2, incident: 1, entry: 1 });
+        let deleted = tamper(&|txn| {
+            txn.open_table(TIMELINE).unwrap().remove((2, 0)).unwrap();
+        });
+        assert_eq!(deleted, Finding::EntryMissing { seq: 3, incident: 2, entry: 0 });
+        let unlinked = tamper(&|txn| {
+            txn.open_table(TIMELINE).unwrap().remove((2, 0)).unwrap();
+            txn.open_table(AUDIT).unwrap().remove(3).unwrap();
+            txn.open_table(AUDIT_INDEX).unwrap().remove((2, 0)).unwrap();
+        });
+        assert_eq!(unlinked, Finding::LinkMissing { seq: 3, found: 4 });
+        let inserted = tamper(&|txn| {
+            let mut t = txn.open_table(TIMELINE).unwrap();
+            t.insert((1, 2), serde_json::to_vec(&entry("x")).unwrap().as_slice()).unwrap();
+        });
+        assert_eq!(inserted, Finding::NotInChain { incident: 1, entry: 2 });
+        let truncated = tamper(&|txn| {
+            txn.open_table(TIMELINE).unwrap().remove((2, 1)).unwrap();
+            txn.open_table(AUDIT).unwrap().remove(4).unwrap();
+            txn.open_table(AUDIT_INDEX).unwrap().remove((2, 1)).unwrap();
+        });
+        assert!(matches!(truncated, Finding::HeadMismatch { .. }), "{truncated}");
+        // The untouched copy still verifies.
+        std::fs::write(dir.path().join(DB_FILE), &pristine).unwrap();
+        assert_eq!(verify_audit_file(dir.path(), None).unwrap().0.unwrap().seq, 4);
+    }
+
+    #[test]
+    fn verify_refuses_a_missing_store_and_one_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(verify_audit_file(dir.path(), None), Err(VerifyFileError::Missing(_))));
+        let _store = Store::open(dir.path()).unwrap();
+        assert!(matches!(verify_audit_file(dir.path(), None), Err(VerifyFileError::InUse(_))));
+        assert!(!dir.path().join("other").exists());
+    }
 }
