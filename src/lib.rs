@@ -12,6 +12,7 @@
 //!   people's actions, commits them as one transaction (group commit), then answers all.
 //! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
 //! - [`policy`]: people and escalation policies; which notifications an incident calls for.
+//! - [`oncall`]: rotations, overrides and incident-command roles: who is on call at a time.
 //! - [`compose`]: incident + channel + audience → the rendered message, via [`templates`].
 //! - [`outbox`]: notification rows and the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
@@ -40,6 +41,7 @@ pub mod journal;
 pub mod metrics;
 pub mod normalize;
 pub mod notify;
+pub mod oncall;
 pub mod outbox;
 pub mod policy;
 pub mod rule_tests;
