@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::event::Event;
 use crate::incident::{Entry, Incident, IncidentId};
+use crate::oncall::Override;
 use crate::outbox::{Notification, NotificationId, State};
 
 /// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON.
@@ -43,7 +44,10 @@ const INCIDENT_NOTIFICATIONS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("incident_notifications");
 /// Webhook endpoint name → why it was disabled (it answered 410 Gone).
 const DISABLED_ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("disabled_endpoints");
-/// Counters: `next_incident_id`, `next_notification_id`.
+/// Override id → rotation override as JSON (see [`crate::oncall::Override`]). Ids are
+/// allocated in order, so the highest covering id is the override created last.
+const ROTATION_OVERRIDES: TableDefinition<u64, &[u8]> = TableDefinition::new("rotation_overrides");
+/// Counters: `next_incident_id`, `next_notification_id`, `next_override_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
@@ -79,6 +83,8 @@ pub enum StoreError {
     EncodeIncident { id: IncidentId, source: serde_json::Error },
     #[error("event {id} cannot be encoded: {source}")]
     Encode { id: Uuid, source: serde_json::Error },
+    #[error("rotation override {id} cannot be encoded or decoded: {source}")]
+    Override { id: u64, source: serde_json::Error },
 }
 
 /// A page of the event list, newest first.
@@ -125,6 +131,7 @@ impl Store {
         txn.open_table(DUE)?;
         txn.open_table(INCIDENT_NOTIFICATIONS)?;
         txn.open_table(DISABLED_ENDPOINTS)?;
+        txn.open_table(ROTATION_OVERRIDES)?;
         txn.commit()?;
         Ok(store)
     }
@@ -162,6 +169,7 @@ impl Store {
                 due: txn.open_table(DUE)?,
                 incident_notifications: txn.open_table(INCIDENT_NOTIFICATIONS)?,
                 disabled: txn.open_table(DISABLED_ENDPOINTS)?,
+                overrides: txn.open_table(ROTATION_OVERRIDES)?,
             };
             f(&mut batch)?
         };
@@ -383,6 +391,19 @@ impl Store {
         Ok(stats)
     }
 
+    /// Every stored rotation override, oldest first: read at start-up into the writer's
+    /// in-memory [`crate::oncall::OverrideSet`].
+    pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROTATION_OVERRIDES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            out.push(decode_override(id.value(), raw.value())?);
+        }
+        Ok(out)
+    }
+
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -424,6 +445,7 @@ pub struct Batch<'txn> {
     due: redb::Table<'txn, (i64, u64), ()>,
     incident_notifications: redb::Table<'txn, (u64, u64), ()>,
     disabled: redb::Table<'txn, &'static str, &'static str>,
+    overrides: redb::Table<'txn, u64, &'static [u8]>,
 }
 
 impl Batch<'_> {
@@ -564,6 +586,38 @@ impl Batch<'_> {
     pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self.disabled.get(name)?.map(|v| v.value().to_string()))
     }
+
+    /// Allocates the next rotation override id (1, 2, …), durable with the batch.
+    pub fn next_override_id(&mut self) -> Result<u64, StoreError> {
+        self.next_id("next_override_id")
+    }
+
+    pub fn put_override(&mut self, o: &Override) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec(o).map_err(|source| StoreError::Override { id: o.id, source })?;
+        self.overrides.insert(o.id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError> {
+        match self.overrides.get(id)? {
+            Some(raw) => decode_override(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes an override; returns it if it existed.
+    pub fn delete_override(&mut self, id: u64) -> Result<Option<Override>, StoreError> {
+        let old = self.rotation_override(id)?;
+        if old.is_some() {
+            self.overrides.remove(id)?;
+        }
+        Ok(old)
+    }
+}
+
+fn decode_override(id: u64, raw: &[u8]) -> Result<Override, StoreError> {
+    serde_json::from_slice(raw).map_err(|source| StoreError::Override { id, source })
 }
 
 fn decode_notification(id: NotificationId, raw: &[u8]) -> Result<Notification, StoreError> {
@@ -581,4 +635,47 @@ pub struct QueueStats {
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
     serde_json::from_slice(raw).map_err(|source| StoreError::Decode { id, source })
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+
+    fn o(id: u64, person: &str) -> Override {
+        Override {
+            id,
+            rotation: "primary".into(),
+            person: person.into(),
+            from: "2026-01-01T00:00:00Z".parse().unwrap(),
+            until: "2026-01-02T00:00:00Z".parse().unwrap(),
+            by: "user:t".into(),
+            reason: Some("swap".into()),
+            created_at: "2025-12-31T00:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn overrides_are_stored_listed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ids = store
+            .write(|b| {
+                let a = b.next_override_id()?;
+                let c = b.next_override_id()?;
+                b.put_override(&o(a, "ann"))?;
+                b.put_override(&o(c, "cid"))?;
+                Ok((a, c))
+            })
+            .unwrap();
+        assert_eq!(ids, (1, 2));
+        assert_eq!(store.overrides().unwrap(), [o(1, "ann"), o(2, "cid")]);
+        let gone = store.write(|b| b.delete_override(1)).unwrap();
+        assert_eq!(gone, Some(o(1, "ann")));
+        assert_eq!(store.write(|b| b.delete_override(1)).unwrap(), None);
+        drop(store);
+        // Reopened: the remaining one is there and ids keep growing.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.overrides().unwrap(), [o(2, "cid")]);
+        assert_eq!(store.write(|b| b.next_override_id()).unwrap(), 3);
+    }
 }
