@@ -335,13 +335,13 @@ impl Roster {
     /// Who holds each filled role at `at` (role → person id), for an incident that opens now.
     /// Overrides naming someone no longer in `people` (the config changed since) are ignored.
     pub fn holders(&self, at: Timestamp, overrides: &[Override]) -> BTreeMap<String, String> {
-        let usable = self.usable(overrides);
+        let usable = self.usable_overrides(overrides);
         resolve_roles(&self.roles, &self.rotations, &usable, at)
     }
 
     /// Who holds one role at `at`; `None` for an unknown or unfilled role.
     pub fn holder(&self, role: &str, at: Timestamp, overrides: &[Override]) -> Option<String> {
-        let usable = self.usable(overrides);
+        let usable = self.usable_overrides(overrides);
         match self.roles.get(role)?.as_ref()? {
             RoleFill::Person(id) => Some(id.clone()),
             RoleFill::Rotation(name) => {
@@ -352,7 +352,7 @@ impl Roster {
 
     /// Who is on call for rotation `name` at `at`; `None` for an unknown rotation.
     pub fn on_call(&self, name: &str, at: Timestamp, overrides: &[Override]) -> Option<String> {
-        let usable = self.usable(overrides);
+        let usable = self.usable_overrides(overrides);
         self.rotations.get(name)?.on_call(at, &usable).map(str::to_string)
     }
 
@@ -366,7 +366,9 @@ impl Roster {
         self.people.get(person).map(|p| p.language.as_str()).unwrap_or("en")
     }
 
-    fn usable(&self, overrides: &[Override]) -> Vec<Override> {
+    /// The overrides that can apply: for a configured rotation and a configured person
+    /// (an override outlives a config change that removes either; it is then ignored).
+    pub fn usable_overrides(&self, overrides: &[Override]) -> Vec<Override> {
         overrides
             .iter()
             .filter(|o| {
