@@ -334,14 +334,16 @@ impl Default for Roster {
 impl Roster {
     /// Who holds each filled role at `at` (role → person id), for an incident that opens now.
     /// Overrides naming someone no longer in `people` (the config changed since) are ignored.
+    /// On the journal writer: `self.overrides.with(|o| rt.config.roster.holders(now, o))`;
+    /// elsewhere `journal.overrides.with(..)` — neither copies the override list.
     pub fn holders(&self, at: Timestamp, overrides: &[Override]) -> BTreeMap<String, String> {
-        let usable = self.usable_overrides(overrides);
+        let usable = self.usable(overrides);
         resolve_roles(&self.roles, &self.rotations, &usable, at)
     }
 
     /// Who holds one role at `at`; `None` for an unknown or unfilled role.
     pub fn holder(&self, role: &str, at: Timestamp, overrides: &[Override]) -> Option<String> {
-        let usable = self.usable_overrides(overrides);
+        let usable = self.usable(overrides);
         match self.roles.get(role)?.as_ref()? {
             RoleFill::Person(id) => Some(id.clone()),
             RoleFill::Rotation(name) => {
@@ -352,7 +354,7 @@ impl Roster {
 
     /// Who is on call for rotation `name` at `at`; `None` for an unknown rotation.
     pub fn on_call(&self, name: &str, at: Timestamp, overrides: &[Override]) -> Option<String> {
-        let usable = self.usable_overrides(overrides);
+        let usable = self.usable(overrides);
         self.rotations.get(name)?.on_call(at, &usable).map(str::to_string)
     }
 
@@ -369,13 +371,19 @@ impl Roster {
     /// The overrides that can apply: for a configured rotation and a configured person
     /// (an override outlives a config change that removes either; it is then ignored).
     pub fn usable_overrides(&self, overrides: &[Override]) -> Vec<Override> {
-        overrides
-            .iter()
-            .filter(|o| {
-                self.people.contains_key(&o.person) && self.rotations.contains_key(&o.rotation)
-            })
-            .cloned()
-            .collect()
+        self.usable(overrides).into_owned()
+    }
+
+    /// Borrows when every override is usable (the usual case), so a lookup copies nothing.
+    fn usable<'a>(&self, overrides: &'a [Override]) -> std::borrow::Cow<'a, [Override]> {
+        let ok = |o: &Override| {
+            self.people.contains_key(&o.person) && self.rotations.contains_key(&o.rotation)
+        };
+        if overrides.iter().all(ok) {
+            std::borrow::Cow::Borrowed(overrides)
+        } else {
+            std::borrow::Cow::Owned(overrides.iter().filter(|o| ok(o)).cloned().collect())
+        }
     }
 }
 
