@@ -345,3 +345,179 @@ pub async fn verify_audit(
     let result = read(&app, move |s| s.verify_audit(recorded)).await?;
     Ok(Json(crate::audit::report_json(&result)).into_response())
 }
+
+// ---------------------------------------------------------------------------------------------
+// On-call rotations and overrides
+// ---------------------------------------------------------------------------------------------
+
+/// Longest override reason kept.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// `GET /api/v1/rotations` (viewer): every rotation with who is on call now, the next
+/// handoff, and its active and future overrides; and every role with who holds it now.
+pub async fn list_rotations(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = app.runtime.load();
+    rt.auth.user_with_role(&headers, Role::Viewer)?;
+    let now = app.clock.now();
+    let roster = &rt.config.roster;
+    let overrides = app.journal.overrides.with(|all| roster.usable_overrides(all));
+    let rotations: Vec<serde_json::Value> = roster
+        .rotations
+        .values()
+        .map(|r| {
+            let mut upcoming: Vec<&crate::oncall::Override> =
+                overrides.iter().filter(|o| o.rotation == r.name && o.until > now).collect();
+            upcoming.sort_by_key(|o| (o.from, o.id));
+            let active = crate::oncall::override_at(&r.name, now, &overrides);
+            json!({
+                "name": r.name,
+                "members": r.members,
+                "shift": r.shift.to_string(),
+                "handoff": format!("{:02}:{:02}", r.handoff.hour(), r.handoff.minute()),
+                "zone": r.zone.iana_name(),
+                "start": r.start,
+                "on_call": r.on_call(now, &overrides),
+                "scheduled": r.scheduled(now),
+                "override_id": active.map(|o| o.id),
+                "next_handoff": r.next_handoff(now),
+                "overrides": upcoming,
+            })
+        })
+        .collect();
+    let holders = roster.holders(now, &overrides);
+    let roles: serde_json::Map<String, serde_json::Value> = roster
+        .roles
+        .iter()
+        .map(|(role, fill)| (role.clone(), json!({"fill": fill, "person": holders.get(role)})))
+        .collect();
+    Ok(Json(json!({"now": now, "rotations": rotations, "roles": roles})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideBody {
+    person: Option<String>,
+    /// RFC 3339; default now.
+    from: Option<String>,
+    until: Option<String>,
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/rotations/{name}/overrides` (responder): `person` covers the rotation from
+/// `from` (default now) until `until`. 201 with the stored override.
+pub async fn add_override(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let rt = app.runtime.load();
+    let user = rt.auth.user_with_role(&headers, Role::Responder)?.name.clone();
+    let roster = &rt.config.roster;
+    if !roster.rotations.contains_key(&name) {
+        return Err(ApiError::NotFound(format!("no rotation named `{name}`")));
+    }
+    let body: OverrideBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::malformed(format!(
+            "the body must be a JSON object {{person, from?, until, reason?}}: {e}"
+        ))
+    })?;
+    use crate::error::FieldError;
+    let now = app.clock.now();
+    let mut errors = Vec::new();
+    let time = |field: &str, text: &str, errors: &mut Vec<FieldError>| {
+        text.parse::<jiff::Timestamp>()
+            .map_err(|_| {
+                errors.push(FieldError::new(
+                    field,
+                    format!(
+                        "`{}` is not an RFC 3339 time, e.g. 2026-01-05T09:00:00Z",
+                        text.escape_debug()
+                    ),
+                ))
+            })
+            .ok()
+    };
+    let person = match body.person {
+        None => {
+            errors.push(FieldError::new("person", "is missing; give a person id from the config"));
+            None
+        }
+        Some(p) if !roster.people.contains_key(&p) => {
+            errors.push(FieldError::new(
+                "person",
+                format!("no person `{}` in the config", p.escape_debug()),
+            ));
+            None
+        }
+        Some(p) => Some(p),
+    };
+    let from = match &body.from {
+        None => Some(now),
+        Some(text) => time("from", text, &mut errors),
+    };
+    let until = match &body.until {
+        None => {
+            errors.push(FieldError::new("until", "is missing; give the end time (RFC 3339)"));
+            None
+        }
+        Some(text) => time("until", text, &mut errors),
+    };
+    if let (Some(from), Some(until)) = (from, until) {
+        if until <= from {
+            errors.push(FieldError::new("until", format!("must be after from ({from})")));
+        } else if until <= now {
+            errors.push(FieldError::new("until", "is in the past; the override would never apply"));
+        }
+    }
+    let reason = body.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_CHARS) {
+        errors.push(FieldError::new(
+            "reason",
+            format!("is longer than {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let (Some(person), Some(from), Some(until), true) = (person, from, until, errors.is_empty())
+    else {
+        return Err(ApiError::invalid(errors));
+    };
+    let op = crate::journal::OverrideOp::Add {
+        rotation: name,
+        person,
+        from,
+        until,
+        by: format!("user:{user}"),
+        reason,
+    };
+    match app.journal.change_override(op).await.map_err(journal_unavailable)? {
+        Ok(o) => Ok((StatusCode::CREATED, Json(o)).into_response()),
+        Err(msg) => Err(ApiError::Conflict(msg)),
+    }
+}
+
+/// `DELETE /api/v1/rotations/{name}/overrides/{id}` (responder): 200 with what was removed.
+pub async fn delete_override(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::malformed(format!("override id {id:?} is not a number")))?;
+    let op = crate::journal::OverrideOp::Delete { rotation: name, id, by: format!("user:{user}") };
+    match app.journal.change_override(op).await.map_err(journal_unavailable)? {
+        Ok(o) => Ok(Json(o).into_response()),
+        Err(msg) => Err(ApiError::NotFound(msg)),
+    }
+}
+
+fn journal_unavailable(e: JournalError) -> ApiError {
+    match e {
+        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
+        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
+    }
+}

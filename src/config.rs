@@ -423,6 +423,8 @@ pub struct Config {
     pub triage: crate::rules::Triage,
     /// People, escalation policies and how decisions pick one.
     pub policies: crate::policy::Policies,
+    /// Rotations, roles, and people's time zones and languages.
+    pub roster: crate::oncall::Roster,
     /// Channels, delivery retry policy, rate limits, templates.
     pub notifications: Notifications,
     /// Reload when the config file or a rule file changes (inotify); SIGHUP and
@@ -465,6 +467,11 @@ pub struct RawConfig {
     pub policies: Vec<Spanned<RawPolicy>>,
     pub default_policy: Option<Spanned<String>>,
     pub severity_policies: Option<Spanned<BTreeMap<String, String>>>,
+    /// On-call rotations (see [`crate::oncall`]).
+    #[serde(default)]
+    pub rotations: Vec<Spanned<RawRotation>>,
+    /// Role name → `{ person: ID }` or `{ rotation: NAME }`.
+    pub roles: Option<Spanned<BTreeMap<String, Spanned<RawRoleFill>>>>,
     pub notifications: Option<Spanned<RawNotifications>>,
     pub escalation: Option<Spanned<RawEscalation>>,
     #[serde(default)]
@@ -551,6 +558,32 @@ pub struct RawPerson {
     pub name: Option<String>,
     pub email: Option<Spanned<String>>,
     pub phone: Option<Spanned<String>>,
+    /// IANA time zone name; UTC when left out.
+    pub zone: Option<Spanned<String>>,
+    /// Preferred message language tag; `en` when left out.
+    pub language: Option<Spanned<String>>,
+}
+
+/// A person's id, zone and language, taken out of `people[i]` for the roster.
+type RawPrefs = (String, Option<Spanned<String>>, Option<Spanned<String>>);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotation {
+    pub name: Spanned<String>,
+    pub members: Spanned<Vec<Spanned<String>>>,
+    pub shift: Spanned<String>,
+    pub handoff: Option<Spanned<String>>,
+    pub zone: Option<Spanned<String>>,
+    pub start: Option<Spanned<String>>,
+}
+
+/// One of `person` or `rotation`; neither declares the role unfilled.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoleFill {
+    pub person: Option<Spanned<String>>,
+    pub rotation: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1145,13 +1178,27 @@ impl Validator<'_> {
         let watch = raw.rules.as_ref().and_then(|r| r.value.watch.as_ref()).is_none_or(|w| w.value);
         let triage = self.triage(raw.triage, raw.rules);
         let notifications = self.notifications(raw.notifications);
+        let mut raw_people = raw.people;
+        let prefs: Vec<_> = raw_people
+            .iter_mut()
+            .map(|p| {
+                (p.value.id.value.trim().to_string(), p.value.zone.take(), p.value.language.take())
+            })
+            .collect();
+        // Roles a policy may page: the built-in ones and those the config declares.
+        let known_roles: BTreeSet<String> = crate::oncall::BUILTIN_ROLES
+            .iter()
+            .map(|r| r.to_string())
+            .chain(raw.roles.iter().flat_map(|r| r.value.keys().cloned()))
+            .collect();
         let policies = self.policies(
-            raw.people,
+            raw_people,
             raw.policies,
             raw.default_policy,
             raw.severity_policies,
             &triage,
             &notifications,
+            &known_roles,
         );
         let escalation = self.escalation(
             raw.escalation,
@@ -1167,6 +1214,7 @@ impl Validator<'_> {
             .and_then(|i| i.value.auto_resolve_after)
             .map(|d| self.duration(Some(d), "incidents.auto_resolve_after", Duration::ZERO))
             .filter(|d| !d.is_zero());
+        let roster = self.roster(prefs, raw.rotations, raw.roles, &policies);
 
         Config {
             listen,
@@ -1180,6 +1228,7 @@ impl Validator<'_> {
             watch,
             triage,
             policies,
+            roster,
             notifications,
             auto_resolve_after,
             escalation,
@@ -1500,6 +1549,7 @@ impl Validator<'_> {
         severity_policies: Option<Spanned<BTreeMap<String, String>>>,
         triage: &crate::rules::Triage,
         notifications: &Notifications,
+        known_roles: &BTreeSet<String>,
     ) -> crate::policy::Policies {
         use crate::policy::{Person, Policy, Step};
         let mut out = crate::policy::Policies::default();
@@ -1592,7 +1642,9 @@ impl Validator<'_> {
                 let mut entries = Vec::new();
                 for (j, e) in notify.into_iter().enumerate() {
                     let epath = format!("{spath}.notify[{j}]");
-                    if let Some(entry) = self.policy_entry(&out.people, e, &epath, notifications) {
+                    if let Some(entry) =
+                        self.policy_entry(&out.people, e, &epath, notifications, known_roles)
+                    {
                         entries.push(entry);
                     }
                 }
@@ -1666,72 +1718,83 @@ impl Validator<'_> {
         e: Spanned<RawPolicyEntry>,
         epath: &str,
         notifications: &Notifications,
+        known_roles: &BTreeSet<String>,
     ) -> Option<crate::policy::Entry> {
         use crate::notify::Channel;
         use crate::policy::{Entry, Target};
         let have_log = notifications.log_path.is_some();
         let at = e.referenced;
         let e = e.value;
-        let (target, allowed, default_channels): (Target, &[Channel], Vec<Channel>) =
-            match (e.person, e.webhook, e.log, e.role) {
-                (None, None, false, Some(role)) => {
-                    if !crate::escalation::valid_role_name(&role) {
-                        self.err(
+        let (target, allowed, default_channels): (Target, &[Channel], Vec<Channel>) = match (
+            e.person, e.webhook, e.log, e.role,
+        ) {
+            (None, None, false, Some(role)) => {
+                if !known_roles.contains(&role) {
+                    self.err(
                             at,
                             &format!("{epath}.role"),
                             format!(
-                                "`{role}` is not a role name: use lowercase letters, digits and `_`"
+                                "no role `{role}`: the built-in roles are {}; declare others under `roles:`",
+                                crate::oncall::BUILTIN_ROLES.join(", ")
                             ),
                         );
-                    }
-                    // Whoever holds the role is only known when an incident opens: email by
-                    // default, SMS when asked for (skipped for a holder without a phone).
-                    (Target::Role(role), &[Channel::Email, Channel::Sms], vec![Channel::Email])
+                } else if !crate::escalation::valid_role_name(&role) {
+                    self.err(
+                        at,
+                        &format!("{epath}.role"),
+                        format!(
+                            "`{role}` is not a role name: use lowercase letters, digits and `_`"
+                        ),
+                    );
                 }
-                (Some(person), None, false, None) => {
-                    let defaults = match people.get(&person) {
-                        None => {
-                            self.err(
-                                at,
-                                &format!("{epath}.person"),
-                                format!("no person `{person}` in people"),
-                            );
-                            Vec::new()
-                        }
-                        Some(p) => {
-                            [(p.email.is_some(), Channel::Email), (p.phone.is_some(), Channel::Sms)]
-                                .into_iter()
-                                .filter_map(|(has, c)| has.then_some(c))
-                                .collect()
-                        }
-                    };
-                    (Target::Person(person), &[Channel::Email, Channel::Sms], defaults)
-                }
-                (None, Some(webhook), false, None) => {
-                    if !notifications.webhooks.iter().any(|w| w.name == webhook) {
+                // Whoever holds the role is only known when an incident opens: email by
+                // default, SMS when asked for (skipped for a holder without a phone).
+                (Target::Role(role), &[Channel::Email, Channel::Sms], vec![Channel::Email])
+            }
+            (Some(person), None, false, None) => {
+                let defaults = match people.get(&person) {
+                    None => {
                         self.err(
                             at,
-                            &format!("{epath}.webhook"),
-                            format!("no webhook `{webhook}` in notifications.webhooks"),
+                            &format!("{epath}.person"),
+                            format!("no person `{person}` in people"),
                         );
+                        Vec::new()
                     }
-                    (Target::Webhook(webhook), &[Channel::Webhook], vec![Channel::Webhook])
-                }
-                (None, None, true, None) => {
-                    if !have_log {
-                        self.err(
-                            at,
-                            epath,
-                            "notifies the log, but notifications.log is not configured",
-                        );
+                    Some(p) => {
+                        [(p.email.is_some(), Channel::Email), (p.phone.is_some(), Channel::Sms)]
+                            .into_iter()
+                            .filter_map(|(has, c)| has.then_some(c))
+                            .collect()
                     }
-                    (Target::Log, &[Channel::Log], vec![Channel::Log])
+                };
+                (Target::Person(person), &[Channel::Email, Channel::Sms], defaults)
+            }
+            (None, Some(webhook), false, None) => {
+                if !notifications.webhooks.iter().any(|w| w.name == webhook) {
+                    self.err(
+                        at,
+                        &format!("{epath}.webhook"),
+                        format!("no webhook `{webhook}` in notifications.webhooks"),
+                    );
                 }
-                _ => {
-                    self.err(at, epath, "give exactly one of: person, role, webhook, log: true");
-                    return None;
+                (Target::Webhook(webhook), &[Channel::Webhook], vec![Channel::Webhook])
+            }
+            (None, None, true, None) => {
+                if !have_log {
+                    self.err(
+                        at,
+                        epath,
+                        "notifies the log, but notifications.log is not configured",
+                    );
                 }
-            };
+                (Target::Log, &[Channel::Log], vec![Channel::Log])
+            }
+            _ => {
+                self.err(at, epath, "give exactly one of: person, role, webhook, log: true");
+                return None;
+            }
+        };
         let channels = match e.channels {
             None => default_channels,
             Some(words) => {
@@ -1794,6 +1857,222 @@ impl Validator<'_> {
             (None, _) => "responder".to_string(),
         };
         Some(Entry { target, channels, audience })
+    }
+
+    /// People's zones and languages, rotations and roles. `prefs` is each `people[i]` entry's
+    /// (id, zone, language), in file order; `policies.people` says which ids were accepted.
+    fn roster(
+        &mut self,
+        prefs: Vec<RawPrefs>,
+        rotations: Vec<Spanned<RawRotation>>,
+        roles: Option<Spanned<BTreeMap<String, Spanned<RawRoleFill>>>>,
+        policies: &crate::policy::Policies,
+    ) -> crate::oncall::Roster {
+        use crate::oncall::{PersonPrefs, RoleFill, Roster, Rotation, Shift};
+        let mut roster = Roster::default();
+        // Every rotation named, valid or not, so a role naming a broken one is not blamed too.
+        let declared: BTreeSet<String> =
+            rotations.iter().map(|r| r.value.name.value.trim().to_string()).collect();
+        let mut names = BTreeSet::new();
+        for (i, (id, zone, language)) in prefs.into_iter().enumerate() {
+            let path = format!("people[{i}]");
+            let mut p = PersonPrefs::default();
+            if let Some(z) = zone
+                && let Some(tz) = self.zone(&z, &format!("{path}.zone"))
+            {
+                p.zone = tz;
+            }
+            if let Some(l) = language {
+                let ok = (2..=35).contains(&l.value.len())
+                    && l.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !l.value.starts_with('-');
+                if ok {
+                    p.language = l.value;
+                } else {
+                    self.err(
+                        l.referenced,
+                        &format!("{path}.language"),
+                        format!(
+                            "`{}` is not a language tag; write e.g. en, de or pt-BR",
+                            l.value.escape_debug()
+                        ),
+                    );
+                }
+            }
+            if policies.people.contains_key(&id) && !roster.people.contains_key(&id) {
+                roster.people.insert(id, p);
+            }
+        }
+        for (i, r) in rotations.into_iter().enumerate() {
+            let path = format!("rotations[{i}]");
+            let at = r.referenced;
+            let raw = r.value;
+            let name = raw.name.value.trim().to_string();
+            let name_ok = !name.is_empty()
+                && name.len() <= MAX_NAME_CHARS
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !name_ok {
+                self.err(
+                    raw.name.referenced,
+                    &format!("{path}.name"),
+                    format!(
+                        "`{}` must be 1 to {MAX_NAME_CHARS} letters, digits, `_`, `.` or `-`",
+                        name.escape_debug()
+                    ),
+                );
+            } else if !names.insert(name.clone()) {
+                self.err(
+                    raw.name.referenced,
+                    &format!("{path}.name"),
+                    format!("rotation `{name}` is defined twice"),
+                );
+            }
+            if raw.members.value.is_empty() {
+                self.err(
+                    raw.members.referenced,
+                    &format!("{path}.members"),
+                    "is empty; list the people (ids from `people`) in turn order",
+                );
+            }
+            let mut members = Vec::new();
+            for (j, m) in raw.members.value.into_iter().enumerate() {
+                if policies.people.contains_key(&m.value) {
+                    members.push(m.value);
+                } else {
+                    self.err(
+                        m.referenced,
+                        &format!("{path}.members[{j}]"),
+                        format!("no person `{}` in people", m.value.escape_debug()),
+                    );
+                }
+            }
+            let shift = Shift::parse(&raw.shift.value)
+                .map_err(|e| self.err(raw.shift.referenced, &format!("{path}.shift"), e))
+                .ok();
+            let handoff = match raw.handoff {
+                None => Some(jiff::civil::Time::constant(9, 0, 0, 0)),
+                Some(h) => {
+                    let parsed = h.value.trim().parse::<jiff::civil::Time>().ok().filter(|_| {
+                        let t = h.value.trim();
+                        t.len() == 5 && t.as_bytes()[2] == b':'
+                    });
+                    if parsed.is_none() {
+                        self.err(
+                            h.referenced,
+                            &format!("{path}.handoff"),
+                            format!(
+                                "`{}` is not a time of day; write HH:MM (24-hour), e.g. \"09:00\"",
+                                h.value.escape_debug()
+                            ),
+                        );
+                    }
+                    parsed
+                }
+            };
+            let zone = match raw.zone {
+                None => Some(jiff::tz::TimeZone::UTC),
+                Some(z) => self.zone(&z, &format!("{path}.zone")),
+            };
+            let start = match raw.start {
+                None => {
+                    self.err(
+                        at,
+                        &format!("{path}.start"),
+                        "is missing; give the date of the first handoff, e.g. 2026-01-05",
+                    );
+                    None
+                }
+                Some(d) => {
+                    let parsed = d.value.trim().parse::<jiff::civil::Date>().ok();
+                    if parsed.is_none() {
+                        self.err(
+                            d.referenced,
+                            &format!("{path}.start"),
+                            format!(
+                                "`{}` is not a date; write YYYY-MM-DD, e.g. 2026-01-05",
+                                d.value.escape_debug()
+                            ),
+                        );
+                    }
+                    parsed
+                }
+            };
+            if let (true, Some(shift), Some(handoff), Some(zone), Some(start)) =
+                (name_ok, shift, handoff, zone, start)
+                && !roster.rotations.contains_key(&name)
+            {
+                roster
+                    .rotations
+                    .insert(name.clone(), Rotation { name, members, shift, handoff, zone, start });
+            }
+        }
+        if let Some(roles) = roles {
+            for (role, fill) in roles.value {
+                let path = format!("roles.{role}");
+                let at = fill.referenced;
+                if role.is_empty()
+                    || role.len() > 64
+                    || !role
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    self.err(
+                        at,
+                        &path,
+                        "role names are 1 to 64 lower-case letters, digits and `_`",
+                    );
+                    continue;
+                }
+                let value = match (fill.value.person, fill.value.rotation) {
+                    (Some(p), None) => {
+                        if !policies.people.contains_key(&p.value) {
+                            self.err(
+                                p.referenced,
+                                &format!("{path}.person"),
+                                format!("no person `{}` in people", p.value.escape_debug()),
+                            );
+                        }
+                        Some(RoleFill::Person(p.value))
+                    }
+                    (None, Some(r)) => {
+                        if !declared.contains(&r.value) {
+                            self.err(
+                                r.referenced,
+                                &format!("{path}.rotation"),
+                                format!("no rotation `{}` in rotations", r.value.escape_debug()),
+                            );
+                        }
+                        Some(RoleFill::Rotation(r.value))
+                    }
+                    (None, None) => None,
+                    (Some(_), Some(_)) => {
+                        self.err(at, &path, "give one of person or rotation, not both");
+                        None
+                    }
+                };
+                roster.roles.insert(role, value);
+            }
+        }
+        roster
+    }
+
+    /// An IANA time zone name (from the bundled database when the system has none).
+    fn zone(&mut self, raw: &Spanned<String>, path: &str) -> Option<jiff::tz::TimeZone> {
+        match jiff::tz::TimeZone::get(raw.value.trim()) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.err(
+                    raw.referenced,
+                    path,
+                    format!(
+                        "`{}` is not a time zone; write an IANA name such as UTC, Europe/Berlin or \
+                         America/New_York",
+                        raw.value.escape_debug()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn triage(
@@ -2536,6 +2815,100 @@ notifications:
         assert!(find(&errors, "notifications.webhooks[1].name").message.contains("twice"));
         assert!(find(&errors, "policies[0].notify[2].webhook").message.contains("nowhere"));
         assert_eq!(errors.errors.len(), 3, "{errors}");
+    }
+
+    #[test]
+    fn rotations_roles_and_people_zones() {
+        let text = r#"
+people:
+  - { id: alice, zone: Europe/Berlin, language: de }
+  - { id: bob, zone: America/New_York }
+  - { id: carol }
+rotations:
+  - name: primary
+    members: [alice, bob]
+    shift: weekly
+    handoff: 09:00
+    zone: Europe/Berlin
+    start: 2026-01-05
+  - { name: secondary, members: [carol, bob, alice], shift: 12h, start: "2026-01-01" }
+roles:
+  incident_lead: { rotation: primary }
+  legal_liaison: { person: carol }
+  scribe: {}
+"#;
+        let config = load_text(text, &env_of(&[])).unwrap();
+        let roster = &config.roster;
+        assert_eq!(roster.people["alice"].zone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(roster.people["alice"].language, "de");
+        assert_eq!(roster.people["bob"].language, "en");
+        assert_eq!(roster.people["carol"].zone.iana_name(), Some("UTC"));
+        let primary = &roster.rotations["primary"];
+        assert_eq!(primary.shift, crate::oncall::Shift::Weekly);
+        assert_eq!(primary.handoff, jiff::civil::time(9, 0, 0, 0));
+        assert_eq!(primary.start, jiff::civil::date(2026, 1, 5));
+        let secondary = &roster.rotations["secondary"];
+        assert_eq!(secondary.shift, crate::oncall::Shift::Hours(12));
+        assert_eq!(secondary.zone.iana_name(), Some("UTC"));
+        assert_eq!(secondary.handoff, jiff::civil::time(9, 0, 0, 0), "default handoff");
+        assert_eq!(secondary.members, ["carol", "bob", "alice"]);
+        use crate::oncall::RoleFill;
+        assert_eq!(roster.roles["incident_lead"], Some(RoleFill::Rotation("primary".into())));
+        assert_eq!(roster.roles["legal_liaison"], Some(RoleFill::Person("carol".into())));
+        assert_eq!(roster.roles["scribe"], None);
+        assert_eq!(roster.roles["technical_lead"], None, "built-in roles always exist");
+        assert_eq!(roster.roles["communications_lead"], None);
+        // 2026-01-06 10:00 Berlin: alice's first week.
+        let at: jiff::Timestamp = "2026-01-06T09:00:00Z".parse().unwrap();
+        let holders = roster.holders(at, &[]);
+        assert_eq!(holders.get("incident_lead").map(String::as_str), Some("alice"));
+        assert_eq!(holders.get("legal_liaison").map(String::as_str), Some("carol"));
+        assert_eq!(holders.len(), 2);
+    }
+
+    #[test]
+    fn roster_mistakes_are_reported_with_locations() {
+        let text = r#"people:
+  - { id: alice, zone: Mars/Olympus, language: "e n" }
+rotations:
+  - name: primary
+    members: [alice, nobody]
+    shift: fortnightly
+    handoff: "9am"
+    zone: Europe/Berlinn
+    start: 2026-13-01
+  - { name: primary, members: [], shift: daily, start: 2026-01-01 }
+  - { name: late, members: [alice], shift: daily }
+roles:
+  incident_lead: { rotation: tertiary }
+  legal_liaison: { person: zed }
+  Bad-Role: { person: alice }
+  technical_lead: { person: alice, rotation: primary }
+  communications_lead: { rotation: late }
+"#;
+        let errors = load_text(text, &env_of(&[])).unwrap_err();
+        let at = |path: &str| find(&errors, path).position.map(|p| (p.line, p.column));
+        assert_eq!(at("people[0].zone"), Some((2, 24)));
+        assert!(find(&errors, "people[0].zone").message.contains("Mars/Olympus"));
+        assert_eq!(at("people[0].language").map(|p| p.0), Some(2));
+        assert_eq!(at("rotations[0].members[1]"), Some((5, 22)));
+        assert!(find(&errors, "rotations[0].members[1]").message.contains("no person `nobody`"));
+        assert_eq!(at("rotations[0].shift").map(|p| p.0), Some(6));
+        assert_eq!(at("rotations[0].handoff").map(|p| p.0), Some(7));
+        assert_eq!(at("rotations[0].zone").map(|p| p.0), Some(8));
+        assert_eq!(at("rotations[0].start").map(|p| p.0), Some(9));
+        assert!(find(&errors, "rotations[1].name").message.contains("twice"));
+        assert_eq!(at("rotations[1].members").map(|p| p.0), Some(10));
+        assert_eq!(at("rotations[2].start").map(|p| p.0), Some(11));
+        assert_eq!(at("roles.incident_lead.rotation"), Some((13, 30)));
+        assert!(find(&errors, "roles.incident_lead.rotation").message.contains("tertiary"));
+        assert_eq!(at("roles.legal_liaison.person").map(|p| p.0), Some(14));
+        assert_eq!(at("roles.Bad-Role").map(|p| p.0), Some(15));
+        assert!(find(&errors, "roles.technical_lead").message.contains("not both"));
+        // `late` is declared (if broken): only its own error, not the role's.
+        assert!(errors.errors.iter().all(|e| e.path != "roles.communications_lead.rotation"));
+        assert_eq!(errors.errors.len(), 14, "{errors}");
+        assert!(errors.to_string().contains("test.yaml:13:30: roles.incident_lead.rotation: "));
     }
 
     #[test]

@@ -18,10 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::incident::{Incident, IncidentId, Stamp};
 use crate::rules::{Decision, Sensitivity};
 
-/// The roles every incident has (possibly unfilled); operators may add more.
-pub const BUILTIN_ROLES: [&str; 4] =
-    ["incident_lead", "technical_lead", "legal_liaison", "communications_lead"];
-
 /// Role names are identifiers: they appear in URLs, templates and config keys.
 pub fn valid_role_name(name: &str) -> bool {
     !name.is_empty()

@@ -25,6 +25,7 @@ use crate::incident::{
 };
 use crate::metrics::Metrics;
 use crate::notify::{Channel, SendError};
+use crate::oncall::{Override, OverrideChange, OverrideSet};
 use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
 use crate::policy::{self, Delivery, Policy};
 use crate::rules::{Evaluation, IncidentView};
@@ -101,6 +102,26 @@ pub enum Command {
         by: String,
         reply: oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
     },
+    /// Add or delete a rotation override (the API checked rotation and person first).
+    Override {
+        op: OverrideOp,
+        reply: oneshot::Sender<Result<Result<Override, String>, Arc<StoreError>>>,
+    },
+}
+
+/// A change to a rotation's overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideOp {
+    Add {
+        rotation: String,
+        person: String,
+        from: Timestamp,
+        until: Timestamp,
+        by: String,
+        reason: Option<String>,
+    },
+    /// Refused (`Err` answer) unless override `id` exists and belongs to `rotation`.
+    Delete { rotation: String, id: u64, by: String },
 }
 
 /// What a person can change on an incident besides acknowledging and resolving it.
@@ -236,6 +257,8 @@ pub struct Journal {
     capacity: usize,
     metrics: Arc<Metrics>,
     pub open: Arc<OpenIndex>,
+    /// The rotation overrides as of the last commit (for the API and the escalation engine).
+    pub overrides: Arc<OverrideSet>,
     /// Poked after a commit that made notifications due, so delivery starts at once instead of
     /// at its next poll.
     pub wake: Arc<tokio::sync::Notify>,
@@ -270,6 +293,7 @@ pub fn spawn(
     let open = Arc::new(OpenIndex::default());
     open.apply(store.open_incidents()?);
     metrics.incidents_open.set(open.len() as i64);
+    let overrides = Arc::new(OverrideSet::new(store.overrides()?));
     let (tx, rx) = mpsc::channel(queue_capacity);
     let wake = Arc::new(tokio::sync::Notify::new());
     let timers_changed = Arc::new(tokio::sync::Notify::new());
@@ -278,6 +302,7 @@ pub fn spawn(
         runtime,
         metrics: metrics.clone(),
         open: open.clone(),
+        overrides: overrides.clone(),
         max_batch_events,
         wake: wake.clone(),
         timers_changed: timers_changed.clone(),
@@ -288,8 +313,16 @@ pub fn spawn(
         .name("tocsin-journal".into())
         .spawn(move || writer.run(rx))
         .expect("spawning the journal thread");
-    let journal =
-        Journal { tx, capacity: queue_capacity, metrics, open, wake, timers_changed, clock };
+    let journal = Journal {
+        tx,
+        capacity: queue_capacity,
+        metrics,
+        open,
+        overrides,
+        wake,
+        timers_changed,
+        clock,
+    };
     Ok((journal, WriterThread(handle)))
 }
 
@@ -362,6 +395,16 @@ impl Journal {
         answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
     }
 
+    /// Adds or deletes a rotation override; answers once it is committed (`Err`: refused).
+    pub async fn change_override(
+        &self,
+        op: OverrideOp,
+    ) -> Result<Result<Override, String>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Override { op, reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
     /// Asks the writer to resolve incidents quiet for longer than `quiet` (fire and forget: the
     /// next sweep retries whatever a full queue turned away).
     pub fn auto_resolve(&self, quiet: jiff::SignedDuration) -> Result<(), JournalError> {
@@ -429,6 +472,10 @@ enum Owed {
         oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
         Box<Result<Notification, String>>,
     ),
+    Override(
+        oneshot::Sender<Result<Result<Override, String>, Arc<StoreError>>>,
+        Result<Override, String>,
+    ),
 }
 
 struct Writer {
@@ -437,6 +484,7 @@ struct Writer {
     runtime: Arc<ArcSwap<Runtime>>,
     metrics: Arc<Metrics>,
     open: Arc<OpenIndex>,
+    overrides: Arc<OverrideSet>,
     max_batch_events: usize,
     wake: Arc<tokio::sync::Notify>,
     /// Tells the timer scheduler that a timer was scheduled (it may be due sooner than the one
@@ -473,6 +521,8 @@ struct Changes {
     timers: bool,
     /// The API's maintenance windows as changed by this batch (applied after the commit).
     windows: Option<Vec<Window>>,
+    /// Rotation override changes, applied to the in-memory set after the commit.
+    overrides: Vec<OverrideChange>,
 }
 
 impl Changes {
@@ -558,6 +608,10 @@ impl Writer {
                         let outcome = self.queue_op(batch, &mut changes, id, op, &by)?;
                         owed.push(Owed::Queue(reply, Box::new(outcome)));
                     }
+                    Command::Override { op, reply } => {
+                        let outcome = override_op(batch, &mut changes.overrides, op)?;
+                        owed.push(Owed::Override(reply, outcome));
+                    }
                 }
             }
             for id in &changes.order {
@@ -575,6 +629,7 @@ impl Writer {
             Ok(()) => {
                 self.metrics.commit_batch_events.observe(events as f64);
                 self.record(&changes);
+                self.overrides.apply(&changes.overrides);
                 let mut changed = changes.incidents;
                 self.open.apply(changes.order.iter().filter_map(|id| changed.remove(id)));
                 self.metrics.incidents_open.set(self.open.len() as i64);
@@ -613,6 +668,9 @@ impl Writer {
                 }
                 Owed::Queue(reply, outcome) => {
                     let _ = reply.send(result.clone().map(|()| *outcome));
+                }
+                Owed::Override(reply, outcome) => {
+                    let _ = reply.send(result.clone().map(|()| outcome));
                 }
             }
         }
@@ -1153,8 +1211,8 @@ impl Writer {
 
     /// Who holds each role when an incident opens at `at`: the config's roles, with rotations
     /// resolved (and their overrides applied) at that moment.
-    fn role_holders(&self, _rt: &Runtime, _at: Timestamp) -> BTreeMap<String, String> {
-        BTreeMap::new()
+    fn role_holders(&self, rt: &Runtime, at: Timestamp) -> BTreeMap<String, String> {
+        self.overrides.with(|o| rt.config.roster.holders(at, o))
     }
 
     /// The deliveries of `step`: its entries, plus — on the first page only — the roles the
@@ -1952,6 +2010,42 @@ fn entry(at: Timestamp, kind: EntryKind, message: String) -> Entry {
         message,
         event_id: None,
         detail: serde_json::Value::Null,
+    }
+}
+
+/// Stores one override change in the batch and notes it for the in-memory set.
+fn override_op(
+    batch: &mut Batch<'_>,
+    changed: &mut Vec<OverrideChange>,
+    op: OverrideOp,
+) -> Result<Result<Override, String>, StoreError> {
+    match op {
+        OverrideOp::Add { rotation, person, from, until, by, reason } => {
+            let id = batch.next_override_id()?;
+            let o = Override {
+                id,
+                rotation,
+                person,
+                from,
+                until,
+                by,
+                reason,
+                created_at: Timestamp::now(),
+            };
+            batch.put_override(&o)?;
+            tracing::info!(id, rotation = %o.rotation, person = %o.person, from = %o.from, until = %o.until, by = %o.by, "rotation override added");
+            changed.push(OverrideChange::Added(o.clone()));
+            Ok(Ok(o))
+        }
+        OverrideOp::Delete { rotation, id, by } => match batch.rotation_override(id)? {
+            Some(o) if o.rotation == rotation => {
+                batch.delete_override(id)?;
+                tracing::info!(id, %rotation, person = %o.person, %by, "rotation override deleted");
+                changed.push(OverrideChange::Removed(id));
+                Ok(Ok(o))
+            }
+            _ => Ok(Err(format!("rotation `{rotation}` has no override {id}"))),
+        },
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`escalation`]: durable timers (escalation steps, notice deadlines, reminders) the writer
 //!   fires, triage-driven role involvement, notice rules and maintenance windows.
 //! - [`review`]: after-action reviews with owned action items, and their timeline export.
+//! - [`oncall`]: rotations, overrides and incident-command roles: who is on call at a time.
 //! - [`compose`]: incident + channel + audience → the rendered message, via [`templates`].
 //! - [`outbox`]: notification rows and the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
@@ -50,6 +51,7 @@ pub mod journal;
 pub mod metrics;
 pub mod normalize;
 pub mod notify;
+pub mod oncall;
 pub mod outbox;
 pub mod policy;
 pub mod review;

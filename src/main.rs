@@ -341,7 +341,18 @@ fn test(path: Option<PathBuf>, paths: Vec<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
     let tokio_rt = offline_runtime();
     let _entered = tokio_rt.enter();
-    let rt = match runtime::load(&origin, TokenFallback::Placeholder) {
+    let env = |name: &str| std::env::var(name).ok();
+    let loaded = config::load(&origin, &env, TokenFallback::Placeholder)
+        .map_err(runtime::LoadError::from)
+        .and_then(|mut cfg| {
+            // Cases test what the rules decide, not how fast this machine is: a busy machine
+            // must not turn a wall-clock overrun into a failed case. The operation limit, which
+            // catches runaway loops deterministically, stays as configured.
+            let budget = &mut cfg.triage.limits.time_budget;
+            *budget = (*budget).max(std::time::Duration::from_secs(2));
+            runtime::build(cfg, true)
+        });
+    let rt = match loaded {
         Ok(rt) => rt,
         Err(errors) => {
             eprintln!("{errors}");

@@ -87,6 +87,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
         .route("/api/v1/audit/verify", get(api::verify_audit))
+        .route("/api/v1/rotations", get(api::list_rotations))
+        .route("/api/v1/rotations/{name}/overrides", post(api::add_override))
+        .route(
+            "/api/v1/rotations/{name}/overrides/{id}",
+            axum::routing::delete(api::delete_override),
+        )
         .route("/-/reload", post(api::reload))
         .route("/-/clock", post(incident_api::move_clock))
         .route("/metrics", get(metrics))

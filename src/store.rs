@@ -16,6 +16,7 @@ use crate::audit::{self, Finding, Head};
 use crate::escalation::{Timer, Window};
 use crate::event::Event;
 use crate::incident::{Entry, Incident, IncidentId};
+use crate::oncall::Override;
 use crate::outbox::{Notification, NotificationId, State};
 
 /// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON.
@@ -53,7 +54,6 @@ const TIMERS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("timers"
 const INCIDENT_TIMERS: TableDefinition<(u64, u64), i64> = TableDefinition::new("incident_timers");
 /// Maintenance window id → window as JSON: the windows people opened through the API.
 const MAINTENANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance_windows");
-/// Counters: `next_incident_id`, `next_notification_id`, `next_timer_id`, `next_window_id`.
 /// The audit chain (see [`audit`](crate::audit)): link number (1, 2, …) → (incident id,
 /// timeline sequence number, the link's SHA-256). One link per timeline row, in write order.
 const AUDIT: TableDefinition<u64, (u64, u32, [u8; 32])> = TableDefinition::new("audit");
@@ -63,6 +63,11 @@ const AUDIT_INDEX: TableDefinition<(u64, u32), u64> = TableDefinition::new("audi
 /// `head` → (last link number, its hash): what the chain must end with (a truncated tail shows).
 const AUDIT_HEAD: TableDefinition<&str, (u64, [u8; 32])> = TableDefinition::new("audit_head");
 const HEAD_KEY: &str = "head";
+/// Override id → rotation override as JSON (see [`crate::oncall::Override`]). Ids are
+/// allocated in order, so the highest covering id is the override created last.
+const ROTATION_OVERRIDES: TableDefinition<u64, &[u8]> = TableDefinition::new("rotation_overrides");
+/// Counters: `next_incident_id`, `next_notification_id`, `next_timer_id`, `next_window_id`,
+/// `next_override_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// File name of the database inside the data directory.
@@ -98,6 +103,8 @@ pub enum StoreError {
     EncodeIncident { id: IncidentId, source: serde_json::Error },
     #[error("event {id} cannot be encoded: {source}")]
     Encode { id: Uuid, source: serde_json::Error },
+    #[error("rotation override {id} cannot be encoded or decoded: {source}")]
+    Override { id: u64, source: serde_json::Error },
 }
 
 /// A page of the event list, newest first.
@@ -150,6 +157,7 @@ impl Store {
         txn.open_table(AUDIT)?;
         txn.open_table(AUDIT_INDEX)?;
         txn.open_table(AUDIT_HEAD)?;
+        txn.open_table(ROTATION_OVERRIDES)?;
         txn.commit()?;
         let chained = store.write(|batch| batch.chain_unaudited())?;
         if chained > 0 {
@@ -202,6 +210,7 @@ impl Store {
                 audit_head: txn.open_table(AUDIT_HEAD)?,
                 head: None,
                 head_moved: false,
+                overrides: txn.open_table(ROTATION_OVERRIDES)?,
             };
             let result = f(&mut batch)?;
             batch.save_head()?;
@@ -513,6 +522,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Every stored rotation override, oldest first: read at start-up into the writer's
+    /// in-memory [`crate::oncall::OverrideSet`].
+    pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROTATION_OVERRIDES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            out.push(decode_override(id.value(), raw.value())?);
+        }
+        Ok(out)
+    }
+
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -563,6 +585,7 @@ pub struct Batch<'txn> {
     /// The chain's head as of this batch: read on the first timeline write, saved once at its end.
     head: Option<Head>,
     head_moved: bool,
+    overrides: redb::Table<'txn, u64, &'static [u8]>,
 }
 
 impl Batch<'_> {
@@ -804,6 +827,38 @@ impl Batch<'_> {
     pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self.disabled.get(name)?.map(|v| v.value().to_string()))
     }
+
+    /// Allocates the next rotation override id (1, 2, …), durable with the batch.
+    pub fn next_override_id(&mut self) -> Result<u64, StoreError> {
+        self.next_id("next_override_id")
+    }
+
+    pub fn put_override(&mut self, o: &Override) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec(o).map_err(|source| StoreError::Override { id: o.id, source })?;
+        self.overrides.insert(o.id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError> {
+        match self.overrides.get(id)? {
+            Some(raw) => decode_override(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes an override; returns it if it existed.
+    pub fn delete_override(&mut self, id: u64) -> Result<Option<Override>, StoreError> {
+        let old = self.rotation_override(id)?;
+        if old.is_some() {
+            self.overrides.remove(id)?;
+        }
+        Ok(old)
+    }
+}
+
+fn decode_override(id: u64, raw: &[u8]) -> Result<Override, StoreError> {
+    serde_json::from_slice(raw).map_err(|source| StoreError::Override { id, source })
 }
 
 fn decode_timer(id: u64, raw: &[u8]) -> Result<Timer, StoreError> {
@@ -1097,5 +1152,48 @@ mod tests {
         let _store = Store::open(dir.path()).unwrap();
         assert!(matches!(verify_audit_file(dir.path(), None), Err(VerifyFileError::InUse(_))));
         assert!(!dir.path().join("other").exists());
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+
+    fn o(id: u64, person: &str) -> Override {
+        Override {
+            id,
+            rotation: "primary".into(),
+            person: person.into(),
+            from: "2026-01-01T00:00:00Z".parse().unwrap(),
+            until: "2026-01-02T00:00:00Z".parse().unwrap(),
+            by: "user:t".into(),
+            reason: Some("swap".into()),
+            created_at: "2025-12-31T00:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn overrides_are_stored_listed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ids = store
+            .write(|b| {
+                let a = b.next_override_id()?;
+                let c = b.next_override_id()?;
+                b.put_override(&o(a, "ann"))?;
+                b.put_override(&o(c, "cid"))?;
+                Ok((a, c))
+            })
+            .unwrap();
+        assert_eq!(ids, (1, 2));
+        assert_eq!(store.overrides().unwrap(), [o(1, "ann"), o(2, "cid")]);
+        let gone = store.write(|b| b.delete_override(1)).unwrap();
+        assert_eq!(gone, Some(o(1, "ann")));
+        assert_eq!(store.write(|b| b.delete_override(1)).unwrap(), None);
+        drop(store);
+        // Reopened: the remaining one is there and ids keep growing.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.overrides().unwrap(), [o(2, "cid")]);
+        assert_eq!(store.write(|b| b.next_override_id()).unwrap(), 3);
     }
 }
