@@ -83,6 +83,7 @@ pub fn render(
         .dashboard_url
         .as_ref()
         .map(|u| format!("{u}/incidents/{}", incident.id));
+    ctx.ack_url = ack_url(rt, incident, reason, delivery, jiff::Timestamp::now());
     ctx.recipient_name = delivery
         .recipient
         .person
@@ -101,6 +102,30 @@ pub fn render(
         payload = crate::templates::alertmanager_payload(incident, &delivery.recipient.address);
     }
     (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
+}
+
+/// The signed one-click acknowledge link for this delivery, when it may carry one: a new
+/// incident, by email or SMS, to a person from `people` in an internal audience, with
+/// `notifications.dashboard_url` set. Resolution notices, webhooks, the log and the customer
+/// and communications audiences never get one (their messages may be forwarded outside).
+pub fn ack_url(
+    rt: &crate::runtime::Runtime,
+    incident: &Incident,
+    reason: Reason,
+    delivery: &crate::policy::Delivery,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let links = rt.ack_links.as_ref()?;
+    let person = delivery.recipient.person.as_ref()?;
+    let person_addressed = matches!(delivery.channel, Channel::Email | Channel::Sms);
+    if reason != Reason::New
+        || !person_addressed
+        || !incident.status.is_open()
+        || crate::templates::is_external(&delivery.audience)
+    {
+        return None;
+    }
+    links.url(incident.id, person, now)
 }
 
 /// The message for one notification as stored, with its idempotency id.

@@ -17,6 +17,8 @@
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
+//! - [`links`]: signed one-click acknowledge links (pure: mint and verify tokens); [`ack`]
+//!   serves them (`GET`/`POST /ack/{token}`).
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -27,6 +29,7 @@
 //! Shared types: [`event`] (the canonical event) and [`error`] (HTTP errors as JSON).
 #![forbid(unsafe_code)]
 
+pub mod ack;
 pub mod api;
 pub mod auth;
 pub mod compose;
@@ -37,6 +40,7 @@ pub mod event;
 pub mod incident;
 pub mod ingest;
 pub mod journal;
+pub mod links;
 pub mod metrics;
 pub mod normalize;
 pub mod notify;

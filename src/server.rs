@@ -48,6 +48,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// False once shutdown begins, so load balancers stop sending before connections close.
     pub ready: AtomicBool,
+    /// Bounds `/ack/{token}` (no credential needed to reach it).
+    pub ack_limiter: governor::DefaultDirectRateLimiter,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -65,6 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/notifications", get(api::list_notifications))
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
+        .route("/ack/{token}", get(crate::ack::page).post(crate::ack::act))
         .route("/-/reload", post(api::reload))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
@@ -102,6 +105,7 @@ pub async fn run(
         store: store.clone(),
         metrics,
         ready: AtomicBool::new(true),
+        ack_limiter: crate::ack::limiter(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
     let _watcher = if config.watch {

@@ -361,11 +361,19 @@ fn shipped_sms_fit_two_gsm_segments() {
     let mut incident = sample::full(NoticeKind::New, 123_456);
     incident.summary = "Checkout error rate above 5% ".repeat(10);
     incident.service = Some("checkout-payments-gateway".into());
+    let claim = crate::links::Claim {
+        incident: incident.id,
+        person: "ana.lopez-oncall".into(),
+        expires: 1_800_000_000,
+    };
+    let token = crate::links::mint(&crate::links::Key::new(vec![7; 32]), &claim).unwrap();
+    assert_eq!(token.len(), 66);
     for kind in NoticeKind::ALL {
         let bundle = vec![incident.clone(); 3];
         let ctx = RenderContext {
             bundle: if kind == NoticeKind::Bundle { &bundle } else { &[] },
-            ack_url: Some("https://tocsin.example.com/ack/0123456789abcdef0123456789abcdef".into()),
+            // A real link, for a person id of 16 characters.
+            ack_url: Some(format!("https://tocsin.example.com/ack/{token}")),
             dashboard_url: Some("https://tocsin.example.com/incidents/123456".into()),
             drill: true,
             ..RenderContext::new(&incident, kind)
