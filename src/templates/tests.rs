@@ -607,3 +607,30 @@ fn check_variables_accepts_loop_variables_globals_and_optional_labels() {
     let errors = templates.check_variables();
     assert!(errors.is_empty(), "{:#?}", errors.iter().map(ToString::to_string).collect::<Vec<_>>());
 }
+
+#[test]
+fn shipped_responder_and_default_messages_carry_the_ack_link_while_open() {
+    let templates = Templates::builtin();
+    let ack = "https://t.example/ack/AQAAAAAAAAAqAAAAAGlAYWFuYQ";
+    for kind in [NoticeKind::New, NoticeKind::Reminder, NoticeKind::Resolved] {
+        let incident = sample::full(kind, 42);
+        let ctx =
+            RenderContext { ack_url: Some(ack.into()), ..RenderContext::new(&incident, kind) };
+        for (channel, audience) in [
+            (Channel::Email, "responder"),
+            (Channel::Email, "default"),
+            (Channel::Sms, "responder"),
+            (Channel::Sms, "default"),
+        ] {
+            let r = templates.render(channel, audience, &ctx);
+            let at = format!("{}/{audience} {kind:?}", channel.as_str());
+            assert!(r.fallback.is_none(), "{at}: {:?}", r.fallback);
+            // A resolved incident has nothing left to acknowledge.
+            let want = kind != NoticeKind::Resolved;
+            assert_eq!(r.text.contains(ack), want, "{at}: {}", r.text);
+            if let Some(html) = r.html {
+                assert_eq!(html.contains(&format!("href=\"{ack}\"")), want, "{at}: {html}");
+            }
+        }
+    }
+}
