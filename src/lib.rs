@@ -18,7 +18,8 @@
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
 //! - [`links`]: signed one-click acknowledge links (pure: mint and verify tokens); [`ack`]
-//!   serves them (`GET`/`POST /ack/{token}`).
+//!   serves them (`GET`/`POST /ack/{token}`); [`sms_inbound`] takes `ACK 42` SMS replies from
+//!   Twilio's signed incoming-message webhook.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -50,6 +51,7 @@ pub mod rule_tests;
 pub mod rules;
 pub mod runtime;
 pub mod server;
+pub mod sms_inbound;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

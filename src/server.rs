@@ -68,6 +68,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
         .route("/ack/{token}", get(crate::ack::page).post(crate::ack::act))
+        .route(crate::sms_inbound::PATH, post(crate::sms_inbound::inbound))
         .route("/-/reload", post(api::reload))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))

@@ -246,6 +246,132 @@ async fn without_a_dashboard_url_no_link_is_sent_and_the_route_is_off() {
     assert_eq!(page.status, 404, "{}", page.text);
 }
 
+const TWILIO_TOKEN: &str = "twilio-auth-token-0123456789";
+const PHONE: &str = "+15551234567";
+
+/// Twilio's signature of a form POST to `url` (HMAC-SHA1 over the URL and the sorted
+/// parameters, base64), computed independently of the daemon's code.
+fn twilio_sign(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (k, v) in sorted {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
+    }
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+fn form(params: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    params.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+async fn sms_reply(d: &Daemon, params: &[(&str, &str)], signature: &str) -> Page {
+    let resp = d
+        .client
+        .post(d.url("/api/v1/sms/inbound"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(form(params))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    Page { status, headers, text: resp.text().await.expect("body") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_reply_acknowledges_as_the_sender() {
+    // The gateway itself is not reachable (nothing listens there): the SMS rows exist, which is
+    // all a reply needs; what arrives at Twilio is tests/notifications.rs' business.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let yaml = common::config_yaml(&format!(
+        r#"people:
+  - {{id: ana, name: Ana, phone: "{PHONE}"}}
+  - {{id: bob, name: Bob, phone: "+15557654321"}}
+policies:
+  - name: main
+    notify: [{{person: ana, channels: [sms]}}]
+default_policy: main
+notifications:
+  dashboard_url: "{PUBLIC}"
+  delivery: {{initial_backoff: 1s, max_backoff: 2s, attempt_timeout: 1s, max_attempts: 2}}
+  rate_limits: {{email: {{}}, sms: {{}}, webhook: {{}}, log: {{}}}}
+  sms:
+    provider: twilio
+    url: "http://{closed}/2010-04-01/Accounts/{{account_sid}}/Messages.json"
+    account_sid: AC0123456789abcdef0123456789abcdef
+    auth_token: {TWILIO_TOKEN}
+    from: "+15005550006"
+    timeout: 2s
+"#
+    ));
+    let d = Daemon::start_with(&yaml);
+    let id = trigger(&d, "net-edge1", "Packet loss on edge1").await;
+    // The SMS carries the link (shown redacted through the API).
+    let inc = incident(&d, id).await;
+    let sms = &inc["notifications"][0];
+    assert_eq!(sms["channel"], "sms", "{inc}");
+    let text = sms["message"]["text"].as_str().unwrap();
+    assert!(text.contains(&format!("Ack: {PUBLIC}/ack/<redacted>")), "{text}");
+
+    let url = format!("{PUBLIC}/api/v1/sms/inbound");
+    let body = format!("ACK {id}");
+    let params = [("From", PHONE), ("To", "+15005550006"), ("Body", body.as_str())];
+
+    // Wrong or missing signature: refused, nothing changes.
+    let page = sms_reply(&d, &params, &twilio_sign("not-the-token", &url, &params)).await;
+    assert_eq!(page.status, 403, "{}", page.text);
+    let page = sms_reply(&d, &params, "").await;
+    assert_eq!(page.status, 403, "{}", page.text);
+    assert_eq!(incident(&d, id).await["status"], "triggered");
+
+    // A number nobody has: no reply at all.
+    let stranger = [("From", "+15550000000"), ("To", "+15005550006"), ("Body", body.as_str())];
+    let page = sms_reply(&d, &stranger, &twilio_sign(TWILIO_TOKEN, &url, &stranger)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("<Response></Response>"), "{}", page.text);
+    // Bob is a person, but was not paged for this incident.
+    let bob = [("From", "+15557654321"), ("To", "+15005550006"), ("Body", body.as_str())];
+    let page = sms_reply(&d, &bob, &twilio_sign(TWILIO_TOKEN, &url, &bob)).await;
+    assert!(page.text.contains("was not sent to you"), "{}", page.text);
+    // Gibberish from Ana: told how.
+    let what = [("From", PHONE), ("To", "+15005550006"), ("Body", "yes")];
+    let page = sms_reply(&d, &what, &twilio_sign(TWILIO_TOKEN, &url, &what)).await;
+    assert!(page.text.contains("reply ACK followed by the incident number"), "{}", page.text);
+    assert_eq!(incident(&d, id).await["status"], "triggered");
+
+    // Ana's reply acknowledges, as her.
+    let page = sms_reply(&d, &params, &twilio_sign(TWILIO_TOKEN, &url, &params)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.headers["content-type"], "text/xml; charset=utf-8");
+    assert!(
+        page.text.contains(&format!("<Message>Acknowledged #{id}. Thank you.</Message>")),
+        "{}",
+        page.text
+    );
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["status"], "acknowledged", "{inc}");
+    assert_eq!(inc["acknowledged"]["by"], "sms:ana", "{inc}");
+    // Again: already acknowledged.
+    let page = sms_reply(&d, &params, &twilio_sign(TWILIO_TOKEN, &url, &params)).await;
+    assert!(page.text.contains("not acknowledged"), "{}", page.text);
+}
+
 // ---------------------------------------------------------------------------------------------
 // An SMTP peer (mailin), as in tests/notifications.rs
 // ---------------------------------------------------------------------------------------------
