@@ -145,6 +145,16 @@ pub async fn get_incident(
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
+    // A failed send's error text (on the timeline too) may quote the message it carried.
+    let timeline: Vec<_> = timeline
+        .into_iter()
+        .map(|mut e| {
+            if let std::borrow::Cow::Owned(r) = crate::links::redact(&e.message) {
+                e.message = r;
+            }
+            e
+        })
+        .collect();
     body["timeline"] = json!(timeline);
     body["notifications"] = json!(notifications.into_iter().map(redacted).collect::<Vec<_>>());
     Ok(Json(body).into_response())
@@ -280,6 +290,12 @@ fn redacted(mut n: Notification) -> Notification {
     {
         *html = r;
     }
+    if let Some(error) = &mut n.last_error
+        && let std::borrow::Cow::Owned(r) = crate::links::redact(error)
+    {
+        *error = r;
+    }
+    let m = &mut n.message;
     if !m.payload.is_null() {
         let raw = m.payload.to_string();
         if let std::borrow::Cow::Owned(r) = crate::links::redact(&raw) {

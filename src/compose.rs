@@ -104,7 +104,7 @@ pub fn render(
     (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
 }
 
-/// The signed one-click acknowledge link for this delivery, when it may carry one: a new
+/// The signed one-click acknowledge link for this delivery, when it may carry one: an open
 /// incident, by email or SMS, to a person from `people` in an internal audience, with
 /// `notifications.dashboard_url` set. Resolution notices, webhooks, the log and the customer
 /// and communications audiences never get one (their messages may be forwarded outside).
@@ -118,7 +118,9 @@ pub fn ack_url(
     let links = rt.ack_links.as_ref()?;
     let person = delivery.recipient.person.as_ref()?;
     let person_addressed = matches!(delivery.channel, Channel::Email | Channel::Sms);
-    if reason != Reason::New
+    // Every notice about an open incident (new, and later escalation steps and reminders);
+    // a resolution notice has nothing left to acknowledge.
+    if reason == Reason::Resolved
         || !person_addressed
         || !incident.status.is_open()
         || crate::templates::is_external(&delivery.audience)
