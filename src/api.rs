@@ -151,8 +151,18 @@ pub async fn get_incident(
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let mut body = serde_json::to_value(incident).unwrap_or_default();
+    // A failed send's error text (on the timeline too) may quote the message it carried.
+    let timeline: Vec<_> = timeline
+        .into_iter()
+        .map(|(mut e, link)| {
+            if let std::borrow::Cow::Owned(r) = crate::links::redact(&e.message) {
+                e.message = r;
+            }
+            (e, link)
+        })
+        .collect();
     body["timeline"] = crate::audit::timeline_json(timeline);
-    body["notifications"] = json!(notifications);
+    body["notifications"] = json!(notifications.into_iter().map(redacted).collect::<Vec<_>>());
     // What is scheduled next: escalation steps, notice reminders and deadlines, reminders.
     body["pending"] = json!(
         timers
@@ -276,7 +286,37 @@ pub async fn list_notifications(
     };
     let list = read(&app, move |s| s.notifications(before, limit, keep)).await?;
     let next = if list.len() == limit { list.last().map(|n| n.id) } else { None };
+    let list: Vec<Notification> = list.into_iter().map(redacted).collect();
     Ok(Json(json!({"notifications": list, "next": next})).into_response())
+}
+
+/// A stored notification as the API shows it: acknowledge-link tokens replaced, so that
+/// reading the outbox never hands out someone else's one-click credential.
+fn redacted(mut n: Notification) -> Notification {
+    let m = &mut n.message;
+    for text in [&mut m.subject, &mut m.text] {
+        if let std::borrow::Cow::Owned(r) = crate::links::redact(text) {
+            *text = r;
+        }
+    }
+    if let Some(html) = &mut m.html
+        && let std::borrow::Cow::Owned(r) = crate::links::redact(html)
+    {
+        *html = r;
+    }
+    if let Some(error) = &mut n.last_error
+        && let std::borrow::Cow::Owned(r) = crate::links::redact(error)
+    {
+        *error = r;
+    }
+    let m = &mut n.message;
+    if !m.payload.is_null() {
+        let raw = m.payload.to_string();
+        if let std::borrow::Cow::Owned(r) = crate::links::redact(&raw) {
+            m.payload = serde_json::from_str(&r).unwrap_or(serde_json::Value::Null);
+        }
+    }
+    n
 }
 
 fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
@@ -315,7 +355,7 @@ async fn queue_op(
         JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
     })?;
     match outcome {
-        Ok(n) => Ok(Json(n).into_response()),
+        Ok(n) => Ok(Json(redacted(n)).into_response()),
         Err(msg) if msg.starts_with("no notification") => Err(ApiError::NotFound(msg)),
         Err(msg) => Err(ApiError::Conflict(msg)),
     }

@@ -86,6 +86,7 @@ pub fn render(
         .dashboard_url
         .as_ref()
         .map(|u| format!("{u}/incidents/{}", incident.id));
+    ctx.ack_url = ack_url(rt, incident, reason, delivery, jiff::Timestamp::now());
     ctx.recipient_name = delivery
         .recipient
         .person
@@ -111,18 +112,9 @@ pub fn render(
 /// and a webhook payload carries it as `"note"`. The approved template renders the rest.
 pub fn with_note(mut r: Rendered, lead: &str, line: &str) -> Rendered {
     r.subject = format!("{lead}: {}", r.subject);
-    r.text = format!(
-        "{line}
-
-{}",
-        r.text
-    );
+    r.text = format!("{line}\n\n{}", r.text);
     if let Some(html) = &r.html {
-        r.html = Some(format!(
-            "<p><strong>{}</strong></p>
-{html}",
-            escape_html(line)
-        ));
+        r.html = Some(format!("<p><strong>{}</strong></p>\n{html}", escape_html(line)));
     }
     if let serde_json::Value::Object(map) = &mut r.payload {
         map.insert("note".into(), serde_json::Value::String(line.to_string()));
@@ -132,6 +124,32 @@ pub fn with_note(mut r: Rendered, lead: &str, line: &str) -> Rendered {
 
 fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The signed one-click acknowledge link for this delivery, when it may carry one: an open
+/// incident, by email or SMS, to a person from `people` in an internal audience, with
+/// `notifications.dashboard_url` set. Resolution notices, webhooks, the log and the customer
+/// and communications audiences never get one (their messages may be forwarded outside).
+pub fn ack_url(
+    rt: &crate::runtime::Runtime,
+    incident: &Incident,
+    reason: Reason,
+    delivery: &crate::policy::Delivery,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let links = rt.ack_links.as_ref()?;
+    let person = delivery.recipient.person.as_ref()?;
+    let person_addressed = matches!(delivery.channel, Channel::Email | Channel::Sms);
+    // Every notice about an open incident (new, and later escalation steps and reminders);
+    // a resolution notice has nothing left to acknowledge.
+    if reason == Reason::Resolved
+        || !person_addressed
+        || !incident.status.is_open()
+        || crate::templates::is_external(&delivery.audience)
+    {
+        return None;
+    }
+    links.url(incident.id, person, now)
 }
 
 /// The message for one notification as stored, with its idempotency id.

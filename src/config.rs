@@ -680,9 +680,19 @@ pub struct RawNotifications {
     pub webhooks: Vec<Spanned<crate::notify::WebhookConfig>>,
     pub templates: Option<Spanned<String>>,
     pub dashboard_url: Option<Spanned<String>>,
+    pub ack_links: Option<Spanned<RawAckLinks>>,
     pub workers: Option<Spanned<u64>>,
     pub delivery: Option<Spanned<RawDelivery>>,
     pub rate_limits: Option<Spanned<BTreeMap<String, RawChannelLimits>>>,
+}
+
+/// `notifications.ack_links`: signed one-click acknowledge links.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAckLinks {
+    pub enabled: Option<bool>,
+    pub secret: Option<Spanned<Secret>>,
+    pub ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -745,6 +755,8 @@ pub struct Notifications {
     pub templates: Option<PathBuf>,
     /// Base URL for links in messages (incident pages, acknowledge links).
     pub dashboard_url: Option<String>,
+    /// Signed acknowledge links in person-addressed email and SMS (need `dashboard_url`).
+    pub ack_links: AckLinks,
     /// Concurrent sends.
     pub workers: usize,
     pub delivery: crate::outbox::RetryPolicy,
@@ -760,10 +772,34 @@ impl Default for Notifications {
             webhooks: Vec::new(),
             templates: None,
             dashboard_url: None,
+            ack_links: AckLinks::default(),
             workers: 8,
             delivery: crate::outbox::RetryPolicy::default(),
             rate_limits: default_rate_limits(),
         }
+    }
+}
+
+/// `notifications.ack_links`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckLinks {
+    pub enabled: bool,
+    /// The HMAC key; `None`: the daemon's generated `<data_dir>/link.key`.
+    pub secret: Option<Secret>,
+    /// How long a link works after the message is composed.
+    pub ttl: Duration,
+}
+
+/// The file under `data_dir` holding the generated link key when no secret is configured.
+pub const LINK_KEY_FILE: &str = "link.key";
+/// Shortest configured link secret, in bytes: 256 bits if written as random hex or base64.
+pub const MIN_LINK_SECRET_BYTES: usize = 32;
+/// Longest link lifetime: a link in an old mail must not work forever.
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Default for AckLinks {
+    fn default() -> Self {
+        AckLinks { enabled: true, secret: None, ttl: Duration::from_secs(24 * 3600) }
     }
 }
 
@@ -939,6 +975,17 @@ fn random_token() -> Result<String, String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("cannot generate a random token: {e}"))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The generated acknowledge-link key: `<data_dir>/link.key`, created (0600) with 32 random
+/// bytes on first use and reused after restarts, exactly like the generated token.
+pub fn read_or_create_link_key(data_dir: &Path) -> Result<Secret, ConfigErrors> {
+    read_or_create_token(&data_dir.join(LINK_KEY_FILE)).map(Secret::new)
+}
+
+/// A random in-memory secret (for `tocsin check`, which writes nothing).
+pub fn random_secret() -> Result<Secret, String> {
+    random_token().map(Secret::new)
 }
 
 /// Reuses `path` if it exists, else creates it with a new token. The file must be private
@@ -1462,6 +1509,9 @@ impl Validator<'_> {
                 );
             }
             n.dashboard_url = Some(url.value.trim_end_matches('/').to_string());
+        }
+        if let Some(raw_links) = raw.ack_links {
+            n.ack_links = self.ack_links(raw_links);
         }
         n.workers = self.count(raw.workers, "notifications.workers", 256, n.workers);
         if let Some(d) = raw.delivery.map(|d| d.value) {
@@ -2209,6 +2259,39 @@ impl Validator<'_> {
                 defaults.request_timeout,
             ),
         }
+    }
+
+    fn ack_links(&mut self, raw: Spanned<RawAckLinks>) -> AckLinks {
+        let (at, raw) = (raw.referenced, raw.value);
+        let mut links = AckLinks::default();
+        if let Some(enabled) = raw.enabled {
+            links.enabled = enabled;
+        }
+        if let Some(secret) = raw.secret {
+            let mut value = secret.value;
+            match expand_secret(&mut value, self.env) {
+                Err(problems) => {
+                    problems
+                        .into_iter()
+                        .for_each(|p| self.err(secret.referenced, "notifications.ack_links.secret", p));
+                }
+                Ok(()) if value.expose().len() < MIN_LINK_SECRET_BYTES => self.err(
+                    secret.referenced,
+                    "notifications.ack_links.secret",
+                    format!(
+                        "must be at least {MIN_LINK_SECRET_BYTES} bytes (e.g. `openssl rand -base64 32`); leave it out to have one generated in data_dir/{LINK_KEY_FILE}"
+                    ),
+                ),
+                Ok(()) => links.secret = Some(value),
+            }
+        }
+        let ttl_at = raw.ttl.as_ref().map_or(at, |t| t.referenced);
+        links.ttl = self.duration(raw.ttl, "notifications.ack_links.ttl", links.ttl);
+        if links.ttl < Duration::from_secs(1) || links.ttl > MAX_LINK_TTL {
+            self.err(ttl_at, "notifications.ack_links.ttl", "must be from 1s to 30 days");
+            links.ttl = AckLinks::default().ttl;
+        }
+        links
     }
 
     fn duration(

@@ -194,7 +194,7 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub at: Timestamp,
-    /// `source:<name>`, `user:<name>`, `rule:<file>` or `tocsin`.
+    /// `source:<name>`, `user:<name>`, `link:<person>`, `rule:<file>` or `tocsin`.
     pub actor: String,
     pub kind: EntryKind,
     pub message: String,

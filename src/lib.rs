@@ -23,6 +23,9 @@
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
 //! - [`incident_api`]: notes, roles, notices sent, reviews and action items; the review export.
 //! - [`audit`]: the tamper-evident hash chain over every timeline entry, and its verification.
+//! - [`links`]: signed one-click acknowledge links (pure: mint and verify tokens); [`ack`]
+//!   serves them (`GET`/`POST /ack/{token}`); [`sms_inbound`] takes `ACK 42` SMS replies from
+//!   Twilio's signed incoming-message webhook.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -34,6 +37,7 @@
 //! [`clock`] (the injectable "now" that timers and drills run on).
 #![forbid(unsafe_code)]
 
+pub mod ack;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -48,6 +52,7 @@ pub mod incident;
 pub mod incident_api;
 pub mod ingest;
 pub mod journal;
+pub mod links;
 pub mod metrics;
 pub mod normalize;
 pub mod notify;
@@ -59,6 +64,7 @@ pub mod rule_tests;
 pub mod rules;
 pub mod runtime;
 pub mod server;
+pub mod sms_inbound;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

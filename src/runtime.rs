@@ -27,6 +27,9 @@ pub struct Runtime {
     pub templates: Arc<Templates>,
     /// The configured notification channels (SMTP pool, HTTP clients, log file).
     pub channels: Arc<Channels>,
+    /// Signed acknowledge links: `None` unless `notifications.dashboard_url` is set and
+    /// `notifications.ack_links.enabled` is on.
+    pub ack_links: Option<Arc<crate::links::AckLinks>>,
 }
 
 impl Runtime {
@@ -79,13 +82,44 @@ pub fn build(config: Config, dry_run: bool) -> Result<Runtime, LoadError> {
     let rules = load_rules(&config).map_err(LoadError::Rules)?;
     let templates = load_templates(&config).map_err(LoadError::Templates)?;
     let channels = Channels::build(&config.notifications, dry_run).map_err(LoadError::Channels)?;
+    let ack_links = ack_links(&config, dry_run).map_err(LoadError::Config)?;
     Ok(Runtime {
+        ack_links,
         auth: Authenticator::new(&config),
         rules: Arc::new(rules),
         templates: Arc::new(templates),
         channels: Arc::new(channels),
         config,
     })
+}
+
+/// The acknowledge-link signer: the configured secret, else `<data_dir>/link.key` (created
+/// on first start, 0600). A dry run (`tocsin check`) uses a throwaway key and writes nothing.
+fn ack_links(
+    config: &Config,
+    dry_run: bool,
+) -> Result<Option<Arc<crate::links::AckLinks>>, ConfigErrors> {
+    let n = &config.notifications;
+    let Some(base_url) = n.dashboard_url.clone().filter(|_| n.ack_links.enabled) else {
+        return Ok(None);
+    };
+    let secret = match &n.ack_links.secret {
+        Some(secret) => secret.clone(),
+        None if dry_run => config::random_secret().map_err(|e| ConfigErrors {
+            errors: vec![config::ConfigError {
+                file: config::LINK_KEY_FILE.to_string(),
+                position: None,
+                path: String::new(),
+                message: e,
+            }],
+        })?,
+        None => config::read_or_create_link_key(&config.data_dir)?,
+    };
+    Ok(Some(Arc::new(crate::links::AckLinks {
+        key: crate::links::Key::new(secret.expose().as_bytes()),
+        ttl: n.ack_links.ttl,
+        base_url,
+    })))
 }
 
 fn env(name: &str) -> Option<String> {

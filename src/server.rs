@@ -52,6 +52,8 @@ pub struct App {
     pub ready: AtomicBool,
     /// The daemon's "now": the system clock, or a manual one for tests and rehearsals.
     pub clock: SharedClock,
+    /// Bounds `/ack/{token}` (no credential needed to reach it).
+    pub ack_limiter: governor::DefaultDirectRateLimiter,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -93,6 +95,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/rotations/{name}/overrides/{id}",
             axum::routing::delete(api::delete_override),
         )
+        .route("/ack/{token}", get(crate::ack::page).post(crate::ack::act))
+        .route(crate::sms_inbound::PATH, post(crate::sms_inbound::inbound))
         .route("/-/reload", post(api::reload))
         .route("/-/clock", post(incident_api::move_clock))
         .route("/metrics", get(metrics))
@@ -136,6 +140,7 @@ pub async fn run(
         metrics,
         ready: AtomicBool::new(true),
         clock: clock.clone(),
+        ack_limiter: crate::ack::limiter(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
     let _watcher = if config.watch {

@@ -45,7 +45,7 @@ pub use context::{NoticeKind, RenderContext};
 pub use payload::{alertmanager_payload, tocsin_payload};
 
 use context::{INCIDENT_FIELDS, ROOT_NAMES, View};
-use plain::is_external;
+pub use plain::is_external;
 
 use crate::notify::{Channel, Message};
 

@@ -13,7 +13,7 @@ use crate::notify::Channel;
 
 /// Audiences whose messages may leave the company (customers, and the communications team who
 /// forward them). Their built-in messages and payloads are redacted.
-pub(crate) fn is_external(audience: &str) -> bool {
+pub fn is_external(audience: &str) -> bool {
     matches!(audience, "customer" | "communications")
 }
 

@@ -361,11 +361,19 @@ fn shipped_sms_fit_two_gsm_segments() {
     let mut incident = sample::full(NoticeKind::New, 123_456);
     incident.summary = "Checkout error rate above 5% ".repeat(10);
     incident.service = Some("checkout-payments-gateway".into());
+    let claim = crate::links::Claim {
+        incident: incident.id,
+        person: "ana.lopez-oncall".into(),
+        expires: 1_800_000_000,
+    };
+    let token = crate::links::mint(&crate::links::Key::new(vec![7; 32]), &claim).unwrap();
+    assert_eq!(token.len(), 66);
     for kind in NoticeKind::ALL {
         let bundle = vec![incident.clone(); 3];
         let ctx = RenderContext {
             bundle: if kind == NoticeKind::Bundle { &bundle } else { &[] },
-            ack_url: Some("https://tocsin.example.com/ack/0123456789abcdef0123456789abcdef".into()),
+            // A real link, for a person id of 16 characters.
+            ack_url: Some(format!("https://tocsin.example.com/ack/{token}")),
             dashboard_url: Some("https://tocsin.example.com/incidents/123456".into()),
             drill: true,
             ..RenderContext::new(&incident, kind)
@@ -598,4 +606,31 @@ fn check_variables_accepts_loop_variables_globals_and_optional_labels() {
     )]);
     let errors = templates.check_variables();
     assert!(errors.is_empty(), "{:#?}", errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+}
+
+#[test]
+fn shipped_responder_and_default_messages_carry_the_ack_link_while_open() {
+    let templates = Templates::builtin();
+    let ack = "https://t.example/ack/AQAAAAAAAAAqAAAAAGlAYWFuYQ";
+    for kind in [NoticeKind::New, NoticeKind::Reminder, NoticeKind::Resolved] {
+        let incident = sample::full(kind, 42);
+        let ctx =
+            RenderContext { ack_url: Some(ack.into()), ..RenderContext::new(&incident, kind) };
+        for (channel, audience) in [
+            (Channel::Email, "responder"),
+            (Channel::Email, "default"),
+            (Channel::Sms, "responder"),
+            (Channel::Sms, "default"),
+        ] {
+            let r = templates.render(channel, audience, &ctx);
+            let at = format!("{}/{audience} {kind:?}", channel.as_str());
+            assert!(r.fallback.is_none(), "{at}: {:?}", r.fallback);
+            // A resolved incident has nothing left to acknowledge.
+            let want = kind != NoticeKind::Resolved;
+            assert_eq!(r.text.contains(ack), want, "{at}: {}", r.text);
+            if let Some(html) = r.html {
+                assert_eq!(html.contains(&format!("href=\"{ack}\"")), want, "{at}: {html}");
+            }
+        }
+    }
 }

@@ -1,0 +1,393 @@
+//! Signed one-click acknowledge links: a token that binds one incident, one person and an
+//! expiry time, so the link in an email or SMS is the credential for exactly that action.
+//!
+//! Pure: no I/O and no clock (the caller passes `now`). The HTTP side is in [`crate::ack`].
+//!
+//! Token layout (version 1), base64url without padding:
+//!
+//! ```text
+//! payload = 0x01 | incident id (u64, big-endian) | expires (unix seconds, u64, big-endian) | person id (UTF-8)
+//! token   = base64url(payload | tag)
+//! tag     = first 16 bytes of HMAC-SHA256(key, "tocsin/ack/v1\0" | payload)
+//! ```
+//!
+//! The tag is checked (in constant time) before anything in the payload is believed, so a
+//! changed byte anywhere is a bad signature, not a confusing parse error. 128 bits of tag keep
+//! SMS links short and are far beyond guessing over HTTP.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use jiff::Timestamp;
+use sha2::Sha256;
+
+use crate::incident::IncidentId;
+
+const VERSION: u8 = 1;
+/// Separates these MACs from anything else the same key might ever sign.
+const DOMAIN: &[u8] = b"tocsin/ack/v1\0";
+const TAG_LEN: usize = 16;
+/// Version, incident id, expiry.
+const HEADER_LEN: usize = 1 + 8 + 8;
+/// Longest person id a token carries (config ids are short; this bounds the token).
+pub const MAX_PERSON_LEN: usize = 128;
+/// Longest token text accepted; anything longer is refused before decoding.
+pub const MAX_TOKEN_LEN: usize = (HEADER_LEN + MAX_PERSON_LEN + TAG_LEN).div_ceil(3) * 4;
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub incident: IncidentId,
+    pub person: String,
+    /// Unix seconds after which the link no longer works.
+    pub expires: i64,
+}
+
+impl Claim {
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        Timestamp::from_second(self.expires).ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Not a token this daemon could have issued (bad characters, wrong length).
+    #[error("this is not a valid acknowledge link (it may have been cut off when copied)")]
+    Malformed,
+    /// Decodes, but the signature does not match: altered, or signed with another key.
+    #[error("this acknowledge link is not valid: its signature does not match")]
+    BadSignature,
+    #[error("this acknowledge link expired at {}", fmt_expiry(*.0))]
+    Expired(i64),
+}
+
+fn fmt_expiry(secs: i64) -> String {
+    Timestamp::from_second(secs).map_or_else(|_| secs.to_string(), |t| t.to_string())
+}
+
+/// The signing key. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Key(Vec<u8>);
+
+impl Key {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Key {
+        Key(bytes.into())
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any size");
+        mac.update(DOMAIN);
+        mac
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Mints a token for `claim`, or `None` if the person id is empty or longer than
+/// [`MAX_PERSON_LEN`] bytes (no link then; the message still goes out).
+pub fn mint(key: &Key, claim: &Claim) -> Option<String> {
+    if claim.person.is_empty() || claim.person.len() > MAX_PERSON_LEN || claim.expires < 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(HEADER_LEN + claim.person.len() + TAG_LEN);
+    bytes.push(VERSION);
+    bytes.extend_from_slice(&claim.incident.to_be_bytes());
+    bytes.extend_from_slice(&(claim.expires as u64).to_be_bytes());
+    bytes.extend_from_slice(claim.person.as_bytes());
+    let mut mac = key.mac();
+    mac.update(&bytes);
+    let tag = mac.finalize().into_bytes();
+    bytes.extend_from_slice(&tag[..TAG_LEN]);
+    Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Checks a token's signature, then its expiry against `now`.
+pub fn verify(key: &Key, token: &str, now: Timestamp) -> Result<Claim, LinkError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(LinkError::Malformed);
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| LinkError::Malformed)?;
+    if bytes.len() < HEADER_LEN + 1 + TAG_LEN {
+        return Err(LinkError::Malformed);
+    }
+    let (payload, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+    let mut mac = key.mac();
+    mac.update(payload);
+    mac.verify_truncated_left(tag).map_err(|_| LinkError::BadSignature)?;
+    // Signed by us: the payload is ours, but stay defensive about versions.
+    if payload[0] != VERSION {
+        return Err(LinkError::Malformed);
+    }
+    let incident = u64::from_be_bytes(payload[1..9].try_into().expect("8 bytes"));
+    let expires = u64::from_be_bytes(payload[9..17].try_into().expect("8 bytes"));
+    let expires = i64::try_from(expires).map_err(|_| LinkError::Malformed)?;
+    let person = std::str::from_utf8(&payload[HEADER_LEN..]).map_err(|_| LinkError::Malformed)?;
+    if now.as_second() >= expires {
+        return Err(LinkError::Expired(expires));
+    }
+    Ok(Claim { incident, person: person.to_string(), expires })
+}
+
+/// Everything needed to put acknowledge links into messages: the key, how long a link lives,
+/// and the public base URL. Present in the runtime only when `notifications.dashboard_url` is
+/// set and `notifications.ack_links.enabled` is true.
+#[derive(Debug, Clone)]
+pub struct AckLinks {
+    pub key: Key,
+    pub ttl: Duration,
+    /// The public base URL, without a trailing `/`.
+    pub base_url: String,
+}
+
+impl AckLinks {
+    /// `{base_url}/ack/{token}` for `person` acknowledging `incident`, valid from `now` for
+    /// the configured time.
+    pub fn url(&self, incident: IncidentId, person: &str, now: Timestamp) -> Option<String> {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let expires = now.as_second().saturating_add(ttl.max(1));
+        let token = mint(&self.key, &Claim { incident, person: person.to_string(), expires })?;
+        Some(format!("{}/ack/{token}", self.base_url))
+    }
+
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claim, LinkError> {
+        verify(&self.key, token, now)
+    }
+}
+
+/// `text` with the token of every `/ack/<token>` replaced by `<redacted>`, for showing stored
+/// messages through the API: a viewer must not be able to pick up someone's link and act as
+/// them.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "/ack/";
+    if !text.contains(MARK) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        out.push_str(before);
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(after.len());
+        if end > 0 {
+            out.push_str("<redacted>");
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::new(b"0123456789abcdef0123456789abcdef".to_vec())
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-27T04:00:00Z".parse().unwrap()
+    }
+
+    fn claim(incident: IncidentId) -> Claim {
+        Claim { incident, person: "ana".into(), expires: now().as_second() + 3600 }
+    }
+
+    #[test]
+    fn roundtrip() {
+        let token = mint(&key(), &claim(42)).unwrap();
+        assert!(token.len() <= MAX_TOKEN_LEN);
+        assert!(token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(verify(&key(), &token, now()), Ok(claim(42)));
+    }
+
+    #[test]
+    fn any_changed_byte_is_a_bad_signature() {
+        let token = mint(&key(), &claim(42)).unwrap();
+        let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        for i in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut changed = bytes.clone();
+                changed[i] ^= flip;
+                let forged = URL_SAFE_NO_PAD.encode(&changed);
+                assert_eq!(verify(&key(), &forged, now()), Err(LinkError::BadSignature), "{i}");
+            }
+        }
+        // Cut short or lengthened: the tag no longer covers what is there.
+        let short = URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() - 1]);
+        assert_eq!(verify(&key(), &short, now()), Err(LinkError::BadSignature));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            verify(&key(), &URL_SAFE_NO_PAD.encode(&long), now()),
+            Err(LinkError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn another_key_is_a_bad_signature() {
+        let token = mint(&key(), &claim(42)).unwrap();
+        let other = Key::new(b"another key, also long enough...".to_vec());
+        assert_eq!(verify(&other, &token, now()), Err(LinkError::BadSignature));
+    }
+
+    #[test]
+    fn expired() {
+        let token = mint(&key(), &claim(42)).unwrap();
+        let exp = claim(42).expires;
+        let at = |s| Timestamp::from_second(s).unwrap();
+        assert!(verify(&key(), &token, at(exp - 1)).is_ok());
+        assert_eq!(verify(&key(), &token, at(exp)), Err(LinkError::Expired(exp)));
+        assert_eq!(verify(&key(), &token, at(exp + 86_400)), Err(LinkError::Expired(exp)));
+    }
+
+    #[test]
+    fn a_token_for_one_incident_never_names_another() {
+        let one = mint(&key(), &claim(1)).unwrap();
+        let two = mint(&key(), &claim(2)).unwrap();
+        assert_ne!(one, two);
+        assert_eq!(verify(&key(), &one, now()).unwrap().incident, 1);
+        // Splicing incident 2 into token 1's payload breaks the signature.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&one).unwrap();
+        bytes[1..9].copy_from_slice(&2u64.to_be_bytes());
+        let forged = URL_SAFE_NO_PAD.encode(&bytes);
+        assert_eq!(verify(&key(), &forged, now()), Err(LinkError::BadSignature));
+        // So does moving the person.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&one).unwrap();
+        let n = bytes.len() - TAG_LEN;
+        bytes[n - 3..n].copy_from_slice(b"bob");
+        let forged = URL_SAFE_NO_PAD.encode(&bytes);
+        assert_eq!(verify(&key(), &forged, now()), Err(LinkError::BadSignature));
+    }
+
+    #[test]
+    fn malformed() {
+        for bad in ["", "abc", "not a token!", "%2e%2e", &"A".repeat(MAX_TOKEN_LEN + 4)] {
+            assert_eq!(verify(&key(), bad, now()), Err(LinkError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn person_ids_too_long_or_empty_get_no_token() {
+        let mut c = claim(1);
+        c.person = "x".repeat(MAX_PERSON_LEN);
+        let token = mint(&key(), &c).unwrap();
+        assert!(token.len() <= MAX_TOKEN_LEN);
+        assert_eq!(verify(&key(), &token, now()), Ok(c.clone()));
+        c.person.push('x');
+        assert_eq!(mint(&key(), &c), None);
+        c.person.clear();
+        assert_eq!(mint(&key(), &c), None);
+    }
+
+    #[test]
+    fn ack_links_build_urls_that_verify() {
+        let links = AckLinks {
+            key: key(),
+            ttl: Duration::from_secs(60),
+            base_url: "https://t.example".into(),
+        };
+        let url = links.url(7, "ana", now()).unwrap();
+        let token = url.strip_prefix("https://t.example/ack/").unwrap();
+        let c = links.verify(token, now()).unwrap();
+        assert_eq!((c.incident, c.person.as_str(), c.expires), (7, "ana", now().as_second() + 60));
+        assert!(format!("{links:?}").contains("***"));
+    }
+
+    #[test]
+    fn redact_hides_tokens_only() {
+        assert_eq!(redact("no links"), "no links");
+        assert_eq!(
+            redact("Ack: https://t.example/ack/AbC-_9\nDetails: https://t.example/incidents/4"),
+            "Ack: https://t.example/ack/<redacted>\nDetails: https://t.example/incidents/4"
+        );
+        assert_eq!(
+            redact("<a href=\"https://t/ack/xyz\">x</a> /ack/"),
+            "<a href=\"https://t/ack/<redacted>\">x</a> /ack/"
+        );
+    }
+
+    // --- Config and key file -----------------------------------------------------------------
+
+    fn config(text: &str, env: &[(&str, &str)]) -> Result<crate::config::Config, String> {
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let raw = crate::config::parse(text, "t.yaml").map_err(|e| e.to_string())?;
+        crate::config::validate(raw, "t.yaml", &lookup).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let c = config("{}\n", &[]).unwrap();
+        assert_eq!(c.notifications.ack_links, crate::config::AckLinks::default());
+        assert_eq!(c.notifications.ack_links.ttl, Duration::from_secs(86_400));
+
+        let text = "notifications:\n  ack_links: {secret: \"${S}\", ttl: 2h}\n";
+        let secret = "k".repeat(32);
+        let c = config(text, &[("S", &secret)]).unwrap();
+        let links = &c.notifications.ack_links;
+        assert_eq!(links.secret.as_ref().map(|s| s.expose()), Some(secret.as_str()));
+        assert_eq!(links.ttl, Duration::from_secs(7200));
+        assert!(!format!("{c:?}").contains(&secret), "the secret is never in Debug");
+
+        let short = config(text, &[("S", "too-short")]).unwrap_err();
+        assert!(short.contains("t.yaml:2:") && short.contains("at least 32 bytes"), "{short}");
+        assert!(!short.contains("too-short"), "never the value: {short}");
+        let unset = config(text, &[]).unwrap_err();
+        assert!(unset.contains("environment variable S is not set"), "{unset}");
+        let zero = config("notifications:\n  ack_links: {ttl: 500ms}\n", &[]).unwrap_err();
+        assert!(zero.contains("notifications.ack_links.ttl: must be from 1s"), "{zero}");
+        let long = config("notifications:\n  ack_links: {ttl: 1000h}\n", &[]).unwrap_err();
+        assert!(long.contains("30 days"), "{long}");
+        let typo = config("notifications:\n  ack_links: {ttl: 1h, secert: x}\n", &[]).unwrap_err();
+        assert!(typo.contains("secert"), "{typo}");
+    }
+
+    #[test]
+    fn without_a_secret_the_key_is_generated_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let text = format!(
+            "data_dir: \"{}\"\nnotifications:\n  dashboard_url: \"https://t.example/\"\n",
+            data.display()
+        );
+        // `tocsin check` (dry run) writes nothing.
+        let rt = crate::runtime::build(config(&text, &[]).unwrap(), true).unwrap();
+        assert!(rt.ack_links.is_some());
+        assert!(!data.join("link.key").exists());
+
+        let first = crate::runtime::build(config(&text, &[]).unwrap(), false).unwrap();
+        let links = first.ack_links.clone().unwrap();
+        assert_eq!(links.base_url, "https://t.example");
+        let mode = std::fs::metadata(data.join("link.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let url = links.url(3, "ana", now()).unwrap();
+        let token = url.rsplit('/').next().unwrap();
+        // After a restart (a new runtime from the same files) old links still verify.
+        let second = crate::runtime::build(config(&text, &[]).unwrap(), false).unwrap();
+        assert_eq!(second.ack_links.unwrap().verify(token, now()).unwrap().incident, 3);
+
+        // No dashboard_url, or switched off: no links at all.
+        let off = format!("data_dir: \"{}\"\n", data.display());
+        assert!(
+            crate::runtime::build(config(&off, &[]).unwrap(), false).unwrap().ack_links.is_none()
+        );
+        let disabled = format!("{text}  ack_links: {{enabled: false}}\n");
+        assert!(
+            crate::runtime::build(config(&disabled, &[]).unwrap(), false)
+                .unwrap()
+                .ack_links
+                .is_none()
+        );
+    }
+}
