@@ -47,7 +47,7 @@ pub fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
     let sink = SmtpSink::default();
     let done = sink.done.clone();
     let mut server = mailin_embedded::Server::new(sink);
-    server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
+    server.with_name("sink.test").with_num_threads(8).with_tcp_listener(listener);
     std::thread::spawn(move || {
         let _ = server.serve();
     });
