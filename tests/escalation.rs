@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::smtp::{Mail, smtp_server};
+use common::smtp::{Mail, mail_part, smtp_server};
 use common::{Daemon, TOKEN};
 use serde_json::{Value, json};
 
@@ -665,4 +665,38 @@ async fn a_maintenance_window_holds_back_pages_and_says_what_it_held() {
     assert_eq!(r.status(), 200);
     alert(d, "db-replica", "critical").await;
     assert_eq!(mails(&env, 1).await[0].0, "ana@example.com");
+}
+
+#[tokio::test]
+async fn acknowledging_through_the_signed_link_stops_the_next_step() {
+    let (port, inbox) = smtp_server();
+    let yaml = config(port, TWO_STEPS).replace(
+        "notifications:\n",
+        "notifications:\n  dashboard_url: \"https://tocsin.example.com\"\n",
+    );
+    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let d = &env.daemon;
+    let id = alert(d, "search-slow", "critical").await;
+    mails(&env, 1).await;
+    let data = env.mails.lock().unwrap()[0].data.clone();
+    let text = mail_part(&data, "text/plain").expect("a text part");
+    let link = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Acknowledge: https://tocsin.example.com"))
+        .unwrap_or_else(|| panic!("no acknowledge link in:\n{text}"))
+        .to_string();
+    d.advance("3m").await;
+    let r = d
+        .client
+        .post(d.url(&link))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.advance("1h").await;
+    quiet(&env, 1).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["acknowledged"]["by"], "link:ana");
+    assert_eq!(i["escalation"]["stopped"], "acknowledged by link:ana");
 }
