@@ -1609,11 +1609,29 @@ impl Writer {
                     };
                     let next = escalation::after(now, every);
                     self.schedule(batch, changes, incident.id, next, TimerKind::CommsUpdate)?;
+                    // The draft comes from the approved `customer` email template, rendered
+                    // for the incident as it stands now.
+                    let draft = crate::compose::render(
+                        rt,
+                        &incident,
+                        Reason::Reminder,
+                        &Delivery {
+                            channel: Channel::Email,
+                            recipient: crate::outbox::Recipient {
+                                person: None,
+                                address: "customers".into(),
+                            },
+                            audience: "customer".into(),
+                        },
+                    )
+                    .0;
                     let line = format!(
-                        "A status update for incident #{} is due (every {:#} at {}); draft it from the approved customer templates. Next reminder at {next}.",
+                        "A status update for incident #{} is due (every {:#} at {}). Next reminder at {next}.\nDraft from the approved customer template:\n---\n{}\n{}\n---",
                         incident.id,
                         escalation::signed(every),
-                        incident.decision.severity
+                        incident.decision.severity,
+                        draft.subject,
+                        draft.text.trim_end(),
                     );
                     self.remind_role(
                         batch,

@@ -620,6 +620,9 @@ async fn the_communications_lead_is_reminded_to_post_updates_while_it_is_open() 
     let got = mails(&env, 2).await;
     assert_eq!(got[1].0, "cora@example.com");
     assert!(got[1].1.starts_with("Status update due:"), "{}", got[1].1);
+    let data = env.mails.lock().unwrap()[1].data.clone();
+    let text = mail_part(&data, "text/plain").expect("a text part");
+    assert!(text.contains("Draft from the approved customer template:"), "{text}");
     d.advance("30m").await;
     assert_eq!(mails(&env, 3).await[2].0, "cora@example.com");
     let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
