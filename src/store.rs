@@ -191,8 +191,22 @@ impl Store {
         }
         let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
         // Close first: redb locks the file, so the old handle must be gone before the new one.
+        // A read transaction still running keeps it open a moment longer (redb defers the
+        // close), so a refused open is retried briefly; readers get 503 meanwhile.
         drop(db.take());
-        match open_db(&self.path) {
+        let mut opened = open_db(&self.path);
+        for _ in 0..100 {
+            match &opened {
+                Err(StoreError::Open {
+                    source: redb::DatabaseError::DatabaseAlreadyOpen, ..
+                }) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    opened = open_db(&self.path);
+                }
+                _ => break,
+            }
+        }
+        match opened {
             Ok(reopened) => {
                 *db = Some(reopened);
                 *broken = None;
