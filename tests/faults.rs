@@ -204,7 +204,7 @@ notifications:
     let ceiling = |attempt: u32| {
         (Duration::from_millis(200) * 2u32.pow(attempt - 1)).min(Duration::from_secs(1))
     };
-    let slack = Duration::from_millis(1500); // the delivery loop's polling and a loaded machine
+    let slack = Duration::from_millis(2500); // the delivery loop's polling and a loaded machine
     let timeout = Duration::from_secs(1);
     for i in 0..faults {
         let gap = got[i + 1].at - got[i].at;
