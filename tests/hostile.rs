@@ -134,6 +134,21 @@ async fn hostile_bodies_get_a_4xx_with_a_json_error_and_nothing_is_stored() {
         post_raw(&small, "/api/v1/events", shaped("/api/v1/events", &keys).into_bytes()).await;
     assert_eq!(status, 413, "{text}");
     assert_eq!(json["error"], "too_large");
+    // The unread body means the server closes the connection, and it says so, so that a
+    // client's connection pool does not send the next request into a closing socket.
+    let r = small
+        .client
+        .post(small.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(shaped("/api/v1/events", &keys))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.headers()["connection"], "close");
+    // The same pooled client's next request works.
+    assert_eq!(small.get("/-/healthy", None).await.status, 200);
     assert_nothing_stored(&small).await;
 }
 
