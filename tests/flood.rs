@@ -59,7 +59,7 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_is_refused_with_429_and_503_while_health_checks_answer() {
     let sink = stalling_sink().await;
-    let d = Daemon::start_with(&format!(
+    let mut d = Daemon::start_with(&format!(
         r#"sources:
   - name: limited
     token: {LIMITED}
@@ -208,4 +208,10 @@ notifications:
     assert_eq!(r.body["events"].as_array().unwrap().len(), 1, "{}", r.text);
     // Notifications wait in the bounded outbox for the stalled sink; the depth is reported.
     assert!(m.text.contains("tocsin_notification_queue_depth"), "{}", m.text);
+
+    // SIGTERM with that backlog: the sends in flight end (2 s attempt timeout), the rest stay
+    // queued for the next start; the daemon does not work through the backlog first.
+    let t = Instant::now();
+    assert_eq!(d.terminate(), Some(0), "exit code after SIGTERM");
+    assert!(t.elapsed() < Duration::from_secs(15), "SIGTERM took {:?} with a backlog", t.elapsed());
 }
