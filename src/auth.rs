@@ -177,6 +177,29 @@ impl Authenticator {
     }
 }
 
+/// For the dashboard's sign-in form and its sessions.
+impl Authenticator {
+    /// The user named `name` whose token is `token`, compared in constant time like a bearer
+    /// token (`None` for a wrong name or token, without saying which).
+    pub fn user_by_credentials(&self, name: &str, token: &str) -> Option<&UserEntry> {
+        let presented = digest(token);
+        find(&self.users, |u| &u.token, &presented).filter(|u| u.name == name)
+    }
+
+    /// The user named `name` if their token still has the digest `token_digest` (a session
+    /// outlives neither the user nor a change of their token).
+    pub fn user_with_digest(&self, name: &str, token_digest: &[u8; 32]) -> Option<&UserEntry> {
+        self.users.iter().find(|u| u.name == name && bool::from(u.token.ct_eq(token_digest)))
+    }
+}
+
+impl UserEntry {
+    /// The SHA-256 digest of the user's token: what a dashboard session remembers.
+    pub fn token_digest(&self) -> [u8; 32] {
+        self.token
+    }
+}
+
 /// Compares against every entry without stopping at the first match, so the time taken does
 /// not tell an attacker how far down the list a near-miss was.
 fn find<'a, T>(

@@ -437,6 +437,30 @@ pub struct Config {
     /// Set when `${TOCSIN_TOKEN}` came from (or was just written to) this file because the
     /// environment had none, so `serve` can say where the token is.
     pub generated_token: Option<PathBuf>,
+    /// The web dashboard's sign-in sessions.
+    pub dashboard: Dashboard,
+}
+
+/// `dashboard:` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dashboard {
+    /// A session ends after this long without a request (idle timeout).
+    pub session_ttl: Duration,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard { session_ttl: Duration::from_secs(12 * 3600) }
+    }
+}
+
+/// Longest `dashboard.session_ttl` accepted.
+const MAX_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    pub session_ttl: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,6 +504,7 @@ pub struct RawConfig {
     pub reviews: Option<Spanned<RawReviews>>,
     #[serde(default)]
     pub maintenance: Vec<Spanned<RawMaintenance>>,
+    pub dashboard: Option<Spanned<RawDashboard>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -1262,6 +1287,7 @@ impl Validator<'_> {
             .map(|d| self.duration(Some(d), "incidents.auto_resolve_after", Duration::ZERO))
             .filter(|d| !d.is_zero());
         let roster = self.roster(prefs, raw.rotations, raw.roles, &policies);
+        let dashboard = self.dashboard(raw.dashboard);
 
         Config {
             listen,
@@ -1280,7 +1306,21 @@ impl Validator<'_> {
             auto_resolve_after,
             escalation,
             generated_token: None,
+            dashboard,
         }
+    }
+
+    fn dashboard(&mut self, raw: Option<Spanned<RawDashboard>>) -> Dashboard {
+        let mut out = Dashboard::default();
+        let Some(ttl) = raw.and_then(|r| r.value.session_ttl) else { return out };
+        let at = ttl.referenced;
+        let parsed = self.duration(Some(ttl), "dashboard.session_ttl", out.session_ttl);
+        if parsed < Duration::from_secs(60) || parsed > MAX_SESSION_TTL {
+            self.err(at, "dashboard.session_ttl", "must be from 1m to 30 days");
+        } else {
+            out.session_ttl = parsed;
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]

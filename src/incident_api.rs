@@ -27,7 +27,7 @@ use crate::review::{ActionState, Export};
 use crate::server::App;
 
 /// Longest note, title or review field, in bytes.
-const MAX_TEXT: usize = 16 * 1024;
+pub const MAX_TEXT: usize = 16 * 1024;
 
 fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
     raw.parse().map_err(|_| ApiError::malformed(format!("incident id {raw:?} is not a number")))

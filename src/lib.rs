@@ -30,6 +30,9 @@
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
+//! - [`dashboard`]: the web pages at `/` for people: sign-in sessions, overview, incidents,
+//!   acknowledge/resolve/notes, the notification queue; [`dashboard::customer_view`] is where
+//!   customer data is masked.
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
@@ -44,6 +47,7 @@ pub mod auth;
 pub mod clock;
 pub mod compose;
 pub mod config;
+pub mod dashboard;
 pub mod delivery;
 pub mod error;
 pub mod escalation;

@@ -54,6 +54,8 @@ pub struct App {
     pub clock: SharedClock,
     /// Bounds `/ack/{token}` (no credential needed to reach it).
     pub ack_limiter: governor::DefaultDirectRateLimiter,
+    /// The dashboard's sign-in sessions (in memory) and sign-in rate limits.
+    pub dashboard: crate::dashboard::session::Sessions,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -102,6 +104,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(app)
 }
@@ -141,6 +144,7 @@ pub async fn run(
         ready: AtomicBool::new(true),
         clock: clock.clone(),
         ack_limiter: crate::ack::limiter(),
+        dashboard: crate::dashboard::session::Sessions::new(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
     let _watcher = if config.watch {

@@ -1,0 +1,698 @@
+//! The web dashboard at `/`: server-rendered pages for people, signed in with the same user
+//! names, tokens and roles as the JSON API.
+//!
+//! - [`session`]: the sign-in form's sessions (cookie, CSRF token, idle expiry, rate limit).
+//! - [`pages`]: the HTML, with every value escaped.
+//! - [`customer`]: [`customer_view`], the one function customer personal data is shown through.
+//!
+//! Access: without a session every page redirects to `/login` (health checks, `/metrics`, the
+//! JSON API with its bearer tokens and `/ack/{token}` links are not affected). Viewers read;
+//! responders acknowledge, resolve and add notes; admins also reload the config and retry or
+//! drop notifications. Every `POST` needs the session's CSRF token in a hidden field (compared
+//! in constant time) and, when the browser sends an `Origin`, that it is this server. Actions go
+//! through the journal writer exactly as the API's do, as `user:<name>`.
+
+pub mod customer;
+pub mod pages;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+pub use customer::customer_view;
+
+use crate::config::Role;
+use crate::incident::{Incident, IncidentId, Status};
+use crate::journal::{ActError, Amendment, JournalError, PersonAction, QueueOp};
+use crate::outbox::State as OutboxState;
+use crate::server::App;
+use crate::store::{Store, StoreError};
+use session::{SignInError, Viewer};
+
+const CSS: &str = include_str!("style.css");
+const JS: &str = include_str!("dashboard.js");
+
+/// Incidents one list page shows.
+const LIST_PAGE: usize = 100;
+/// Notifications the queue page shows per section.
+const QUEUE_PAGE: usize = 200;
+/// Timers read for the overview's deadlines and action items.
+const DUE_TIMERS: usize = 500;
+
+/// The dashboard's routes, merged into the daemon's router.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/incidents", get(list))
+        .route("/incidents/{id}", get(incident))
+        .route("/incidents/{id}/ack", post(acknowledge))
+        .route("/incidents/{id}/resolve", post(resolve))
+        .route("/incidents/{id}/notes", post(add_note))
+        .route("/queue", get(queue))
+        .route("/queue/{id}/{op}", post(queue_op))
+        .route("/reload", post(reload))
+        .route("/assets/dashboard.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route(
+            "/assets/dashboard.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+/// A page with the dashboard's security headers: never cached, never framed, no inline script.
+fn html(status: StatusCode, page: String) -> Response {
+    let mut r = (status, page).into_response();
+    let h = r.headers_mut();
+    let fixed = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ];
+    for (name, value) in fixed {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn page(app: &App, v: Option<&Viewer>, status: StatusCode, title: &str, body: &str) -> Response {
+    html(status, pages::layout(v, title, app.clock.now(), body))
+}
+
+fn message(app: &App, v: &Viewer, status: StatusCode, text: &str, back: &str) -> Response {
+    page(
+        app,
+        Some(v),
+        status,
+        status.canonical_reason().unwrap_or("Error"),
+        &pages::message(text, &[], back),
+    )
+}
+
+/// The signed-in user, or a redirect to the sign-in page (back to `path` afterwards).
+fn signed_in(app: &App, headers: &HeaderMap, path: &str) -> Result<Viewer, Box<Response>> {
+    let rt = app.runtime.load();
+    app.dashboard.viewer(&rt, headers).ok_or_else(|| {
+        let next: String = url_encode(path);
+        Box::new(redirect(&format!("/login?next={next}")))
+    })
+}
+
+/// The signed-in user for a form `POST`, with its CSRF token and `Origin` checked and the
+/// role required: a redirect to sign in without a session, 403 otherwise.
+fn may_post(
+    app: &App,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    role: Role,
+) -> Result<Viewer, Box<Response>> {
+    let rt = app.runtime.load();
+    let Some(v) = app.dashboard.viewer(&rt, headers) else {
+        return Err(Box::new(redirect("/login")));
+    };
+    if !session::origin_ok(&rt, headers) || !session::csrf_ok(&v, csrf) {
+        tracing::info!(user = v.name, "dashboard form refused: bad CSRF token or origin");
+        return Err(Box::new(message(
+            app,
+            &v,
+            StatusCode::FORBIDDEN,
+            "This form has expired or did not come from this dashboard. Reload the page and try again.",
+            "/",
+        )));
+    }
+    if !v.may(role) {
+        let text = format!(
+            "You are signed in as a {}; this needs the {} role.",
+            pages::role_name(v.role),
+            pages::role_name(role)
+        );
+        return Err(Box::new(message(app, &v, StatusCode::FORBIDDEN, &text, "/")));
+    }
+    Ok(v)
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where to go after signing in: a local path only (no `//host`, no scheme).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+async fn read<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn unavailable(app: &App, v: &Viewer, why: &str) -> Response {
+    tracing::warn!(error = why, "dashboard read failed");
+    message(
+        app,
+        v,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The store could not be read right now; try again shortly.",
+        "/",
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct NextParam {
+    next: Option<String>,
+}
+
+async fn login_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<NextParam>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = safe_next(q.as_ref().ok().and_then(|q| q.next.as_deref()));
+    if app.dashboard.viewer(&app.runtime.load(), &headers).is_some() {
+        return redirect(&next);
+    }
+    page(&app, None, StatusCode::OK, "Sign in", &pages::login(None, "", &next))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let rt = app.runtime.load();
+    let Ok(Form(form)) = form else {
+        let body = pages::login(Some("Send the sign-in form."), "", "/");
+        return page(&app, None, StatusCode::BAD_REQUEST, "Sign in", &body);
+    };
+    let next = safe_next(form.next.as_deref());
+    if !session::origin_ok(&rt, &headers) {
+        let body = pages::login(Some("This form did not come from this dashboard."), "", &next);
+        return page(&app, None, StatusCode::FORBIDDEN, "Sign in", &body);
+    }
+    let name = form.name.trim();
+    match app.dashboard.sign_in(&rt, name, form.token.trim()) {
+        Ok(id) => {
+            let mut r = redirect(&next);
+            let cookie = session::set_cookie(&id, session::secure(&rt, &headers));
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(SignInError::Rejected) => {
+            let body =
+                pages::login(Some("That user name and token are not accepted."), name, &next);
+            page(&app, None, StatusCode::UNAUTHORIZED, "Sign in", &body)
+        }
+        Err(SignInError::RateLimited(wait)) => {
+            let text = format!("Too many sign-in attempts. Try again in {wait} s.");
+            let body = pages::login(Some(&text), name, &next);
+            let mut r = page(&app, None, StatusCode::TOO_MANY_REQUESTS, "Sign in", &body);
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let csrf = form.ok().and_then(|f| f.0.csrf);
+    if let Err(r) = may_post(&app, &headers, csrf.as_deref(), Role::Viewer) {
+        return *r;
+    }
+    app.dashboard.sign_out(&headers);
+    let mut r = redirect("/login");
+    let cookie = session::clear_cookie(session::secure(&app.runtime.load(), &headers));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+// ---------------------------------------------------------------------------------------------
+
+async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let v = match signed_in(&app, &headers, "/") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let data = read(&app, |s| {
+        let mut open: Vec<(Incident, Vec<crate::escalation::Timer>)> = Vec::new();
+        for i in s.open_incidents()? {
+            let timers = s.incident_timers(i.id)?;
+            open.push((i, timers));
+        }
+        open.sort_by_key(|(i, _)| i.first_seen);
+        let mut due = Vec::new();
+        let mut cache: std::collections::HashMap<IncidentId, Option<Incident>> =
+            std::collections::HashMap::new();
+        for t in s.timers(DUE_TIMERS)? {
+            use crate::escalation::TimerKind;
+            if !matches!(t.kind, TimerKind::NoticeDeadline { .. } | TimerKind::ActionDue { .. }) {
+                continue;
+            }
+            let incident = match cache.get(&t.incident) {
+                Some(found) => found.clone(),
+                None => {
+                    let found = s.incident(t.incident)?;
+                    cache.insert(t.incident, found.clone());
+                    found
+                }
+            };
+            if let Some(incident) = incident {
+                due.push(pages::Due { timer: t, incident });
+            }
+        }
+        // Counted while scanning; `keep` answers false so nothing is collected.
+        let health = std::cell::RefCell::new(pages::Health::default());
+        s.notifications(None, usize::MAX, |n| {
+            health.borrow_mut().count(n);
+            false
+        })?;
+        Ok(pages::Overview { open, due, health: health.into_inner() })
+    })
+    .await;
+    let data = match data {
+        Ok(d) => d,
+        Err(e) => return unavailable(&app, &v, &e),
+    };
+    let severities: Vec<String> =
+        app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
+    let body = pages::overview(&v, &data, &severities, app.clock.now());
+    page(&app, Some(&v), StatusCode::OK, "Overview", &body)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    severity: Option<String>,
+    q: Option<String>,
+    before: Option<IncidentId>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let v = match signed_in(&app, &headers, "/incidents") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Ok(Query(p)) = params else {
+        return message(
+            &app,
+            &v,
+            StatusCode::BAD_REQUEST,
+            "That search is not understood.",
+            "/incidents",
+        );
+    };
+    let status = p.status.unwrap_or_else(|| "open".into());
+    let keep_status: fn(Status) -> bool = match status.as_str() {
+        "open" => Status::is_open,
+        "triggered" => |s| s == Status::Triggered,
+        "acknowledged" => |s| s == Status::Acknowledged,
+        "resolved" => |s| s == Status::Resolved,
+        "all" => |_| true,
+        _ => {
+            return message(
+                &app,
+                &v,
+                StatusCode::BAD_REQUEST,
+                "Status must be one of: open, triggered, acknowledged, resolved, all.",
+                "/incidents",
+            );
+        }
+    };
+    let severity = p.severity.unwrap_or_default();
+    let q = p.q.unwrap_or_default();
+    let (sev, needle) = (severity.clone(), q.trim().to_lowercase());
+    let keep = move |i: &Incident| {
+        keep_status(i.status)
+            && (sev.is_empty() || i.decision.severity == sev)
+            && (needle.is_empty()
+                || [Some(&i.summary), i.service.as_ref(), Some(&i.source), Some(&i.dedup_key)]
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f.to_lowercase().contains(&needle))
+                || needle.trim_start_matches('#').parse::<u64>().is_ok_and(|n| n == i.id))
+    };
+    let found = match read(&app, move |s| s.incidents(p.before, LIST_PAGE, keep)).await {
+        Ok(f) => f,
+        Err(e) => return unavailable(&app, &v, &e),
+    };
+    let next = (found.len() == LIST_PAGE).then(|| {
+        format!(
+            "/incidents?status={}&severity={}&q={}&before={}",
+            url_encode(&status),
+            url_encode(&severity),
+            url_encode(&q),
+            found.last().map(|i| i.id).unwrap_or_default()
+        )
+    });
+    let severities: Vec<String> =
+        app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
+    let query = pages::ListQuery { status: &status, severity: &severity, q: &q };
+    let body = pages::list(&v, &query, &severities, &found, next, app.clock.now());
+    page(&app, Some(&v), StatusCode::OK, "Incidents", &body)
+}
+
+async fn incident(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = match signed_in(&app, &headers, &format!("/incidents/{}", url_encode(&id))) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    render_incident(&app, &v, &id, StatusCode::OK, None).await
+}
+
+async fn render_incident(
+    app: &App,
+    v: &Viewer,
+    id: &str,
+    status: StatusCode,
+    flash: Option<&str>,
+) -> Response {
+    let Ok(id) = id.parse::<IncidentId>() else {
+        return message(app, v, StatusCode::NOT_FOUND, "There is no such incident.", "/incidents");
+    };
+    let found = read(app, move |s| {
+        let Some(incident) = s.incident(id)? else { return Ok(None) };
+        let event = s.event(incident.opened_by)?;
+        let timeline = s.timeline(id)?;
+        let notifications = s.incident_notifications(id)?;
+        let timers = s.incident_timers(id)?;
+        Ok(Some(pages::IncidentPage { incident, event, timeline, notifications, timers }))
+    })
+    .await;
+    match found {
+        Ok(Some(p)) => {
+            let title = format!("Incident #{id}");
+            let body = pages::incident(v, &p, app.clock.now(), flash);
+            page(app, Some(v), status, &title, &body)
+        }
+        Ok(None) => message(
+            app,
+            v,
+            StatusCode::NOT_FOUND,
+            &format!("There is no incident #{id}."),
+            "/incidents",
+        ),
+        Err(e) => unavailable(app, v, &e),
+    }
+}
+
+async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let v = match signed_in(&app, &headers, "/queue") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if !v.may(Role::Admin) {
+        return message(&app, &v, StatusCode::FORBIDDEN, "The queue is for admins.", "/");
+    }
+    let lists = read(&app, |s| {
+        let dead = s.notifications(None, QUEUE_PAGE, |n| n.state == OutboxState::Dead)?;
+        let pending = s.notifications(None, QUEUE_PAGE, |n| n.state.is_pending())?;
+        Ok((dead, pending))
+    })
+    .await;
+    match lists {
+        Ok((dead, pending)) => {
+            let body = pages::queue(&v, &dead, &pending, app.clock.now());
+            page(&app, Some(&v), StatusCode::OK, "Notification queue", &body)
+        }
+        Err(e) => unavailable(&app, &v, &e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+// ---------------------------------------------------------------------------------------------
+
+fn journal_failed(app: &App, v: &Viewer, e: JournalError, back: &str) -> Response {
+    tracing::warn!(error = %e, "dashboard action not recorded");
+    message(
+        app,
+        v,
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("Not recorded ({e}); try again."),
+        back,
+    )
+}
+
+async fn acknowledge(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let csrf = form.ok().and_then(|f| f.0.csrf);
+    act(&app, &headers, &id, csrf.as_deref(), PersonAction::Acknowledge).await
+}
+
+async fn resolve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let csrf = form.ok().and_then(|f| f.0.csrf);
+    act(&app, &headers, &id, csrf.as_deref(), PersonAction::Resolve).await
+}
+
+/// Answers an incident change: back to the incident page (303), or the page with the reason.
+async fn after_change(
+    app: &App,
+    v: &Viewer,
+    raw_id: &str,
+    outcome: Result<Result<Incident, ActError>, JournalError>,
+) -> Response {
+    let back = format!("/incidents/{raw_id}");
+    match outcome {
+        Ok(Ok(i)) => redirect(&format!("/incidents/{}", i.id)),
+        Ok(Err(ActError::NotFound(id))) => message(
+            app,
+            v,
+            StatusCode::NOT_FOUND,
+            &format!("There is no incident #{id}."),
+            "/incidents",
+        ),
+        Ok(Err(e @ (ActError::Refused(_) | ActError::Invalid(_)))) => {
+            render_incident(app, v, raw_id, StatusCode::CONFLICT, Some(&e.to_string())).await
+        }
+        Err(e) => journal_failed(app, v, e, &back),
+    }
+}
+
+async fn act(
+    app: &App,
+    headers: &HeaderMap,
+    raw_id: &str,
+    csrf: Option<&str>,
+    action: PersonAction,
+) -> Response {
+    let v = match may_post(app, headers, csrf, Role::Responder) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Ok(id) = raw_id.parse::<IncidentId>() else {
+        return message(app, &v, StatusCode::NOT_FOUND, "There is no such incident.", "/incidents");
+    };
+    let outcome = app.journal.act(id, action, format!("user:{}", v.name)).await;
+    after_change(app, &v, raw_id, outcome).await
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    text: String,
+}
+
+async fn add_note(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+    form: Result<Form<NoteForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = form.ok().map(|f| f.0);
+    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
+    let v = match may_post(&app, &headers, csrf.as_deref(), Role::Responder) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Ok(id) = raw_id.parse::<IncidentId>() else {
+        return message(
+            &app,
+            &v,
+            StatusCode::NOT_FOUND,
+            "There is no such incident.",
+            "/incidents",
+        );
+    };
+    let text = form.map(|f| f.text).unwrap_or_default();
+    let back = format!("/incidents/{id}");
+    if text.trim().is_empty() {
+        return message(
+            &app,
+            &v,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A note needs some text.",
+            &back,
+        );
+    }
+    if text.len() > crate::incident_api::MAX_TEXT {
+        let m = format!("A note may be at most {} bytes.", crate::incident_api::MAX_TEXT);
+        return message(&app, &v, StatusCode::UNPROCESSABLE_ENTITY, &m, &back);
+    }
+    let outcome = app.journal.amend(id, Amendment::Note { text }, format!("user:{}", v.name)).await;
+    after_change(&app, &v, &raw_id, outcome).await
+}
+
+async fn queue_op(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, op)): Path<(String, String)>,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let csrf = form.ok().and_then(|f| f.0.csrf);
+    let v = match may_post(&app, &headers, csrf.as_deref(), Role::Admin) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let op = match op.as_str() {
+        "retry" => QueueOp::Retry,
+        "drop" => QueueOp::Drop,
+        _ => return message(&app, &v, StatusCode::NOT_FOUND, "No such queue action.", "/queue"),
+    };
+    let Ok(id) = id.parse::<crate::outbox::NotificationId>() else {
+        return message(
+            &app,
+            &v,
+            StatusCode::NOT_FOUND,
+            "There is no such notification.",
+            "/queue",
+        );
+    };
+    match app.journal.queue(id, op, format!("user:{}", v.name)).await {
+        Ok(Ok(_)) => redirect("/queue"),
+        Ok(Err(msg)) if msg.starts_with("no notification") => {
+            message(&app, &v, StatusCode::NOT_FOUND, &msg, "/queue")
+        }
+        Ok(Err(msg)) => message(&app, &v, StatusCode::CONFLICT, &msg, "/queue"),
+        Err(e) => journal_failed(&app, &v, e, "/queue"),
+    }
+}
+
+async fn reload(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let csrf = form.ok().and_then(|f| f.0.csrf);
+    let v = match may_post(&app, &headers, csrf.as_deref(), Role::Admin) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let reloader = app.reloader.clone();
+    let why = format!("dashboard reload by {}", v.name);
+    let result = tokio::task::spawn_blocking(move || reloader.reload(&why)).await;
+    let (status, text, details) = match result {
+        Ok(Ok(restart_only)) => {
+            let text = if restart_only.is_empty() {
+                "Reloaded: the new config and rules are in force.".to_string()
+            } else {
+                "Reloaded. These changes take effect only after a restart:".to_string()
+            };
+            (StatusCode::OK, text, restart_only)
+        }
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The new config or rules are invalid; the running ones stay in force.".to_string(),
+            e.to_string().lines().map(str::to_string).collect(),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("Reload failed: {e}"), Vec::new()),
+    };
+    // A reload may have removed this user or changed their token: check again.
+    match app.dashboard.viewer(&app.runtime.load(), &headers) {
+        Some(v) => page(&app, Some(&v), status, "Reload", &pages::message(&text, &details, "/")),
+        None => redirect("/login"),
+    }
+}

@@ -1,0 +1,378 @@
+//! The web dashboard over plain HTTP against the real daemon: who may see and do what, CSRF,
+//! escaping, sign-in rate limiting and sign-out. Assertions read what a browser would get (status,
+//! redirects, the page's text) and what the JSON API says changed (or did not).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, TOKEN};
+use serde_json::{Value, json};
+
+const RESPONDER: (&str, &str) = ("rita", "responder-token-0123456789");
+const VIEWER: (&str, &str) = ("vic", "viewer-token-0123456789");
+const ADMIN: (&str, &str) = ("admin", TOKEN);
+
+fn yaml() -> String {
+    format!(
+        r#"log_format: text
+sources:
+  - name: default
+    token: ${{TOCSIN_TOKEN}}
+    allow: [alerts, reports, events]
+users:
+  - name: admin
+    token: ${{TOCSIN_TOKEN}}
+    roles: [admin]
+  - {{name: {}, token: {}, roles: [responder]}}
+  - {{name: {}, token: {}, roles: [viewer]}}
+"#,
+        RESPONDER.0, RESPONDER.1, VIEWER.0, VIEWER.1
+    )
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+async fn page(resp: reqwest::Response) -> Page {
+    let status = resp.status().as_u16();
+    let header =
+        |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (location, set_cookie) = (header("location"), header("set-cookie"));
+    Page { status, location, set_cookie, body: resp.text().await.expect("body") }
+}
+
+async fn get(d: &Daemon, cookie: Option<&str>, path: &str) -> Page {
+    let mut req = client().get(d.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    page(req.send().await.expect("GET")).await
+}
+
+async fn post(d: &Daemon, cookie: Option<&str>, path: &str, form: &[(&str, &str)]) -> Page {
+    let mut req = client().post(d.url(path)).form(form);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    page(req.send().await.expect("POST")).await
+}
+
+/// Signs in through the form; answers the `Cookie` header value to send afterwards.
+async fn sign_in(d: &Daemon, (name, token): (&str, &str)) -> String {
+    let p = post(d, None, "/login", &[("name", name), ("token", token), ("next", "/")]).await;
+    assert_eq!(p.status, 303, "sign-in as {name}: {}", p.body);
+    let set = p.set_cookie.expect("a session cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "cookie lacks {attr}: {set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP without an https dashboard_url: {set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(body: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("a form with a CSRF field") + marker.len();
+    body[start..start + 64].to_string()
+}
+
+async fn report(d: &Daemon, summary: &str) -> u64 {
+    let mut body: Value =
+        serde_json::from_slice(&common::fixture("reports/verified-personal-data.json")).unwrap();
+    body["summary"] = json!(summary);
+    let r = d.post("/api/v1/reports", Some(TOKEN), body.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let list = d.get("/api/v1/incidents", Some(TOKEN)).await;
+    list.body["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["summary"] == json!(summary))
+        .unwrap_or_else(|| panic!("incident for {summary} in {}", list.text))["id"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn status(d: &Daemon, id: u64) -> String {
+    let r = d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await;
+    let i = if r.body["incident"].is_object() { &r.body["incident"] } else { &r.body };
+    i["status"].as_str().unwrap_or_else(|| panic!("status in {}", r.text)).to_string()
+}
+
+#[tokio::test]
+async fn without_a_session_only_sign_in_health_and_ack_links_answer() {
+    let d = Daemon::start_with(&yaml());
+    let id = report(&d, "Checkout down").await;
+    for path in ["/", "/incidents", &format!("/incidents/{id}"), "/queue"] {
+        let p = get(&d, None, path).await;
+        assert_eq!(p.status, 303, "{path}");
+        assert!(p.location.as_deref().unwrap().starts_with("/login"), "{path} → {:?}", p.location);
+        assert!(!p.body.contains("Checkout"), "{path} leaked: {}", p.body);
+    }
+    // A made-up session id is no session.
+    let forged = format!("tocsin_session={}", "ab".repeat(32));
+    assert_eq!(get(&d, Some(&forged), "/").await.status, 303);
+    // Acting without a session changes nothing.
+    let p = post(&d, None, &format!("/incidents/{id}/ack"), &[("csrf", "x")]).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(status(&d, id).await, "triggered");
+    assert_eq!(post(&d, None, "/reload", &[]).await.status, 303);
+    // What stays open: the sign-in page, health checks, ack links (their own token).
+    let login = get(&d, None, "/login").await;
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("name=\"token\""));
+    assert_eq!(get(&d, None, "/-/healthy").await.status, 200);
+    assert_eq!(get(&d, None, "/-/ready").await.status, 200);
+    let ack = get(&d, None, "/ack/not-a-token").await;
+    assert_ne!(ack.status, 303, "ack links are not behind the sign-in");
+    // The JSON API still wants its bearer token, a session cookie is no substitute.
+    let cookie = sign_in(&d, ADMIN).await;
+    let api =
+        client().get(d.url("/api/v1/incidents")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(api.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn viewers_read_responders_act_admins_reload() {
+    let d = Daemon::start_with(&yaml());
+    let id = report(&d, "Card payments fail").await;
+    let path = format!("/incidents/{id}");
+
+    // Viewer: sees the incident, no action buttons, and is refused when posting anyway.
+    let viewer = sign_in(&d, VIEWER).await;
+    let p = get(&d, Some(&viewer), &path).await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("Card payments fail"));
+    assert!(!p.body.contains("id=\"acknowledge\""), "viewer shown the ack button");
+    let refused =
+        post(&d, Some(&viewer), &format!("{path}/ack"), &[("csrf", &csrf(&p.body))]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(status(&d, id).await, "triggered");
+    let note = post(
+        &d,
+        Some(&viewer),
+        &format!("{path}/notes"),
+        &[("csrf", &csrf(&p.body)), ("text", "hi")],
+    )
+    .await;
+    assert_eq!(note.status, 403);
+    assert_eq!(get(&d, Some(&viewer), "/queue").await.status, 403);
+
+    // Responder: acknowledges and adds a note through the forms; both land in the journal.
+    let responder = sign_in(&d, RESPONDER).await;
+    let p = get(&d, Some(&responder), &path).await;
+    assert!(p.body.contains("id=\"acknowledge\""));
+    let token = csrf(&p.body);
+    let acked = post(&d, Some(&responder), &format!("{path}/ack"), &[("csrf", &token)]).await;
+    assert_eq!(acked.status, 303, "{}", acked.body);
+    assert_eq!(acked.location.as_deref(), Some(path.as_str()));
+    assert_eq!(status(&d, id).await, "acknowledged");
+    let api = d.get(&path.replace("/incidents", "/api/v1/incidents"), Some(TOKEN)).await;
+    assert!(api.text.contains("user:rita"), "acknowledged as the signed-in user: {}", api.text);
+    let noted = post(
+        &d,
+        Some(&responder),
+        &format!("{path}/notes"),
+        &[("csrf", &token), ("text", "rolled back the deploy")],
+    )
+    .await;
+    assert_eq!(noted.status, 303, "{}", noted.body);
+    let p = get(&d, Some(&responder), &path).await;
+    assert!(p.body.contains("rolled back the deploy"));
+    assert!(p.body.contains("acknowledged by user:rita"));
+    // A second acknowledgement is a conflict, said on the page.
+    let again = post(&d, Some(&responder), &format!("{path}/ack"), &[("csrf", &token)]).await;
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("already acknowledged"));
+    // Responder cannot reload or manage the queue.
+    let r = post(&d, Some(&responder), "/reload", &[("csrf", &token)]).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("admin role"));
+    assert!(!get(&d, Some(&responder), "/").await.body.contains("action=\"/reload\""));
+
+    // Admin: sees the reload button and reloads.
+    let admin = sign_in(&d, ADMIN).await;
+    let home = get(&d, Some(&admin), "/").await;
+    assert!(home.body.contains("action=\"/reload\""));
+    let r = post(&d, Some(&admin), "/reload", &[("csrf", &csrf(&home.body))]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Reloaded"));
+    assert_eq!(get(&d, Some(&admin), "/queue").await.status, 200);
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_change_nothing() {
+    let d = Daemon::start_with(&yaml());
+    let id = report(&d, "Login page slow").await;
+    let path = format!("/incidents/{id}");
+    let responder = sign_in(&d, RESPONDER).await;
+    let good = csrf(&get(&d, Some(&responder), &path).await.body);
+
+    let missing = post(&d, Some(&responder), &format!("{path}/ack"), &[]).await;
+    assert_eq!(missing.status, 403);
+    let wrong =
+        post(&d, Some(&responder), &format!("{path}/ack"), &[("csrf", &"0".repeat(64))]).await;
+    assert_eq!(wrong.status, 403);
+    let note = post(
+        &d,
+        Some(&responder),
+        &format!("{path}/notes"),
+        &[("csrf", "nope"), ("text", "sneaky")],
+    )
+    .await;
+    assert_eq!(note.status, 403);
+    // Another session's token is not this session's.
+    let other = sign_in(&d, RESPONDER).await;
+    let other_token = csrf(&get(&d, Some(&other), &path).await.body);
+    assert_ne!(other_token, good);
+    let crossed =
+        post(&d, Some(&responder), &format!("{path}/ack"), &[("csrf", &other_token)]).await;
+    assert_eq!(crossed.status, 403);
+    // The right token from a foreign Origin is refused too.
+    let foreign = client()
+        .post(d.url(&format!("{path}/ack")))
+        .header("cookie", &responder)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", good.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+
+    assert_eq!(status(&d, id).await, "triggered");
+    let api = d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await;
+    assert!(!api.text.contains("sneaky"));
+    // And the right token, same origin, works.
+    let ok = client()
+        .post(d.url(&format!("{path}/ack")))
+        .header("cookie", &responder)
+        .header("origin", format!("http://{}", d.addr))
+        .form(&[("csrf", good.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    assert_eq!(status(&d, id).await, "acknowledged");
+}
+
+#[tokio::test]
+async fn summaries_and_notes_are_escaped() {
+    let d = Daemon::start_with(&yaml());
+    let evil = "<script>alert('x')</script><img src=x onerror=alert(1)>";
+    let id = report(&d, evil).await;
+    let responder = sign_in(&d, RESPONDER).await;
+    let path = format!("/incidents/{id}");
+    let token = csrf(&get(&d, Some(&responder), &path).await.body);
+    let noted = post(
+        &d,
+        Some(&responder),
+        &format!("{path}/notes"),
+        &[("csrf", &token), ("text", "<b onclick=x>bold</b>")],
+    )
+    .await;
+    assert_eq!(noted.status, 303);
+    for (page_path, label) in
+        [(path.as_str(), "incident"), ("/", "overview"), ("/incidents?status=all", "list")]
+    {
+        let body = get(&d, Some(&responder), page_path).await.body;
+        assert!(!body.contains("<script>alert"), "{label} renders the script: {body}");
+        assert!(!body.contains("<img src=x"), "{label} renders the img");
+        assert!(
+            body.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"),
+            "{label}: {body}"
+        );
+    }
+    let body = get(&d, Some(&responder), &path).await.body;
+    assert!(!body.contains("<b onclick"));
+    assert!(body.contains("&lt;b onclick=x&gt;bold&lt;/b&gt;"));
+}
+
+#[tokio::test]
+async fn viewers_see_customer_contact_masked() {
+    let d = Daemon::start_with(&yaml());
+    let id = report(&d, "Card payments fail for jo@example.org").await;
+    let path = format!("/incidents/{id}");
+    let viewer = get(&d, Some(&sign_in(&d, VIEWER).await), &path).await.body;
+    assert!(!viewer.contains("jo@example.org"), "viewer sees the email: {viewer}");
+    assert!(!viewer.contains("7946 0958"), "viewer sees the phone");
+    assert!(!viewer.contains("Jo Example"), "viewer sees the name");
+    assert!(viewer.contains("j***@example.org"));
+    assert!(viewer.contains("***58"));
+    let responder = get(&d, Some(&sign_in(&d, RESPONDER).await), &path).await.body;
+    assert!(responder.contains("jo@example.org"));
+    assert!(responder.contains("+44 20 7946 0958"));
+    assert!(responder.contains("Jo Example"));
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited_and_sign_out_ends_the_session() {
+    let d = Daemon::start_with(&yaml());
+    // Wrong tokens: refused, then limited — and while limited, even the right token waits.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let p = post(&d, None, "/login", &[("name", RESPONDER.0), ("token", "wrong")]).await;
+        assert!(p.set_cookie.is_none());
+        statuses.push(p.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429], "per-name budget of 5");
+    let p = post(&d, None, "/login", &[("name", RESPONDER.0), ("token", RESPONDER.1)]).await;
+    assert_eq!(p.status, 429);
+    assert!(p.set_cookie.is_none());
+    // Another user's budget is their own.
+    let viewer = sign_in(&d, VIEWER).await;
+    assert_eq!(get(&d, Some(&viewer), "/").await.status, 200);
+
+    // Sign-out: the cookie is cleared and the old session id no longer works.
+    let home = get(&d, Some(&viewer), "/").await;
+    let out = post(&d, Some(&viewer), "/logout", &[("csrf", &csrf(&home.body))]).await;
+    assert_eq!(out.status, 303);
+    assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+    let after = get(&d, Some(&viewer), "/").await;
+    assert_eq!(after.status, 303);
+    assert!(after.location.unwrap().starts_with("/login"));
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_a_token_ends_that_users_sessions() {
+    let d = Daemon::start_with(&yaml());
+    let viewer = sign_in(&d, VIEWER).await;
+    let responder = sign_in(&d, RESPONDER).await;
+    assert_eq!(get(&d, Some(&viewer), "/").await.status, 200);
+    let changed = yaml().replace(VIEWER.1, "a-brand-new-viewer-token-42");
+    std::fs::write(&d.config, changed).unwrap();
+    let r = d.post("/-/reload", Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(get(&d, Some(&viewer), "/").await.status, 303, "old token's session survived");
+    assert_eq!(get(&d, Some(&responder), "/").await.status, 200, "unchanged user kept theirs");
+}
+
+#[tokio::test]
+async fn pages_read_on_a_phone_and_the_overview_shows_what_is_open() {
+    let d = Daemon::start_with(&yaml());
+    let id = report(&d, "Refunds stuck").await;
+    let viewer = sign_in(&d, VIEWER).await;
+    let home = get(&d, Some(&viewer), "/").await;
+    assert!(home.body.contains("name=\"viewport\" content=\"width=device-width"));
+    assert!(home.body.contains(&format!("href=\"/incidents/{id}\"")));
+    assert!(home.body.contains("Delivery health"));
+    let list = get(&d, Some(&viewer), "/incidents?status=open&q=refunds").await;
+    assert!(list.body.contains("Refunds stuck"));
+    let none = get(&d, Some(&viewer), "/incidents?status=resolved&q=refunds").await;
+    assert!(!none.body.contains("Refunds stuck"));
+    let css = client().get(d.url("/assets/dashboard.css")).send().await.unwrap();
+    assert_eq!(css.status().as_u16(), 200);
+    assert!(css.text().await.unwrap().contains("@media (max-width"));
+}
