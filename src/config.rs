@@ -434,6 +434,8 @@ pub struct Config {
     pub auto_resolve_after: Option<Duration>,
     /// Notice rules, status-update intervals, reviews, maintenance windows.
     pub escalation: crate::escalation::Settings,
+    /// Where notifications about drill incidents go (`drills:`).
+    pub drills: crate::drill::live::Drills,
     /// Set when `${TOCSIN_TOKEN}` came from (or was just written to) this file because the
     /// environment had none, so `serve` can say where the token is.
     pub generated_token: Option<PathBuf>,
@@ -480,6 +482,8 @@ pub struct RawConfig {
     pub reviews: Option<Spanned<RawReviews>>,
     #[serde(default)]
     pub maintenance: Vec<Spanned<RawMaintenance>>,
+    /// Live drills: who hears about drill incidents.
+    pub drills: Option<Spanned<RawDrills>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -641,6 +645,15 @@ pub struct RawNoticeWhen {
     pub customer_facing: Option<bool>,
     pub severity: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+}
+
+/// `drills:`: `notify: recipients | policy`, and the recipients (policy notify entries).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrills {
+    pub notify: Option<Spanned<String>>,
+    #[serde(default)]
+    pub recipients: Vec<Spanned<RawPolicyEntry>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -893,7 +906,7 @@ const MAX_QUEUE_CAPACITY: u64 = 1 << 20;
 const MAX_BATCH_EVENTS: u64 = 1 << 20;
 const MAX_NAME_CHARS: usize = 128;
 
-fn parse_options() -> serde_saphyr::Options {
+pub(crate) fn parse_options() -> serde_saphyr::Options {
     // The schema is at most five levels deep and a real config has a few hundred nodes; the
     // budget turns alias bombs and deeply nested junk into a prompt error.
     let budget = serde_saphyr::budget! {
@@ -913,7 +926,7 @@ fn parse_options() -> serde_saphyr::Options {
     }
 }
 
-fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
+pub(crate) fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
     let mut inner = err;
     while let serde_saphyr::Error::WithSnippet { error, .. }
     | serde_saphyr::Error::AliasError { error, .. } = inner
@@ -938,7 +951,7 @@ fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
     }
 }
 
-fn position(loc: Location) -> Option<Position> {
+pub(crate) fn position(loc: Location) -> Option<Position> {
     (loc != Location::UNKNOWN && loc.line() > 0)
         .then(|| Position { line: loc.line(), column: loc.column() })
 }
@@ -1262,6 +1275,7 @@ impl Validator<'_> {
             .map(|d| self.duration(Some(d), "incidents.auto_resolve_after", Duration::ZERO))
             .filter(|d| !d.is_zero());
         let roster = self.roster(prefs, raw.rotations, raw.roles, &policies);
+        let drills = self.drills(raw.drills, &policies, &notifications, &known_roles);
 
         Config {
             listen,
@@ -1279,8 +1293,55 @@ impl Validator<'_> {
             notifications,
             auto_resolve_after,
             escalation,
+            drills,
             generated_token: None,
         }
+    }
+
+    /// `drills:`: the mode and the recipients that replace a policy's for drill incidents.
+    fn drills(
+        &mut self,
+        raw: Option<Spanned<RawDrills>>,
+        policies: &crate::policy::Policies,
+        notifications: &Notifications,
+        known_roles: &BTreeSet<String>,
+    ) -> crate::drill::live::Drills {
+        use crate::drill::live::{DrillNotify, Drills, Recipient};
+        let mut out = Drills::default();
+        let Some(raw) = raw else { return out };
+        if let Some(mode) = raw.value.notify {
+            out.notify = match mode.value.as_str() {
+                "recipients" => DrillNotify::Recipients,
+                "policy" => DrillNotify::Policy,
+                other => {
+                    self.err(
+                        mode.referenced,
+                        "drills.notify",
+                        format!("`{other}` is not one of recipients, policy"),
+                    );
+                    DrillNotify::Recipients
+                }
+            };
+        }
+        for (i, e) in raw.value.recipients.into_iter().enumerate() {
+            let path = format!("drills.recipients[{i}]");
+            if e.value.role.is_some() {
+                // A role is held by real on-call people: a drill must not page them this way.
+                self.err(
+                    e.referenced,
+                    &format!("{path}.role"),
+                    "drill recipients are people, webhooks or the log, not roles (a role is held by whoever is really on call)",
+                );
+                continue;
+            }
+            let audience = e.value.audience.clone();
+            if let Some(entry) =
+                self.policy_entry(&policies.people, e, &path, notifications, known_roles)
+            {
+                out.recipients.push(Recipient { entry, audience });
+            }
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]

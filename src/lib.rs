@@ -30,6 +30,8 @@
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
+//! - [`drill`]: `tocsin drill`, scenarios run through the real pipeline on a simulated clock
+//!   against an in-memory store; and live drills' routing ([`drill::live`]).
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
@@ -45,6 +47,7 @@ pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod delivery;
+pub mod drill;
 pub mod error;
 pub mod escalation;
 pub mod event;

@@ -138,7 +138,23 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let store = Store { db, path };
+        Store::init(Store { db, path })
+    }
+
+    /// A fresh store that lives in memory only (redb's in-memory backend): the same tables and
+    /// transactions as [`Store::open`], nothing on disk. For `tocsin drill` and tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        Store::init(Store { db, path })
+    }
+
+    /// Creates every table (so readers never see a missing one) and chains any unaudited
+    /// timeline entries.
+    fn init(store: Store) -> Result<Store, StoreError> {
         let txn = store.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_SOURCE)?;

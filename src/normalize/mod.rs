@@ -111,6 +111,18 @@ fn check_batch_size(item: &str, len: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The label (Alertmanager) or `custom_details` key (PagerDuty) that marks a drill.
+pub const DRILL_LABEL: &str = "tocsin_drill";
+
+/// Whether a drill marker's value says "drill": `true`, or the string `"true"` (any case).
+pub fn drill_flag(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
 /// A new event with the fields that never come from the body already set.
 fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event::Kind) -> Event {
     Event {
@@ -132,6 +144,7 @@ fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event
         links: Vec::new(),
         customer: None,
         verified: false,
+        drill: false,
         details: serde_json::Map::new(),
     }
 }
