@@ -323,4 +323,41 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("line 2 column 8"), "{msg}");
     }
+
+    #[test]
+    fn every_format_carries_the_drill_marker() {
+        let ctx = || Context { source: "s", now: "2026-03-02T09:00:00Z".parse().unwrap() };
+        let one = |n: Result<Normalized, ApiError>| {
+            let n = n.unwrap();
+            assert!(n.rejected.is_empty(), "{:?}", n.rejected);
+            n.events[0].drill
+        };
+        assert!(one(canonical(br#"{"summary": "x", "drill": true}"#, ctx())));
+        assert!(!one(canonical(br#"{"summary": "x"}"#, ctx())));
+        let report = |drill: &str| {
+            format!(r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "x"{drill}}}"#)
+        };
+        assert!(one(super::report(report(r#", "drill": true"#).as_bytes(), ctx())));
+        assert!(!one(super::report(report("").as_bytes(), ctx())));
+        let am =
+            |v: &str| format!(r#"[{{"labels": {{"alertname": "A", "tocsin_drill": "{v}"}}}}]"#);
+        assert!(one(alertmanager_v2(am("true").as_bytes(), ctx())));
+        assert!(!one(alertmanager_v2(am("false").as_bytes(), ctx())));
+        let hook = r#"{"version": "4", "status": "firing", "receiver": "r", "groupKey": "g",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "x",
+            "alerts": [{"status": "firing", "labels": {"alertname": "A", "tocsin_drill": "TRUE"},
+                        "annotations": {}, "startsAt": "2026-03-02T08:00:00Z"}]}"#;
+        assert!(one(alertmanager_webhook(hook.as_bytes(), ctx())));
+        let pd = |details: &str| {
+            format!(
+                r#"{{"routing_key": "k", "event_action": "trigger", "payload": {{"summary": "x",
+                    "source": "s", "severity": "info", "custom_details": {details}}}}}"#
+            )
+        };
+        let pd_drill =
+            |d: &str| one(parse_pagerduty(pd(d).as_bytes()).unwrap().into_normalized(ctx()));
+        assert!(pd_drill(r#"{"tocsin_drill": true}"#));
+        assert!(pd_drill(r#"{"tocsin_drill": "true"}"#));
+        assert!(!pd_drill(r#"{"other": 1}"#));
+    }
 }
