@@ -169,7 +169,16 @@ impl Sim<'_> {
         pending.extend(self.scenario.incidents.iter().filter_map(|x| x.at));
         pending.insert(SignedDuration::ZERO);
         let mut next_step = 0;
-        for _ in 0..MAX_INSTANTS {
+        let mut instants = 0;
+        loop {
+            instants += 1;
+            if instants > MAX_INSTANTS {
+                return Err(RunError(format!(
+                    "stopped at {}: more than {MAX_INSTANTS} instants to simulate before `until` ({}); shorten `until`",
+                    super::scenario::show(self.offset()),
+                    super::scenario::show(self.scenario.until)
+                )));
+            }
             let now = self.clock.now();
             let scripted =
                 pending.iter().next().map(|d| start.saturating_add(*d).unwrap_or(Timestamp::MAX));
