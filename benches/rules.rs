@@ -60,6 +60,7 @@ fn alert() -> Event {
         }],
         customer: None,
         verified: false,
+        drill: false,
         details: serde_json::Map::new(),
     }
 }

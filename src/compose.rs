@@ -27,10 +27,11 @@ pub fn plain(incident: &Incident, reason: Reason, links: &Links) -> Rendered {
         Reason::Reminder => "Reminder: incident",
     };
     let service = incident.service.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+    let drill = if incident.drill { "[DRILL] " } else { "" };
     let subject =
-        format!("[{}] {what} #{}: {}{service}", d.severity, incident.id, incident.summary);
+        format!("{drill}[{}] {what} #{}: {}{service}", d.severity, incident.id, incident.summary);
     let mut text = format!(
-        "{what} #{} ({}, score {}){service}: {}\nStatus: {}. Source: {}. First seen {}; {} occurrence(s).",
+        "{drill}{what} #{} ({}, score {}){service}: {}\nStatus: {}. Source: {}. First seen {}; {} occurrence(s).",
         incident.id,
         d.severity,
         d.score,
@@ -62,6 +63,7 @@ pub fn plain(incident: &Incident, reason: Reason, links: &Links) -> Rendered {
             "last_seen": incident.last_seen,
             "count": incident.count,
         },
+        "drill": incident.drill,
     });
     Rendered { subject, text, html: None, payload }
 }
@@ -80,6 +82,7 @@ pub fn render(
         Reason::Reminder => NoticeKind::Reminder,
     };
     let mut ctx = RenderContext::new(incident, kind);
+    ctx.drill = incident.drill;
     ctx.dashboard_url = rt
         .config
         .notifications
@@ -171,7 +174,8 @@ pub fn bundle(items: &[Notification]) -> Message {
     if items.len() == 1 {
         return message(head);
     }
-    let subject = format!("{} notifications from Tocsin", items.len());
+    let drill = if items.iter().all(|n| n.drill) { "[DRILL] " } else { "" };
+    let subject = format!("{drill}{} notifications from Tocsin", items.len());
     let mut text = format!("{} notifications:\n", items.len());
     for n in items {
         text.push_str("- ");

@@ -434,6 +434,8 @@ pub struct Config {
     pub auto_resolve_after: Option<Duration>,
     /// Notice rules, status-update intervals, reviews, maintenance windows.
     pub escalation: crate::escalation::Settings,
+    /// Where notifications about drill incidents go (`drills:`).
+    pub drills: crate::drill::live::Drills,
     /// Set when `${TOCSIN_TOKEN}` came from (or was just written to) this file because the
     /// environment had none, so `serve` can say where the token is.
     pub generated_token: Option<PathBuf>,
@@ -505,6 +507,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub maintenance: Vec<Spanned<RawMaintenance>>,
     pub dashboard: Option<Spanned<RawDashboard>>,
+    /// Live drills: who hears about drill incidents.
+    pub drills: Option<Spanned<RawDrills>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -666,6 +670,15 @@ pub struct RawNoticeWhen {
     pub customer_facing: Option<bool>,
     pub severity: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+}
+
+/// `drills:`: `notify: recipients | policy`, and the recipients (policy notify entries).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrills {
+    pub notify: Option<Spanned<String>>,
+    #[serde(default)]
+    pub recipients: Vec<Spanned<RawPolicyEntry>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -918,7 +931,7 @@ const MAX_QUEUE_CAPACITY: u64 = 1 << 20;
 const MAX_BATCH_EVENTS: u64 = 1 << 20;
 const MAX_NAME_CHARS: usize = 128;
 
-fn parse_options() -> serde_saphyr::Options {
+pub(crate) fn parse_options() -> serde_saphyr::Options {
     // The schema is at most five levels deep and a real config has a few hundred nodes; the
     // budget turns alias bombs and deeply nested junk into a prompt error.
     let budget = serde_saphyr::budget! {
@@ -938,7 +951,7 @@ fn parse_options() -> serde_saphyr::Options {
     }
 }
 
-fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
+pub(crate) fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
     let mut inner = err;
     while let serde_saphyr::Error::WithSnippet { error, .. }
     | serde_saphyr::Error::AliasError { error, .. } = inner
@@ -963,7 +976,7 @@ fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
     }
 }
 
-fn position(loc: Location) -> Option<Position> {
+pub(crate) fn position(loc: Location) -> Option<Position> {
     (loc != Location::UNKNOWN && loc.line() > 0)
         .then(|| Position { line: loc.line(), column: loc.column() })
 }
@@ -1288,6 +1301,7 @@ impl Validator<'_> {
             .filter(|d| !d.is_zero());
         let roster = self.roster(prefs, raw.rotations, raw.roles, &policies);
         let dashboard = self.dashboard(raw.dashboard);
+        let drills = self.drills(raw.drills, &policies, &notifications, &known_roles);
 
         Config {
             listen,
@@ -1305,6 +1319,7 @@ impl Validator<'_> {
             notifications,
             auto_resolve_after,
             escalation,
+            drills,
             generated_token: None,
             dashboard,
         }
@@ -1319,6 +1334,52 @@ impl Validator<'_> {
             self.err(at, "dashboard.session_ttl", "must be from 1m to 30 days");
         } else {
             out.session_ttl = parsed;
+        }
+        out
+    }
+
+    /// `drills:`: the mode and the recipients that replace a policy's for drill incidents.
+    fn drills(
+        &mut self,
+        raw: Option<Spanned<RawDrills>>,
+        policies: &crate::policy::Policies,
+        notifications: &Notifications,
+        known_roles: &BTreeSet<String>,
+    ) -> crate::drill::live::Drills {
+        use crate::drill::live::{DrillNotify, Drills, Recipient};
+        let mut out = Drills::default();
+        let Some(raw) = raw else { return out };
+        if let Some(mode) = raw.value.notify {
+            out.notify = match mode.value.as_str() {
+                "recipients" => DrillNotify::Recipients,
+                "policy" => DrillNotify::Policy,
+                other => {
+                    self.err(
+                        mode.referenced,
+                        "drills.notify",
+                        format!("`{other}` is not one of recipients, policy"),
+                    );
+                    DrillNotify::Recipients
+                }
+            };
+        }
+        for (i, e) in raw.value.recipients.into_iter().enumerate() {
+            let path = format!("drills.recipients[{i}]");
+            if e.value.role.is_some() {
+                // A role is held by real on-call people: a drill must not page them this way.
+                self.err(
+                    e.referenced,
+                    &format!("{path}.role"),
+                    "drill recipients are people, webhooks or the log, not roles (a role is held by whoever is really on call)",
+                );
+                continue;
+            }
+            let audience = e.value.audience.clone();
+            if let Some(entry) =
+                self.policy_entry(&policies.people, e, &path, notifications, known_roles)
+            {
+                out.recipients.push(Recipient { entry, audience });
+            }
         }
         out
     }

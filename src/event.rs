@@ -141,6 +141,12 @@ pub struct Event {
     /// A report the support desk has verified (always false for machine alerts).
     #[serde(default)]
     pub verified: bool,
+    /// A rehearsal, not a real problem (canonical and report `drill: true`, the Alertmanager
+    /// label `tocsin_drill="true"`, PagerDuty `payload.custom_details.tocsin_drill: true`).
+    /// Its incident is a drill: labelled as one, routed to `drills` recipients only, and left
+    /// out of response-time figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
     /// Everything else the format carries that has no field above (PagerDuty `custom_details`,
     /// `component`, a report's description, …). Free-form JSON, kept as sent.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]

@@ -90,6 +90,11 @@ pub struct Incident {
     /// The after-action review, once the incident resolved at a reviewed severity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<crate::review::Review>,
+    /// A rehearsal: opened by a drill event (see `Event::drill`). Labelled as a drill in every
+    /// message, notified to the `drills` recipients instead of the policy's, and to be left
+    /// out of response-time figures (MTTA/MTTR). A real event joining it makes it real.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 impl Incident {
@@ -269,6 +274,7 @@ pub fn apply(
                 escalation: None,
                 notices: Vec::new(),
                 review: None,
+                drill: event.drill,
                 decision,
             };
             // One entry for the opening and the rules' decision on it: the first line of every
@@ -301,6 +307,18 @@ pub fn apply(
             incident.count += 1;
             incident.last_seen = event.received_at;
             let mut entries = rule_failures(event, evaluation);
+            if incident.drill && !event.drill {
+                // Never let a rehearsal hide a real problem with the same key.
+                incident.drill = false;
+                entries.push(Entry {
+                    at: event.received_at,
+                    actor: "tocsin".into(),
+                    kind: EntryKind::Note,
+                    message: "a real (non-drill) event joined this drill incident: it is no longer a drill, and its policy pages from the first step".into(),
+                    event_id: Some(event.id),
+                    detail: serde_json::Value::Null,
+                });
+            }
             let before = std::mem::replace(&mut incident.decision, evaluation.decision.clone());
             if before.severity != incident.decision.severity {
                 entries.push(Entry {

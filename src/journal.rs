@@ -785,6 +785,7 @@ impl Writer {
             self.metrics.rule_failed(&failure.rule);
         }
         let open = self.current(batch, changes, &event.source, &event.dedup_key)?;
+        let open_drill = open.as_ref().is_some_and(|i| i.drill);
         let mut new_id = None;
         let outcome = incident::apply(open, event, &scored.evaluation, || {
             // Allocation can fail only with the store; remember and report after `apply`.
@@ -796,7 +797,26 @@ impl Writer {
         if let Some(Err(e)) = new_id {
             return Err(e);
         }
+        let was_drill = open_drill;
         match outcome {
+            Outcome::Updated(mut incident, entries) if was_drill && !incident.drill => {
+                // A real event joined a drill incident: page as if it had just opened, since
+                // the policy's people heard nothing while it was a drill.
+                batch.link_event(event.id, incident.id)?;
+                changes.log(incident.id, entries);
+                self.cancel(batch, incident.id, |k| matches!(k, TimerKind::Step { .. }))?;
+                incident.escalation = None;
+                if incident.status == Status::Triggered
+                    && incident.decision.suppressed.is_none()
+                    && let (Some(p), _) = rt.config.policies.choose(&incident.decision)
+                {
+                    let p = p.clone();
+                    let why = "a real event joined the drill incident";
+                    let fired = self.fire_step(batch, changes, rt, &mut incident, &p, 0, 0, why)?;
+                    changes.log(incident.id, fired);
+                }
+                self.save(changes, incident);
+            }
             Outcome::Opened(incident, entries) | Outcome::Updated(incident, entries) => {
                 match event.action {
                     Action::Acknowledge => {
@@ -1265,6 +1285,14 @@ impl Writer {
         let now = self.clock.now();
         let first = step == 0 && round == 0 && incident.escalation.is_none();
         let (deliveries, unfilled) = self.step_deliveries(rt, incident, policy, step, first);
+        let log = rt.config.notifications.log_path.as_ref().map(|p| p.display().to_string());
+        let (deliveries, drill_note) = crate::drill::live::route(
+            &rt.config.drills,
+            &rt.config.policies,
+            incident,
+            deliveries,
+            log.as_deref(),
+        );
         let reason = if first { Reason::New } else { Reason::Escalated };
         let steps = policy.steps.len();
         let mut entries = vec![entry(
@@ -1283,6 +1311,9 @@ impl Writer {
                 },
             ),
         )];
+        if let Some(note) = drill_note {
+            entries.push(entry(now, EntryKind::Note, note));
+        }
         for role in unfilled {
             entries.push(entry(
                 now,
@@ -1754,7 +1785,18 @@ impl Writer {
             audience: audience.to_string(),
         }];
         let (deliveries, _) = rt.config.policies.deliveries(&target, &incident.roles, None);
+        let log = rt.config.notifications.log_path.as_ref().map(|p| p.display().to_string());
+        let (deliveries, drill_note) = crate::drill::live::route(
+            &rt.config.drills,
+            &rt.config.policies,
+            incident,
+            deliveries,
+            log.as_deref(),
+        );
         let mut entries = Vec::new();
+        if let Some(note) = drill_note {
+            entries.push(entry(self.clock.now(), EntryKind::Note, note));
+        }
         if deliveries.is_empty() {
             entries.push(entry(
                 self.clock.now(),
@@ -1813,7 +1855,7 @@ impl Writer {
             reference: None,
             delivered_at: None,
             bundled_into: None,
-            drill: false,
+            drill: incident.drill,
             waited: false,
             requeued_at: None,
         };

@@ -33,6 +33,8 @@
 //! - [`dashboard`]: the web pages at `/` for people: sign-in sessions, overview, incidents,
 //!   acknowledge/resolve/notes, the notification queue; [`dashboard::customer_view`] is where
 //!   customer data is masked.
+//! - [`drill`]: `tocsin drill`, scenarios run through the real pipeline on a simulated clock
+//!   against an in-memory store; and live drills' routing ([`drill::live`]).
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
@@ -49,6 +51,7 @@ pub mod compose;
 pub mod config;
 pub mod dashboard;
 pub mod delivery;
+pub mod drill;
 pub mod error;
 pub mod escalation;
 pub mod event;

@@ -40,6 +40,17 @@ enum Command {
         #[command(subcommand)]
         op: AuditCommand,
     },
+    /// Rehearse a scenario offline: its events and actions go through the real pipeline on a
+    /// simulated clock against an in-memory store; prints who would have been told what and
+    /// when; exit 0 when every expectation holds, 1 when one fails, 2 when it cannot run.
+    Drill {
+        /// The config (default: the scenario's `config:`, else rules/tocsin.yaml if present,
+        /// else the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The scenario file (YAML).
+        scenario: PathBuf,
+    },
     /// Run rule test cases (YAML) against the config's rules; print a diff for each failing
     /// case; exit 1 if any fails. Default path: fixtures/rules/.
     Test {
@@ -109,6 +120,12 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
         Command::Test { config, paths } => test(config, paths),
+        Command::Drill { config, scenario } => ExitCode::from(tocsin::drill::main(
+            &scenario,
+            config.as_deref(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Queue { target, op } => queue(target, op),
         Command::Audit { op: AuditCommand::Verify { target, data_dir, expect_head } } => {
             audit_verify(target, data_dir, expect_head)

@@ -148,6 +148,8 @@ pub struct Store {
     path: PathBuf,
     /// Set after a write failed with an I/O error (disk full): when the last reopen was tried.
     broken: Mutex<Option<Option<Instant>>>,
+    /// An in-memory store (drills) has no file to reopen after an I/O error.
+    in_memory: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -164,7 +166,27 @@ impl Store {
             .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
         let db = open_db(&path)?;
-        let store = Store { db: RwLock::new(Some(db)), path, broken: Mutex::new(None) };
+        Store::init(Store::around(db, path, false))
+    }
+
+    /// A fresh store that lives in memory only (redb's in-memory backend): the same tables and
+    /// transactions as [`Store::open`], nothing on disk. For `tocsin drill` and tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        Store::init(Store::around(db, path, true))
+    }
+
+    fn around(db: Database, path: PathBuf, in_memory: bool) -> Store {
+        Store { db: RwLock::new(Some(db)), path, broken: Mutex::new(None), in_memory }
+    }
+
+    /// Creates every table (so readers never see a missing one) and chains any unaudited
+    /// timeline entries.
+    fn init(store: Store) -> Result<Store, StoreError> {
         let txn = store.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_SOURCE)?;
@@ -278,6 +300,7 @@ impl Store {
         let result = self.write_once(f);
         if let Err(e) = &result
             && e.is_io()
+            && !self.in_memory
         {
             let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
             broken.get_or_insert(None);

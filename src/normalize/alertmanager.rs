@@ -14,6 +14,8 @@
 //!   non-empty: they come from an Alertmanager that has validated them already, possibly under
 //!   its newer UTF-8 name rules.
 //! - Labels with an empty value are dropped (v2), as Alertmanager does, before the fingerprint.
+//! - The label `tocsin_drill="true"` marks a rehearsal (`Event::drill`). It stays a label, so
+//!   it is part of the fingerprint: a drill alert never joins the real alert's incident.
 
 use std::collections::BTreeMap;
 
@@ -148,6 +150,10 @@ impl Alert {
         event.service = self.labels.get("service").or_else(|| self.labels.get("job")).cloned();
         event.starts_at = self.starts_at;
         event.ends_at = self.ends_at;
+        event.drill = self
+            .labels
+            .get(super::DRILL_LABEL)
+            .is_some_and(|v| super::drill_flag(Some(&Value::String(v.clone()))));
         event.links = self
             .generator_url
             .filter(|u| !u.is_empty())

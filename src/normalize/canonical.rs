@@ -71,6 +71,9 @@ struct RawEvent {
     customer: Option<Customer>,
     #[serde(default)]
     verified: bool,
+    /// A rehearsal (see `Event::drill`).
+    #[serde(default)]
+    drill: bool,
     #[serde(default)]
     details: serde_json::Map<String, Value>,
 }
@@ -204,6 +207,7 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
         .collect();
     event.customer = raw.customer.filter(|c| *c != Customer::default());
     event.verified = raw.verified;
+    event.drill = raw.drill;
     event.details = raw.details;
     Ok(event)
 }

@@ -114,6 +114,18 @@ fn check_batch_size(item: &str, len: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The label (Alertmanager) or `custom_details` key (PagerDuty) that marks a drill.
+pub const DRILL_LABEL: &str = "tocsin_drill";
+
+/// Whether a drill marker's value says "drill": `true`, or the string `"true"` (any case).
+pub fn drill_flag(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
 /// A new event with the fields that never come from the body already set.
 fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event::Kind) -> Event {
     Event {
@@ -135,6 +147,7 @@ fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event
         links: Vec::new(),
         customer: None,
         verified: false,
+        drill: false,
         details: serde_json::Map::new(),
     }
 }
@@ -322,5 +335,42 @@ mod tests {
         assert_eq!(err.code(), "malformed");
         let msg = err.to_string();
         assert!(msg.contains("line 2 column 8"), "{msg}");
+    }
+
+    #[test]
+    fn every_format_carries_the_drill_marker() {
+        let ctx = || Context { source: "s", now: "2026-03-02T09:00:00Z".parse().unwrap() };
+        let one = |n: Result<Normalized, ApiError>| {
+            let n = n.unwrap();
+            assert!(n.rejected.is_empty(), "{:?}", n.rejected);
+            n.events[0].drill
+        };
+        assert!(one(canonical(br#"{"summary": "x", "drill": true}"#, ctx())));
+        assert!(!one(canonical(br#"{"summary": "x"}"#, ctx())));
+        let report = |drill: &str| {
+            format!(r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "x"{drill}}}"#)
+        };
+        assert!(one(super::report(report(r#", "drill": true"#).as_bytes(), ctx())));
+        assert!(!one(super::report(report("").as_bytes(), ctx())));
+        let am =
+            |v: &str| format!(r#"[{{"labels": {{"alertname": "A", "tocsin_drill": "{v}"}}}}]"#);
+        assert!(one(alertmanager_v2(am("true").as_bytes(), ctx())));
+        assert!(!one(alertmanager_v2(am("false").as_bytes(), ctx())));
+        let hook = r#"{"version": "4", "status": "firing", "receiver": "r", "groupKey": "g",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "x",
+            "alerts": [{"status": "firing", "labels": {"alertname": "A", "tocsin_drill": "TRUE"},
+                        "annotations": {}, "startsAt": "2026-03-02T08:00:00Z"}]}"#;
+        assert!(one(alertmanager_webhook(hook.as_bytes(), ctx())));
+        let pd = |details: &str| {
+            format!(
+                r#"{{"routing_key": "k", "event_action": "trigger", "payload": {{"summary": "x",
+                    "source": "s", "severity": "info", "custom_details": {details}}}}}"#
+            )
+        };
+        let pd_drill =
+            |d: &str| one(parse_pagerduty(pd(d).as_bytes()).unwrap().into_normalized(ctx()));
+        assert!(pd_drill(r#"{"tocsin_drill": true}"#));
+        assert!(pd_drill(r#"{"tocsin_drill": "true"}"#));
+        assert!(!pd_drill(r#"{"other": 1}"#));
     }
 }

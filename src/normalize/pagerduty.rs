@@ -18,6 +18,7 @@
 //! | `payload.timestamp` | `starts_at` |
 //! | `payload.group`, `class`, `custom_details`; `client`, `client_url`, `images` | `details` under the same names |
 //! | `links` | `links` |
+//! | `payload.custom_details.tocsin_drill` (`true` or `"true"`) | `drill`: a rehearsal |
 //!
 //! As PagerDuty does, every invalid value is a 400 (not a 422), all listed at once; unknown
 //! fields are ignored; severity is accepted in any case and stored lower-case; the payload of an
@@ -236,6 +237,7 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
         }
     }
     if let Some(custom) = payload.custom_details.filter(|v| !v.is_null()) {
+        event.drill = super::drill_flag(custom.get(super::DRILL_LABEL));
         event.details.insert("custom_details".to_string(), custom);
     }
 }

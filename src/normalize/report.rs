@@ -19,6 +19,7 @@
 //! | `severity` | string, a hint | optional | `severity`, lower-cased |
 //! | `occurred_at` | RFC 3339 time | optional | `starts_at` |
 //! | `labels` | object of strings; names `[a-zA-Z_][a-zA-Z0-9_]*` | optional | `labels` |
+//! | `drill` | bool: a rehearsal, not a real report | default `false` | `drill` |
 //!
 //! The dedup key is the `ticket_id` when given, so that further reports on the same ticket join
 //! its incident; otherwise `report:` followed by the event id in 32 hex digits, a new incident.
@@ -64,6 +65,8 @@ struct Report {
     description: Option<String>,
     #[serde(default)]
     verified: bool,
+    #[serde(default)]
+    drill: bool,
     #[serde(default)]
     ticket_id: Option<String>,
     #[serde(default)]
@@ -146,6 +149,7 @@ pub fn report(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
     event.service = Some(report.service);
     event.severity = report.severity.filter(|s| !s.is_empty()).map(|s| s.to_lowercase());
     event.verified = report.verified;
+    event.drill = report.drill;
     event.customer = report.customer.filter(|c| *c != Customer::default());
     event.labels = labels;
     if let Some(href) = report.ticket_url.filter(|u| !u.is_empty()) {

@@ -36,6 +36,7 @@ fn alert(severity: Option<&str>) -> Event {
         links: vec![Link { href: "https://prometheus/graph".into(), text: Some("graph".into()) }],
         customer: None,
         verified: false,
+        drill: false,
         details: serde_json::Map::new(),
     }
 }

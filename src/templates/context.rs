@@ -277,6 +277,7 @@ pub(crate) mod sample {
             escalation: None,
             notices: Vec::new(),
             review: None,
+            drill: false,
         };
         match kind {
             NoticeKind::Update => {

@@ -315,6 +315,14 @@ impl Templates {
         Rendered { subject, text, html, payload, fallback }
     }
 
+    /// The template file that renders the main part of a message (the text; a webhook's
+    /// `json` body) for `channel`, `audience` and `severity`; `None` when the plain built-in
+    /// message is used. `tocsin drill` shows it and matches expectations against it.
+    pub fn main_template(&self, channel: Channel, audience: &str, severity: &str) -> Option<&str> {
+        let part = if channel == Channel::Webhook { Part::Json } else { Part::Text };
+        self.lookup(channel, audience, severity, part)
+    }
+
     /// The first template in `part`'s fallback chain that exists. Only parts the channel has
     /// can be found: others were refused at load.
     fn lookup(&self, channel: Channel, audience: &str, severity: &str, part: Part) -> Option<&str> {
