@@ -31,6 +31,8 @@
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
+//! - [`report`]: MTTD/MTTA/MTTR, recurrence, report volume, notifications and action items over
+//!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
 //! Shared types: [`event`] (the canonical event), [`error`] (HTTP errors as JSON) and
@@ -59,6 +61,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbox;
 pub mod policy;
+pub mod report;
 pub mod review;
 pub mod rule_tests;
 pub mod rules;
