@@ -382,6 +382,7 @@ pub fn human(seconds: Option<f64>) -> String {
         60..3600 if s % 60 == 0 => format!("{}m", s / 60),
         60..3600 => format!("{}m {:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ if s % 86400 < 3600 => format!("{}d", s / 86400),
         _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
     }
 }
@@ -413,6 +414,7 @@ impl Report {
             "INCIDENTS".into(),
             "ACKED".into(),
             "RESOLVED".into(),
+            "STARTS".into(),
             "MTTD mean / median / p90".into(),
             "MTTA mean / median / p90".into(),
             "MTTR mean / median / p90".into(),
@@ -429,6 +431,7 @@ impl Report {
                 g.incidents.to_string(),
                 g.acknowledged.to_string(),
                 g.resolved.to_string(),
+                g.mttd.count.to_string(),
                 triple(&g.mttd),
                 triple(&g.mtta),
                 triple(&g.mttr),
@@ -442,7 +445,7 @@ impl Report {
             for (c, cell) in r.iter().enumerate() {
                 let pad = widths[c] - cell.chars().count();
                 // Counts right-aligned, text left-aligned.
-                if (1..=3).contains(&c) {
+                if (1..=4).contains(&c) {
                     s.push_str(&" ".repeat(pad));
                     s.push_str(cell);
                 } else {
@@ -453,6 +456,12 @@ impl Report {
             }
             line(&mut out, s);
         }
+        line(
+            &mut out,
+            "Times from the first event: TTD back to the sender's start time (STARTS: incidents \
+             that gave one), TTA to the acknowledgement, TTR to the resolve."
+                .into(),
+        );
         line(&mut out, String::new());
         let r = &self.recurrence;
         line(
@@ -521,7 +530,16 @@ impl Report {
     pub fn csv(&self) -> String {
         let mut out = String::from("section,dimension,key,metric,value\n");
         let mut row = |section: &str, dimension: &str, key: &str, metric: &str, value: String| {
-            for (i, cell) in [section, dimension, key, metric, value.as_str()].iter().enumerate() {
+            // Keys come from senders (services, dedup keys): never let a spreadsheet read one
+            // as a formula.
+            let key = if key.starts_with(['=', '+', '-', '@']) {
+                format!("'{key}")
+            } else {
+                key.to_string()
+            };
+            for (i, cell) in
+                [section, dimension, key.as_str(), metric, value.as_str()].iter().enumerate()
+            {
                 if i > 0 {
                     out.push(',');
                 }
@@ -920,7 +938,7 @@ mod tests {
         let cells: Vec<&str> = all.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
         assert_eq!(
             cells,
-            ["all", "5", "3", "4", "6m / 6m / 10m", "3m 40s / 4m / 5m", "30m / 25m / 1h 00m"],
+            ["all", "5", "3", "4", "2", "6m / 6m / 10m", "3m 40s / 4m / 5m", "30m / 25m / 1h 00m"],
             "{table}"
         );
         assert!(table.contains("1 of 5 incidents, rate 0.20"), "{table}");
@@ -941,6 +959,15 @@ mod tests {
         assert!(csv.contains("\naction_items,all,all,overdue,1\n"), "{csv}");
         assert!(csv.lines().all(|l| l.split(',').count() == 5), "{csv}");
         assert_eq!(csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
+        let mut formula = r.clone();
+        formula.customer_reports[0].service = "=HYPERLINK(\"x\")".into();
+        assert!(
+            formula
+                .csv()
+                .contains("\ncustomer_reports,service,\"'=HYPERLINK(\"\"x\"\")\",reports,4\n"),
+            "{}",
+            formula.csv()
+        );
 
         // JSON round-trips (the CLI renders the daemon's answer with these same functions).
         let json = serde_json::to_string(&r).unwrap();
@@ -955,5 +982,6 @@ mod tests {
         assert_eq!(human(Some(300.0)), "5m");
         assert_eq!(human(Some(7500.0)), "2h 05m");
         assert_eq!(human(Some(3.0 * 86400.0 + 4.0 * 3600.0)), "3d 4h");
+        assert_eq!(human(Some(86400.0)), "1d");
     }
 }

@@ -323,7 +323,7 @@ async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_compute
     let cells: Vec<&str> = all.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
     assert_eq!(
         cells,
-        ["all", "5", "3", "4", "6m / 6m / 10m", "3m 40s / 4m / 5m", "30m / 25m / 1h 00m"],
+        ["all", "5", "3", "4", "2", "6m / 6m / 10m", "3m 40s / 4m / 5m", "30m / 25m / 1h 00m"],
         "{table}"
     );
     assert!(table.contains("1 of 5 incidents, rate 0.20"), "{table}");
