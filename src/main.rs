@@ -56,6 +56,8 @@ enum Command {
         /// An incident opening this soon after the previous one for its key resolved recurs.
         #[arg(long, value_name = "DURATION", default_value = tocsin::report::DEFAULT_RECURRENCE_WINDOW)]
         recurrence_window: String,
+        /// table: aligned columns; json: as GET /api/v1/report; csv: one figure per row
+        /// (section,dimension,key,metric,value).
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
     },
@@ -78,7 +80,8 @@ struct Target {
     /// Base URL of the daemon (default: http:// + the config's listen address).
     #[arg(long, value_name = "URL", global = true)]
     url: Option<String>,
-    /// An admin token (default: TOCSIN_TOKEN, else the daemon's generated token file).
+    /// A user's token: an admin's for queue changes and audit verify, a viewer's is enough for
+    /// reports (default: TOCSIN_TOKEN, else the daemon's generated token file).
     #[arg(long, env = "TOCSIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
 }
