@@ -234,7 +234,9 @@ pub async fn run(
             refresh_stats(&store, &metrics).await;
             limiter.forget_idle(journal.clock().now());
         }
-        loop {
+        // A backlog keeps this loop busy for as long as it lasts (every send waits for a
+        // worker): look at `stop` before each claim, or shutdown waits for the whole queue.
+        while !stop.is_cancelled() {
             let claimed = match journal.claim(CLAIM_BATCH).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -243,7 +245,7 @@ pub async fn run(
                 }
             };
             let more = claimed.len() == CLAIM_BATCH;
-            dispatch(&journal, &limiter, &workers, &runtime, claimed).await;
+            dispatch(&journal, &limiter, &workers, &runtime, claimed, &stop).await;
             if !more {
                 break;
             }
@@ -263,6 +265,7 @@ async fn dispatch(
     workers: &Arc<Semaphore>,
     runtime: &Arc<ArcSwap<Runtime>>,
     claimed: Vec<Notification>,
+    stop: &CancellationToken,
 ) {
     let mut groups: BTreeMap<(Channel, String), Vec<Notification>> = BTreeMap::new();
     for n in claimed {
@@ -289,7 +292,13 @@ async fn dispatch(
                 deferred.extend(batch.into_iter().map(|n| (n.id, Attempt::Deferred { until })));
                 continue;
             }
-            let Ok(permit) = workers.clone().acquire_owned().await else { return };
+            // Stopping: what is left of this claim stays leased and is due again when the
+            // lease ends (after a restart), as after a crash.
+            let permit = tokio::select! {
+                permit = workers.clone().acquire_owned() => permit,
+                () = stop.cancelled() => return,
+            };
+            let Ok(permit) = permit else { return };
             spawn_send(journal.clone(), runtime, key.clone(), batch, permit);
         }
     }

@@ -178,6 +178,11 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            // The rest of the body was not read, so the server closes the connection: saying
+            // so keeps a client's pool from sending its next request into a closing socket.
+            ApiError::TooLarge { .. } => {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         resp

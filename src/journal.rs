@@ -568,8 +568,11 @@ impl Writer {
         let mut owed = Vec::with_capacity(commands.len());
         let mut changes = Changes::default();
         let rt = self.runtime.load_full();
+        // Commands the transaction never reached (it could not begin: disk full) are answered
+        // with the error below, not dropped (which would read as "shutting down").
+        let mut unreached = commands.into_iter();
         let result = self.store.write(|batch| {
-            for cmd in commands {
+            for cmd in unreached.by_ref() {
                 match cmd {
                     Command::Append { events, reply } => {
                         for scored in &events {
@@ -646,6 +649,11 @@ impl Writer {
             Err(e) => {
                 self.metrics.commit_failures.inc();
                 tracing::error!(error = %e, events, "journal commit failed; nothing in the batch was stored");
+            }
+        }
+        if let Err(e) = &result {
+            for cmd in unreached {
+                fail(cmd, e);
             }
         }
         for debt in owed {
@@ -1609,11 +1617,29 @@ impl Writer {
                     };
                     let next = escalation::after(now, every);
                     self.schedule(batch, changes, incident.id, next, TimerKind::CommsUpdate)?;
+                    // The draft comes from the approved `customer` email template, rendered
+                    // for the incident as it stands now.
+                    let draft = crate::compose::render(
+                        rt,
+                        &incident,
+                        Reason::Reminder,
+                        &Delivery {
+                            channel: Channel::Email,
+                            recipient: crate::outbox::Recipient {
+                                person: None,
+                                address: "customers".into(),
+                            },
+                            audience: "customer".into(),
+                        },
+                    )
+                    .0;
                     let line = format!(
-                        "A status update for incident #{} is due (every {:#} at {}); draft it from the approved customer templates. Next reminder at {next}.",
+                        "A status update for incident #{} is due (every {:#} at {}). Next reminder at {next}.\nDraft from the approved customer template:\n---\n{}\n{}\n---",
                         incident.id,
                         escalation::signed(every),
-                        incident.decision.severity
+                        incident.decision.severity,
+                        draft.subject,
+                        draft.text.trim_end(),
                     );
                     self.remind_role(
                         batch,
@@ -1999,6 +2025,40 @@ impl Writer {
         batch.put_notification(&n)?;
         changes.log(n.incident_id, vec![entry(now, EntryKind::Notification, text)]);
         Ok(Ok(n))
+    }
+}
+
+/// Answers a command that no transaction reached with the store's error.
+fn fail(cmd: Command, e: &Arc<StoreError>) {
+    match cmd {
+        Command::Append { events, reply } => {
+            let _ = reply.send((events, Err(e.clone())));
+        }
+        Command::Act { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::AutoResolve { .. } => {}
+        Command::Claim { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::Report { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::Queue { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::Tick { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::Amend { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::Maintenance { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::Override { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! whole batch; readers (the API) call the `event*` methods from any thread.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use redb::{
@@ -105,6 +107,30 @@ pub enum StoreError {
     Encode { id: Uuid, source: serde_json::Error },
     #[error("rotation override {id} cannot be encoded or decoded: {source}")]
     Override { id: u64, source: serde_json::Error },
+    #[error("store is closed after an I/O error and could not be reopened yet: {0}")]
+    Reopening(String),
+}
+
+impl StoreError {
+    /// An I/O failure under redb (disk full, EIO). After one, redb refuses every later write
+    /// (`PreviousIo`) until the database is closed and reopened.
+    fn is_io(&self) -> bool {
+        use redb::{CommitError, StorageError, TransactionError};
+        let storage = match self {
+            StoreError::Storage(e)
+            | StoreError::Commit(CommitError::Storage(e))
+            | StoreError::Transaction(TransactionError::Storage(e)) => e,
+            _ => return false,
+        };
+        matches!(storage, StorageError::Io(_) | StorageError::PreviousIo)
+    }
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
 }
 
 /// A page of the event list, newest first.
@@ -117,8 +143,11 @@ pub struct EventQuery {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` only between closing a database that hit an I/O error and reopening it.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
+    /// Set after a write failed with an I/O error (disk full): when the last reopen was tried.
+    broken: Mutex<Option<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,11 +163,8 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let store = Store { db, path };
+        let db = open_db(&path)?;
+        let store = Store { db: RwLock::new(Some(db)), path, broken: Mutex::new(None) };
         let txn = store.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_SOURCE)?;
@@ -173,10 +199,70 @@ impl Store {
         &self.path
     }
 
+    /// A read transaction (it does not borrow the database, so the lock is held only briefly).
+    fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        Ok(guard.as_ref().ok_or_else(|| self.reopening())?.begin_read()?)
+    }
+
+    fn reopening(&self) -> StoreError {
+        StoreError::Reopening(self.path.display().to_string())
+    }
+
+    /// After an I/O error redb refuses every write until the database is reopened (reads of
+    /// what was committed keep working). So, before a write, at most once a second: check
+    /// that the disk takes a 1 MiB probe file again (space was freed), then close and reopen
+    /// the database, which repairs it. Until the probe passes, the old handle stays open for
+    /// readers and writes keep failing (503). Only the journal's writer thread writes.
+    fn recover(&self) {
+        let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(last) = *broken else { return };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *broken = Some(Some(Instant::now()));
+        let probe = self.path.with_extension("probe");
+        let fits = std::fs::write(&probe, vec![0u8; 1 << 20])
+            .and_then(|()| std::fs::File::open(&probe)?.sync_all());
+        let _ = std::fs::remove_file(&probe);
+        if let Err(e) = fits {
+            tracing::warn!(error = %e, "store still cannot write; not reopening yet");
+            return;
+        }
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close first: redb locks the file, so the old handle must be gone before the new one.
+        // A read transaction still running keeps it open a moment longer (redb defers the
+        // close), so a refused open is retried briefly; readers get 503 meanwhile.
+        drop(db.take());
+        let mut opened = open_db(&self.path);
+        for _ in 0..100 {
+            match &opened {
+                Err(StoreError::Open {
+                    source: redb::DatabaseError::DatabaseAlreadyOpen, ..
+                }) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    opened = open_db(&self.path);
+                }
+                _ => break,
+            }
+        }
+        match opened {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                *broken = None;
+                tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
+            }
+            Err(e) => tracing::error!(error = %e, "reopening the store failed; retrying"),
+        }
+    }
+
     /// Every write goes through here: fsync on commit, and two-phase commit because senders
     /// control the bytes we write (redb's hardening against crafted data and torn pages).
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = guard.as_ref().ok_or_else(|| self.reopening())?;
+        let mut txn = db.begin_write()?;
+        drop(guard);
         txn.set_durability(Durability::Immediate)?;
         txn.set_two_phase_commit(true);
         Ok(txn)
@@ -185,6 +271,21 @@ impl Store {
     /// Runs `f` in one write transaction and commits it (with fsync). When this returns `Ok`,
     /// everything `f` wrote is on disk; on `Err`, none of it is.
     pub fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.recover();
+        let result = self.write_once(f);
+        if let Err(e) = &result
+            && e.is_io()
+        {
+            let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+            broken.get_or_insert(None);
+        }
+        result
+    }
+
+    fn write_once<R>(
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
@@ -221,7 +322,7 @@ impl Store {
     }
 
     pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(EVENTS)?;
         match table.get(id.as_bytes())? {
             Some(raw) => decode(id, raw.value()).map(Some),
@@ -231,7 +332,7 @@ impl Store {
 
     /// Events newest first, optionally of one source, paged by `before`.
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(EVENTS)?;
         let limit = query.limit.max(1);
         let before = query.before.map(|id| *id.as_bytes()).unwrap_or([0xff; 16]);
@@ -261,7 +362,7 @@ impl Store {
 
     /// The incident an event joined.
     pub fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         Ok(txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value()))
     }
 
@@ -281,7 +382,7 @@ impl Store {
 
     /// Every open incident: read once at start-up to rebuild the in-memory index.
     pub fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let open = txn.open_table(OPEN)?;
         let table = txn.open_table(INCIDENTS)?;
         let mut out = Vec::new();
@@ -301,7 +402,7 @@ impl Store {
         &self,
         id: IncidentId,
     ) -> Result<Vec<(Entry, Option<Head>)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(TIMELINE)?;
         let index = txn.open_table(AUDIT_INDEX)?;
         let chain = txn.open_table(AUDIT)?;
@@ -327,11 +428,11 @@ impl Store {
         &self,
         recorded: Option<Head>,
     ) -> Result<Result<Head, Finding>, StoreError> {
-        verify_chain(&self.db.begin_read()?, recorded)
+        verify_chain(&self.read_txn()?, recorded)
     }
 
     pub fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(TIMELINE)?;
         let mut out = Vec::new();
         for entry in table.range((id, 0)..=(id, u32::MAX))? {
@@ -365,7 +466,7 @@ impl Store {
         id: u64,
         decode: fn(u64, &[u8]) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(table)?;
         match table.get(id)? {
             Some(raw) => decode(id, raw.value()).map(Some),
@@ -383,7 +484,7 @@ impl Store {
         decode: fn(u64, &[u8]) -> Result<T, StoreError>,
         keep: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(table)?;
         let mut out = Vec::new();
         for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
@@ -405,7 +506,7 @@ impl Store {
         &self,
         more: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(NOTIFICATIONS)?;
         let mut out = Vec::new();
         for entry in table.iter()?.rev() {
@@ -423,7 +524,7 @@ impl Store {
         &self,
         incident: IncidentId,
     ) -> Result<Vec<Notification>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let index = txn.open_table(INCIDENT_NOTIFICATIONS)?;
         let table = txn.open_table(NOTIFICATIONS)?;
         let mut out = Vec::new();
@@ -439,7 +540,7 @@ impl Store {
 
     /// The earliest due time of any pending notification.
     pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let due = txn.open_table(DUE)?;
         Ok(match due.first()? {
             Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
@@ -449,7 +550,7 @@ impl Store {
 
     /// Pending notifications by channel and the oldest one's age (scans the due index).
     pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let due = txn.open_table(DUE)?;
         let table = txn.open_table(NOTIFICATIONS)?;
         let mut stats = QueueStats::default();
@@ -482,7 +583,7 @@ impl Store {
 
     /// The earliest due time of any timer.
     pub fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let timers = txn.open_table(TIMERS)?;
         Ok(match timers.first()? {
             Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
@@ -492,7 +593,7 @@ impl Store {
 
     /// An incident's pending timers, soonest first.
     pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let index = txn.open_table(INCIDENT_TIMERS)?;
         let timers = txn.open_table(TIMERS)?;
         let mut out = Vec::new();
@@ -508,7 +609,7 @@ impl Store {
 
     /// Every pending timer, soonest first, up to `limit` (for the dashboard and tests).
     pub fn timers(&self, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let timers = txn.open_table(TIMERS)?;
         let mut out = Vec::new();
         for entry in timers.iter()?.take(limit) {
@@ -520,7 +621,7 @@ impl Store {
 
     /// The maintenance windows opened through the API, oldest first.
     pub fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(MAINTENANCE)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -536,7 +637,7 @@ impl Store {
     /// Every stored rotation override, oldest first: read at start-up into the writer's
     /// in-memory [`crate::oncall::OverrideSet`].
     pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(ROTATION_OVERRIDES)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -548,14 +649,14 @@ impl Store {
 
     /// Number of stored events (for tests and the start-up log line).
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read_txn()?;
         Ok(txn.open_table(EVENTS)?.len()?)
     }
 
     /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
     /// how many notifications each has, read in one transaction.
     pub fn report_data(&self, from: Timestamp) -> Result<ReportData, StoreError> {
-        read_report_data(&self.db.begin_read()?, from)
+        read_report_data(&self.read_txn()?, from)
     }
 }
 

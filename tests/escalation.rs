@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::smtp::{Mail, smtp_server};
+use common::smtp::{Mail, mail_header, mail_part, smtp_server};
 use common::{Daemon, TOKEN};
 use serde_json::{Value, json};
 
@@ -255,16 +255,29 @@ default_policy: page
     let mut d = env.daemon;
     let env_mails = env.mails.clone();
     let id = alert(&d, "api-5xx", "critical").await;
+    // Delivery is at-least-once: a mail sent just before a kill may be sent again after the
+    // restart, under the same Message-ID. What must happen once is each notification, so count
+    // distinct Message-IDs (recipients in order of first arrival).
+    let distinct = |mails: &Arc<Mutex<Vec<Mail>>>| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out: Vec<String> = Vec::new();
+        for m in mails.lock().unwrap().iter() {
+            if seen.insert(mail_header(&m.data, "message-id")) {
+                out.push(m.to[0].trim_matches(|c| c == '<' || c == '>').to_string());
+            }
+        }
+        out
+    };
     let probe = |n| {
         let mails = env_mails.clone();
         async move {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                let len = mails.lock().unwrap().len();
-                if len >= n {
+                let got = distinct(&mails);
+                if got.len() >= n {
                     return;
                 }
-                assert!(Instant::now() < deadline, "expected {n} mails, got {len}");
+                assert!(Instant::now() < deadline, "expected {n} notifications, got {got:?}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -289,15 +302,14 @@ default_policy: page
     d.kill9();
     let d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let to: Vec<String> = env_mails.lock().unwrap().iter().map(|m| m.to[0].clone()).collect();
-    assert_eq!(to.len(), 2, "{to:?}");
-    assert!(to[1].contains("ben@example.com"), "{to:?}");
+    assert_eq!(distinct(&env_mails), ["ana@example.com", "ben@example.com"]);
+    let i = incident(&d, id).await;
+    let fired = timeline(&i).into_iter().filter(|m| m.starts_with("escalation step 2")).count();
+    assert_eq!(fired, 1);
     d.advance("10m").await;
     probe(3).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let to: Vec<String> = env_mails.lock().unwrap().iter().map(|m| m.to[0].clone()).collect();
-    assert_eq!(to.len(), 3, "{to:?}");
-    assert!(to[2].contains("cora@example.com"), "{to:?}");
+    assert_eq!(distinct(&env_mails), ["ana@example.com", "ben@example.com", "cora@example.com"]);
 }
 
 #[tokio::test]
@@ -456,4 +468,250 @@ async fn the_clock_endpoint_exists_only_on_a_manual_clock() {
     let d = Daemon::start("");
     let r = d.post("/-/clock", Some(TOKEN), r#"{"advance": "5m"}"#).await;
     assert_eq!(r.status, 404, "{}", r.text);
+}
+
+/// Roles from a rotation that hands off at 09:00 New York time, a legal liaison and a
+/// communications lead; the shipped rules; a 72-hour notice for personal data.
+fn roster(policies_and_more: &str) -> String {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    format!(
+        r#"rules: {{dir: "{rules}"}}
+rotations:
+  - {{name: primary, members: [ana, ben], shift: daily, handoff: "09:00", zone: America/New_York, start: 2026-03-01}}
+roles:
+  incident_lead: {{rotation: primary}}
+  legal_liaison: {{person: lena}}
+  communications_lead: {{person: cora}}
+{policies_and_more}"#
+    )
+}
+
+const LEAD_PAGES: &str = r#"policies:
+  - name: page
+    notify: [{role: incident_lead}]
+default_policy: page
+"#;
+
+#[tokio::test]
+async fn the_rotation_hands_off_at_nine_in_new_york_not_at_nine_utc() {
+    let env = start(&roster(LEAD_PAGES));
+    let d = &env.daemon;
+    // 09:00 UTC is 04:00 in New York: still Sunday's shift (ana), though the UTC day turned.
+    let first = alert(d, "lb-1", "critical").await;
+    assert_eq!(mails(&env, 1).await[0].0, "ana@example.com");
+    assert_eq!(incident(d, first).await["roles"]["incident_lead"], "ana");
+    // 13:59:59 UTC is 08:59:59 EST: still ana.
+    d.advance("4h59m59s").await;
+    alert(d, "lb-2", "critical").await;
+    assert_eq!(mails(&env, 2).await[1].0, "ana@example.com");
+    // 14:00 UTC is 09:00 in New York: ben's shift.
+    d.advance("1s").await;
+    let third = alert(d, "lb-3", "critical").await;
+    assert_eq!(mails(&env, 3).await[2].0, "ben@example.com");
+    assert_eq!(incident(d, third).await["roles"]["incident_lead"], "ben");
+    quiet(&env, 3).await;
+}
+
+fn personal_report(ticket: &str) -> String {
+    json!({
+        "reporter": {"name": "Dana Reyes", "email": "dana@support.example.com"},
+        "customer": {"id": "C-1", "name": "Jo Example", "email": "jo@example.org"},
+        "service": "accounts",
+        "summary": "Customer sees another customer's address on the profile page",
+        "verified": true,
+        "ticket_id": ticket,
+        "severity": "low",
+    })
+    .to_string()
+}
+
+const GDPR: &str = r#"notices:
+  - name: "GDPR Art. 33 supervisory authority notice"
+    when: {sensitivity: [personal, financial]}
+    deadline: 72h
+    mandatory: true
+    reminders: [24h, 48h, 66h]
+"#;
+
+#[tokio::test]
+async fn a_personal_data_report_brings_in_legal_and_a_72_hour_notice_that_escalates_when_missed() {
+    let env = start(&roster(&format!("{LEAD_PAGES}{GDPR}")));
+    let d = &env.daemon;
+    let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-1")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let event = r.event_ids()[0].clone();
+    let id = d.get(&format!("/api/v1/events/{event}"), Some(TOKEN)).await.body["incident_id"]
+        .as_u64()
+        .expect("the report opened an incident");
+
+    // The incident lead per the policy; the legal liaison (personal data) and the
+    // communications lead (a verified report is customer-facing) brought in by the triage.
+    let mut opened: Vec<String> = mails(&env, 3).await.into_iter().map(|(to, _)| to).collect();
+    opened.sort();
+    assert_eq!(opened, ["ana@example.com", "cora@example.com", "lena@example.com"]);
+    assert_eq!(incident(d, id).await["roles"]["communications_lead"], "cora");
+    let i = incident(d, id).await;
+    assert_eq!(i["decision"]["sensitivity"], "personal");
+    assert_eq!(i["roles"]["legal_liaison"], "lena");
+    let notice = &i["notices"][0];
+    assert_eq!(notice["name"], "GDPR Art. 33 supervisory authority notice");
+    assert_eq!(notice["due_at"], "2026-03-05T09:00:00Z");
+    assert_eq!(
+        notice["reminders"],
+        json!(["2026-03-03T09:00:00Z", "2026-03-04T09:00:00Z", "2026-03-05T03:00:00Z"])
+    );
+    quiet(&env, 3).await;
+
+    // Reminders to the legal liaison at 24 h, 48 h and 66 h; nobody else.
+    for (advance, n, left) in [("24h", 4, "48h"), ("24h", 5, "24h"), ("18h", 6, "6h")] {
+        d.advance(advance).await;
+        let got = mails(&env, n).await;
+        assert_eq!(got[n - 1].0, "lena@example.com", "{got:?}");
+        assert!(got[n - 1].1.starts_with("Notice due:"), "{}", got[n - 1].1);
+        let data = env.mails.lock().unwrap()[n - 1].data.clone();
+        assert!(data.contains(&format!("({left} left)")), "reminder says what is left: {data}");
+        quiet(&env, n).await;
+    }
+    // The deadline passes unsent: missed, and the incident lead hears about it.
+    d.advance("6h").await;
+    let got = mails(&env, 7).await;
+    assert_eq!(got[6].0, "ana@example.com");
+    assert!(got[6].1.starts_with("Notice deadline missed:"), "{}", got[6].1);
+    let i = incident(d, id).await;
+    assert_eq!(i["notices"][0]["missed"], true);
+    let metrics = d.get("/metrics", None).await.text;
+    assert!(metrics.contains("tocsin_notices_missed_total 1"), "{metrics}");
+    d.advance("72h").await;
+    quiet(&env, 7).await;
+}
+
+#[tokio::test]
+async fn a_notice_marked_sent_stops_its_reminders_and_its_deadline() {
+    let env = start(&roster(&format!("{LEAD_PAGES}{GDPR}")));
+    let d = &env.daemon;
+    let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-2")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    mails(&env, 3).await;
+    let id = 1;
+    d.advance("30h").await;
+    assert_eq!(mails(&env, 4).await[3].0, "lena@example.com");
+    let r = d
+        .post(
+            &format!("/api/v1/incidents/{id}/notices/0/sent"),
+            Some(TOKEN),
+            json!({"reference": "DPA case 2026-0117"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["notices"][0]["sent"]["by"], "user:admin");
+    let again = d.post(&format!("/api/v1/incidents/{id}/notices/0/sent"), Some(TOKEN), "").await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    d.advance("96h").await;
+    quiet(&env, 4).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["notices"][0]["missed"], false);
+    assert!(i["pending"].as_array().unwrap().is_empty(), "{}", i["pending"]);
+    let t = timeline(&i);
+    assert!(
+        t.iter().any(|m| m.starts_with("notice `GDPR Art. 33 supervisory authority notice` marked sent at 2026-03-03T15:00:00Z by user:admin (reference: DPA case 2026-0117): on time, 42h")),
+        "{t:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_communications_lead_is_reminded_to_post_updates_while_it_is_open() {
+    let env =
+        start(&roster(&format!("{LEAD_PAGES}communications:\n  update_every: {{sev1: 30m}}\n")));
+    let d = &env.daemon;
+    let id = alert(d, "checkout-down", "critical").await;
+    assert_eq!(incident(d, id).await["decision"]["severity"], "sev1");
+    mails(&env, 1).await;
+    d.advance("29m").await;
+    quiet(&env, 1).await;
+    d.advance("1m").await;
+    let got = mails(&env, 2).await;
+    assert_eq!(got[1].0, "cora@example.com");
+    assert!(got[1].1.starts_with("Status update due:"), "{}", got[1].1);
+    let data = env.mails.lock().unwrap()[1].data.clone();
+    let text = mail_part(&data, "text/plain").expect("a text part");
+    assert!(text.contains("Draft from the approved customer template:"), "{text}");
+    d.advance("30m").await;
+    assert_eq!(mails(&env, 3).await[2].0, "cora@example.com");
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200);
+    mails(&env, 4).await; // ana's resolution notice
+    d.advance("2h").await;
+    quiet(&env, 4).await;
+}
+
+#[tokio::test]
+async fn a_maintenance_window_holds_back_pages_and_says_what_it_held() {
+    let env = start(&roster(LEAD_PAGES));
+    let d = &env.daemon;
+    let r = d
+        .post(
+            "/api/v1/maintenance",
+            Some(TOKEN),
+            json!({"name": "db failover", "duration": "1h", "labels": {}}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let window = r.body["id"].as_u64().unwrap();
+    let held = alert(d, "db-primary", "critical").await;
+    let i = incident(d, held).await;
+    assert_eq!(
+        i["decision"]["suppressed"],
+        format!("maintenance window `db failover` until 2026-03-02T10:00:00Z")
+    );
+    assert!(
+        timeline(&i).iter().any(|m| m.starts_with("suppressed (maintenance window `db failover`")
+            && m.contains("held back 1 notification(s): email to ana")),
+        "{:#?}",
+        timeline(&i)
+    );
+    quiet(&env, 0).await;
+    let r = d
+        .client
+        .delete(d.url(&format!("/api/v1/maintenance/{window}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    alert(d, "db-replica", "critical").await;
+    assert_eq!(mails(&env, 1).await[0].0, "ana@example.com");
+}
+
+#[tokio::test]
+async fn acknowledging_through_the_signed_link_stops_the_next_step() {
+    let (port, inbox) = smtp_server();
+    let yaml = config(port, TWO_STEPS).replace(
+        "notifications:\n",
+        "notifications:\n  dashboard_url: \"https://tocsin.example.com\"\n",
+    );
+    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let d = &env.daemon;
+    let id = alert(d, "search-slow", "critical").await;
+    mails(&env, 1).await;
+    let data = env.mails.lock().unwrap()[0].data.clone();
+    let text = mail_part(&data, "text/plain").expect("a text part");
+    let link = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Acknowledge: https://tocsin.example.com"))
+        .unwrap_or_else(|| panic!("no acknowledge link in:\n{text}"))
+        .to_string();
+    d.advance("3m").await;
+    let r = d
+        .client
+        .post(d.url(&link))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.advance("1h").await;
+    quiet(&env, 1).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["acknowledged"]["by"], "link:ana");
+    assert_eq!(i["escalation"]["stopped"], "acknowledged by link:ana");
 }

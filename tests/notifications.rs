@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::smtp::smtp_server;
+use common::smtp::{mail_header, mail_part, smtp_server};
 use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -413,64 +413,6 @@ fn signature_verifies(r: &Recorded, secret: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // An SMTP peer (mailin)
 // ---------------------------------------------------------------------------------------------
-
-/// A mail's top-level header (unfolded).
-fn mail_header(data: &str, name: &str) -> String {
-    let head = data.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ");
-    let prefix = format!("{}:", name.to_ascii_lowercase());
-    head.split("\r\n")
-        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
-        .map(|l| l[prefix.len()..].trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The decoded body of the MIME part with this content type (7bit, quoted-printable or base64).
-fn mail_part(data: &str, content_type: &str) -> Option<String> {
-    let boundary = mail_header(data, "content-type")
-        .split("boundary=")
-        .nth(1)?
-        .trim_matches('"')
-        .split(';')
-        .next()?
-        .trim_matches('"')
-        .to_string();
-    for part in data.split(&format!("--{boundary}")) {
-        let Some((head, body)) = part.split_once("\r\n\r\n") else { continue };
-        let head = head.to_ascii_lowercase();
-        if !head.contains(&format!("content-type: {content_type}")) {
-            continue;
-        }
-        let body = body.trim_end_matches("\r\n");
-        return Some(if head.contains("content-transfer-encoding: base64") {
-            String::from_utf8(BASE64.decode(body.replace("\r\n", "")).unwrap()).unwrap()
-        } else if head.contains("content-transfer-encoding: quoted-printable") {
-            decode_qp(body)
-        } else {
-            body.to_string()
-        });
-    }
-    None
-}
-
-fn decode_qp(text: &str) -> String {
-    let joined = text.replace("=\r\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && let Some(hex) = joined.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Every channel delivers the expected content

@@ -54,6 +54,9 @@ pub const MAX_LABEL_NAME_BYTES: usize = 1024;
 pub const MAX_LABEL_VALUE_BYTES: usize = 16 * 1024;
 /// Annotation values and report descriptions: prose, so larger than a label value.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Most labels (and, separately, annotations) on one alert or event: a thousand is far beyond
+/// any real alert, and bounds the work a hostile body can cause once it is under the size limit.
+pub const MAX_LABELS: usize = 1000;
 /// Short free-text fields (severity, service, names, ids) that have no limit of their own.
 pub const MAX_SHORT_CHARS: usize = 1024;
 
@@ -160,6 +163,11 @@ fn check_labels(
     errors: &mut Vec<FieldError>,
 ) {
     labels.retain(|_, v| !v.is_empty());
+    if labels.len() > MAX_LABELS {
+        errors
+            .push(FieldError::new(path, format!("{} labels; at most {MAX_LABELS}", labels.len())));
+        return;
+    }
     for (name, value) in labels.iter() {
         if name.len() > MAX_LABEL_NAME_BYTES {
             errors.push(FieldError::new(
@@ -195,6 +203,11 @@ fn check_annotations(
     annotations: &BTreeMap<String, String>,
     errors: &mut Vec<FieldError>,
 ) {
+    if annotations.len() > MAX_LABELS {
+        let n = annotations.len();
+        errors.push(FieldError::new(path, format!("{n} annotations; at most {MAX_LABELS}")));
+        return;
+    }
     for (name, value) in annotations {
         if name.is_empty() || name.len() > MAX_LABEL_NAME_BYTES {
             errors.push(FieldError::new(

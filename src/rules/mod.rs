@@ -21,7 +21,7 @@ mod tests;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,16 @@ impl fmt::Debug for RuleSet {
     }
 }
 
+/// Bound names are declared (as variables, not constants, so the optimizer cannot fold the
+/// placeholder values) for strict-variables mode to accept them.
+fn declared_names() -> Scope<'static> {
+    let mut declared = Scope::new();
+    for name in engine::BOUND_NAMES {
+        declared.push(name, ());
+    }
+    declared
+}
+
 impl RuleSet {
     /// Compiles every `*.rhai` file in `dir` (not recursively; names starting with `.`, such as
     /// editor lock files, are skipped), ordered by file name. Reports every unreadable file and
@@ -220,12 +230,7 @@ impl RuleSet {
         paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
 
         let mut set = RuleSet::empty(limits);
-        // Bound names are declared (as variables, not constants, so the optimizer cannot fold
-        // the placeholder values) for strict-variables mode to accept them.
-        let mut declared = Scope::new();
-        for name in engine::BOUND_NAMES {
-            declared.push(name, ());
-        }
+        let declared = declared_names();
         for path in paths {
             let source = match std::fs::read_to_string(&path) {
                 Ok(source) => source,
@@ -234,23 +239,42 @@ impl RuleSet {
                     continue;
                 }
             };
-            match set.engine.compile_with_scope(&declared, &source) {
-                Ok(ast) => {
-                    let name = path.file_name().unwrap_or_default().to_string_lossy();
-                    set.rules.push(Rule { name: Arc::from(name.as_ref()), ast });
-                }
-                Err(err) => {
-                    let pos = err.position();
-                    errors.push(RuleError {
-                        file: path,
-                        line: pos.line(),
-                        column: pos.position(),
-                        message: err.err_type().to_string(),
-                    });
-                }
+            if let Err(err) = set.add(&declared, path, &source) {
+                errors.push(err);
             }
         }
         if errors.is_empty() { Ok(set) } else { Err(errors) }
+    }
+
+    /// Compiles one script from source, exactly as [`RuleSet::load`] compiles a file named
+    /// `name` (the fuzz target's entry point; no file system involved).
+    pub fn from_source(
+        name: &str,
+        source: &str,
+        limits: &RuleLimits,
+    ) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::empty(limits);
+        set.add(&declared_names(), PathBuf::from(name), source)?;
+        Ok(set)
+    }
+
+    fn add(&mut self, declared: &Scope, path: PathBuf, source: &str) -> Result<(), RuleError> {
+        match self.engine.compile_with_scope(declared, source) {
+            Ok(ast) => {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                self.rules.push(Rule { name: Arc::from(name.as_ref()), ast });
+                Ok(())
+            }
+            Err(err) => {
+                let pos = err.position();
+                Err(RuleError {
+                    file: path,
+                    line: pos.line(),
+                    column: pos.position(),
+                    message: err.err_type().to_string(),
+                })
+            }
+        }
     }
 
     /// A rule set with no scripts: every event gets its base-score decision.

@@ -1,0 +1,18 @@
+//! `POST /v2/enqueue`: the PagerDuty Events v2 parser, then its normalizer (as the handler calls them).
+//! Any input must give `Ok` or a 400/422 `ApiError`, never a panic or a hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tocsin::normalize::Context;
+
+/// A fixed arrival time, so that a crash reproduces exactly.
+fn ctx() -> Context<'static> {
+    Context { source: "fuzz", now: "2026-11-27T12:00:00Z".parse::<jiff::Timestamp>().unwrap() }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(event) = tocsin::normalize::parse_pagerduty(data) {
+        let _ = event.routing_key();
+        let _ = event.into_normalized(ctx());
+    }
+});
