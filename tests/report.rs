@@ -339,3 +339,36 @@ async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_compute
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--since"), "{err}");
 }
+
+/// Polls `/metrics` (the gauge is refreshed every 15 s) until `name` reads `want`.
+async fn gauge_reaches(d: &Daemon, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let m = d.client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let got = sample(&m, name);
+        if got == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {got:?}, expected {want}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn pending_notice_deadlines_are_a_gauge_that_drops_when_the_notice_is_sent() {
+    let extra = r#"
+notices:
+  - name: "Regulator notice"
+    when: {severity: [sev1]}
+    deadline: 72h
+"#;
+    let d = Daemon::start_env(extra, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let first = alert(&d, "db", "critical", "db", None).await;
+    alert(&d, "disk", "critical", "db", None).await;
+    alert(&d, "cpu", "warning", "db", None).await; // sev3: owes nothing
+    gauge_reaches(&d, "tocsin_notice_deadlines_pending", 2.0).await;
+    let path = format!("/api/v1/incidents/{first}/notices/0/sent");
+    let r = d.post(&path, Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    gauge_reaches(&d, "tocsin_notice_deadlines_pending", 1.0).await;
+}
