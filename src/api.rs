@@ -561,3 +561,39 @@ fn journal_unavailable(e: JournalError) -> ApiError {
         JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    since: Option<String>,
+    recurrence_window: Option<String>,
+}
+
+/// `GET /api/v1/report?since=30d&recurrence_window=24h` (viewer): the figures of
+/// [`crate::report::Report`] over the incidents opened since then, as JSON. `since` is a
+/// duration back from now or an RFC 3339 time.
+pub async fn report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let params = query(params)?;
+    let now = app.clock.now();
+    let options = crate::report::Options::parse(
+        params.since.as_deref(),
+        params.recurrence_window.as_deref(),
+        now,
+    )
+    .map_err(|(field, message)| {
+        ApiError::invalid(vec![crate::error::FieldError::new(field, message)])
+    })?;
+    let from = options.read_from();
+    let data = read(&app, move |s| s.report_data(from)).await?;
+    let report = crate::report::compute(&data.incidents, &data.notifications, &options);
+    Ok(Json(report).into_response())
+}

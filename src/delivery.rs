@@ -405,6 +405,7 @@ async fn refresh_stats(store: &Arc<Store>, metrics: &Arc<Metrics>) {
     }
     let age = stats.oldest.map(|o| Timestamp::now().duration_since(o).as_secs()).unwrap_or(0);
     metrics.queue_oldest_seconds.set(age.max(0));
+    metrics.notice_deadlines_pending.set(i64::try_from(stats.notice_deadlines).unwrap_or(i64::MAX));
 }
 
 #[cfg(test)]

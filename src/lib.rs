@@ -36,6 +36,8 @@
 //! - [`drill`]: `tocsin drill`, scenarios run through the real pipeline on a simulated clock
 //!   against an in-memory store; and live drills' routing ([`drill::live`]).
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
+//! - [`report`]: MTTD/MTTA/MTTR, recurrence, report volume, notifications and action items over
+//!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
 //! Shared types: [`event`] (the canonical event), [`error`] (HTTP errors as JSON) and
@@ -66,6 +68,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbox;
 pub mod policy;
+pub mod report;
 pub mod review;
 pub mod rule_tests;
 pub mod rules;

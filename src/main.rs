@@ -51,6 +51,27 @@ enum Command {
         /// The scenario file (YAML).
         scenario: PathBuf,
     },
+    /// MTTD, MTTA and MTTR by severity, kind and service; recurrence; customer report volume;
+    /// notifications per incident; action items. Reads the store file read-only; while a
+    /// daemon holds it, asks that daemon (GET /api/v1/report, viewer).
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// Data directory holding tocsin.redb (default: TOCSIN_DATA_DIR, else the config's).
+        /// With --url and without --data-dir, only the daemon is asked.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Incidents opened in this last span (`7d`, `12h`) or since this RFC 3339 time.
+        #[arg(long, value_name = "DURATION", default_value = tocsin::report::DEFAULT_SINCE)]
+        since: String,
+        /// An incident opening this soon after the previous one for its key resolved recurs.
+        #[arg(long, value_name = "DURATION", default_value = tocsin::report::DEFAULT_RECURRENCE_WINDOW)]
+        recurrence_window: String,
+        /// table: aligned columns; json: as GET /api/v1/report; csv: one figure per row
+        /// (section,dimension,key,metric,value).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
     /// Run rule test cases (YAML) against the config's rules; print a diff for each failing
     /// case; exit 1 if any fails. Default path: fixtures/rules/.
     Test {
@@ -70,7 +91,8 @@ struct Target {
     /// Base URL of the daemon (default: http:// + the config's listen address).
     #[arg(long, value_name = "URL", global = true)]
     url: Option<String>,
-    /// An admin token (default: TOCSIN_TOKEN, else the daemon's generated token file).
+    /// A user's token: an admin's for queue changes and audit verify, a viewer's is enough for
+    /// reports (default: TOCSIN_TOKEN, else the daemon's generated token file).
     #[arg(long, env = "TOCSIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
 }
@@ -93,6 +115,13 @@ enum QueueCommand {
     Retry { id: u64 },
     /// Give up on a pending notification.
     Drop { id: u64 },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +158,9 @@ fn main() -> ExitCode {
         Command::Queue { target, op } => queue(target, op),
         Command::Audit { op: AuditCommand::Verify { target, data_dir, expect_head } } => {
             audit_verify(target, data_dir, expect_head)
+        }
+        Command::Report { target, data_dir, since, recurrence_window, format } => {
+            report(target, data_dir, &since, &recurrence_window, format)
         }
     }
 }
@@ -329,6 +361,150 @@ fn audit_verify(
             ExitCode::from(CANNOT_VERIFY)
         }
     }
+}
+
+/// `tocsin report`: from the store file when no daemon holds it, else from the daemon.
+fn report(
+    target: Target,
+    data_dir: Option<PathBuf>,
+    since: &str,
+    recurrence_window: &str,
+    format: ReportFormat,
+) -> ExitCode {
+    use tocsin::store::{self, VerifyFileError};
+    // Under TOCSIN_FAKE_CLOCK "now" is that time, as for a daemon started with it.
+    let now = match tocsin::clock::from_env() {
+        Ok(clock) => clock.now(),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Checked here so that a typo fails the same way whichever side computes.
+    let options = match tocsin::report::Options::parse(Some(since), Some(recurrence_window), now) {
+        Ok(o) => o,
+        Err((field, message)) => {
+            eprintln!("--{}: {message}", field.replace('_', "-"));
+            return ExitCode::from(2);
+        }
+    };
+    let origin = config::resolve_origin(target.config.as_deref());
+    let env = |name: &str| std::env::var(name).ok();
+    let cfg = match config::load(&origin, &env, TokenFallback::Placeholder) {
+        Ok(cfg) => Some(cfg),
+        Err(_) if target.config.is_none() && (data_dir.is_some() || target.url.is_some()) => None,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = data_dir.clone().or_else(|| cfg.as_ref().map(|c| c.data_dir.clone()));
+    let ask_daemon_only = target.url.is_some() && data_dir.is_none();
+    if let (Some(dir), false) = (&dir, ask_daemon_only) {
+        match store::report_data_file(dir, options.read_from()) {
+            Ok((data, repaired)) => {
+                if repaired {
+                    eprintln!(
+                        "note: the store was not closed cleanly; redb rebuilt its page allocator \
+                         before reading (table contents are untouched)"
+                    );
+                }
+                let report =
+                    tocsin::report::compute(&data.incidents, &data.notifications, &options);
+                return print_report(&report, format);
+            }
+            Err(VerifyFileError::InUse(path)) => {
+                eprintln!(
+                    "{} is held by a running daemon; asking it for the report",
+                    path.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("cannot read the store: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let listen = cfg.as_ref().map(|c| c.listen.clone()).unwrap_or_else(|| "127.0.0.1:9797".into());
+    let url =
+        target.url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_string();
+    let token = target.token.or_else(|| {
+        let dir = dir.as_ref()?;
+        std::fs::read_to_string(dir.join("token")).ok().map(|t| t.trim().to_string())
+    });
+    let Some(token) = token else {
+        eprintln!(
+            "no token to ask the daemon with: pass --token or set TOCSIN_TOKEN (a viewer's is enough)"
+        );
+        return ExitCode::FAILURE;
+    };
+    let rt = offline_runtime();
+    let result = rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{url}/api/v1/report?since={}&recurrence_window={}",
+                percent_encode(since),
+                percent_encode(recurrence_window)
+            ))
+            .bearer_auth(&token)
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    match result {
+        Ok((status, body)) if status.is_success() => {
+            match serde_json::from_str::<tocsin::report::Report>(&body) {
+                Ok(report) => print_report(&report, format),
+                Err(e) => {
+                    eprintln!("the daemon at {url} answered a report this tocsin cannot read: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok((status, body)) => {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|b| b["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            eprintln!("the daemon at {url} refused: {status}: {message}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cannot reach the daemon at {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A query-string value: everything but unreserved characters as %XX.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_report(report: &tocsin::report::Report, format: ReportFormat) -> ExitCode {
+    match format {
+        ReportFormat::Table => print!("{}", report.table()),
+        ReportFormat::Csv => print!("{}", report.csv()),
+        ReportFormat::Json => match serde_json::to_string_pretty(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("cannot encode the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints a verification report (`audit::report_json`'s shape) and picks the exit code.

@@ -32,6 +32,24 @@ pub struct IncidentLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
+}
+
+/// Buckets of the time-to-acknowledge and time-to-resolve histograms, in seconds: 10 s to a
+/// week, at the steps people talk about.
+pub const RESPONSE_BUCKETS: [f64; 17] = [
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    43200.0, 86400.0, 172800.0, 345600.0, 604800.0,
+];
+
+fn response_histogram() -> Histogram {
+    Histogram::new(RESPONSE_BUCKETS)
+}
+
+type ResponseFamily = Family<SeverityLabels, Histogram, fn() -> Histogram>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabels {
     pub rule: String,
 }
@@ -86,6 +104,13 @@ pub struct Metrics {
     pub escalation_steps: Counter,
     /// Notice deadlines that passed without the notice marked as sent.
     pub notices_missed: Counter,
+    /// Seconds from an incident's first event to its acknowledgement, by severity.
+    pub time_to_acknowledge: ResponseFamily,
+    /// Seconds from an incident's first event to its resolve, by severity.
+    pub time_to_resolve: ResponseFamily,
+    /// Notice deadlines not yet reached whose notice is not marked as sent; refreshed with the
+    /// queue gauges.
+    pub notice_deadlines_pending: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +169,26 @@ impl Metrics {
             "notices_missed",
             "Notice deadlines that passed without the notice marked as sent",
             notices_missed.clone(),
+        );
+        let time_to_acknowledge =
+            ResponseFamily::new_with_constructor(response_histogram as fn() -> Histogram);
+        registry.register(
+            "incident_time_to_acknowledge_seconds",
+            "Time from an incident's first event to its acknowledgement, by severity",
+            time_to_acknowledge.clone(),
+        );
+        let time_to_resolve =
+            ResponseFamily::new_with_constructor(response_histogram as fn() -> Histogram);
+        registry.register(
+            "incident_time_to_resolve_seconds",
+            "Time from an incident's first event to its resolve, by severity",
+            time_to_resolve.clone(),
+        );
+        let notice_deadlines_pending = Gauge::default();
+        registry.register(
+            "notice_deadlines_pending",
+            "Notice deadlines still ahead whose notice is not marked as sent",
+            notice_deadlines_pending.clone(),
         );
         let journal_queue_depth = Gauge::default();
         registry.register(
@@ -242,6 +287,9 @@ impl Metrics {
             journal_queue_depth,
             escalation_steps,
             notices_missed,
+            time_to_acknowledge,
+            time_to_resolve,
+            notice_deadlines_pending,
         }
     }
 
@@ -266,11 +314,24 @@ impl Metrics {
         incident: &crate::incident::Incident,
         action: crate::journal::PersonAction,
     ) {
-        let family = match action {
-            crate::journal::PersonAction::Acknowledge => &self.incidents_acknowledged,
-            crate::journal::PersonAction::Resolve => &self.incidents_resolved,
+        let (family, times, stamp) = match action {
+            crate::journal::PersonAction::Acknowledge => {
+                (&self.incidents_acknowledged, &self.time_to_acknowledge, &incident.acknowledged)
+            }
+            crate::journal::PersonAction::Resolve => {
+                (&self.incidents_resolved, &self.time_to_resolve, &incident.resolved)
+            }
         };
         family.get_or_create(&incident_labels(incident)).inc();
+        // Drills rehearse; their response times are not the team's real ones.
+        if let Some(stamp) = stamp
+            && !incident.drill
+        {
+            let seconds = stamp.at.duration_since(incident.first_seen).as_secs_f64().max(0.0);
+            times
+                .get_or_create(&SeverityLabels { severity: incident.decision.severity.clone() })
+                .observe(seconds);
+        }
     }
 
     pub fn notification_queued(&self, channel: crate::notify::Channel) {

@@ -91,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
         .route("/api/v1/audit/verify", get(api::verify_audit))
+        .route("/api/v1/report", get(api::report))
         .route("/api/v1/rotations", get(api::list_rotations))
         .route("/api/v1/rotations/{name}/overrides", post(api::add_override))
         .route(

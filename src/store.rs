@@ -590,6 +590,17 @@ impl Store {
                     Some(stats.oldest.map_or(n.created_at, |o: Timestamp| o.min(n.created_at)));
             }
         }
+        // Marking a notice sent cancels its deadline timer, so every deadline timer left is a
+        // notice still owed.
+        for entry in txn.open_table(TIMERS)?.iter()? {
+            let (key, raw) = entry?;
+            if matches!(
+                decode_timer(key.value().1, raw.value())?.kind,
+                crate::escalation::TimerKind::NoticeDeadline { .. }
+            ) {
+                stats.notice_deadlines += 1;
+            }
+        }
         Ok(stats)
     }
 
@@ -663,6 +674,12 @@ impl Store {
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.read_txn()?;
         Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
+    /// how many notifications each has, read in one transaction.
+    pub fn report_data(&self, from: Timestamp) -> Result<ReportData, StoreError> {
+        read_report_data(&self.read_txn()?, from)
     }
 }
 
@@ -1052,7 +1069,7 @@ fn verify_chain(
     Ok(Ok(head))
 }
 
-/// Why `tocsin audit verify` could not read a store file itself.
+/// Why `tocsin audit verify` or `tocsin report` could not read a store file itself.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyFileError {
     #[error("no store at {0}")]
@@ -1073,13 +1090,31 @@ pub fn verify_audit_file(
     dir: &Path,
     recorded: Option<Head>,
 ) -> Result<(Result<Head, Finding>, bool), VerifyFileError> {
+    read_file(dir, |txn| verify_chain(txn, recorded))
+}
+
+/// Reads a report's input from the store in `dir` without the daemon (see
+/// [`verify_audit_file`] for the opening and the returned repair flag).
+pub fn report_data_file(
+    dir: &Path,
+    from: Timestamp,
+) -> Result<(ReportData, bool), VerifyFileError> {
+    read_file(dir, |txn| read_report_data(txn, from))
+}
+
+/// Opens the store file in `dir` read-only (repairing it first if it was not closed cleanly)
+/// and runs `f` in one read transaction. Refuses a file a running daemon holds.
+fn read_file<R>(
+    dir: &Path,
+    f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
+) -> Result<(R, bool), VerifyFileError> {
     let path = dir.join(DB_FILE);
     if !path.is_file() {
         return Err(VerifyFileError::Missing(path));
     }
     let open_err = |source| VerifyFileError::Open { path: path.clone(), source };
     match Database::builder().set_cache_size(CACHE_BYTES).open_read_only(&path) {
-        Ok(db) => Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?, recorded)?, false)),
+        Ok(db) => Ok((f(&db.begin_read().map_err(StoreError::from)?)?, false)),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(VerifyFileError::InUse(path)),
         Err(redb::DatabaseError::RepairAborted) => {
             let db =
@@ -1091,7 +1126,7 @@ pub fn verify_audit_file(
                         e => open_err(e),
                     },
                 )?;
-            Ok((verify_chain(&db.begin_read().map_err(StoreError::from)?, recorded)?, true))
+            Ok((f(&db.begin_read().map_err(StoreError::from)?)?, true))
         }
         Err(e) => Err(open_err(e)),
     }
@@ -1108,6 +1143,53 @@ pub struct QueueStats {
     pub pending: std::collections::BTreeMap<String, u64>,
     /// When the longest-waiting pending notification was created.
     pub oldest: Option<Timestamp>,
+    /// Notice deadlines still pending (the notice is not marked as sent, the deadline has not
+    /// fired yet).
+    pub notice_deadlines: u64,
+}
+
+/// The input of a report: see [`Store::report_data`].
+#[derive(Debug, Clone, Default)]
+pub struct ReportData {
+    pub incidents: Vec<Incident>,
+    /// Incident id → its notifications (absent: none).
+    pub notifications: std::collections::BTreeMap<IncidentId, u64>,
+}
+
+/// Incident ids follow arrival order only roughly (an event is stamped when it arrives and gets
+/// its incident id when the writer commits it), so the newest-first scan reads on this far past
+/// the first incident older than the period before it stops.
+const REPORT_SCAN_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
+fn read_report_data(
+    txn: &redb::ReadTransaction,
+    from: Timestamp,
+) -> Result<ReportData, StoreError> {
+    let table = txn.open_table(INCIDENTS)?;
+    let index = txn.open_table(INCIDENT_NOTIFICATIONS)?;
+    let stop = from.checked_sub(REPORT_SCAN_SLACK).unwrap_or(from);
+    let mut data = ReportData::default();
+    for entry in table.iter()?.rev() {
+        let (id, raw) = entry?;
+        let incident = decode_incident(id.value(), raw.value())?;
+        if incident.first_seen < stop {
+            break;
+        }
+        if incident.first_seen < from {
+            continue;
+        }
+        let mut n = 0;
+        for row in index.range((incident.id, 0)..=(incident.id, u64::MAX))? {
+            row?;
+            n += 1;
+        }
+        if n > 0 {
+            data.notifications.insert(incident.id, n);
+        }
+        data.incidents.push(incident);
+    }
+    data.incidents.reverse();
+    Ok(data)
 }
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
@@ -1267,6 +1349,28 @@ mod tests {
         // The untouched copy still verifies.
         std::fs::write(dir.path().join(DB_FILE), &pristine).unwrap();
         assert_eq!(verify_audit_file(dir.path(), None).unwrap().0.unwrap().seq, 4);
+    }
+
+    #[test]
+    fn queue_stats_count_the_notice_deadlines_still_pending() {
+        use crate::escalation::TimerKind;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.queue_stats().unwrap().notice_deadlines, 0);
+        let timer = |id, kind| Timer { id, incident: 1, due_at: Timestamp::UNIX_EPOCH, kind };
+        let deadline = timer(2, TimerKind::NoticeDeadline { notice: 0 });
+        store
+            .write(|b| {
+                b.put_timer(&timer(1, TimerKind::NoticeReminder { notice: 0 }))?;
+                b.put_timer(&deadline)?;
+                b.put_timer(&timer(3, TimerKind::NoticeDeadline { notice: 1 }))?;
+                b.put_timer(&timer(4, TimerKind::CommsUpdate))
+            })
+            .unwrap();
+        assert_eq!(store.queue_stats().unwrap().notice_deadlines, 2);
+        // Sent (its timer cancelled) or fired: no longer pending.
+        store.write(|b| b.remove_timer(&deadline)).unwrap();
+        assert_eq!(store.queue_stats().unwrap().notice_deadlines, 1);
     }
 
     #[test]
