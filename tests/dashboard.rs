@@ -376,3 +376,43 @@ async fn pages_read_on_a_phone_and_the_overview_shows_what_is_open() {
     assert_eq!(css.status().as_u16(), 200);
     assert!(css.text().await.unwrap().contains("@media (max-width"));
 }
+
+#[tokio::test]
+async fn the_figures_page_shows_the_reports_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tocsin.yaml");
+    std::fs::write(&config, yaml()).unwrap();
+    let d = Daemon::spawn_env(
+        &config,
+        &dir.path().join("data"),
+        &[("TOCSIN_FAKE_CLOCK", "2026-03-02T09:00:00Z")],
+    );
+    let id = report(&d, "Checkout fails for some customers").await;
+    d.advance("2m").await;
+    let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    d.advance("58m").await;
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let api = d.get("/api/v1/report?since=1d", Some(TOKEN)).await;
+    assert_eq!(api.body["groups"][0]["mtta"]["median_seconds"], 120.0, "{}", api.text);
+    assert_eq!(api.body["groups"][0]["mttr"]["median_seconds"], 3600.0, "{}", api.text);
+
+    let cookie = sign_in(&d, VIEWER).await;
+    let p = get(&d, Some(&cookie), "/figures?since=1d").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("1 incidents opened from"), "{}", p.body);
+    // The all-incidents row: 1 incident; MTTD from the report's `occurred_at` (a year
+    // earlier in the fixture); MTTA 2m; MTTR 1h — each n, mean, median, p90.
+    assert!(
+        p.body.contains("<tr><th>all</th><td>1</td><td>1</td><td>365d 22h</td><td>365d 22h</td><td>365d 22h</td><td>1</td><td>2m 0s</td><td>2m 0s</td><td>2m 0s</td><td>1</td><td>1h 0m</td><td>1h 0m</td><td>1h 0m</td></tr>"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("<meter class=\"bar\""), "a chart: {}", p.body);
+    let bad = get(&d, Some(&cookie), "/figures?since=soon").await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let anonymous = get(&d, None, "/figures").await;
+    assert_eq!(anonymous.status, 303);
+}

@@ -13,6 +13,7 @@
 //! through the journal writer exactly as the API's do, as `user:<name>`.
 
 pub mod customer;
+pub mod figures;
 pub mod pages;
 pub mod session;
 
@@ -56,6 +57,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/incidents/{id}/ack", post(acknowledge))
         .route("/incidents/{id}/resolve", post(resolve))
         .route("/incidents/{id}/notes", post(add_note))
+        .route("/figures", get(figures))
         .route("/queue", get(queue))
         .route("/queue/{id}/{op}", post(queue_op))
         .route("/reload", post(reload))
@@ -353,6 +355,44 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
     let body = pages::overview(&v, &data, &severities, app.clock.now());
     page(&app, Some(&v), StatusCode::OK, "Overview", &body)
+}
+
+#[derive(Debug, Deserialize)]
+struct FiguresParams {
+    since: Option<String>,
+}
+
+/// `/figures`: the report (as `tocsin report`) for a period, default the last 30 days.
+async fn figures(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<FiguresParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let v = match signed_in(&app, &headers, "/figures") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let since = params.ok().and_then(|Query(p)| p.since).unwrap_or_else(|| "30d".into());
+    let options = match crate::report::Options::parse(Some(&since), None, app.clock.now()) {
+        Ok(o) => o,
+        Err((field, why)) => {
+            return message(
+                &app,
+                &v,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{field}: {why}"),
+                "/figures",
+            );
+        }
+    };
+    let data = read(&app, move |s| s.report_data(options.read_from())).await;
+    match data {
+        Ok(d) => {
+            let report = crate::report::compute(&d.incidents, &d.notifications, &options);
+            page(&app, Some(&v), StatusCode::OK, "Figures", &figures::page(&report, &since))
+        }
+        Err(e) => unavailable(&app, &v, &e),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,7 +57,7 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, now: Timestamp, body: &str) 
                 String::new()
             };
             format!(
-                "<nav><a href=\"/\" class=\"brand\">Tocsin</a><a href=\"/\">Overview</a><a href=\"/incidents\">Incidents</a>{admin}\
+                "<nav><a href=\"/\" class=\"brand\">Tocsin</a><a href=\"/\">Overview</a><a href=\"/incidents\">Incidents</a><a href=\"/figures\">Figures</a>{admin}\
                  <span class=\"who\">{} <span class=\"role\">{}</span></span>\
                  <form method=\"post\" action=\"/logout\" class=\"inline\">{}<button type=\"submit\">Sign out</button></form></nav>",
                 esc(&v.name),
