@@ -60,6 +60,7 @@ fn alert() -> Event {
         }],
         customer: None,
         verified: false,
+        assessment: None,
         details: serde_json::Map::new(),
     }
 }

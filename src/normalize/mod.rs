@@ -132,6 +132,7 @@ fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event
         links: Vec::new(),
         customer: None,
         verified: false,
+        assessment: None,
         details: serde_json::Map::new(),
     }
 }
