@@ -802,6 +802,7 @@ fn shipped_rules_load_in_order() {
             "20-customer-reports.rhai",
             "30-recurrence.rhai",
             "40-maintenance.rhai",
+            "45-dependencies.rhai",
             "50-customer-facing.rhai",
         ]
     );
@@ -996,4 +997,36 @@ fn rules_read_a_declarations_assessment_and_cannot_lower_its_severity() {
     let plain = load(&[("10-a.rhai", r#"if event.assessment == () { decision.tag("none"); }"#)]);
     let d = plain.evaluate(&alert(None), &incident(), &Triage::default()).decision;
     assert!(d.tags.contains("none"));
+}
+
+#[test]
+fn the_readme_catalog_example_runs() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/README.md"))
+            .expect("rules/README.md");
+    let example = readme
+        .split("## Asking the service catalog")
+        .nth(1)
+        .and_then(|rest| rest.split("```rhai\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("a rhai example block about the catalog");
+    let rules = load(&[("10-readme.rhai", example)]);
+    let mut event = alert(Some("warning"));
+    event.service = Some("stripe".into());
+    let evaluation = rules.evaluate(&event, &incident(), &shop_triage());
+    assert_eq!(evaluation.failures, []);
+    let d = evaluation.decision;
+    assert_eq!(d.score, 60);
+    assert!(d.customer_facing);
+    assert_eq!(d.tags, set(&["wide-vendor-outage", "unowned"]));
+    let decl: crate::declaration::Declaration = serde_json::from_value(serde_json::json!({
+        "title": "t", "description": "d",
+        "impact": {"customer_impact": false, "data_sensitivity": "none", "estimated_reach": 20000},
+    }))
+    .unwrap();
+    let event =
+        crate::declaration::normalize(&decl, "ana", Uuid::nil(), at("2026-11-02T10:05:00Z"));
+    let evaluation = rules.evaluate(&event, &incident(), &shop_triage());
+    assert_eq!(evaluation.failures, []);
+    assert_eq!(evaluation.decision.severity, "sev1");
 }
