@@ -248,11 +248,46 @@ pub fn normalize(decl: &Declaration, declared_by: &str, id: Uuid, now: Timestamp
     }
 }
 
+/// Checks a declaration built in code (a form, a drill) as [`parse`] checks a JSON body: 422
+/// naming each field that is empty, too long or names an unknown severity.
+pub fn check(decl: &Declaration, triage: &Triage) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (field, value, max) in
+        [("title", &decl.title, MAX_TITLE), ("description", &decl.description, MAX_DESCRIPTION)]
+    {
+        if value.trim().is_empty() {
+            errors.push(FieldError::new(field, "must not be empty"));
+        } else if value.len() > max {
+            errors.push(FieldError::new(field, format!("at most {max} bytes")));
+        }
+    }
+    if let Some(s) = &decl.severity
+        && !triage.severities.iter().any(|t| t.name == *s)
+    {
+        let names: Vec<&str> = triage.severities.iter().map(|t| t.name.as_str()).collect();
+        errors.push(FieldError::new("severity", format!("must be one of {}", names.join(", "))));
+    }
+    if decl.impact.services.len() > MAX_SERVICES {
+        errors.push(FieldError::new("impact.services", format!("at most {MAX_SERVICES} services")));
+    }
+    for (i, s) in decl.impact.services.iter().enumerate() {
+        if s.trim().is_empty() || s.len() > 64 {
+            errors.push(FieldError::new(
+                format!("impact.services[{i}]"),
+                "must be a service name (1 to 64 characters)",
+            ));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
+}
+
 /// Declares an incident as user `user` (a name from `users`; the caller has checked that the
-/// user may): stores the event, scores it with the rules, opens the incident and runs its
-/// escalation, all committed before it returns. Returns the new incident's id.
+/// user may): checks it ([`check`]), stores the event, scores it with the rules, opens the
+/// incident and runs its escalation, all committed before it returns. Returns the new
+/// incident's id.
 pub async fn declare(app: &App, decl: Declaration, user: &str) -> Result<IncidentId, ApiError> {
     let runtime = app.runtime.load_full();
+    check(&decl, runtime.triage())?;
     let event = normalize(&decl, user, Uuid::now_v7(), app.clock.now());
     let id = event.id;
     let open = app.journal.open.clone();
@@ -359,6 +394,22 @@ mod tests {
             assert!(fields.iter().any(|x| x == f), "{f} not in {fields:?}");
         }
         assert_eq!(field_errors(json!({"title": "t", "description": "d"})), ["impact"]);
+    }
+
+    #[test]
+    fn a_declaration_built_in_code_is_checked_like_a_body() {
+        let triage = Triage::default();
+        let mut d = parse_ok(json!({
+            "title": "t", "description": "d",
+            "impact": {"customer_impact": false, "data_sensitivity": "none"},
+        }));
+        assert!(check(&d, &triage).is_ok());
+        d.title = " ".into();
+        d.severity = Some("sev9".into());
+        d.impact.services = vec!["".into()];
+        let err = check(&d, &triage).unwrap_err();
+        let fields: Vec<&str> = err.field_errors().iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["title", "severity", "impact.services[0]"]);
     }
 
     #[test]
