@@ -61,6 +61,7 @@ fn alert() -> Event {
         customer: None,
         verified: false,
         drill: false,
+        assessment: None,
         details: serde_json::Map::new(),
     }
 }

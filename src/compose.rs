@@ -96,7 +96,8 @@ pub fn render(
         .as_ref()
         .and_then(|id| rt.config.policies.people.get(id))
         .map(|p| p.name.clone());
-    let r = rt.templates.render(delivery.channel, &delivery.audience, &ctx);
+    let language = language(rt, delivery);
+    let r = rt.templates.render_in(delivery.channel, &delivery.audience, language, &ctx);
     let mut payload = r.payload;
     // Receivers built for Alertmanager get its webhook body instead of Tocsin's.
     if delivery.channel == Channel::Webhook
@@ -108,6 +109,25 @@ pub fn render(
         payload = crate::templates::alertmanager_payload(incident, &delivery.recipient.address);
     }
     (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
+}
+
+/// The language a delivery goes out in: the recipient person's `language` (default `en`);
+/// for other recipients (webhooks, the log), `notifications.audience_languages` for the
+/// audience (or for its base before a hyphen: `customer` for `customer-apology`), else `en`.
+pub fn language<'a>(
+    rt: &'a crate::runtime::Runtime,
+    delivery: &crate::policy::Delivery,
+) -> &'a str {
+    if let Some(person) = &delivery.recipient.person {
+        return rt.config.roster.language(person);
+    }
+    let langs = &rt.config.notifications.audience_languages;
+    let audience = delivery.audience.as_str();
+    let base = audience.split_once('-').map_or(audience, |(b, _)| b);
+    langs
+        .get(audience)
+        .or_else(|| langs.get(base))
+        .map_or(crate::templates::DEFAULT_LANGUAGE, String::as_str)
 }
 
 /// Puts a fixed line from Tocsin itself (why this escalation or reminder is being sent) at the

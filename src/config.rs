@@ -509,6 +509,9 @@ pub struct RawConfig {
     pub dashboard: Option<Spanned<RawDashboard>>,
     /// Live drills: who hears about drill incidents.
     pub drills: Option<Spanned<RawDrills>>,
+    /// The service catalog (see [`crate::catalog`]).
+    #[serde(default)]
+    pub catalog: Vec<Spanned<crate::catalog::RawService>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -717,6 +720,9 @@ pub struct RawNotifications {
     #[serde(default)]
     pub webhooks: Vec<Spanned<crate::notify::WebhookConfig>>,
     pub templates: Option<Spanned<String>>,
+    /// Audience → the language its messages go out in when the recipient is not a person
+    /// (a person's own `language` wins).
+    pub audience_languages: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub dashboard_url: Option<Spanned<String>>,
     pub ack_links: Option<Spanned<RawAckLinks>>,
     pub workers: Option<Spanned<u64>>,
@@ -791,6 +797,9 @@ pub struct Notifications {
     pub webhooks: Vec<crate::notify::WebhookConfig>,
     /// Template directory; `None`: the built-in plain templates.
     pub templates: Option<PathBuf>,
+    /// Audience → language for recipients that are not people (webhooks, the log); an
+    /// audience `customer-apology` also takes `customer`'s entry.
+    pub audience_languages: BTreeMap<String, String>,
     /// Base URL for links in messages (incident pages, acknowledge links).
     pub dashboard_url: Option<String>,
     /// Signed acknowledge links in person-addressed email and SMS (need `dashboard_url`).
@@ -809,6 +818,7 @@ impl Default for Notifications {
             sms: None,
             webhooks: Vec::new(),
             templates: None,
+            audience_languages: BTreeMap::new(),
             dashboard_url: None,
             ack_links: AckLinks::default(),
             workers: 8,
@@ -1302,6 +1312,13 @@ impl Validator<'_> {
         let roster = self.roster(prefs, raw.rotations, raw.roles, &policies);
         let dashboard = self.dashboard(raw.dashboard);
         let drills = self.drills(raw.drills, &policies, &notifications, &known_roles);
+        let mut triage = triage;
+        let people: BTreeSet<String> = policies.people.keys().cloned().collect();
+        let (catalog, problems) = crate::catalog::build(raw.catalog, &people, &known_roles);
+        for (loc, path, message) in problems {
+            self.err(loc, &path, message);
+        }
+        triage.catalog = std::sync::Arc::new(catalog);
 
         Config {
             listen,
@@ -1601,6 +1618,23 @@ impl Validator<'_> {
             n.webhooks.push(cfg);
         }
         n.templates = raw.templates.map(|t| PathBuf::from(t.value));
+        for (audience, lang) in raw.audience_languages.map(|a| a.value).unwrap_or_default() {
+            let ok = (2..=35).contains(&lang.value.len())
+                && lang.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !lang.value.starts_with('-');
+            if ok {
+                n.audience_languages.insert(audience, lang.value);
+            } else {
+                self.err(
+                    lang.referenced,
+                    &format!("notifications.audience_languages.{audience}"),
+                    format!(
+                        "`{}` is not a language tag; write e.g. en, de or pt-BR",
+                        lang.value.escape_debug()
+                    ),
+                );
+            }
+        }
         if let Some(url) = raw.dashboard_url {
             if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
                 self.err(

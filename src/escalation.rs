@@ -56,6 +56,26 @@ pub fn involved_roles(decision: &Decision) -> Vec<String> {
     roles
 }
 
+/// Who the first page adds for an incident's scope: each affected service's owner from the
+/// catalog (a role or a person), once each, in scope order.
+pub fn owner_targets(
+    catalog: &crate::catalog::Catalog,
+    scope: &[String],
+) -> Vec<crate::policy::Target> {
+    let mut out: Vec<crate::policy::Target> = Vec::new();
+    for service in scope {
+        let target = match catalog.owner(service) {
+            Some(crate::catalog::Owner::Role(r)) => crate::policy::Target::Role(r.clone()),
+            Some(crate::catalog::Owner::Person(p)) => crate::policy::Target::Person(p.clone()),
+            None => continue,
+        };
+        if !out.contains(&target) {
+            out.push(target);
+        }
+    }
+    out
+}
+
 /// A durable timer: a row keyed by its due time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timer {

@@ -24,6 +24,8 @@ pub enum Format {
     Report,
     /// `POST /api/v1/events`: Tocsin's own canonical event.
     Canonical,
+    /// `POST /api/v1/incidents`: a person declaring an incident (see [`crate::declaration`]).
+    Declaration,
 }
 
 impl Format {
@@ -34,6 +36,7 @@ impl Format {
             Format::AlertmanagerWebhook => "alertmanager_webhook",
             Format::Report => "report",
             Format::Canonical => "canonical",
+            Format::Declaration => "declaration",
         }
     }
 }
@@ -44,6 +47,8 @@ impl Format {
 pub enum Kind {
     Alert,
     Report,
+    /// A person's declaration of an incident, with their risk assessment.
+    Declaration,
 }
 
 impl Kind {
@@ -51,6 +56,7 @@ impl Kind {
         match self {
             Kind::Alert => "alert",
             Kind::Report => "report",
+            Kind::Declaration => "declaration",
         }
     }
 }
@@ -147,8 +153,39 @@ pub struct Event {
     /// out of response-time figures.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drill: bool,
+    /// A declared incident's impact assessment (declarations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessment: Option<Assessment>,
     /// Everything else the format carries that has no field above (PagerDuty `custom_details`,
     /// `component`, a report's description, …). Free-form JSON, kept as sent.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How many people or customers a declarer expects to be affected: a number when they know
+/// one, else their words (`"all EU customers"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reach {
+    Count(u64),
+    Text(String),
+}
+
+/// The impact assessment a person gives when declaring an incident, kept on its event so
+/// that the rules (as `event.assessment`) and later readers see what the declarer saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// The user who declared it (their name from `users`).
+    pub declared_by: String,
+    pub description: String,
+    /// The services the declarer says are affected.
+    #[serde(default)]
+    pub services: Vec<String>,
+    pub customer_impact: bool,
+    pub data_sensitivity: crate::rules::Sensitivity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_reach: Option<Reach>,
+    /// The severity the declarer chose (a threshold name), if any: a floor for the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }

@@ -62,6 +62,10 @@ pub struct Incident {
     pub service: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The services this incident affects: the ones its opening event named and every service
+    /// that depends on them in the catalog (see [`crate::catalog::Catalog::scope`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<String>,
     /// The rules' latest decision on a trigger of this incident.
     pub decision: Decision,
     /// When the first event arrived (the organization became aware).
@@ -222,6 +226,9 @@ pub enum Outcome {
 }
 
 fn source_actor(event: &Event) -> String {
+    if let Some(a) = event.assessment.as_ref().filter(|_| event.kind == Kind::Declaration) {
+        return format!("user:{}", a.declared_by);
+    }
     format!("source:{}", event.source)
 }
 
@@ -263,6 +270,7 @@ pub fn apply(
                 summary: event.summary.clone(),
                 service: event.service.clone(),
                 labels: event.labels.clone(),
+                scope: Vec::new(),
                 first_seen: event.received_at,
                 last_seen: event.received_at,
                 detected_at: event.starts_at,
@@ -286,14 +294,20 @@ pub fn apply(
                 at: event.received_at,
                 actor: source_actor(event),
                 kind: EntryKind::Opened,
-                message: format!(
-                    "opened by a {} {}: {}; scored {} ({}){suppressed}",
-                    event.format.as_str(),
-                    event.kind.as_str(),
-                    event.summary,
-                    d.score,
-                    d.severity,
-                ),
+                message: match &event.assessment {
+                    Some(a) if event.kind == Kind::Declaration => format!(
+                        "declared by user:{}: {}; scored {} ({}){suppressed}",
+                        a.declared_by, event.summary, d.score, d.severity,
+                    ),
+                    _ => format!(
+                        "opened by a {} {}: {}; scored {} ({}){suppressed}",
+                        event.format.as_str(),
+                        event.kind.as_str(),
+                        event.summary,
+                        d.score,
+                        d.severity,
+                    ),
+                },
                 event_id: Some(event.id),
                 detail: serde_json::json!({
                     "rules_fired": d.rules_fired,

@@ -58,6 +58,8 @@ fn permission_for(format: Format) -> Permission {
         }
         Format::Report => Permission::Reports,
         Format::Canonical => Permission::Events,
+        // Declarations come from users (`POST /api/v1/incidents`), never from a source.
+        Format::Declaration => Permission::Events,
     }
 }
 
@@ -105,6 +107,9 @@ async fn ingest_as(
         Format::Canonical => normalize::canonical(&bytes, ctx)?,
         Format::Pagerduty => {
             return Err(ApiError::malformed("PagerDuty events go to /v2/enqueue"));
+        }
+        Format::Declaration => {
+            return Err(ApiError::malformed("declarations go to POST /api/v1/incidents"));
         }
     };
     let Normalized { events, rejected } = normalized;

@@ -817,7 +817,18 @@ impl Writer {
                 }
                 self.save(changes, incident);
             }
-            Outcome::Opened(incident, entries) | Outcome::Updated(incident, entries) => {
+            Outcome::Opened(mut incident, entries) => {
+                // The services it affects: the ones named and everything downstream of them.
+                let named = event
+                    .service
+                    .iter()
+                    .chain(event.assessment.iter().flat_map(|a| &a.services))
+                    .map(String::as_str);
+                incident.scope = rt.triage().catalog.scope(named);
+                batch.link_event(event.id, incident.id)?;
+                self.keep(batch, changes, rt, incident, &entries)?;
+            }
+            Outcome::Updated(incident, entries) => {
                 match event.action {
                     Action::Acknowledge => {
                         self.metrics.incident_acted(&incident, PersonAction::Acknowledge)
@@ -1263,6 +1274,17 @@ impl Writer {
                     target: policy::Target::Role(role),
                     channels: rt.config.escalation.involve_channels.clone(),
                 });
+            }
+            // The owners of every affected service (from the catalog) are paged with the first
+            // step, as responders.
+            for target in escalation::owner_targets(&rt.triage().catalog, &incident.scope) {
+                if !targets.iter().any(|t| t.target == target) {
+                    targets.push(policy::Entry {
+                        audience: "responder".to_string(),
+                        target,
+                        channels: rt.config.escalation.involve_channels.clone(),
+                    });
+                }
             }
         }
         rt.config.policies.deliveries(&targets, &incident.roles, log.as_deref())

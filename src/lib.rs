@@ -7,7 +7,10 @@
 //! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them.
 //! - [`ingest`]: ingest handlers: content type, body limit, rate limit, then normalize and journal.
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
-//! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event.
+//! - [`declaration`]: `POST /api/v1/incidents`: a person declares an incident with an impact
+//!   assessment → an event of kind `declaration` ([`declaration::normalize`] is pure).
+//! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event; they
+//!   may ask the [`catalog`] (services, owners, dependencies) who is downstream.
 //! - [`journal`]: the single writer: drains waiting requests, applies events to incidents and
 //!   people's actions, commits them as one transaction (group commit), then answers all.
 //! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
@@ -48,10 +51,12 @@ pub mod ack;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod dashboard;
+pub mod declaration;
 pub mod delivery;
 pub mod drill;
 pub mod error;

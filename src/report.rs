@@ -683,6 +683,7 @@ mod tests {
             notices: vec![],
             review: None,
             drill: false,
+            scope: Vec::new(),
         }
     }
 

@@ -196,9 +196,19 @@ pub fn run(paths: &[PathBuf], rules: &RuleSet, triage: &Triage) -> Report {
     report
 }
 
-fn normalize_input(input: &Input, ctx: Context<'_>) -> Result<Vec<crate::event::Event>, String> {
+fn normalize_input(
+    input: &Input,
+    ctx: Context<'_>,
+    triage: &Triage,
+) -> Result<Vec<crate::event::Event>, String> {
     let body = serde_json::to_vec(&input.body).map_err(|e| e.to_string())?;
     let normalized = match input.format {
+        // A declaration by the user named as the case's source.
+        Format::Declaration => crate::declaration::parse(&body, triage).map(|d| {
+            let event =
+                crate::declaration::normalize(&d, ctx.source, uuid::Uuid::now_v7(), ctx.now);
+            normalize::Normalized { events: vec![event], rejected: Vec::new() }
+        }),
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&body, ctx),
         Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&body, ctx),
         Format::Report => normalize::report(&body, ctx),
@@ -221,7 +231,7 @@ fn run_case(case: &Case, rules: &RuleSet, triage: &Triage) -> Vec<String> {
     let mut last: Option<Evaluation> = None;
     for (i, input) in case.events.iter().enumerate() {
         let ctx = Context { source, now: Timestamp::now() };
-        let events = match normalize_input(input, ctx) {
+        let events = match normalize_input(input, ctx, triage) {
             Ok(events) => events,
             Err(e) => return vec![format!("events[{i}]: {e}")],
         };

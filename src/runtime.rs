@@ -204,10 +204,23 @@ impl Reloader {
         }
         if let Some(dir) = &rt.config.notifications.templates {
             // Each channel has its own subdirectory.
-            for channel in ["email", "sms", "webhook", "log"] {
-                let sub = dir.join(channel);
-                if sub.is_dir() {
-                    paths.push(sub);
+            // Language directories (`de/`, …) hold channel directories of their own.
+            let mut bases = vec![dir.clone()];
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let is_channel = ["email", "sms", "webhook", "log"].contains(&name.as_str());
+                    if !is_channel && !name.starts_with('.') && entry.path().is_dir() {
+                        bases.push(entry.path());
+                    }
+                }
+            }
+            for base in bases {
+                for channel in ["email", "sms", "webhook", "log"] {
+                    let sub = base.join(channel);
+                    if sub.is_dir() {
+                        paths.push(sub);
+                    }
                 }
             }
         }

@@ -66,7 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/reports", post(ingest::report))
         .route("/api/v1/events", post(ingest::canonical).get(api::list_events))
         .route("/api/v1/events/{id}", get(api::get_event))
-        .route("/api/v1/incidents", get(api::list_incidents))
+        .route("/api/v1/incidents", get(api::list_incidents).post(crate::declaration::post))
         .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))

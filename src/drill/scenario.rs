@@ -44,6 +44,8 @@ struct RawStep {
     alertmanager_webhook: Option<serde_json::Value>,
     pagerduty: Option<serde_json::Value>,
     report: Option<serde_json::Value>,
+    /// A declared incident: the body of `POST /api/v1/incidents`, declared by `user:drill`.
+    declare: Option<serde_json::Value>,
     ack: Option<RawAct>,
     resolve: Option<RawAct>,
     note: Option<RawAct>,
@@ -402,6 +404,7 @@ fn check(raw: RawScenario, path: &Path, e: &mut Errors<'_>) -> Scenario {
         ));
         inputs.extend(body("pagerduty", Format::Pagerduty, s.pagerduty));
         inputs.extend(body("report", Format::Report, s.report));
+        inputs.extend(body("declare", Format::Declaration, s.declare));
         let acts = [
             ("ack", s.ack),
             ("resolve", s.resolve),

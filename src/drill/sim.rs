@@ -278,9 +278,15 @@ impl Sim<'_> {
                         .map_err(store_error)?
                         .map(|i| i.decision.severity)
                         .unwrap_or_default();
+                    let delivery = crate::policy::Delivery {
+                        channel: n.channel,
+                        recipient: n.recipient.clone(),
+                        audience: n.audience.clone(),
+                    };
+                    let language = crate::compose::language(&rt, &delivery);
                     let template = rt
                         .templates
-                        .main_template(n.channel, &n.audience, &severity)
+                        .main_template(n.channel, &n.audience, &severity, language)
                         .unwrap_or("built-in")
                         .to_string();
                     self.run.sent.push(Sent {
@@ -327,6 +333,18 @@ impl Sim<'_> {
                     Format::Canonical => normalize::canonical(body, ctx),
                     Format::Pagerduty => {
                         normalize::parse_pagerduty(body).and_then(|e| e.into_normalized(ctx))
+                    }
+                    Format::Declaration => {
+                        let rt = self.runtime.load();
+                        crate::declaration::parse(body, rt.triage()).map(|d| Normalized {
+                            events: vec![crate::declaration::normalize(
+                                &d,
+                                "user:drill",
+                                uuid::Uuid::now_v7(),
+                                ctx.now,
+                            )],
+                            rejected: Vec::new(),
+                        })
                     }
                 };
                 let Normalized { events, rejected } = normalized.map_err(|e| {

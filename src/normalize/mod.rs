@@ -148,6 +148,7 @@ fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event
         customer: None,
         verified: false,
         drill: false,
+        assessment: None,
         details: serde_json::Map::new(),
     }
 }

@@ -97,6 +97,9 @@ pub(super) struct State {
     pub(super) base_score: i64,
     forced: Option<usize>,
     cap: Option<usize>,
+    /// A declared incident's severity: rules may raise the severity above it, never lower it
+    /// (neither by score, `set_severity` nor `cap_severity`).
+    floor: Option<usize>,
     // Rhai strings (reference-counted): storing a script's argument, and copying the state for
     // rollback, then costs no allocation per name.
     policy: Option<ImmutableString>,
@@ -114,6 +117,7 @@ impl State {
             base_score,
             forced: None,
             cap: None,
+            floor: None,
             policy: None,
             tags: BTreeSet::new(),
             sensitivity: Sensitivity::None,
@@ -121,6 +125,19 @@ impl State {
             roles: BTreeSet::new(),
             suppressed: None,
         }
+    }
+}
+
+impl State {
+    /// The starting state for a declared incident: the declarer's severity as a floor (and
+    /// its threshold as the base score), their data sensitivity and customer impact.
+    pub(super) fn declared(
+        base_score: i64,
+        floor: Option<usize>,
+        sensitivity: Sensitivity,
+        customer_facing: bool,
+    ) -> State {
+        State { floor, sensitivity, customer_facing, ..State::new(base_score) }
     }
 }
 
@@ -351,7 +368,10 @@ fn severity_name<'a>(severities: &'a [Threshold], state: &State) -> &'a str {
         .iter()
         .position(|t| t.min_score <= state.score)
         .unwrap_or(severities.len().saturating_sub(1));
-    let index = state.forced.unwrap_or(by_score).max(state.cap.unwrap_or(0));
+    let mut index = state.forced.unwrap_or(by_score).max(state.cap.unwrap_or(0));
+    if let Some(floor) = state.floor {
+        index = index.min(floor);
+    }
     severities.get(index).map_or("", |t| t.name.as_str())
 }
 

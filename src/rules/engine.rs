@@ -17,6 +17,7 @@ use rhai::{
 
 use super::RuleLimits;
 use super::decision::Draft;
+use crate::catalog::Catalog;
 
 /// Names the rule set binds for every script; scripts may not declare variables that shadow them.
 pub(super) const BOUND_NAMES: [&str; 3] = ["event", "incident", "decision"];
@@ -33,6 +34,53 @@ thread_local! {
     // that evaluates events, and each evaluation arms its own deadline on its own thread.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static RULE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    // The catalog of the evaluation running on this thread (a rule set is compiled once and
+    // shared; the catalog comes with the config the event is evaluated under).
+    static CATALOG: RefCell<Option<Arc<Catalog>>> = const { RefCell::new(None) };
+}
+
+/// While alive, the catalog functions (`dependents`, `owner`, …) read `catalog`.
+pub(super) struct CatalogArmed(());
+
+pub(super) fn arm_catalog(catalog: &Arc<Catalog>) -> CatalogArmed {
+    CATALOG.set(Some(Arc::clone(catalog)));
+    CatalogArmed(())
+}
+
+impl Drop for CatalogArmed {
+    fn drop(&mut self) {
+        CATALOG.set(None);
+    }
+}
+
+fn with_catalog<T>(f: impl FnOnce(&Catalog) -> T) -> T {
+    CATALOG.with_borrow(|c| match c {
+        Some(c) => f(c),
+        None => f(&Catalog::default()),
+    })
+}
+
+/// Read-only questions about the service catalog. Each also takes `()` (what `event.service`
+/// is when the sender named none) and answers as for an unknown service.
+fn register_catalog(engine: &mut Engine) {
+    engine.register_fn("dependents", |s: &str| -> Array {
+        with_catalog(|c| c.dependents(s).into_iter().map(Dynamic::from).collect())
+    });
+    engine.register_fn("dependents", |_: ()| Array::new());
+    engine.register_fn("is_customer_facing_downstream", |s: &str| {
+        with_catalog(|c| c.is_customer_facing_downstream(s))
+    });
+    engine.register_fn("is_customer_facing_downstream", |_: ()| false);
+    engine.register_fn("is_customer_facing", |s: &str| {
+        with_catalog(|c| c.get(s).is_some_and(|s| s.customer_facing))
+    });
+    engine.register_fn("is_customer_facing", |_: ()| false);
+    engine.register_fn("is_vendor", |s: &str| with_catalog(|c| c.get(s).is_some_and(|s| s.vendor)));
+    engine.register_fn("is_vendor", |_: ()| false);
+    engine.register_fn("owner", |s: &str| {
+        with_catalog(|c| c.owner(s).map_or(Dynamic::UNIT, |o| Dynamic::from(o.name().to_owned())))
+    });
+    engine.register_fn("owner", |_: ()| Dynamic::UNIT);
 }
 
 /// While alive, scripts on this thread stop at `deadline` and their `print`/`debug` output is
@@ -119,6 +167,7 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
     });
 
     register_decision(&mut engine);
+    register_catalog(&mut engine);
     engine
 }
 

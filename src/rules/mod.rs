@@ -47,6 +47,8 @@ pub struct Triage {
     pub unverified_report_score: i64,
     /// Passed to [`RuleSet::load`]; a rule set keeps the limits it was loaded with.
     pub limits: RuleLimits,
+    /// The service catalog the rule functions `dependents`, `owner`, … read.
+    pub catalog: Arc<crate::catalog::Catalog>,
 }
 
 impl Default for Triage {
@@ -67,6 +69,7 @@ impl Default for Triage {
             verified_report_score: 60,
             unverified_report_score: 30,
             limits: RuleLimits::default(),
+            catalog: Arc::default(),
         }
     }
 }
@@ -291,9 +294,10 @@ impl RuleSet {
     /// a script that errors or overruns is listed in the failures and its changes are dropped.
     pub fn evaluate(&self, event: &Event, incident: &IncidentView, triage: &Triage) -> Evaluation {
         let severities = shared_thresholds(&triage.severities);
-        let mut state = Arc::new(State::new(base_score(event, triage)));
-        let mut rules_fired = Vec::new();
         let mut reasons = Vec::new();
+        let mut state = Arc::new(initial_state(event, triage, &mut reasons));
+        let mut rules_fired = Vec::new();
+        let _catalog = engine::arm_catalog(&triage.catalog);
         let mut failures = Vec::new();
 
         let mut scope = Scope::new();
@@ -387,8 +391,36 @@ fn take_draft(scope: &mut Scope) -> Result<Draft, String> {
     })
 }
 
+/// The decision before any script runs. A declaration starts from its assessment: the
+/// declared severity is a floor (its threshold's `min_score` the base score; without one, the
+/// verified-report score), and its data sensitivity and customer impact are already marked.
+fn initial_state(event: &Event, triage: &Triage, reasons: &mut Vec<String>) -> State {
+    let Some(a) = event.assessment.as_ref().filter(|_| event.kind == Kind::Declaration) else {
+        return State::new(base_score(event, triage));
+    };
+    let floor = a
+        .severity
+        .as_deref()
+        .and_then(|name| triage.severities.iter().position(|t| t.name == name));
+    let base = floor
+        .and_then(|i| triage.severities.get(i))
+        .map_or(triage.verified_report_score, |t| t.min_score);
+    reasons.push(format!(
+        "declaration: declared by user:{}{}; data sensitivity {}; customer impact {}",
+        a.declared_by,
+        a.severity
+            .as_deref()
+            .map(|s| format!(" at {s} (rules may raise it, not lower it)"))
+            .unwrap_or_default(),
+        a.data_sensitivity,
+        if a.customer_impact { "yes" } else { "no" },
+    ));
+    State::declared(base, floor, a.data_sensitivity, a.customer_impact)
+}
+
 fn base_score(event: &Event, triage: &Triage) -> i64 {
     match event.kind {
+        Kind::Declaration => triage.verified_report_score,
         Kind::Report if event.verified => triage.verified_report_score,
         Kind::Report => triage.unverified_report_score,
         Kind::Alert => event

@@ -37,6 +37,7 @@ fn alert(severity: Option<&str>) -> Event {
         customer: None,
         verified: false,
         drill: false,
+        assessment: None,
         details: serde_json::Map::new(),
     }
 }
@@ -802,6 +803,7 @@ fn shipped_rules_load_in_order() {
             "20-customer-reports.rhai",
             "30-recurrence.rhai",
             "40-maintenance.rhai",
+            "45-dependencies.rhai",
             "50-customer-facing.rhai",
         ]
     );
@@ -904,4 +906,128 @@ fn shipped_customer_facing_involves_communications_only_when_serious() {
     let serious = shipped_decision(&event, &incident());
     assert!(serious.customer_facing);
     assert_eq!(serious.roles, set(&["communications_lead"]));
+}
+
+// --- the service catalog and declarations ---
+
+fn shop_triage() -> Triage {
+    let yaml = r#"
+- {name: stripe, vendor: true}
+- {name: payments, owner: payments_oncall, depends_on: [stripe]}
+- {name: checkout, owner: ana, customer_facing: true, depends_on: [payments]}
+- {name: reporting, depends_on: [payments]}
+"#;
+    let raw = serde_saphyr::from_str(yaml).unwrap();
+    let people = BTreeSet::from(["ana".to_string()]);
+    let roles = BTreeSet::from(["payments_oncall".to_string()]);
+    let (catalog, problems) = crate::catalog::build(raw, &people, &roles);
+    assert!(problems.is_empty(), "{problems:?}");
+    Triage { catalog: std::sync::Arc::new(catalog), ..Triage::default() }
+}
+
+#[test]
+fn rules_ask_the_catalog_who_depends_on_a_service_and_who_owns_it() {
+    let script = r#"
+        let down = dependents(event.service);
+        decision.tag("down-" + down.len());
+        for d in down { decision.tag("dep-" + d); }
+        if is_customer_facing_downstream(event.service) { decision.add_score(25, "customers downstream"); }
+        if is_vendor(event.service) { decision.tag("vendor"); }
+        decision.tag("owner-" + (owner("payments") ?? "none"));
+        decision.tag("checkout-owner-" + owner("checkout"));
+        if owner(event.service) == () { decision.tag("vendor-unowned"); }
+        if !is_customer_facing_downstream(()) && dependents(()).is_empty() { decision.tag("no-service-ok"); }
+    "#;
+    let rules = load(&[("10-deps.rhai", script)]);
+    let mut event = alert(Some("warning"));
+    event.service = Some("stripe".into());
+    let evaluation = rules.evaluate(&event, &incident(), &shop_triage());
+    assert_eq!(evaluation.failures, []);
+    let d = evaluation.decision;
+    assert_eq!(d.score, 40 + 25);
+    assert_eq!(
+        d.tags,
+        set(&[
+            "down-3",
+            "dep-checkout",
+            "dep-payments",
+            "dep-reporting",
+            "vendor",
+            "owner-payments_oncall",
+            "checkout-owner-ana",
+            "vendor-unowned",
+            "no-service-ok",
+        ])
+    );
+    // Without a catalog the same script runs and finds nothing downstream.
+    let d = rules.evaluate(&event, &incident(), &Triage::default()).decision;
+    assert_eq!(d.score, 40);
+    assert!(d.tags.contains("down-0"));
+}
+
+#[test]
+fn rules_read_a_declarations_assessment_and_cannot_lower_its_severity() {
+    let decl: crate::declaration::Declaration = serde_json::from_value(serde_json::json!({
+        "title": "Vendor advisory: card data may be exposed",
+        "description": "Advisory from the payment provider",
+        "impact": {"services": ["stripe"], "customer_impact": false,
+                   "data_sensitivity": "internal", "estimated_reach": "all EU customers"},
+        "severity": "sev2",
+    }))
+    .unwrap();
+    let event =
+        crate::declaration::normalize(&decl, "ana", Uuid::nil(), at("2026-11-02T10:05:00Z"));
+    let script = r#"
+        let a = event.assessment;
+        if event.kind == "declaration" && a.declared_by == "ana" && a.services[0] == "stripe"
+            && a.estimated_reach == "all EU customers" && a.severity == "sev2"
+            && a.data_sensitivity == "internal" && !a.customer_impact {
+            decision.tag("read");
+        }
+        decision.add_score(-50, "looks minor");
+        decision.cap_severity("sev4", "trying to lower it");
+    "#;
+    let d = load(&[("10-decl.rhai", script)]).evaluate(&event, &incident(), &Triage::default());
+    assert_eq!(d.failures, []);
+    assert!(d.decision.tags.contains("read"));
+    assert_eq!(d.decision.severity, "sev2", "the declared severity is a floor");
+    assert_eq!(d.decision.sensitivity, crate::rules::Sensitivity::Internal);
+    let raise = load(&[("10-up.rhai", r#"decision.set_severity("sev1", "raise");"#)]);
+    assert_eq!(raise.evaluate(&event, &incident(), &Triage::default()).decision.severity, "sev1");
+    // An alert without an assessment sees ().
+    let plain = load(&[("10-a.rhai", r#"if event.assessment == () { decision.tag("none"); }"#)]);
+    let d = plain.evaluate(&alert(None), &incident(), &Triage::default()).decision;
+    assert!(d.tags.contains("none"));
+}
+
+#[test]
+fn the_readme_catalog_example_runs() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/README.md"))
+            .expect("rules/README.md");
+    let example = readme
+        .split("## Asking the service catalog")
+        .nth(1)
+        .and_then(|rest| rest.split("```rhai\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("a rhai example block about the catalog");
+    let rules = load(&[("10-readme.rhai", example)]);
+    let mut event = alert(Some("warning"));
+    event.service = Some("stripe".into());
+    let evaluation = rules.evaluate(&event, &incident(), &shop_triage());
+    assert_eq!(evaluation.failures, []);
+    let d = evaluation.decision;
+    assert_eq!(d.score, 60);
+    assert!(d.customer_facing);
+    assert_eq!(d.tags, set(&["wide-vendor-outage", "unowned"]));
+    let decl: crate::declaration::Declaration = serde_json::from_value(serde_json::json!({
+        "title": "t", "description": "d",
+        "impact": {"customer_impact": false, "data_sensitivity": "none", "estimated_reach": 20000},
+    }))
+    .unwrap();
+    let event =
+        crate::declaration::normalize(&decl, "ana", Uuid::nil(), at("2026-11-02T10:05:00Z"));
+    let evaluation = rules.evaluate(&event, &incident(), &shop_triage());
+    assert_eq!(evaluation.failures, []);
+    assert_eq!(evaluation.decision.severity, "sev1");
 }

@@ -111,9 +111,26 @@ pub(super) fn event(event: &Event) -> Dynamic {
             "phone" => optional(c.phone.as_deref(), text),
         }
     });
+    let assessment = optional(event.assessment.as_ref(), |a| {
+        let services: Array = a.services.iter().map(|s| text(s)).collect();
+        record! {
+            "customer_impact" => a.customer_impact.into(),
+            "data_sensitivity" => text(a.data_sensitivity.as_str()),
+            "declared_by" => text(&a.declared_by),
+            "description" => text(&a.description),
+            "estimated_reach" => match &a.estimated_reach {
+                None => Dynamic::UNIT,
+                Some(crate::event::Reach::Count(n)) => int(*n),
+                Some(crate::event::Reach::Text(t)) => text(t),
+            },
+            "services" => services.into(),
+            "severity" => optional(a.severity.as_deref(), text),
+        }
+    });
     record! {
         "action" => shared_name!(event.action, Action, [Action::Trigger, Action::Acknowledge, Action::Resolve]),
         "annotations" => string_map(&event.annotations),
+        "assessment" => assessment,
         "customer" => customer,
         "dedup_key" => text(&event.dedup_key),
         "details" => json_object(&event.details),
@@ -124,9 +141,10 @@ pub(super) fn event(event: &Event) -> Dynamic {
             Format::AlertmanagerWebhook,
             Format::Report,
             Format::Canonical,
+            Format::Declaration,
         ]),
         "id" => text(&event.id.to_string()),
-        "kind" => shared_name!(event.kind, Kind, [Kind::Alert, Kind::Report]),
+        "kind" => shared_name!(event.kind, Kind, [Kind::Alert, Kind::Report, Kind::Declaration]),
         "labels" => string_map(&event.labels),
         "links" => links.into(),
         "service" => optional(event.service.as_deref(), text),

@@ -5,6 +5,62 @@
 /// `(name, source)`: `name` is the path under `rules/templates/`.
 pub(super) const FILES: &[(&str, &str)] = &[
     (
+        "de/email/customer-apology.html.j2",
+        include_str!("../../rules/templates/de/email/customer-apology.html.j2"),
+    ),
+    (
+        "de/email/customer-apology.subject.j2",
+        include_str!("../../rules/templates/de/email/customer-apology.subject.j2"),
+    ),
+    (
+        "de/email/customer-apology.text.j2",
+        include_str!("../../rules/templates/de/email/customer-apology.text.j2"),
+    ),
+    (
+        "de/email/customer-status.html.j2",
+        include_str!("../../rules/templates/de/email/customer-status.html.j2"),
+    ),
+    (
+        "de/email/customer-status.subject.j2",
+        include_str!("../../rules/templates/de/email/customer-status.subject.j2"),
+    ),
+    (
+        "de/email/customer-status.text.j2",
+        include_str!("../../rules/templates/de/email/customer-status.text.j2"),
+    ),
+    ("de/email/customer.html.j2", include_str!("../../rules/templates/de/email/customer.html.j2")),
+    (
+        "de/email/customer.subject.j2",
+        include_str!("../../rules/templates/de/email/customer.subject.j2"),
+    ),
+    ("de/email/customer.text.j2", include_str!("../../rules/templates/de/email/customer.text.j2")),
+    (
+        "de/email/responder.html.j2",
+        include_str!("../../rules/templates/de/email/responder.html.j2"),
+    ),
+    (
+        "de/email/responder.subject.j2",
+        include_str!("../../rules/templates/de/email/responder.subject.j2"),
+    ),
+    (
+        "de/email/responder.text.j2",
+        include_str!("../../rules/templates/de/email/responder.text.j2"),
+    ),
+    (
+        "de/sms/customer-apology.text.j2",
+        include_str!("../../rules/templates/de/sms/customer-apology.text.j2"),
+    ),
+    (
+        "de/sms/customer-status.text.j2",
+        include_str!("../../rules/templates/de/sms/customer-status.text.j2"),
+    ),
+    ("de/sms/customer.text.j2", include_str!("../../rules/templates/de/sms/customer.text.j2")),
+    (
+        "de/sms/responder.sev1.text.j2",
+        include_str!("../../rules/templates/de/sms/responder.sev1.text.j2"),
+    ),
+    ("de/sms/responder.text.j2", include_str!("../../rules/templates/de/sms/responder.text.j2")),
+    (
         "email/communications.html.j2",
         include_str!("../../rules/templates/email/communications.html.j2"),
     ),
@@ -15,6 +71,30 @@ pub(super) const FILES: &[(&str, &str)] = &[
     (
         "email/communications.text.j2",
         include_str!("../../rules/templates/email/communications.text.j2"),
+    ),
+    (
+        "email/customer-apology.html.j2",
+        include_str!("../../rules/templates/email/customer-apology.html.j2"),
+    ),
+    (
+        "email/customer-apology.subject.j2",
+        include_str!("../../rules/templates/email/customer-apology.subject.j2"),
+    ),
+    (
+        "email/customer-apology.text.j2",
+        include_str!("../../rules/templates/email/customer-apology.text.j2"),
+    ),
+    (
+        "email/customer-status.html.j2",
+        include_str!("../../rules/templates/email/customer-status.html.j2"),
+    ),
+    (
+        "email/customer-status.subject.j2",
+        include_str!("../../rules/templates/email/customer-status.subject.j2"),
+    ),
+    (
+        "email/customer-status.text.j2",
+        include_str!("../../rules/templates/email/customer-status.text.j2"),
     ),
     ("email/customer.html.j2", include_str!("../../rules/templates/email/customer.html.j2")),
     ("email/customer.subject.j2", include_str!("../../rules/templates/email/customer.subject.j2")),
@@ -49,6 +129,14 @@ pub(super) const FILES: &[(&str, &str)] = &[
     (
         "sms/communications.text.j2",
         include_str!("../../rules/templates/sms/communications.text.j2"),
+    ),
+    (
+        "sms/customer-apology.text.j2",
+        include_str!("../../rules/templates/sms/customer-apology.text.j2"),
+    ),
+    (
+        "sms/customer-status.text.j2",
+        include_str!("../../rules/templates/sms/customer-status.text.j2"),
     ),
     ("sms/customer.text.j2", include_str!("../../rules/templates/sms/customer.text.j2")),
     ("sms/default.text.j2", include_str!("../../rules/templates/sms/default.text.j2")),

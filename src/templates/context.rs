@@ -97,7 +97,7 @@ pub(crate) const ROOT_NAMES: [&str; 9] = [
 ];
 
 /// The attributes of `incident` (and of every item of `bundle`). `IncidentFields`' fields.
-pub(crate) const INCIDENT_FIELDS: [&str; 24] = [
+pub(crate) const INCIDENT_FIELDS: [&str; 25] = [
     "id",
     "kind",
     "status",
@@ -105,6 +105,7 @@ pub(crate) const INCIDENT_FIELDS: [&str; 24] = [
     "score",
     "summary",
     "service",
+    "scope",
     "source",
     "dedup_key",
     "labels",
@@ -164,6 +165,8 @@ struct IncidentFields<'a> {
     score: i64,
     summary: &'a str,
     service: Option<&'a str>,
+    /// The affected services (the alerted one and everything downstream of it).
+    scope: &'a [String],
     source: &'a str,
     dedup_key: &'a str,
     labels: &'a BTreeMap<String, String>,
@@ -194,6 +197,7 @@ impl<'a> IncidentFields<'a> {
             score: decision.score,
             summary: &incident.summary,
             service: incident.service.as_deref(),
+            scope: &incident.scope,
             source: &incident.source,
             dedup_key: &incident.dedup_key,
             labels: &incident.labels,
@@ -253,6 +257,7 @@ pub(crate) mod sample {
                 ("team".to_owned(), "payments".to_owned()),
                 ("instance".to_owned(), "checkout-7f9c:8080".to_owned()),
             ]),
+            scope: vec!["checkout".into(), "storefront".into()],
             decision: Decision {
                 score: 95,
                 base_score: 80,

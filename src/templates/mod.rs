@@ -60,6 +60,10 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// The audience whose templates apply when an audience has none of its own.
 pub const DEFAULT_AUDIENCE: &str = "default";
 
+/// The language of the templates straight under the channel directories, and of everyone who
+/// states no other.
+pub const DEFAULT_LANGUAGE: &str = "en";
+
 /// A template file that could not be read, named or compiled, or (from
 /// [`Templates::check_variables`]) that fails against a sample incident.
 pub type TemplateError = crate::error::LocatedError;
@@ -178,32 +182,44 @@ impl Templates {
                 }
                 continue;
             }
-            let Some(channel) = parse_channel(&name) else {
+            if let Some(channel) = parse_channel(&name) {
+                load_channel(&path, channel, None, &mut sources, &mut errors);
+                continue;
+            }
+            if name == DEFAULT_LANGUAGE {
                 errors.push(error_at(
                     &path,
                     format!(
-                        "unknown channel directory {name:?}: expected email, sms, webhook or log"
+                        "{DEFAULT_LANGUAGE:?} is the default language: its templates go straight \
+                         into the channel directories (email/, sms/, …), not into {name}/"
                     ),
                 ));
                 continue;
-            };
-            for (file, is_dir) in list(&path, &mut errors) {
-                let file_name = file_name(&file);
-                if is_dir {
-                    errors.push(error_at(&file, "a channel directory holds no subdirectories"));
-                } else if file_name.ends_with(".j2") {
-                    if let Err(message) = check_name(channel, &file_name) {
-                        errors.push(error_at(&file, message));
-                        continue;
+            }
+            if !is_language(&name) {
+                errors.push(error_at(
+                    &path,
+                    format!(
+                        "unknown channel directory {name:?}: expected email, sms, webhook or log, \
+                         or a language directory such as de/ or pt-BR/ holding them"
+                    ),
+                ));
+                continue;
+            }
+            for (sub, is_dir) in list(&path, &mut errors) {
+                let sub_name = file_name(&sub);
+                match parse_channel(&sub_name) {
+                    Some(channel) if is_dir => {
+                        load_channel(&sub, channel, Some(&name), &mut sources, &mut errors)
                     }
-                    match std::fs::read_to_string(&file) {
-                        Ok(source) => sources.push((
-                            format!("{}/{file_name}", channel.as_str()),
-                            file,
-                            source,
-                        )),
-                        Err(err) => errors.push(error_at(&file, format!("cannot read: {err}"))),
-                    }
+                    _ if !is_dir && !sub_name.ends_with(".j2") => {}
+                    _ => errors.push(error_at(
+                        &sub,
+                        format!(
+                            "a language directory holds channel directories only: \
+                             {name}/email/, {name}/sms/, {name}/webhook/ or {name}/log/"
+                        ),
+                    )),
                 }
             }
         }
@@ -255,10 +271,25 @@ impl Templates {
     /// Renders one message for `channel` and `audience` (any name; `customer` and
     /// `communications` get redacted built-ins). Never fails: see [`Rendered::fallback`].
     pub fn render(&self, channel: Channel, audience: &str, ctx: &RenderContext) -> Rendered {
+        self.render_in(channel, audience, DEFAULT_LANGUAGE, ctx)
+    }
+
+    /// [`Templates::render`] in `language` (a tag such as `de` or `pt-BR`): each part comes
+    /// from the most specific template that exists, preferring the reader's language at each
+    /// step of the chain (`de/email/customer.text.j2`, then `email/customer.text.j2`, then
+    /// `de/email/default.text.j2`, …), so an audience's own approved words in English win over
+    /// a generic default in the reader's language. `pt-BR` also tries `pt`.
+    pub fn render_in(
+        &self,
+        channel: Channel,
+        audience: &str,
+        language: &str,
+        ctx: &RenderContext,
+    ) -> Rendered {
         let view = Value::from(Serde(View::new(ctx, channel, audience)));
         let severity = &ctx.incident.decision.severity;
         let mut failures = Vec::new();
-        let mut part = |part: Part| match self.lookup(channel, audience, severity, part) {
+        let mut part = |part: Part| match self.lookup(channel, audience, severity, part, language) {
             None => Outcome::Missing,
             Some(name) => match self.render_one(name, &view) {
                 Ok(text) => Outcome::Done(text),
@@ -297,7 +328,8 @@ impl Templates {
                     Outcome::Done(body) => match serde_json::from_str(&body) {
                         Ok(payload) => payload,
                         Err(err) => {
-                            let name = self.lookup(channel, audience, severity, Part::Json);
+                            let name =
+                                self.lookup(channel, audience, severity, Part::Json, language);
                             failures.push(format!(
                                 "{}: did not render valid JSON ({err})",
                                 name.unwrap_or_default()
@@ -318,14 +350,27 @@ impl Templates {
     /// The template file that renders the main part of a message (the text; a webhook's
     /// `json` body) for `channel`, `audience` and `severity`; `None` when the plain built-in
     /// message is used. `tocsin drill` shows it and matches expectations against it.
-    pub fn main_template(&self, channel: Channel, audience: &str, severity: &str) -> Option<&str> {
+    pub fn main_template(
+        &self,
+        channel: Channel,
+        audience: &str,
+        severity: &str,
+        language: &str,
+    ) -> Option<&str> {
         let part = if channel == Channel::Webhook { Part::Json } else { Part::Text };
-        self.lookup(channel, audience, severity, part)
+        self.lookup(channel, audience, severity, part, language)
     }
 
     /// The first template in `part`'s fallback chain that exists. Only parts the channel has
     /// can be found: others were refused at load.
-    fn lookup(&self, channel: Channel, audience: &str, severity: &str, part: Part) -> Option<&str> {
+    fn lookup(
+        &self,
+        channel: Channel,
+        audience: &str,
+        severity: &str,
+        part: Part,
+        language: &str,
+    ) -> Option<&str> {
         let (channel, part) = (channel.as_str(), part.as_str());
         let candidates = [
             format!("{channel}/{audience}.{severity}.{part}.j2"),
@@ -333,9 +378,25 @@ impl Templates {
             format!("{channel}/{DEFAULT_AUDIENCE}.{severity}.{part}.j2"),
             format!("{channel}/{DEFAULT_AUDIENCE}.{part}.j2"),
         ];
-        candidates
-            .iter()
-            .find_map(|name| self.files.get_key_value(name.as_str()).map(|(k, _)| k.as_str()))
+        let languages = language_chain(language);
+        let found = |name: &str| self.files.get_key_value(name).map(|(k, _)| k.as_str());
+        candidates.iter().find_map(|name| {
+            languages
+                .iter()
+                .find_map(|lang| found(&format!("{lang}/{name}")))
+                .or_else(|| found(name))
+        })
+    }
+
+    /// The languages (besides the default) that have templates, sorted.
+    pub fn languages(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|name| split_language(name).0.map(str::to_owned))
+            .collect();
+        out.dedup();
+        out
     }
 
     /// Renders the template `name`; the error names the template and line, for the timeline.
@@ -423,6 +484,53 @@ impl Templates {
                     column,
                     message: format!("fails for a sample incident: {message}"),
                 });
+            }
+        }
+        errors.extend(self.check_languages());
+        errors
+    }
+}
+
+impl Templates {
+    /// Every language's version of one template (`email/customer.text.j2`,
+    /// `de/email/customer.text.j2`, …) must use the same variables: a translation that drops
+    /// `ack_url` or `incident.service` silently tells its readers less. Reports each version
+    /// that lacks a variable another version uses, naming the variable and that version.
+    fn check_languages(&self) -> Vec<TemplateError> {
+        let mut versions: BTreeMap<&str, Vec<(&str, BTreeSet<String>)>> = BTreeMap::new();
+        for name in self.files.keys() {
+            let Ok(template) = self.env.get_template(name) else { continue };
+            let (_, base) = split_language(name);
+            let used: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
+            versions.entry(base).or_default().push((name.as_str(), used));
+        }
+        let mut errors = Vec::new();
+        for group in versions.values().filter(|g| g.len() > 1) {
+            for (name, used) in group {
+                let missing = group.iter().find_map(|(other, theirs)| {
+                    theirs.difference(used).next().map(|variable| (*other, variable))
+                });
+                if let Some((other, variable)) = missing {
+                    let count = group
+                        .iter()
+                        .flat_map(|(_, theirs)| theirs.difference(used))
+                        .collect::<BTreeSet<_>>()
+                        .len();
+                    errors.push(TemplateError {
+                        file: self.files[*name].clone(),
+                        line: None,
+                        column: None,
+                        message: format!(
+                            "does not use `{variable}`{}, which {other} uses: every language's \
+                             version of a template must use the same variables",
+                            if count > 1 {
+                                format!(" (and {} more)", count - 1)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    });
+                }
             }
         }
         errors
@@ -590,6 +698,7 @@ fn check_name(channel: Channel, file_name: &str) -> Result<(), String> {
 
 /// The channel and audience a (checked) template name is for.
 fn split_name(name: &str) -> (Channel, &str) {
+    let (_, name) = split_language(name);
     let (channel, file) = name.split_once('/').unwrap_or(("", name));
     let audience = file.split('.').next().unwrap_or(DEFAULT_AUDIENCE);
     (parse_channel(channel).unwrap_or(Channel::Log), audience)
@@ -627,4 +736,66 @@ fn file_name(path: &Path) -> String {
 
 fn error_at(file: &Path, message: impl Into<String>) -> TemplateError {
     TemplateError { file: file.to_owned(), line: None, column: None, message: message.into() }
+}
+
+/// A language directory name: a tag such as `de`, `fr` or `pt-BR` (2 or 3 lowercase letters,
+/// then optional `-` subtags).
+fn is_language(name: &str) -> bool {
+    let mut parts = name.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=3).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_lowercase())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The non-default languages to try for `language`, most specific first: `pt-BR`, `pt`.
+fn language_chain(language: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    if language.is_empty() || language == DEFAULT_LANGUAGE {
+        return out;
+    }
+    out.push(language);
+    if let Some((primary, _)) = language.split_once('-')
+        && primary != DEFAULT_LANGUAGE
+    {
+        out.push(primary);
+    }
+    out
+}
+
+/// `de/email/legal.text.j2` → (`Some("de")`, `email/legal.text.j2`).
+fn split_language(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
+        Some((first, rest)) if parse_channel(first).is_none() => (Some(first), rest),
+        _ => (None, name),
+    }
+}
+
+/// Reads the templates of one channel directory (`lang` for a language directory's).
+fn load_channel(
+    path: &Path,
+    channel: Channel,
+    lang: Option<&str>,
+    sources: &mut Vec<(String, PathBuf, String)>,
+    errors: &mut Vec<TemplateError>,
+) {
+    for (file, is_dir) in list(path, errors) {
+        let file_name = file_name(&file);
+        if is_dir {
+            errors.push(error_at(&file, "a channel directory holds no subdirectories"));
+        } else if file_name.ends_with(".j2") {
+            if let Err(message) = check_name(channel, &file_name) {
+                errors.push(error_at(&file, message));
+                continue;
+            }
+            let name = match lang {
+                Some(lang) => format!("{lang}/{}/{file_name}", channel.as_str()),
+                None => format!("{}/{file_name}", channel.as_str()),
+            };
+            match std::fs::read_to_string(&file) {
+                Ok(source) => sources.push((name, file, source)),
+                Err(err) => errors.push(error_at(&file, format!("cannot read: {err}"))),
+            }
+        }
+    }
 }

@@ -12,9 +12,11 @@ use crate::incident::{Incident, Status};
 use crate::notify::Channel;
 
 /// Audiences whose messages may leave the company (customers, and the communications team who
-/// forward them). Their built-in messages and payloads are redacted.
+/// forward them), with any tone after a hyphen (`customer-apology`, `customer-status`). Their
+/// built-in messages and payloads are redacted.
 pub fn is_external(audience: &str) -> bool {
-    matches!(audience, "customer" | "communications")
+    let base = audience.split_once('-').map_or(audience, |(base, _)| base);
+    matches!(base, "customer" | "communications")
 }
 
 /// Most incidents a bundle message lists one by one; the rest are counted.

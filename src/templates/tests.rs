@@ -634,3 +634,119 @@ fn shipped_responder_and_default_messages_carry_the_ack_link_while_open() {
         }
     }
 }
+
+// --- Languages and tones ---------------------------------------------------------------------
+
+#[test]
+fn a_missing_language_falls_back_to_english_and_audience_beats_language() {
+    let templates = load(&[
+        ("email/responder.subject.j2", "EN responder {{ incident.id }}"),
+        ("email/customer.subject.j2", "EN customer {{ incident.id }}"),
+        ("de/email/default.subject.j2", "DE default {{ incident.id }}"),
+        ("de/email/legal.subject.j2", "DE legal {{ incident.id }}"),
+        ("pt/sms/responder.text.j2", "PT responder {{ incident.id }}"),
+    ]);
+    let incident = sample::full(NoticeKind::New, 42);
+    let ctx = RenderContext::new(&incident, NoticeKind::New);
+    let subject = |audience: &str, lang: &str| {
+        let r = templates.render_in(Channel::Email, audience, lang, &ctx);
+        assert_eq!(r.fallback, None);
+        r.subject
+    };
+    assert_eq!(subject("legal", "de"), "DE legal 42");
+    assert_eq!(
+        subject("legal", "en"),
+        "[sev1] New incident #42: Checkout error rate above 5% for 10 minutes"
+    );
+    // No German responder template: the English one, not the German default.
+    assert_eq!(subject("responder", "de"), "EN responder 42");
+    // The customer's own approved words win over a generic default in the reader's language.
+    assert_eq!(subject("customer", "de"), "EN customer 42");
+    assert_eq!(subject("executive", "de"), "DE default 42");
+    assert_eq!(
+        subject("legal", "fr"),
+        "[sev1] New incident #42: Checkout error rate above 5% for 10 minutes"
+    );
+    let sms = templates.render_in(Channel::Sms, "responder", "pt-BR", &ctx);
+    assert_eq!(sms.text, "PT responder 42");
+    assert_eq!(templates.languages(), ["de", "pt"]);
+}
+
+#[test]
+fn check_reports_a_variable_one_language_uses_and_another_lacks() {
+    let templates = load(&[
+        ("email/customer.text.j2", "Ref {{ incident.id }} for {{ incident.service }}"),
+        ("de/email/customer.text.j2", "Referenz {{ incident.id }}"),
+        ("sms/customer.text.j2", "Ref {{ incident.id }}"),
+        ("de/sms/customer.text.j2", "Ref. {{ incident.id }}"),
+    ]);
+    let errors = templates.check_variables();
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{shown:#?}");
+    assert!(errors[0].file.ends_with("de/email/customer.text.j2"), "{shown:#?}");
+    assert!(shown[0].contains("`incident.service`"), "{shown:#?}");
+    assert!(shown[0].contains("email/customer.text.j2 uses"), "{shown:#?}");
+}
+
+#[test]
+fn language_directories_hold_channel_directories_only() {
+    let dir = dir_with(&[
+        ("de/email/customer.subject.j2", "ok"),
+        ("de/pager/x.text.j2", "not a channel"),
+        ("en/email/customer.subject.j2", "the default language has no directory"),
+        ("German/email/customer.subject.j2", "not a language tag"),
+    ]);
+    let errors = Templates::load(dir.path()).unwrap_err();
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 3, "{shown:#?}");
+    assert!(shown.iter().any(|s| s.contains("de/pager") && s.contains("channel directories only")));
+    assert!(shown.iter().any(|s| s.contains("default language")));
+    assert!(shown.iter().any(|s| s.contains("German") && s.contains("unknown channel")));
+}
+
+#[test]
+fn shipped_german_templates_render_in_german_for_every_kind() {
+    let templates = Templates::builtin();
+    assert_eq!(templates.languages(), ["de"]);
+    for sample in samples() {
+        let ctx = sample.ctx();
+        for (channel, audience) in [
+            (Channel::Email, "responder"),
+            (Channel::Sms, "responder"),
+            (Channel::Email, "customer"),
+            (Channel::Sms, "customer"),
+            (Channel::Email, "customer-apology"),
+            (Channel::Sms, "customer-apology"),
+            (Channel::Email, "customer-status"),
+            (Channel::Sms, "customer-status"),
+        ] {
+            let at = format!("{}/{audience} {:?} full={}", channel.as_str(), ctx.kind, sample.full);
+            let de = templates.render_in(channel, audience, "de", &ctx);
+            let en = templates.render_in(channel, audience, "en", &ctx);
+            assert_eq!(de.fallback, None, "{at}");
+            assert_eq!(en.fallback, None, "{at}");
+            assert_ne!(de.text, en.text, "{at}: not translated");
+            if ctx.drill {
+                let marked = de.text.contains("DRILL") || de.text.contains("TEST");
+                assert!(marked, "{at}: drill not marked\n{}", de.text);
+            }
+            if audience.starts_with("customer") {
+                assert!(!de.text.contains(&ctx.incident.summary), "{at}: leaks the summary");
+            }
+        }
+    }
+}
+
+#[test]
+fn tones_are_audiences_and_customer_tones_are_external() {
+    assert!(is_external("customer-apology") && is_external("customer-status"));
+    assert!(!is_external("responder") && !is_external("customers"));
+    let templates = Templates::builtin();
+    let incident = sample::full(NoticeKind::Resolved, 42);
+    let ctx = RenderContext::new(&incident, NoticeKind::Resolved);
+    let apology = templates.render(Channel::Email, "customer-apology", &ctx);
+    let status = templates.render(Channel::Email, "customer-status", &ctx);
+    assert!(apology.subject.starts_with("We are sorry"), "{}", apology.subject);
+    assert_eq!(status.subject, "Service status (reference 42): resolved");
+    assert!(apology.html.is_some() && status.html.is_some());
+}
