@@ -145,13 +145,23 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
     }
 
+    /// The element's text. A navigation between finding it and reading it (a form just
+    /// submitted) makes the element stale: then it is found again on the new page (at most 5
+    /// tries).
     async fn text(&self, selector: &str) -> String {
-        let e = self.find(selector).await;
-        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
-            .await
-            .as_str()
-            .unwrap()
-            .to_string()
+        for _ in 0..5 {
+            let e = self.find(selector).await;
+            let url = format!("{}/element/{e}/text", self.session);
+            let resp = self.http.get(&url).send().await.expect("WebDriver answers");
+            let status = resp.status();
+            let v: Value = resp.json().await.expect("WebDriver answers JSON");
+            if status.is_success() {
+                return v["value"].as_str().unwrap().to_string();
+            }
+            assert_eq!(v["value"]["error"], "stale element reference", "text of {selector}: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{selector} kept going stale");
     }
 
     /// Waits (at most 10 s) until the page's URL contains `part`.
@@ -296,6 +306,31 @@ async fn sign_in_find_acknowledge_and_viewer_sees_masked_customer_data() {
         let api = d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await;
         assert!(api.text.contains("\"acknowledged\""), "{}", api.text);
         assert!(api.text.contains("user:rita"), "{}", api.text);
+
+        // Declare an incident through the form: it opens through the same rules and journal
+        // as the API's declarations, declared by the signed-in responder.
+        browser.go(&format!("{base}/declare")).await;
+        browser.type_into("#title", "Researcher reports exposed backups").await;
+        browser.type_into("#description", "An email from a security researcher with proof.").await;
+        browser.type_into("#services", "backups").await;
+        browser.click("#customer_impact").await;
+        browser.click("#declare-submit").await;
+        let url = browser.wait_for_url("/incidents/").await;
+        let declared: u64 = url.rsplit('/').next().unwrap().parse().expect("incident id");
+        assert_ne!(declared, id);
+        let api = d.get(&format!("/api/v1/incidents/{declared}"), Some(TOKEN)).await;
+        assert_eq!(api.body["kind"], "declaration", "{}", api.text);
+        assert_eq!(api.body["decision"]["customer_facing"], true, "{}", api.text);
+        let first = &api.body["timeline"][0];
+        assert_eq!(first["actor"], "user:rita", "{}", api.text);
+        assert!(
+            first["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("declared by user:rita: Researcher reports exposed backups"),
+            "{}",
+            api.text
+        );
         browser.sign_out().await;
 
         // Viewer: the same page with the customer's email masked, and no acknowledge button.

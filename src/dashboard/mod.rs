@@ -13,6 +13,7 @@
 //! through the journal writer exactly as the API's do, as `user:<name>`.
 
 pub mod customer;
+pub mod declare;
 pub mod figures;
 pub mod pages;
 pub mod session;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/incidents/{id}/resolve", post(resolve))
         .route("/incidents/{id}/notes", post(add_note))
         .route("/figures", get(figures))
+        .route("/declare", get(declare_page).post(declare_post))
         .route("/queue", get(queue))
         .route("/queue/{id}/{op}", post(queue_op))
         .route("/reload", post(reload))
@@ -355,6 +357,115 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
     let body = pages::overview(&v, &data, &severities, app.clock.now());
     page(&app, Some(&v), StatusCode::OK, "Overview", &body)
+}
+
+/// `GET /declare` (responder): the declaration form.
+async fn declare_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let v = match signed_in(&app, &headers, "/declare") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if !v.may(Role::Responder) {
+        return message(
+            &app,
+            &v,
+            StatusCode::FORBIDDEN,
+            "Declaring incidents needs a responder.",
+            "/",
+        );
+    }
+    let severities: Vec<String> =
+        app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
+    page(&app, Some(&v), StatusCode::OK, "Declare an incident", &declare::form(&v, &severities))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeclareForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    services: String,
+    customer_impact: Option<String>,
+    #[serde(default)]
+    data_sensitivity: String,
+    #[serde(default)]
+    estimated_reach: String,
+    #[serde(default)]
+    severity: String,
+}
+
+/// `POST /declare` (responder): declares through [`crate::declaration::declare`], then shows
+/// the new incident.
+async fn declare_post(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<DeclareForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = form.ok().map(|f| f.0);
+    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
+    let v = match may_post(&app, &headers, csrf.as_deref(), Role::Responder) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Some(f) = form else {
+        return message(
+            &app,
+            &v,
+            StatusCode::BAD_REQUEST,
+            "The form was not understood.",
+            "/declare",
+        );
+    };
+    let Some(data_sensitivity) = crate::rules::Sensitivity::parse(&f.data_sensitivity) else {
+        return message(
+            &app,
+            &v,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choose a data sensitivity.",
+            "/declare",
+        );
+    };
+    let reach = f.estimated_reach.trim();
+    let decl = crate::declaration::Declaration {
+        title: f.title,
+        description: f.description,
+        impact: crate::declaration::Impact {
+            services: f
+                .services
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            customer_impact: f.customer_impact.is_some(),
+            data_sensitivity,
+            estimated_reach: (!reach.is_empty()).then(|| match reach.parse::<u64>() {
+                Ok(n) => crate::event::Reach::Count(n),
+                Err(_) => crate::event::Reach::Text(reach.to_owned()),
+            }),
+        },
+        severity: (!f.severity.is_empty()).then_some(f.severity),
+    };
+    match crate::declaration::declare(&app, decl, &v.name).await {
+        Ok(id) => redirect(&format!("/incidents/{id}")),
+        Err(e) => {
+            let details: Vec<String> = match &e {
+                crate::error::ApiError::Invalid { errors, .. } => {
+                    errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect()
+                }
+                _ => Vec::new(),
+            };
+            page(
+                &app,
+                Some(&v),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not declared",
+                &pages::message(&e.to_string(), &details, "/declare"),
+            )
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

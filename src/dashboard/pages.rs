@@ -47,6 +47,8 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, now: Timestamp, body: &str) 
     let nav = match viewer {
         None => String::new(),
         Some(v) => {
+            let declare =
+                if v.may(Role::Responder) { "<a href=\"/declare\">Declare</a>" } else { "" };
             let admin = if v.may(Role::Admin) {
                 format!(
                     "<a href=\"/queue\">Queue</a>\
@@ -57,7 +59,7 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, now: Timestamp, body: &str) 
                 String::new()
             };
             format!(
-                "<nav><a href=\"/\" class=\"brand\">Tocsin</a><a href=\"/\">Overview</a><a href=\"/incidents\">Incidents</a><a href=\"/figures\">Figures</a>{admin}\
+                "<nav><a href=\"/\" class=\"brand\">Tocsin</a><a href=\"/\">Overview</a><a href=\"/incidents\">Incidents</a><a href=\"/figures\">Figures</a>{declare}{admin}\
                  <span class=\"who\">{} <span class=\"role\">{}</span></span>\
                  <form method=\"post\" action=\"/logout\" class=\"inline\">{}<button type=\"submit\">Sign out</button></form></nav>",
                 esc(&v.name),
