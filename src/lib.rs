@@ -30,6 +30,8 @@
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
+//! - [`redact`]: the redaction policy: personal data out of logs, named audiences'
+//!   notifications, error bodies, and API answers for users without the `pii` permission.
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
@@ -59,6 +61,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbox;
 pub mod policy;
+pub mod redact;
 pub mod review;
 pub mod rule_tests;
 pub mod rules;
