@@ -37,6 +37,70 @@ async fn read<T: Send + 'static>(
         .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))
 }
 
+/// The caller, authenticated with at least `role`, and whether personal data must be redacted
+/// for them (no `pii` permission). One runtime snapshot for the whole request.
+pub(crate) fn reader(
+    app: &App,
+    headers: &HeaderMap,
+    role: Role,
+) -> Result<(Arc<crate::runtime::Runtime>, bool), ApiError> {
+    let rt = app.runtime.load_full();
+    let redact = !crate::redact::allows_pii(rt.auth.user_with_role(headers, role)?);
+    Ok((rt, redact))
+}
+
+/// The events that opened these incidents (their known personal data is redacted from
+/// everything about the incident).
+async fn opening_events(
+    app: &App,
+    ids: Vec<IncidentId>,
+) -> Result<std::collections::BTreeMap<IncidentId, crate::event::Event>, ApiError> {
+    read(app, move |s| {
+        let mut out = std::collections::BTreeMap::new();
+        for id in ids {
+            if out.contains_key(&id) {
+                continue;
+            }
+            if let Some(incident) = s.incident(id)?
+                && let Some(event) = s.event(incident.opened_by)?
+            {
+                out.insert(id, event);
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// JSON about incidents (`(incident id, value)` pairs) as a user without `pii` sees it.
+pub(crate) async fn redact_about_incidents(
+    app: &App,
+    rt: &crate::runtime::Runtime,
+    items: &mut [(IncidentId, &mut serde_json::Value)],
+) -> Result<(), ApiError> {
+    let opening = opening_events(app, items.iter().map(|(id, _)| *id).collect()).await?;
+    let view = crate::redact::View::Redacted(&rt.redactor);
+    for (id, value) in items.iter_mut() {
+        view.incident(value, opening.get(id));
+    }
+    Ok(())
+}
+
+/// One incident (or anything about it) as JSON, redacted when `redact`.
+pub(crate) async fn incident_json(
+    app: &App,
+    rt: &crate::runtime::Runtime,
+    redact: bool,
+    id: IncidentId,
+    value: impl serde::Serialize,
+) -> Result<serde_json::Value, ApiError> {
+    let mut v = serde_json::to_value(value).unwrap_or_default();
+    if redact {
+        redact_about_incidents(app, rt, &mut [(id, &mut v)]).await?;
+    }
+    Ok(v)
+}
+
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q).map_err(|e| ApiError::malformed(e.body_text()))
 }
@@ -54,12 +118,16 @@ pub async fn list_events(
     headers: HeaderMap,
     params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let params = query(params)?;
     let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let q = EventQuery { source: params.source, before: params.before, limit };
     let events = read(&app, move |s| s.events(&q)).await?;
     let next = if events.len() == limit { events.last().map(|e| e.id) } else { None };
+    let mut events = serde_json::to_value(events).unwrap_or_default();
+    if redact && let serde_json::Value::Array(items) = &mut events {
+        items.iter_mut().for_each(|e| rt.redactor.redact_json(e));
+    }
     Ok(Json(json!({"events": events, "next": next})).into_response())
 }
 
@@ -68,13 +136,16 @@ pub async fn get_event(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let id = Uuid::parse_str(&id)
         .map_err(|e| ApiError::malformed(format!("event id {id:?} is not a UUID: {e}")))?;
     let (event, incident) = read(&app, move |s| Ok((s.event(id)?, s.event_incident(id)?))).await?;
     match event {
         Some(event) => {
             let mut body = serde_json::to_value(event).unwrap_or_default();
+            if redact {
+                rt.redactor.redact_json(&mut body);
+            }
             body["incident_id"] = json!(incident);
             Ok(Json(body).into_response())
         }
@@ -99,7 +170,7 @@ pub async fn list_incidents(
     headers: HeaderMap,
     params: Result<Query<IncidentParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let p = query(params)?;
     let status: Option<fn(Status) -> bool> = match p.status.as_deref() {
         None => None,
@@ -125,7 +196,14 @@ pub async fn list_incidents(
     let before = p.before;
     let incidents = read(&app, move |s| s.incidents(before, limit, keep)).await?;
     let next = if incidents.len() == limit { incidents.last().map(|i| i.id) } else { None };
-    Ok(Json(json!({"incidents": incidents, "next": next})).into_response())
+    let ids: Vec<IncidentId> = incidents.iter().map(|i| i.id).collect();
+    let mut values: Vec<serde_json::Value> =
+        incidents.into_iter().map(|i| serde_json::to_value(i).unwrap_or_default()).collect();
+    if redact {
+        let mut items: Vec<_> = ids.into_iter().zip(values.iter_mut()).collect();
+        redact_about_incidents(&app, &rt, &mut items).await?;
+    }
+    Ok(Json(json!({"incidents": values, "next": next})).into_response())
 }
 
 fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
@@ -137,7 +215,7 @@ pub async fn get_incident(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let id = incident_id(&id)?;
     let (incident, timeline, notifications, timers) = read(&app, move |s| {
         Ok((
@@ -170,6 +248,9 @@ pub async fn get_incident(
             .map(|t| json!({"due_at": t.due_at, "what": t.kind.describe(), "timer": t.kind}))
             .collect::<Vec<_>>()
     );
+    if redact {
+        redact_about_incidents(&app, &rt, &mut [(id, &mut body)]).await?;
+    }
     Ok(Json(body).into_response())
 }
 
@@ -195,7 +276,8 @@ async fn act(
     id: &str,
     action: PersonAction,
 ) -> Result<Response, ApiError> {
-    let user = app.runtime.load().auth.user_with_role(headers, Role::Responder)?.name.clone();
+    let (rt, redact) = reader(app, headers, Role::Responder)?;
+    let user = rt.auth.user_with_role(headers, Role::Responder)?.name.clone();
     let id = incident_id(id)?;
     let outcome =
         app.journal.act(id, action, format!("user:{user}")).await.map_err(|e| match e {
@@ -207,7 +289,9 @@ async fn act(
             }
         })?;
     match outcome {
-        Ok(incident) => Ok(Json(incident).into_response()),
+        Ok(incident) => {
+            Ok(Json(incident_json(app, &rt, redact, id, incident).await?).into_response())
+        }
         Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
         Err(ActError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
         Err(ActError::Invalid(m)) => Err(ApiError::Conflict(m)),
@@ -256,7 +340,7 @@ pub async fn list_notifications(
     headers: HeaderMap,
     params: Result<Query<NotificationParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let p = query(params)?;
     let state: Option<fn(OutboxState) -> bool> = match p.state.as_deref() {
         None => None,
@@ -287,7 +371,14 @@ pub async fn list_notifications(
     let list = read(&app, move |s| s.notifications(before, limit, keep)).await?;
     let next = if list.len() == limit { list.last().map(|n| n.id) } else { None };
     let list: Vec<Notification> = list.into_iter().map(redacted).collect();
-    Ok(Json(json!({"notifications": list, "next": next})).into_response())
+    let ids: Vec<IncidentId> = list.iter().map(|n| n.incident_id).collect();
+    let mut values: Vec<serde_json::Value> =
+        list.into_iter().map(|n| serde_json::to_value(n).unwrap_or_default()).collect();
+    if redact {
+        let mut items: Vec<_> = ids.into_iter().zip(values.iter_mut()).collect();
+        redact_about_incidents(&app, &rt, &mut items).await?;
+    }
+    Ok(Json(json!({"notifications": values, "next": next})).into_response())
 }
 
 /// A stored notification as the API shows it: acknowledge-link tokens replaced, so that
@@ -348,14 +439,18 @@ async fn queue_op(
     id: &str,
     op: QueueOp,
 ) -> Result<Response, ApiError> {
-    let user = app.runtime.load().auth.user_with_role(headers, Role::Admin)?.name.clone();
+    let (rt, redact) = reader(app, headers, Role::Admin)?;
+    let user = rt.auth.user_with_role(headers, Role::Admin)?.name.clone();
     let id = notification_id(id)?;
     let outcome = app.journal.queue(id, op, format!("user:{user}")).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
     })?;
     match outcome {
-        Ok(n) => Ok(Json(redacted(n)).into_response()),
+        Ok(n) => {
+            let incident = n.incident_id;
+            Ok(Json(incident_json(app, &rt, redact, incident, redacted(n)).await?).into_response())
+        }
         Err(msg) if msg.starts_with("no notification") => Err(ApiError::NotFound(msg)),
         Err(msg) => Err(ApiError::Conflict(msg)),
     }

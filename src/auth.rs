@@ -93,6 +93,8 @@ pub struct UserEntry {
     pub name: String,
     token: Digest32,
     pub roles: BTreeSet<Role>,
+    /// `pii`: may see personal data unredacted (see [`crate::redact::allows_pii`]).
+    pub permissions: BTreeSet<crate::config::UserPermission>,
 }
 
 impl UserEntry {
@@ -134,6 +136,7 @@ impl Authenticator {
                 name: u.name.clone(),
                 token: digest(u.token.expose()),
                 roles: u.roles.clone(),
+                permissions: u.permissions.clone(),
             })
             .collect();
         Authenticator { sources, users }

@@ -130,6 +130,20 @@ pub fn language<'a>(
         .map_or(crate::templates::DEFAULT_LANGUAGE, String::as_str)
 }
 
+/// The rendered message for an audience or channel the redaction policy names
+/// (`redaction.notify_audiences` / `notify_channels`): the values of the configured fields of
+/// the incident's opening event and the patterns are replaced in the subject, text, HTML and
+/// webhook body, before the message is stored in the outbox row.
+pub fn redacted(
+    rt: &crate::runtime::Runtime,
+    message: Rendered,
+    opening: Option<&crate::event::Event>,
+) -> Rendered {
+    let known =
+        opening.map(|e| crate::redact::Known::of_event(&rt.redactor, e)).unwrap_or_default();
+    rt.redactor.rendered(message, &known)
+}
+
 /// Puts a fixed line from Tocsin itself (why this escalation or reminder is being sent) at the
 /// top of a rendered message: the subject gains `lead: `, the text and HTML open with `line`,
 /// and a webhook payload carries it as `"note"`. The approved template renders the rest.

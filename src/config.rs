@@ -49,6 +49,7 @@ users:
   - name: admin
     token: "${TOCSIN_TOKEN}"
     roles: [admin]
+    permissions: [pii]
 # Every new incident is written to <data_dir>/notifications.jsonl, so a newcomer sees the whole
 # pipeline work without a mail server or SMS gateway.
 notifications:
@@ -59,6 +60,13 @@ policies:
       - { log: true }
 default_policy: default
 "#;
+
+/// Lower-case letters, digits and `_`, starting with a letter: marker labels and audiences.
+fn is_marker_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(b'a'..=b'z'))
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
 
 /// The file looked for in the working directory when no path is given.
 pub const DEFAULT_CONFIG_PATH: &str = "rules/tocsin.yaml";
@@ -321,6 +329,24 @@ pub enum Role {
     Admin,
 }
 
+/// A permission a user holds besides their role (`users[].permissions`). Roles never imply
+/// one: an admin without `pii` sees redacted customer data like a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserPermission {
+    /// See personal data unredacted in API answers and on the dashboard.
+    Pii,
+}
+
+impl UserPermission {
+    pub const ALL: [UserPermission; 1] = [UserPermission::Pii];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserPermission::Pii => "pii",
+        }
+    }
+}
+
 impl Role {
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Responder, Role::Admin];
 
@@ -364,6 +390,8 @@ pub struct User {
     pub name: String,
     pub token: Secret,
     pub roles: BTreeSet<Role>,
+    /// `pii`: sees personal data unredacted.
+    pub permissions: BTreeSet<UserPermission>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +469,8 @@ pub struct Config {
     pub generated_token: Option<PathBuf>,
     /// The web dashboard's sign-in sessions.
     pub dashboard: Dashboard,
+    /// What personal data is redacted where (`redaction:`).
+    pub redaction: crate::redact::Policy,
 }
 
 /// `dashboard:` settings.
@@ -512,6 +542,8 @@ pub struct RawConfig {
     /// The service catalog (see [`crate::catalog`]).
     #[serde(default)]
     pub catalog: Vec<Spanned<crate::catalog::RawService>>,
+    /// Personal data redaction (see [`crate::redact`]).
+    pub redaction: Option<Spanned<RawRedaction>>,
     /// Values from the environment that win over the file; not part of the YAML.
     #[serde(skip)]
     pub env_overrides: EnvOverrides,
@@ -888,6 +920,29 @@ pub struct RawUser {
     pub name: Option<Spanned<String>>,
     pub token: Option<Spanned<Secret>>,
     pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub permissions: Vec<Spanned<String>>,
+}
+
+/// `redaction:`: what personal data to redact, and for whom (see [`crate::redact`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedaction {
+    pub fields: Option<Vec<Spanned<String>>>,
+    pub patterns: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub regexes: Vec<Spanned<RawNamedRegex>>,
+    #[serde(default)]
+    pub notify_audiences: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub notify_channels: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNamedRegex {
+    pub name: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
 }
 
 impl RawConfig {
@@ -1319,6 +1374,7 @@ impl Validator<'_> {
             self.err(loc, &path, message);
         }
         triage.catalog = std::sync::Arc::new(catalog);
+        let redaction = self.redaction(raw.redaction);
 
         Config {
             listen,
@@ -1339,6 +1395,7 @@ impl Validator<'_> {
             drills,
             generated_token: None,
             dashboard,
+            redaction,
         }
     }
 
@@ -2537,6 +2594,132 @@ impl Validator<'_> {
         sources
     }
 
+    /// `redaction:` → the policy; each key defaults on its own (see [`crate::redact::Policy`]).
+    fn redaction(&mut self, raw: Option<Spanned<RawRedaction>>) -> crate::redact::Policy {
+        use crate::redact::{Builtin, EVENT_FIELDS, NamedRegex, Policy};
+        let mut policy = Policy::default();
+        let Some(raw) = raw.map(|r| r.value) else {
+            return policy;
+        };
+        if let Some(fields) = raw.fields {
+            policy.fields.clear();
+            for (i, f) in fields.into_iter().enumerate() {
+                let path = format!("redaction.fields[{i}]");
+                let segments = crate::redact::split_path(f.value.trim());
+                if segments.iter().any(|s| s.is_empty()) {
+                    self.err(
+                        f.referenced,
+                        &path,
+                        format!("`{}` is not a dotted path such as customer.email", f.value),
+                    );
+                } else if !EVENT_FIELDS.contains(&segments[0].as_str()) {
+                    self.err(
+                        f.referenced,
+                        &path,
+                        format!(
+                            "`{}` does not start with an event field; use one of: {}",
+                            f.value,
+                            EVENT_FIELDS.join(", ")
+                        ),
+                    );
+                } else {
+                    policy.fields.push(segments);
+                }
+            }
+        }
+        if let Some(patterns) = raw.patterns {
+            policy.patterns = self.one_of(
+                patterns,
+                "redaction.patterns",
+                Builtin::parse,
+                "email, phone, card (operator patterns go under redaction.regexes)",
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (i, r) in raw.regexes.into_iter().enumerate() {
+            let path = format!("redaction.regexes[{i}]");
+            let at = r.referenced;
+            let name = match r.value.name {
+                None => {
+                    self.err(at, &format!("{path}.name"), "is missing");
+                    None
+                }
+                Some(n) if !is_marker_name(&n.value) => {
+                    self.err(
+                        n.referenced,
+                        &format!("{path}.name"),
+                        format!("`{}` must be lower-case letters, digits or _", n.value),
+                    );
+                    None
+                }
+                Some(n) if Builtin::parse(&n.value).is_some() || !names.insert(n.value.clone()) => {
+                    self.err(
+                        n.referenced,
+                        &format!("{path}.name"),
+                        format!("`{}` is already a pattern name", n.value),
+                    );
+                    None
+                }
+                Some(n) => Some(n.value),
+            };
+            let regex = match r.value.regex {
+                None => {
+                    self.err(at, &format!("{path}.regex"), "is missing");
+                    None
+                }
+                Some(re) => match regex::Regex::new(&re.value) {
+                    Ok(compiled) if compiled.is_match("") => {
+                        self.err(
+                            re.referenced,
+                            &format!("{path}.regex"),
+                            "matches the empty string, so it would match everywhere",
+                        );
+                        None
+                    }
+                    Ok(_) => Some(re.value),
+                    Err(e) => {
+                        let first = e.to_string().lines().last().unwrap_or_default().to_string();
+                        self.err(
+                            re.referenced,
+                            &format!("{path}.regex"),
+                            format!("is not a valid regular expression: {first}"),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(name), Some(regex)) = (name, regex) {
+                policy.regexes.push(NamedRegex { name, regex });
+            }
+        }
+        for (i, a) in raw.notify_audiences.into_iter().enumerate() {
+            if is_marker_name(&a.value) {
+                policy.notify_audiences.insert(a.value);
+            } else {
+                self.err(
+                    a.referenced,
+                    &format!("redaction.notify_audiences[{i}]"),
+                    format!(
+                        "`{}` is not an audience name (lower-case letters, digits, _)",
+                        a.value
+                    ),
+                );
+            }
+        }
+        policy.notify_channels = self.one_of(
+            raw.notify_channels,
+            "redaction.notify_channels",
+            |w| {
+                use crate::notify::Channel;
+                [Channel::Email, Channel::Sms, Channel::Webhook, Channel::Log]
+                    .into_iter()
+                    .find(|c| c.as_str() == w)
+            },
+            "email, sms, webhook, log",
+        );
+        policy
+    }
+
     fn users(&mut self, raw: Vec<Spanned<RawUser>>) -> Vec<User> {
         let mut users = Vec::new();
         let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -2585,8 +2768,15 @@ impl Validator<'_> {
                 }
             };
 
+            let permissions = self.one_of(
+                raw.permissions,
+                &format!("{path}.permissions"),
+                |word| UserPermission::ALL.into_iter().find(|p| p.as_str() == word),
+                "pii",
+            );
+
             if let (Some((name, _)), Some(token)) = (name, token) {
-                users.push(User { name, token, roles });
+                users.push(User { name, token, roles, permissions });
             }
         }
         users

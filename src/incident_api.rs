@@ -76,7 +76,8 @@ async fn amend(
     id: &str,
     change: impl FnOnce() -> Result<Amendment, ApiError>,
 ) -> Result<Response, ApiError> {
-    let user = app.runtime.load().auth.user_with_role(headers, Role::Responder)?.name.clone();
+    let (rt, redact) = crate::api::reader(app, headers, Role::Responder)?;
+    let user = rt.auth.user_with_role(headers, Role::Responder)?.name.clone();
     let id = incident_id(id)?;
     let change = change()?;
     let outcome =
@@ -89,7 +90,10 @@ async fn amend(
             }
         })?;
     match outcome {
-        Ok(incident) => Ok(Json(incident).into_response()),
+        Ok(incident) => {
+            let body = crate::api::incident_json(app, &rt, redact, id, incident).await?;
+            Ok(Json(body).into_response())
+        }
         Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
         Err(ActError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
         Err(ActError::Invalid(message)) => Err(ApiError::Conflict(message)),
@@ -294,12 +298,17 @@ pub async fn export_review(
     Path(id): Path<String>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = crate::api::reader(&app, &headers, Role::Viewer)?;
     let Query(p) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
     let id = incident_id(&id)?;
     let store = app.store.clone();
-    let (incident, timeline) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.incident(id)?, store.timeline(id)?))
+    let (incident, timeline, opening) = tokio::task::spawn_blocking(move || {
+        let incident = store.incident(id)?;
+        let opening = match &incident {
+            Some(i) => store.event(i.opened_by)?,
+            None => None,
+        };
+        Ok::<_, crate::store::StoreError>((incident, store.timeline(id)?, opening))
     })
     .await
     .map_err(|e| ApiError::Unavailable(e.to_string()))?
@@ -307,12 +316,22 @@ pub async fn export_review(
     let incident =
         incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
     let export = Export::new(&incident, &timeline);
+    let view = if redact {
+        crate::redact::View::Redacted(&rt.redactor)
+    } else {
+        crate::redact::View::Original
+    };
+    let known = view.known(opening.as_ref());
     match p.format.as_deref().unwrap_or("markdown") {
         "markdown" | "md" => {
-            Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export.markdown())
-                .into_response())
+            let text = view.text(&export.markdown(), &known).into_owned();
+            Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
         }
-        "json" => Ok(Json(json!(export)).into_response()),
+        "json" => {
+            let mut body = json!(export);
+            view.json(&mut body, &known);
+            Ok(Json(body).into_response())
+        }
         other => Err(ApiError::invalid(vec![FieldError::new(
             "format",
             format!("`{other}` is not one of: markdown, json"),

@@ -75,6 +75,7 @@ async fn ingest(app: &App, format: Format, headers: &HeaderMap, body: Body) -> R
         Ok((ids, rejected)) => {
             // Alertmanager's behaviour for a batch with bad alerts: keep the good ones, answer
             // 400 naming the bad ones, so the sender's logs show what was dropped.
+            // (`rejected` was cleaned of personal data in `ingest_as`.)
             app.metrics.rejected(&source.name, "invalid", rejected.len() as u64);
             let message = crate::error::summarize(&rejected);
             let body = json!({
@@ -101,10 +102,10 @@ async fn ingest_as(
     let bytes = read_body(headers, body, &runtime.config.limits).await?;
     let ctx = Context { source: &source.name, now: app.clock.now() };
     let normalized = match format {
-        Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx)?,
-        Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&bytes, ctx)?,
-        Format::Report => normalize::report(&bytes, ctx)?,
-        Format::Canonical => normalize::canonical(&bytes, ctx)?,
+        Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx),
+        Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&bytes, ctx),
+        Format::Report => normalize::report(&bytes, ctx),
+        Format::Canonical => normalize::canonical(&bytes, ctx),
         Format::Pagerduty => {
             return Err(ApiError::malformed("PagerDuty events go to /v2/enqueue"));
         }
@@ -112,7 +113,12 @@ async fn ingest_as(
             return Err(ApiError::malformed("declarations go to POST /api/v1/incidents"));
         }
     };
-    let Normalized { events, rejected } = normalized;
+    // Error messages quote the body: not its personal data (they go to the sender and the log).
+    let normalized = normalized.map_err(|e| runtime.redactor.api_error(e, &bytes))?;
+    let Normalized { events, mut rejected } = normalized;
+    if !rejected.is_empty() {
+        rejected = runtime.redactor.field_errors(rejected, &bytes);
+    }
     let ids = commit(app, runtime, source, format, events).await?;
     Ok((ids, rejected))
 }
@@ -124,12 +130,13 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
     let runtime = app.runtime.load_full();
     let result = async {
         let bytes = read_body(&headers, body, &runtime.config.limits).await?;
-        let event = normalize::parse_pagerduty(&bytes)?;
+        let clean = |e: ApiError| runtime.redactor.api_error(e, &bytes);
+        let event = normalize::parse_pagerduty(&bytes).map_err(clean)?;
         let source = runtime.auth.source_by_routing_key(event.routing_key())?;
         source_name.clone_from(&source.name);
         source.require(Permission::Alerts)?;
         let ctx = Context { source: &source.name, now: app.clock.now() };
-        let Normalized { events, .. } = event.into_normalized(ctx)?;
+        let Normalized { events, .. } = event.into_normalized(ctx).map_err(clean)?;
         let dedup_key = events.first().map(|e| e.dedup_key.clone()).unwrap_or_default();
         let ids = commit(&app, &runtime, source, Format::Pagerduty, events).await?;
         Ok::<_, ApiError>((dedup_key, ids))

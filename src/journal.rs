@@ -842,7 +842,7 @@ impl Writer {
                 self.keep(batch, changes, rt, incident, &entries)?;
             }
             Outcome::Ignored(why) => {
-                tracing::debug!(event = %event.id, source = %event.source, key = %event.dedup_key, why, "event stored; no incident change");
+                tracing::debug!(event = %event.id, source = %event.source, key = %rt.redactor.log_text(&event.dedup_key, &crate::redact::Known::of_event(&rt.redactor, event)), why, "event stored; no incident change");
             }
         }
         Ok(())
@@ -1860,6 +1860,10 @@ impl Writer {
         if let Some((lead, line)) = note {
             message = crate::compose::with_note(message, lead, line);
         }
+        if rt.redactor.applies_to(d.channel, &d.audience) {
+            let opening = batch.event(incident.opened_by)?;
+            message = crate::compose::redacted(rt, message, opening.as_ref());
+        }
         let n = Notification {
             id,
             idempotency_id: format!("tocsin-{}", Uuid::now_v7().simple()),
@@ -1943,6 +1947,24 @@ impl Writer {
         Ok(claimed)
     }
 
+    /// A send error without personal data: its reason through the redactor with the known
+    /// values of the incident's opening event.
+    fn scrub_send_error(
+        &self,
+        batch: &Batch<'_>,
+        rt: &Runtime,
+        n: &Notification,
+        error: crate::notify::SendError,
+    ) -> Result<crate::notify::SendError, StoreError> {
+        let opening = match batch.incident(n.incident_id)? {
+            Some(incident) => batch.event(incident.opened_by)?,
+            None => None,
+        };
+        let known =
+            opening.map(|e| crate::redact::Known::of_event(&rt.redactor, &e)).unwrap_or_default();
+        Ok(error.map_reason(|reason| rt.redactor.log_text(&reason, &known).into_owned()))
+    }
+
     /// Ends a notification (delivered or dead) and says so on its incident's timeline.
     fn finish(
         &self,
@@ -2011,6 +2033,9 @@ impl Writer {
                 }
                 Attempt::Failed(error) => {
                     n.attempts += 1;
+                    // A receiver's answer may quote the message it got, personal data and all;
+                    // the error goes to the outbox row, the timeline and the log.
+                    let error = self.scrub_send_error(batch, rt, &n, error)?;
                     self.metrics.notification_attempt(n.channel, outcome_label(&error));
                     match policy.after_failure(&n, &error, now, jitter(n.id, n.attempts)) {
                         Next::Retry { at, reason } => {

@@ -38,6 +38,8 @@
 //!   customer data is masked.
 //! - [`drill`]: `tocsin drill`, scenarios run through the real pipeline on a simulated clock
 //!   against an in-memory store; and live drills' routing ([`drill::live`]).
+//! - [`redact`]: the redaction policy: personal data out of logs, named audiences'
+//!   notifications, error bodies, and API answers for users without the `pii` permission.
 //! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
 //! - [`report`]: MTTD/MTTA/MTTR, recurrence, report volume, notifications and action items over
 //!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
@@ -73,6 +75,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbox;
 pub mod policy;
+pub mod redact;
 pub mod report;
 pub mod review;
 pub mod rule_tests;

@@ -30,6 +30,8 @@ pub struct Runtime {
     /// Signed acknowledge links: `None` unless `notifications.dashboard_url` is set and
     /// `notifications.ack_links.enabled` is on.
     pub ack_links: Option<Arc<crate::links::AckLinks>>,
+    /// The redaction policy, compiled (see [`crate::redact`]).
+    pub redactor: Arc<crate::redact::Redactor>,
 }
 
 impl Runtime {
@@ -54,6 +56,8 @@ pub enum LoadError {
     Templates(Vec<TemplateError>),
     #[error("{}", .0.join("\n"))]
     Channels(Vec<String>),
+    #[error("{0}")]
+    Redaction(String),
 }
 
 /// Compiles the template library and renders every template against sample incidents, so a
@@ -83,8 +87,16 @@ pub fn build(config: Config, dry_run: bool) -> Result<Runtime, LoadError> {
     let templates = load_templates(&config).map_err(LoadError::Templates)?;
     let channels = Channels::build(&config.notifications, dry_run).map_err(LoadError::Channels)?;
     let ack_links = ack_links(&config, dry_run).map_err(LoadError::Config)?;
+    let redactor = Arc::new(
+        crate::redact::Redactor::new(config.redaction.clone()).map_err(LoadError::Redaction)?,
+    );
+    if !dry_run {
+        // The log follows the running policy's operator regexes from here on.
+        crate::redact::set_log_redactor(redactor.clone());
+    }
     Ok(Runtime {
         ack_links,
+        redactor,
         auth: Authenticator::new(&config),
         rules: Arc::new(rules),
         templates: Arc::new(templates),

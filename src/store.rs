@@ -730,6 +730,14 @@ pub struct Batch<'txn> {
 }
 
 impl Batch<'_> {
+    /// An event as of this batch (one inserted earlier in it included).
+    pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        match self.events.get(id.as_bytes())? {
+            Some(raw) => decode(id, raw.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
     pub fn insert_event(&mut self, encoded: &Encoded) -> Result<(), StoreError> {
         let key = encoded.event.id.as_bytes();
         self.events.insert(key, encoded.bytes.as_slice())?;

@@ -1,5 +1,5 @@
 //! Structured logs through `tracing`: a filter from `TOCSIN_LOG` (else `RUST_LOG`, else `info`)
-//! and text or JSON lines on stderr. Set up once by the binary before anything else runs.
+//! and text or JSON lines on stderr, redacted (see [`crate::redact`]). Set up once by the binary before anything else runs.
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +13,11 @@ pub fn init(format: LogFormat) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Every line passes through the redactor on its way to stderr: personal data never reaches
+    // the log, whichever crate or level wrote it (see `crate::redact::for_log`).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::redact::LogWriterFactory);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

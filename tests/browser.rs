@@ -36,7 +36,8 @@ users:
   - name: admin
     token: ${{TOCSIN_TOKEN}}
     roles: [admin]
-  - {{name: {}, token: {}, roles: [responder]}}
+    permissions: [pii]
+  - {{name: {}, token: {}, roles: [responder], permissions: [pii]}}
   - {{name: {}, token: {}, roles: [viewer]}}
 "#,
         RESPONDER.0, RESPONDER.1, VIEWER.0, VIEWER.1

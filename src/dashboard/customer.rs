@@ -2,19 +2,15 @@
 //!
 //! Every customer field (name, email, phone) and every free text that may carry personal data
 //! (incident summaries, report descriptions, timeline messages, notification subjects) reaches
-//! a page only through [`customer_view`]. The redaction policy (`src/redact.rs`, a `Redactor`
-//! built from the config with a `pii` user permission) plugs in here at merge; until then the
-//! local rule is:
+//! a page only through [`customer_view`], with the API's rule for who sees what:
 //!
-//! - responders and admins see the data as stored;
-//! - viewers see an email as its first character, `***@` and its domain (`j***@example.org`),
+//! - users with the `pii` permission (see [`crate::redact::allows_pii`]) see the data as stored;
+//! - everyone else sees an email as its first character, `***@` and its domain (`j***@example.org`),
 //!   a phone number as `***` and its last two digits, a name as its initials (`J. E.`), and in
 //!   free text every email-like word (`x@y.z`) and phone-like run of 7 or more digits
 //!   (spaces, `+ - ( ) .` allowed between them) masked the same way.
 
 use std::borrow::Cow;
-
-use crate::config::Role;
 
 use super::session::Viewer;
 
@@ -30,7 +26,7 @@ pub enum Field {
 
 /// `value` as `viewer` may see it on a page (not yet HTML-escaped).
 pub fn customer_view<'a>(viewer: &Viewer, field: Field, value: &'a str) -> Cow<'a, str> {
-    if viewer.may(Role::Responder) {
+    if viewer.pii {
         return Cow::Borrowed(value);
     }
     match field {
@@ -167,9 +163,11 @@ fn is_date(c: &[char]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Role;
 
     fn viewer(role: Role) -> Viewer {
-        Viewer { name: "v".into(), role, csrf: String::new() }
+        // Responders and admins in these tests hold `pii`; viewers do not.
+        Viewer { name: "v".into(), role, csrf: String::new(), pii: role >= Role::Responder }
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Viewer {
     pub role: Role,
     /// The session's CSRF token (put in every form).
     pub csrf: String,
+    /// Holds the `pii` permission: sees customer data as stored (the API's rule too).
+    pub pii: bool,
 }
 
 impl Viewer {
@@ -165,7 +167,12 @@ impl Sessions {
         };
         let role = user.roles.iter().max().copied()?;
         session.last_seen = Instant::now();
-        Some(Viewer { name: user.name.clone(), role, csrf: session.csrf.clone() })
+        Some(Viewer {
+            name: user.name.clone(),
+            role,
+            csrf: session.csrf.clone(),
+            pii: crate::redact::allows_pii(user),
+        })
     }
 
     /// Ends the session these headers carry.
@@ -286,7 +293,7 @@ mod tests {
 
     #[test]
     fn csrf_compares_whole_tokens() {
-        let v = Viewer { name: "a".into(), role: Role::Viewer, csrf: "abcd".into() };
+        let v = Viewer { name: "a".into(), role: Role::Viewer, csrf: "abcd".into(), pii: false };
         assert!(csrf_ok(&v, Some("abcd")));
         assert!(!csrf_ok(&v, Some("abc")));
         assert!(!csrf_ok(&v, Some("abce")));

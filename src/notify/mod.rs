@@ -119,7 +119,7 @@ impl SendError {
         }
     }
 
-    fn map_reason(self, f: impl FnOnce(String) -> String) -> SendError {
+    pub(crate) fn map_reason(self, f: impl FnOnce(String) -> String) -> SendError {
         match self {
             SendError::Retryable { reason, retry_after } => {
                 SendError::Retryable { reason: f(reason), retry_after }
@@ -365,7 +365,9 @@ pub(crate) async fn check_response(response: reqwest::Response) -> Result<Answer
 /// The first 200 characters of a body, on one line.
 pub(crate) fn snippet(body: &[u8]) -> String {
     const MAX_CHARS: usize = 200;
-    let text = String::from_utf8_lossy(body);
+    // Redacted before it is cut, so that no half address slips past the patterns.
+    let raw = String::from_utf8_lossy(body);
+    let text = crate::redact::for_log(&raw);
     let mut out: String =
         text.chars().take(MAX_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().nth(MAX_CHARS).is_some() {

@@ -139,9 +139,13 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
             _ => None,
         }
     });
-    engine.on_print(|text| tracing::debug!(rule = %current_rule(), "print: {text}"));
+    // A script may print event fields: redacted with the event's known values (the scope set
+    // in `RuleSet::evaluate`) as well as the patterns, before the log writer sees them.
+    engine.on_print(
+        |text| tracing::debug!(rule = %current_rule(), "print: {}", crate::redact::for_log(text)),
+    );
     engine.on_debug(|text, _source, pos| {
-        tracing::debug!(rule = %current_rule(), position = %pos, "debug: {text}");
+        tracing::debug!(rule = %current_rule(), position = %pos, "debug: {}", crate::redact::for_log(text));
     });
 
     // The callback is marked deprecated only as "volatile API"; it is the one way to reject a

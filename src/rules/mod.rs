@@ -301,6 +301,10 @@ impl RuleSet {
         let mut failures = Vec::new();
 
         let mut scope = Scope::new();
+        // Only when script output can reach the log: gathering known values costs a copy.
+        let _known = (!self.rules.is_empty()
+            && tracing::enabled!(target: "tocsin::rules::engine", tracing::Level::DEBUG))
+        .then(|| crate::redact::scope(event));
         if !self.rules.is_empty() {
             scope.push_constant_dynamic("event", view::event(event));
             scope.push_constant_dynamic("incident", view::incident(incident, event.received_at));

@@ -35,6 +35,7 @@ users:
   - name: admin
     token: ${{TOCSIN_TOKEN}}
     roles: [admin]
+    permissions: [pii]
   - name: dashboard
     token: {VIEWER_TOKEN}
     roles: [viewer]
@@ -93,6 +94,29 @@ impl Daemon {
     }
 
     pub fn spawn_env(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_captured(config, data_dir, env, None)
+    }
+
+    /// Starts a daemon with exactly this config and environment, with everything it writes to
+    /// stderr and stdout captured in `<tempdir>/daemon.log` (returned) instead of inherited.
+    pub fn start_captured(yaml: &str, env: &[(&str, &str)]) -> (Daemon, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("tocsin.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("daemon.log");
+        let mut d = Daemon::spawn_captured(&config, &data_dir, env, Some(&log));
+        d._dir = Some(dir);
+        (d, log)
+    }
+
+    /// `capture`: a file that gets the daemon's stderr, and its stdout lines appended after.
+    pub fn spawn_captured(
+        config: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        capture: Option<&Path>,
+    ) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tocsin"));
         command
             .args(["serve", "--config"])
@@ -104,14 +128,30 @@ impl Daemon {
         for (k, v) in env {
             command.env(k, v);
         }
+        let (stderr, mut copy) = match capture {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("capture file");
+                let copy = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path.with_extension("stdout"))
+                    .expect("stdout capture file");
+                (Stdio::from(file), Some(copy))
+            }
+            None => (Stdio::inherit(), None),
+        };
         let mut child =
-            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn tocsin");
+            command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn tocsin");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(f) = copy.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
                 if !sent && let Some(rest) = line.strip_prefix("tocsin listening on http://") {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
                     let _ = tx.send(addr);
