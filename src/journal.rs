@@ -235,9 +235,17 @@ impl OpenIndex {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         for incident in changed {
             if incident.status.is_open() {
-                map.entry(incident.source.clone())
-                    .or_default()
-                    .insert(incident.dedup_key.clone(), Summary::of(&incident));
+                // Owned incidents: their keys move into the map instead of being copied.
+                let summary = Summary::of(&incident);
+                let Incident { source, dedup_key, .. } = incident;
+                match map.get_mut(source.as_str()) {
+                    Some(keys) => {
+                        keys.insert(dedup_key, summary);
+                    }
+                    None => {
+                        map.insert(source, HashMap::from([(dedup_key, summary)]));
+                    }
+                }
             } else if let Some(keys) = map.get_mut(incident.source.as_str())
                 && keys.get(incident.dedup_key.as_str()).is_some_and(|s| s.id() == incident.id)
             {
@@ -732,10 +740,12 @@ impl Writer {
         changes: &mut Changes,
         rt: &Runtime,
         mut incident: Incident,
-        entries: &[incident::Entry],
+        entries: Vec<incident::Entry>,
     ) -> Result<(), StoreError> {
-        changes.log(incident.id, entries.to_vec());
-        let opened = entries.iter().any(|e| e.kind == EntryKind::Opened);
+        let has = |kind: EntryKind| entries.iter().any(|e| e.kind == kind);
+        let (opened, acknowledged, resolved) =
+            (has(EntryKind::Opened), has(EntryKind::Acknowledged), has(EntryKind::Resolved));
+        changes.log(incident.id, entries);
         if opened {
             changes.opened.insert(incident.id);
             self.on_opened(batch, changes, rt, &mut incident)?;
@@ -745,10 +755,10 @@ impl Writer {
             // First touched in this batch without opening: it came from the store, open.
             changes.was_open.insert(incident.id);
         }
-        if entries.iter().any(|e| e.kind == EntryKind::Acknowledged) {
+        if acknowledged {
             self.on_acknowledged(batch, changes, rt, &mut incident)?;
         }
-        if entries.iter().any(|e| e.kind == EntryKind::Resolved) {
+        if resolved {
             self.on_resolved(batch, changes, rt, &mut incident)?;
         }
         self.save(changes, incident);
@@ -839,7 +849,7 @@ impl Writer {
                     Action::Trigger => {}
                 }
                 batch.link_event(event.id, incident.id)?;
-                self.keep(batch, changes, rt, incident, &entries)?;
+                self.keep(batch, changes, rt, incident, entries)?;
             }
             Outcome::Ignored(why) => {
                 tracing::debug!(event = %event.id, source = %event.source, key = %rt.redactor.log_text(&event.dedup_key, &crate::redact::Known::of_event(&rt.redactor, event)), why, "event stored; no incident change");
@@ -868,7 +878,7 @@ impl Writer {
         match done {
             Ok((incident, entry)) => {
                 self.metrics.incident_acted(&incident, action);
-                self.keep(batch, changes, rt, incident, std::slice::from_ref(&entry))?;
+                self.keep(batch, changes, rt, incident, vec![entry])?;
                 Ok(Ok(changes.incidents[&id].clone()))
             }
             Err(e) => Ok(Err(e.into())),
@@ -1114,7 +1124,7 @@ impl Writer {
             if let Ok((incident, mut entry)) = incident::resolve(current, "tocsin", now, None) {
                 entry.message = format!("resolved automatically: no trigger for {quiet:#}");
                 self.metrics.incident_acted(&incident, PersonAction::Resolve);
-                self.keep(batch, changes, rt, incident, std::slice::from_ref(&entry))?;
+                self.keep(batch, changes, rt, incident, vec![entry])?;
             }
         }
         Ok(())

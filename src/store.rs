@@ -334,10 +334,13 @@ impl Store {
                 audit_head: txn.open_table(AUDIT_HEAD)?,
                 head: None,
                 head_moved: false,
+                counters: Vec::new(),
+                buf: Vec::with_capacity(4096),
                 overrides: txn.open_table(ROTATION_OVERRIDES)?,
             };
             let result = f(&mut batch)?;
             batch.save_head()?;
+            batch.save_counters()?;
             result
         };
         txn.commit()?;
@@ -726,6 +729,11 @@ pub struct Batch<'txn> {
     /// The chain's head as of this batch: read on the first timeline write, saved once at its end.
     head: Option<Head>,
     head_moved: bool,
+    /// Id counters as advanced by this batch, saved once at its end.
+    counters: Vec<(&'static str, u64)>,
+    /// One encoding buffer for the batch's incidents and timeline entries (an allocation and a
+    /// free per row saved on the writer thread).
+    buf: Vec<u8>,
     overrides: redb::Table<'txn, u64, &'static [u8]>,
 }
 
@@ -760,9 +768,10 @@ impl Batch<'_> {
     /// Stores the incident and keeps the open-incident index in step with its status.
     /// `was_open`: it was open before this transaction (so the index already has it).
     pub fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(incident)
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, incident)
             .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
-        self.incidents.insert(incident.id, bytes.as_slice())?;
+        self.incidents.insert(incident.id, self.buf.as_slice())?;
         match (incident.status.is_open(), was_open) {
             (true, false) => {
                 self.open.insert(incident.id, ())?;
@@ -795,10 +804,11 @@ impl Batch<'_> {
         };
         let mut head = self.head()?;
         for (seq, entry) in (first..).zip(entries) {
-            let bytes = serde_json::to_vec(entry)
+            self.buf.clear();
+            serde_json::to_writer(&mut self.buf, entry)
                 .map_err(|source| StoreError::EncodeIncident { id, source })?;
-            self.timeline.insert((id, seq), bytes.as_slice())?;
-            let link = head.advance(id, seq, &bytes);
+            self.timeline.insert((id, seq), self.buf.as_slice())?;
+            let link = head.advance(id, seq, &self.buf);
             self.audit.insert(link.seq, (id, seq, link.hash))?;
             self.audit_index.insert((id, seq), link.seq)?;
         }
@@ -854,10 +864,29 @@ impl Batch<'_> {
         self.next_id("next_notification_id")
     }
 
-    fn next_id(&mut self, counter: &str) -> Result<u64, StoreError> {
-        let next = self.meta.get(counter)?.map(|v| v.value()).unwrap_or(1);
-        self.meta.insert(counter, next + 1)?;
+    /// Counters are read on first use in a batch and written once at its end (an alert storm
+    /// allocates thousands of incident ids per batch: one read and one write instead of one each
+    /// per incident).
+    fn next_id(&mut self, counter: &'static str) -> Result<u64, StoreError> {
+        let slot = match self.counters.iter().position(|(name, _)| *name == counter) {
+            Some(i) => i,
+            None => {
+                let next = self.meta.get(counter)?.map(|v| v.value()).unwrap_or(1);
+                self.counters.push((counter, next));
+                self.counters.len() - 1
+            }
+        };
+        let next = self.counters[slot].1;
+        self.counters[slot].1 = next + 1;
         Ok(next)
+    }
+
+    /// Writes the counters this batch advanced (see [`Batch::next_id`]).
+    fn save_counters(&mut self) -> Result<(), StoreError> {
+        for (name, next) in std::mem::take(&mut self.counters) {
+            self.meta.insert(name, next)?;
+        }
+        Ok(())
     }
 
     pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
