@@ -836,7 +836,7 @@ impl Writer {
                     .map(String::as_str);
                 incident.scope = rt.triage().catalog.scope(named);
                 batch.link_event(event.id, incident.id)?;
-                self.keep(batch, changes, rt, incident, &entries)?;
+                self.keep(batch, changes, rt, incident, entries)?;
             }
             Outcome::Updated(incident, entries) => {
                 match event.action {
