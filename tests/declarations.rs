@@ -7,9 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use common::smtp::{Mail, smtp_server};
+use common::smtp::{Mail, mail_header, mail_part, smtp_server};
 use common::{Daemon, TOKEN, VIEWER_TOKEN};
 use serde_json::{Value, json};
 
@@ -72,61 +70,9 @@ fn mail_for<'a>(mails: &'a [Mail], to: &str) -> &'a Mail {
     mails.iter().find(|m| recipient(m) == to).unwrap_or_else(|| panic!("no mail to {to}"))
 }
 
-fn mail_header(data: &str, name: &str) -> String {
-    let head = data.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ");
-    head.split("\r\n")
-        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
-        .map(|l| l[name.len() + 1..].trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The decoded text/plain part (7bit, quoted-printable or base64).
+/// The decoded text/plain part of a mail.
 fn text_part(data: &str) -> String {
-    let boundary = mail_header(data, "content-type")
-        .split("boundary=")
-        .nth(1)
-        .map(|b| b.trim_matches('"').split(';').next().unwrap_or_default().trim_matches('"'))
-        .map(str::to_string);
-    let parts: Vec<&str> = match &boundary {
-        Some(b) => data.split(&format!("--{b}")).collect(),
-        None => vec![data],
-    };
-    for part in parts {
-        let Some((head, body)) = part.split_once("\r\n\r\n") else { continue };
-        let head = head.to_ascii_lowercase();
-        if boundary.is_some() && !head.contains("content-type: text/plain") {
-            continue;
-        }
-        let body = body.trim_end_matches("\r\n");
-        return if head.contains("content-transfer-encoding: base64") {
-            String::from_utf8(BASE64.decode(body.replace("\r\n", "")).unwrap()).unwrap()
-        } else if head.contains("content-transfer-encoding: quoted-printable") {
-            decode_qp(body)
-        } else {
-            body.to_string()
-        };
-    }
-    panic!("no text part in:\n{data}")
-}
-
-fn decode_qp(text: &str) -> String {
-    let joined = text.replace("=\r\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && let Some(hex) = joined.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).to_string()
+    mail_part(data, "text/plain").unwrap_or_else(|| panic!("no text part in:\n{data}"))
 }
 
 async fn incident(d: &Daemon, id: u64) -> Value {

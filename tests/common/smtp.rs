@@ -71,13 +71,15 @@ pub fn mail_header(data: &str, name: &str) -> String {
 pub fn mail_part(data: &str, content_type: &str) -> Option<String> {
     let boundary = mail_header(data, "content-type")
         .split("boundary=")
-        .nth(1)?
-        .trim_matches('"')
-        .split(';')
-        .next()?
-        .trim_matches('"')
-        .to_string();
-    for part in data.split(&format!("--{boundary}")) {
+        .nth(1)
+        .map(|b| b.trim_matches('"').split(';').next().unwrap_or_default().trim_matches('"'))
+        .map(str::to_string);
+    // A mail that is not multipart is one part: its own headers and body.
+    let parts: Vec<&str> = match &boundary {
+        Some(b) => data.split(&format!("--{b}")).collect(),
+        None => vec![data],
+    };
+    for part in parts {
         let Some((head, body)) = part.split_once("\r\n\r\n") else { continue };
         let head = head.to_ascii_lowercase();
         if !head.contains(&format!("content-type: {content_type}")) {
