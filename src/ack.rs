@@ -222,17 +222,7 @@ fn html(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
+/// HTML escaping: the dashboard's, one rule for every page the daemon serves.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::dashboard::pages::esc(text)
 }
