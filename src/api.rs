@@ -280,14 +280,7 @@ async fn act(
     let user = rt.auth.user_with_role(headers, Role::Responder)?.name.clone();
     let id = incident_id(id)?;
     let outcome =
-        app.journal.act(id, action, format!("user:{user}")).await.map_err(|e| match e {
-            JournalError::Overloaded(_) | JournalError::Closed => {
-                ApiError::Unavailable(e.to_string())
-            }
-            JournalError::Store(err) => {
-                ApiError::Unavailable(format!("not recorded ({err}); retry"))
-            }
-        })?;
+        app.journal.act(id, action, format!("user:{user}")).await.map_err(journal_unavailable)?;
     match outcome {
         Ok(incident) => {
             Ok(Json(incident_json(app, &rt, redact, id, incident).await?).into_response())
@@ -442,10 +435,8 @@ async fn queue_op(
     let (rt, redact) = reader(app, headers, Role::Admin)?;
     let user = rt.auth.user_with_role(headers, Role::Admin)?.name.clone();
     let id = notification_id(id)?;
-    let outcome = app.journal.queue(id, op, format!("user:{user}")).await.map_err(|e| match e {
-        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
-        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
-    })?;
+    let outcome =
+        app.journal.queue(id, op, format!("user:{user}")).await.map_err(journal_unavailable)?;
     match outcome {
         Ok(n) => {
             let incident = n.incident_id;
@@ -650,7 +641,8 @@ pub async fn delete_override(
     }
 }
 
-fn journal_unavailable(e: JournalError) -> ApiError {
+/// A person's change the journal could not take or commit: 503, to be retried.
+pub(crate) fn journal_unavailable(e: JournalError) -> ApiError {
     match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),

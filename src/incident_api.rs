@@ -19,10 +19,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::api::journal_unavailable;
 use crate::config::Role;
 use crate::error::{ApiError, FieldError};
 use crate::incident::IncidentId;
-use crate::journal::{ActError, Amendment, JournalError};
+use crate::journal::{ActError, Amendment};
 use crate::review::{ActionState, Export};
 use crate::server::App;
 
@@ -81,14 +82,7 @@ async fn amend(
     let id = incident_id(id)?;
     let change = change()?;
     let outcome =
-        app.journal.amend(id, change, format!("user:{user}")).await.map_err(|e| match e {
-            JournalError::Overloaded(_) | JournalError::Closed => {
-                ApiError::Unavailable(e.to_string())
-            }
-            JournalError::Store(err) => {
-                ApiError::Unavailable(format!("not recorded ({err}); retry"))
-            }
-        })?;
+        app.journal.amend(id, change, format!("user:{user}")).await.map_err(journal_unavailable)?;
     match outcome {
         Ok(incident) => {
             let body = crate::api::incident_json(app, &rt, redact, id, incident).await?;
@@ -456,7 +450,7 @@ pub async fn open_maintenance(
         .journal
         .maintenance(crate::journal::MaintenanceOp::Open(window), format!("user:{user}"))
         .await
-        .map_err(unavailable)?;
+        .map_err(journal_unavailable)?;
     match outcome {
         Ok(w) => Ok((StatusCode::CREATED, Json(w)).into_response()),
         Err(m) => Err(ApiError::Conflict(m)),
@@ -476,16 +470,9 @@ pub async fn end_maintenance(
         .journal
         .maintenance(crate::journal::MaintenanceOp::End(id), format!("user:{user}"))
         .await
-        .map_err(unavailable)?;
+        .map_err(journal_unavailable)?;
     match outcome {
         Ok(w) => Ok(Json(w).into_response()),
         Err(m) => Err(ApiError::NotFound(m)),
-    }
-}
-
-fn unavailable(e: JournalError) -> ApiError {
-    match e {
-        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
-        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
     }
 }

@@ -1148,19 +1148,25 @@ impl Writer {
                 incident.roles.iter().map(|(r, p)| format!("{r}: {p}")).collect();
             entries.push(entry(now, EntryKind::RoleChanged, format!("roles: {}", held.join(", "))));
         }
-        let api_windows = match &changes.windows {
-            Some(w) => w.clone(),
-            None => self.windows.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        };
-        if incident.decision.suppressed.is_none()
-            && let Some(w) = settings
+        if incident.decision.suppressed.is_none() {
+            // The API's windows as of this batch; searched in place (no copy per incident).
+            let held;
+            let api_windows: &[Window] = match &changes.windows {
+                Some(w) => w,
+                None => {
+                    held = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                    &held
+                }
+            };
+            let inside = settings
                 .maintenance
                 .iter()
-                .chain(&api_windows)
+                .chain(api_windows)
                 .find(|w| w.covers(incident, incident.first_seen))
-        {
-            incident.decision.suppressed =
-                Some(format!("maintenance window `{}` until {}", w.name, w.ends));
+                .map(|w| format!("maintenance window `{}` until {}", w.name, w.ends));
+            if inside.is_some() {
+                incident.decision.suppressed = inside;
+            }
         }
         let policies = &rt.config.policies;
         let (policy, note) = policies.choose(&incident.decision);
@@ -1566,8 +1572,8 @@ impl Writer {
                             e.next_at = None;
                             e.stopped = Some(gone.clone());
                         }
-                        self.save(changes, incident.clone());
                         changes.log(incident.id, vec![entry(now, EntryKind::Escalated, gone)]);
+                        self.save(changes, incident);
                         continue;
                     };
                     let waited = incident
@@ -1757,8 +1763,8 @@ impl Writer {
                     entries
                 }
             };
-            self.save(changes, incident.clone());
             changes.log(incident.id, entries);
+            self.save(changes, incident);
         }
         Ok(())
     }
