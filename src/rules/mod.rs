@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use rhai::{AST, Engine, EvalAltResult, Scope};
@@ -84,7 +84,7 @@ pub struct Threshold {
 /// defaults differ between debug and release builds and several are unlimited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleLimits {
-    /// Wall-clock time all scripts together may spend on one event. Script k of n must finish
+    /// CPU time (of the evaluating thread) all scripts together may spend on one event. Script k of n must finish
     /// by start + budget·k/n, so time a script leaves unused carries forward and a runaway
     /// script cannot starve the scripts after it.
     pub time_budget: Duration,
@@ -310,7 +310,7 @@ impl RuleSet {
             scope.push_constant_dynamic("incident", view::incident(incident, event.received_at));
         }
         let bound = scope.len();
-        let start = Instant::now();
+        let start = engine::thread_cpu_time();
 
         for (k, rule) in self.rules.iter().enumerate() {
             let draft =
@@ -346,7 +346,8 @@ impl RuleSet {
 
     /// When the `done`-th script of this evaluation must have finished: its share of the budget
     /// plus whatever the scripts before it left unused.
-    fn deadline(&self, start: Instant, done: usize) -> Option<Instant> {
+    /// In the evaluating thread's CPU time, like `start`.
+    fn deadline(&self, start: Duration, done: usize) -> Option<Duration> {
         let total = self.rules.len().max(1) as u128;
         let nanos = self.limits.time_budget.as_nanos() * done as u128 / total;
         start.checked_add(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
