@@ -149,6 +149,17 @@ pub struct EscalationState {
     pub stopped: Option<String>,
 }
 
+impl Notice {
+    /// Counts the deadline and the reminders from `aware_at` instead (same offsets).
+    pub fn shift_awareness(&mut self, aware_at: Timestamp) {
+        let shift = aware_at.duration_since(self.aware_at);
+        let moved = |t: Timestamp| t.saturating_add(shift).unwrap_or(t);
+        self.due_at = moved(self.due_at);
+        self.reminders = self.reminders.iter().map(|r| moved(*r)).collect();
+        self.aware_at = aware_at;
+    }
+}
+
 /// A legal or contractual notice obligation attached to an incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {

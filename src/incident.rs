@@ -50,6 +50,17 @@ pub struct Stamp {
     pub at: Timestamp,
 }
 
+/// A recorded awareness time: when the organization became aware of the incident (a report
+/// that sat in a mailbox, a vendor's advisory read days later), who recorded it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awareness {
+    pub at: Timestamp,
+    pub by: String,
+    pub recorded_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: IncidentId,
@@ -94,6 +105,10 @@ pub struct Incident {
     /// The after-action review, once the incident resolved at a reviewed severity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<crate::review::Review>,
+    /// When the organization became aware, as a person recorded it (otherwise the first
+    /// event's arrival, `first_seen`, is the awareness time notices count from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awareness: Option<Awareness>,
     /// A rehearsal: opened by a drill event (see `Event::drill`). Labelled as a drill in every
     /// message, notified to the `drills` recipients instead of the policy's, and to be left
     /// out of response-time figures (MTTA/MTTR). A real event joining it makes it real.
@@ -282,6 +297,7 @@ pub fn apply(
                 escalation: None,
                 notices: Vec::new(),
                 review: None,
+                awareness: None,
                 drill: event.drill,
                 decision,
             };

@@ -177,6 +177,43 @@ pub async fn notice_sent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct AwarenessBody {
+    /// When the organization became aware (RFC 3339, not in the future).
+    at: String,
+    /// How it became aware: "researcher's email of Monday, read on Wednesday".
+    note: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/awareness` (responder): records when the organization became
+/// aware of the incident. Notices not yet sent (or missed) count their deadline and reminders
+/// from it instead of from the first event.
+pub async fn record_awareness(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    amend(&app, &headers, &id, || {
+        let b: AwarenessBody = body(&headers, &bytes)?;
+        let at = b.at.parse::<Timestamp>().map_err(|e| {
+            ApiError::invalid(vec![FieldError::new("at", format!("not an RFC 3339 time: {e}"))])
+        })?;
+        if at > app.journal.clock().now() {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "at",
+                "is in the future: awareness is when the organization became aware",
+            )]));
+        }
+        if let Some(n) = &b.note {
+            text("note", n)?;
+        }
+        Ok(Amendment::Awareness { at, note: b.note })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReviewBody {
     summary: Option<String>,
     went_well: Option<String>,

@@ -141,6 +141,12 @@ pub enum Amendment {
         at: Option<Timestamp>,
         reference: Option<String>,
     },
+    /// Record when the organization became aware: unsent notices count their deadlines and
+    /// reminders from `at` instead.
+    Awareness {
+        at: Timestamp,
+        note: Option<String>,
+    },
     /// Edit the after-action review's text fields (those given).
     Review {
         summary: Option<String>,
@@ -957,6 +963,67 @@ impl Writer {
                 (
                     EntryKind::Notice,
                     format!("notice `{name}` marked sent at {at} by {by}{reference}: {timing}"),
+                )
+            }
+            Amendment::Awareness { at, note } => {
+                if at > now {
+                    return invalid(
+                        "`at` is in the future: awareness is when the organization became aware"
+                            .into(),
+                    );
+                }
+                let before = incident.awareness.as_ref().map_or(incident.first_seen, |a| a.at);
+                let mut moved = Vec::new();
+                for (index, n) in incident.notices.iter_mut().enumerate() {
+                    if n.sent.is_some() {
+                        moved.push(format!("`{}` was already sent: unchanged", n.name));
+                        continue;
+                    }
+                    if n.missed {
+                        moved.push(format!("`{}` was already missed: its record stands", n.name));
+                        continue;
+                    }
+                    n.shift_awareness(at);
+                    let index32 = index as u32;
+                    self.cancel(batch, id, |k| {
+                        matches!(k, TimerKind::NoticeReminder { notice } | TimerKind::NoticeDeadline { notice } if *notice == index32)
+                    })?;
+                    for r in n.reminders.iter().filter(|r| **r > now) {
+                        self.schedule(
+                            batch,
+                            changes,
+                            id,
+                            *r,
+                            TimerKind::NoticeReminder { notice: index32 },
+                        )?;
+                    }
+                    self.schedule(
+                        batch,
+                        changes,
+                        id,
+                        n.due_at.max(now),
+                        TimerKind::NoticeDeadline { notice: index32 },
+                    )?;
+                    let left = if n.due_at > now {
+                        format!("{:#} left", n.due_at.duration_since(now))
+                    } else {
+                        "already past: missed now".to_string()
+                    };
+                    moved.push(format!("`{}` now due {} ({left})", n.name, n.due_at));
+                }
+                let note_text = note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+                incident.awareness =
+                    Some(incident::Awareness { at, by: by.to_string(), recorded_at: now, note });
+                let notices = if moved.is_empty() {
+                    "no notices to move".to_string()
+                } else {
+                    format!("notices: {}", moved.join("; "))
+                };
+                (
+                    EntryKind::Notice,
+                    format!(
+                        "awareness recorded as {at} by {by} (was {before}){note_text}; {notices}"
+                    ),
                 )
             }
             Amendment::Review { summary, went_well, went_badly } => {

@@ -682,6 +682,7 @@ mod tests {
             escalation: None,
             notices: vec![],
             review: None,
+            awareness: None,
             drill: false,
             scope: Vec::new(),
         }

@@ -73,6 +73,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/incidents/{id}/notes", post(incident_api::add_note))
         .route("/api/v1/incidents/{id}/roles", post(incident_api::set_role))
         .route("/api/v1/incidents/{id}/notices/{index}/sent", post(incident_api::notice_sent))
+        .route("/api/v1/incidents/{id}/awareness", post(incident_api::record_awareness))
         .route(
             "/api/v1/incidents/{id}/review",
             get(incident_api::export_review).put(incident_api::put_review),

@@ -623,6 +623,73 @@ async fn a_notice_marked_sent_stops_its_reminders_and_its_deadline() {
 }
 
 #[tokio::test]
+async fn a_recorded_awareness_time_moves_the_notice_deadline_and_its_reminders() {
+    let env = start(&roster(&format!("{LEAD_PAGES}{GDPR}")));
+    let d = &env.daemon;
+    let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-3")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    mails(&env, 3).await;
+    let id = 1;
+    d.advance("10h").await;
+    let path = format!("/api/v1/incidents/{id}/awareness");
+
+    // Awareness cannot be in the future, and `at` must be a time.
+    let r = d.post(&path, Some(TOKEN), json!({"at": "2026-03-03T09:00:00Z"}).to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("in the future"), "{}", r.text);
+    let r = d.post(&path, Some(TOKEN), json!({"at": "monday"}).to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("RFC 3339"), "{}", r.text);
+
+    // The customer's report sat in the support mailbox for 30 hours before it was verified.
+    let note = "first mail to support at 03:00 on 1 March, verified on 2 March";
+    let r = d
+        .post(&path, Some(TOKEN), json!({"at": "2026-03-01T03:00:00Z", "note": note}).to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let notice = &r.body["notices"][0];
+    assert_eq!(notice["aware_at"], "2026-03-01T03:00:00Z");
+    assert_eq!(notice["due_at"], "2026-03-04T03:00:00Z");
+    assert_eq!(
+        notice["reminders"],
+        json!(["2026-03-02T03:00:00Z", "2026-03-03T03:00:00Z", "2026-03-03T21:00:00Z"])
+    );
+    assert_eq!(r.body["awareness"]["by"], "user:admin");
+    assert_eq!(r.body["awareness"]["at"], "2026-03-01T03:00:00Z");
+    let t = timeline(&incident(d, id).await);
+    assert!(
+        t.iter().any(|m| m.starts_with(
+            "awareness recorded as 2026-03-01T03:00:00Z by user:admin (was 2026-03-02T09:00:00Z)"
+        ) && m.contains(note)
+            && m.contains("now due 2026-03-04T03:00:00Z (32h left)")),
+        "{t:#?}"
+    );
+    quiet(&env, 3).await; // the 24 h reminder is already past: not sent late
+
+    // Reminders at the moved times only: the old schedule (24 h, 48 h, 66 h after the report)
+    // is gone.
+    d.advance("8h").await;
+    let got = mails(&env, 4).await;
+    assert_eq!(got[3].0, "lena@example.com");
+    assert!(env.mails.lock().unwrap()[3].data.contains("(24h left)"));
+    quiet(&env, 4).await;
+    d.advance("6h").await; // the old first reminder's time
+    quiet(&env, 4).await;
+    d.advance("12h").await;
+    let got = mails(&env, 5).await;
+    assert_eq!(got[4].0, "lena@example.com");
+    assert!(env.mails.lock().unwrap()[4].data.contains("(6h left)"));
+    // Missed at the moved deadline, 30 hours before the old one.
+    d.advance("6h").await;
+    let got = mails(&env, 6).await;
+    assert_eq!(got[5].0, "ana@example.com");
+    assert!(got[5].1.starts_with("Notice deadline missed:"), "{}", got[5].1);
+    assert_eq!(incident(d, id).await["notices"][0]["missed"], true);
+    d.advance("48h").await;
+    quiet(&env, 6).await;
+}
+
+#[tokio::test]
 async fn the_communications_lead_is_reminded_to_post_updates_while_it_is_open() {
     let env =
         start(&roster(&format!("{LEAD_PAGES}communications:\n  update_every: {{sev1: 30m}}\n")));

@@ -282,6 +282,7 @@ pub(crate) mod sample {
             escalation: None,
             notices: Vec::new(),
             review: None,
+            awareness: None,
             drill: false,
         };
         match kind {
