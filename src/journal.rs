@@ -844,7 +844,7 @@ impl Writer {
                 batch.link_event(event.id, incident.id)?;
                 self.keep(batch, changes, rt, incident, entries)?;
             }
-            Outcome::Updated(incident, entries) => {
+            Outcome::Updated(mut incident, mut entries) => {
                 match event.action {
                     Action::Acknowledge => {
                         self.metrics.incident_acted(&incident, PersonAction::Acknowledge)
@@ -852,7 +852,38 @@ impl Writer {
                     Action::Resolve => {
                         self.metrics.incident_acted(&incident, PersonAction::Resolve)
                     }
-                    Action::Trigger => {}
+                    Action::Trigger => {
+                        // A later event can reveal what the first did not (customer data
+                        // exposed after all): an obligation that applies now attaches now,
+                        // counted from this event, and the legal liaison hears at once.
+                        if !rt.config.escalation.notices.is_empty() {
+                            let aware_at = event.received_at;
+                            let before = incident.notices.len();
+                            let attached =
+                                self.attach_notices(batch, changes, rt, &mut incident, aware_at)?;
+                            if incident.notices.len() > before {
+                                let names: Vec<String> = incident.notices[before..]
+                                    .iter()
+                                    .map(|n| format!("\"{}\" (due {})", n.name, n.due_at))
+                                    .collect();
+                                let line = format!(
+                                    "A new event changed incident #{}'s assessment: notice {} now applies.",
+                                    incident.id,
+                                    names.join(", ")
+                                );
+                                entries.extend(attached);
+                                entries.extend(self.remind_role(
+                                    batch,
+                                    changes,
+                                    rt,
+                                    &incident,
+                                    "legal_liaison",
+                                    "Notice due",
+                                    &line,
+                                )?);
+                            }
+                        }
+                    }
                 }
                 batch.link_event(event.id, incident.id)?;
                 self.keep(batch, changes, rt, incident, entries)?;
@@ -1271,8 +1302,49 @@ impl Writer {
             }
         }
         // Notices: legal obligations hold even when notifications are suppressed.
-        for rule in settings.notices.iter().filter(|r| r.applies(&incident.decision)) {
-            let notice = rule.notice(incident.first_seen);
+        let aware_at = incident.first_seen;
+        entries.extend(self.attach_notices(batch, changes, rt, incident, aware_at)?);
+        if incident.decision.suppressed.is_none()
+            && let Some(every) = settings.comms_every.get(&incident.decision.severity)
+        {
+            self.schedule(
+                batch,
+                changes,
+                incident.id,
+                escalation::after(now, *every),
+                TimerKind::CommsUpdate,
+            )?;
+        }
+        changes.log(incident.id, entries);
+        Ok(())
+    }
+
+    /// Who holds each role when an incident opens at `at`: the config's roles, with rotations
+    /// resolved (and their overrides applied) at that moment.
+    /// Attaches the notice of every `notices[]` rule that applies to the incident's decision
+    /// and is not attached yet, counting from `aware_at`, with its reminders and deadline
+    /// scheduled. Returns the timeline entries.
+    fn attach_notices(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &mut Incident,
+        aware_at: Timestamp,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let now = self.clock.now();
+        let mut entries = Vec::new();
+        let rules: Vec<&escalation::NoticeRule> = rt
+            .config
+            .escalation
+            .notices
+            .iter()
+            .filter(|r| {
+                r.applies(&incident.decision) && !incident.notices.iter().any(|n| n.name == r.name)
+            })
+            .collect();
+        for rule in rules {
+            let notice = rule.notice(aware_at);
             let index = incident.notices.len() as u32;
             for at in &notice.reminders {
                 if *at > now {
@@ -1316,23 +1388,9 @@ impl Writer {
             ));
             incident.notices.push(notice);
         }
-        if incident.decision.suppressed.is_none()
-            && let Some(every) = settings.comms_every.get(&incident.decision.severity)
-        {
-            self.schedule(
-                batch,
-                changes,
-                incident.id,
-                escalation::after(now, *every),
-                TimerKind::CommsUpdate,
-            )?;
-        }
-        changes.log(incident.id, entries);
-        Ok(())
+        Ok(entries)
     }
 
-    /// Who holds each role when an incident opens at `at`: the config's roles, with rotations
-    /// resolved (and their overrides applied) at that moment.
     fn role_holders(&self, rt: &Runtime, at: Timestamp) -> BTreeMap<String, String> {
         self.overrides.with(|o| rt.config.roster.holders(at, o))
     }

@@ -623,6 +623,54 @@ async fn a_notice_marked_sent_stops_its_reminders_and_its_deadline() {
 }
 
 #[tokio::test]
+async fn a_later_event_that_reveals_personal_data_attaches_the_notice_then() {
+    let env = start(&roster(&format!("{LEAD_PAGES}{GDPR}")));
+    let d = &env.daemon;
+    // The first report on the ticket shows nothing personal: no notice, no legal liaison.
+    let first = json!({
+        "reporter": {"name": "Dana Reyes", "email": "dana@support.example.com"},
+        "service": "accounts",
+        "summary": "Profile page shows the wrong layout",
+        "verified": true,
+        "ticket_id": "SUP-4",
+        "severity": "low",
+    });
+    let r = d.post("/api/v1/reports", Some(TOKEN), first.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let opened: Vec<String> = mails(&env, 2).await.into_iter().map(|(to, _)| to).collect();
+    assert!(!opened.contains(&"lena@example.com".to_string()), "{opened:?}");
+    quiet(&env, 2).await;
+    let id = 1;
+    assert!(incident(d, id).await["notices"].as_array().is_none_or(|n| n.is_empty()));
+
+    // Five hours later a follow-up on the same ticket: it is another customer's address.
+    d.advance("5h").await;
+    let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-4")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = mails(&env, 3).await;
+    assert_eq!(got[2].0, "lena@example.com", "{got:?}");
+    assert!(got[2].1.starts_with("Notice due:"), "{}", got[2].1);
+    let data = env.mails.lock().unwrap()[2].data.clone();
+    assert!(data.contains("now applies"), "{data}");
+    let i = incident(d, id).await;
+    assert_eq!(i["decision"]["sensitivity"], "personal");
+    let notice = &i["notices"][0];
+    assert_eq!(notice["aware_at"], "2026-03-02T14:00:00Z", "counted from the revealing event");
+    assert_eq!(notice["due_at"], "2026-03-05T14:00:00Z");
+    quiet(&env, 3).await;
+    // Its reminders run from there: the first at 24 h.
+    d.advance("23h").await;
+    quiet(&env, 3).await;
+    d.advance("1h").await;
+    assert_eq!(mails(&env, 4).await[3].0, "lena@example.com");
+    // A third report on the ticket does not attach the same notice again.
+    let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-4")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    quiet(&env, 4).await;
+    assert_eq!(incident(d, id).await["notices"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
 async fn a_recorded_awareness_time_moves_the_notice_deadline_and_its_reminders() {
     let env = start(&roster(&format!("{LEAD_PAGES}{GDPR}")));
     let d = &env.daemon;
