@@ -1019,22 +1019,7 @@ impl Writer {
                     self.cancel(batch, id, |k| {
                         matches!(k, TimerKind::NoticeReminder { notice } | TimerKind::NoticeDeadline { notice } if *notice == index32)
                     })?;
-                    for r in n.reminders.iter().filter(|r| **r > now) {
-                        self.schedule(
-                            batch,
-                            changes,
-                            id,
-                            *r,
-                            TimerKind::NoticeReminder { notice: index32 },
-                        )?;
-                    }
-                    self.schedule(
-                        batch,
-                        changes,
-                        id,
-                        n.due_at.max(now),
-                        TimerKind::NoticeDeadline { notice: index32 },
-                    )?;
+                    self.schedule_notice(batch, changes, id, index32, n)?;
                     let left = if n.due_at > now {
                         format!("{:#} left", n.due_at.duration_since(now))
                     } else {
@@ -1319,8 +1304,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Who holds each role when an incident opens at `at`: the config's roles, with rotations
-    /// resolved (and their overrides applied) at that moment.
     /// Attaches the notice of every `notices[]` rule that applies to the incident's decision
     /// and is not attached yet, counting from `aware_at`, with its reminders and deadline
     /// scheduled. Returns the timeline entries.
@@ -1346,24 +1329,7 @@ impl Writer {
         for rule in rules {
             let notice = rule.notice(aware_at);
             let index = incident.notices.len() as u32;
-            for at in &notice.reminders {
-                if *at > now {
-                    self.schedule(
-                        batch,
-                        changes,
-                        incident.id,
-                        *at,
-                        TimerKind::NoticeReminder { notice: index },
-                    )?;
-                }
-            }
-            self.schedule(
-                batch,
-                changes,
-                incident.id,
-                notice.due_at.max(now),
-                TimerKind::NoticeDeadline { notice: index },
-            )?;
+            self.schedule_notice(batch, changes, incident.id, index, &notice)?;
             let liaison = incident
                 .roles
                 .get("legal_liaison")
@@ -1391,6 +1357,31 @@ impl Writer {
         Ok(entries)
     }
 
+    /// Schedules notice `index`'s reminders still ahead and its deadline (now, if past).
+    fn schedule_notice(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        id: IncidentId,
+        index: u32,
+        notice: &escalation::Notice,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for at in notice.reminders.iter().filter(|r| **r > now) {
+            self.schedule(batch, changes, id, *at, TimerKind::NoticeReminder { notice: index })?;
+        }
+        self.schedule(
+            batch,
+            changes,
+            id,
+            notice.due_at.max(now),
+            TimerKind::NoticeDeadline { notice: index },
+        )?;
+        Ok(())
+    }
+
+    /// Who holds each role when an incident opens at `at`: the config's roles, with rotations
+    /// resolved (and their overrides applied) at that moment.
     fn role_holders(&self, rt: &Runtime, at: Timestamp) -> BTreeMap<String, String> {
         self.overrides.with(|o| rt.config.roster.holders(at, o))
     }
