@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// mimalloc instead of the system allocator: the daemon allocates and frees many small,
+// short-lived buffers on several threads (request bodies, rule values, store pages), where
+// glibc's malloc spent about a quarter of the journal writer's time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tocsin::config::{self, ConfigOrigin, TokenFallback};
 use tocsin::runtime::{self, Runtime};
 
