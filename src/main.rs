@@ -573,7 +573,17 @@ fn test(path: Option<PathBuf>, paths: Vec<PathBuf>) -> ExitCode {
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
     let origin = config::resolve_origin(path.as_deref());
-    let tokio_runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking threads score event batches and read the store. More of them than a few per
+    // core only contend for the cores, and each holds its own allocator heap: capped (8 on 2
+    // cores), a storm of 64 concurrent batches queues for them instead of starting 64 threads.
+    // Measured on 2 cores, 100-alert batches: peak RSS 268 MB instead of 478 MB, throughput
+    // the same or better.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let tokio_runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads((cores * 4).max(8))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
