@@ -447,6 +447,51 @@ async fn queue_op(
     }
 }
 
+/// `GET /api/v1/webhooks` (viewer): the configured webhook endpoints by name (not their URLs,
+/// whose paths and queries may carry credentials) and, for each one disabled after a 410 Gone,
+/// why (the error names only the endpoint's origin).
+pub async fn list_webhooks(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (rt, _) = reader(&app, &headers, Role::Viewer)?;
+    let disabled = read(&app, |s| s.disabled_endpoints()).await?;
+    let webhooks: Vec<serde_json::Value> = rt
+        .config
+        .notifications
+        .webhooks
+        .iter()
+        .map(|w| json!({"name": w.name, "disabled": disabled.get(&w.name)}))
+        .collect();
+    Ok(Json(json!({"webhooks": webhooks})).into_response())
+}
+
+/// `POST /api/v1/webhooks/{name}/enable` (admin): re-enables an endpoint disabled after a
+/// 410 Gone (its receiver is back). Its dead letters stay dead; retry them with
+/// `POST /api/v1/notifications/{id}/retry`.
+pub async fn enable_webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (rt, _) = reader(&app, &headers, Role::Admin)?;
+    let user = rt.auth.user_with_role(&headers, Role::Admin)?.name.clone();
+    if !rt.config.notifications.webhooks.iter().any(|w| w.name == name) {
+        return Err(ApiError::NotFound(format!("no webhook named `{name}` is configured")));
+    }
+    let outcome = app
+        .journal
+        .enable_webhook(name.clone(), format!("user:{user}"))
+        .await
+        .map_err(journal_unavailable)?;
+    match outcome {
+        Ok(why) => {
+            Ok(Json(json!({"name": name, "enabled": true, "was_disabled": why})).into_response())
+        }
+        Err(msg) => Err(ApiError::Conflict(msg)),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {

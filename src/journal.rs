@@ -102,6 +102,13 @@ pub enum Command {
         by: String,
         reply: oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
     },
+    /// Re-enable a webhook endpoint that was disabled after a 410 (`Err` answer: it was not
+    /// disabled). The answer is why it had been disabled.
+    EnableWebhook {
+        name: String,
+        by: String,
+        reply: oneshot::Sender<Result<Result<String, String>, Arc<StoreError>>>,
+    },
     /// Add or delete a rotation override (the API checked rotation and person first).
     Override {
         op: OverrideOp,
@@ -409,6 +416,18 @@ impl Journal {
         answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
     }
 
+    /// Re-enables a webhook endpoint disabled after a 410; answers once it is committed with
+    /// why it had been disabled (`Err`: it was not disabled).
+    pub async fn enable_webhook(
+        &self,
+        name: String,
+        by: String,
+    ) -> Result<Result<String, String>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::EnableWebhook { name, by, reply })?;
+        answer.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Store)
+    }
+
     /// Adds or deletes a rotation override; answers once it is committed (`Err`: refused).
     pub async fn change_override(
         &self,
@@ -489,6 +508,10 @@ enum Owed {
     Override(
         oneshot::Sender<Result<Result<Override, String>, Arc<StoreError>>>,
         Result<Override, String>,
+    ),
+    EnableWebhook(
+        oneshot::Sender<Result<Result<String, String>, Arc<StoreError>>>,
+        Result<String, String>,
     ),
 }
 
@@ -629,6 +652,17 @@ impl Writer {
                         let outcome = override_op(batch, &mut changes.overrides, op)?;
                         owed.push(Owed::Override(reply, outcome));
                     }
+                    Command::EnableWebhook { name, by, reply } => {
+                        let outcome = match batch.enable_endpoint(&name)? {
+                            Some(why) => {
+                                tracing::info!(endpoint = %name, %by, was = %why, "webhook endpoint re-enabled");
+                                changes.due = true;
+                                Ok(why)
+                            }
+                            None => Err(format!("webhook `{name}` is not disabled")),
+                        };
+                        owed.push(Owed::EnableWebhook(reply, outcome));
+                    }
                 }
             }
             for id in &changes.order {
@@ -692,6 +726,9 @@ impl Writer {
                     let _ = reply.send(result.clone().map(|()| *outcome));
                 }
                 Owed::Override(reply, outcome) => {
+                    let _ = reply.send(result.clone().map(|()| outcome));
+                }
+                Owed::EnableWebhook(reply, outcome) => {
                     let _ = reply.send(result.clone().map(|()| outcome));
                 }
             }
@@ -2278,6 +2315,9 @@ fn fail(cmd: Command, e: &Arc<StoreError>) {
             let _ = reply.send(Err(e.clone()));
         }
         Command::Override { reply, .. } => {
+            let _ = reply.send(Err(e.clone()));
+        }
+        Command::EnableWebhook { reply, .. } => {
             let _ = reply.send(Err(e.clone()));
         }
     }

@@ -90,6 +90,8 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/notifications", get(api::list_notifications))
         .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
+        .route("/api/v1/webhooks", get(api::list_webhooks))
+        .route("/api/v1/webhooks/{name}/enable", post(api::enable_webhook))
         .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
         .route("/api/v1/audit/verify", get(api::verify_audit))
         .route("/api/v1/report", get(api::report))

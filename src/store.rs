@@ -646,6 +646,20 @@ impl Store {
     }
 
     /// The maintenance windows opened through the API, oldest first.
+    /// Webhook endpoint name → why it was disabled, for every disabled endpoint.
+    pub fn disabled_endpoints(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(DISABLED_ENDPOINTS)?;
+        let mut out = std::collections::BTreeMap::new();
+        for entry in table.iter()? {
+            let (name, why) = entry?;
+            out.insert(name.value().to_string(), why.value().to_string());
+        }
+        Ok(out)
+    }
+
     pub fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(MAINTENANCE)?;
@@ -1000,6 +1014,11 @@ impl Batch<'_> {
     pub fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
         self.disabled.insert(name, reason)?;
         Ok(())
+    }
+
+    /// Re-enables a webhook endpoint; returns why it had been disabled (`None`: it was not).
+    pub fn enable_endpoint(&mut self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.disabled.remove(name)?.map(|v| v.value().to_string()))
     }
 
     pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {

@@ -735,6 +735,35 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
     for r in &all {
         assert!(known.contains(&r.webhook_id()), "unexpected request {r:?}");
     }
+
+    // The operator sees which endpoint is disabled and why, and re-enables it (admin only).
+    let hooks = d.get("/api/v1/webhooks", Some(VIEWER_TOKEN)).await;
+    assert_eq!(hooks.status, 200, "{}", hooks.text);
+    let state = |body: &Value, name: &str| {
+        body["webhooks"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()["disabled"]
+            .clone()
+    };
+    assert!(state(&hooks.body, "gone410").as_str().unwrap().contains("410"), "{}", hooks.text);
+    assert_eq!(state(&hooks.body, "flaky500"), Value::Null, "{}", hooks.text);
+    // Not the configured URLs (their paths and queries may carry credentials): errors name
+    // only the origin.
+    assert!(!hooks.text.contains("/hook/"), "URLs are not listed: {}", hooks.text);
+    let path = "/api/v1/webhooks/gone410/enable";
+    assert_eq!(d.post(path, Some(VIEWER_TOKEN), "").await.status, 403);
+    let r = d.post(path, Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["was_disabled"].as_str().unwrap().contains("410"), "{}", r.text);
+    assert_eq!(d.post(path, Some(TOKEN), "").await.status, 409, "no longer disabled");
+    assert_eq!(d.post("/api/v1/webhooks/nope/enable", Some(TOKEN), "").await.status, 404);
+    assert_eq!(state(&d.get("/api/v1/webhooks", Some(TOKEN)).await.body, "gone410"), Value::Null);
+    // Its dead letter, retried, reaches the endpoint again (which still answers 410, so it is
+    // disabled again: the receiver decides).
+    let r = d.post(&format!("/api/v1/notifications/{}/retry", gone["id"]), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    peer.wait_requests("the retried notification at the re-enabled endpoint", |log| {
+        log.iter().filter(|r| r.path == "/hook/gone410").count() == 2
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
