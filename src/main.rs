@@ -121,6 +121,10 @@ enum QueueCommand {
     Retry { id: u64 },
     /// Give up on a pending notification.
     Drop { id: u64 },
+    /// List the configured webhooks and which are disabled (after a 410 Gone), and why.
+    Webhooks,
+    /// Re-enable a webhook disabled after a 410 Gone.
+    EnableWebhook { name: String },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -236,6 +240,10 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
         }
         QueueCommand::Retry { id } => ("POST", format!("/api/v1/notifications/{id}/retry")),
         QueueCommand::Drop { id } => ("POST", format!("/api/v1/notifications/{id}/drop")),
+        QueueCommand::Webhooks => ("GET", "/api/v1/webhooks".to_string()),
+        QueueCommand::EnableWebhook { name } => {
+            ("POST", format!("/api/v1/webhooks/{}/enable", utf8_percent(name)))
+        }
     };
     let rt = offline_runtime();
     let result = rt.block_on(async {
@@ -262,6 +270,24 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
     }
     let rows: Vec<serde_json::Value> = match op {
         QueueCommand::List { .. } => body["notifications"].as_array().cloned().unwrap_or_default(),
+        QueueCommand::Webhooks => {
+            println!("{:<24} state", "webhook");
+            for w in body["webhooks"].as_array().into_iter().flatten() {
+                let state = match w["disabled"].as_str() {
+                    Some(why) => format!("DISABLED: {why}"),
+                    None => "enabled".to_string(),
+                };
+                println!("{:<24} {state}", w["name"].as_str().unwrap_or(""));
+            }
+            return ExitCode::SUCCESS;
+        }
+        QueueCommand::EnableWebhook { name } => {
+            println!(
+                "webhook {name} re-enabled (it was disabled: {})",
+                body["was_disabled"].as_str().unwrap_or("?")
+            );
+            return ExitCode::SUCCESS;
+        }
         _ => vec![body],
     };
     println!(
@@ -283,6 +309,18 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `name` for a URL path segment: everything but unreserved characters percent-encoded.
+fn utf8_percent(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Exit code of `audit verify` when it could not verify at all (no store, daemon unreachable).

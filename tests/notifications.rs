@@ -1134,4 +1134,28 @@ async fn tocsin_queue_lists_a_dead_letter_and_retries_it_with_the_same_id() {
             .any(|m| m.contains(&format!("requeued by user:admin (same idempotency id {wid})"))),
         "{entries:?}"
     );
+
+    // Webhooks: the receiver retires the endpoint (410), the operator sees it and re-enables it.
+    let (ok, out, err) = queue_cli(&d, &["enable-webhook", "hook"]).await;
+    assert!(!ok && err.contains("409") && err.contains("not disabled"), "{out}{err}");
+    hooks.answer("/hook/hook", vec![], Behave::status(410));
+    let second = trigger(&d, "q/2", "retired endpoint", "critical").await;
+    let [n]: [Value; 1] = settled(&d, second, 1).await.try_into().unwrap();
+    assert_eq!(n["state"], "dead", "{n}");
+    let (ok, out, err) = queue_cli(&d, &["webhooks"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("hook ") && l.contains("DISABLED: endpoint gone")),
+        "{out}"
+    );
+    let (ok, out, err) = queue_cli(&d, &["enable-webhook", "hook"]).await;
+    assert!(
+        ok && out.contains("webhook hook re-enabled (it was disabled: endpoint gone"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = queue_cli(&d, &["webhooks"]).await;
+    assert!(
+        ok && out.lines().any(|l| l.starts_with("hook ") && l.ends_with("enabled")),
+        "{out}{err}"
+    );
 }
