@@ -22,7 +22,7 @@ use crate::config::{ChannelLimits, Notifications};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::notify::{Channel, Message, Receipt, SendError};
-use crate::outbox::{Attempt, Notification, State};
+use crate::outbox::{Attempt, Notification, NotificationId, State};
 use crate::runtime::Runtime;
 use crate::store::Store;
 
@@ -257,25 +257,25 @@ pub async fn run(
             .await;
 }
 
-/// Groups claimed notifications by recipient and channel; each group goes as one message when
-/// the limit allows, or waits together (and so is bundled) until it does.
-async fn dispatch(
-    journal: &Journal,
-    limiter: &Arc<Limiter>,
-    workers: &Arc<Semaphore>,
-    runtime: &Arc<ArcSwap<Runtime>>,
-    claimed: Vec<Notification>,
-    stop: &CancellationToken,
-) {
+/// What the limits let go now: messages to send (each a single notification, or a bundle of
+/// those that waited, with its recipient key) and the notifications that must wait, with until
+/// when.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub sends: Vec<((Channel, String), Vec<Notification>)>,
+    pub deferred: Vec<(NotificationId, Attempt)>,
+}
+
+/// Groups claimed notifications by recipient and channel and holds them to `limiter` at `now`:
+/// what waited for the limit goes as one bundle; fresh messages go one by one, each admitted
+/// on its own, until the limit says wait — and everything after that waits too.
+pub fn admit(limiter: &Limiter, claimed: Vec<Notification>, now: Timestamp) -> Admitted {
     let mut groups: BTreeMap<(Channel, String), Vec<Notification>> = BTreeMap::new();
     for n in claimed {
         groups.entry(n.limit_key()).or_default().push(n);
     }
-    let mut deferred = Vec::new();
-    let now = journal.clock().now();
+    let mut admitted = Admitted::default();
     for (key, group) in groups {
-        // What waited for the limit goes as one bundle; fresh messages go one by one, each
-        // admitted on its own, until the limit says wait.
         let (waited, fresh): (Vec<Notification>, Vec<Notification>) =
             group.into_iter().partition(|n| n.waited);
         let mut sends: Vec<Vec<Notification>> = Vec::new();
@@ -288,19 +288,36 @@ async fn dispatch(
             if blocked.is_none() {
                 blocked = limiter.admit(&key, now);
             }
-            if let Some(until) = blocked {
-                deferred.extend(batch.into_iter().map(|n| (n.id, Attempt::Deferred { until })));
-                continue;
+            match blocked {
+                Some(until) => admitted
+                    .deferred
+                    .extend(batch.into_iter().map(|n| (n.id, Attempt::Deferred { until }))),
+                None => admitted.sends.push((key.clone(), batch)),
             }
-            // Stopping: what is left of this claim stays leased and is due again when the
-            // lease ends (after a restart), as after a crash.
-            let permit = tokio::select! {
-                permit = workers.clone().acquire_owned() => permit,
-                () = stop.cancelled() => return,
-            };
-            let Ok(permit) = permit else { return };
-            spawn_send(journal.clone(), runtime, key.clone(), batch, permit);
         }
+    }
+    admitted
+}
+
+/// Sends what the limits admit, each message on a worker permit; records what must wait.
+async fn dispatch(
+    journal: &Journal,
+    limiter: &Arc<Limiter>,
+    workers: &Arc<Semaphore>,
+    runtime: &Arc<ArcSwap<Runtime>>,
+    claimed: Vec<Notification>,
+    stop: &CancellationToken,
+) {
+    let Admitted { sends, deferred } = admit(limiter, claimed, journal.clock().now());
+    for (key, batch) in sends {
+        // Stopping: what is left of this claim stays leased and is due again when the lease
+        // ends (after a restart), as after a crash.
+        let permit = tokio::select! {
+            permit = workers.clone().acquire_owned() => permit,
+            () = stop.cancelled() => return,
+        };
+        let Ok(permit) = permit else { return };
+        spawn_send(journal.clone(), runtime, key, batch, permit);
     }
     if !deferred.is_empty()
         && let Err(e) = journal.report(deferred).await

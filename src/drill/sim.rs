@@ -244,73 +244,52 @@ impl Sim<'_> {
     /// The delivery stage without the sending: group by recipient, hold to the per-recipient
     /// limits (what waited goes as one bundle), and report every message as delivered.
     async fn deliver(&mut self, claimed: Vec<Notification>) -> Result<(), RunError> {
-        let mut groups: BTreeMap<(Channel, String), Vec<Notification>> = BTreeMap::new();
-        for n in claimed {
-            groups.entry(n.limit_key()).or_default().push(n);
-        }
-        let now = self.clock.now();
         let offset = self.offset();
-        let mut outcomes = Vec::new();
         let rt = self.runtime.load_full();
-        for (key, group) in groups {
-            let (waited, fresh): (Vec<Notification>, Vec<Notification>) =
-                group.into_iter().partition(|n| n.waited);
-            let mut sends: Vec<Vec<Notification>> = Vec::new();
-            if !waited.is_empty() {
-                sends.push(waited);
-            }
-            sends.extend(fresh.into_iter().map(|n| vec![n]));
-            let mut blocked: Option<Timestamp> = None;
-            for batch in sends {
-                if blocked.is_none() {
-                    blocked = self.limiter.admit(&key, now);
-                }
-                if let Some(until) = blocked {
-                    outcomes.extend(batch.into_iter().map(|n| (n.id, Attempt::Deferred { until })));
-                    continue;
-                }
-                let head = batch[0].id;
-                let size = batch.len();
-                for n in batch {
-                    let severity = self
-                        .store
-                        .incident(n.incident_id)
-                        .map_err(store_error)?
-                        .map(|i| i.decision.severity)
-                        .unwrap_or_default();
-                    let delivery = crate::policy::Delivery {
-                        channel: n.channel,
-                        recipient: n.recipient.clone(),
-                        audience: n.audience.clone(),
-                    };
-                    let language = crate::compose::language(&rt, &delivery);
-                    let template = rt
-                        .templates
-                        .main_template(n.channel, &n.audience, &severity, language)
-                        .unwrap_or("built-in")
-                        .to_string();
-                    self.run.sent.push(Sent {
-                        at: offset,
-                        id: n.id,
-                        incident: n.incident_id,
-                        channel: n.channel,
-                        person: n.recipient.person.clone(),
-                        address: n.recipient.address.clone(),
-                        audience: n.audience.clone(),
-                        reason: n.reason,
-                        subject: n.message.subject.clone(),
-                        text: n.message.text.clone(),
-                        template,
-                        drill: n.drill,
-                        bundle: (size > 1).then_some(size),
-                        queued_at: n.created_at.duration_since(self.scenario.start),
-                    });
-                    let attempt = Attempt::Delivered {
-                        reference: Some("drill: not sent".into()),
-                        bundled_into: (n.id != head).then_some(head),
-                    };
-                    outcomes.push((n.id, attempt));
-                }
+        let admitted = crate::delivery::admit(&self.limiter, claimed, self.clock.now());
+        let mut outcomes = admitted.deferred;
+        for (_, batch) in admitted.sends {
+            let head = batch[0].id;
+            let size = batch.len();
+            for n in batch {
+                let severity = self
+                    .store
+                    .incident(n.incident_id)
+                    .map_err(store_error)?
+                    .map(|i| i.decision.severity)
+                    .unwrap_or_default();
+                let delivery = crate::policy::Delivery {
+                    channel: n.channel,
+                    recipient: n.recipient.clone(),
+                    audience: n.audience.clone(),
+                };
+                let language = crate::compose::language(&rt, &delivery);
+                let template = rt
+                    .templates
+                    .main_template(n.channel, &n.audience, &severity, language)
+                    .unwrap_or("built-in")
+                    .to_string();
+                self.run.sent.push(Sent {
+                    at: offset,
+                    id: n.id,
+                    incident: n.incident_id,
+                    channel: n.channel,
+                    person: n.recipient.person.clone(),
+                    address: n.recipient.address.clone(),
+                    audience: n.audience.clone(),
+                    reason: n.reason,
+                    subject: n.message.subject.clone(),
+                    text: n.message.text.clone(),
+                    template,
+                    drill: n.drill,
+                    bundle: (size > 1).then_some(size),
+                    queued_at: n.created_at.duration_since(self.scenario.start),
+                });
+                let attempt = Attempt::Delivered {
+                    reference: Some("drill: not sent".into()),
+                    bundled_into: (n.id != head).then_some(head),
+                };
+                outcomes.push((n.id, attempt));
             }
         }
         if !outcomes.is_empty() {
