@@ -103,6 +103,23 @@ struct Target {
     token: Option<String>,
 }
 
+impl Target {
+    /// The daemon's base URL (`--url`, else http:// + `listen`) and a token (`--token` or
+    /// TOCSIN_TOKEN, else the generated token file in `data_dir`).
+    fn access(self, listen: &str, data_dir: Option<&std::path::Path>) -> (String, Option<String>) {
+        let url = self
+            .url
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        let token = self.token.or_else(|| {
+            let token = std::fs::read_to_string(data_dir?.join("token")).ok()?;
+            Some(token.trim().to_string())
+        });
+        (url, token)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum QueueCommand {
     /// List notifications, newest first.
@@ -216,14 +233,7 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let url = target
-        .url
-        .unwrap_or_else(|| format!("http://{}", cfg.listen))
-        .trim_end_matches('/')
-        .to_string();
-    let token = target.token.or_else(|| {
-        std::fs::read_to_string(cfg.data_dir.join("token")).ok().map(|t| t.trim().to_string())
-    });
+    let (url, token) = target.access(&cfg.listen, Some(&cfg.data_dir));
     let Some(token) = token else {
         eprintln!(
             "no token: pass --token, set TOCSIN_TOKEN, or run where the daemon's data_dir/token is readable"
@@ -366,12 +376,7 @@ fn audit_verify(
         }
     }
     let listen = cfg.as_ref().map(|c| c.listen.clone()).unwrap_or_else(|| "127.0.0.1:9797".into());
-    let url =
-        target.url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_string();
-    let token = target.token.or_else(|| {
-        let dir = dir.as_ref()?;
-        std::fs::read_to_string(dir.join("token")).ok().map(|t| t.trim().to_string())
-    });
+    let (url, token) = target.access(&listen, dir.as_deref());
     let Some(token) = token else {
         eprintln!("no token to ask the daemon with: pass --token or set TOCSIN_TOKEN (an admin's)");
         return ExitCode::from(CANNOT_VERIFY);
@@ -470,12 +475,7 @@ fn report(
         }
     }
     let listen = cfg.as_ref().map(|c| c.listen.clone()).unwrap_or_else(|| "127.0.0.1:9797".into());
-    let url =
-        target.url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_string();
-    let token = target.token.or_else(|| {
-        let dir = dir.as_ref()?;
-        std::fs::read_to_string(dir.join("token")).ok().map(|t| t.trim().to_string())
-    });
+    let (url, token) = target.access(&listen, dir.as_deref());
     let Some(token) = token else {
         eprintln!(
             "no token to ask the daemon with: pass --token or set TOCSIN_TOKEN (a viewer's is enough)"
