@@ -24,16 +24,7 @@ use super::session::Viewer;
 /// HTML-escapes text for element content and quoted attribute values.
 pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
+    crate::templates::escape_html_into(&mut out, text);
     out
 }
 

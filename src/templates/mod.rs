@@ -43,6 +43,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, escape_fo
 
 pub use context::{NoticeKind, RenderContext};
 pub use payload::{alertmanager_payload, tocsin_payload};
+pub(crate) use plain::escape_html_into;
 
 use context::{INCIDENT_FIELDS, ROOT_NAMES, View};
 pub use plain::is_external;
