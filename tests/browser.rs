@@ -15,34 +15,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TOKEN};
+use common::{Daemon, RESPONDER, TOKEN, VIEWER, users_config};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-const RESPONDER: (&str, &str) = ("rita", "responder-token-0123456789");
-const VIEWER: (&str, &str) = ("vic", "viewer-token-0123456789");
-
-fn yaml() -> String {
-    format!(
-        r#"log_format: text
-sources:
-  - name: default
-    token: ${{TOCSIN_TOKEN}}
-    allow: [alerts, reports, events]
-users:
-  - name: admin
-    token: ${{TOCSIN_TOKEN}}
-    roles: [admin]
-    permissions: [pii]
-  - {{name: {}, token: {}, roles: [responder], permissions: [pii]}}
-  - {{name: {}, token: {}, roles: [viewer]}}
-"#,
-        RESPONDER.0, RESPONDER.1, VIEWER.0, VIEWER.1
-    )
-}
 
 /// chromedriver, killed when dropped — after it closed the browser session, if one is open,
 /// so that Chromium does not outlive the test even when an assertion fails midway.
@@ -269,7 +247,7 @@ async fn sign_in_find_acknowledge_and_viewer_sees_masked_customer_data() {
         );
         return;
     }
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let mut body: Value =
         serde_json::from_slice(&common::fixture("reports/verified-personal-data.json")).unwrap();
     body["summary"] = json!("Card payments fail at the last step");

@@ -6,31 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, TOKEN};
+use common::{Daemon, RESPONDER, TOKEN, VIEWER, users_config};
 use serde_json::{Value, json};
 
-const RESPONDER: (&str, &str) = ("rita", "responder-token-0123456789");
-const VIEWER: (&str, &str) = ("vic", "viewer-token-0123456789");
 const ADMIN: (&str, &str) = ("admin", TOKEN);
-
-fn yaml() -> String {
-    format!(
-        r#"log_format: text
-sources:
-  - name: default
-    token: ${{TOCSIN_TOKEN}}
-    allow: [alerts, reports, events]
-users:
-  - name: admin
-    token: ${{TOCSIN_TOKEN}}
-    roles: [admin]
-    permissions: [pii]
-  - {{name: {}, token: {}, roles: [responder], permissions: [pii]}}
-  - {{name: {}, token: {}, roles: [viewer]}}
-"#,
-        RESPONDER.0, RESPONDER.1, VIEWER.0, VIEWER.1
-    )
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -115,7 +94,7 @@ async fn status(d: &Daemon, id: u64) -> String {
 
 #[tokio::test]
 async fn without_a_session_only_sign_in_health_and_ack_links_answer() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let id = report(&d, "Checkout down").await;
     for path in ["/", "/incidents", &format!("/incidents/{id}"), "/queue"] {
         let p = get(&d, None, path).await;
@@ -148,7 +127,7 @@ async fn without_a_session_only_sign_in_health_and_ack_links_answer() {
 
 #[tokio::test]
 async fn viewers_read_responders_act_admins_reload() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let id = report(&d, "Card payments fail").await;
     let path = format!("/incidents/{id}");
 
@@ -216,7 +195,7 @@ async fn viewers_read_responders_act_admins_reload() {
 
 #[tokio::test]
 async fn forms_without_the_right_csrf_token_change_nothing() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let id = report(&d, "Login page slow").await;
     let path = format!("/incidents/{id}");
     let responder = sign_in(&d, RESPONDER).await;
@@ -271,7 +250,7 @@ async fn forms_without_the_right_csrf_token_change_nothing() {
 
 #[tokio::test]
 async fn summaries_and_notes_are_escaped() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let evil = "<script>alert('x')</script><img src=x onerror=alert(1)>";
     let id = report(&d, evil).await;
     let responder = sign_in(&d, RESPONDER).await;
@@ -303,7 +282,7 @@ async fn summaries_and_notes_are_escaped() {
 
 #[tokio::test]
 async fn viewers_see_customer_contact_masked() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let id = report(&d, "Card payments fail for jo@example.org").await;
     let path = format!("/incidents/{id}");
     let viewer = get(&d, Some(&sign_in(&d, VIEWER).await), &path).await.body;
@@ -320,7 +299,7 @@ async fn viewers_see_customer_contact_masked() {
 
 #[tokio::test]
 async fn failed_sign_ins_are_rate_limited_and_sign_out_ends_the_session() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     // Wrong tokens: refused, then limited — and while limited, even the right token waits.
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -348,11 +327,11 @@ async fn failed_sign_ins_are_rate_limited_and_sign_out_ends_the_session() {
 
 #[tokio::test]
 async fn a_reload_that_changes_a_token_ends_that_users_sessions() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let viewer = sign_in(&d, VIEWER).await;
     let responder = sign_in(&d, RESPONDER).await;
     assert_eq!(get(&d, Some(&viewer), "/").await.status, 200);
-    let changed = yaml().replace(VIEWER.1, "a-brand-new-viewer-token-42");
+    let changed = users_config().replace(VIEWER.1, "a-brand-new-viewer-token-42");
     std::fs::write(&d.config, changed).unwrap();
     let r = d.post("/-/reload", Some(TOKEN), "").await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -362,7 +341,7 @@ async fn a_reload_that_changes_a_token_ends_that_users_sessions() {
 
 #[tokio::test]
 async fn pages_read_on_a_phone_and_the_overview_shows_what_is_open() {
-    let d = Daemon::start_with(&yaml());
+    let d = Daemon::start_with(&users_config());
     let id = report(&d, "Refunds stuck").await;
     let viewer = sign_in(&d, VIEWER).await;
     let home = get(&d, Some(&viewer), "/").await;
@@ -382,7 +361,7 @@ async fn pages_read_on_a_phone_and_the_overview_shows_what_is_open() {
 async fn the_figures_page_shows_the_reports_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tocsin.yaml");
-    std::fs::write(&config, yaml()).unwrap();
+    std::fs::write(&config, users_config()).unwrap();
     let d = Daemon::spawn_env(
         &config,
         &dir.path().join("data"),

@@ -17,6 +17,32 @@ pub const ALERTS_ONLY_TOKEN: &str = "test-alerts-only-token";
 pub const VIEWER_TOKEN: &str = "test-viewer-token";
 pub const ROUTING_KEY: &str = "test-routing-key-abcdef";
 
+/// Dashboard users (name, token) of [`users_config`]: a responder with the `pii` permission
+/// and a viewer without it.
+pub const RESPONDER: (&str, &str) = ("rita", "responder-token-0123456789");
+pub const VIEWER: (&str, &str) = ("vic", "viewer-token-0123456789");
+
+/// A config with one source and three users: the admin (`TOKEN`), [`RESPONDER`] and
+/// [`VIEWER`].
+pub fn users_config() -> String {
+    format!(
+        r#"log_format: text
+sources:
+  - name: default
+    token: ${{TOCSIN_TOKEN}}
+    allow: [alerts, reports, events]
+users:
+  - name: admin
+    token: ${{TOCSIN_TOKEN}}
+    roles: [admin]
+    permissions: [pii]
+  - {{name: {}, token: {}, roles: [responder], permissions: [pii]}}
+  - {{name: {}, token: {}, roles: [viewer]}}
+"#,
+        RESPONDER.0, RESPONDER.1, VIEWER.0, VIEWER.1
+    )
+}
+
 /// A config with an all-powerful source and admin (`TOKEN`), a source that may send alerts
 /// only, and a viewer. `extra` is appended verbatim (top-level keys).
 pub fn config_yaml(extra: &str) -> String {
