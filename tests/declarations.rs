@@ -83,17 +83,7 @@ async fn incident(d: &Daemon, id: u64) -> Value {
 
 async fn alert(d: &Daemon, body: Value) -> u64 {
     let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.event_ids()[0].clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let e = d.get(&format!("/api/v1/events/{id}"), Some(TOKEN)).await;
-        if let Some(i) = e.body["incident_id"].as_u64() {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "event {id} joined no incident: {}", e.text);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    d.incident_of(&r).await
 }
 
 const PAGE_ANA: &str = r#"policies:

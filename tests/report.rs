@@ -31,22 +31,6 @@ policies:
 default_policy: default
 "#;
 
-/// Waits for the event's incident (the writer links it in the commit that answers 202, but
-/// read through the API to be sure).
-async fn incident_of(d: &Daemon, reply: &common::Reply) -> u64 {
-    assert_eq!(reply.status, 202, "{}", reply.text);
-    let event = reply.event_ids()[0].clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let e = d.get(&format!("/api/v1/events/{event}"), Some(TOKEN)).await;
-        if let Some(i) = e.body["incident_id"].as_u64() {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "event {event} joined no incident: {}", e.text);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn alert(d: &Daemon, key: &str, severity: &str, service: &str, starts: Option<&str>) -> u64 {
     let mut body = json!({
         "dedup_key": key, "summary": format!("{key} is failing"),
@@ -56,7 +40,7 @@ async fn alert(d: &Daemon, key: &str, severity: &str, service: &str, starts: Opt
         body["starts_at"] = json!(s);
     }
     let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
-    incident_of(d, &r).await
+    d.incident_of(&r).await
 }
 
 async fn customer_report(d: &Daemon, ticket: &str, verified: bool, occurred: Option<&str>) -> u64 {
@@ -71,7 +55,7 @@ async fn customer_report(d: &Daemon, ticket: &str, verified: bool, occurred: Opt
         body["occurred_at"] = json!(o);
     }
     let r = d.post("/api/v1/reports", Some(TOKEN), body.to_string()).await;
-    incident_of(d, &r).await
+    d.incident_of(&r).await
 }
 
 async fn act(d: &Daemon, id: u64, action: &str) {

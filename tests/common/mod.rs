@@ -222,6 +222,22 @@ impl Daemon {
         Reply::from(req.send().await.expect("request")).await
     }
 
+    /// The incident the first event of an ingest answer (which must be a 202) joined, read
+    /// back through the API (waiting up to 10 s).
+    pub async fn incident_of(&self, reply: &Reply) -> u64 {
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        let event = reply.event_ids()[0].clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.get(&format!("/api/v1/events/{event}"), Some(TOKEN)).await;
+            if let Some(i) = e.body["incident_id"].as_u64() {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "event {event} joined no incident: {}", e.text);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         let mut req = self.client.get(self.url(path));
         if let Some(token) = token {
