@@ -14,7 +14,6 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 
 use crate::incident::{Incident, Status};
 use crate::journal::{ActError, JournalError, PersonAction};
@@ -109,7 +108,7 @@ async fn check(app: &App, token: &str) -> Result<(Claim, Incident), Response> {
             "<p>Acknowledge links are not enabled on this Tocsin.</p>",
         ));
     };
-    let claim = links.verify(token, Timestamp::now()).map_err(|e| {
+    let claim = links.verify(token, app.clock.now()).map_err(|e| {
         tracing::info!(error = %e, "acknowledge link refused");
         let status = match e {
             LinkError::Expired(_) => StatusCode::GONE,

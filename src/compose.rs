@@ -68,13 +68,15 @@ pub fn plain(incident: &Incident, reason: Reason, links: &Links) -> Rendered {
     Rendered { subject, text, html: None, payload }
 }
 
-/// Renders the message a delivery calls for. Returns the message and, when a template
-/// failed and the plain built-in message was used instead, why.
+/// Renders the message a delivery calls for, at `now` on the daemon's clock (an acknowledge
+/// link in it expires counted from then). Returns the message and, when a template failed and
+/// the plain built-in message was used instead, why.
 pub fn render(
     rt: &crate::runtime::Runtime,
     incident: &Incident,
     reason: Reason,
     delivery: &crate::policy::Delivery,
+    now: jiff::Timestamp,
 ) -> (Rendered, Option<String>) {
     let kind = match reason {
         Reason::New | Reason::Escalated => NoticeKind::New,
@@ -89,7 +91,7 @@ pub fn render(
         .dashboard_url
         .as_ref()
         .map(|u| format!("{u}/incidents/{}", incident.id));
-    ctx.ack_url = ack_url(rt, incident, reason, delivery, jiff::Timestamp::now());
+    ctx.ack_url = ack_url(rt, incident, reason, delivery, now);
     ctx.recipient_name = delivery
         .recipient
         .person

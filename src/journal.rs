@@ -1853,6 +1853,7 @@ impl Writer {
                             },
                             audience: "customer".into(),
                         },
+                        now,
                     )
                     .0;
                     let line = format!(
@@ -2025,7 +2026,7 @@ impl Writer {
     ) -> Result<Entry, StoreError> {
         let id = batch.next_notification_id()?;
         let now = self.clock.now();
-        let (mut message, fallback) = crate::compose::render(rt, incident, reason, d);
+        let (mut message, fallback) = crate::compose::render(rt, incident, reason, d, now);
         if let Some((lead, line)) = note {
             message = crate::compose::with_note(message, lead, line);
         }

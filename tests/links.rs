@@ -232,6 +232,34 @@ async fn an_expired_link_is_refused() {
     assert!(inc["acknowledged"].is_null(), "{inc}");
 }
 
+/// A link's lifetime is counted on the daemon's clock, both when it is minted and when it is
+/// used: on a manual clock (drills, tests) it expires when that clock says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_expires_on_the_daemons_clock() {
+    let (smtp_port, mails) = smtp_server();
+    // Months before the wall clock, so a link minted or checked on the wall clock would differ.
+    let (d, _log) = Daemon::start_captured(
+        &config(smtp_port, "{ttl: 1h}"),
+        &[("TOCSIN_FAKE_CLOCK", "2026-03-01T09:00:00Z")],
+    );
+    let id = trigger(&d, "disk-db2", "Disk full on db2").await;
+    let (text, _) = mail_to(&mails, EMAIL).await;
+    let token = ack_token(&text);
+
+    d.advance("59m").await;
+    let page = ack(&d, reqwest::Method::GET, &token).await;
+    assert_eq!(page.status, 200, "still valid 59 minutes in: {}", page.text);
+
+    d.advance("2m").await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let page = ack(&d, method, &token).await;
+        assert_eq!(page.status, 410, "expired an hour after the mail: {}", page.text);
+        assert!(page.text.contains("expired at 2026-03-01"), "{}", page.text);
+    }
+    let inc = incident(&d, id).await;
+    assert!(inc["acknowledged"].is_null(), "{inc}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_dashboard_url_no_link_is_sent_and_the_route_is_off() {
     let (smtp_port, mails) = smtp_server();
