@@ -94,6 +94,114 @@ async fn amend(
     }
 }
 
+// The changes people make to an incident, checked the same way whether they arrive as JSON
+// (the handlers below) or as dashboard forms (`crate::dashboard`).
+
+/// A note: text, not empty, at most `MAX_TEXT` bytes.
+pub fn note_change(text_: String) -> Result<Amendment, ApiError> {
+    text("text", &text_)?;
+    Ok(Amendment::Note { text: text_ })
+}
+
+/// Hand `role` to `person` (a person id), or take it away (`None`).
+pub fn role_change(role: String, person: Option<String>) -> Result<Amendment, ApiError> {
+    if !crate::escalation::valid_role_name(&role) {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "role",
+            "use lowercase letters, digits and `_`, e.g. incident_lead",
+        )]));
+    }
+    Ok(Amendment::Role { role, person })
+}
+
+/// Mark notice `index` (0-based, as text from the path) sent at `at` (default now).
+pub fn notice_sent_change(
+    index: &str,
+    at: Option<&str>,
+    reference: Option<String>,
+) -> Result<Amendment, ApiError> {
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::malformed(format!("notice index {index:?} is not a number")))?;
+    let at = at.map(|a| when("at", a)).transpose()?;
+    if let Some(r) = &reference {
+        text("reference", r)?;
+    }
+    Ok(Amendment::NoticeSent { index, at, reference })
+}
+
+/// Record when the organization became aware: not after `now`.
+pub fn awareness_change(
+    now: Timestamp,
+    at: Timestamp,
+    note: Option<String>,
+) -> Result<Amendment, ApiError> {
+    if at > now {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "at",
+            "is in the future: awareness is when the organization became aware",
+        )]));
+    }
+    if let Some(n) = &note {
+        text("note", n)?;
+    }
+    Ok(Amendment::Awareness { at, note })
+}
+
+/// Set the review's text fields that are given.
+pub fn review_change(
+    summary: Option<String>,
+    went_well: Option<String>,
+    went_badly: Option<String>,
+) -> Result<Amendment, ApiError> {
+    for (field, value) in
+        [("summary", &summary), ("went_well", &went_well), ("went_badly", &went_badly)]
+    {
+        if let Some(v) = value
+            && v.len() > MAX_TEXT
+        {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                field,
+                format!("at most {MAX_TEXT} bytes"),
+            )]));
+        }
+    }
+    Ok(Amendment::Review { summary, went_well, went_badly })
+}
+
+/// A new action item; `due` is an RFC 3339 time or a date (the end of that day in UTC).
+pub fn action_added(title: String, owner: String, due: &str) -> Result<Amendment, ApiError> {
+    text("title", &title)?;
+    let due = when("due", due)?;
+    Ok(Amendment::AddAction { title, owner, due })
+}
+
+/// Change action item `action` (as text from the path): state (open, done, dropped), owner, due.
+pub fn action_updated(
+    action: &str,
+    state: Option<&str>,
+    owner: Option<String>,
+    due: Option<&str>,
+) -> Result<Amendment, ApiError> {
+    let action: u32 = action
+        .parse()
+        .map_err(|_| ApiError::malformed(format!("action item {action:?} is not a number")))?;
+    let state = match state {
+        None => None,
+        Some("open") => Some(ActionState::Open),
+        Some("done") => Some(ActionState::Done),
+        Some("dropped") => Some(ActionState::Dropped),
+        Some(other) => {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "state",
+                format!("`{other}` is not one of: open, done, dropped"),
+            )]));
+        }
+    };
+    let due = due.map(|d| when("due", d)).transpose()?;
+    Ok(Amendment::UpdateAction { action, state, owner, due })
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoteBody {
@@ -109,8 +217,7 @@ pub async fn add_note(
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
         let b: NoteBody = body(&headers, &bytes)?;
-        text("text", &b.text)?;
-        Ok(Amendment::Note { text: b.text })
+        note_change(b.text)
     })
     .await
 }
@@ -132,13 +239,7 @@ pub async fn set_role(
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
         let b: RoleBody = body(&headers, &bytes)?;
-        if !crate::escalation::valid_role_name(&b.role) {
-            return Err(ApiError::invalid(vec![FieldError::new(
-                "role",
-                "use lowercase letters, digits and `_`, e.g. incident_lead",
-            )]));
-        }
-        Ok(Amendment::Role { role: b.role, person: b.person })
+        role_change(b.role, b.person)
     })
     .await
 }
@@ -161,16 +262,9 @@ pub async fn notice_sent(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let index: usize = index
-            .parse()
-            .map_err(|_| ApiError::malformed(format!("notice index {index:?} is not a number")))?;
         let b: NoticeSentBody =
             if bytes.is_empty() { NoticeSentBody::default() } else { body(&headers, &bytes)? };
-        let at = b.at.as_deref().map(|a| when("at", a)).transpose()?;
-        if let Some(r) = &b.reference {
-            text("reference", r)?;
-        }
-        Ok(Amendment::NoticeSent { index, at, reference: b.reference })
+        notice_sent_change(&index, b.at.as_deref(), b.reference)
     })
     .await
 }
@@ -198,16 +292,7 @@ pub async fn record_awareness(
         let at = b.at.parse::<Timestamp>().map_err(|e| {
             ApiError::invalid(vec![FieldError::new("at", format!("not an RFC 3339 time: {e}"))])
         })?;
-        if at > app.journal.clock().now() {
-            return Err(ApiError::invalid(vec![FieldError::new(
-                "at",
-                "is in the future: awareness is when the organization became aware",
-            )]));
-        }
-        if let Some(n) = &b.note {
-            text("note", n)?;
-        }
-        Ok(Amendment::Awareness { at, note: b.note })
+        awareness_change(app.journal.clock().now(), at, b.note)
     })
     .await
 }
@@ -229,23 +314,7 @@ pub async fn put_review(
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
         let b: ReviewBody = body(&headers, &bytes)?;
-        for (field, value) in
-            [("summary", &b.summary), ("went_well", &b.went_well), ("went_badly", &b.went_badly)]
-        {
-            if let Some(v) = value
-                && v.len() > MAX_TEXT
-            {
-                return Err(ApiError::invalid(vec![FieldError::new(
-                    field,
-                    format!("at most {MAX_TEXT} bytes"),
-                )]));
-            }
-        }
-        Ok(Amendment::Review {
-            summary: b.summary,
-            went_well: b.went_well,
-            went_badly: b.went_badly,
-        })
+        review_change(b.summary, b.went_well, b.went_badly)
     })
     .await
 }
@@ -267,9 +336,7 @@ pub async fn add_action(
 ) -> Result<Response, ApiError> {
     let response = amend(&app, &headers, &id, || {
         let b: ActionBody = body(&headers, &bytes)?;
-        text("title", &b.title)?;
-        let due = when("due", &b.due)?;
-        Ok(Amendment::AddAction { title: b.title, owner: b.owner, due })
+        action_added(b.title, b.owner, &b.due)
     })
     .await?;
     Ok((StatusCode::CREATED, response).into_response())
@@ -292,24 +359,8 @@ pub async fn update_action(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let action: u32 = action
-            .parse()
-            .map_err(|_| ApiError::malformed(format!("action item {action:?} is not a number")))?;
         let b: ActionUpdate = body(&headers, &bytes)?;
-        let state = match b.state.as_deref() {
-            None => None,
-            Some("open") => Some(ActionState::Open),
-            Some("done") => Some(ActionState::Done),
-            Some("dropped") => Some(ActionState::Dropped),
-            Some(other) => {
-                return Err(ApiError::invalid(vec![FieldError::new(
-                    "state",
-                    format!("`{other}` is not one of: open, done, dropped"),
-                )]));
-            }
-        };
-        let due = b.due.as_deref().map(|d| when("due", d)).transpose()?;
-        Ok(Amendment::UpdateAction { action, state, owner: b.owner, due })
+        action_updated(&action, b.state.as_deref(), b.owner, b.due.as_deref())
     })
     .await
 }
