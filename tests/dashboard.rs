@@ -396,3 +396,176 @@ async fn the_figures_page_shows_the_reports_numbers() {
     let anonymous = get(&d, None, "/figures").await;
     assert_eq!(anonymous.status, 303);
 }
+
+/// What the legal liaison and the incident lead do on the incident page without the API: hand
+/// a role, record when the organization became aware, mark the notice sent, and run the
+/// after-action review. Every change is checked in the JSON API; refused input changes nothing.
+#[tokio::test]
+async fn the_incident_page_hands_roles_records_notices_awareness_and_runs_the_review() {
+    let config = format!(
+        "{}people:\n  - {{id: lena, name: Lena Legal, email: lena@example.com}}\n  - {{id: ana, name: Ana, email: ana@example.com}}\n\
+         notices:\n  - {{name: \"GDPR Art. 33 notice\", when: {{sensitivity: [personal, financial]}}, deadline: 72h}}\n",
+        users_config()
+    );
+    let d = Daemon::start_with(&config);
+    let declared = json!({
+        "title": "Invoices readable in a public bucket",
+        "description": "A researcher sent a link.",
+        "impact": {"services": ["billing"], "customer_impact": true, "data_sensitivity": "financial"},
+        "severity": "sev2"
+    });
+    let r = d.post("/api/v1/incidents", Some(TOKEN), declared.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["incident_id"].as_u64().unwrap();
+    let path = format!("/incidents/{id}");
+    let api = async |d: &Daemon| d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await.body;
+
+    // A viewer sees the notice but none of the forms.
+    let viewer = sign_in(&d, VIEWER).await;
+    let p = get(&d, Some(&viewer), &path).await;
+    assert!(p.body.contains("GDPR Art. 33 notice"), "{}", p.body);
+    for form in ["hand-role", "notice-0-sent", "record-awareness"] {
+        assert!(!p.body.contains(&format!("id=\"{form}\"")), "viewer shown {form}");
+    }
+    let refused = post(
+        &d,
+        Some(&viewer),
+        &format!("{path}/roles"),
+        &[("csrf", &csrf(&p.body)), ("role", "legal_liaison"), ("person", "ana")],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(api(&d).await["roles"]["legal_liaison"].is_null());
+
+    let rita = sign_in(&d, RESPONDER).await;
+    let p = get(&d, Some(&rita), &path).await;
+    let token = csrf(&p.body);
+    assert!(p.body.contains("<option value=\"lena\">Lena Legal (lena)</option>"), "{}", p.body);
+
+    // Roles: hand the legal liaison role to Lena; a malformed role name is refused.
+    let handed = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/roles"),
+        &[("csrf", &token), ("role", "legal_liaison"), ("person", "lena")],
+    )
+    .await;
+    assert_eq!(handed.status, 303, "{}", handed.body);
+    assert_eq!(api(&d).await["roles"]["legal_liaison"], "lena");
+    let bad = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/roles"),
+        &[("csrf", &token), ("role", "Legal Liaison"), ("person", "ana")],
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.contains("lowercase letters"), "{}", bad.body);
+    assert_eq!(api(&d).await["roles"]["legal_liaison"], "lena");
+
+    // Awareness an hour ago (a datetime-local value, read as UTC) moves the notice deadline;
+    // a time in the future is refused.
+    let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let local = hour_ago.strftime("%Y-%m-%dT%H:%M").to_string();
+    let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24))
+        .strftime("%Y-%m-%dT%H:%M")
+        .to_string();
+    let refused = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/awareness"),
+        &[("csrf", &token), ("at", &future), ("note", "")],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("in the future"), "{}", refused.body);
+    assert!(api(&d).await["awareness"].is_null());
+    let recorded = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/awareness"),
+        &[("csrf", &token), ("at", &local), ("note", "researcher mail, read late")],
+    )
+    .await;
+    assert_eq!(recorded.status, 303, "{}", recorded.body);
+    let i = api(&d).await;
+    let aware: jiff::Timestamp = format!("{local}:00Z").parse().unwrap();
+    assert_eq!(i["awareness"]["at"], aware.to_string(), "{i}");
+    assert_eq!(i["awareness"]["by"], "user:rita");
+    let due = aware + jiff::SignedDuration::from_hours(72);
+    assert_eq!(i["notices"][0]["due_at"], due.to_string(), "{i}");
+
+    // Mark the notice sent, with the authority's case number.
+    let sent = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/notices/0/sent"),
+        &[("csrf", &token), ("reference", "DPA-2026-117")],
+    )
+    .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let i = api(&d).await;
+    assert_eq!(i["notices"][0]["sent"]["by"], "user:rita", "{i}");
+    assert_eq!(i["notices"][0]["reference"], "DPA-2026-117");
+    let p = get(&d, Some(&rita), &path).await;
+    assert!(!p.body.contains("id=\"notice-0-sent\""), "a sent notice offers no button");
+    assert!(p.body.contains("recorded by user:rita: researcher mail, read late"), "{}", p.body);
+
+    // Resolving a sev2 opens its review; action items and the review text go through forms.
+    let resolved = post(&d, Some(&rita), &format!("{path}/resolve"), &[("csrf", &token)]).await;
+    assert_eq!(resolved.status, 303, "{}", resolved.body);
+    let p = get(&d, Some(&rita), &path).await;
+    assert!(p.body.contains("id=\"add-action\"") && p.body.contains("id=\"save-review\""));
+    let added = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/actions"),
+        &[
+            ("csrf", &token),
+            ("title", "Block public ACLs"),
+            ("owner", "ana"),
+            ("due", "2027-01-15"),
+        ],
+    )
+    .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let action = &api(&d).await["review"]["actions"][0];
+    assert_eq!(action["title"], "Block public ACLs", "{action}");
+    assert_eq!(action["owner"], "ana");
+    assert_eq!(action["due"], "2027-01-15T23:59:59Z");
+    let n = action["id"].as_u64().unwrap();
+    let undated = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/actions"),
+        &[("csrf", &token), ("title", "No date"), ("owner", "ana"), ("due", "soon")],
+    )
+    .await;
+    assert_eq!(undated.status, 422, "{}", undated.body);
+    assert_eq!(api(&d).await["review"]["actions"].as_array().unwrap().len(), 1);
+    let done = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/actions/{n}"),
+        &[("csrf", &token), ("state", "done")],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(api(&d).await["review"]["actions"][0]["state"], "done");
+    let saved = post(
+        &d,
+        Some(&rita),
+        &format!("{path}/review"),
+        &[
+            ("csrf", &token),
+            ("summary", "Bucket made private in 20 minutes."),
+            ("went_well", ""),
+            ("went_badly", ""),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let review = &api(&d).await["review"];
+    assert_eq!(review["summary"], "Bucket made private in 20 minutes.", "{review}");
+    assert_eq!(review["went_well"], "", "an empty field changes nothing");
+}

@@ -58,6 +58,12 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/incidents/{id}/ack", post(acknowledge))
         .route("/incidents/{id}/resolve", post(resolve))
         .route("/incidents/{id}/notes", post(add_note))
+        .route("/incidents/{id}/roles", post(hand_role))
+        .route("/incidents/{id}/awareness", post(record_awareness))
+        .route("/incidents/{id}/notices/{n}/sent", post(notice_sent))
+        .route("/incidents/{id}/review", post(edit_review))
+        .route("/incidents/{id}/actions", post(add_action))
+        .route("/incidents/{id}/actions/{n}", post(update_action))
         .route("/figures", get(figures))
         .route("/declare", get(declare_page).post(declare_post))
         .route("/queue", get(queue))
@@ -610,9 +616,31 @@ async fn render_incident(
         let timeline = s.timeline(id)?;
         let notifications = s.incident_notifications(id)?;
         let timers = s.incident_timers(id)?;
-        Ok(Some(pages::IncidentPage { incident, event, timeline, notifications, timers }))
+        Ok(Some((incident, event, timeline, notifications, timers)))
     })
-    .await;
+    .await
+    .map(|found| {
+        found.map(|(incident, event, timeline, notifications, timers)| {
+            let rt = app.runtime.load();
+            let people = rt
+                .config
+                .policies
+                .people
+                .values()
+                .map(|p| (p.id.clone(), p.name.clone()))
+                .collect();
+            let role_names = rt.config.roster.roles.keys().cloned().collect();
+            pages::IncidentPage {
+                incident,
+                event,
+                timeline,
+                notifications,
+                timers,
+                people,
+                role_names,
+            }
+        })
+    });
     match found {
         Ok(Some(p)) => {
             let title = format!("Incident #{id}");
@@ -730,51 +758,179 @@ async fn act(
     after_change(app, &v, raw_id, outcome).await
 }
 
-#[derive(Debug, Deserialize)]
-struct NoteForm {
+/// The fields of every incident form; each form sends the ones it has. An empty field counts
+/// as not given.
+#[derive(Debug, Default, Deserialize)]
+struct ChangeForm {
     csrf: Option<String>,
-    #[serde(default)]
-    text: String,
+    text: Option<String>,
+    role: Option<String>,
+    person: Option<String>,
+    at: Option<String>,
+    note: Option<String>,
+    reference: Option<String>,
+    summary: Option<String>,
+    went_well: Option<String>,
+    went_badly: Option<String>,
+    title: Option<String>,
+    owner: Option<String>,
+    due: Option<String>,
+    state: Option<String>,
+}
+
+fn given(field: Option<String>) -> Option<String> {
+    field.filter(|v| !v.trim().is_empty())
+}
+
+type FormResult = Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>;
+
+/// Checks a form post to an incident (session, CSRF, responder), builds the change with the
+/// same checks as the API (`crate::incident_api`), and hands it to the journal writer as
+/// `user:<name>`. A change the checks refuse is shown with its reasons and nothing is written.
+async fn change(
+    app: &App,
+    headers: &HeaderMap,
+    raw_id: &str,
+    form: FormResult,
+    build: impl FnOnce(ChangeForm, jiff::Timestamp) -> Result<Amendment, crate::error::ApiError>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let v = match may_post(app, headers, form.csrf.as_deref(), Role::Responder) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Ok(id) = raw_id.parse::<IncidentId>() else {
+        return message(app, &v, StatusCode::NOT_FOUND, "There is no such incident.", "/incidents");
+    };
+    let amendment = match build(form, app.clock.now()) {
+        Ok(a) => a,
+        Err(e) => {
+            let details: Vec<String> = e.field_errors().iter().map(ToString::to_string).collect();
+            let body = pages::message(&e.to_string(), &details, &format!("/incidents/{id}"));
+            return page(app, Some(&v), e.status(), "Not changed", &body);
+        }
+    };
+    let outcome = app.journal.amend(id, amendment, format!("user:{}", v.name)).await;
+    after_change(app, &v, raw_id, outcome).await
 }
 
 async fn add_note(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(raw_id): Path<String>,
-    form: Result<Form<NoteForm>, axum::extract::rejection::FormRejection>,
+    form: FormResult,
 ) -> Response {
-    let form = form.ok().map(|f| f.0);
-    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
-    let v = match may_post(&app, &headers, csrf.as_deref(), Role::Responder) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let Ok(id) = raw_id.parse::<IncidentId>() else {
-        return message(
-            &app,
-            &v,
-            StatusCode::NOT_FOUND,
-            "There is no such incident.",
-            "/incidents",
-        );
-    };
-    let text = form.map(|f| f.text).unwrap_or_default();
-    let back = format!("/incidents/{id}");
-    if text.trim().is_empty() {
-        return message(
-            &app,
-            &v,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "A note needs some text.",
-            &back,
-        );
+    change(&app, &headers, &raw_id, form, |f, _| {
+        crate::incident_api::note_change(f.text.unwrap_or_default())
+    })
+    .await
+}
+
+async fn hand_role(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+    form: FormResult,
+) -> Response {
+    change(&app, &headers, &raw_id, form, |f, _| {
+        crate::incident_api::role_change(f.role.unwrap_or_default(), given(f.person))
+    })
+    .await
+}
+
+/// `at` from the form: RFC 3339, or what a `datetime-local` input sends (`2026-05-01T17:00`),
+/// read as UTC (the form says so).
+fn form_time(raw: &str) -> Result<jiff::Timestamp, crate::error::ApiError> {
+    let raw = raw.trim();
+    if let Ok(t) = raw.parse::<jiff::Timestamp>() {
+        return Ok(t);
     }
-    if text.len() > crate::incident_api::MAX_TEXT {
-        let m = format!("A note may be at most {} bytes.", crate::incident_api::MAX_TEXT);
-        return message(&app, &v, StatusCode::UNPROCESSABLE_ENTITY, &m, &back);
-    }
-    let outcome = app.journal.amend(id, Amendment::Note { text }, format!("user:{}", v.name)).await;
-    after_change(&app, &v, &raw_id, outcome).await
+    raw.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| format!("{dt}Z").parse::<jiff::Timestamp>().ok())
+        .ok_or_else(|| {
+            crate::error::ApiError::invalid(vec![crate::error::FieldError::new(
+                "at",
+                format!("{raw:?} is not a time such as 2026-05-01T17:00 (UTC)"),
+            )])
+        })
+}
+
+async fn record_awareness(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+    form: FormResult,
+) -> Response {
+    change(&app, &headers, &raw_id, form, |f, now| {
+        let at = form_time(f.at.as_deref().unwrap_or_default())?;
+        crate::incident_api::awareness_change(now, at, given(f.note))
+    })
+    .await
+}
+
+async fn notice_sent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((raw_id, n)): Path<(String, String)>,
+    form: FormResult,
+) -> Response {
+    change(&app, &headers, &raw_id, form, |f, _| {
+        crate::incident_api::notice_sent_change(&n, None, given(f.reference))
+    })
+    .await
+}
+
+async fn edit_review(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+    form: FormResult,
+) -> Response {
+    // An empty field keeps its text (the form is not prefilled for people who do not see
+    // customer data, so an empty field there means "unchanged").
+    change(&app, &headers, &raw_id, form, |f, _| {
+        crate::incident_api::review_change(
+            given(f.summary),
+            given(f.went_well),
+            given(f.went_badly),
+        )
+    })
+    .await
+}
+
+async fn add_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+    form: FormResult,
+) -> Response {
+    change(&app, &headers, &raw_id, form, |f, _| {
+        crate::incident_api::action_added(
+            f.title.unwrap_or_default(),
+            f.owner.unwrap_or_default(),
+            f.due.as_deref().unwrap_or_default(),
+        )
+    })
+    .await
+}
+
+async fn update_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((raw_id, n)): Path<(String, String)>,
+    form: FormResult,
+) -> Response {
+    change(&app, &headers, &raw_id, form, |f, _| {
+        let due = given(f.due);
+        crate::incident_api::action_updated(
+            &n,
+            given(f.state).as_deref(),
+            given(f.owner),
+            due.as_deref(),
+        )
+    })
+    .await
 }
 
 async fn queue_op(

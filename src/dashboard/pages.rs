@@ -443,6 +443,21 @@ pub struct IncidentPage {
     pub timeline: Vec<Entry>,
     pub notifications: Vec<Notification>,
     pub timers: Vec<Timer>,
+    /// The configured people (id, name), for the role and action-owner choices.
+    pub people: Vec<(String, String)>,
+    /// Every role name the config knows (the built-in ones and those under `roles:`).
+    pub role_names: Vec<String>,
+}
+
+/// `<option>`s for the configured people, `selected` marking the current one.
+fn person_options(people: &[(String, String)], selected: Option<&str>) -> String {
+    let mut out = String::new();
+    for (id, name) in people {
+        let sel = if selected == Some(id.as_str()) { " selected" } else { "" };
+        let _ =
+            write!(out, "<option value=\"{}\"{sel}>{} ({})</option>", esc(id), esc(name), esc(id));
+    }
+    out
 }
 
 pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str>) -> String {
@@ -520,6 +535,22 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
         }
         out.push_str("</tbody></table>");
     }
+    if v.may(Role::Responder) {
+        let mut roles = String::new();
+        for r in &p.role_names {
+            let _ = write!(roles, "<option value=\"{0}\">{0}</option>", esc(r));
+        }
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/incidents/{}/roles\" class=\"change-form\">{}\
+             <label>Role <select name=\"role\" id=\"role-name\">{roles}</select></label> \
+             <label>Person <select name=\"person\" id=\"role-person\"><option value=\"\">nobody (take the role away)</option>{}</select></label> \
+             <button type=\"submit\" id=\"hand-role\">Hand over</button></form>",
+            i.id,
+            csrf_field(v),
+            person_options(&p.people, None),
+        );
+    }
     out.push_str("</section>");
 
     // Pending timers.
@@ -539,8 +570,39 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
     // Notices.
     if !i.notices.is_empty() {
         out.push_str("<section><h2>Notices</h2>");
-        for n in &i.notices {
+        for (k, n) in i.notices.iter().enumerate() {
             out.push_str(&notice_line(n, now));
+            if v.may(Role::Responder) && n.sent.is_none() {
+                let _ = write!(
+                    out,
+                    "<form method=\"post\" action=\"/incidents/{}/notices/{k}/sent\" class=\"change-form\">{}\
+                     <label>Reference <input name=\"reference\" id=\"notice-{k}-reference\" maxlength=\"16384\" placeholder=\"case number, link to the filed notice\"></label> \
+                     <button type=\"submit\" id=\"notice-{k}-sent\">Mark sent now</button></form>",
+                    i.id,
+                    csrf_field(v),
+                );
+            }
+        }
+        if let Some(a) = &i.awareness {
+            let _ = write!(
+                out,
+                "<p class=\"awareness\">Aware since {}, recorded by {}{}</p>",
+                at(a.at),
+                esc(&a.by),
+                a.note.as_deref().map(|n| format!(": {}", text(v, n))).unwrap_or_default(),
+            );
+        }
+        if v.may(Role::Responder) {
+            let _ = write!(
+                out,
+                "<form method=\"post\" action=\"/incidents/{}/awareness\" class=\"change-form\">{}\
+                 <label>Aware since (UTC) <input type=\"datetime-local\" name=\"at\" id=\"aware-at\" required></label> \
+                 <label>How <input name=\"note\" id=\"aware-note\" maxlength=\"16384\"></label> \
+                 <button type=\"submit\" id=\"record-awareness\">Record awareness</button></form>\
+                 <p class=\"quiet\">Unsent notices count their deadline and reminders from the awareness time.</p>",
+                i.id,
+                csrf_field(v),
+            );
         }
         out.push_str("</section>");
     }
@@ -593,9 +655,28 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
                     if a.state == ActionState::Open { countdown(a.due, now) } else { at(a.due) };
                 let overdue =
                     if a.overdue(now) { " <span class=\"badge late\">overdue</span>" } else { "" };
+                let mut change = String::new();
+                if v.may(Role::Responder) {
+                    let mut states = String::new();
+                    for st in [ActionState::Open, ActionState::Done, ActionState::Dropped] {
+                        let sel = if st == a.state { " selected" } else { "" };
+                        let _ = write!(states, "<option{sel}>{}</option>", st.as_str());
+                    }
+                    let _ = write!(
+                        change,
+                        " <form method=\"post\" action=\"/incidents/{}/actions/{}\" class=\"inline\">{}\
+                         <select name=\"state\" id=\"action-{}-state\">{states}</select> \
+                         <button type=\"submit\" id=\"action-{}-update\">Set</button></form>",
+                        i.id,
+                        a.id,
+                        csrf_field(v),
+                        a.id,
+                        a.id,
+                    );
+                }
                 let _ = write!(
                     out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{due}</td><td>{}{overdue}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{due}</td><td>{}{overdue}{change}</td></tr>",
                     a.id,
                     text(v, &a.title),
                     esc(&a.owner),
@@ -603,6 +684,39 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
                 );
             }
             out.push_str("</tbody></table>");
+        }
+        if v.may(Role::Responder) {
+            let _ = write!(
+                out,
+                "<form method=\"post\" action=\"/incidents/{}/actions\" class=\"change-form\">{}\
+                 <label>New action item <input name=\"title\" id=\"action-title\" maxlength=\"16384\" required></label> \
+                 <label>Owner <select name=\"owner\" id=\"action-owner\">{}</select></label> \
+                 <label>Due <input type=\"date\" name=\"due\" id=\"action-due\" required></label> \
+                 <button type=\"submit\" id=\"add-action\">Add</button></form>",
+                i.id,
+                csrf_field(v),
+                person_options(&p.people, None),
+            );
+            let _ = write!(
+                out,
+                "<form method=\"post\" action=\"/incidents/{}/review\" class=\"review-form\">{}",
+                i.id,
+                csrf_field(v),
+            );
+            // Prefilled only for people who see customer data: a masked copy saved back would
+            // overwrite the original. An empty field keeps its text either way.
+            for (name, label, value) in [
+                ("summary", "Summary", &r.summary),
+                ("went_well", "Went well", &r.went_well),
+                ("went_badly", "Went badly", &r.went_badly),
+            ] {
+                let current = if v.pii { esc(value) } else { String::new() };
+                let _ = write!(
+                    out,
+                    "<label>{label} <textarea name=\"{name}\" id=\"review-{name}\" rows=\"3\" maxlength=\"16384\" placeholder=\"empty: unchanged\">{current}</textarea></label>",
+                );
+            }
+            out.push_str("<button type=\"submit\" id=\"save-review\">Save review</button></form>");
         }
         out.push_str("</section>");
     }
