@@ -157,6 +157,14 @@ impl Summary {
         self.last_seen
     }
 
+    pub fn first_seen(&self) -> Timestamp {
+        self.first_seen
+    }
+
+    pub fn severity(&self) -> &str {
+        &self.severity
+    }
+
     /// The view for an event joining this incident: the count includes that event, as the
     /// rules API documents.
     pub fn view(&self) -> IncidentView {

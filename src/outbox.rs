@@ -277,10 +277,15 @@ impl RetryPolicy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn notification(channel: Channel, attempts: u32, created_at: Timestamp) -> Notification {
+    /// A notification in state `sending`, id 1 (the store's tests use it too).
+    pub(crate) fn notification(
+        channel: Channel,
+        attempts: u32,
+        created_at: Timestamp,
+    ) -> Notification {
         Notification {
             id: 1,
             idempotency_id: "tocsin-n1".into(),

@@ -46,6 +46,11 @@ const DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("notifications
 /// (incident id, notification id) → (): an incident's notifications.
 const INCIDENT_NOTIFICATIONS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("incident_notifications");
+/// (channel, notification id) → (): the dead-lettered notifications, so that the dashboard's
+/// delivery health and queue page find them without reading the whole outbox history. Kept in
+/// step by [`Batch::put_notification`]; built once from the outbox by [`Store::open`] for a
+/// file written before it existed (meta `dead_index`).
+const DEAD: TableDefinition<(&str, u64), ()> = TableDefinition::new("notifications_dead");
 /// Webhook endpoint name → why it was disabled (it answered 410 Gone).
 const DISABLED_ENDPOINTS: TableDefinition<&str, &str> = TableDefinition::new("disabled_endpoints");
 /// (due time in ms since the epoch, timer id) → timer as JSON: escalation steps, notice
@@ -206,7 +211,12 @@ impl Store {
         txn.open_table(AUDIT_INDEX)?;
         txn.open_table(AUDIT_HEAD)?;
         txn.open_table(ROTATION_OVERRIDES)?;
+        txn.open_table(DEAD)?;
         txn.commit()?;
+        let indexed = store.write(|batch| batch.index_dead())?;
+        if indexed > 0 {
+            tracing::info!(notifications = indexed, "indexed the dead-lettered notifications");
+        }
         let chained = store.write(|batch| batch.chain_unaudited())?;
         if chained > 0 {
             tracing::warn!(
@@ -337,6 +347,7 @@ impl Store {
                 counters: Vec::new(),
                 buf: Vec::with_capacity(4096),
                 overrides: txn.open_table(ROTATION_OVERRIDES)?,
+                dead: txn.open_table(DEAD)?,
             };
             let result = f(&mut batch)?;
             batch.save_head()?;
@@ -524,6 +535,65 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The newest `limit` dead-lettered notifications, newest first (from the dead index).
+    pub fn dead_notifications(&self, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.read_txn()?;
+        let mut ids = Vec::new();
+        for entry in txn.open_table(DEAD)?.iter()? {
+            ids.push(entry?.0.value().1);
+        }
+        Self::newest(&txn, ids, limit)
+    }
+
+    /// The newest `limit` pending notifications (queued, sending, retrying), newest first
+    /// (from the due index).
+    pub fn pending_notifications(&self, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.read_txn()?;
+        let mut ids = Vec::new();
+        for entry in txn.open_table(DUE)?.iter()? {
+            ids.push(entry?.0.value().1);
+        }
+        Self::newest(&txn, ids, limit)
+    }
+
+    fn newest(
+        txn: &redb::ReadTransaction,
+        mut ids: Vec<u64>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(limit);
+        let table = txn.open_table(NOTIFICATIONS)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(raw) = table.get(id)? {
+                out.push(decode_notification(id, raw.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What delivery health needs, from the indexes rather than the whole outbox history:
+    /// `pending` sees every pending notification, `dead` the channel of every dead one.
+    pub fn delivery_health(
+        &self,
+        mut pending: impl FnMut(&Notification),
+        mut dead: impl FnMut(&str),
+    ) -> Result<(), StoreError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(NOTIFICATIONS)?;
+        for entry in txn.open_table(DUE)?.iter()? {
+            let id = entry?.0.value().1;
+            if let Some(raw) = table.get(id)? {
+                pending(&decode_notification(id, raw.value())?);
+            }
+        }
+        for entry in txn.open_table(DEAD)?.iter()? {
+            dead(entry?.0.value().0);
+        }
+        Ok(())
     }
 
     /// Notifications newest first while `more` holds for each one read (ids grow with creation
@@ -732,6 +802,7 @@ pub struct Batch<'txn> {
     meta: redb::Table<'txn, &'static str, u64>,
     notifications: redb::Table<'txn, u64, &'static [u8]>,
     due: redb::Table<'txn, (i64, u64), ()>,
+    dead: redb::Table<'txn, (&'static str, u64), ()>,
     incident_notifications: redb::Table<'txn, (u64, u64), ()>,
     disabled: redb::Table<'txn, &'static str, &'static str>,
     timers: redb::Table<'txn, (i64, u64), &'static [u8]>,
@@ -910,14 +981,26 @@ impl Batch<'_> {
         }
     }
 
-    /// Stores a notification and keeps the due index in step with its state and due time.
+    /// Stores a notification and keeps the due and dead indexes in step with its state and due
+    /// time.
     pub fn put_notification(&mut self, n: &Notification) -> Result<(), StoreError> {
-        if let Some(old) = self.notification(n.id)?
-            && old.state.is_pending()
+        let old = self.notification(n.id)?;
+        match &old {
+            Some(old) if old.state.is_pending() => {
+                self.due.remove((old.due_at.as_millisecond(), n.id))?;
+            }
+            _ => {
+                self.incident_notifications.insert((n.incident_id, n.id), ())?;
+            }
+        }
+        let was_dead = old.as_ref().filter(|o| o.state == State::Dead);
+        if let Some(o) = was_dead
+            && (n.state != State::Dead || o.channel != n.channel)
         {
-            self.due.remove((old.due_at.as_millisecond(), n.id))?;
-        } else {
-            self.incident_notifications.insert((n.incident_id, n.id), ())?;
+            self.dead.remove((o.channel.as_str(), n.id))?;
+        }
+        if n.state == State::Dead && was_dead.is_none_or(|o| o.channel != n.channel) {
+            self.dead.insert((n.channel.as_str(), n.id), ())?;
         }
         let bytes = serde_json::to_vec(n)
             .map_err(|source| StoreError::EncodeIncident { id: n.incident_id, source })?;
@@ -926,6 +1009,28 @@ impl Batch<'_> {
             self.due.insert((n.due_at.as_millisecond(), n.id), ())?;
         }
         Ok(())
+    }
+
+    /// Builds the dead-letter index from the outbox, once per file (a file from before the
+    /// index existed); answers how many it found.
+    fn index_dead(&mut self) -> Result<u64, StoreError> {
+        const BUILT: &str = "dead_index";
+        if self.meta.get(BUILT)?.is_some() {
+            return Ok(0);
+        }
+        let mut dead = Vec::new();
+        for entry in self.notifications.iter()? {
+            let (id, raw) = entry?;
+            let n = decode_notification(id.value(), raw.value())?;
+            if n.state == State::Dead {
+                dead.push((n.channel, n.id));
+            }
+        }
+        for (channel, id) in &dead {
+            self.dead.insert((channel.as_str(), *id), ())?;
+        }
+        self.meta.insert(BUILT, 1)?;
+        Ok(dead.len() as u64)
     }
 
     /// Pending notifications due at or before `now`, soonest first.
@@ -1315,6 +1420,61 @@ mod tests {
         store.write(|b| b.append_timeline(1, None, &[entry("c")])).unwrap();
         assert_eq!(store.verify_audit(None).unwrap().unwrap().seq, 2);
         assert_eq!(store.timeline(1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_dead_letter_index_follows_every_state_change_and_is_built_for_an_older_file() {
+        use crate::notify::Channel;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ids = |list: Vec<Notification>| list.iter().map(|n| n.id).collect::<Vec<_>>();
+        let dead_channels = |store: &Store| {
+            let mut seen = Vec::new();
+            store.delivery_health(|_| {}, |c| seen.push(c.to_owned())).unwrap();
+            seen
+        };
+        let mut n = crate::outbox::tests::notification(Channel::Webhook, 0, Timestamp::UNIX_EPOCH);
+        let mut put = |n: &Notification| store.write(|b| b.put_notification(n)).unwrap();
+
+        n.state = State::Queued;
+        put(&n);
+        n.state = State::Dead;
+        put(&n);
+        put(&n); // written again dead (an operator's note, say): still one entry
+        let mut mail = crate::outbox::tests::notification(Channel::Email, 3, Timestamp::UNIX_EPOCH);
+        mail.id = 2;
+        mail.state = State::Dead;
+        put(&mail);
+        assert_eq!(ids(store.dead_notifications(10).unwrap()), [2, 1], "newest first");
+        assert_eq!(ids(store.dead_notifications(1).unwrap()), [2]);
+        assert_eq!(dead_channels(&store), ["email", "webhook"]);
+        assert!(store.pending_notifications(10).unwrap().is_empty());
+
+        // Retried: pending again, no longer dead; then delivered: neither.
+        n.state = State::Queued;
+        put(&n);
+        assert_eq!(ids(store.dead_notifications(10).unwrap()), [2]);
+        assert_eq!(ids(store.pending_notifications(10).unwrap()), [1]);
+        n.state = State::Delivered;
+        put(&n);
+        assert!(store.pending_notifications(10).unwrap().is_empty());
+        assert_eq!(dead_channels(&store), ["email"]);
+
+        // A file from before the index: entries and flag gone; the next open rebuilds it.
+        drop(store);
+        {
+            let db = raw_db(dir.path());
+            let txn = db.begin_write().unwrap();
+            {
+                let mut dead = txn.open_table(DEAD).unwrap();
+                dead.retain(|_, _| false).unwrap();
+                txn.open_table(META).unwrap().remove("dead_index").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(ids(store.dead_notifications(10).unwrap()), [2]);
+        assert_eq!(dead_channels(&store), ["email"]);
     }
 
     #[test]

@@ -569,3 +569,54 @@ async fn the_incident_page_hands_roles_records_notices_awareness_and_runs_the_re
     assert_eq!(review["summary"], "Bucket made private in 20 minutes.", "{review}");
     assert_eq!(review["went_well"], "", "an empty field changes nothing");
 }
+
+/// An alert storm: the overview counts every open incident but shows cards only for the 25 of
+/// each severity that opened first, with a link to the full list, so it stays a page a phone
+/// can load.
+#[tokio::test]
+async fn in_an_alert_storm_the_overview_counts_all_and_shows_the_oldest_few() {
+    let d = Daemon::start_with(&users_config());
+    let alerts = |from: usize, to: usize| {
+        let list: Vec<Value> = (from..to)
+            .map(|i| {
+                json!({
+                    "labels": {"alertname": "DiskFull", "instance": format!("host-{i}"), "severity": "warning"},
+                    "annotations": {"summary": format!("disk full on host-{i}")}
+                })
+            })
+            .collect();
+        Value::Array(list).to_string()
+    };
+    // The first ten open first, in their own request.
+    for (from, to) in [(0, 10), (10, 40)] {
+        let r = d.post("/api/v2/alerts", Some(TOKEN), alerts(from, to)).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    let list = d.get("/api/v1/incidents?limit=100", Some(TOKEN)).await;
+    let incidents = list.body["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 40, "{}", list.text);
+    let severity = incidents[0]["decision"]["severity"].as_str().unwrap().to_string();
+    let first = incidents.iter().find(|i| i["summary"] == "disk full on host-0").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+
+    let viewer = sign_in(&d, VIEWER).await;
+    let home = get(&d, Some(&viewer), "/").await;
+    assert!(home.body.contains("Open incidents (40)"), "{}", home.body);
+    assert_eq!(home.body.matches("data-incident=").count(), 25);
+    assert!(home.body.contains(&format!("data-incident=\"{first}\"")), "the oldest is shown");
+    assert!(
+        home.body.contains(&format!(
+            "<a href=\"/incidents?status=open&amp;severity={severity}\">All 40 open {severity} incidents"
+        )),
+        "{}",
+        home.body
+    );
+
+    let r = d.post(&format!("/api/v1/incidents/{first}/resolve"), Some(TOKEN), "{}").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let home = get(&d, Some(&viewer), "/").await;
+    assert!(home.body.contains("Open incidents (39)"), "{}", home.body);
+    assert!(!home.body.contains(&format!("data-incident=\"{first}\"")));
+    assert_eq!(home.body.matches("data-incident=").count(), 25);
+}

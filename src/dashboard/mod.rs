@@ -32,7 +32,6 @@ pub use customer::customer_view;
 use crate::config::Role;
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, Amendment, JournalError, PersonAction, QueueOp};
-use crate::outbox::State as OutboxState;
 use crate::server::App;
 use crate::store::{Store, StoreError};
 use session::{SignInError, Viewer};
@@ -46,6 +45,9 @@ const LIST_PAGE: usize = 100;
 const QUEUE_PAGE: usize = 200;
 /// Timers read for the overview's deadlines and action items.
 const DUE_TIMERS: usize = 500;
+/// Open incidents shown as cards per severity on the overview (the oldest first); the count
+/// is of all of them, and a link lists the rest.
+const OVERVIEW_PER_SEVERITY: usize = 25;
 
 /// The dashboard's routes, merged into the daemon's router.
 pub fn routes() -> Router<Arc<App>> {
@@ -319,11 +321,20 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let data = read(&app, |s| {
+    // Counts for every open incident, cards for the oldest few of each severity: in a storm
+    // the page stays small and quick, and the list pages through the rest.
+    let groups = app.journal.open.by_severity(OVERVIEW_PER_SEVERITY);
+    let open_counts: Vec<(String, usize)> =
+        groups.iter().map(|(sev, (count, _))| (sev.clone(), *count)).collect();
+    let shown: Vec<IncidentId> = groups.into_values().flat_map(|(_, ids)| ids).collect();
+    let data = read(&app, move |s| {
         let mut open: Vec<(Incident, Vec<crate::escalation::Timer>)> = Vec::new();
-        for i in s.open_incidents()? {
-            let timers = s.incident_timers(i.id)?;
-            open.push((i, timers));
+        for id in shown {
+            // Closed since the index was read: left out.
+            if let Some(i) = s.incident(id)?.filter(|i| i.status.is_open()) {
+                let timers = s.incident_timers(i.id)?;
+                open.push((i, timers));
+            }
         }
         open.sort_by_key(|(i, _)| i.first_seen);
         let mut due = Vec::new();
@@ -346,13 +357,12 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 due.push(pages::Due { timer: t, incident });
             }
         }
-        // Counted while scanning; `keep` answers false so nothing is collected.
         let health = std::cell::RefCell::new(pages::Health::default());
-        s.notifications(None, usize::MAX, |n| {
-            health.borrow_mut().count(n);
-            false
-        })?;
-        Ok(pages::Overview { open, due, health: health.into_inner() })
+        s.delivery_health(
+            |n| health.borrow_mut().count(n),
+            |channel| health.borrow_mut().dead(channel),
+        )?;
+        Ok(pages::Overview { open, open_counts, due, health: health.into_inner() })
     })
     .await;
     let data = match data {
@@ -667,8 +677,8 @@ async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         return message(&app, &v, StatusCode::FORBIDDEN, "The queue is for admins.", "/");
     }
     let lists = read(&app, |s| {
-        let dead = s.notifications(None, QUEUE_PAGE, |n| n.state == OutboxState::Dead)?;
-        let pending = s.notifications(None, QUEUE_PAGE, |n| n.state.is_pending())?;
+        let dead = s.dead_notifications(QUEUE_PAGE)?;
+        let pending = s.pending_notifications(QUEUE_PAGE)?;
         Ok((dead, pending))
     })
     .await;

@@ -149,19 +149,26 @@ pub struct Health {
 }
 
 impl Health {
+    /// Counts a pending notification.
     pub fn count(&mut self, n: &Notification) {
         let slot = match n.state {
             OutboxState::Queued => 0,
             OutboxState::Sending => 1,
             OutboxState::Retrying => 2,
-            OutboxState::Dead => 3,
-            OutboxState::Delivered => return,
+            OutboxState::Dead | OutboxState::Delivered => return,
         };
-        self.by_channel.entry(n.channel.as_str().to_string()).or_default()[slot] += 1;
-        if n.state.is_pending() {
-            self.oldest_pending =
-                Some(self.oldest_pending.map_or(n.created_at, |o| o.min(n.created_at)));
-        }
+        self.slot(n.channel.as_str())[slot] += 1;
+        self.oldest_pending =
+            Some(self.oldest_pending.map_or(n.created_at, |o| o.min(n.created_at)));
+    }
+
+    /// Counts a dead-lettered notification on `channel`.
+    pub fn dead(&mut self, channel: &str) {
+        self.slot(channel)[3] += 1;
+    }
+
+    fn slot(&mut self, channel: &str) -> &mut [u64; 4] {
+        self.by_channel.entry(channel.to_owned()).or_default()
     }
 }
 
@@ -172,8 +179,10 @@ pub struct Due {
 }
 
 pub struct Overview {
-    /// Open incidents with their pending timers.
+    /// The open incidents shown (the oldest few of each severity) with their pending timers.
     pub open: Vec<(Incident, Vec<Timer>)>,
+    /// How many incidents of each severity are open, shown or not.
+    pub open_counts: Vec<(String, usize)>,
     pub due: Vec<Due>,
     pub health: Health,
 }
@@ -181,30 +190,40 @@ pub struct Overview {
 pub fn overview(v: &Viewer, data: &Overview, severities: &[String], now: Timestamp) -> String {
     let mut out = String::new();
     // Open incidents, grouped by severity in the configured order, then any other.
-    let _ = write!(out, "<section><h2>Open incidents ({})</h2>", data.open.len());
-    if data.open.is_empty() {
+    let total: usize = data.open_counts.iter().map(|(_, n)| n).sum();
+    let _ = write!(out, "<section><h2>Open incidents ({total})</h2>");
+    if total == 0 {
         out.push_str("<p class=\"quiet\">No open incidents.</p>");
     }
     let mut order: Vec<&str> = severities.iter().map(String::as_str).collect();
-    for (i, _) in &data.open {
-        if !order.contains(&i.decision.severity.as_str()) {
-            order.push(&i.decision.severity);
+    for (sev, _) in &data.open_counts {
+        if !order.contains(&sev.as_str()) {
+            order.push(sev);
         }
     }
     for sev in order {
-        let group: Vec<&(Incident, Vec<Timer>)> =
-            data.open.iter().filter(|(i, _)| i.decision.severity == sev).collect();
-        if group.is_empty() {
+        let count = data.open_counts.iter().find(|(s, _)| s == sev).map_or(0, |(_, n)| *n);
+        if count == 0 {
             continue;
         }
+        let group: Vec<&(Incident, Vec<Timer>)> =
+            data.open.iter().filter(|(i, _)| i.decision.severity == sev).collect();
         let _ = write!(
             out,
-            "<div class=\"group\"><h3>{} <span class=\"count\">{}</span></h3>",
+            "<div class=\"group\"><h3>{} <span class=\"count\">{count}</span></h3>",
             severity_badge(sev),
-            group.len()
         );
-        for (i, timers) in group {
+        for (i, timers) in &group {
             out.push_str(&incident_card(v, i, timers, now));
+        }
+        if count > group.len() {
+            let _ = write!(
+                out,
+                "<p class=\"more\">The {} that opened first are shown. <a href=\"/incidents?status=open&amp;severity={}\">All {count} open {} incidents →</a></p>",
+                group.len(),
+                esc(&super::url_encode(sev)),
+                esc(sev),
+            );
         }
         out.push_str("</div>");
     }
