@@ -1434,7 +1434,7 @@ mod tests {
             seen
         };
         let mut n = crate::outbox::tests::notification(Channel::Webhook, 0, Timestamp::UNIX_EPOCH);
-        let mut put = |n: &Notification| store.write(|b| b.put_notification(n)).unwrap();
+        let put = |n: &Notification| store.write(|b| b.put_notification(n)).unwrap();
 
         n.state = State::Queued;
         put(&n);
