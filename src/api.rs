@@ -361,7 +361,17 @@ pub async fn list_notifications(
             && channel.as_ref().is_none_or(|c| n.channel.as_str() == c)
             && incident.is_none_or(|i| n.incident_id == i)
     };
-    let list = read(&app, move |s| s.notifications(before, limit, keep)).await?;
+    // Dead and pending ones come from their indexes: after a long history of deliveries, a
+    // scan of the whole outbox for the few dead letters would read every row.
+    let wanted = p.state.clone().unwrap_or_default();
+    let list = read(&app, move |s| match wanted.as_str() {
+        "dead" => s.dead_notifications(before, limit, keep),
+        "pending" | "queued" | "sending" | "retrying" => {
+            s.pending_notifications(before, limit, keep)
+        }
+        _ => s.notifications(before, limit, keep),
+    })
+    .await?;
     let next = if list.len() == limit { list.last().map(|n| n.id) } else { None };
     let list: Vec<Notification> = list.into_iter().map(redacted).collect();
     let ids: Vec<IncidentId> = list.iter().map(|n| n.incident_id).collect();

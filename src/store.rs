@@ -537,39 +537,58 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest `limit` dead-lettered notifications, newest first (from the dead index).
-    pub fn dead_notifications(&self, limit: usize) -> Result<Vec<Notification>, StoreError> {
+    /// Dead-lettered notifications older than `before` that pass `keep`, newest first, at most
+    /// `limit` (from the dead-letter index, not the whole outbox).
+    pub fn dead_notifications(
+        &self,
+        before: Option<NotificationId>,
+        limit: usize,
+        keep: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
         let txn = self.read_txn()?;
         let mut ids = Vec::new();
         for entry in txn.open_table(DEAD)?.iter()? {
             ids.push(entry?.0.value().1);
         }
-        Self::newest(&txn, ids, limit)
+        Self::newest(&txn, ids, before, limit, keep)
     }
 
-    /// The newest `limit` pending notifications (queued, sending, retrying), newest first
-    /// (from the due index).
-    pub fn pending_notifications(&self, limit: usize) -> Result<Vec<Notification>, StoreError> {
+    /// Pending notifications (queued, sending, retrying) older than `before` that pass `keep`,
+    /// newest first, at most `limit` (from the due index, not the whole outbox).
+    pub fn pending_notifications(
+        &self,
+        before: Option<NotificationId>,
+        limit: usize,
+        keep: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
         let txn = self.read_txn()?;
         let mut ids = Vec::new();
         for entry in txn.open_table(DUE)?.iter()? {
             ids.push(entry?.0.value().1);
         }
-        Self::newest(&txn, ids, limit)
+        Self::newest(&txn, ids, before, limit, keep)
     }
 
     fn newest(
         txn: &redb::ReadTransaction,
         mut ids: Vec<u64>,
+        before: Option<NotificationId>,
         limit: usize,
+        keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
+        ids.retain(|id| before.is_none_or(|b| *id < b));
         ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.truncate(limit);
         let table = txn.open_table(NOTIFICATIONS)?;
-        let mut out = Vec::with_capacity(ids.len());
+        let mut out = Vec::new();
         for id in ids {
+            if out.len() >= limit {
+                break;
+            }
             if let Some(raw) = table.get(id)? {
-                out.push(decode_notification(id, raw.value())?);
+                let n = decode_notification(id, raw.value())?;
+                if keep(&n) {
+                    out.push(n);
+                }
             }
         }
         Ok(out)
@@ -1445,19 +1464,26 @@ mod tests {
         mail.id = 2;
         mail.state = State::Dead;
         put(&mail);
-        assert_eq!(ids(store.dead_notifications(10).unwrap()), [2, 1], "newest first");
-        assert_eq!(ids(store.dead_notifications(1).unwrap()), [2]);
+        assert_eq!(
+            ids(store.dead_notifications(None, 10, |_| true).unwrap()),
+            [2, 1],
+            "newest first"
+        );
+        assert_eq!(ids(store.dead_notifications(None, 1, |_| true).unwrap()), [2]);
+        assert_eq!(ids(store.dead_notifications(Some(2), 10, |_| true).unwrap()), [1]);
+        let webhooks = |n: &Notification| n.channel == Channel::Webhook;
+        assert_eq!(ids(store.dead_notifications(None, 10, webhooks).unwrap()), [1]);
         assert_eq!(dead_channels(&store), ["email", "webhook"]);
-        assert!(store.pending_notifications(10).unwrap().is_empty());
+        assert!(store.pending_notifications(None, 10, |_| true).unwrap().is_empty());
 
         // Retried: pending again, no longer dead; then delivered: neither.
         n.state = State::Queued;
         put(&n);
-        assert_eq!(ids(store.dead_notifications(10).unwrap()), [2]);
-        assert_eq!(ids(store.pending_notifications(10).unwrap()), [1]);
+        assert_eq!(ids(store.dead_notifications(None, 10, |_| true).unwrap()), [2]);
+        assert_eq!(ids(store.pending_notifications(None, 10, |_| true).unwrap()), [1]);
         n.state = State::Delivered;
         put(&n);
-        assert!(store.pending_notifications(10).unwrap().is_empty());
+        assert!(store.pending_notifications(None, 10, |_| true).unwrap().is_empty());
         assert_eq!(dead_channels(&store), ["email"]);
 
         // A file from before the index: entries and flag gone; the next open rebuilds it.
@@ -1473,7 +1499,7 @@ mod tests {
             txn.commit().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(ids(store.dead_notifications(10).unwrap()), [2]);
+        assert_eq!(ids(store.dead_notifications(None, 10, |_| true).unwrap()), [2]);
         assert_eq!(dead_channels(&store), ["email"]);
     }
 

@@ -736,6 +736,36 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
         assert!(known.contains(&r.webhook_id()), "unexpected request {r:?}");
     }
 
+    // The dead letters as the API lists them (from the dead-letter index): newest first,
+    // paged with `next`, filtered by channel.
+    let mut dead: Vec<u64> = list
+        .iter()
+        .chain(&list2)
+        .filter(|n| n["state"] == "dead")
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    dead.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(dead.len(), 6, "400, 410 and 500 of each incident");
+    let ids = |r: &Value| -> Vec<u64> {
+        r["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_u64().unwrap()).collect()
+    };
+    let mut paged = Vec::new();
+    let mut query = "/api/v1/notifications?state=dead&limit=3".to_string();
+    loop {
+        let r = d.get(&query, Some(VIEWER_TOKEN)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        paged.extend(ids(&r.body));
+        match r.body["next"].as_u64() {
+            Some(next) => query = format!("/api/v1/notifications?state=dead&limit=3&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, dead);
+    let webhooks = d.get("/api/v1/notifications?state=dead&channel=webhook", Some(VIEWER_TOKEN));
+    assert_eq!(ids(&webhooks.await.body), dead);
+    let email = d.get("/api/v1/notifications?state=dead&channel=email", Some(VIEWER_TOKEN)).await;
+    assert!(ids(&email.body).is_empty(), "{}", email.text);
+
     // The operator sees which endpoint is disabled and why, and re-enables it (admin only).
     let hooks = d.get("/api/v1/webhooks", Some(VIEWER_TOKEN)).await;
     assert_eq!(hooks.status, 200, "{}", hooks.text);

@@ -677,8 +677,8 @@ async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         return message(&app, &v, StatusCode::FORBIDDEN, "The queue is for admins.", "/");
     }
     let lists = read(&app, |s| {
-        let dead = s.dead_notifications(QUEUE_PAGE)?;
-        let pending = s.pending_notifications(QUEUE_PAGE)?;
+        let dead = s.dead_notifications(None, QUEUE_PAGE, |_| true)?;
+        let pending = s.pending_notifications(None, QUEUE_PAGE, |_| true)?;
         Ok((dead, pending))
     })
     .await;
