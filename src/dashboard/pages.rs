@@ -468,13 +468,11 @@ pub struct IncidentPage {
     pub role_names: Vec<String>,
 }
 
-/// `<option>`s for the configured people, `selected` marking the current one.
-fn person_options(people: &[(String, String)], selected: Option<&str>) -> String {
+/// `<option>`s for the configured people.
+fn person_options(people: &[(String, String)]) -> String {
     let mut out = String::new();
     for (id, name) in people {
-        let sel = if selected == Some(id.as_str()) { " selected" } else { "" };
-        let _ =
-            write!(out, "<option value=\"{}\"{sel}>{} ({})</option>", esc(id), esc(name), esc(id));
+        let _ = write!(out, "<option value=\"{}\">{} ({})</option>", esc(id), esc(name), esc(id));
     }
     out
 }
@@ -567,7 +565,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
              <button type=\"submit\" id=\"hand-role\">Hand over</button></form>",
             i.id,
             csrf_field(v),
-            person_options(&p.people, None),
+            person_options(&p.people),
         );
     }
     out.push_str("</section>");
@@ -714,7 +712,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
                  <button type=\"submit\" id=\"add-action\">Add</button></form>",
                 i.id,
                 csrf_field(v),
-                person_options(&p.people, None),
+                person_options(&p.people),
             );
             let _ = write!(
                 out,
