@@ -213,11 +213,12 @@ impl Store {
         txn.open_table(ROTATION_OVERRIDES)?;
         txn.open_table(DEAD)?;
         txn.commit()?;
-        let indexed = store.write(|batch| batch.index_dead())?;
+        // One transaction (one fsync at start-up) for both catch-ups of an older file.
+        let (indexed, chained) =
+            store.write(|batch| Ok((batch.index_dead()?, batch.chain_unaudited()?)))?;
         if indexed > 0 {
             tracing::info!(notifications = indexed, "indexed the dead-lettered notifications");
         }
-        let chained = store.write(|batch| batch.chain_unaudited())?;
         if chained > 0 {
             tracing::warn!(
                 entries = chained,
@@ -546,10 +547,11 @@ impl Store {
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
         let txn = self.read_txn()?;
-        let mut ids = Vec::new();
-        for entry in txn.open_table(DEAD)?.iter()? {
-            ids.push(entry?.0.value().1);
-        }
+        let ids = txn
+            .open_table(DEAD)?
+            .iter()?
+            .map(|e| Ok(e?.0.value().1))
+            .collect::<Result<_, StoreError>>()?;
         Self::newest(&txn, ids, before, limit, keep)
     }
 
@@ -562,10 +564,11 @@ impl Store {
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
         let txn = self.read_txn()?;
-        let mut ids = Vec::new();
-        for entry in txn.open_table(DUE)?.iter()? {
-            ids.push(entry?.0.value().1);
-        }
+        let ids = txn
+            .open_table(DUE)?
+            .iter()?
+            .map(|e| Ok(e?.0.value().1))
+            .collect::<Result<_, StoreError>>()?;
         Self::newest(&txn, ids, before, limit, keep)
     }
 
@@ -602,13 +605,7 @@ impl Store {
         mut dead: impl FnMut(&str),
     ) -> Result<(), StoreError> {
         let txn = self.read_txn()?;
-        let table = txn.open_table(NOTIFICATIONS)?;
-        for entry in txn.open_table(DUE)?.iter()? {
-            let id = entry?.0.value().1;
-            if let Some(raw) = table.get(id)? {
-                pending(&decode_notification(id, raw.value())?);
-            }
-        }
+        each_pending(&txn, |n| pending(&n))?;
         for entry in txn.open_table(DEAD)?.iter()? {
             dead(entry?.0.value().0);
         }
@@ -666,22 +663,12 @@ impl Store {
     /// Pending notifications by channel and the oldest one's age (scans the due index).
     pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         let txn = self.read_txn()?;
-        let due = txn.open_table(DUE)?;
-        let table = txn.open_table(NOTIFICATIONS)?;
         let mut stats = QueueStats::default();
-        for entry in due.iter()? {
-            let (key, _) = entry?;
-            let id = key.value().1;
-            if let Some(raw) = table.get(id)? {
-                let n = decode_notification(id, raw.value())?;
-                if n.state == State::Dead || n.state == State::Delivered {
-                    continue;
-                }
-                *stats.pending.entry(n.channel.as_str().to_string()).or_default() += 1;
-                stats.oldest =
-                    Some(stats.oldest.map_or(n.created_at, |o: Timestamp| o.min(n.created_at)));
-            }
-        }
+        each_pending(&txn, |n| {
+            *stats.pending.entry(n.channel.as_str().to_string()).or_default() += 1;
+            stats.oldest =
+                Some(stats.oldest.map_or(n.created_at, |o: Timestamp| o.min(n.created_at)));
+        })?;
         // Marking a notice sent cancels its deadline timer, so every deadline timer left is a
         // notice still owed.
         for entry in txn.open_table(TIMERS)?.iter()? {
@@ -1370,6 +1357,24 @@ fn read_report_data(
     }
     data.incidents.reverse();
     Ok(data)
+}
+
+/// Every notification the due index lists that is still pending (queued, sending, retrying).
+fn each_pending(
+    txn: &redb::ReadTransaction,
+    mut f: impl FnMut(Notification),
+) -> Result<(), StoreError> {
+    let table = txn.open_table(NOTIFICATIONS)?;
+    for entry in txn.open_table(DUE)?.iter()? {
+        let id = entry?.0.value().1;
+        if let Some(raw) = table.get(id)? {
+            let n = decode_notification(id, raw.value())?;
+            if n.state.is_pending() {
+                f(n);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
