@@ -134,6 +134,10 @@ pub struct Summary {
     last_seen: Timestamp,
     severity: String,
     score: i64,
+    drill: bool,
+    /// A hash of the rules' stored decision: a repeated trigger that gets the same decision
+    /// changes only the counts (see [`Summary::repeat`]).
+    decision: u64,
 }
 
 impl Summary {
@@ -146,6 +150,32 @@ impl Summary {
             last_seen: incident.last_seen,
             severity: incident.decision.severity.clone(),
             score: incident.decision.score,
+            drill: incident.drill,
+            decision: decision_hash(&incident.decision),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether a trigger `event` scored `decision` would change this incident in nothing but
+    /// its count and last-seen time: what [`apply`] does to it then is only that (no drill to
+    /// make real, no severity change, the same decision to store).
+    pub fn repeat(&self, event: &Event, decision: &Decision) -> bool {
+        event.action == Action::Trigger
+            && !self.drill
+            && !event.drill
+            && self.severity == decision.severity
+            && self.score == decision.score
+            && self.decision == decision_hash(decision)
+    }
+
+    /// After a repeat stored as counts only (the id guards against a reused key).
+    pub fn counted(&mut self, id: IncidentId, count: u64, last_seen: Timestamp) {
+        if self.id == id {
+            self.count = count;
+            self.last_seen = last_seen;
         }
     }
 
@@ -179,6 +209,13 @@ impl Summary {
             score: Some(self.score),
         }
     }
+}
+
+fn decision_hash(decision: &Decision) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    decision.hash(&mut h);
+    h.finish()
 }
 
 /// The view for an event that will open a new incident.

@@ -28,7 +28,7 @@ use crate::notify::{Channel, SendError};
 use crate::oncall::{Override, OverrideChange, OverrideSet};
 use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
 use crate::policy::{self, Delivery, Policy};
-use crate::rules::{Evaluation, IncidentView};
+use crate::rules::{Decision, Evaluation, IncidentView};
 use crate::runtime::Runtime;
 use crate::store::{Batch, Encoded, Store, StoreError};
 
@@ -233,6 +233,28 @@ impl OpenIndex {
     fn get(&self, source: &str, key: &str) -> Option<IncidentId> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.get(source).and_then(|m| m.get(key)).map(|s| s.id())
+    }
+
+    /// The open incident `event` repeats and its count as of the last commit, when the event
+    /// (scored `decision`) would change nothing else about it.
+    fn repeat(&self, event: &Event, decision: &Decision) -> Option<(IncidentId, u64)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let summary = map.get(event.source.as_str())?.get(event.dedup_key.as_str())?;
+        summary.repeat(event, decision).then(|| (summary.id(), summary.count()))
+    }
+
+    fn counted(&self, counted: &HashMap<IncidentId, Counted>) {
+        if counted.is_empty() {
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        for (id, c) in counted {
+            if let Some(s) =
+                map.get_mut(c.source.as_str()).and_then(|m| m.get_mut(c.dedup_key.as_str()))
+            {
+                s.counted(*id, c.count, c.last_seen);
+            }
+        }
     }
 
     /// The open incidents by severity: how many there are of each, and the ids of the `per`
@@ -590,6 +612,18 @@ struct Changes {
     windows: Option<Vec<Window>>,
     /// Rotation override changes, applied to the in-memory set after the commit.
     overrides: Vec<OverrideChange>,
+    /// Repeated triggers stored as counts only (see [`Journal::repeat`]), by incident: the
+    /// open index's counts follow after the commit.
+    counted: HashMap<IncidentId, Counted>,
+}
+
+/// An incident's counts after the repeated triggers of one batch.
+#[derive(Debug)]
+struct Counted {
+    source: String,
+    dedup_key: String,
+    count: u64,
+    last_seen: Timestamp,
 }
 
 impl Changes {
@@ -711,6 +745,9 @@ impl Writer {
                 self.metrics.commit_batch_events.observe(events as f64);
                 self.record(&changes);
                 self.overrides.apply(&changes.overrides);
+                // Counts first: an incident also changed in full in this batch gets its
+                // summary from that change.
+                self.open.counted(&changes.counted);
                 let mut changed = changes.incidents;
                 self.open.apply(changes.order.iter().filter_map(|id| changed.remove(id)));
                 self.metrics.incidents_open.set(self.open.len() as i64);
@@ -776,7 +813,7 @@ impl Writer {
 
     fn current(
         &self,
-        batch: &Batch<'_>,
+        batch: &mut Batch<'_>,
         changes: &Changes,
         source: &str,
         key: &str,
@@ -793,7 +830,7 @@ impl Writer {
 
     fn load(
         &self,
-        batch: &Batch<'_>,
+        batch: &mut Batch<'_>,
         changes: &Changes,
         id: IncidentId,
     ) -> Result<Option<Incident>, StoreError> {
@@ -866,6 +903,26 @@ impl Writer {
         batch.insert_event(&scored.encoded)?;
         for failure in &scored.evaluation.failures {
             self.metrics.rule_failed(&failure.rule);
+        }
+        if let Some((id, count)) = self.repeat(changes, rt, scored) {
+            batch.put_counts(id, count, event.received_at)?;
+            batch.link_event(event.id, id)?;
+            match changes.counted.get_mut(&id) {
+                Some(c) => {
+                    c.count = count;
+                    c.last_seen = event.received_at;
+                }
+                None => {
+                    let c = Counted {
+                        source: event.source.clone(),
+                        dedup_key: event.dedup_key.clone(),
+                        count,
+                        last_seen: event.received_at,
+                    };
+                    changes.counted.insert(id, c);
+                }
+            }
+            return Ok(());
         }
         let open = self.current(batch, changes, &event.source, &event.dedup_key)?;
         let open_drill = open.as_ref().is_some_and(|i| i.drill);
@@ -960,6 +1017,33 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// A repeated trigger that changes nothing but its open incident's count and last-seen
+    /// time — the common case in an alert storm — is stored as those counts alone, without
+    /// reading and rewriting the incident (what [`incident::apply`] would do to it is exactly
+    /// that). Its incident and the new count, or `None` for the full path: a rule failed (its
+    /// timeline entry), the decision differs from the stored one, a drill is involved, a
+    /// notice rule applies (it may have to attach), or this batch already holds the incident.
+    fn repeat(
+        &self,
+        changes: &Changes,
+        rt: &Runtime,
+        scored: &Scored,
+    ) -> Option<(IncidentId, u64)> {
+        let event = &scored.encoded.event;
+        let decision = &scored.evaluation.decision;
+        if !scored.evaluation.failures.is_empty()
+            || changes.open.get(&event.source).is_some_and(|m| m.contains_key(&event.dedup_key))
+            || rt.config.escalation.notices.iter().any(|r| r.applies(decision))
+        {
+            return None;
+        }
+        let (id, stored) = self.open.repeat(event, decision)?;
+        if changes.incidents.contains_key(&id) {
+            return None;
+        }
+        Some((id, changes.counted.get(&id).map_or(stored, |c| c.count) + 1))
     }
 
     fn act(
@@ -2151,7 +2235,7 @@ impl Writer {
     /// values of the incident's opening event.
     fn scrub_send_error(
         &self,
-        batch: &Batch<'_>,
+        batch: &mut Batch<'_>,
         rt: &Runtime,
         n: &Notification,
         error: crate::notify::SendError,

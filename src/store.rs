@@ -4,6 +4,7 @@
 //! Last stage of ingest: the [`journal`](crate::journal) writer calls [`Store::append`] with a
 //! whole batch; readers (the API) call the `event*` methods from any thread.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -29,6 +30,11 @@ const EVENTS_BY_SOURCE: TableDefinition<(&str, &[u8; 16]), ()> =
 
 /// Incident id → incident as JSON. Ids are allocated in order, so key order is age order.
 const INCIDENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("incidents");
+/// Incident id → (count, last seen: seconds, nanoseconds) after repeated triggers that changed
+/// nothing else: in an alert storm a repeat writes these 20 bytes instead of decoding and
+/// re-encoding the incident's JSON. A row here is newer than the incident's JSON (every read of
+/// an incident applies it); rewriting the JSON removes it.
+const COUNTS: TableDefinition<u64, (u64, i64, i32)> = TableDefinition::new("incident_counts");
 /// Ids of the open (triggered or acknowledged) incidents, read at start-up to rebuild the
 /// in-memory index by (source, dedup key). Keyed by id, not by key, so that a storm of new
 /// incidents appends to the end of the tree instead of dirtying pages all over it.
@@ -212,6 +218,7 @@ impl Store {
         txn.open_table(AUDIT_HEAD)?;
         txn.open_table(ROTATION_OVERRIDES)?;
         txn.open_table(DEAD)?;
+        txn.open_table(COUNTS)?;
         txn.commit()?;
         // One transaction (one fsync at start-up) for both catch-ups of an older file.
         let (indexed, chained) =
@@ -329,6 +336,8 @@ impl Store {
                 events: txn.open_table(EVENTS)?,
                 by_source: txn.open_table(EVENTS_BY_SOURCE)?,
                 incidents: txn.open_table(INCIDENTS)?,
+                counts: txn.open_table(COUNTS)?,
+                counted: HashSet::new(),
                 open: txn.open_table(OPEN)?,
                 timeline: txn.open_table(TIMELINE)?,
                 event_incident: txn.open_table(EVENT_INCIDENT)?,
@@ -405,7 +414,13 @@ impl Store {
     }
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        self.get(INCIDENTS, id, decode_incident)
+        let txn = self.read_txn()?;
+        let table = txn.open_table(INCIDENTS)?;
+        let counts = txn.open_table(COUNTS)?;
+        match table.get(id)? {
+            Some(raw) => read_incident(&counts, id, raw.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
@@ -415,7 +430,21 @@ impl Store {
         limit: usize,
         keep: impl Fn(&Incident) -> bool,
     ) -> Result<Vec<Incident>, StoreError> {
-        self.page(INCIDENTS, before, limit, decode_incident, keep)
+        let txn = self.read_txn()?;
+        let table = txn.open_table(INCIDENTS)?;
+        let counts = txn.open_table(COUNTS)?;
+        let mut out = Vec::new();
+        for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
+            let (id, raw) = entry?;
+            let incident = read_incident(&counts, id.value(), raw.value())?;
+            if keep(&incident) {
+                out.push(incident);
+                if out.len() >= limit.max(1) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every open incident: read once at start-up to rebuild the in-memory index.
@@ -423,12 +452,13 @@ impl Store {
         let txn = self.read_txn()?;
         let open = txn.open_table(OPEN)?;
         let table = txn.open_table(INCIDENTS)?;
+        let counts = txn.open_table(COUNTS)?;
         let mut out = Vec::new();
         for entry in open.iter()? {
             let (id, _) = entry?;
             let id = id.value();
             if let Some(raw) = table.get(id)? {
-                out.push(decode_incident(id, raw.value())?);
+                out.push(read_incident(&counts, id, raw.value())?);
             }
         }
         Ok(out)
@@ -796,12 +826,44 @@ fn decode_incident(id: IncidentId, raw: &[u8]) -> Result<Incident, StoreError> {
     serde_json::from_slice(raw).map_err(|source| StoreError::DecodeIncident { id, source })
 }
 
+/// An incident as stored: its JSON with the counters of any later repeated triggers applied.
+/// Whether it had such a row is the second value.
+fn read_incident_counted(
+    counts: &impl ReadableTable<u64, (u64, i64, i32)>,
+    id: IncidentId,
+    raw: &[u8],
+) -> Result<(Incident, bool), StoreError> {
+    let mut incident = decode_incident(id, raw)?;
+    let Some(row) = counts.get(id)? else {
+        return Ok((incident, false));
+    };
+    let (count, secs, nanos) = row.value();
+    incident.count = count;
+    // Written from a valid timestamp; a row that does not read as one keeps the JSON's.
+    if let Ok(at) = Timestamp::new(secs, nanos) {
+        incident.last_seen = at;
+    }
+    Ok((incident, true))
+}
+
+fn read_incident(
+    counts: &impl ReadableTable<u64, (u64, i64, i32)>,
+    id: IncidentId,
+    raw: &[u8],
+) -> Result<Incident, StoreError> {
+    read_incident_counted(counts, id, raw).map(|(incident, _)| incident)
+}
+
 /// The tables of one write transaction, for the journal writer. Every write of a batch goes
 /// through here, so one commit covers events, incidents and their timelines together.
 pub struct Batch<'txn> {
     events: redb::Table<'txn, &'static [u8; 16], &'static [u8]>,
     by_source: redb::Table<'txn, (&'static str, &'static [u8; 16]), ()>,
     incidents: redb::Table<'txn, u64, &'static [u8]>,
+    counts: redb::Table<'txn, u64, (u64, i64, i32)>,
+    /// Incidents with a row in `counts` as far as this batch knows (read or written in it):
+    /// rewriting one's JSON removes its row.
+    counted: HashSet<IncidentId>,
     open: redb::Table<'txn, u64, ()>,
     timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
     event_incident: redb::Table<'txn, &'static [u8; 16], u64>,
@@ -849,11 +911,28 @@ impl Batch<'_> {
         Ok(())
     }
 
-    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        match self.incidents.get(id)? {
-            Some(raw) => decode_incident(id, raw.value()).map(Some),
-            None => Ok(None),
+    pub fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        let Some(raw) = self.incidents.get(id)? else {
+            return Ok(None);
+        };
+        let (incident, counted) = read_incident_counted(&self.counts, id, raw.value())?;
+        if counted {
+            self.counted.insert(id);
         }
+        Ok(Some(incident))
+    }
+
+    /// Records a repeated trigger that changed nothing but the incident's count and last-seen
+    /// time, without rewriting its JSON (see [`COUNTS`]).
+    pub fn put_counts(
+        &mut self,
+        id: IncidentId,
+        count: u64,
+        last_seen: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.counts.insert(id, (count, last_seen.as_second(), last_seen.subsec_nanosecond()))?;
+        self.counted.insert(id);
+        Ok(())
     }
 
     /// Stores the incident and keeps the open-incident index in step with its status.
@@ -863,6 +942,10 @@ impl Batch<'_> {
         serde_json::to_writer(&mut self.buf, incident)
             .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
         self.incidents.insert(incident.id, self.buf.as_slice())?;
+        if self.counted.remove(&incident.id) {
+            // The JSON now holds the counts (the incident was read with them applied).
+            self.counts.remove(incident.id)?;
+        }
         match (incident.status.is_open(), was_open) {
             (true, false) => {
                 self.open.insert(incident.id, ())?;
@@ -1333,12 +1416,13 @@ fn read_report_data(
     from: Timestamp,
 ) -> Result<ReportData, StoreError> {
     let table = txn.open_table(INCIDENTS)?;
+    let counts = txn.open_table(COUNTS)?;
     let index = txn.open_table(INCIDENT_NOTIFICATIONS)?;
     let stop = from.checked_sub(REPORT_SCAN_SLACK).unwrap_or(from);
     let mut data = ReportData::default();
     for entry in table.iter()?.rev() {
         let (id, raw) = entry?;
-        let incident = decode_incident(id.value(), raw.value())?;
+        let incident = read_incident(&counts, id.value(), raw.value())?;
         if incident.first_seen < stop {
             break;
         }
@@ -1429,6 +1513,56 @@ mod tests {
         // A batch without timeline entries leaves the head alone.
         store.write(|b| b.next_incident_id().map(drop)).unwrap();
         assert_eq!(store.verify_audit(None).unwrap(), Ok(head));
+    }
+
+    #[test]
+    fn counts_of_repeats_apply_to_every_read_until_the_incident_is_rewritten() {
+        use crate::templates::{NoticeKind, sample};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut incident = sample::full(NoticeKind::New, 7);
+        incident.count = 1;
+        let later: Timestamp = "2026-11-27T12:00:00.123456789Z".parse().unwrap();
+        store.write(|b| b.put_incident(&incident, false)).unwrap();
+        store.write(|b| b.put_counts(7, 5, later)).unwrap();
+        let rows = |store: &Store| {
+            let txn = store.read_txn().unwrap();
+            txn.open_table(COUNTS).unwrap().len().unwrap()
+        };
+        assert_eq!(rows(&store), 1);
+        // Every reader sees the counts: one incident, a page, the open ones, a batch.
+        let read = store.incident(7).unwrap().unwrap();
+        assert_eq!((read.count, read.last_seen), (5, later));
+        let page = store.incidents(None, 10, |_| true).unwrap();
+        assert_eq!((page[0].count, page[0].last_seen), (5, later));
+        let open = store.open_incidents().unwrap();
+        assert_eq!((open[0].count, open[0].last_seen), (5, later));
+        let in_batch = store.write(|b| b.incident(7)).unwrap().unwrap();
+        assert_eq!((in_batch.count, in_batch.last_seen), (5, later));
+        // Counts written and read in one batch; the incident rewritten in it: the JSON holds
+        // the counts and the row is gone.
+        store
+            .write(|b| {
+                b.put_counts(7, 6, later)?;
+                let mut i = b.incident(7)?.unwrap();
+                assert_eq!(i.count, 6);
+                i.summary = "rewritten".into();
+                b.put_incident(&i, true)
+            })
+            .unwrap();
+        assert_eq!(rows(&store), 0);
+        let read = store.incident(7).unwrap().unwrap();
+        assert_eq!((read.count, read.summary.as_str()), (6, "rewritten"));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.incident(7).unwrap().unwrap().count, 6);
+        // A failed batch leaves no counts behind.
+        let failed: Result<(), _> = store.write(|b| {
+            b.put_counts(7, 9, later)?;
+            Err(StoreError::Storage(redb::StorageError::Corrupted("test".into())))
+        });
+        assert!(failed.is_err());
+        assert_eq!(store.incident(7).unwrap().unwrap().count, 6);
     }
 
     #[test]

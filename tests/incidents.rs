@@ -242,6 +242,78 @@ async fn rules_score_live_events_and_a_failing_rule_keeps_the_fallback() {
     assert!(m.contains("tocsin_rule_failures_total{rule=\"20-throws.rhai\"} 1"), "{m}");
 }
 
+/// A repeated trigger whose decision matches the stored one is stored as counts only (no
+/// rewrite of the incident); this checks that what a user reads is the same as if it were
+/// rewritten: counts and last-seen through kills, the rules seeing the true count, a changed
+/// decision still stored, and acknowledge and resolve keeping the count.
+#[tokio::test]
+async fn repeated_triggers_keep_count_and_decision_through_kills_and_acknowledgement() {
+    let (mut d, _rules) = start_with_rules(
+        &[(
+            "10-count.rhai",
+            r#"if incident.count >= 3 { decision.add_score(10, "3+ occurrences"); }
+               if incident.count == 6 { decision.tag("sixth"); }"#,
+        )],
+        "",
+    );
+    let key = "repeat/key";
+    let received_at = |event: Value| event["received_at"].as_str().unwrap().to_owned();
+    let event_at = async |d: &Daemon, id: &str| {
+        let r = d.get(&format!("/api/v1/events/{id}"), Some(VIEWER_TOKEN)).await;
+        received_at(r.body)
+    };
+    let first = post_pd(&d, "trigger", key).await;
+    let id = incident_of(&d, &first).await.unwrap();
+    let mut last = first.clone();
+    for n in 2..=5 {
+        last = post_pd(&d, "trigger", key).await;
+        assert_eq!(incident_of(&d, &last).await, Some(id), "event {n} joins the incident");
+        let inc = incident(&d, id).await;
+        assert_eq!(inc["count"], n, "{inc}");
+        // The third occurrence changed the decision: stored, and kept by the next two.
+        let score = if n >= 3 { 90 } else { 80 };
+        assert_eq!(inc["decision"]["score"], score, "after event {n}: {inc}");
+    }
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["last_seen"].as_str().unwrap(), event_at(&d, &last).await, "{inc}");
+    let reasons = inc["decision"]["reasons"].to_string();
+    assert!(reasons.contains("3+ occurrences"), "{inc}");
+    let timeline = inc["timeline"].as_array().unwrap().len();
+
+    d.kill9();
+    let d = d.restart();
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["count"], 5, "the counts survive a kill: {inc}");
+    assert_eq!(inc["last_seen"].as_str().unwrap(), event_at(&d, &last).await);
+    assert_eq!(inc["timeline"].as_array().unwrap().len(), timeline, "repeats add no entries");
+    // The rules see the sixth occurrence as the sixth (the count in memory came back too).
+    post_pd(&d, "trigger", key).await;
+    let inc = incident(&d, id).await;
+    assert_eq!(inc["count"], 6);
+    assert!(inc["decision"]["tags"].as_array().unwrap().contains(&json!("sixth")), "{inc}");
+
+    let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(RESPONDER_TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for n in 7..=8 {
+        last = post_pd(&d, "trigger", key).await;
+        let inc = incident(&d, id).await;
+        assert_eq!(inc["count"], n, "{inc}");
+        assert_eq!(inc["status"], "acknowledged");
+        assert!(!inc["decision"]["tags"].as_array().unwrap().contains(&json!("sixth")), "{inc}");
+    }
+    let mut d = d;
+    d.kill9();
+    let d = d.restart();
+    post_pd(&d, "resolve", key).await;
+    let inc = incident(&d, id).await;
+    assert_eq!((inc["status"].as_str(), inc["count"].as_u64()), (Some("resolved"), Some(8)));
+    assert_eq!(inc["last_seen"].as_str().unwrap(), event_at(&d, &last).await);
+    let again = post_pd(&d, "trigger", key).await;
+    let new_id = incident_of(&d, &again).await.unwrap();
+    assert_ne!(new_id, id);
+    assert_eq!(incident(&d, new_id).await["count"], 1);
+}
+
 #[tokio::test]
 async fn a_runaway_rule_is_halted_and_the_daemon_keeps_answering() {
     let (d, _rules) = start_with_rules(&[("10-loop.rhai", "loop { }")], "");

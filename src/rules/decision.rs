@@ -55,7 +55,7 @@ impl fmt::Display for Sensitivity {
 }
 
 /// What the rules decided about one event: how urgent it is and who must know.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Hash)]
 pub struct Decision {
     /// The base score plus every script's adjustments.
     pub score: i64,

@@ -33,6 +33,10 @@ mod plain;
 #[cfg(test)]
 mod tests;
 
+/// Sample incidents, for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) use context::sample;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
