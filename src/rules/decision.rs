@@ -91,7 +91,7 @@ const MAX_REASON_CHARS: usize = 200;
 
 /// The decision so far, as scripts change it. Severities are kept as indexes into the triage
 /// thresholds so that forcing and capping compare by position (0 = most severe).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct State {
     pub(super) score: i64,
     pub(super) base_score: i64,

@@ -45,8 +45,12 @@ pub(super) const HALTED_BY_DEADLINE: &str = "time budget spent";
 thread_local! {
     // Thread-locals rather than engine state: one compiled rule set is shared by every thread
     // that evaluates events, and each evaluation arms its own deadline on its own thread.
-    // In this thread's CPU time (`thread_cpu_time`).
+    // The running script's share of the budget, counted from `STARTED`.
     static DEADLINE: Cell<Option<Duration>> = const { Cell::new(None) };
+    // The evaluation's start in this thread's CPU time (`thread_cpu_time`), read at the first
+    // clock check rather than before the first script: most evaluations never reach a check
+    // (`CLOCK_EVERY_OPS`), and reading the clock is a system call.
+    static STARTED: Cell<Option<Duration>> = const { Cell::new(None) };
     static RULE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
     // The catalog of the evaluation running on this thread (a rule set is compiled once and
     // shared; the catalog comes with the config the event is evaluated under).
@@ -97,8 +101,16 @@ fn register_catalog(engine: &mut Engine) {
     engine.register_fn("owner", |_: ()| Dynamic::UNIT);
 }
 
-/// While alive, scripts on this thread stop at `deadline` and their `print`/`debug` output is
-/// logged under `rule`. Dropping it disarms both.
+/// Starts an evaluation's clock: its scripts' deadlines count from the first clock check after
+/// this (the CPU time before it is what fewer than `CLOCK_EVERY_OPS` operations per script
+/// took).
+pub(super) fn begin_evaluation() {
+    STARTED.set(None);
+}
+
+/// While alive, scripts on this thread stop once `deadline` (CPU time since the evaluation's
+/// start, see [`begin_evaluation`]) is spent, and their `print`/`debug` output is logged under
+/// `rule`. Dropping it disarms both.
 pub(super) struct Armed(());
 
 pub(super) fn arm(deadline: Option<Duration>, rule: &Arc<str>) -> Armed {
@@ -148,10 +160,13 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
         if ops % CLOCK_EVERY_OPS != 0 {
             return None;
         }
-        match DEADLINE.get() {
-            Some(deadline) if thread_cpu_time() >= deadline => Some(HALTED_BY_DEADLINE.into()),
-            _ => None,
-        }
+        let deadline = DEADLINE.get()?;
+        let now = thread_cpu_time();
+        let started = STARTED.get().unwrap_or_else(|| {
+            STARTED.set(Some(now));
+            now
+        });
+        (now >= started.saturating_add(deadline)).then(|| HALTED_BY_DEADLINE.into())
     });
     // A script may print event fields: redacted with the event's known values (the scope set
     // in `RuleSet::evaluate`) as well as the patterns, before the log writer sees them.

@@ -13,6 +13,7 @@
 
 mod decision;
 mod engine;
+mod memo;
 mod view;
 
 #[cfg(test)]
@@ -171,6 +172,8 @@ struct Rule {
     /// not allocate.
     name: Arc<str>,
     ast: AST,
+    /// What it reads of `event` and `incident`, and whether its outcomes are remembered.
+    reads: memo::Reads,
 }
 
 /// Compiled scoring scripts. Compiled once at load; `Send + Sync`, so one rule set is shared
@@ -179,6 +182,8 @@ pub struct RuleSet {
     engine: Engine,
     rules: Vec<Rule>,
     limits: RuleLimits,
+    /// Unique per compiled set: remembered outcomes (see [`memo`]) belong to one set.
+    id: u64,
 }
 
 impl fmt::Debug for RuleSet {
@@ -265,7 +270,8 @@ impl RuleSet {
         match self.engine.compile_with_scope(declared, source) {
             Ok(ast) => {
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
-                self.rules.push(Rule { name: Arc::from(name.as_ref()), ast });
+                let reads = memo::analyze(&ast);
+                self.rules.push(Rule { name: Arc::from(name.as_ref()), ast, reads });
                 Ok(())
             }
             Err(err) => {
@@ -282,7 +288,13 @@ impl RuleSet {
 
     /// A rule set with no scripts: every event gets its base-score decision.
     pub fn empty(limits: &RuleLimits) -> RuleSet {
-        RuleSet { engine: engine::build(limits), rules: Vec::new(), limits: limits.clone() }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        RuleSet {
+            engine: engine::build(limits),
+            rules: Vec::new(),
+            limits: limits.clone(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// File names of the scripts, in the order they run.
@@ -305,19 +317,48 @@ impl RuleSet {
         let _known = (!self.rules.is_empty()
             && tracing::enabled!(target: "tocsin::rules::engine", tracing::Level::DEBUG))
         .then(|| crate::redact::scope(event));
+        // `event` and `incident` are bound for the first script that runs and reads them: when
+        // every script that reads `event` is remembered, its map is never built.
+        let (mut event_bound, mut incident_bound) = (false, false);
+        let mut values = Vec::new();
         if !self.rules.is_empty() {
-            scope.push_constant_dynamic("event", view::event(event));
-            scope.push_constant_dynamic("incident", view::incident(incident, event.received_at));
+            memo::begin(self.id, &severities, &triage.catalog);
+            engine::begin_evaluation();
         }
-        let bound = scope.len();
-        let start = engine::thread_cpu_time();
 
         for (k, rule) in self.rules.iter().enumerate() {
+            let key = rule.reads.paths.as_deref().and_then(|paths| {
+                memo::key(paths, event, incident, event.received_at, &mut values).then(|| {
+                    memo::Key {
+                        rule: k,
+                        state: Arc::clone(&state),
+                        values: values.as_slice().into(),
+                    }
+                })
+            });
+            if let Some((kept, notes)) = key.as_ref().and_then(memo::get) {
+                if !notes.is_empty() {
+                    rules_fired.push(String::from(&*rule.name));
+                    reasons.extend(notes);
+                }
+                state = kept;
+                continue;
+            }
+            if rule.reads.event && !event_bound {
+                scope.push_constant_dynamic("event", view::event(event));
+                event_bound = true;
+            }
+            if rule.reads.incident && !incident_bound {
+                scope
+                    .push_constant_dynamic("incident", view::incident(incident, event.received_at));
+                incident_bound = true;
+            }
+            let bound = scope.len();
             let draft =
                 Draft::new(Arc::clone(&severities), Arc::clone(&rule.name), Arc::clone(&state));
             scope.push("decision", draft);
             let run = {
-                let _armed = engine::arm(self.deadline(start, k + 1), &rule.name);
+                let _armed = engine::arm(self.share(k + 1), &rule.name);
                 self.engine.run_ast_with_scope(&mut scope, &rule.ast)
             };
             let outcome = match run {
@@ -328,6 +369,9 @@ impl RuleSet {
             scope.rewind(bound);
             match outcome {
                 Ok(draft) => {
+                    if let Some(key) = key {
+                        memo::put(key, (Arc::clone(&draft.state), draft.notes.clone()));
+                    }
                     if !draft.notes.is_empty() {
                         rules_fired.push(String::from(&*rule.name));
                         reasons.extend(draft.notes);
@@ -344,13 +388,12 @@ impl RuleSet {
         }
     }
 
-    /// When the `done`-th script of this evaluation must have finished: its share of the budget
-    /// plus whatever the scripts before it left unused.
-    /// In the evaluating thread's CPU time, like `start`.
-    fn deadline(&self, start: Duration, done: usize) -> Option<Duration> {
+    /// How much of the evaluation's CPU time the `done`-th script may have used when it
+    /// finishes: its share of the budget plus whatever the scripts before it left unused.
+    fn share(&self, done: usize) -> Option<Duration> {
         let total = self.rules.len().max(1) as u128;
         let nanos = self.limits.time_budget.as_nanos() * done as u128 / total;
-        start.checked_add(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+        Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
     }
 
     fn describe(&self, err: &EvalAltResult) -> String {

@@ -1048,3 +1048,169 @@ fn the_readme_catalog_example_runs() {
     assert_eq!(evaluation.failures, []);
     assert_eq!(evaluation.decision.severity, "sev1");
 }
+
+// Remembered outcomes (`memo`): a script's outcome is reused only for the same values at the
+// paths it reads and the same decision so far.
+
+fn labelled(pairs: &[(&str, &str)]) -> Event {
+    let mut event = alert(Some("warning"));
+    for (k, v) in pairs {
+        event.labels.insert((*k).into(), (*v).into());
+    }
+    event
+}
+
+fn reads_of(script: &str) -> memo::Reads {
+    let set = load(&[("10-test.rhai", script)]);
+    set.rules[0].reads.clone()
+}
+
+#[test]
+fn the_text_of_a_script_says_what_it_reads_and_whether_it_is_remembered() {
+    use memo::Root::{Event as E, Incident as I};
+    let paths = |script: &str| -> Option<Vec<(memo::Root, Vec<String>)>> {
+        reads_of(script).paths.map(|p| {
+            p.into_iter().map(|(r, v)| (r, v.iter().map(|s| s.to_string()).collect())).collect()
+        })
+    };
+    let p = |root, path: &[&str]| (root, path.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        paths("let s = event.service ?? event.labels.service; if event.summary.len() > 3 {}"),
+        Some(vec![p(E, &["labels", "service"]), p(E, &["service"]), p(E, &["summary"])])
+    );
+    assert_eq!(
+        paths("if incident.severity == \"sev1\" { decision.tag(\"x\"); }"),
+        Some(vec![p(I, &["severity"])])
+    );
+    assert_eq!(
+        paths("let k = \"team\"; if event.labels[k] == \"db\" {}"),
+        Some(vec![p(E, &["labels"])])
+    );
+    assert_eq!(paths("decision.add_score(1, \"always\");"), Some(vec![]));
+    // Not remembered: the whole event, an indexed root, a method on the root, a field that
+    // changes every time, output, the clock, an indirect call.
+    for script in [
+        "let e = event; if e.labels.team == \"db\" {}",
+        "if event[\"kind\"] == \"alert\" {}",
+        "if event.keys().len() > 3 {}",
+        "if event.id == \"x\" {}",
+        "if incident.count > 3 {}",
+        "if incident.age_seconds > 3 {}",
+        "print(event.summary);",
+        "debug(event.summary);",
+        "let t = timestamp();",
+        "let f = Fn(\"to_string\"); f.call(1);",
+        "fn f(e) { e.kind } if f(event) == \"alert\" {}",
+    ] {
+        let reads = reads_of(script);
+        assert_eq!(reads.paths, None, "{script}");
+    }
+    // Bound only where named; both where the analysis cannot follow the script.
+    let reads = reads_of("if incident.count > 3 {}");
+    assert!(!reads.event && reads.incident);
+    let reads = reads_of("let e = event;");
+    assert!(reads.event && !reads.incident);
+    let reads = reads_of("let x = loop { break 1; };");
+    assert_eq!((reads.event, reads.incident, reads.paths), (true, true, None));
+}
+
+#[test]
+fn a_remembered_outcome_is_reused_only_for_the_same_values_and_decision_so_far() {
+    let set = load(&[
+        ("10-team.rhai", r#"if event.labels.team == "db" { decision.add_score(50, "database"); }"#),
+        ("20-top.rhai", r#"if decision.severity == "sev1" { decision.tag("top"); }"#),
+    ]);
+    let triage = Triage::default();
+    let eval = |event: &Event| set.evaluate(event, &incident(), &triage).decision;
+    let hits = memo::hits();
+    let db = eval(&labelled(&[("team", "db"), ("instance", "a")]));
+    assert_eq!((db.score, db.severity.as_str()), (90, "sev1"));
+    assert!(db.tags.contains("top"));
+    assert_eq!(db.reasons, ["10-team.rhai: +50 database", "20-top.rhai: tag top"]);
+    // Another label value: not the remembered outcome.
+    let web = eval(&labelled(&[("team", "web"), ("instance", "a")]));
+    assert_eq!((web.score, web.severity.as_str()), (40, "sev3"));
+    assert!(web.tags.is_empty() && web.reasons.is_empty(), "{web:?}");
+    assert_eq!(memo::hits(), hits, "nothing repeated yet");
+    // The same values again (an unread label differs): both outcomes reused, same decision.
+    let again = eval(&labelled(&[("team", "db"), ("instance", "b")]));
+    assert_eq!(again, db);
+    assert_eq!(memo::hits(), hits + 2);
+    // Without the label: a value of its own (missing), not the unit or empty string.
+    let none = eval(&labelled(&[]));
+    assert_eq!(none.score, 40);
+    let empty = eval(&labelled(&[("team", "")]));
+    assert_eq!(empty.score, 40);
+    // The second script reads only the decision so far: a different decision, a different key.
+    let critical = eval(&alert(Some("critical")));
+    assert_eq!(critical.severity, "sev1");
+    assert!(critical.tags.contains("top"), "{critical:?}");
+}
+
+#[test]
+fn scripts_that_are_not_remembered_see_every_event_and_failures_are_never_reused() {
+    let set = load(&[
+        (
+            "10-copy.rhai",
+            r#"let e = event; if e.labels.team == "db" { decision.add_score(50, "db"); }"#,
+        ),
+        ("20-count.rhai", r#"if incident.count == 3 { decision.tag("third"); }"#),
+        ("30-boom.rhai", r#"if event.labels.team == "boom" { throw "boom"; }"#),
+    ]);
+    let triage = Triage::default();
+    let view = |count| IncidentView { count, is_new: count == 1, ..incident() };
+    for (team, count, score, third) in
+        [("db", 1, 90, false), ("web", 2, 40, false), ("db", 3, 90, true), ("web", 3, 40, true)]
+    {
+        let e = set.evaluate(&labelled(&[("team", team)]), &view(count), &triage);
+        assert_eq!(e.failures, []);
+        assert_eq!(e.decision.score, score, "{team} #{count}");
+        assert_eq!(e.decision.tags.contains("third"), third, "{team} #{count}");
+    }
+    for _ in 0..2 {
+        let e = set.evaluate(&labelled(&[("team", "boom")]), &view(1), &triage);
+        assert_eq!(e.failures.len(), 1, "the failure every time: {e:?}");
+    }
+}
+
+#[test]
+fn a_new_catalog_or_rule_set_starts_a_new_memo() {
+    use crate::catalog::Catalog;
+    let hits = memo::hits();
+    let script = r#"if dependents(event.labels.service).len() > 0 { decision.tag("upstream"); }"#;
+    let set = load(&[("10-up.rhai", script)]);
+    let event = labelled(&[("service", "db")]);
+    let triage = Triage { catalog: Arc::new(Catalog::default()), ..Triage::default() };
+    assert!(!set.evaluate(&event, &incident(), &triage).decision.tags.contains("upstream"));
+    let event = labelled(&[("service", "payments")]);
+    assert!(!set.evaluate(&event, &incident(), &triage).decision.tags.contains("upstream"));
+    // The same event under a catalog where others depend on it.
+    let triage = shop_triage();
+    assert!(set.evaluate(&event, &incident(), &triage).decision.tags.contains("upstream"));
+    // Another set with a different script under the same name and position.
+    let other = load(&[("10-up.rhai", r#"decision.tag("other");"#)]);
+    assert!(other.evaluate(&event, &incident(), &triage).decision.tags.contains("other"));
+    assert_eq!(memo::hits(), hits, "nothing was reused across catalogs or sets");
+}
+
+#[test]
+fn the_shipped_rules_that_read_only_steady_fields_are_remembered() {
+    let set = RuleSet::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").as_path(),
+        &RuleLimits::default(),
+    )
+    .expect("shipped rules load");
+    let remembered: Vec<(String, bool)> =
+        set.rules.iter().map(|r| (r.name.to_string(), r.reads.paths.is_some())).collect();
+    assert_eq!(
+        remembered,
+        [
+            ("10-service-weight.rhai".to_string(), true),
+            ("20-customer-reports.rhai".to_string(), true),
+            ("30-recurrence.rhai".to_string(), false),
+            ("40-maintenance.rhai".to_string(), true),
+            ("45-dependencies.rhai".to_string(), true),
+            ("50-customer-facing.rhai".to_string(), true),
+        ]
+    );
+}

@@ -92,83 +92,156 @@ fn json_object(fields: &serde_json::Map<String, serde_json::Value>) -> Dynamic {
     Dynamic::from_map(map)
 }
 
-pub(super) fn event(event: &Event) -> Dynamic {
-    let links: Array = event
-        .links
-        .iter()
-        .map(|link| {
+type EventField = fn(&Event) -> Dynamic;
+
+/// The `event` map's fields, sorted by name: the one definition of what scripts see, used to
+/// build the whole map ([`event`]) and to read one field ([`event_field`]) for a rule's memo
+/// key without building the rest.
+static EVENT_FIELDS: [(&str, EventField); 18] = [
+    ("action", |e| {
+        shared_name!(e.action, Action, [Action::Trigger, Action::Acknowledge, Action::Resolve])
+    }),
+    ("annotations", |e| string_map(&e.annotations)),
+    ("assessment", |e| {
+        optional(e.assessment.as_ref(), |a| {
+            let services: Array = a.services.iter().map(|s| text(s)).collect();
             record! {
-                "href" => text(&link.href),
-                "text" => optional(link.text.as_deref(), text),
+                "customer_impact" => a.customer_impact.into(),
+                "data_sensitivity" => text(a.data_sensitivity.as_str()),
+                "declared_by" => text(&a.declared_by),
+                "description" => text(&a.description),
+                "estimated_reach" => match &a.estimated_reach {
+                    None => Dynamic::UNIT,
+                    Some(crate::event::Reach::Count(n)) => int(*n),
+                    Some(crate::event::Reach::Text(t)) => text(t),
+                },
+                "services" => services.into(),
+                "severity" => optional(a.severity.as_deref(), text),
             }
         })
-        .collect();
-    let customer = optional(event.customer.as_ref(), |c| {
-        record! {
-            "email" => optional(c.email.as_deref(), text),
-            "id" => optional(c.id.as_deref(), text),
-            "name" => optional(c.name.as_deref(), text),
-            "phone" => optional(c.phone.as_deref(), text),
-        }
-    });
-    let assessment = optional(event.assessment.as_ref(), |a| {
-        let services: Array = a.services.iter().map(|s| text(s)).collect();
-        record! {
-            "customer_impact" => a.customer_impact.into(),
-            "data_sensitivity" => text(a.data_sensitivity.as_str()),
-            "declared_by" => text(&a.declared_by),
-            "description" => text(&a.description),
-            "estimated_reach" => match &a.estimated_reach {
-                None => Dynamic::UNIT,
-                Some(crate::event::Reach::Count(n)) => int(*n),
-                Some(crate::event::Reach::Text(t)) => text(t),
-            },
-            "services" => services.into(),
-            "severity" => optional(a.severity.as_deref(), text),
-        }
-    });
-    record! {
-        "action" => shared_name!(event.action, Action, [Action::Trigger, Action::Acknowledge, Action::Resolve]),
-        "annotations" => string_map(&event.annotations),
-        "assessment" => assessment,
-        "customer" => customer,
-        "dedup_key" => text(&event.dedup_key),
-        "details" => json_object(&event.details),
-        "fingerprint" => optional(event.fingerprint.as_deref(), text),
-        "format" => shared_name!(event.format, Format, [
-            Format::AlertmanagerV2,
-            Format::Pagerduty,
-            Format::AlertmanagerWebhook,
-            Format::Report,
-            Format::Canonical,
-            Format::Declaration,
-        ]),
-        "id" => text(&event.id.to_string()),
-        "kind" => shared_name!(event.kind, Kind, [Kind::Alert, Kind::Report, Kind::Declaration]),
-        "labels" => string_map(&event.labels),
-        "links" => links.into(),
-        "service" => optional(event.service.as_deref(), text),
-        "severity" => optional(event.severity.as_deref(), text),
-        "source" => text(&event.source),
-        "starts_at" => optional(event.starts_at, |t| text(&t.to_string())),
-        "summary" => text(&event.summary),
-        "verified" => event.verified.into(),
+    }),
+    ("customer", |e| {
+        optional(e.customer.as_ref(), |c| {
+            record! {
+                "email" => optional(c.email.as_deref(), text),
+                "id" => optional(c.id.as_deref(), text),
+                "name" => optional(c.name.as_deref(), text),
+                "phone" => optional(c.phone.as_deref(), text),
+            }
+        })
+    }),
+    ("dedup_key", |e| text(&e.dedup_key)),
+    ("details", |e| json_object(&e.details)),
+    ("fingerprint", |e| optional(e.fingerprint.as_deref(), text)),
+    ("format", |e| {
+        shared_name!(
+            e.format,
+            Format,
+            [
+                Format::AlertmanagerV2,
+                Format::Pagerduty,
+                Format::AlertmanagerWebhook,
+                Format::Report,
+                Format::Canonical,
+                Format::Declaration,
+            ]
+        )
+    }),
+    ("id", |e| text(&e.id.to_string())),
+    ("kind", |e| shared_name!(e.kind, Kind, [Kind::Alert, Kind::Report, Kind::Declaration])),
+    ("labels", |e| string_map(&e.labels)),
+    ("links", |e| {
+        let links: Array = e
+            .links
+            .iter()
+            .map(|link| {
+                record! {
+                    "href" => text(&link.href),
+                    "text" => optional(link.text.as_deref(), text),
+                }
+            })
+            .collect();
+        links.into()
+    }),
+    ("service", |e| optional(e.service.as_deref(), text)),
+    ("severity", |e| optional(e.severity.as_deref(), text)),
+    ("source", |e| text(&e.source)),
+    ("starts_at", |e| optional(e.starts_at, |t| text(&t.to_string()))),
+    ("summary", |e| text(&e.summary)),
+    ("verified", |e| e.verified.into()),
+];
+
+/// A map with `fields`' names (sorted) and unit values, built once per field table.
+fn template<T>(fields: &[(&str, T)]) -> Map {
+    fields.iter().map(|(k, _)| ((*k).into(), Dynamic::UNIT)).collect()
+}
+
+pub(super) fn event(event: &Event) -> Dynamic {
+    static TEMPLATE: LazyLock<Map> = LazyLock::new(|| template(event_fields()));
+    let mut map = TEMPLATE.clone();
+    for (slot, (_, field)) in map.values_mut().zip(event_fields()) {
+        *slot = field(event);
+    }
+    Dynamic::from_map(map)
+}
+
+fn event_fields() -> &'static [(&'static str, EventField)] {
+    &EVENT_FIELDS
+}
+
+/// One field of [`event`]'s map (unit for a name it does not have, as Rhai reads a missing
+/// property of a map).
+pub(super) fn event_field(event: &Event, name: &str) -> Dynamic {
+    let fields = event_fields();
+    match fields.binary_search_by(|(k, _)| (*k).cmp(name)) {
+        Ok(i) => (fields[i].1)(event),
+        Err(_) => Dynamic::UNIT,
     }
 }
 
-/// `now` is the event's arrival time, not the wall clock: the same event and incident always
-/// give the same `age_seconds`, so offline rule tests reproduce what the daemon decided.
+type IncidentField = fn(&IncidentView, Timestamp) -> Dynamic;
+
+/// The `incident` map's fields, sorted by name (see [`EVENT_FIELDS`]). `now` is the event's
+/// arrival time, not the wall clock: the same event and incident always give the same
+/// `age_seconds`, so offline rule tests reproduce what the daemon decided.
+static INCIDENT_FIELDS: [(&str, IncidentField); 9] = [
+    ("age_seconds", |i, now| {
+        now.as_second().saturating_sub(i.first_seen.as_second()).max(0).into()
+    }),
+    ("count", |i, _| int(i.count)),
+    ("first_seen", |i, _| text(&i.first_seen.to_string())),
+    ("id", |i, _| int(i.id)),
+    ("is_new", |i, _| i.is_new.into()),
+    ("last_seen", |i, _| text(&i.last_seen.to_string())),
+    ("score", |i, _| optional(i.score, Dynamic::from)),
+    ("severity", |i, _| optional(i.severity.as_deref(), text)),
+    ("status", |i, _| text(&i.status)),
+];
+
 pub(super) fn incident(incident: &IncidentView, now: Timestamp) -> Dynamic {
-    let age = now.as_second().saturating_sub(incident.first_seen.as_second());
-    record! {
-        "age_seconds" => age.max(0).into(),
-        "count" => int(incident.count),
-        "first_seen" => text(&incident.first_seen.to_string()),
-        "id" => int(incident.id),
-        "is_new" => incident.is_new.into(),
-        "last_seen" => text(&incident.last_seen.to_string()),
-        "score" => optional(incident.score, Dynamic::from),
-        "severity" => optional(incident.severity.as_deref(), text),
-        "status" => text(&incident.status),
+    static TEMPLATE: LazyLock<Map> = LazyLock::new(|| template(&INCIDENT_FIELDS));
+    let mut map = TEMPLATE.clone();
+    for (slot, (_, field)) in map.values_mut().zip(&INCIDENT_FIELDS) {
+        *slot = field(incident, now);
+    }
+    Dynamic::from_map(map)
+}
+
+/// One field of [`incident`]'s map (unit for a name it does not have).
+pub(super) fn incident_field(incident: &IncidentView, now: Timestamp, name: &str) -> Dynamic {
+    match INCIDENT_FIELDS.binary_search_by(|(k, _)| (*k).cmp(name)) {
+        Ok(i) => (INCIDENT_FIELDS[i].1)(incident, now),
+        Err(_) => Dynamic::UNIT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_tables_are_sorted_so_lookups_and_maps_agree() {
+        assert!(event_fields().is_sorted_by_key(|(k, _)| *k));
+        assert!(INCIDENT_FIELDS.is_sorted_by_key(|(k, _)| *k));
     }
 }

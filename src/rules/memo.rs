@@ -1,0 +1,312 @@
+//! Remembered script outcomes.
+//!
+//! In an alert storm the same alerts arrive again and again, and most scripts look only at
+//! fields that do not change between repeats (a label, the kind, the sender's severity). A
+//! script's outcome is a function of what it reads: the `event` and `incident` fields its text
+//! names, and the decision so far (through the `decision` getters). When a script's text shows
+//! every read of `event` and `incident` as a plain property path (`event.labels.service`), its
+//! outcome is kept per thread under (script, decision so far, the values at those paths) and
+//! reused for the next event with the same values, without running the script.
+//!
+//! A script is not remembered (it runs every time) when it:
+//! - uses `event` or `incident` other than through a property path (`let e = event;`,
+//!   `f(event)`, `event[name]`, `event.keys()`): it could read anything;
+//! - reads a field that differs for every event or every repeat (`event.id`,
+//!   `incident.count`, `incident.age_seconds`, `incident.last_seen`): it would never match;
+//! - calls `print` or `debug` (their log lines would be lost), `timestamp` (not a function of
+//!   its input), or `Fn`, `call` or `curry` (a call the text does not name);
+//! - contains what the analysis does not look into (a `break` with a value).
+//!
+//! A run that failed is never remembered. The memo belongs to one compiled rule set, severity
+//! table and service catalog; a reload starts a new one.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use rhai::{AST, ASTNode, Array, Dynamic, Expr, ImmutableString, Map, Stmt};
+
+use super::decision::State;
+use super::view;
+use super::{IncidentView, Threshold};
+use crate::catalog::Catalog;
+use crate::event::Event;
+
+/// Outcomes kept per thread before the memo starts over.
+const ENTRIES: usize = 4096;
+
+const UNREMEMBERED_CALLS: [&str; 7] =
+    ["print", "debug", "timestamp", "Fn", "call", "curry", "eval"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Root {
+    Event,
+    Incident,
+}
+
+/// What one script reads, from its compiled text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Reads {
+    /// It names `event` (so the evaluation must bind it before the script runs).
+    pub(super) event: bool,
+    pub(super) incident: bool,
+    /// The property paths that determine its outcome; `None`: not remembered.
+    pub(super) paths: Option<Vec<(Root, Vec<ImmutableString>)>>,
+}
+
+fn volatile(root: Root, field: &str) -> bool {
+    match root {
+        Root::Event => field == "id",
+        Root::Incident => matches!(field, "count" | "age_seconds" | "last_seen"),
+    }
+}
+
+/// The property names of a chain after a variable: `.labels.service` → `[labels, service]`.
+/// Stops at the first step that is not a plain property (an index, a method call): the value
+/// reached so far then stands for everything read below it.
+fn chain(expr: &Expr, out: &mut Vec<ImmutableString>) {
+    match expr {
+        Expr::Property(p, _) => out.push(p.2.clone()),
+        Expr::Dot(b, ..) => match &b.lhs {
+            Expr::Property(p, _) => {
+                out.push(p.2.clone());
+                chain(&b.rhs, out);
+            }
+            Expr::Index(i, ..) => {
+                if let Expr::Property(p, _) = &i.lhs {
+                    out.push(p.2.clone());
+                }
+            }
+            _ => {}
+        },
+        Expr::Index(b, ..) => {
+            if let Expr::Property(p, _) = &b.lhs {
+                out.push(p.2.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn analyze(ast: &AST) -> Reads {
+    let mut reads = Reads { event: false, incident: false, paths: Some(Vec::new()) };
+    let mut remembered = true;
+    // Whether the walk saw every expression (so that `event` and `incident` are bound only for
+    // the scripts that name them).
+    let mut complete = true;
+    let mut paths = Vec::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        let Some(node) = nodes.last() else { return true };
+        match node {
+            ASTNode::Stmt(Stmt::BreakLoop(Some(_), ..)) | ASTNode::Expr(Expr::Custom(..)) => {
+                (remembered, complete) = (false, false);
+            }
+            ASTNode::Expr(Expr::FnCall(f, _) | Expr::MethodCall(f, _))
+            | ASTNode::Stmt(Stmt::FnCall(f, _))
+                if UNREMEMBERED_CALLS.contains(&f.name.as_str()) =>
+            {
+                remembered = false;
+            }
+            ASTNode::Expr(var @ Expr::Variable(x, ..)) => {
+                let root = match x.1.as_str() {
+                    "event" => Root::Event,
+                    "incident" => Root::Incident,
+                    _ => return true,
+                };
+                match root {
+                    Root::Event => reads.event = true,
+                    Root::Incident => reads.incident = true,
+                }
+                let mut path = Vec::new();
+                if let Some(ASTNode::Expr(Expr::Dot(b, ..))) =
+                    nodes.len().checked_sub(2).map(|i| &nodes[i])
+                    && std::ptr::eq(&b.lhs, *var)
+                {
+                    chain(&b.rhs, &mut path);
+                }
+                match path.first() {
+                    Some(field) if !volatile(root, field) => paths.push((root, path)),
+                    _ => remembered = false,
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    if !complete {
+        // Bind both: a script the analysis does not follow may name either.
+        return Reads { event: true, incident: true, paths: None };
+    }
+    if remembered {
+        paths.sort_by(|a: &(Root, Vec<ImmutableString>), b| {
+            (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1))
+        });
+        paths.dedup();
+        reads.paths = Some(paths);
+    } else {
+        reads.paths = None;
+    }
+    reads
+}
+
+/// Writes `value` so that two values write the same bytes only if they are equal. `false` for
+/// a type it does not know (the script is then run).
+fn encode(value: &Dynamic, out: &mut Vec<u8>) -> bool {
+    fn bytes(tag: u8, b: &[u8], out: &mut Vec<u8>) {
+        out.push(tag);
+        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        out.extend_from_slice(b);
+    }
+    if value.is_unit() {
+        out.push(0);
+    } else if let Ok(b) = value.as_bool() {
+        out.extend_from_slice(&[1, u8::from(b)]);
+    } else if let Ok(i) = value.as_int() {
+        out.push(2);
+        out.extend_from_slice(&i.to_le_bytes());
+    } else if let Ok(f) = value.as_float() {
+        out.push(3);
+        out.extend_from_slice(&f.to_bits().to_le_bytes());
+    } else if let Ok(c) = value.as_char() {
+        out.push(4);
+        out.extend_from_slice(&u32::from(c).to_le_bytes());
+    } else if let Some(s) = value.read_lock::<ImmutableString>() {
+        bytes(5, s.as_bytes(), out);
+    } else if let Some(items) = value.read_lock::<Array>() {
+        out.push(6);
+        out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+        return items.iter().all(|item| encode(item, out));
+    } else if let Some(map) = value.read_lock::<Map>() {
+        out.push(7);
+        out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+        for (k, v) in map.iter() {
+            bytes(8, k.as_bytes(), out);
+            if !encode(v, out) {
+                return false;
+            }
+        }
+    } else {
+        return false;
+    }
+    true
+}
+
+/// A key field absent from its map (what Rhai reads as unit, kept apart from a unit value).
+const MISSING: u8 = 9;
+
+/// Writes the values at `paths` for this event and incident; `false` if one cannot be written.
+pub(super) fn key(
+    paths: &[(Root, Vec<ImmutableString>)],
+    event: &Event,
+    incident: &IncidentView,
+    now: Timestamp,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    for (root, path) in paths {
+        out.push(*root as u8);
+        let (first, rest) = path.split_first().expect("analyze keeps only non-empty paths");
+        // Labels and annotations straight from the event: the map scripts see holds each
+        // value as a string, and building the whole map to read one of them is the cost the
+        // memo is there to avoid.
+        if let (Root::Event, "labels" | "annotations", [name, ..]) = (root, first.as_str(), rest) {
+            let map = if first == "labels" { &event.labels } else { &event.annotations };
+            match map.get(name.as_str()) {
+                Some(v) => {
+                    out.push(5);
+                    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    out.extend_from_slice(v.as_bytes());
+                }
+                None => out.push(MISSING),
+            }
+            continue;
+        }
+        let mut value = match root {
+            Root::Event => view::event_field(event, first),
+            Root::Incident => view::incident_field(incident, now, first),
+        };
+        let mut missing = false;
+        for name in rest {
+            let next = value.read_lock::<Map>().map(|map| map.get(name.as_str()).cloned());
+            match next {
+                Some(Some(v)) => value = v,
+                Some(None) => {
+                    missing = true;
+                    break;
+                }
+                // Not a map: its whole value decides what is read below it.
+                None => break,
+            }
+        }
+        if missing {
+            out.push(MISSING);
+        } else if !encode(&value, out) {
+            return false;
+        }
+    }
+    true
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct Key {
+    pub(super) rule: usize,
+    pub(super) state: Arc<State>,
+    pub(super) values: Box<[u8]>,
+}
+
+/// What a script's successful run left: the decision and its reason lines.
+pub(super) type Outcome = (Arc<State>, Vec<String>);
+
+struct Memo {
+    /// The rule set, severities and catalog the outcomes were computed with (held, so that
+    /// none of them can be freed and another take its address).
+    owner: Option<(u64, Arc<[Threshold]>, Arc<Catalog>)>,
+    outcomes: HashMap<Key, Outcome>,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo { owner: None, outcomes: HashMap::new() });
+}
+
+#[cfg(test)]
+thread_local! {
+    static HITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Outcomes reused on this thread so far (tests).
+#[cfg(test)]
+pub(super) fn hits() -> u64 {
+    HITS.get()
+}
+
+/// Starts an evaluation: the memo is kept only while the rule set, severities and catalog stay.
+pub(super) fn begin(set: u64, severities: &Arc<[Threshold]>, catalog: &Arc<Catalog>) {
+    MEMO.with_borrow_mut(|memo| {
+        let same = memo.owner.as_ref().is_some_and(|(id, s, c)| {
+            *id == set && Arc::ptr_eq(s, severities) && Arc::ptr_eq(c, catalog)
+        });
+        if !same {
+            memo.outcomes.clear();
+            memo.owner = Some((set, Arc::clone(severities), Arc::clone(catalog)));
+        }
+    });
+}
+
+pub(super) fn get(key: &Key) -> Option<Outcome> {
+    let found = MEMO.with_borrow(|memo| memo.outcomes.get(key).cloned());
+    #[cfg(test)]
+    if found.is_some() {
+        HITS.set(HITS.get() + 1);
+    }
+    found
+}
+
+pub(super) fn put(key: Key, outcome: Outcome) {
+    MEMO.with_borrow_mut(|memo| {
+        if memo.outcomes.len() >= ENTRIES {
+            memo.outcomes.clear();
+        }
+        memo.outcomes.insert(key, outcome);
+    });
+}
