@@ -21,7 +21,7 @@
 //! table and service catalog; a reload starts a new one.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -53,6 +53,10 @@ pub(super) struct Reads {
     pub(super) incident: bool,
     /// The property paths that determine its outcome; `None`: not remembered.
     pub(super) paths: Option<Vec<(Root, Vec<ImmutableString>)>>,
+    /// The top-level fields of `event` it reads, when it reads it only through property paths
+    /// (`None`: it may read any, so the whole map is bound).
+    pub(super) event_fields: Option<BTreeSet<ImmutableString>>,
+    pub(super) incident_fields: Option<BTreeSet<ImmutableString>>,
 }
 
 fn volatile(root: Root, field: &str) -> bool {
@@ -90,7 +94,13 @@ fn chain(expr: &Expr, out: &mut Vec<ImmutableString>) {
 }
 
 pub(super) fn analyze(ast: &AST) -> Reads {
-    let mut reads = Reads { event: false, incident: false, paths: Some(Vec::new()) };
+    let mut reads = Reads {
+        event: false,
+        incident: false,
+        paths: Some(Vec::new()),
+        event_fields: Some(BTreeSet::new()),
+        incident_fields: Some(BTreeSet::new()),
+    };
     let mut remembered = true;
     // Whether the walk saw every expression (so that `event` and `incident` are bound only for
     // the scripts that name them).
@@ -114,16 +124,30 @@ pub(super) fn analyze(ast: &AST) -> Reads {
                     "incident" => Root::Incident,
                     _ => return true,
                 };
-                match root {
-                    Root::Event => reads.event = true,
-                    Root::Incident => reads.incident = true,
-                }
+                let fields = match root {
+                    Root::Event => {
+                        reads.event = true;
+                        &mut reads.event_fields
+                    }
+                    Root::Incident => {
+                        reads.incident = true;
+                        &mut reads.incident_fields
+                    }
+                };
                 let mut path = Vec::new();
                 if let Some(ASTNode::Expr(Expr::Dot(b, ..))) =
                     nodes.len().checked_sub(2).map(|i| &nodes[i])
                     && std::ptr::eq(&b.lhs, *var)
                 {
                     chain(&b.rhs, &mut path);
+                }
+                match (path.first(), fields.as_mut()) {
+                    (Some(field), Some(fields)) => {
+                        fields.insert(field.clone());
+                    }
+                    (Some(_), None) => {}
+                    // Used whole: every field may be read.
+                    (None, _) => *fields = None,
                 }
                 match path.first() {
                     Some(field) if !volatile(root, field) => paths.push((root, path)),
@@ -136,7 +160,13 @@ pub(super) fn analyze(ast: &AST) -> Reads {
     });
     if !complete {
         // Bind both: a script the analysis does not follow may name either.
-        return Reads { event: true, incident: true, paths: None };
+        return Reads {
+            event: true,
+            incident: true,
+            paths: None,
+            event_fields: None,
+            incident_fields: None,
+        };
     }
     if remembered {
         paths.sort_by(|a: &(Root, Vec<ImmutableString>), b| {

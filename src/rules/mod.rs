@@ -184,6 +184,27 @@ pub struct RuleSet {
     limits: RuleLimits,
     /// Unique per compiled set: remembered outcomes (see [`memo`]) belong to one set.
     id: u64,
+    /// The fields of `event` and `incident` the scripts read, as indexes into the view's field
+    /// tables; `None`: some script may read any, so the whole map is bound.
+    event_fields: Option<Vec<usize>>,
+    incident_fields: Option<Vec<usize>>,
+}
+
+/// Adds a script's fields to the set's (`None` wins: then the whole map is bound).
+fn widen(
+    set: &mut Option<Vec<usize>>,
+    script: Option<&std::collections::BTreeSet<rhai::ImmutableString>>,
+    index: fn(&str) -> Option<usize>,
+) {
+    match (set.as_mut(), script) {
+        (Some(set), Some(fields)) => {
+            // A name the map does not have reads as unit either way.
+            set.extend(fields.iter().filter_map(|f| index(f)));
+            set.sort_unstable();
+            set.dedup();
+        }
+        _ => *set = None,
+    }
 }
 
 impl fmt::Debug for RuleSet {
@@ -271,6 +292,14 @@ impl RuleSet {
             Ok(ast) => {
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                 let reads = memo::analyze(&ast);
+                if reads.event {
+                    let fields = reads.event_fields.as_ref();
+                    widen(&mut self.event_fields, fields, view::event_field_index);
+                }
+                if reads.incident {
+                    let fields = reads.incident_fields.as_ref();
+                    widen(&mut self.incident_fields, fields, view::incident_field_index);
+                }
                 self.rules.push(Rule { name: Arc::from(name.as_ref()), ast, reads });
                 Ok(())
             }
@@ -294,6 +323,8 @@ impl RuleSet {
             rules: Vec::new(),
             limits: limits.clone(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            event_fields: Some(Vec::new()),
+            incident_fields: Some(Vec::new()),
         }
     }
 
@@ -344,13 +375,22 @@ impl RuleSet {
                 state = kept;
                 continue;
             }
+            // Only the fields some script reads (no script reads the rest).
             if rule.reads.event && !event_bound {
-                scope.push_constant_dynamic("event", view::event(event));
+                let map = match &self.event_fields {
+                    Some(fields) => view::event_partial(event, fields),
+                    None => view::event(event),
+                };
+                scope.push_constant_dynamic("event", map);
                 event_bound = true;
             }
             if rule.reads.incident && !incident_bound {
-                scope
-                    .push_constant_dynamic("incident", view::incident(incident, event.received_at));
+                let now = event.received_at;
+                let map = match &self.incident_fields {
+                    Some(fields) => view::incident_partial(incident, now, fields),
+                    None => view::incident(incident, now),
+                };
+                scope.push_constant_dynamic("incident", map);
                 incident_bound = true;
             }
             let bound = scope.len();

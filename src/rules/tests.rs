@@ -1213,4 +1213,41 @@ fn the_shipped_rules_that_read_only_steady_fields_are_remembered() {
             ("50-customer-facing.rhai".to_string(), true),
         ]
     );
+    // Only the fields the scripts read are bound: no timestamps to format, no event id.
+    let names = |fields: &Option<Vec<usize>>, all: rhai::Dynamic| -> Vec<String> {
+        let all = all.cast::<rhai::Map>();
+        let keys: Vec<String> = all.keys().map(|k| k.to_string()).collect();
+        fields.as_ref().expect("a partial map").iter().map(|&i| keys[i].clone()).collect()
+    };
+    assert_eq!(
+        names(&set.incident_fields, view::incident(&incident(), at("2026-11-02T10:05:00Z"))),
+        ["age_seconds", "count"]
+    );
+    assert_eq!(
+        names(&set.event_fields, view::event(&alert(None))),
+        ["assessment", "customer", "details", "kind", "labels", "service", "summary", "verified"]
+    );
+}
+
+#[test]
+fn the_maps_bound_hold_what_any_script_reads_and_all_of_it_for_a_whole_use() {
+    let rules = load(&[
+        ("10-team.rhai", r#"if event.labels.team == "db" { decision.tag("db"); }"#),
+        (
+            "20-kind.rhai",
+            r#"if event.kind == "alert" && incident.is_new { decision.tag("alert"); }"#,
+        ),
+    ]);
+    assert_eq!(rules.event_fields.as_ref().map(Vec::len), Some(2));
+    let e = rules.evaluate(&labelled(&[("team", "db")]), &incident(), &Triage::default());
+    assert_eq!(e.decision.tags, set(&["alert", "db"]));
+    let whole = load(&[
+        ("10-team.rhai", r#"if event.labels.team == "db" { decision.tag("db"); }"#),
+        ("20-all.rhai", r#"let e = event; decision.add_score(e.keys().len(), "fields");"#),
+    ]);
+    assert_eq!(whole.event_fields, None);
+    let e = whole.evaluate(&labelled(&[("team", "db")]), &incident(), &Triage::default());
+    assert_eq!(e.failures, []);
+    assert_eq!(e.decision.tags, set(&["db"]));
+    assert_eq!(e.decision.score, 40 + 18, "the whole map: {:?}", e.decision.reasons);
 }

@@ -189,6 +189,18 @@ fn event_fields() -> &'static [(&'static str, EventField)] {
     &EVENT_FIELDS
 }
 
+/// The map with only the fields at `indexes` (into the sorted field table, see
+/// [`event_field_index`]): what the rule set binds when its scripts read only those.
+pub(super) fn event_partial(event: &Event, indexes: &[usize]) -> Dynamic {
+    let fields = event_fields();
+    let map: Map = indexes.iter().map(|&i| (fields[i].0.into(), (fields[i].1)(event))).collect();
+    Dynamic::from_map(map)
+}
+
+pub(super) fn event_field_index(name: &str) -> Option<usize> {
+    event_fields().binary_search_by(|(k, _)| (*k).cmp(name)).ok()
+}
+
 /// One field of [`event`]'s map (unit for a name it does not have, as Rhai reads a missing
 /// property of a map).
 pub(super) fn event_field(event: &Event, name: &str) -> Dynamic {
@@ -225,6 +237,23 @@ pub(super) fn incident(incident: &IncidentView, now: Timestamp) -> Dynamic {
         *slot = field(incident, now);
     }
     Dynamic::from_map(map)
+}
+
+/// The map with only the fields at `indexes` (see [`event_partial`]).
+pub(super) fn incident_partial(
+    incident: &IncidentView,
+    now: Timestamp,
+    indexes: &[usize],
+) -> Dynamic {
+    let map: Map = indexes
+        .iter()
+        .map(|&i| (INCIDENT_FIELDS[i].0.into(), (INCIDENT_FIELDS[i].1)(incident, now)))
+        .collect();
+    Dynamic::from_map(map)
+}
+
+pub(super) fn incident_field_index(name: &str) -> Option<usize> {
+    INCIDENT_FIELDS.binary_search_by(|(k, _)| (*k).cmp(name)).ok()
 }
 
 /// One field of [`incident`]'s map (unit for a name it does not have).
