@@ -904,6 +904,8 @@ impl Writer {
         for failure in &scored.evaluation.failures {
             self.metrics.rule_failed(&failure.rule);
         }
+        self.metrics.rule_runs.inc_by(u64::from(scored.evaluation.ran));
+        self.metrics.rule_outcomes_reused.inc_by(u64::from(scored.evaluation.reused));
         if let Some((id, count)) = self.repeat(changes, rt, scored) {
             batch.put_counts(id, count, event.received_at)?;
             batch.link_event(event.id, id)?;

@@ -88,6 +88,9 @@ pub struct Metrics {
     pub incidents_open: Gauge,
     /// Rule runs that errored or ran out of budget; the event kept its fallback decision.
     pub rule_failures: Family<RuleLabels, Counter>,
+    /// Scripts run for events, and scripts whose remembered outcome was used instead.
+    pub rule_runs: Counter,
+    pub rule_outcomes_reused: Counter,
     pub reloads: Family<ReloadLabels, Counter>,
     /// 1 when the last reload succeeded (or none was tried), 0 when it failed.
     pub reload_last_success: Gauge,
@@ -226,6 +229,14 @@ impl Metrics {
             "Rule runs that failed or ran out of budget (the event kept its fallback decision)",
             rule_failures.clone(),
         );
+        let rule_runs = Counter::default();
+        registry.register("rule_runs", "Rule scripts run for events", rule_runs.clone());
+        let rule_outcomes_reused = Counter::default();
+        registry.register(
+            "rule_outcomes_reused",
+            "Rule scripts not run because their remembered outcome for the same values was used (README: Rules)",
+            rule_outcomes_reused.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "Config and rule reloads, by result", reloads.clone());
         let reload_last_success = Gauge::default();
@@ -277,6 +288,8 @@ impl Metrics {
             incidents_resolved,
             incidents_open,
             rule_failures,
+            rule_runs,
+            rule_outcomes_reused,
             reloads,
             reload_last_success,
             events_accepted,

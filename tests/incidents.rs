@@ -240,6 +240,10 @@ async fn rules_score_live_events_and_a_failing_rule_keeps_the_fallback() {
     assert!(failure["message"].as_str().unwrap().contains("20-throws.rhai"), "{failure}");
     let m = d.get("/metrics", None).await.text;
     assert!(m.contains("tocsin_rule_failures_total{rule=\"20-throws.rhai\"} 1"), "{m}");
+    // 10-db.rhai reads one label, the same for both events: run once, then remembered;
+    // 20-throws.rhai reads the dedup key, which differs: run twice.
+    assert!(m.contains("tocsin_rule_runs_total 3"), "{m}");
+    assert!(m.contains("tocsin_rule_outcomes_reused_total 1"), "{m}");
 }
 
 /// A repeated trigger whose decision matches the stored one is stored as counts only (no

@@ -165,6 +165,9 @@ pub struct Evaluation {
     pub decision: Decision,
     /// Scripts that errored or overran their budget, in the order they ran.
     pub failures: Vec<RuleFailure>,
+    /// Scripts that ran, and scripts whose remembered outcome was used instead (see [`memo`]).
+    pub ran: u32,
+    pub reused: u32,
 }
 
 struct Rule {
@@ -351,6 +354,7 @@ impl RuleSet {
         // `event` and `incident` are bound for the first script that runs and reads them: when
         // every script that reads `event` is remembered, its map is never built.
         let (mut event_bound, mut incident_bound) = (false, false);
+        let (mut ran, mut reused) = (0, 0);
         let mut values = Vec::new();
         if !self.rules.is_empty() {
             memo::begin(self.id, &severities, &triage.catalog);
@@ -373,6 +377,7 @@ impl RuleSet {
                     reasons.extend(notes);
                 }
                 state = kept;
+                reused += 1;
                 continue;
             }
             // Only the fields some script reads (no script reads the rest).
@@ -394,6 +399,7 @@ impl RuleSet {
                 incident_bound = true;
             }
             let bound = scope.len();
+            ran += 1;
             let draft =
                 Draft::new(Arc::clone(&severities), Arc::clone(&rule.name), Arc::clone(&state));
             scope.push("decision", draft);
@@ -425,6 +431,8 @@ impl RuleSet {
         Evaluation {
             decision: decision::finish(&triage.severities, state, rules_fired, reasons),
             failures,
+            ran,
+            reused,
         }
     }
 
