@@ -909,21 +909,13 @@ impl Writer {
         if let Some((id, count)) = self.repeat(changes, rt, scored) {
             batch.put_counts(id, count, event.received_at)?;
             batch.link_event(event.id, id)?;
-            match changes.counted.get_mut(&id) {
-                Some(c) => {
-                    c.count = count;
-                    c.last_seen = event.received_at;
-                }
-                None => {
-                    let c = Counted {
-                        source: event.source.clone(),
-                        dedup_key: event.dedup_key.clone(),
-                        count,
-                        last_seen: event.received_at,
-                    };
-                    changes.counted.insert(id, c);
-                }
-            }
+            let c = changes.counted.entry(id).or_insert_with(|| Counted {
+                source: event.source.clone(),
+                dedup_key: event.dedup_key.clone(),
+                count,
+                last_seen: event.received_at,
+            });
+            (c.count, c.last_seen) = (count, event.received_at);
             return Ok(());
         }
         let open = self.current(batch, changes, &event.source, &event.dedup_key)?;

@@ -415,12 +415,8 @@ impl Store {
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         let txn = self.read_txn()?;
-        let table = txn.open_table(INCIDENTS)?;
         let counts = txn.open_table(COUNTS)?;
-        match table.get(id)? {
-            Some(raw) => read_incident(&counts, id, raw.value()).map(Some),
-            None => Ok(None),
-        }
+        Self::get_in(&txn, INCIDENTS, id, |id, raw| read_incident(&counts, id, raw))
     }
 
     /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
@@ -431,20 +427,9 @@ impl Store {
         keep: impl Fn(&Incident) -> bool,
     ) -> Result<Vec<Incident>, StoreError> {
         let txn = self.read_txn()?;
-        let table = txn.open_table(INCIDENTS)?;
         let counts = txn.open_table(COUNTS)?;
-        let mut out = Vec::new();
-        for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
-            let (id, raw) = entry?;
-            let incident = read_incident(&counts, id.value(), raw.value())?;
-            if keep(&incident) {
-                out.push(incident);
-                if out.len() >= limit.max(1) {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        let decode = |id, raw: &[u8]| read_incident(&counts, id, raw);
+        Self::page_in(&txn, INCIDENTS, before, limit, decode, keep)
     }
 
     /// Every open incident: read once at start-up to rebuild the in-memory index.
@@ -534,7 +519,17 @@ impl Store {
         id: u64,
         decode: fn(u64, &[u8]) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.read_txn()?;
+        Self::get_in(&self.read_txn()?, table, id, decode)
+    }
+
+    /// [`Store::get`] in a transaction the caller holds (so `decode` may read other tables
+    /// of it).
+    fn get_in<T>(
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<u64, &[u8]>,
+        id: u64,
+        decode: impl Fn(u64, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let table = txn.open_table(table)?;
         match table.get(id)? {
             Some(raw) => decode(id, raw.value()).map(Some),
@@ -552,7 +547,19 @@ impl Store {
         decode: fn(u64, &[u8]) -> Result<T, StoreError>,
         keep: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
-        let txn = self.read_txn()?;
+        Self::page_in(&self.read_txn()?, table, before, limit, decode, keep)
+    }
+
+    /// [`Store::page`] in a transaction the caller holds (so `decode` may read other tables
+    /// of it).
+    fn page_in<T>(
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<u64, &[u8]>,
+        before: Option<u64>,
+        limit: usize,
+        decode: impl Fn(u64, &[u8]) -> Result<T, StoreError>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
         let table = txn.open_table(table)?;
         let mut out = Vec::new();
         for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {

@@ -48,15 +48,24 @@ pub(super) enum Root {
 /// What one script reads, from its compiled text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Reads {
-    /// It names `event` (so the evaluation must bind it before the script runs).
-    pub(super) event: bool,
-    pub(super) incident: bool,
     /// The property paths that determine its outcome; `None`: not remembered.
     pub(super) paths: Option<Vec<(Root, Vec<ImmutableString>)>>,
     /// The top-level fields of `event` it reads, when it reads it only through property paths
     /// (`None`: it may read any, so the whole map is bound).
     pub(super) event_fields: Option<BTreeSet<ImmutableString>>,
     pub(super) incident_fields: Option<BTreeSet<ImmutableString>>,
+}
+
+impl Reads {
+    /// It names `event` (so the evaluation must bind it before the script runs): every use
+    /// either adds a field or makes the set `None`.
+    pub(super) fn event(&self) -> bool {
+        self.event_fields.as_ref().is_none_or(|f| !f.is_empty())
+    }
+
+    pub(super) fn incident(&self) -> bool {
+        self.incident_fields.as_ref().is_none_or(|f| !f.is_empty())
+    }
 }
 
 fn volatile(root: Root, field: &str) -> bool {
@@ -95,8 +104,6 @@ fn chain(expr: &Expr, out: &mut Vec<ImmutableString>) {
 
 pub(super) fn analyze(ast: &AST) -> Reads {
     let mut reads = Reads {
-        event: false,
-        incident: false,
         paths: Some(Vec::new()),
         event_fields: Some(BTreeSet::new()),
         incident_fields: Some(BTreeSet::new()),
@@ -125,14 +132,8 @@ pub(super) fn analyze(ast: &AST) -> Reads {
                     _ => return true,
                 };
                 let fields = match root {
-                    Root::Event => {
-                        reads.event = true;
-                        &mut reads.event_fields
-                    }
-                    Root::Incident => {
-                        reads.incident = true;
-                        &mut reads.incident_fields
-                    }
+                    Root::Event => &mut reads.event_fields,
+                    Root::Incident => &mut reads.incident_fields,
                 };
                 let mut path = Vec::new();
                 if let Some(ASTNode::Expr(Expr::Dot(b, ..))) =
@@ -160,13 +161,7 @@ pub(super) fn analyze(ast: &AST) -> Reads {
     });
     if !complete {
         // Bind both: a script the analysis does not follow may name either.
-        return Reads {
-            event: true,
-            incident: true,
-            paths: None,
-            event_fields: None,
-            incident_fields: None,
-        };
+        return Reads { paths: None, event_fields: None, incident_fields: None };
     }
     if remembered {
         paths.sort_by(|a: &(Root, Vec<ImmutableString>), b| {
@@ -183,11 +178,6 @@ pub(super) fn analyze(ast: &AST) -> Reads {
 /// Writes `value` so that two values write the same bytes only if they are equal. `false` for
 /// a type it does not know (the script is then run).
 fn encode(value: &Dynamic, out: &mut Vec<u8>) -> bool {
-    fn bytes(tag: u8, b: &[u8], out: &mut Vec<u8>) {
-        out.push(tag);
-        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-        out.extend_from_slice(b);
-    }
     if value.is_unit() {
         out.push(0);
     } else if let Ok(b) = value.as_bool() {
@@ -202,7 +192,7 @@ fn encode(value: &Dynamic, out: &mut Vec<u8>) -> bool {
         out.push(4);
         out.extend_from_slice(&u32::from(c).to_le_bytes());
     } else if let Some(s) = value.read_lock::<ImmutableString>() {
-        bytes(5, s.as_bytes(), out);
+        bytes(STRING, s.as_bytes(), out);
     } else if let Some(items) = value.read_lock::<Array>() {
         out.push(6);
         out.extend_from_slice(&(items.len() as u64).to_le_bytes());
@@ -221,6 +211,15 @@ fn encode(value: &Dynamic, out: &mut Vec<u8>) -> bool {
     }
     true
 }
+
+/// A tagged, length-prefixed run of bytes.
+fn bytes(tag: u8, b: &[u8], out: &mut Vec<u8>) {
+    out.push(tag);
+    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+const STRING: u8 = 5;
 
 /// A key field absent from its map (what Rhai reads as unit, kept apart from a unit value).
 const MISSING: u8 = 9;
@@ -243,11 +242,7 @@ pub(super) fn key(
         if let (Root::Event, "labels" | "annotations", [name, ..]) = (root, first.as_str(), rest) {
             let map = if first == "labels" { &event.labels } else { &event.annotations };
             match map.get(name.as_str()) {
-                Some(v) => {
-                    out.push(5);
-                    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
-                    out.extend_from_slice(v.as_bytes());
-                }
+                Some(v) => bytes(STRING, v.as_bytes(), out),
                 None => out.push(MISSING),
             }
             continue;

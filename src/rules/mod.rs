@@ -295,11 +295,11 @@ impl RuleSet {
             Ok(ast) => {
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                 let reads = memo::analyze(&ast);
-                if reads.event {
+                if reads.event() {
                     let fields = reads.event_fields.as_ref();
                     widen(&mut self.event_fields, fields, view::event_field_index);
                 }
-                if reads.incident {
+                if reads.incident() {
                     let fields = reads.incident_fields.as_ref();
                     widen(&mut self.incident_fields, fields, view::incident_field_index);
                 }
@@ -381,7 +381,7 @@ impl RuleSet {
                 continue;
             }
             // Only the fields some script reads (no script reads the rest).
-            if rule.reads.event && !event_bound {
+            if rule.reads.event() && !event_bound {
                 let map = match &self.event_fields {
                     Some(fields) => view::event_partial(event, fields),
                     None => view::event(event),
@@ -389,7 +389,7 @@ impl RuleSet {
                 scope.push_constant_dynamic("event", map);
                 event_bound = true;
             }
-            if rule.reads.incident && !incident_bound {
+            if rule.reads.incident() && !incident_bound {
                 let now = event.received_at;
                 let map = match &self.incident_fields {
                     Some(fields) => view::incident_partial(incident, now, fields),
@@ -404,7 +404,7 @@ impl RuleSet {
                 Draft::new(Arc::clone(&severities), Arc::clone(&rule.name), Arc::clone(&state));
             scope.push("decision", draft);
             let run = {
-                let _armed = engine::arm(self.share(k + 1), &rule.name);
+                let _armed = engine::arm(Some(self.share(k + 1)), &rule.name);
                 self.engine.run_ast_with_scope(&mut scope, &rule.ast)
             };
             let outcome = match run {
@@ -438,10 +438,10 @@ impl RuleSet {
 
     /// How much of the evaluation's CPU time the `done`-th script may have used when it
     /// finishes: its share of the budget plus whatever the scripts before it left unused.
-    fn share(&self, done: usize) -> Option<Duration> {
+    fn share(&self, done: usize) -> Duration {
         let total = self.rules.len().max(1) as u128;
         let nanos = self.limits.time_budget.as_nanos() * done as u128 / total;
-        Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     fn describe(&self, err: &EvalAltResult) -> String {

@@ -1107,11 +1107,11 @@ fn the_text_of_a_script_says_what_it_reads_and_whether_it_is_remembered() {
     }
     // Bound only where named; both where the analysis cannot follow the script.
     let reads = reads_of("if incident.count > 3 {}");
-    assert!(!reads.event && reads.incident);
+    assert!(!reads.event() && reads.incident());
     let reads = reads_of("let e = event;");
-    assert!(reads.event && !reads.incident);
+    assert!(reads.event() && !reads.incident());
     let reads = reads_of("let x = loop { break 1; };");
-    assert_eq!((reads.event, reads.incident, reads.paths), (true, true, None));
+    assert_eq!((reads.event(), reads.incident(), reads.paths), (true, true, None));
 }
 
 #[test]

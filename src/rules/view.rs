@@ -204,11 +204,7 @@ pub(super) fn event_field_index(name: &str) -> Option<usize> {
 /// One field of [`event`]'s map (unit for a name it does not have, as Rhai reads a missing
 /// property of a map).
 pub(super) fn event_field(event: &Event, name: &str) -> Dynamic {
-    let fields = event_fields();
-    match fields.binary_search_by(|(k, _)| (*k).cmp(name)) {
-        Ok(i) => (fields[i].1)(event),
-        Err(_) => Dynamic::UNIT,
-    }
+    event_field_index(name).map_or(Dynamic::UNIT, |i| (event_fields()[i].1)(event))
 }
 
 type IncidentField = fn(&IncidentView, Timestamp) -> Dynamic;
@@ -258,10 +254,7 @@ pub(super) fn incident_field_index(name: &str) -> Option<usize> {
 
 /// One field of [`incident`]'s map (unit for a name it does not have).
 pub(super) fn incident_field(incident: &IncidentView, now: Timestamp, name: &str) -> Dynamic {
-    match INCIDENT_FIELDS.binary_search_by(|(k, _)| (*k).cmp(name)) {
-        Ok(i) => (INCIDENT_FIELDS[i].1)(incident, now),
-        Err(_) => Dynamic::UNIT,
-    }
+    incident_field_index(name).map_or(Dynamic::UNIT, |i| (INCIDENT_FIELDS[i].1)(incident, now))
 }
 
 #[cfg(test)]
