@@ -900,7 +900,6 @@ impl Writer {
         scored: &Scored,
     ) -> Result<(), StoreError> {
         let event = &scored.encoded.event;
-        batch.insert_event(&scored.encoded)?;
         for failure in &scored.evaluation.failures {
             self.metrics.rule_failed(&failure.rule);
         }
@@ -908,7 +907,7 @@ impl Writer {
         self.metrics.rule_outcomes_reused.inc_by(u64::from(scored.evaluation.reused));
         if let Some((id, count)) = self.repeat(changes, rt, scored) {
             batch.put_counts(id, count, event.received_at)?;
-            batch.link_event(event.id, id)?;
+            batch.insert_event(&scored.encoded, Some(id))?;
             let c = changes.counted.entry(id).or_insert_with(|| Counted {
                 source: event.source.clone(),
                 dedup_key: event.dedup_key.clone(),
@@ -936,7 +935,7 @@ impl Writer {
             Outcome::Updated(mut incident, entries) if was_drill && !incident.drill => {
                 // A real event joined a drill incident: page as if it had just opened, since
                 // the policy's people heard nothing while it was a drill.
-                batch.link_event(event.id, incident.id)?;
+                batch.insert_event(&scored.encoded, Some(incident.id))?;
                 changes.log(incident.id, entries);
                 self.cancel(batch, incident.id, |k| matches!(k, TimerKind::Step { .. }))?;
                 incident.escalation = None;
@@ -959,7 +958,7 @@ impl Writer {
                     .chain(event.assessment.iter().flat_map(|a| &a.services))
                     .map(String::as_str);
                 incident.scope = rt.triage().catalog.scope(named);
-                batch.link_event(event.id, incident.id)?;
+                batch.insert_event(&scored.encoded, Some(incident.id))?;
                 self.keep(batch, changes, rt, incident, entries)?;
             }
             Outcome::Updated(mut incident, mut entries) => {
@@ -1003,10 +1002,11 @@ impl Writer {
                         }
                     }
                 }
-                batch.link_event(event.id, incident.id)?;
+                batch.insert_event(&scored.encoded, Some(incident.id))?;
                 self.keep(batch, changes, rt, incident, entries)?;
             }
             Outcome::Ignored(why) => {
+                batch.insert_event(&scored.encoded, None)?;
                 tracing::debug!(event = %event.id, source = %event.source, key = %rt.redactor.log_text(&event.dedup_key, &crate::redact::Known::of_event(&rt.redactor, event)), why, "event stored; no incident change");
             }
         }

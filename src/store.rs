@@ -22,7 +22,11 @@ use crate::incident::{Entry, Incident, IncidentId};
 use crate::oncall::Override;
 use crate::outbox::{Notification, NotificationId, State};
 
-/// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON.
+/// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON; for an
+/// event that joined an incident, the JSON follows [`JOINED`] and the incident id (8 bytes,
+/// big-endian). Carrying the link in the row saves the writer a B-tree insert per event.
+/// Rows written before that are plain JSON (which starts with `{`), their link in
+/// [`EVENT_INCIDENT`].
 const EVENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("events");
 /// (source, event id) → (): lists one source's events without scanning the others.
 const EVENTS_BY_SOURCE: TableDefinition<(&str, &[u8; 16]), ()> =
@@ -41,7 +45,10 @@ const COUNTS: TableDefinition<u64, (u64, i64, i32)> = TableDefinition::new("inci
 const OPEN: TableDefinition<u64, ()> = TableDefinition::new("open_incident_ids");
 /// (incident id, sequence number) → timeline entry as JSON; append-only.
 const TIMELINE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("timeline");
-/// Event id → the incident it joined (absent for events that were ignored).
+/// The first byte of an [`EVENTS`] row that carries its incident.
+const JOINED: u8 = 0x01;
+/// Event id → the incident it joined, for events stored before [`EVENTS`] rows carried it.
+/// Read only; kept so that older data files answer the same.
 const EVENT_INCIDENT: TableDefinition<&[u8; 16], u64> = TableDefinition::new("event_incident");
 /// Notification id → notification as JSON (the outbox).
 const NOTIFICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("notifications");
@@ -340,7 +347,6 @@ impl Store {
                 counted: HashSet::new(),
                 open: txn.open_table(OPEN)?,
                 timeline: txn.open_table(TIMELINE)?,
-                event_incident: txn.open_table(EVENT_INCIDENT)?,
                 meta: txn.open_table(META)?,
                 notifications: txn.open_table(NOTIFICATIONS)?,
                 due: txn.open_table(DUE)?,
@@ -410,6 +416,11 @@ impl Store {
     /// The incident an event joined.
     pub fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
         let txn = self.read_txn()?;
+        if let Some(raw) = txn.open_table(EVENTS)?.get(id.as_bytes())?
+            && let (Some(incident), _) = split_event(raw.value())
+        {
+            return Ok(Some(incident));
+        }
         Ok(txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value()))
     }
 
@@ -873,7 +884,6 @@ pub struct Batch<'txn> {
     counted: HashSet<IncidentId>,
     open: redb::Table<'txn, u64, ()>,
     timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
-    event_incident: redb::Table<'txn, &'static [u8; 16], u64>,
     meta: redb::Table<'txn, &'static str, u64>,
     notifications: redb::Table<'txn, u64, &'static [u8]>,
     due: redb::Table<'txn, (i64, u64), ()>,
@@ -906,15 +916,26 @@ impl Batch<'_> {
         }
     }
 
-    pub fn insert_event(&mut self, encoded: &Encoded) -> Result<(), StoreError> {
+    /// Stores an event, with the incident it joined (`None`: it changed none).
+    pub fn insert_event(
+        &mut self,
+        encoded: &Encoded,
+        incident: Option<IncidentId>,
+    ) -> Result<(), StoreError> {
         let key = encoded.event.id.as_bytes();
-        self.events.insert(key, encoded.bytes.as_slice())?;
+        match incident {
+            Some(incident) => {
+                let mut row = self.events.insert_reserve(key, 9 + encoded.bytes.len())?;
+                let out = row.as_mut();
+                out[0] = JOINED;
+                out[1..9].copy_from_slice(&incident.to_be_bytes());
+                out[9..].copy_from_slice(&encoded.bytes);
+            }
+            None => {
+                self.events.insert(key, encoded.bytes.as_slice())?;
+            }
+        }
         self.by_source.insert((encoded.event.source.as_str(), key), ())?;
-        Ok(())
-    }
-
-    pub fn link_event(&mut self, event: Uuid, incident: IncidentId) -> Result<(), StoreError> {
-        self.event_incident.insert(event.as_bytes(), incident)?;
         Ok(())
     }
 
@@ -1469,7 +1490,18 @@ fn each_pending(
 }
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
-    serde_json::from_slice(raw).map_err(|source| StoreError::Decode { id, source })
+    let (_, json) = split_event(raw);
+    serde_json::from_slice(json).map_err(|source| StoreError::Decode { id, source })
+}
+
+/// An [`EVENTS`] row's incident (when the row carries it) and JSON.
+fn split_event(raw: &[u8]) -> (Option<IncidentId>, &[u8]) {
+    if let Some((&JOINED, rest)) = raw.split_first()
+        && let Some((id, json)) = rest.split_first_chunk::<8>()
+    {
+        return (Some(u64::from_be_bytes(*id)), json);
+    }
+    (None, raw)
 }
 
 #[cfg(test)]
@@ -1570,6 +1602,61 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(store.incident(7).unwrap().unwrap().count, 6);
+    }
+
+    fn event(id: Uuid, source: &str) -> Encoded {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "action": "trigger", "dedup_key": "k", "fingerprint": "k",
+            "format": "alertmanager_v2", "id": id, "kind": "alert",
+            "labels": {"alertname": "A"}, "received_at": "2026-11-27T14:25:13.589927591Z",
+            "severity": "warning", "source": source, "summary": "s", "verified": false,
+        }))
+        .unwrap();
+        Encoded::new(event).unwrap()
+    }
+
+    #[test]
+    fn events_carry_their_incident_and_older_rows_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<Uuid> = (1..=4).map(|n| Uuid::from_u128(n << 80)).collect();
+        // A file from before rows carried the link: plain JSON, the link in its own table.
+        {
+            let db = raw_db(dir.path());
+            let txn = db.begin_write().unwrap();
+            let old = event(ids[0], "a");
+            txn.open_table(EVENTS)
+                .unwrap()
+                .insert(ids[0].as_bytes(), old.bytes.as_slice())
+                .unwrap();
+            txn.open_table(EVENTS_BY_SOURCE).unwrap().insert(("a", ids[0].as_bytes()), ()).unwrap();
+            txn.open_table(EVENT_INCIDENT).unwrap().insert(ids[0].as_bytes(), 3).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|b| {
+                b.insert_event(&event(ids[1], "a"), Some(u64::MAX))?;
+                b.insert_event(&event(ids[2], "b"), None)?;
+                b.insert_event(&event(ids[3], "a"), Some(9))?;
+                // Read back inside the batch (the writer composes from the opening event).
+                assert_eq!(b.event(ids[3])?.unwrap().id, ids[3]);
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let joined: Vec<_> = ids.iter().map(|id| store.event_incident(*id).unwrap()).collect();
+        assert_eq!(joined, [Some(3), Some(u64::MAX), None, Some(9)]);
+        for id in &ids {
+            assert_eq!(store.event(*id).unwrap().unwrap().id, *id);
+        }
+        let listed = |source: Option<&str>| {
+            let query = EventQuery { source: source.map(String::from), before: None, limit: 10 };
+            store.events(&query).unwrap().iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        assert_eq!(listed(None), [ids[3], ids[2], ids[1], ids[0]]);
+        assert_eq!(listed(Some("a")), [ids[3], ids[1], ids[0]]);
+        assert_eq!(store.event_incident(Uuid::from_u128(7)).unwrap(), None);
     }
 
     #[test]
