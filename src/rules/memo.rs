@@ -21,7 +21,8 @@
 //! table and service catalog; a reload starts a new one.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -45,11 +46,53 @@ pub(super) enum Root {
     Incident,
 }
 
+/// A property path a script reads (`event.labels.service` → `Event`, `[labels, service]`),
+/// with its first name resolved to the view's field when the script is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Path {
+    pub(super) root: Root,
+    /// Never empty.
+    pub(super) names: Vec<ImmutableString>,
+    start: Start,
+}
+
+/// Where a path's value is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// One label or annotation (`names[1]`), read from the event itself: the map scripts see
+    /// holds each value as a string, and building the whole map to read one of them is the
+    /// cost the memo is there to avoid.
+    Label,
+    Annotation,
+    /// A field of the view's `event` or `incident` table, by index.
+    Event(usize),
+    Incident(usize),
+    /// A name the view does not have: Rhai reads it as unit.
+    Unknown,
+}
+
+impl Path {
+    fn new(root: Root, names: Vec<ImmutableString>) -> Path {
+        let start = match (root, names.first().map(ImmutableString::as_str), names.len()) {
+            (Root::Event, Some("labels"), 2..) => Start::Label,
+            (Root::Event, Some("annotations"), 2..) => Start::Annotation,
+            (Root::Event, Some(name), _) => {
+                view::event_field_index(name).map_or(Start::Unknown, Start::Event)
+            }
+            (Root::Incident, Some(name), _) => {
+                view::incident_field_index(name).map_or(Start::Unknown, Start::Incident)
+            }
+            (_, None, _) => Start::Unknown,
+        };
+        Path { root, names, start }
+    }
+}
+
 /// What one script reads, from its compiled text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Reads {
     /// The property paths that determine its outcome; `None`: not remembered.
-    pub(super) paths: Option<Vec<(Root, Vec<ImmutableString>)>>,
+    pub(super) paths: Option<Vec<Path>>,
     /// The top-level fields of `event` it reads, when it reads it only through property paths
     /// (`None`: it may read any, so the whole map is bound).
     pub(super) event_fields: Option<BTreeSet<ImmutableString>>,
@@ -168,7 +211,7 @@ pub(super) fn analyze(ast: &AST) -> Reads {
             (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1))
         });
         paths.dedup();
-        reads.paths = Some(paths);
+        reads.paths = Some(paths.into_iter().map(|(root, names)| Path::new(root, names)).collect());
     } else {
         reads.paths = None;
     }
@@ -226,33 +269,31 @@ const MISSING: u8 = 9;
 
 /// Writes the values at `paths` for this event and incident; `false` if one cannot be written.
 pub(super) fn key(
-    paths: &[(Root, Vec<ImmutableString>)],
+    paths: &[Path],
     event: &Event,
     incident: &IncidentView,
     now: Timestamp,
     out: &mut Vec<u8>,
 ) -> bool {
     out.clear();
-    for (root, path) in paths {
-        out.push(*root as u8);
-        let (first, rest) = path.split_first().expect("analyze keeps only non-empty paths");
-        // Labels and annotations straight from the event: the map scripts see holds each
-        // value as a string, and building the whole map to read one of them is the cost the
-        // memo is there to avoid.
-        if let (Root::Event, "labels" | "annotations", [name, ..]) = (root, first.as_str(), rest) {
-            let map = if first == "labels" { &event.labels } else { &event.annotations };
-            match map.get(name.as_str()) {
-                Some(v) => bytes(STRING, v.as_bytes(), out),
-                None => out.push(MISSING),
+    for path in paths {
+        out.push(path.root as u8);
+        let mut value = match path.start {
+            Start::Label | Start::Annotation => {
+                let map =
+                    if path.start == Start::Label { &event.labels } else { &event.annotations };
+                match map.get(path.names[1].as_str()) {
+                    Some(v) => bytes(STRING, v.as_bytes(), out),
+                    None => out.push(MISSING),
+                }
+                continue;
             }
-            continue;
-        }
-        let mut value = match root {
-            Root::Event => view::event_field(event, first),
-            Root::Incident => view::incident_field(incident, now, first),
+            Start::Event(i) => view::event_field_at(event, i),
+            Start::Incident(i) => view::incident_field_at(incident, now, i),
+            Start::Unknown => Dynamic::UNIT,
         };
         let mut missing = false;
-        for name in rest {
+        for name in &path.names[1..] {
             let next = value.read_lock::<Map>().map(|map| map.get(name.as_str()).cloned());
             match next {
                 Some(Some(v)) => value = v,
@@ -273,25 +314,99 @@ pub(super) fn key(
     true
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(super) struct Key {
-    pub(super) rule: usize,
-    pub(super) state: Arc<State>,
-    pub(super) values: Box<[u8]>,
+/// A hash of the decision so far, computed once per decision rather than at every lookup. A
+/// fixed seed, so that equal decisions give equal digests on every thread; keys still compare
+/// the decisions themselves, so a collision cannot make one reuse another's outcome.
+pub(super) fn digest(state: &State) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x746f_6373_696e).hash_one(state)
 }
 
-/// What a script's successful run left: the decision and its reason lines.
-pub(super) type Outcome = (Arc<State>, Vec<String>);
+/// The memo's key: script, decision so far (with its [`digest`]) and the values at the
+/// script's paths.
+#[derive(Debug)]
+pub(super) struct Key {
+    rule: usize,
+    state: Arc<State>,
+    digest: u64,
+    values: Box<[u8]>,
+}
+
+/// A key as the evaluation has it at hand (borrowed, so a lookup allocates nothing).
+pub(super) struct Probe<'a> {
+    pub(super) rule: usize,
+    pub(super) state: &'a Arc<State>,
+    pub(super) digest: u64,
+    pub(super) values: &'a [u8],
+}
+
+impl Probe<'_> {
+    pub(super) fn key(&self) -> Key {
+        Key {
+            rule: self.rule,
+            state: Arc::clone(self.state),
+            digest: self.digest,
+            values: self.values.into(),
+        }
+    }
+
+    fn hash_parts<H: Hasher>(rule: usize, digest: u64, values: &[u8], h: &mut H) {
+        h.write_usize(rule);
+        h.write_u64(digest);
+        values.hash(h);
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        Probe::hash_parts(self.rule, self.digest, &self.values, h);
+    }
+}
+
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        Probe::hash_parts(self.rule, self.digest, self.values, h);
+    }
+}
+
+impl hashbrown::Equivalent<Key> for Probe<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.rule == key.rule
+            && self.digest == key.digest
+            && *self.values == *key.values
+            && (Arc::ptr_eq(self.state, &key.state) || self.state == &key.state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        hashbrown::Equivalent::equivalent(
+            &Probe {
+                rule: self.rule,
+                state: &self.state,
+                digest: self.digest,
+                values: &self.values,
+            },
+            other,
+        )
+    }
+}
+
+impl Eq for Key {}
+
+/// What a script's successful run left: the decision (with its digest) and its reason lines.
+pub(super) type Outcome = (Arc<State>, u64, Vec<String>);
 
 struct Memo {
     /// The rule set, severities and catalog the outcomes were computed with (held, so that
     /// none of them can be freed and another take its address).
     owner: Option<(u64, Arc<[Threshold]>, Arc<Catalog>)>,
-    outcomes: HashMap<Key, Outcome>,
+    /// hashbrown for lookups by [`Probe`]; its default hasher is foldhash with a seed per map.
+    outcomes: hashbrown::HashMap<Key, Outcome>,
 }
 
 thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo { owner: None, outcomes: HashMap::new() });
+    static MEMO: RefCell<Memo> =
+        RefCell::new(Memo { owner: None, outcomes: hashbrown::HashMap::default() });
 }
 
 #[cfg(test)]
@@ -318,7 +433,7 @@ pub(super) fn begin(set: u64, severities: &Arc<[Threshold]>, catalog: &Arc<Catal
     });
 }
 
-pub(super) fn get(key: &Key) -> Option<Outcome> {
+pub(super) fn get(key: &Probe<'_>) -> Option<Outcome> {
     let found = MEMO.with_borrow(|memo| memo.outcomes.get(key).cloned());
     #[cfg(test)]
     if found.is_some() {

@@ -356,30 +356,31 @@ impl RuleSet {
         let (mut event_bound, mut incident_bound) = (false, false);
         let (mut ran, mut reused) = (0, 0);
         let mut values = Vec::new();
+        // `state`'s digest, computed when a remembered script first needs it.
+        let mut digest: Option<u64> = None;
         if !self.rules.is_empty() {
             memo::begin(self.id, &severities, &triage.catalog);
             engine::begin_evaluation();
         }
 
         for (k, rule) in self.rules.iter().enumerate() {
-            let key = rule.reads.paths.as_deref().and_then(|paths| {
-                memo::key(paths, event, incident, event.received_at, &mut values).then(|| {
-                    memo::Key {
-                        rule: k,
-                        state: Arc::clone(&state),
-                        values: values.as_slice().into(),
-                    }
-                })
+            let keyed = rule.reads.paths.as_deref().is_some_and(|paths| {
+                memo::key(paths, event, incident, event.received_at, &mut values)
             });
-            if let Some((kept, notes)) = key.as_ref().and_then(memo::get) {
+            // The digest of the decision this script starts from (`None`: not remembered).
+            let from = keyed.then(|| *digest.get_or_insert_with(|| memo::digest(&state)));
+            let probe = |digest| memo::Probe { rule: k, state: &state, digest, values: &values };
+            if let Some((kept, kept_digest, notes)) = from.and_then(|d| memo::get(&probe(d))) {
                 if !notes.is_empty() {
                     rules_fired.push(String::from(&*rule.name));
                     reasons.extend(notes);
                 }
                 state = kept;
+                digest = Some(kept_digest);
                 reused += 1;
                 continue;
             }
+            let key = from.map(|d| probe(d).key());
             // Only the fields some script reads (no script reads the rest).
             if rule.reads.event() && !event_bound {
                 let map = match &self.event_fields {
@@ -415,8 +416,12 @@ impl RuleSet {
             scope.rewind(bound);
             match outcome {
                 Ok(draft) => {
+                    if !Arc::ptr_eq(&draft.state, &state) {
+                        digest = None;
+                    }
                     if let Some(key) = key {
-                        memo::put(key, (Arc::clone(&draft.state), draft.notes.clone()));
+                        let d = *digest.get_or_insert_with(|| memo::digest(&draft.state));
+                        memo::put(key, (Arc::clone(&draft.state), d, draft.notes.clone()));
                     }
                     if !draft.notes.is_empty() {
                         rules_fired.push(String::from(&*rule.name));

@@ -1070,7 +1070,9 @@ fn the_text_of_a_script_says_what_it_reads_and_whether_it_is_remembered() {
     use memo::Root::{Event as E, Incident as I};
     let paths = |script: &str| -> Option<Vec<(memo::Root, Vec<String>)>> {
         reads_of(script).paths.map(|p| {
-            p.into_iter().map(|(r, v)| (r, v.iter().map(|s| s.to_string()).collect())).collect()
+            p.into_iter()
+                .map(|p| (p.root, p.names.iter().map(|s| s.to_string()).collect()))
+                .collect()
         })
     };
     let p = |root, path: &[&str]| (root, path.iter().map(|s| s.to_string()).collect::<Vec<_>>());
@@ -1145,6 +1147,49 @@ fn a_remembered_outcome_is_reused_only_for_the_same_values_and_decision_so_far()
     let critical = eval(&alert(Some("critical")));
     assert_eq!(critical.severity, "sev1");
     assert!(critical.tags.contains("top"), "{critical:?}");
+}
+
+#[test]
+fn remembered_paths_read_event_and_incident_fields_and_names_the_view_lacks() {
+    let set = load(&[(
+        "10-fields.rhai",
+        r#"
+        if event.source == "prometheus" && incident.status == "acknowledged" {
+            decision.add_score(7, "acknowledged prometheus");
+        }
+        if event.no_such_field == () && event.annotations.runbook != () { decision.tag("runbook"); }
+        "#,
+    )]);
+    let paths: Vec<String> = set.rules[0]
+        .reads
+        .paths
+        .as_ref()
+        .expect("remembered")
+        .iter()
+        .map(|p| p.names.join("."))
+        .collect();
+    assert_eq!(paths, ["annotations.runbook", "no_such_field", "source", "status"]);
+    let triage = Triage::default();
+    let mut acked = incident();
+    acked.status = "acknowledged".into();
+    let mut other_source = alert(Some("critical"));
+    other_source.source = "grafana".into();
+    let mut no_runbook = alert(Some("critical"));
+    no_runbook.annotations.clear();
+    let hits = memo::hits();
+    let decide = |event: &Event, view: &IncidentView| {
+        let d = set.evaluate(event, view, &triage).decision;
+        (d.score, d.tags.contains("runbook"))
+    };
+    let base = decide(&alert(Some("critical")), &incident()).0;
+    assert_eq!(decide(&alert(Some("critical")), &acked), (base + 7, true));
+    assert_eq!(decide(&other_source, &acked), (base, true));
+    assert_eq!(decide(&no_runbook, &acked), (base + 7, false));
+    assert_eq!(memo::hits(), hits, "every value differed so far");
+    // Each again: the remembered outcome, the same decision.
+    assert_eq!(decide(&alert(Some("critical")), &acked), (base + 7, true));
+    assert_eq!(decide(&no_runbook, &acked), (base + 7, false));
+    assert_eq!(memo::hits(), hits + 2);
 }
 
 #[test]

@@ -201,10 +201,9 @@ pub(super) fn event_field_index(name: &str) -> Option<usize> {
     event_fields().binary_search_by(|(k, _)| (*k).cmp(name)).ok()
 }
 
-/// One field of [`event`]'s map (unit for a name it does not have, as Rhai reads a missing
-/// property of a map).
-pub(super) fn event_field(event: &Event, name: &str) -> Dynamic {
-    event_field_index(name).map_or(Dynamic::UNIT, |i| (event_fields()[i].1)(event))
+/// The field at `index` (from [`event_field_index`]) of [`event`]'s map.
+pub(super) fn event_field_at(event: &Event, index: usize) -> Dynamic {
+    (event_fields()[index].1)(event)
 }
 
 type IncidentField = fn(&IncidentView, Timestamp) -> Dynamic;
@@ -252,9 +251,9 @@ pub(super) fn incident_field_index(name: &str) -> Option<usize> {
     INCIDENT_FIELDS.binary_search_by(|(k, _)| (*k).cmp(name)).ok()
 }
 
-/// One field of [`incident`]'s map (unit for a name it does not have).
-pub(super) fn incident_field(incident: &IncidentView, now: Timestamp, name: &str) -> Dynamic {
-    incident_field_index(name).map_or(Dynamic::UNIT, |i| (INCIDENT_FIELDS[i].1)(incident, now))
+/// The field at `index` (from [`incident_field_index`]) of [`incident`]'s map.
+pub(super) fn incident_field_at(incident: &IncidentView, now: Timestamp, index: usize) -> Dynamic {
+    (INCIDENT_FIELDS[index].1)(incident, now)
 }
 
 #[cfg(test)]
