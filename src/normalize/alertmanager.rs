@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{
     Context, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS, Normalized, check_annotations, check_labels,
@@ -74,9 +75,9 @@ struct PostableAlert {
 pub fn alertmanager_v2(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
     let items = decode_batch(body, "alerts", "a JSON array of Alertmanager alerts")?;
     let mut out = Normalized::default();
+    out.events.reserve(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let path = format!("alerts[{i}]");
-        match postable_alert(&path, item, &ctx) {
+        match postable_alert(i, item, &ctx) {
             Ok(event) => out.events.push(event),
             Err(errors) => out.rejected.extend(errors),
         }
@@ -84,22 +85,32 @@ pub fn alertmanager_v2(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiE
     Ok(out)
 }
 
-fn postable_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
-    let alert: PostableAlert = serde_json::from_value(item)
-        .map_err(|e| vec![FieldError::new(path, format!("not an Alertmanager alert: {e}"))])?;
+/// `alerts[i]` and a field below it (`.labels`): written out only when an error names it.
+#[derive(Clone, Copy)]
+struct At(usize, &'static str);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "alerts[{}]{}", self.0, self.1)
+    }
+}
+
+fn postable_alert(i: usize, item: &RawValue, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
+    let alert: PostableAlert = serde_json::from_str(item.get()).map_err(|e| {
+        vec![FieldError::new(At(i, "").to_string(), format!("not an Alertmanager alert: {e}"))]
+    })?;
     let mut errors = Vec::new();
-    let labels_path = format!("{path}.labels");
     let mut labels = alert.labels.unwrap_or_default();
-    check_labels(&labels_path, &mut labels, true, &mut errors);
+    check_labels(At(i, ".labels"), &mut labels, true, &mut errors);
     if labels.is_empty() {
         errors.push(FieldError::new(
-            &labels_path,
+            At(i, ".labels").to_string(),
             "must not be empty: at least one label is required",
         ));
     }
     let annotations = alert.annotations.unwrap_or_default();
-    check_annotations(&format!("{path}.annotations"), &annotations, &mut errors);
-    let times = alert_times(path, alert.starts_at, alert.ends_at, &mut errors);
+    check_annotations(At(i, ".annotations"), &annotations, &mut errors);
+    let times = alert_times(At(i, ""), alert.starts_at, alert.ends_at, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -169,7 +180,7 @@ impl Alert {
 /// Parses `startsAt`/`endsAt`, treating Go's zero time as absent, and checks their order as
 /// Alertmanager does ("start time must be before end time").
 fn alert_times(
-    path: &str,
+    path: impl std::fmt::Display,
     starts_at: Option<String>,
     ends_at: Option<String>,
     errors: &mut Vec<FieldError>,
@@ -300,7 +311,7 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
         ));
     }
     let annotations = alert.annotations.unwrap_or_default();
-    check_annotations(&format!("{path}.annotations"), &annotations, &mut errors);
+    check_annotations(format!("{path}.annotations"), &annotations, &mut errors);
     let (starts_at, ends_at) = alert_times(path, alert.starts_at, alert.ends_at, &mut errors);
     let fingerprint = alert.fingerprint.filter(|f| !f.is_empty());
     if let Some(fp) = &fingerprint {
@@ -320,6 +331,36 @@ mod tests {
 
     fn ctx(now: &str) -> Context<'static> {
         Context { source: "prometheus", now: now.parse().unwrap() }
+    }
+
+    #[test]
+    fn batch_items_are_decoded_one_by_one_from_the_raw_body() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(
+            r#"[{{"labels":{{"alertname":"Caf\u00e9","instance":"a\nb"}},"annotations":{{"summary":"x\"y"}}}},
+               5,
+               {{"labels":{{"alertname":"B"}},"startsAt":"yesterday"}},
+               {{"labels":{{"alertname":"D"}},"extra":{deep}}},
+               {{"labels":{{"alertname":"C"}}}}]"#
+        );
+        let out = alertmanager_v2(body.as_bytes(), ctx("2025-03-01T12:00:00Z")).unwrap();
+        // Escapes inside an item decode as they would in a whole document.
+        assert_eq!(out.events.len(), 3, "{:?}", out.rejected);
+        let first = &out.events[0];
+        assert_eq!(first.labels["alertname"], "Café");
+        assert_eq!(first.labels["instance"], "a\nb");
+        assert_eq!(first.summary, "x\"y");
+        // A field Alertmanager does not define is skipped however deep it nests (the skip
+        // keeps its own stack on the heap, bounded by the body limit), as Alertmanager does.
+        assert_eq!(out.events[1].labels["alertname"], "D");
+        assert_eq!(out.events[2].labels["alertname"], "C");
+        // Each bad item is named by its index; the good ones around it are kept.
+        let named: Vec<&str> = out.rejected.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(named, ["alerts[1]", "alerts[2].startsAt"]);
+        assert!(out.rejected[0].message.starts_with("not an Alertmanager alert: invalid type"));
+        // Not JSON at all (invalid UTF-8 inside an item's string): the whole body is refused.
+        let bad = b"[{\"labels\":{\"alertname\":\"\xff\"}}]";
+        assert!(alertmanager_v2(bad, ctx("2025-03-01T12:00:00Z")).is_err());
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -156,8 +156,8 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
         }
     }
     let mut labels = raw.labels;
-    check_labels(&at("labels"), &mut labels, true, &mut errors);
-    check_annotations(&at("annotations"), &raw.annotations, &mut errors);
+    check_labels(at("labels"), &mut labels, true, &mut errors);
+    check_annotations(at("annotations"), &raw.annotations, &mut errors);
     let starts_at = optional_time(&at("starts_at"), raw.starts_at.as_deref(), &mut errors);
     let ends_at = optional_time(&at("ends_at"), raw.ends_at.as_deref(), &mut errors);
     if let (Some(s), Some(e)) = (starts_at, ends_at) {

@@ -95,9 +95,16 @@ fn malformed(e: &serde_json::Error, what: &str) -> ApiError {
 }
 
 /// Batch bodies are decoded item by item, so that one bad item is rejected by index instead of
-/// failing the batch. Positions are lost for item errors, but the index says where.
-fn decode_batch(body: &[u8], item: &str, what: &str) -> Result<Vec<serde_json::Value>, ApiError> {
-    let items: Vec<serde_json::Value> = decode(body, what)?;
+/// failing the batch. The items are borrowed from the body as raw JSON (checked, not built into
+/// a tree): each is then decoded once, straight into its own type; an item's error positions
+/// count from the start of the item.
+fn decode_batch<'b>(
+    body: &'b [u8],
+    item: &str,
+    what: &str,
+) -> Result<Vec<&'b serde_json::value::RawValue>, ApiError> {
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(|e| malformed(&e, what))?;
     check_batch_size(item, items.len())?;
     Ok(items)
 }
@@ -171,37 +178,37 @@ fn is_valid_label_name(name: &str) -> bool {
 /// and the fingerprint must agree with theirs. `strict_names` applies [`is_valid_label_name`];
 /// without it names need only be non-empty (Alertmanager ≥ 0.28 may forward UTF-8 names).
 fn check_labels(
-    path: &str,
+    path: impl std::fmt::Display,
     labels: &mut BTreeMap<String, String>,
     strict_names: bool,
     errors: &mut Vec<FieldError>,
 ) {
     labels.retain(|_, v| !v.is_empty());
     if labels.len() > MAX_LABELS {
-        errors
-            .push(FieldError::new(path, format!("{} labels; at most {MAX_LABELS}", labels.len())));
+        let n = labels.len();
+        errors.push(FieldError::new(path.to_string(), format!("{n} labels; at most {MAX_LABELS}")));
         return;
     }
     for (name, value) in labels.iter() {
         if name.len() > MAX_LABEL_NAME_BYTES {
             errors.push(FieldError::new(
-                path,
+                path.to_string(),
                 format!(
                     "a label name is {} bytes long; at most {MAX_LABEL_NAME_BYTES}",
                     name.len()
                 ),
             ));
         } else if name.is_empty() {
-            errors.push(FieldError::new(path, "label names must not be empty"));
+            errors.push(FieldError::new(path.to_string(), "label names must not be empty"));
         } else if strict_names && !is_valid_label_name(name) {
             errors.push(FieldError::new(
-                path,
+                path.to_string(),
                 format!("label name {name:?} is not valid: it must match [a-zA-Z_][a-zA-Z0-9_]*"),
             ));
         }
         if value.len() > MAX_LABEL_VALUE_BYTES {
             errors.push(FieldError::new(
-                path,
+                path.to_string(),
                 format!(
                     "the value of label {:?} is {} bytes long; at most {MAX_LABEL_VALUE_BYTES}",
                     shorten(name),
@@ -213,25 +220,28 @@ fn check_labels(
 }
 
 fn check_annotations(
-    path: &str,
+    path: impl std::fmt::Display,
     annotations: &BTreeMap<String, String>,
     errors: &mut Vec<FieldError>,
 ) {
     if annotations.len() > MAX_LABELS {
         let n = annotations.len();
-        errors.push(FieldError::new(path, format!("{n} annotations; at most {MAX_LABELS}")));
+        errors.push(FieldError::new(
+            path.to_string(),
+            format!("{n} annotations; at most {MAX_LABELS}"),
+        ));
         return;
     }
     for (name, value) in annotations {
         if name.is_empty() || name.len() > MAX_LABEL_NAME_BYTES {
             errors.push(FieldError::new(
-                path,
+                path.to_string(),
                 format!("annotation names must be 1 to {MAX_LABEL_NAME_BYTES} bytes long"),
             ));
         }
         if value.len() > MAX_TEXT_BYTES {
             errors.push(FieldError::new(
-                path,
+                path.to_string(),
                 format!(
                     "the value of annotation {:?} is {} bytes long; at most {MAX_TEXT_BYTES}",
                     shorten(name),
