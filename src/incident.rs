@@ -162,13 +162,14 @@ impl Summary {
     /// Whether a trigger `event` scored `decision` would change this incident in nothing but
     /// its count and last-seen time: what [`apply`] does to it then is only that (no drill to
     /// make real, no severity change, the same decision to store).
-    pub fn repeat(&self, event: &Event, decision: &Decision) -> bool {
+    /// `hash`: the decision's [`decision_hash`], computed where it was scored.
+    pub fn repeat(&self, event: &Event, decision: &Decision, hash: u64) -> bool {
         event.action == Action::Trigger
             && !self.drill
             && !event.drill
             && self.severity == decision.severity
             && self.score == decision.score
-            && self.decision == decision_hash(decision)
+            && self.decision == hash
     }
 
     /// After a repeat stored as counts only (the id guards against a reused key).
@@ -211,7 +212,9 @@ impl Summary {
     }
 }
 
-fn decision_hash(decision: &Decision) -> u64 {
+/// A digest of the whole decision, kept in the open incident's summary: a repeat whose
+/// decision has the same digest (and severity and score) leaves the stored decision as it is.
+pub fn decision_hash(decision: &Decision) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     decision.hash(&mut h);

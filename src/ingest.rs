@@ -234,7 +234,7 @@ pub fn score(
             let encoded = Encoded::new(event).map_err(|e| {
                 ApiError::Unavailable(format!("the event could not be encoded: {e}"))
             })?;
-            Ok(Scored { encoded, evaluation })
+            Ok(Scored::new(encoded, evaluation))
         })
         .collect()
 }

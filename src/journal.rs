@@ -28,7 +28,7 @@ use crate::notify::{Channel, SendError};
 use crate::oncall::{Override, OverrideChange, OverrideSet};
 use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
 use crate::policy::{self, Delivery, Policy};
-use crate::rules::{Decision, Evaluation, IncidentView};
+use crate::rules::{Evaluation, IncidentView};
 use crate::runtime::Runtime;
 use crate::store::{Batch, Encoded, Store, StoreError};
 
@@ -37,6 +37,16 @@ use crate::store::{Batch, Encoded, Store, StoreError};
 pub struct Scored {
     pub encoded: Encoded,
     pub evaluation: Evaluation,
+    /// [`incident::decision_hash`] of the evaluation's decision, computed by the thread that
+    /// scored the event rather than by the one writer.
+    pub decision_hash: u64,
+}
+
+impl Scored {
+    pub fn new(encoded: Encoded, evaluation: Evaluation) -> Scored {
+        let decision_hash = incident::decision_hash(&evaluation.decision);
+        Scored { encoded, evaluation, decision_hash }
+    }
 }
 
 /// What a person can do to an incident through the API.
@@ -237,10 +247,13 @@ impl OpenIndex {
 
     /// The open incident `event` repeats and its count as of the last commit, when the event
     /// (scored `decision`) would change nothing else about it.
-    fn repeat(&self, event: &Event, decision: &Decision) -> Option<(IncidentId, u64)> {
+    fn repeat(&self, scored: &Scored) -> Option<(IncidentId, u64)> {
+        let event = &scored.encoded.event;
+        let decision = &scored.evaluation.decision;
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let summary = map.get(event.source.as_str())?.get(event.dedup_key.as_str())?;
-        summary.repeat(event, decision).then(|| (summary.id(), summary.count()))
+        let repeat = summary.repeat(event, decision, scored.decision_hash);
+        repeat.then(|| (summary.id(), summary.count()))
     }
 
     fn counted(&self, counted: &HashMap<IncidentId, Counted>) {
@@ -668,6 +681,8 @@ impl Writer {
         let started = Instant::now();
         let mut owed = Vec::with_capacity(commands.len());
         let mut changes = Changes::default();
+        // In a storm nearly every event of a batch is a counted repeat: no rehashing midway.
+        changes.counted.reserve(events);
         let rt = self.runtime.load_full();
         // Commands the transaction never reached (it could not begin: disk full) are answered
         // with the error below, not dropped (which would read as "shutting down").
@@ -1033,7 +1048,7 @@ impl Writer {
         {
             return None;
         }
-        let (id, stored) = self.open.repeat(event, decision)?;
+        let (id, stored) = self.open.repeat(scored)?;
         if changes.incidents.contains_key(&id) {
             return None;
         }
