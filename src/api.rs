@@ -139,9 +139,8 @@ pub async fn get_event(
     let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let id = Uuid::parse_str(&id)
         .map_err(|e| ApiError::malformed(format!("event id {id:?} is not a UUID: {e}")))?;
-    let (event, incident) = read(&app, move |s| Ok((s.event(id)?, s.event_incident(id)?))).await?;
-    match event {
-        Some(event) => {
+    match read(&app, move |s| s.event_joined(id)).await? {
+        Some((event, incident)) => {
             let mut body = serde_json::to_value(event).unwrap_or_default();
             if redact {
                 rt.redactor.redact_json(&mut body);

@@ -413,15 +413,37 @@ impl Store {
         Ok(out)
     }
 
+    /// An event and the incident it joined, from one read of its row.
+    pub fn event_joined(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(Event, Option<IncidentId>)>, StoreError> {
+        self.event_row(id, |json| decode_json(id, json))
+    }
+
     /// The incident an event joined.
     pub fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
+        Ok(self.event_row(id, |_| Ok(()))?.and_then(|((), incident)| incident))
+    }
+
+    /// `read` of an event row's JSON, and the incident the event joined: from the row, or for
+    /// a row written before rows carried it, from [`EVENT_INCIDENT`].
+    fn event_row<T>(
+        &self,
+        id: Uuid,
+        read: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<(T, Option<IncidentId>)>, StoreError> {
         let txn = self.read_txn()?;
-        if let Some(raw) = txn.open_table(EVENTS)?.get(id.as_bytes())?
-            && let (Some(incident), _) = split_event(raw.value())
-        {
-            return Ok(Some(incident));
-        }
-        Ok(txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value()))
+        let Some(raw) = txn.open_table(EVENTS)?.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let (joined, json) = split_event(raw.value());
+        let value = read(json)?;
+        let incident = match joined {
+            Some(incident) => Some(incident),
+            None => txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value()),
+        };
+        Ok(Some((value, incident)))
     }
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -1490,7 +1512,11 @@ fn each_pending(
 }
 
 fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
-    let (_, json) = split_event(raw);
+    decode_json(id, split_event(raw).1)
+}
+
+/// An event from the JSON part of its row (see [`split_event`]).
+fn decode_json(id: Uuid, json: &[u8]) -> Result<Event, StoreError> {
     serde_json::from_slice(json).map_err(|source| StoreError::Decode { id, source })
 }
 

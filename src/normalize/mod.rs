@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError};
@@ -77,8 +77,9 @@ pub struct Normalized {
     pub rejected: Vec<FieldError>,
 }
 
-/// Decodes the whole body as `T`; `what` completes "request body is not …".
-fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+/// Decodes the whole body as `T` (which may borrow from it); `what` completes "request body
+/// is not …".
+fn decode<'b, T: Deserialize<'b>>(body: &'b [u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| malformed(&e, what))
 }
 
@@ -103,8 +104,7 @@ fn decode_batch<'b>(
     item: &str,
     what: &str,
 ) -> Result<Vec<&'b serde_json::value::RawValue>, ApiError> {
-    let items: Vec<&serde_json::value::RawValue> =
-        serde_json::from_slice(body).map_err(|e| malformed(&e, what))?;
+    let items: Vec<&serde_json::value::RawValue> = decode(body, what)?;
     check_batch_size(item, items.len())?;
     Ok(items)
 }
