@@ -289,7 +289,7 @@ pub fn check(decl: &Declaration, triage: &Triage) -> Result<(), ApiError> {
 pub async fn declare(app: &App, decl: Declaration, user: &str) -> Result<IncidentId, ApiError> {
     let runtime = app.runtime.load_full();
     check(&decl, runtime.triage())?;
-    let event = normalize(&decl, user, Uuid::now_v7(), app.clock.now());
+    let event = normalize(&decl, user, crate::event_id::new(), app.clock.now());
     let id = event.id;
     let open = app.journal.open.clone();
     let rt = runtime.clone();

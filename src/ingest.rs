@@ -100,7 +100,7 @@ async fn ingest_as(
 ) -> Result<(Vec<Uuid>, Vec<crate::error::FieldError>), ApiError> {
     source.require(permission_for(format))?;
     let bytes = read_body(headers, body, &runtime.config.limits).await?;
-    let ctx = Context { source: &source.name, now: app.clock.now() };
+    let ctx = Context::new(&source.name, app.clock.now());
     let normalized = match format {
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx),
         Format::AlertmanagerWebhook => normalize::alertmanager_webhook(&bytes, ctx),
@@ -135,7 +135,7 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
         let source = runtime.auth.source_by_routing_key(event.routing_key())?;
         source_name.clone_from(&source.name);
         source.require(Permission::Alerts)?;
-        let ctx = Context { source: &source.name, now: app.clock.now() };
+        let ctx = Context::new(&source.name, app.clock.now());
         let Normalized { events, .. } = event.into_normalized(ctx).map_err(clean)?;
         let dedup_key = events.first().map(|e| e.dedup_key.clone()).unwrap_or_default();
         let ids = commit(&app, &runtime, source, Format::Pagerduty, events).await?;

@@ -64,6 +64,7 @@ pub mod drill;
 pub mod error;
 pub mod escalation;
 pub mod event;
+pub mod event_id;
 pub mod incident;
 pub mod incident_api;
 pub mod ingest;

@@ -206,7 +206,7 @@ fn normalize_input(
         // A declaration by the user named as the case's source.
         Format::Declaration => crate::declaration::parse(&body, triage).map(|d| {
             let event =
-                crate::declaration::normalize(&d, ctx.source, uuid::Uuid::now_v7(), ctx.now);
+                crate::declaration::normalize(&d, ctx.source, crate::event_id::new(), ctx.now);
             normalize::Normalized { events: vec![event], rejected: Vec::new() }
         }),
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&body, ctx),
@@ -230,7 +230,7 @@ fn run_case(case: &Case, rules: &RuleSet, triage: &Triage) -> Vec<String> {
     let mut next_id = 1;
     let mut last: Option<Evaluation> = None;
     for (i, input) in case.events.iter().enumerate() {
-        let ctx = Context { source, now: Timestamp::now() };
+        let ctx = Context::new(source, Timestamp::now());
         let events = match normalize_input(input, ctx, triage) {
             Ok(events) => events,
             Err(e) => return vec![format!("events[{i}]: {e}")],

@@ -22,13 +22,20 @@ use crate::incident::{Entry, Incident, IncidentId};
 use crate::oncall::Override;
 use crate::outbox::{Notification, NotificationId, State};
 
-/// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → event as JSON; for an
-/// event that joined an incident, the JSON follows [`JOINED`] and the incident id (8 bytes,
-/// big-endian). Carrying the link in the row saves the writer a B-tree insert per event.
-/// Rows written before that are plain JSON (which starts with `{`), their link in
-/// [`EVENT_INCIDENT`].
+/// Event id (UUID v7 bytes, big-endian, so key order is arrival order) → the event, in one of
+/// three row forms (see [`Row`]):
+/// - one event that joined an incident: [`JOINED`], the incident id (8 bytes, big-endian), its
+///   JSON. Carrying the link in the row saves the writer a B-tree insert per event;
+/// - one event that joined none: its JSON. Rows written before rows carried the link have this
+///   form too (JSON starts with `{`); their links are in [`EVENT_INCIDENT`];
+/// - several events with consecutive ids from one source ([`CHUNK`]), keyed by the first id:
+///   a request's batch is one row and one by-source index row, not one of each per event.
+///   Ids are handed out in consecutive blocks per request ([`crate::event_id`]), so no other
+///   key falls inside a chunk's range, and event `id` is in the row with the greatest key
+///   not above it.
 const EVENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("events");
-/// (source, event id) → (): lists one source's events without scanning the others.
+/// (source, key of an [`EVENTS`] row) → (): lists one source's events without scanning the
+/// others.
 const EVENTS_BY_SOURCE: TableDefinition<(&str, &[u8; 16]), ()> =
     TableDefinition::new("events_by_source");
 
@@ -45,8 +52,19 @@ const COUNTS: TableDefinition<u64, (u64, i64, i32)> = TableDefinition::new("inci
 const OPEN: TableDefinition<u64, ()> = TableDefinition::new("open_incident_ids");
 /// (incident id, sequence number) → timeline entry as JSON; append-only.
 const TIMELINE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("timeline");
-/// The first byte of an [`EVENTS`] row that carries its incident.
+/// The first byte of an [`EVENTS`] row of one event that carries its incident.
 const JOINED: u8 = 0x01;
+/// The first byte of an [`EVENTS`] row of several events: then their number `n` (u32,
+/// little-endian), `n` heads of [`HEAD`] bytes (whether it joined an incident: 0 or 1; the
+/// incident id, u64 big-endian; where its JSON ends in the data, u32 little-endian), and the
+/// data: the events' JSON one after another.
+const CHUNK: u8 = 0x02;
+const HEAD: usize = 13;
+/// Most events in one [`CHUNK`] row.
+const CHUNK_EVENTS: usize = 512;
+/// A [`CHUNK`] row grows no larger than this once it holds two events (a larger event gets a
+/// row of its own): values of up to 64 KiB fit one page of redb's 64 KiB page order.
+const CHUNK_BYTES: usize = 64 * 1024 - 1024;
 /// Event id → the incident it joined, for events stored before [`EVENTS`] rows carried it.
 /// Read only; kept so that older data files answer the same.
 const EVENT_INCIDENT: TableDefinition<&[u8; 16], u64> = TableDefinition::new("event_incident");
@@ -115,6 +133,8 @@ pub enum StoreError {
     Durability(#[from] redb::SetDurabilityError),
     #[error("stored event {id} cannot be decoded: {source}")]
     Decode { id: Uuid, source: serde_json::Error },
+    #[error("stored events from {first} are damaged: {what}")]
+    Damaged { first: Uuid, what: &'static str },
     #[error("stored notification {id} cannot be decoded: {source}")]
     DecodeNotification { id: u64, source: serde_json::Error },
     #[error("stored incident {id} cannot be decoded: {source}")]
@@ -364,8 +384,10 @@ impl Store {
                 buf: Vec::with_capacity(4096),
                 overrides: txn.open_table(ROTATION_OVERRIDES)?,
                 dead: txn.open_table(DEAD)?,
+                pending: Pending::default(),
             };
             let result = f(&mut batch)?;
+            batch.flush_events()?;
             batch.save_head()?;
             batch.save_counters()?;
             result
@@ -375,12 +397,7 @@ impl Store {
     }
 
     pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let txn = self.read_txn()?;
-        let table = txn.open_table(EVENTS)?;
-        match table.get(id.as_bytes())? {
-            Some(raw) => decode(id, raw.value()).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.event_row(id, |json| decode_json(id, json), false)?.map(|(event, _)| event))
     }
 
     /// Events newest first, optionally of one source, paged by `before`.
@@ -390,22 +407,36 @@ impl Store {
         let limit = query.limit.max(1);
         let before = query.before.map(|id| *id.as_bytes()).unwrap_or([0xff; 16]);
         let mut out = Vec::with_capacity(limit.min(1000));
+        // Rows keyed below `before` may hold events from `before` on (a chunk's later ones).
+        let below = u128::from_be_bytes(before);
         match &query.source {
             None => {
-                for entry in table.range::<&[u8; 16]>(..&before)?.rev().take(limit) {
+                for entry in table.range::<&[u8; 16]>(..&before)?.rev() {
                     let (key, raw) = entry?;
-                    out.push(decode(Uuid::from_bytes(*key.value()), raw.value())?);
+                    newest_first(
+                        Uuid::from_bytes(*key.value()),
+                        raw.value(),
+                        below,
+                        limit,
+                        &mut out,
+                    )?;
+                    if out.len() >= limit {
+                        break;
+                    }
                 }
             }
             Some(source) => {
                 let index = txn.open_table(EVENTS_BY_SOURCE)?;
                 let range =
                     index.range((source.as_str(), &[0u8; 16])..(source.as_str(), &before))?;
-                for entry in range.rev().take(limit) {
+                for entry in range.rev() {
                     let (key, _) = entry?;
-                    let id = Uuid::from_bytes(*key.value().1);
-                    if let Some(raw) = table.get(id.as_bytes())? {
-                        out.push(decode(id, raw.value())?);
+                    let first = Uuid::from_bytes(*key.value().1);
+                    if let Some(raw) = table.get(first.as_bytes())? {
+                        newest_first(first, raw.value(), below, limit, &mut out)?;
+                    }
+                    if out.len() >= limit {
+                        break;
                     }
                 }
             }
@@ -418,30 +449,38 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(Event, Option<IncidentId>)>, StoreError> {
-        self.event_row(id, |json| decode_json(id, json))
+        self.event_row(id, |json| decode_json(id, json), true)
     }
 
     /// The incident an event joined.
     pub fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
-        Ok(self.event_row(id, |_| Ok(()))?.and_then(|((), incident)| incident))
+        Ok(self.event_row(id, |_| Ok(()), true)?.and_then(|((), incident)| incident))
     }
 
-    /// `read` of an event row's JSON, and the incident the event joined: from the row, or for
-    /// a row written before rows carried it, from [`EVENT_INCIDENT`].
+    /// `read` of an event's JSON, and (when `joined`) the incident the event joined: from its
+    /// row, or for a row written before rows carried it, from [`EVENT_INCIDENT`].
     fn event_row<T>(
         &self,
         id: Uuid,
         read: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+        joined: bool,
     ) -> Result<Option<(T, Option<IncidentId>)>, StoreError> {
         let txn = self.read_txn()?;
-        let Some(raw) = txn.open_table(EVENTS)?.get(id.as_bytes())? else {
+        let table = txn.open_table(EVENTS)?;
+        let Some((first, raw)) = event_row(&table, id)? else {
             return Ok(None);
         };
-        let (joined, json) = split_event(raw.value());
+        let row = Row::parse(first, raw.value())?;
+        let Some((link, json)) = row.entry(id)? else {
+            return Ok(None);
+        };
         let value = read(json)?;
-        let incident = match joined {
-            Some(incident) => Some(incident),
-            None => txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value()),
+        let incident = match link {
+            Link::Joined(incident) => incident,
+            Link::Legacy if joined => {
+                txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value())
+            }
+            Link::Legacy => None,
         };
         Ok(Some((value, incident)))
     }
@@ -833,10 +872,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of stored events (for tests and the start-up log line).
+    /// Number of stored events (reads every row).
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.read_txn()?;
-        Ok(txn.open_table(EVENTS)?.len()?)
+        let mut n = 0;
+        for entry in txn.open_table(EVENTS)?.iter()? {
+            let (key, raw) = entry?;
+            n += Row::parse(Uuid::from_bytes(*key.value()), raw.value())?.len() as u64;
+        }
+        Ok(n)
     }
 
     /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
@@ -927,37 +971,116 @@ pub struct Batch<'txn> {
     /// free per row saved on the writer thread).
     buf: Vec<u8>,
     overrides: redb::Table<'txn, u64, &'static [u8]>,
+    /// Events inserted but not yet written: consecutive ids from one source, written as one
+    /// row when the run ends or the batch does.
+    pending: Pending,
+}
+
+/// The next [`EVENTS`] row, as it grows (a [`CHUNK`] row's parts).
+#[derive(Default)]
+struct Pending {
+    first: u128,
+    source: String,
+    n: usize,
+    heads: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl Pending {
+    fn covers(&self, id: u128) -> bool {
+        id.wrapping_sub(self.first) < self.n as u128
+    }
+
+    fn row_len(&self) -> usize {
+        5 + self.heads.len() + self.data.len()
+    }
 }
 
 impl Batch<'_> {
     /// An event as of this batch (one inserted earlier in it included).
     pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        match self.events.get(id.as_bytes())? {
-            Some(raw) => decode(id, raw.value()).map(Some),
+        let p = &self.pending;
+        if p.covers(id.as_u128()) {
+            let row = Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data };
+            return match row.entry(id)? {
+                Some((_, json)) => decode_json(id, json).map(Some),
+                None => Ok(None),
+            };
+        }
+        let Some((first, raw)) = event_row(&self.events, id)? else {
+            return Ok(None);
+        };
+        match Row::parse(first, raw.value())?.entry(id)? {
+            Some((_, json)) => decode_json(id, json).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Stores an event, with the incident it joined (`None`: it changed none).
+    /// Stores an event, with the incident it joined (`None`: it changed none). Consecutive
+    /// events of a request are written together, as one row, by [`Batch::flush_events`].
     pub fn insert_event(
         &mut self,
         encoded: &Encoded,
         incident: Option<IncidentId>,
     ) -> Result<(), StoreError> {
-        let key = encoded.event.id.as_bytes();
-        match incident {
-            Some(incident) => {
-                let mut row = self.events.insert_reserve(key, 9 + encoded.bytes.len())?;
+        let id = encoded.event.id.as_u128();
+        let p = &self.pending;
+        if p.n > 0
+            && (id != p.first.wrapping_add(p.n as u128)
+                || p.source != encoded.event.source
+                || p.n >= CHUNK_EVENTS
+                || p.row_len() + HEAD + encoded.bytes.len() > CHUNK_BYTES)
+        {
+            self.flush_events()?;
+        }
+        let p = &mut self.pending;
+        if p.n == 0 {
+            p.first = id;
+            p.source.clone_from(&encoded.event.source);
+        }
+        p.data.extend_from_slice(&encoded.bytes);
+        let end = u32::try_from(p.data.len()).map_err(|_| StoreError::Damaged {
+            first: Uuid::from_u128(p.first),
+            what: "over 4 GiB",
+        })?;
+        p.heads.push(u8::from(incident.is_some()));
+        p.heads.extend_from_slice(&incident.unwrap_or(0).to_be_bytes());
+        p.heads.extend_from_slice(&end.to_le_bytes());
+        p.n += 1;
+        Ok(())
+    }
+
+    /// Writes the pending events: one event as a row of its own (the forms older versions
+    /// read), several as a [`CHUNK`]; and the row's by-source index entry.
+    fn flush_events(&mut self) -> Result<(), StoreError> {
+        let Batch { pending: p, events, by_source, .. } = self;
+        if p.n == 0 {
+            return Ok(());
+        }
+        let key = Uuid::from_u128(p.first).into_bytes();
+        if p.n == 1 {
+            if p.heads[0] == 1 {
+                let mut row = events.insert_reserve(&key, 9 + p.data.len())?;
                 let out = row.as_mut();
                 out[0] = JOINED;
-                out[1..9].copy_from_slice(&incident.to_be_bytes());
-                out[9..].copy_from_slice(&encoded.bytes);
+                out[1..9].copy_from_slice(&p.heads[1..9]);
+                out[9..].copy_from_slice(&p.data);
+            } else {
+                events.insert(&key, p.data.as_slice())?;
             }
-            None => {
-                self.events.insert(key, encoded.bytes.as_slice())?;
-            }
+        } else {
+            let mut row = events.insert_reserve(&key, p.row_len())?;
+            let out = row.as_mut();
+            out[0] = CHUNK;
+            out[1..5].copy_from_slice(&(p.n as u32).to_le_bytes());
+            let (heads, data) = out[5..].split_at_mut(p.heads.len());
+            heads.copy_from_slice(&p.heads);
+            data.copy_from_slice(&p.data);
         }
-        self.by_source.insert((encoded.event.source.as_str(), key), ())?;
+        by_source.insert((p.source.as_str(), &key), ())?;
+        p.n = 0;
+        p.heads.clear();
+        p.data.clear();
         Ok(())
     }
 
@@ -1511,23 +1634,133 @@ fn each_pending(
     Ok(())
 }
 
-fn decode(id: Uuid, raw: &[u8]) -> Result<Event, StoreError> {
-    decode_json(id, split_event(raw).1)
-}
-
-/// An event from the JSON part of its row (see [`split_event`]).
+/// An event from its JSON (see [`Row::entry`]).
 fn decode_json(id: Uuid, json: &[u8]) -> Result<Event, StoreError> {
     serde_json::from_slice(json).map_err(|source| StoreError::Decode { id, source })
 }
 
-/// An [`EVENTS`] row's incident (when the row carries it) and JSON.
-fn split_event(raw: &[u8]) -> (Option<IncidentId>, &[u8]) {
-    if let Some((&JOINED, rest)) = raw.split_first()
-        && let Some((id, json)) = rest.split_first_chunk::<8>()
-    {
-        return (Some(u64::from_be_bytes(*id)), json);
+type RawRow<'t> = redb::AccessGuard<'t, &'static [u8]>;
+
+/// The [`EVENTS`] row that holds event `id`, with its key: the row keyed `id`, or else the
+/// chunk before it (which [`Row::entry`] then checks covers it).
+fn event_row<'t>(
+    table: &'t impl ReadableTable<&'static [u8; 16], &'static [u8]>,
+    id: Uuid,
+) -> Result<Option<(Uuid, RawRow<'t>)>, StoreError> {
+    if let Some(raw) = table.get(id.as_bytes())? {
+        return Ok(Some((id, raw)));
     }
-    (None, raw)
+    let Some(entry) = table.range::<&[u8; 16]>(..id.as_bytes())?.next_back() else {
+        return Ok(None);
+    };
+    let (key, raw) = entry?;
+    let first = Uuid::from_bytes(*key.value());
+    Ok(Some((first, raw)))
+}
+
+/// Where an event's incident is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// In its row: the incident it joined, or none.
+    Joined(Option<IncidentId>),
+    /// Not in its row: none, or for a row written before rows carried it, in
+    /// [`EVENT_INCIDENT`].
+    Legacy,
+}
+
+/// An [`EVENTS`] row, read (see the table for its forms).
+enum Row<'a> {
+    One { first: u128, link: Link, json: &'a [u8] },
+    Chunk { first: u128, n: usize, heads: &'a [u8], data: &'a [u8] },
+}
+
+impl<'a> Row<'a> {
+    fn parse(first: Uuid, raw: &'a [u8]) -> Result<Row<'a>, StoreError> {
+        let damaged = |what| StoreError::Damaged { first, what };
+        match raw.first() {
+            Some(&JOINED) => {
+                let (id, json) =
+                    raw[1..].split_first_chunk::<8>().ok_or(damaged("joined row too short"))?;
+                let link = Link::Joined(Some(u64::from_be_bytes(*id)));
+                Ok(Row::One { first: first.as_u128(), link, json })
+            }
+            Some(&CHUNK) => {
+                let (n, rest) =
+                    raw[1..].split_first_chunk::<4>().ok_or(damaged("chunk row too short"))?;
+                let n = u32::from_le_bytes(*n) as usize;
+                if rest.len() < n * HEAD {
+                    return Err(damaged("chunk heads cut short"));
+                }
+                let (heads, data) = rest.split_at(n * HEAD);
+                Ok(Row::Chunk { first: first.as_u128(), n, heads, data })
+            }
+            _ => Ok(Row::One { first: first.as_u128(), link: Link::Legacy, json: raw }),
+        }
+    }
+
+    /// Number of events in the row.
+    fn len(&self) -> usize {
+        match self {
+            Row::One { .. } => 1,
+            Row::Chunk { n, .. } => *n,
+        }
+    }
+
+    /// The `i`-th event's link and JSON.
+    fn nth(&self, i: usize) -> Result<(Link, &'a [u8]), StoreError> {
+        let (first, n, heads, data) = match *self {
+            Row::One { link, json, .. } => return Ok((link, json)),
+            Row::Chunk { first, n, heads, data } => (first, n, heads, data),
+        };
+        let damaged = |what| StoreError::Damaged { first: Uuid::from_u128(first), what };
+        if i >= n {
+            return Err(damaged("event index beyond the chunk"));
+        }
+        let end_of = |j: usize| {
+            let at = j * HEAD + 9;
+            u32::from_le_bytes([heads[at], heads[at + 1], heads[at + 2], heads[at + 3]]) as usize
+        };
+        let start = if i == 0 { 0 } else { end_of(i - 1) };
+        let end = end_of(i);
+        let json = data.get(start..end).ok_or(damaged("event bounds outside the chunk"))?;
+        let head = &heads[i * HEAD..i * HEAD + 9];
+        let incident = u64::from_be_bytes(head[1..9].try_into().expect("8 bytes"));
+        let link = Link::Joined((head[0] == 1).then_some(incident));
+        Ok((link, json))
+    }
+
+    /// Event `id`'s link and JSON, if the row holds it.
+    fn entry(&self, id: Uuid) -> Result<Option<(Link, &'a [u8])>, StoreError> {
+        let (first, n) = match *self {
+            Row::One { first, .. } => (first, 1),
+            Row::Chunk { first, n, .. } => (first, n),
+        };
+        match id.as_u128().wrapping_sub(first) {
+            i if i < n as u128 => self.nth(i as usize).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Appends a row's events below id `below` to `out`, newest first, until it holds `limit`.
+fn newest_first(
+    first: Uuid,
+    raw: &[u8],
+    below: u128,
+    limit: usize,
+    out: &mut Vec<Event>,
+) -> Result<(), StoreError> {
+    let row = Row::parse(first, raw)?;
+    for i in (0..row.len()).rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let id = first.as_u128() + i as u128;
+        if id < below {
+            out.push(decode_json(Uuid::from_u128(id), row.nth(i)?.1)?);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1683,6 +1916,118 @@ mod tests {
         assert_eq!(listed(None), [ids[3], ids[2], ids[1], ids[0]]);
         assert_eq!(listed(Some("a")), [ids[3], ids[1], ids[0]]);
         assert_eq!(store.event_incident(Uuid::from_u128(7)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_requests_events_share_one_row_and_each_reads_back_as_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = crate::event_id::block(9);
+        let id = |i: u128| Uuid::from_u128(base + i);
+        // A big event: the row it would join is full, so it starts the next one.
+        let mut big = event(id(5), "c");
+        big.event.summary = "x".repeat(CHUNK_BYTES / 2);
+        big = Encoded::new(big.event).unwrap();
+        let mut big2 = event(id(6), "c");
+        big2.event.summary = "y".repeat(CHUNK_BYTES / 2);
+        big2 = Encoded::new(big2.event).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|b| {
+                // 0..=2 one run from "a"; 3 is "b" (a new row); 4 is "a" again (a new row, one
+                // event: the single-event form); 5..=7 are from "c", but 5 and 6 are too big
+                // to share a row.
+                b.insert_event(&event(id(0), "a"), Some(4))?;
+                b.insert_event(&event(id(1), "a"), None)?;
+                b.insert_event(&event(id(2), "a"), Some(u64::MAX))?;
+                // The writer reads an event back before the batch ends.
+                assert_eq!(b.event(id(1))?.unwrap().id, id(1));
+                assert_eq!(b.event(id(3))?, None);
+                b.insert_event(&event(id(3), "b"), Some(5))?;
+                b.insert_event(&event(id(4), "a"), None)?;
+                b.insert_event(&big, Some(6))?;
+                b.insert_event(&big2, Some(6))?;
+                b.insert_event(&event(id(7), "c"), Some(7))?;
+                // Id 8 is never stored; a later batch stores an event after the gap.
+                assert_eq!(b.event(id(2))?.unwrap().id, id(2));
+                Ok(())
+            })
+            .unwrap();
+        store.write(|b| b.insert_event(&event(id(9), "a"), Some(8))).unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let rows: Vec<(Uuid, u8)> = {
+            let txn = store.read_txn().unwrap();
+            let table = txn.open_table(EVENTS).unwrap();
+            let rows = table.iter().unwrap().map(|e| {
+                let (k, v) = e.unwrap();
+                (Uuid::from_bytes(*k.value()), v.value()[0])
+            });
+            rows.collect()
+        };
+        let tags = [CHUNK, JOINED, b'{', JOINED, CHUNK, JOINED];
+        let keys = [id(0), id(3), id(4), id(5), id(6), id(9)];
+        assert_eq!(rows, keys.into_iter().zip(tags).collect::<Vec<_>>());
+        assert_eq!(store.event_count().unwrap(), 9);
+
+        let stored: Vec<Uuid> = (0..=9).filter(|i| *i != 8).map(id).collect();
+        let links =
+            [Some(4), None, Some(u64::MAX), Some(5), None, Some(6), Some(6), Some(7), Some(8)];
+        for (id, link) in stored.iter().zip(links) {
+            let (event, joined) = store.event_joined(*id).unwrap().unwrap();
+            assert_eq!((event.id, joined), (*id, link), "{id}");
+            assert_eq!(store.event(*id).unwrap().unwrap(), event);
+            assert_eq!(store.event_incident(*id).unwrap(), link);
+        }
+        assert_eq!(store.event(big.event.id).unwrap().unwrap().summary, big.event.summary);
+        for missing in [id(8), id(10), Uuid::from_u128(base - 1)] {
+            assert_eq!(store.event(missing).unwrap(), None, "{missing}");
+            assert_eq!(store.event_joined(missing).unwrap(), None, "{missing}");
+        }
+
+        let page = |source: Option<&str>, before: Option<Uuid>, limit| {
+            let query = EventQuery { source: source.map(String::from), before, limit };
+            store.events(&query).unwrap().iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        let newest: Vec<Uuid> = stored.iter().rev().copied().collect();
+        assert_eq!(page(None, None, 20), newest);
+        // Pages that start and end inside rows.
+        assert_eq!(page(None, None, 2), newest[..2]);
+        assert_eq!(page(None, Some(id(7)), 3), [id(6), id(5), id(4)]);
+        assert_eq!(page(None, Some(id(2)), 5), [id(1), id(0)]);
+        assert_eq!(page(Some("a"), None, 20), [id(9), id(4), id(2), id(1), id(0)]);
+        assert_eq!(page(Some("a"), Some(id(4)), 2), [id(2), id(1)]);
+        assert_eq!(page(Some("b"), None, 20), [id(3)]);
+        assert_eq!(page(Some("c"), None, 20), [id(7), id(6), id(5)]);
+        assert_eq!(page(Some("c"), Some(id(7)), 20), [id(6), id(5)]);
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_an_error_not_a_crash() {
+        let store = Store::open_in_memory().unwrap();
+        let first = Uuid::from_u128(crate::event_id::block(2));
+        let second = Uuid::from_u128(first.as_u128() + 1);
+        let json = event(first, "a").bytes;
+        let mut row = vec![CHUNK, 2, 0, 0, 0];
+        for end in [json.len() as u32, json.len() as u32 + 1_000_000] {
+            row.push(0);
+            row.extend_from_slice(&0u64.to_be_bytes());
+            row.extend_from_slice(&end.to_le_bytes());
+        }
+        row.extend_from_slice(&json);
+        {
+            let txn = store.begin_write().unwrap();
+            txn.open_table(EVENTS).unwrap().insert(first.as_bytes(), row.as_slice()).unwrap();
+            let short = [CHUNK, 9, 0, 0, 0, 1];
+            let third = Uuid::from_u128(first.as_u128() + 100);
+            txn.open_table(EVENTS).unwrap().insert(third.as_bytes(), &short[..]).unwrap();
+            txn.commit().unwrap();
+        }
+        assert_eq!(store.event(first).unwrap().unwrap().id, first);
+        let err = store.event(second).unwrap_err();
+        assert!(err.to_string().contains("event bounds outside the chunk"), "{err}");
+        let err = store.event(Uuid::from_u128(first.as_u128() + 100)).unwrap_err();
+        assert!(err.to_string().contains("chunk heads cut short"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tocsin::normalize::{
 };
 
 fn ctx() -> Context<'static> {
-    Context { source: "props", now: "2026-11-27T12:00:00Z".parse().unwrap() }
+    Context::new("props", "2026-11-27T12:00:00Z".parse().unwrap())
 }
 
 /// Prometheus `model.labelSetToFingerprint`, from its definition: sort the names, FNV-1a 64

@@ -7,7 +7,7 @@ use tocsin::normalize::Context;
 
 /// A fixed arrival time, so that a crash reproduces exactly.
 fn ctx() -> Context<'static> {
-    Context { source: "fuzz", now: "2026-11-27T12:00:00Z".parse::<jiff::Timestamp>().unwrap() }
+    Context::new("fuzz", "2026-11-27T12:00:00Z".parse::<jiff::Timestamp>().unwrap())
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -121,7 +121,7 @@ mod tests {
     }
 
     fn incident(drill: bool) -> Incident {
-        let ctx = crate::normalize::Context { source: "s", now: jiff::Timestamp::UNIX_EPOCH };
+        let ctx = crate::normalize::Context::new("s", jiff::Timestamp::UNIX_EPOCH);
         let event =
             crate::normalize::canonical(br#"{"summary": "x"}"#, ctx).unwrap().events[0].clone();
         let triage = crate::rules::Triage::default();

@@ -304,7 +304,7 @@ impl Sim<'_> {
         let mut what = input.describe();
         match input {
             Input::Event { format, body } => {
-                let ctx = Context { source: &self.source, now: self.clock.now() };
+                let ctx = Context::new(&self.source, self.clock.now());
                 let normalized = match format {
                     Format::AlertmanagerV2 => normalize::alertmanager_v2(body, ctx),
                     Format::AlertmanagerWebhook => normalize::alertmanager_webhook(body, ctx),
@@ -319,7 +319,7 @@ impl Sim<'_> {
                             events: vec![crate::declaration::normalize(
                                 &d,
                                 "user:drill",
-                                uuid::Uuid::now_v7(),
+                                crate::event_id::new(),
                                 ctx.now,
                             )],
                             rejected: Vec::new(),

@@ -76,6 +76,7 @@ pub fn alertmanager_v2(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiE
     let items = decode_batch(body, "alerts", "a JSON array of Alertmanager alerts")?;
     let mut out = Normalized::default();
     out.events.reserve(items.len());
+    ctx.ids.reserve(items.len());
     for (i, item) in items.into_iter().enumerate() {
         match postable_alert(i, item, &ctx) {
             Ok(event) => out.events.push(event),
@@ -272,6 +273,7 @@ pub fn alertmanager_webhook(body: &[u8], ctx: Context<'_>) -> Result<Normalized,
         details.insert("truncatedAlerts".to_string(), Value::from(n));
     }
     let mut out = Normalized::default();
+    ctx.ids.reserve(hook.alerts.len());
     for (i, item) in hook.alerts.into_iter().enumerate() {
         let path = format!("alerts[{i}]");
         match webhook_alert(&path, item, &ctx) {
@@ -330,7 +332,7 @@ mod tests {
     use super::*;
 
     fn ctx(now: &str) -> Context<'static> {
-        Context { source: "prometheus", now: now.parse().unwrap() }
+        Context::new("prometheus", now.parse().unwrap())
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub fn canonical(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> 
         }
         Value::Array(items) => {
             super::check_batch_size("events", items.len())?;
+            ctx.ids.reserve(items.len());
             let mut out = Normalized::default();
             for (i, item) in items.into_iter().enumerate() {
                 let path = format!("events[{i}]");
@@ -217,7 +218,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context<'static> {
-        Context { source: "cron", now: "2025-03-01T12:00:00Z".parse().unwrap() }
+        Context::new("cron", "2025-03-01T12:00:00Z".parse().unwrap())
     }
 
     #[test]

@@ -61,10 +61,18 @@ pub const MAX_LABELS: usize = 1000;
 pub const MAX_SHORT_CHARS: usize = 1024;
 
 /// Who sent the body and when it arrived: the parts of an event that never come from the body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Context<'a> {
     pub source: &'a str,
     pub now: Timestamp,
+    /// The request's event ids: a batch reserves one consecutive block for its items.
+    pub ids: crate::event_id::Ids,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(source: &'a str, now: Timestamp) -> Context<'a> {
+        Context { source, now, ids: crate::event_id::Ids::default() }
+    }
 }
 
 /// The outcome of normalizing one request body that was at least well-formed.
@@ -136,7 +144,7 @@ pub fn drill_flag(value: Option<&serde_json::Value>) -> bool {
 /// A new event with the fields that never come from the body already set.
 fn new_event(ctx: &Context<'_>, format: crate::event::Format, kind: crate::event::Kind) -> Event {
     Event {
-        id: Uuid::now_v7(),
+        id: ctx.ids.next(),
         received_at: ctx.now,
         source: ctx.source.to_string(),
         format,
@@ -350,7 +358,7 @@ mod tests {
 
     #[test]
     fn every_format_carries_the_drill_marker() {
-        let ctx = || Context { source: "s", now: "2026-03-02T09:00:00Z".parse().unwrap() };
+        let ctx = || Context::new("s", "2026-03-02T09:00:00Z".parse().unwrap());
         let one = |n: Result<Normalized, ApiError>| {
             let n = n.unwrap();
             assert!(n.rejected.is_empty(), "{:?}", n.rejected);

@@ -247,7 +247,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context<'static> {
-        Context { source: "legacy-nagios", now: "2025-03-01T12:00:00Z".parse().unwrap() }
+        Context::new("legacy-nagios", "2025-03-01T12:00:00Z".parse().unwrap())
     }
 
     fn normalize(body: &[u8]) -> Result<Normalized, ApiError> {

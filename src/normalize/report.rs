@@ -177,7 +177,7 @@ mod tests {
     use crate::event::Action;
 
     fn ctx() -> Context<'static> {
-        Context { source: "support-desk", now: "2025-03-01T12:00:00Z".parse().unwrap() }
+        Context::new("support-desk", "2025-03-01T12:00:00Z".parse().unwrap())
     }
 
     #[test]
