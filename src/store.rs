@@ -364,7 +364,7 @@ impl Store {
                 by_source: txn.open_table(EVENTS_BY_SOURCE)?,
                 incidents: txn.open_table(INCIDENTS)?,
                 counts: txn.open_table(COUNTS)?,
-                counted: HashSet::new(),
+                counted: HashSet::default(),
                 open: txn.open_table(OPEN)?,
                 timeline: txn.open_table(TIMELINE)?,
                 meta: txn.open_table(META)?,
@@ -947,7 +947,7 @@ pub struct Batch<'txn> {
     counts: redb::Table<'txn, u64, (u64, i64, i32)>,
     /// Incidents with a row in `counts` as far as this batch knows (read or written in it):
     /// rewriting one's JSON removes its row.
-    counted: HashSet<IncidentId>,
+    counted: HashSet<IncidentId, foldhash::fast::RandomState>,
     open: redb::Table<'txn, u64, ()>,
     timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
     meta: redb::Table<'txn, &'static str, u64>,
