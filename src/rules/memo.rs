@@ -58,12 +58,18 @@ pub(super) struct Path {
 
 /// Where a path's value is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(unpredictable_function_pointer_comparisons)] // compared in tests only; each is a distinct fn
 enum Start {
     /// One label or annotation (`names[1]`), read from the event itself: the map scripts see
     /// holds each value as a string, and building the whole map to read one of them is the
     /// cost the memo is there to avoid.
     Label,
     Annotation,
+    /// A text field of `event` read whole (`event.summary`), read without building a Rhai
+    /// string; written as [`encode`] writes the string (or unit).
+    Text(fn(&Event) -> Option<&str>),
+    /// One value of `event.details` (`names[1]`), converted alone instead of the whole map.
+    Detail,
     /// A field of the view's `event` or `incident` table, by index.
     Event(usize),
     Incident(usize),
@@ -76,6 +82,10 @@ impl Path {
         let start = match (root, names.first().map(ImmutableString::as_str), names.len()) {
             (Root::Event, Some("labels"), 2..) => Start::Label,
             (Root::Event, Some("annotations"), 2..) => Start::Annotation,
+            (Root::Event, Some("details"), 2..) => Start::Detail,
+            (Root::Event, Some(name), 1) if view::event_text(name).is_some() => {
+                view::event_text(name).map_or(Start::Unknown, Start::Text)
+            }
             (Root::Event, Some(name), _) => {
                 view::event_field_index(name).map_or(Start::Unknown, Start::Event)
             }
@@ -278,7 +288,25 @@ pub(super) fn key(
     out.clear();
     for path in paths {
         out.push(path.root as u8);
+        let mut rest = &path.names[1..];
         let mut value = match path.start {
+            Start::Text(read) => {
+                match read(event) {
+                    Some(s) => bytes(STRING, s.as_bytes(), out),
+                    None => out.push(0),
+                }
+                continue;
+            }
+            Start::Detail => match view::detail(event, path.names[1].as_str()) {
+                Some(v) => {
+                    rest = &path.names[2..];
+                    v
+                }
+                None => {
+                    out.push(MISSING);
+                    continue;
+                }
+            },
             Start::Label | Start::Annotation => {
                 let map =
                     if path.start == Start::Label { &event.labels } else { &event.annotations };
@@ -293,7 +321,7 @@ pub(super) fn key(
             Start::Unknown => Dynamic::UNIT,
         };
         let mut missing = false;
-        for name in &path.names[1..] {
+        for name in rest {
             let next = value.read_lock::<Map>().map(|map| map.get(name.as_str()).cloned());
             match next {
                 Some(Some(v)) => value = v,

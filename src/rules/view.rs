@@ -206,6 +206,25 @@ pub(super) fn event_field_at(event: &Event, index: usize) -> Dynamic {
     (event_fields()[index].1)(event)
 }
 
+/// For a field whose value in [`event`]'s map is text or unit: that text (`None`: unit),
+/// without building a Rhai string. `None` for the other fields.
+pub(super) fn event_text(name: &str) -> Option<fn(&Event) -> Option<&str>> {
+    Some(match name {
+        "dedup_key" => |e| Some(e.dedup_key.as_str()),
+        "fingerprint" => |e| e.fingerprint.as_deref(),
+        "service" => |e| e.service.as_deref(),
+        "severity" => |e| e.severity.as_deref(),
+        "source" => |e| Some(e.source.as_str()),
+        "summary" => |e| Some(e.summary.as_str()),
+        _ => return None,
+    })
+}
+
+/// One value of the `details` map, as [`event`]'s map holds it.
+pub(super) fn detail(event: &Event, name: &str) -> Option<Dynamic> {
+    event.details.get(name).map(json)
+}
+
 type IncidentField = fn(&IncidentView, Timestamp) -> Dynamic;
 
 /// The `incident` map's fields, sorted by name (see [`EVENT_FIELDS`]). `now` is the event's
@@ -264,5 +283,29 @@ mod tests {
     fn the_field_tables_are_sorted_so_lookups_and_maps_agree() {
         assert!(event_fields().is_sorted_by_key(|(k, _)| *k));
         assert!(INCIDENT_FIELDS.is_sorted_by_key(|(k, _)| *k));
+    }
+
+    #[test]
+    fn text_fields_read_directly_are_the_maps_values() {
+        let mut e: Event = serde_json::from_value(serde_json::json!({
+            "action": "trigger", "dedup_key": "k1", "format": "alertmanager_v2",
+            "id": "01a21d65-6376-7229-8701-50f42ecd3d43", "kind": "alert",
+            "received_at": "2026-11-27T14:25:13Z", "source": "prom", "summary": "disk full",
+            "service": "db", "verified": false, "details": {"a": {"b": [1, "x"]}},
+        }))
+        .unwrap();
+        for service in [Some("db".to_string()), None] {
+            e.service = service;
+            for (name, field) in event_fields() {
+                let Some(read) = event_text(name) else { continue };
+                let direct = read(&e).map_or(Dynamic::UNIT, text);
+                assert_eq!(direct.to_string(), field(&e).to_string(), "{name}");
+                assert_eq!(direct.type_name(), field(&e).type_name(), "{name}");
+            }
+        }
+        let whole = event_field_at(&e, event_field_index("details").unwrap());
+        let via_map = whole.read_lock::<Map>().unwrap().get("a").cloned().unwrap();
+        assert_eq!(detail(&e, "a").unwrap().to_string(), via_map.to_string());
+        assert!(detail(&e, "missing").is_none());
     }
 }
