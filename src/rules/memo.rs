@@ -12,10 +12,16 @@
 //! - uses `event` or `incident` other than through a property path (`let e = event;`,
 //!   `f(event)`, `event[name]`, `event.keys()`): it could read anything;
 //! - reads a field that differs for every event or every repeat (`event.id`,
-//!   `incident.count`, `incident.age_seconds`, `incident.last_seen`): it would never match;
+//!   `incident.last_seen`, and `incident.count` and `incident.age_seconds` other than as
+//!   below): it would never match;
 //! - calls `print` or `debug` (their log lines would be lost), `timestamp` (not a function of
 //!   its input), or `Fn`, `call` or `curry` (a call the text does not name);
 //! - contains what the analysis does not look into (a `break` with a value).
+//!
+//! `incident.count` and `incident.age_seconds` may be read when every read is compared with an
+//! integer literal (`incident.count >= 10`, `600 > incident.age_seconds`): the script then sees
+//! only the comparisons' results, so those results, not the values, go into the key, and
+//! `count >= 10` is remembered as "true" for the 10th repeat and every one after.
 //!
 //! A run that failed is never remembered. The memo belongs to one compiled rule set, severity
 //! table and service catalog; a reload starts a new one.
@@ -54,6 +60,86 @@ pub(super) struct Path {
     /// Never empty.
     pub(super) names: Vec<ImmutableString>,
     start: Start,
+    /// Only this comparison's result is read (see [`Test`]), not the value.
+    pub(super) test: Option<Test>,
+}
+
+/// `value OP constant`, for a volatile integer field that a script only compares with integer
+/// literals. (`constant OP value` is stored flipped.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Test {
+    op: Cmp,
+    constant: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    fn parse(op: &str) -> Option<Cmp> {
+        Some(match op {
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "==" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            _ => return None,
+        })
+    }
+
+    /// The same test with the operands swapped: `c < v` is `v > c`.
+    fn flipped(self) -> Cmp {
+        match self {
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            other => other,
+        }
+    }
+
+    fn holds(self, value: i64, constant: i64) -> bool {
+        match self {
+            Cmp::Lt => value < constant,
+            Cmp::Le => value <= constant,
+            Cmp::Gt => value > constant,
+            Cmp::Ge => value >= constant,
+            Cmp::Eq => value == constant,
+            Cmp::Ne => value != constant,
+        }
+    }
+}
+
+/// The volatile fields a script may read through comparisons only: integers in the view.
+fn comparable(root: Root, field: &str) -> bool {
+    root == Root::Incident && matches!(field, "count" | "age_seconds")
+}
+
+/// The test when `dot` (`incident.count`) is an operand of a comparison with an integer
+/// literal, `parent` being the expression around it.
+fn test_of(parent: Option<&ASTNode>, dot: &Expr) -> Option<Test> {
+    let Some(ASTNode::Expr(Expr::FnCall(f, _))) = parent else { return None };
+    let op = Cmp::parse(f.name.as_str())?;
+    if f.op_token.is_none() || f.args.len() != 2 {
+        return None;
+    }
+    match (&f.args[0], &f.args[1]) {
+        (lhs, Expr::IntegerConstant(c, _)) if std::ptr::eq(lhs, dot) => {
+            Some(Test { op, constant: *c })
+        }
+        (Expr::IntegerConstant(c, _), rhs) if std::ptr::eq(rhs, dot) => {
+            Some(Test { op: op.flipped(), constant: *c })
+        }
+        _ => None,
+    }
 }
 
 /// Where a path's value is read from.
@@ -94,7 +180,7 @@ impl Path {
             }
             (_, None, _) => Start::Unknown,
         };
-        Path { root, names, start }
+        Path { root, names, start, test: None }
     }
 }
 
@@ -189,11 +275,15 @@ pub(super) fn analyze(ast: &AST) -> Reads {
                     Root::Incident => &mut reads.incident_fields,
                 };
                 let mut path = Vec::new();
-                if let Some(ASTNode::Expr(Expr::Dot(b, ..))) =
+                let mut test = None;
+                if let Some(ASTNode::Expr(dot @ Expr::Dot(b, ..))) =
                     nodes.len().checked_sub(2).map(|i| &nodes[i])
                     && std::ptr::eq(&b.lhs, *var)
                 {
                     chain(&b.rhs, &mut path);
+                    if let Expr::Property(..) = &b.rhs {
+                        test = test_of(nodes.len().checked_sub(3).map(|i| &nodes[i]), dot);
+                    }
                 }
                 match (path.first(), fields.as_mut()) {
                     (Some(field), Some(fields)) => {
@@ -203,8 +293,11 @@ pub(super) fn analyze(ast: &AST) -> Reads {
                     // Used whole: every field may be read.
                     (None, _) => *fields = None,
                 }
-                match path.first() {
-                    Some(field) if !volatile(root, field) => paths.push((root, path)),
+                match (path.first(), test) {
+                    (Some(field), _) if !volatile(root, field) => paths.push((root, path, None)),
+                    (Some(field), Some(test)) if comparable(root, field) => {
+                        paths.push((root, path, Some(test)));
+                    }
                     _ => remembered = false,
                 }
             }
@@ -217,11 +310,13 @@ pub(super) fn analyze(ast: &AST) -> Reads {
         return Reads { paths: None, event_fields: None, incident_fields: None };
     }
     if remembered {
-        paths.sort_by(|a: &(Root, Vec<ImmutableString>), b| {
-            (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1))
+        paths.sort_by(|a: &(Root, Vec<ImmutableString>, Option<Test>), b| {
+            (a.0 as u8, &a.1, a.2).cmp(&(b.0 as u8, &b.1, b.2))
         });
         paths.dedup();
-        reads.paths = Some(paths.into_iter().map(|(root, names)| Path::new(root, names)).collect());
+        let paths =
+            paths.into_iter().map(|(root, names, test)| Path { test, ..Path::new(root, names) });
+        reads.paths = Some(paths.collect());
     } else {
         reads.paths = None;
     }
@@ -320,6 +415,12 @@ pub(super) fn key(
             Start::Incident(i) => view::incident_field_at(incident, now, i),
             Start::Unknown => Dynamic::UNIT,
         };
+        if let Some(test) = path.test {
+            // Only comparable fields (integers) get a test.
+            let Ok(value) = value.as_int() else { return false };
+            out.push(u8::from(test.op.holds(value, test.constant)));
+            continue;
+        }
         let mut missing = false;
         for name in rest {
             let next = value.read_lock::<Map>().map(|map| map.get(name.as_str()).cloned());

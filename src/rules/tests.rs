@@ -1096,8 +1096,11 @@ fn the_text_of_a_script_says_what_it_reads_and_whether_it_is_remembered() {
         "if event[\"kind\"] == \"alert\" {}",
         "if event.keys().len() > 3 {}",
         "if event.id == \"x\" {}",
-        "if incident.count > 3 {}",
-        "if incident.age_seconds > 3 {}",
+        "let c = incident.count; if c > 3 {}",
+        "if incident.age_seconds > 3.5 {}",
+        "if incident.count + 1 > 3 {}",
+        "if incident.count > 3 && incident.count.to_string() == \"5\" {}",
+        "let limit = 3; if incident.count > limit {}",
         "print(event.summary);",
         "debug(event.summary);",
         "let t = timestamp();",
@@ -1199,7 +1202,7 @@ fn scripts_that_are_not_remembered_see_every_event_and_failures_are_never_reused
             "10-copy.rhai",
             r#"let e = event; if e.labels.team == "db" { decision.add_score(50, "db"); }"#,
         ),
-        ("20-count.rhai", r#"if incident.count == 3 { decision.tag("third"); }"#),
+        ("20-count.rhai", r#"let c = incident.count; if c == 3 { decision.tag("third"); }"#),
         ("30-boom.rhai", r#"if event.labels.team == "boom" { throw "boom"; }"#),
     ]);
     let triage = Triage::default();
@@ -1216,6 +1219,59 @@ fn scripts_that_are_not_remembered_see_every_event_and_failures_are_never_reused
         let e = set.evaluate(&labelled(&[("team", "boom")]), &view(1), &triage);
         assert_eq!(e.failures.len(), 1, "the failure every time: {e:?}");
     }
+}
+
+#[test]
+fn counts_compared_with_numbers_are_remembered_by_the_comparisons_results() {
+    let set = load(&[(
+        "30-hot.rhai",
+        r#"
+        if incident.count >= 10 && 600 >= incident.age_seconds { decision.add_score(10, "hot"); }
+        if incident.count == 3 { decision.tag("third"); }
+        "#,
+    )]);
+    let reads = &set.rules[0].reads;
+    let tests: Vec<(String, Option<memo::Test>)> = reads
+        .paths
+        .as_ref()
+        .expect("remembered")
+        .iter()
+        .map(|p| (p.names.join("."), p.test))
+        .collect();
+    assert_eq!(tests.len(), 3, "{tests:?}");
+    assert!(tests.iter().all(|(_, t)| t.is_some()), "{tests:?}");
+    let triage = Triage::default();
+    let view = |count, age: i64| IncidentView {
+        count,
+        is_new: count == 1,
+        first_seen: at("2026-11-02T10:05:00Z") - jiff::SignedDuration::from_secs(age),
+        ..incident()
+    };
+    let hits = memo::hits();
+    let mut runs = 0;
+    let base = set.evaluate(&alert(None), &view(1, 0), &triage).decision.score;
+    for (count, age, hot, third) in [
+        (1, 0, false, false),
+        (2, 10, false, false),
+        (3, 20, false, true),
+        (4, 30, false, false),
+        (9, 40, false, false),
+        (10, 50, true, false),
+        (11, 60, true, false),
+        (12, 600, true, false),
+        (13, 601, false, false),
+        (3, 700, false, true),
+    ] {
+        let e = set.evaluate(&alert(None), &view(count, age), &triage);
+        runs += e.ran;
+        let d = e.decision;
+        assert_eq!(d.score, base + if hot { 10 } else { 0 }, "count {count}, age {age}");
+        assert_eq!(d.tags.contains("third"), third, "count {count}, age {age}");
+    }
+    // Ran only where the results were new: (3, 20), (10, 50), (13, 601) and (3, 700); the
+    // first evaluation above ran for (1, 0).
+    assert_eq!(runs, 4);
+    assert_eq!(memo::hits(), hits + 6);
 }
 
 #[test]
@@ -1252,7 +1308,7 @@ fn the_shipped_rules_that_read_only_steady_fields_are_remembered() {
         [
             ("10-service-weight.rhai".to_string(), true),
             ("20-customer-reports.rhai".to_string(), true),
-            ("30-recurrence.rhai".to_string(), false),
+            ("30-recurrence.rhai".to_string(), true),
             ("40-maintenance.rhai".to_string(), true),
             ("45-dependencies.rhai".to_string(), true),
             ("50-customer-facing.rhai".to_string(), true),
