@@ -158,12 +158,17 @@ async fn drive(base: String, round: u64, worker: u64, stop: Arc<AtomicBool>) -> 
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let body = json!({
-            "summary": format!("crash round {round} worker {worker} #{n}"),
-            "dedup_key": format!("crash-{round}-{worker}-{n}"),
-            "severity": "critical",
-            "labels": {"round": round.to_string()},
-        });
+        let event = |part: u64| {
+            json!({
+                "summary": format!("crash round {round} worker {worker} #{n}.{part}"),
+                "dedup_key": format!("crash-{round}-{worker}-{n}-{part}"),
+                "severity": "critical",
+                "labels": {"round": round.to_string()},
+            })
+        };
+        // Worker 0 sends batches of three (stored as one row of consecutive events), the
+        // others single events.
+        let body = if worker == 0 { json!([event(0), event(1), event(2)]) } else { event(0) };
         let sent = client
             .post(format!("{base}/api/v1/events"))
             .bearer_auth(TOKEN)
@@ -173,7 +178,11 @@ async fn drive(base: String, round: u64, worker: u64, stop: Arc<AtomicBool>) -> 
             .await;
         match sent {
             Ok(r) if r.status().as_u16() == 202 => match r.json::<Value>().await {
-                Ok(v) => acked.push(v["event_ids"][0].as_str().unwrap().to_string()),
+                Ok(v) => {
+                    let ids = v["event_ids"].as_array().expect("event_ids");
+                    assert_eq!(ids.len(), if worker == 0 { 3 } else { 1 }, "{v}");
+                    acked.extend(ids.iter().map(|id| id.as_str().unwrap().to_string()));
+                }
                 // The 202 head arrived but the body did not: not an acknowledgement we saw.
                 Err(_) => failed += 1,
             },
