@@ -927,7 +927,7 @@ impl Writer {
         self.metrics.rule_runs.inc_by(u64::from(scored.evaluation.ran));
         self.metrics.rule_outcomes_reused.inc_by(u64::from(scored.evaluation.reused));
         if let Some((id, count)) = self.repeat(changes, rt, scored) {
-            batch.put_counts(id, count, event.received_at)?;
+            batch.put_counts(id, count, event.received_at);
             batch.insert_event(&scored.encoded, Some(id))?;
             let c = changes.counted.entry(id).or_insert_with(|| Counted {
                 source: event.source.clone(),

@@ -365,6 +365,7 @@ impl Store {
                 incidents: txn.open_table(INCIDENTS)?,
                 counts: txn.open_table(COUNTS)?,
                 counted: HashSet::default(),
+                counts_due: Default::default(),
                 open: txn.open_table(OPEN)?,
                 timeline: txn.open_table(TIMELINE)?,
                 meta: txn.open_table(META)?,
@@ -388,6 +389,7 @@ impl Store {
             };
             let result = f(&mut batch)?;
             batch.flush_events()?;
+            batch.flush_counts()?;
             batch.save_head()?;
             batch.save_counters()?;
             result
@@ -948,6 +950,9 @@ pub struct Batch<'txn> {
     /// Incidents with a row in `counts` as far as this batch knows (read or written in it):
     /// rewriting one's JSON removes its row.
     counted: HashSet<IncidentId, foldhash::fast::RandomState>,
+    /// Counts recorded by [`Batch::put_counts`], written to [`COUNTS`] when the batch ends.
+    counts_due:
+        std::collections::HashMap<IncidentId, (u64, Timestamp), foldhash::fast::RandomState>,
     open: redb::Table<'txn, u64, ()>,
     timeline: redb::Table<'txn, (u64, u32), &'static [u8]>,
     meta: redb::Table<'txn, &'static str, u64>,
@@ -1088,23 +1093,29 @@ impl Batch<'_> {
         let Some(raw) = self.incidents.get(id)? else {
             return Ok(None);
         };
-        let (incident, counted) = read_incident_counted(&self.counts, id, raw.value())?;
-        if counted {
+        let (mut incident, counted) = read_incident_counted(&self.counts, id, raw.value())?;
+        if let Some(&(count, last_seen)) = self.counts_due.get(&id) {
+            (incident.count, incident.last_seen) = (count, last_seen);
+        } else if counted {
             self.counted.insert(id);
         }
         Ok(Some(incident))
     }
 
     /// Records a repeated trigger that changed nothing but the incident's count and last-seen
-    /// time, without rewriting its JSON (see [`COUNTS`]).
-    pub fn put_counts(
-        &mut self,
-        id: IncidentId,
-        count: u64,
-        last_seen: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.counts.insert(id, (count, last_seen.as_second(), last_seen.subsec_nanosecond()))?;
+    /// time, without rewriting its JSON (see [`COUNTS`]). Written when the batch ends: once
+    /// per incident however often it repeated, in id order.
+    pub fn put_counts(&mut self, id: IncidentId, count: u64, last_seen: Timestamp) {
+        self.counts_due.insert(id, (count, last_seen));
         self.counted.insert(id);
+    }
+
+    fn flush_counts(&mut self) -> Result<(), StoreError> {
+        let mut due: Vec<(IncidentId, (u64, Timestamp))> = self.counts_due.drain().collect();
+        due.sort_unstable_by_key(|(id, _)| *id);
+        for (id, (count, at)) in due {
+            self.counts.insert(id, (count, at.as_second(), at.subsec_nanosecond()))?;
+        }
         Ok(())
     }
 
@@ -1117,6 +1128,7 @@ impl Batch<'_> {
         self.incidents.insert(incident.id, self.buf.as_slice())?;
         if self.counted.remove(&incident.id) {
             // The JSON now holds the counts (the incident was read with them applied).
+            self.counts_due.remove(&incident.id);
             self.counts.remove(incident.id)?;
         }
         match (incident.status.is_open(), was_open) {
@@ -1822,33 +1834,49 @@ mod tests {
         incident.count = 1;
         let later: Timestamp = "2026-11-27T12:00:00.123456789Z".parse().unwrap();
         store.write(|b| b.put_incident(&incident, false)).unwrap();
-        store.write(|b| b.put_counts(7, 5, later)).unwrap();
+        let mut other = sample::full(NoticeKind::New, 3);
+        other.count = 1;
+        store.write(|b| b.put_incident(&other, false)).unwrap();
+        // Repeats in one batch: read back inside it, then written once per incident.
+        store
+            .write(|b| {
+                for count in 2..=5 {
+                    b.put_counts(7, count, later);
+                    b.put_counts(3, count * 10, later);
+                    assert_eq!(b.incident(7)?.unwrap().count, count);
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.incident(3).unwrap().unwrap().count, 50);
         let rows = |store: &Store| {
             let txn = store.read_txn().unwrap();
             txn.open_table(COUNTS).unwrap().len().unwrap()
         };
-        assert_eq!(rows(&store), 1);
+        assert_eq!(rows(&store), 2);
         // Every reader sees the counts: one incident, a page, the open ones, a batch.
         let read = store.incident(7).unwrap().unwrap();
         assert_eq!((read.count, read.last_seen), (5, later));
         let page = store.incidents(None, 10, |_| true).unwrap();
-        assert_eq!((page[0].count, page[0].last_seen), (5, later));
+        let page: Vec<_> = page.iter().map(|i| (i.id, i.count, i.last_seen)).collect();
+        assert!(page.contains(&(7, 5, later)) && page.contains(&(3, 50, later)), "{page:?}");
         let open = store.open_incidents().unwrap();
-        assert_eq!((open[0].count, open[0].last_seen), (5, later));
+        let open: Vec<_> = open.iter().map(|i| (i.id, i.count, i.last_seen)).collect();
+        assert!(open.contains(&(7, 5, later)) && open.contains(&(3, 50, later)), "{open:?}");
         let in_batch = store.write(|b| b.incident(7)).unwrap().unwrap();
         assert_eq!((in_batch.count, in_batch.last_seen), (5, later));
         // Counts written and read in one batch; the incident rewritten in it: the JSON holds
         // the counts and the row is gone.
         store
             .write(|b| {
-                b.put_counts(7, 6, later)?;
+                b.put_counts(7, 6, later);
                 let mut i = b.incident(7)?.unwrap();
                 assert_eq!(i.count, 6);
                 i.summary = "rewritten".into();
                 b.put_incident(&i, true)
             })
             .unwrap();
-        assert_eq!(rows(&store), 0);
+        assert_eq!(rows(&store), 1, "incident 3's row stays");
         let read = store.incident(7).unwrap().unwrap();
         assert_eq!((read.count, read.summary.as_str()), (6, "rewritten"));
         drop(store);
@@ -1856,7 +1884,7 @@ mod tests {
         assert_eq!(store.incident(7).unwrap().unwrap().count, 6);
         // A failed batch leaves no counts behind.
         let failed: Result<(), _> = store.write(|b| {
-            b.put_counts(7, 9, later)?;
+            b.put_counts(7, 9, later);
             Err(StoreError::Storage(redb::StorageError::Corrupted("test".into())))
         });
         assert!(failed.is_err());
