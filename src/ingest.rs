@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -270,25 +271,52 @@ pub async fn read_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body).await;
         return Err(ApiError::TooLarge { limit });
     }
-    match tokio::time::timeout(limits.request_timeout, axum::body::to_bytes(body, limit)).await {
+    let read = async {
+        let mut body = body;
+        let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::malformed(format!("could not read the request body: {e}"))
+            })?;
+            if let Some(data) = frame.data_ref() {
+                if out.len() + data.len() > limit {
+                    drain(body).await;
+                    return Err(ApiError::TooLarge { limit });
+                }
+                out.extend_from_slice(data);
+            }
+        }
+        Ok(Bytes::from(out))
+    };
+    match tokio::time::timeout(limits.request_timeout, read).await {
         Err(_) => Err(ApiError::Timeout(limits.request_timeout)),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::TooLarge { limit }),
-        Ok(Err(e)) => Err(ApiError::malformed(format!("could not read the request body: {e}"))),
+        Ok(result) => result,
     }
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
+/// What [`drain`] reads of a refused body at most, and for how long.
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards the rest of a body refused as too large (up to [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`]), so that a client still sending it can finish and read the 413. Closing
+/// with its bytes unread would reset the connection, and the client would see a broken pipe
+/// instead of the answer.
+async fn drain(mut body: Body) {
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                break;
+            }
+            left -= n;
         }
-        cur = err.source();
-    }
-    false
+    })
+    .await;
 }
 
 pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
