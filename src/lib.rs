@@ -45,8 +45,9 @@
 //!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
-//! Shared types: [`event`] (the canonical event), [`error`] (HTTP errors as JSON) and
-//! [`clock`] (the injectable "now" that timers and drills run on).
+//! Shared types: [`event`] (the canonical event), [`event_id`] (event ids: UUID v7 in
+//! consecutive blocks per request), [`error`] (HTTP errors as JSON) and [`clock`] (the
+//! injectable "now" that timers and drills run on).
 #![forbid(unsafe_code)]
 
 pub mod ack;

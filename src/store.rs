@@ -1022,7 +1022,7 @@ impl Batch<'_> {
     }
 
     /// Stores an event, with the incident it joined (`None`: it changed none). Consecutive
-    /// events of a request are written together, as one row, by [`Batch::flush_events`].
+    /// events of a request are written together, as one row, when the run or the batch ends.
     pub fn insert_event(
         &mut self,
         encoded: &Encoded,
