@@ -1005,17 +1005,17 @@ impl Batch<'_> {
     /// An event as of this batch (one inserted earlier in it included).
     pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
         let p = &self.pending;
-        if p.covers(id.as_u128()) {
-            let row = Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data };
-            return match row.entry(id)? {
-                Some((_, json)) => decode_json(id, json).map(Some),
-                None => Ok(None),
+        let stored;
+        let row = if p.covers(id.as_u128()) {
+            Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data }
+        } else {
+            let Some((first, raw)) = event_row(&self.events, id)? else {
+                return Ok(None);
             };
-        }
-        let Some((first, raw)) = event_row(&self.events, id)? else {
-            return Ok(None);
+            stored = raw;
+            Row::parse(first, stored.value())?
         };
-        match Row::parse(first, raw.value())?.entry(id)? {
+        match row.entry(id)? {
             Some((_, json)) => decode_json(id, json).map(Some),
             None => Ok(None),
         }

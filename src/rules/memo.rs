@@ -169,12 +169,10 @@ impl Path {
             (Root::Event, Some("labels"), 2..) => Start::Label,
             (Root::Event, Some("annotations"), 2..) => Start::Annotation,
             (Root::Event, Some("details"), 2..) => Start::Detail,
-            (Root::Event, Some(name), 1) if view::event_text(name).is_some() => {
-                view::event_text(name).map_or(Start::Unknown, Start::Text)
-            }
-            (Root::Event, Some(name), _) => {
-                view::event_field_index(name).map_or(Start::Unknown, Start::Event)
-            }
+            (Root::Event, Some(name), len) => match view::event_text(name).filter(|_| len == 1) {
+                Some(read) => Start::Text(read),
+                None => view::event_field_index(name).map_or(Start::Unknown, Start::Event),
+            },
             (Root::Incident, Some(name), _) => {
                 view::incident_field_index(name).map_or(Start::Unknown, Start::Incident)
             }
