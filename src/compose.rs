@@ -98,6 +98,7 @@ pub fn render(
         .as_ref()
         .and_then(|id| rt.config.policies.people.get(id))
         .map(|p| p.name.clone());
+    ctx.zone = delivery.recipient.person.as_ref().map(|id| rt.config.roster.zone(id));
     let language = language(rt, delivery);
     let r = rt.templates.render_in(delivery.channel, &delivery.audience, language, &ctx);
     let mut payload = r.payload;
@@ -157,6 +158,34 @@ pub fn with_note(mut r: Rendered, lead: &str, line: &str) -> Rendered {
     }
     if let serde_json::Value::Object(map) = &mut r.payload {
         map.insert("note".into(), serde_json::Value::String(line.to_string()));
+    }
+    r
+}
+
+/// Appends the approved customer wording (`draft`, rendered from the `customer` template) to a
+/// message for the communications lead, so that what they publish starts from approved words:
+/// in the text and HTML, and as `"draft": {subject, text}` in a webhook payload.
+pub fn with_draft(mut r: Rendered, draft: &Rendered) -> Rendered {
+    let body = format!("{}\n{}", draft.subject, draft.text.trim_end());
+    r.text = format!(
+        "{}\n\nDraft from the approved customer template:\n---\n{body}\n---",
+        r.text.trim_end()
+    );
+    if let Some(html) = &r.html {
+        let block = format!(
+            "<p><strong>Draft from the approved customer template:</strong></p>\n<pre style=\"font-family: sans-serif; border-left: 3px solid #888; padding-left: 8px\">{}</pre>\n",
+            escape_html(&body)
+        );
+        r.html = Some(match html.rfind("</body>") {
+            Some(at) => format!("{}{block}{}", &html[..at], &html[at..]),
+            None => format!("{html}\n{block}"),
+        });
+    }
+    if let serde_json::Value::Object(map) = &mut r.payload {
+        map.insert(
+            "draft".into(),
+            serde_json::json!({"subject": draft.subject, "text": draft.text}),
+        );
     }
     r
 }

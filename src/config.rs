@@ -460,6 +460,9 @@ pub struct Config {
     pub watch: bool,
     /// Resolve an open incident after this long without a trigger; `None`: never.
     pub auto_resolve_after: Option<Duration>,
+    /// What an Alertmanager v2 alert without `endsAt` holds for (Alertmanager's
+    /// `resolve_timeout`); `None`: until resolved.
+    pub resolve_timeout: Option<Duration>,
     /// Notice rules, status-update intervals, reviews, maintenance windows.
     pub escalation: crate::escalation::Settings,
     /// Where notifications about drill incidents go (`drills:`).
@@ -686,6 +689,8 @@ pub struct RawPolicyEntry {
 pub struct RawEscalation {
     /// Channels for roles the triage brings in (legal liaison, communications lead, …).
     pub involve_channels: Option<Spanned<Vec<String>>>,
+    /// `severity_policies` are a floor a rule's policy cannot go below.
+    pub severity_floor: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -722,6 +727,8 @@ pub struct RawCommunications {
     /// Severity → interval between status-update reminders.
     #[serde(default)]
     pub update_every: BTreeMap<String, Spanned<String>>,
+    /// Remind only for customer-facing incidents (default true).
+    pub customer_facing_only: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -912,6 +919,7 @@ pub fn default_rate_limits() -> BTreeMap<crate::notify::Channel, ChannelLimits> 
 #[serde(deny_unknown_fields)]
 pub struct RawIncidents {
     pub auto_resolve_after: Option<Spanned<String>>,
+    pub resolve_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1359,10 +1367,15 @@ impl Validator<'_> {
             &triage,
             &notifications,
         );
-        let auto_resolve_after = raw
-            .incidents
-            .and_then(|i| i.value.auto_resolve_after)
+        let (auto_resolve_after, resolve_timeout) = match raw.incidents {
+            Some(i) => (i.value.auto_resolve_after, i.value.resolve_timeout),
+            None => (None, None),
+        };
+        let auto_resolve_after = auto_resolve_after
             .map(|d| self.duration(Some(d), "incidents.auto_resolve_after", Duration::ZERO))
+            .filter(|d| !d.is_zero());
+        let resolve_timeout = resolve_timeout
+            .map(|d| self.duration(Some(d), "incidents.resolve_timeout", Duration::ZERO))
             .filter(|d| !d.is_zero());
         let roster = self.roster(prefs, raw.rotations, raw.roles, &policies);
         let dashboard = self.dashboard(raw.dashboard);
@@ -1391,6 +1404,7 @@ impl Validator<'_> {
             roster,
             notifications,
             auto_resolve_after,
+            resolve_timeout,
             escalation,
             drills,
             generated_token: None,
@@ -1474,7 +1488,11 @@ impl Validator<'_> {
         use crate::rules::Sensitivity;
         let mut out = Settings::default();
         let known_severity = |name: &str| triage.severities.iter().any(|t| t.name == name);
-        if let Some(channels) = raw.and_then(|r| r.value.involve_channels) {
+        let raw = raw.map(|r| r.value);
+        if let Some(floor) = raw.as_ref().and_then(|r| r.severity_floor) {
+            out.severity_floor = floor;
+        }
+        if let Some(channels) = raw.and_then(|r| r.involve_channels) {
             out.involve_channels.clear();
             for w in &channels.value {
                 match w.as_str() {
@@ -1561,6 +1579,9 @@ impl Validator<'_> {
             });
         }
         if let Some(c) = communications {
+            if let Some(only) = c.value.customer_facing_only {
+                out.comms_customer_facing_only = only;
+            }
             for (severity, every) in c.value.update_every {
                 let path = format!("communications.update_every.{severity}");
                 if !known_severity(&severity) {

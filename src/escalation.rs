@@ -15,6 +15,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::event::{Action, Event, Format};
 use crate::incident::{Incident, IncidentId, Stamp};
 use crate::rules::{Decision, Sensitivity};
 
@@ -101,6 +102,10 @@ pub enum TimerKind {
     /// Action item `action` of the after-action review is due (and again every reminder
     /// interval while it stays open).
     ActionDue { action: u32 },
+    /// The sender's `endsAt` passes: resolve unless a refresh moved it (see [`Expiry`]).
+    Expiry,
+    /// The maintenance window that held the incident back ends: page if it is still open.
+    WindowEnds { window: String },
 }
 
 impl TimerKind {
@@ -114,7 +119,11 @@ impl TimerKind {
     pub fn stops_on_resolve(&self) -> bool {
         matches!(
             self,
-            TimerKind::Step { .. } | TimerKind::AckExpired { .. } | TimerKind::CommsUpdate
+            TimerKind::Step { .. }
+                | TimerKind::AckExpired { .. }
+                | TimerKind::CommsUpdate
+                | TimerKind::Expiry
+                | TimerKind::WindowEnds { .. }
         )
     }
 
@@ -130,6 +139,12 @@ impl TimerKind {
             TimerKind::NoticeDeadline { notice } => format!("deadline of notice #{}", notice + 1),
             TimerKind::CommsUpdate => "status update reminder to the communications lead".into(),
             TimerKind::ActionDue { action } => format!("action item #{action} due"),
+            TimerKind::Expiry => {
+                "resolve if the sender's endsAt passes without a refresh".to_string()
+            }
+            TimerKind::WindowEnds { window } => {
+                format!("maintenance window `{window}` ends: page if still open")
+            }
         }
     }
 }
@@ -147,6 +162,96 @@ pub struct EscalationState {
     /// Why escalation stopped (acknowledged, resolved, policy exhausted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+}
+
+/// How long the sender says an alert holds: Alertmanager's `endsAt`. Prometheus sends it a few
+/// evaluation intervals ahead and refreshes it while the alert fires, so an alert that stops
+/// being refreshed (its rule deleted, Prometheus gone) resolves when it passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// The latest `endsAt` a trigger stated (or its arrival plus `incidents.resolve_timeout`).
+    pub ends_at: Timestamp,
+    /// When that trigger arrived: each refresh keeps the alert valid for `ends_at − this`.
+    pub refreshed_at: Timestamp,
+}
+
+impl Expiry {
+    /// How long one refresh keeps the alert valid.
+    pub fn lease(&self) -> SignedDuration {
+        self.ends_at.duration_since(self.refreshed_at)
+    }
+
+    /// When the incident resolves unless refreshed again, its last trigger having arrived at
+    /// `last_seen`. Refreshes stored as counts only (see [`Validity::kept_by`]) stated a lease
+    /// no longer than this one, so counting it from the last of them is never early.
+    pub fn due(&self, last_seen: Timestamp) -> Timestamp {
+        let refreshed = last_seen.saturating_add(self.lease()).unwrap_or(self.ends_at);
+        self.ends_at.max(refreshed)
+    }
+}
+
+/// What one trigger says about how long its alert holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// Nothing: its format has no such notion (PagerDuty, the Alertmanager webhook, whose
+    /// sender resolves by itself, reports, declarations). The incident's expiry stays.
+    Unstated,
+    /// It holds until resolved: an Alertmanager v2 alert without `endsAt` (and no
+    /// `incidents.resolve_timeout`), a canonical event without `ends_at`.
+    OpenEnded,
+    /// It holds until then, unless refreshed.
+    Until(Timestamp),
+}
+
+/// The validity a trigger states. Alertmanager gives an alert without `endsAt` its
+/// `resolve_timeout`; Tocsin does so only when `incidents.resolve_timeout` is set, since a
+/// one-off page posted by a script must not close itself before anyone has looked.
+pub fn validity(event: &Event, resolve_timeout: Option<Duration>) -> Validity {
+    if event.action != Action::Trigger {
+        return Validity::Unstated;
+    }
+    let stated = event.ends_at.filter(|end| *end > event.received_at);
+    match (event.format, stated) {
+        (Format::AlertmanagerV2 | Format::Canonical, Some(end)) => Validity::Until(end),
+        (Format::AlertmanagerV2, None) => match resolve_timeout {
+            Some(t) => Validity::Until(after(event.received_at, t)),
+            None => Validity::OpenEnded,
+        },
+        (Format::Canonical, None) => Validity::OpenEnded,
+        _ => Validity::Unstated,
+    }
+}
+
+impl Validity {
+    /// Whether a repeat arriving at `received` may be stored as counts only (moving the
+    /// incident's last-seen time, not its expiry) and the expiry stay true: it states nothing,
+    /// or the same open end, or a lease no longer than the stored one (`lease`).
+    pub fn kept_by(&self, lease: Option<SignedDuration>, received: Timestamp) -> bool {
+        match (self, lease) {
+            (Validity::Unstated, _) | (Validity::OpenEnded, None) => true,
+            (Validity::Until(end), Some(lease)) => end.duration_since(received) <= lease,
+            _ => false,
+        }
+    }
+
+    /// The incident's expiry after a trigger arriving at `received`: the latest word wins.
+    pub fn apply(&self, current: Option<Expiry>, received: Timestamp) -> Option<Expiry> {
+        match self {
+            Validity::Unstated => current,
+            Validity::OpenEnded => None,
+            Validity::Until(end) => Some(Expiry { ends_at: *end, refreshed_at: received }),
+        }
+    }
+}
+
+/// The maintenance window that held an incident's pages back, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub window: String,
+    /// The API window's id (config windows have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    pub until: Timestamp,
 }
 
 impl Notice {
@@ -251,6 +356,15 @@ impl Window {
             && self.service.as_ref().is_none_or(|s| Some(s) == incident.service.as_ref())
             && self.labels.iter().all(|(k, v)| incident.labels.get(k) == Some(v))
     }
+
+    pub fn held(&self) -> Held {
+        Held { window: self.name.clone(), id: self.id, until: self.ends }
+    }
+
+    /// Why an incident it covers is suppressed (the decision's `suppressed` text).
+    pub fn reason(&self) -> String {
+        format!("maintenance window `{}` until {}", self.name, self.ends)
+    }
 }
 
 /// The escalation settings of a config beyond the policies themselves.
@@ -268,6 +382,25 @@ pub struct Settings {
     /// the rules involve) are notified.
     pub involve_channels: Vec<crate::notify::Channel>,
     pub maintenance: Vec<Window>,
+    /// Status-update reminders only for customer-facing incidents
+    /// (`communications.customer_facing_only`).
+    pub comms_customer_facing_only: bool,
+    /// `severity_policies` are a floor: a rule's policy that escalates less than the
+    /// severity's does not replace it (`escalation.severity_floor`).
+    pub severity_floor: bool,
+}
+
+impl Settings {
+    /// How often the communications lead is reminded to post a status update for an incident
+    /// with this decision: its severity has an interval, and it is customer-facing (unless
+    /// `communications.customer_facing_only` is off). The communications lead is brought in
+    /// for customer-facing incidents; an internal outage has no public to update.
+    pub fn comms_every_for(&self, decision: &Decision) -> Option<Duration> {
+        if self.comms_customer_facing_only && !decision.customer_facing {
+            return None;
+        }
+        self.comms_every.get(&decision.severity).copied()
+    }
 }
 
 impl Default for Settings {
@@ -279,6 +412,8 @@ impl Default for Settings {
             action_remind_every: Duration::from_secs(24 * 3600),
             involve_channels: vec![crate::notify::Channel::Email],
             maintenance: Vec::new(),
+            comms_customer_facing_only: true,
+            severity_floor: false,
         }
     }
 }
@@ -361,6 +496,91 @@ mod tests {
         assert!(
             TimerKind::CommsUpdate.stops_on_resolve() && !TimerKind::CommsUpdate.stops_on_ack()
         );
+    }
+
+    fn trigger(format: Format, ends_at: Option<&str>) -> Event {
+        Event {
+            id: uuid::Uuid::nil(),
+            received_at: "2026-03-02T09:00:00Z".parse().unwrap(),
+            source: "default".into(),
+            format,
+            kind: crate::event::Kind::Alert,
+            action: Action::Trigger,
+            dedup_key: "k".into(),
+            fingerprint: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            summary: "s".into(),
+            severity: None,
+            service: None,
+            starts_at: None,
+            ends_at: ends_at.map(|t| t.parse().unwrap()),
+            links: Vec::new(),
+            customer: None,
+            verified: false,
+            drill: false,
+            assessment: None,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn an_alerts_validity_comes_from_its_ends_at_or_the_resolve_timeout() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let five = Some(Duration::from_secs(300));
+        let v2 = trigger(Format::AlertmanagerV2, Some("2026-03-02T09:04:00Z"));
+        assert_eq!(validity(&v2, None), Validity::Until(t("2026-03-02T09:04:00Z")));
+        let bare = trigger(Format::AlertmanagerV2, None);
+        assert_eq!(validity(&bare, None), Validity::OpenEnded);
+        assert_eq!(validity(&bare, five), Validity::Until(t("2026-03-02T09:05:00Z")));
+        assert_eq!(validity(&trigger(Format::Canonical, None), five), Validity::OpenEnded);
+        let webhook = trigger(Format::AlertmanagerWebhook, Some("2026-03-02T09:04:00Z"));
+        assert_eq!(validity(&webhook, five), Validity::Unstated, "its Alertmanager resolves");
+        assert_eq!(validity(&trigger(Format::Pagerduty, None), five), Validity::Unstated);
+        let mut resolve = v2.clone();
+        resolve.action = Action::Resolve;
+        assert_eq!(validity(&resolve, five), Validity::Unstated);
+    }
+
+    #[test]
+    fn a_refresh_moves_the_expiry_and_a_counted_repeat_never_brings_it_forward() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let first = Validity::Until(t("2026-03-02T09:04:00Z"));
+        let e = first.apply(None, t("2026-03-02T09:00:00Z")).unwrap();
+        assert_eq!(e.lease(), SignedDuration::from_mins(4));
+        assert_eq!(e.due(t("2026-03-02T09:00:00Z")), t("2026-03-02T09:04:00Z"));
+        // Refreshes with the same lease, stored as counts only, push it along with last_seen.
+        let lease = Some(e.lease());
+        let refresh = Validity::Until(t("2026-03-02T09:05:00Z"));
+        assert!(refresh.kept_by(lease, t("2026-03-02T09:01:00Z")));
+        assert_eq!(e.due(t("2026-03-02T09:01:00Z")), t("2026-03-02T09:05:00Z"));
+        // A longer lease must rewrite the expiry, or it would resolve early.
+        let longer = Validity::Until(t("2026-03-02T10:00:00Z"));
+        assert!(!longer.kept_by(lease, t("2026-03-02T09:01:00Z")));
+        let moved = longer.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")).unwrap();
+        assert_eq!(moved.due(t("2026-03-02T09:01:00Z")), t("2026-03-02T10:00:00Z"));
+        // The latest word wins: no end given makes it open-ended; silence keeps it.
+        assert!(!Validity::OpenEnded.kept_by(lease, t("2026-03-02T09:01:00Z")));
+        assert_eq!(Validity::OpenEnded.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")), None);
+        assert!(Validity::Unstated.kept_by(lease, t("2026-03-02T09:01:00Z")));
+        assert_eq!(Validity::Unstated.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")), Some(e));
+        assert!(Validity::OpenEnded.kept_by(None, t("2026-03-02T09:01:00Z")));
+        assert!(!first.kept_by(None, t("2026-03-02T09:01:00Z")));
+    }
+
+    #[test]
+    fn status_update_reminders_are_for_customer_facing_incidents_unless_configured() {
+        let mut s = Settings::default();
+        s.comms_every.insert("sev2".into(), Duration::from_secs(1800));
+        let internal = decision(Sensitivity::None, false);
+        let facing = decision(Sensitivity::None, true);
+        assert_eq!(s.comms_every_for(&internal), None);
+        assert_eq!(s.comms_every_for(&facing), Some(Duration::from_secs(1800)));
+        let mut sev3 = facing.clone();
+        sev3.severity = "sev3".into();
+        assert_eq!(s.comms_every_for(&sev3), None);
+        s.comms_customer_facing_only = false;
+        assert_eq!(s.comms_every_for(&internal), Some(Duration::from_secs(1800)));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{Action, Event, Kind};
+use crate::event::{Action, Event, Format, Kind};
 use crate::rules::{Decision, Evaluation, IncidentView};
 
 pub type IncidentId = u64;
@@ -114,6 +114,92 @@ pub struct Incident {
     /// out of response-time figures (MTTA/MTTR). A real event joining it makes it real.
     #[serde(default)]
     pub drill: bool,
+    /// When the sender's `endsAt` says the alert stops holding unless refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<crate::escalation::Expiry>,
+    /// The maintenance window holding its pages back until it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<crate::escalation::Held>,
+    /// Runbook, dashboard and other links its events carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<IncidentLink>,
+    /// Which escalation policy it follows and what chose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_choice: Option<crate::policy::Choice>,
+}
+
+/// A link for the people working an incident: its runbook, a dashboard, the sender's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentLink {
+    /// `runbook`, `dashboard`, `source` (the sender's page for the alert, Prometheus'
+    /// `generatorURL`) or `link`.
+    pub kind: String,
+    pub href: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Most links kept per incident.
+pub const MAX_LINKS: usize = 10;
+/// Longest link kept, in bytes.
+const MAX_LINK_BYTES: usize = 2048;
+
+/// The links an event carries: the annotations Prometheus rules conventionally use
+/// (`runbook_url`, `dashboard_url`, also `runbook`, `dashboard`, `grafana_url`) and its `links`
+/// (PagerDuty `links`, canonical `links`, Alertmanager's `generatorURL`), each classified by
+/// its text. Only `http` and `https` links: they end up as `href`s on the dashboard.
+pub fn links_of(event: &Event) -> Vec<IncidentLink> {
+    let mut out: Vec<IncidentLink> = Vec::new();
+    let mut add = |kind: &str, href: &str, text: Option<&str>| {
+        let href = href.trim();
+        let web = href.len() <= MAX_LINK_BYTES
+            && ["https://", "http://"].iter().any(|p| {
+                href.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p))
+                    && href.len() > p.len()
+            });
+        if web && out.len() < MAX_LINKS && !out.iter().any(|l| l.href == href) {
+            out.push(IncidentLink {
+                kind: kind.to_string(),
+                href: href.to_string(),
+                text: text.map(|t| t.chars().take(200).collect()),
+            });
+        }
+    };
+    for (key, kind) in [
+        ("runbook_url", "runbook"),
+        ("runbook", "runbook"),
+        ("dashboard_url", "dashboard"),
+        ("dashboard", "dashboard"),
+        ("grafana_url", "dashboard"),
+    ] {
+        if let Some(href) = event.annotations.get(key) {
+            add(kind, href, None);
+        }
+    }
+    let alertmanager = matches!(event.format, Format::AlertmanagerV2 | Format::AlertmanagerWebhook);
+    for link in &event.links {
+        let said = link.text.as_deref().unwrap_or_default().to_lowercase();
+        let kind = if said.contains("runbook") || said.contains("playbook") {
+            "runbook"
+        } else if said.contains("dashboard") || said.contains("grafana") {
+            "dashboard"
+        } else if link.text.is_none() && alertmanager {
+            "source"
+        } else {
+            "link"
+        };
+        add(kind, &link.href, link.text.as_deref());
+    }
+    out
+}
+
+/// Adds the links of a later event that the incident does not have yet.
+fn merge_links(links: &mut Vec<IncidentLink>, event: &Event) {
+    for link in links_of(event) {
+        if links.len() < MAX_LINKS && !links.iter().any(|l| l.href == link.href) {
+            links.push(link);
+        }
+    }
 }
 
 impl Incident {
@@ -138,6 +224,8 @@ pub struct Summary {
     /// A hash of the rules' stored decision: a repeated trigger that gets the same decision
     /// changes only the counts (see [`Summary::repeat`]).
     decision: u64,
+    /// How long one refresh keeps it valid ([`crate::escalation::Expiry::lease`]).
+    lease: Option<jiff::SignedDuration>,
 }
 
 impl Summary {
@@ -152,6 +240,7 @@ impl Summary {
             score: incident.decision.score,
             drill: incident.drill,
             decision: decision_hash(&incident.decision),
+            lease: incident.expiry.as_ref().map(crate::escalation::Expiry::lease),
         }
     }
 
@@ -162,9 +251,17 @@ impl Summary {
     /// Whether a trigger `event` scored `decision` would change this incident in nothing but
     /// its count and last-seen time: what [`apply`] does to it then is only that (no drill to
     /// make real, no severity change, the same decision to store).
-    /// `hash`: the decision's [`decision_hash`], computed where it was scored.
-    pub fn repeat(&self, event: &Event, decision: &Decision, hash: u64) -> bool {
+    /// `hash`: the decision's [`decision_hash`], computed where it was scored; `validity`: what
+    /// the event says about how long the alert holds, which must leave the expiry true.
+    pub fn repeat(
+        &self,
+        event: &Event,
+        decision: &Decision,
+        hash: u64,
+        validity: crate::escalation::Validity,
+    ) -> bool {
         event.action == Action::Trigger
+            && validity.kept_by(self.lease, event.received_at)
             && !self.drill
             && !event.drill
             && self.severity == decision.severity
@@ -348,6 +445,10 @@ pub fn apply(
                 awareness: None,
                 drill: event.drill,
                 decision,
+                expiry: None,
+                held_by: None,
+                links: links_of(event),
+                policy_choice: None,
             };
             // One entry for the opening and the rules' decision on it: the first line of every
             // timeline, and one write instead of two in an alert storm.
@@ -384,6 +485,7 @@ pub fn apply(
         (Action::Trigger, Some(mut incident)) => {
             incident.count += 1;
             incident.last_seen = event.received_at;
+            merge_links(&mut incident.links, event);
             let mut entries = rule_failures(event, evaluation);
             if incident.drill && !event.drill {
                 // Never let a rehearsal hide a real problem with the same key.
@@ -489,4 +591,55 @@ pub fn resolve(
         detail: serde_json::Value::Null,
     };
     Ok((incident, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Link;
+
+    #[test]
+    fn runbook_and_dashboard_links_are_kept_from_annotations_and_links() {
+        let mut e: Event = serde_json::from_value(serde_json::json!({
+            "id": "01890000-0000-7000-8000-000000000000",
+            "received_at": "2026-03-02T09:00:00Z",
+            "source": "default",
+            "format": "alertmanager_v2",
+            "kind": "alert",
+            "action": "trigger",
+            "dedup_key": "k",
+            "summary": "s",
+            "annotations": {
+                "runbook_url": "https://wiki.example.com/runbooks/disk",
+                "dashboard_url": "javascript:alert(1)",
+                "grafana_url": "https://grafana.example.com/d/abc"
+            },
+            "links": [{"href": "http://prometheus:9090/graph?g0.expr=up"}]
+        }))
+        .unwrap();
+        let links = links_of(&e);
+        let got: Vec<(&str, &str)> =
+            links.iter().map(|l| (l.kind.as_str(), l.href.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("runbook", "https://wiki.example.com/runbooks/disk"),
+                ("dashboard", "https://grafana.example.com/d/abc"),
+                ("source", "http://prometheus:9090/graph?g0.expr=up"),
+            ],
+            "a javascript: link is never kept"
+        );
+        e.format = Format::Pagerduty;
+        e.annotations.clear();
+        e.links = vec![
+            Link { href: "https://runbooks.example.com/db".into(), text: Some("Runbook".into()) },
+            Link { href: "https://status.example.com".into(), text: Some("Status".into()) },
+        ];
+        let mut kept = links.clone();
+        merge_links(&mut kept, &e);
+        let kinds: Vec<&str> = kept.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(kinds, ["runbook", "dashboard", "source", "runbook", "link"]);
+        merge_links(&mut kept, &e);
+        assert_eq!(kept.len(), 5, "a link already kept is not added twice");
+    }
 }

@@ -247,12 +247,12 @@ impl OpenIndex {
 
     /// The open incident `event` repeats and its count as of the last commit, when the event
     /// (scored `decision`) would change nothing else about it.
-    fn repeat(&self, scored: &Scored) -> Option<(IncidentId, u64)> {
+    fn repeat(&self, scored: &Scored, validity: escalation::Validity) -> Option<(IncidentId, u64)> {
         let event = &scored.encoded.event;
         let decision = &scored.evaluation.decision;
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let summary = map.get(event.source.as_str())?.get(event.dedup_key.as_str())?;
-        let repeat = summary.repeat(event, decision, scored.decision_hash);
+        let repeat = summary.repeat(event, decision, scored.decision_hash, validity);
         repeat.then(|| (summary.id(), summary.count()))
     }
 
@@ -952,19 +952,21 @@ impl Writer {
             return Err(e);
         }
         let was_drill = open_drill;
+        let validity = escalation::validity(event, rt.config.resolve_timeout);
         match outcome {
             Outcome::Updated(mut incident, entries) if was_drill && !incident.drill => {
                 // A real event joined a drill incident: page as if it had just opened, since
                 // the policy's people heard nothing while it was a drill.
                 batch.insert_event(&scored.encoded, Some(incident.id))?;
                 changes.log(incident.id, entries);
+                self.track_expiry(batch, changes, &mut incident, validity, event.received_at)?;
                 self.cancel(batch, incident.id, |k| matches!(k, TimerKind::Step { .. }))?;
                 incident.escalation = None;
                 if incident.status == Status::Triggered
                     && incident.decision.suppressed.is_none()
-                    && let (Some(p), _) = rt.config.policies.choose(&incident.decision)
+                    && incident.held_by.is_none()
+                    && let Some(p) = self.choose_policy(rt, &mut incident)
                 {
-                    let p = p.clone();
                     let why = "a real event joined the drill incident";
                     let fired = self.fire_step(batch, changes, rt, &mut incident, &p, 0, 0, why)?;
                     changes.log(incident.id, fired);
@@ -980,6 +982,7 @@ impl Writer {
                     .map(String::as_str);
                 incident.scope = rt.triage().catalog.scope(named);
                 batch.insert_event(&scored.encoded, Some(incident.id))?;
+                self.track_expiry(batch, changes, &mut incident, validity, event.received_at)?;
                 self.keep(batch, changes, rt, incident, entries)?;
             }
             Outcome::Updated(mut incident, mut entries) => {
@@ -991,6 +994,14 @@ impl Writer {
                         self.metrics.incident_acted(&incident, PersonAction::Resolve)
                     }
                     Action::Trigger => {
+                        self.track_expiry(
+                            batch,
+                            changes,
+                            &mut incident,
+                            validity,
+                            event.received_at,
+                        )?;
+                        entries.extend(self.start_comms_updates(batch, changes, rt, &incident)?);
                         // A later event can reveal what the first did not (customer data
                         // exposed after all): an obligation that applies now attaches now,
                         // counted from this event, and the legal liaison hears at once.
@@ -1039,7 +1050,8 @@ impl Writer {
     /// reading and rewriting the incident (what [`incident::apply`] would do to it is exactly
     /// that). Its incident and the new count, or `None` for the full path: a rule failed (its
     /// timeline entry), the decision differs from the stored one, a drill is involved, a
-    /// notice rule applies (it may have to attach), or this batch already holds the incident.
+    /// notice rule applies (it may have to attach), the event moves the alert's expiry, or this
+    /// batch already holds the incident.
     fn repeat(
         &self,
         changes: &Changes,
@@ -1054,7 +1066,8 @@ impl Writer {
         {
             return None;
         }
-        let (id, stored) = self.open.repeat(scored)?;
+        let validity = escalation::validity(event, rt.config.resolve_timeout);
+        let (id, stored) = self.open.repeat(scored, validity)?;
         if changes.incidents.contains_key(&id) {
             return None;
         }
@@ -1343,8 +1356,23 @@ impl Writer {
             MaintenanceOp::End(id) => match windows.iter_mut().find(|w| w.id == Some(id)) {
                 None => Err(format!("no open maintenance window with id {id}")),
                 Some(w) => {
+                    let planned = w.ends;
                     w.ends = now.max(w.starts);
                     batch.put_window(id, w)?;
+                    // The incidents it holds back page now, not at the planned end: their
+                    // timers all sit at that one due time.
+                    for t in batch.timers_at(planned)? {
+                        if let TimerKind::WindowEnds { window } = &t.kind
+                            && *window == w.name
+                            && batch.incident(t.incident)?.is_some_and(|i| {
+                                i.held_by.as_ref().is_some_and(|h| h.id == Some(id))
+                            })
+                        {
+                            batch.remove_timer(&t)?;
+                            let kind = t.kind.clone();
+                            self.schedule(batch, changes, t.incident, w.ends, kind)?;
+                        }
+                    }
                     Ok(w.clone())
                 }
             },
@@ -1379,8 +1407,8 @@ impl Writer {
         Ok(())
     }
 
-    /// A new incident: who holds its roles, maintenance windows, the first escalation step,
-    /// the notices it owes, and the status-update reminders.
+    /// A new incident: who holds its roles, maintenance windows, the notices it owes, the first
+    /// escalation step, and the status-update reminders.
     fn on_opened(
         &self,
         batch: &mut Batch<'_>,
@@ -1389,7 +1417,6 @@ impl Writer {
         incident: &mut Incident,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let settings = &rt.config.escalation;
         incident.roles = self.role_holders(rt, incident.first_seen);
         let mut entries = Vec::new();
         if !incident.roles.is_empty() {
@@ -1397,36 +1424,38 @@ impl Writer {
                 incident.roles.iter().map(|(r, p)| format!("{r}: {p}")).collect();
             entries.push(entry(now, EntryKind::RoleChanged, format!("roles: {}", held.join(", "))));
         }
-        if incident.decision.suppressed.is_none() {
-            // The API's windows as of this batch; searched in place (no copy per incident).
-            let held;
-            let api_windows: &[Window] = match &changes.windows {
-                Some(w) => w,
-                None => {
-                    held = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-                    &held
-                }
-            };
-            let inside = settings
-                .maintenance
-                .iter()
-                .chain(api_windows)
-                .find(|w| w.covers(incident, incident.first_seen))
-                .map(|w| format!("maintenance window `{}` until {}", w.name, w.ends));
-            if inside.is_some() {
-                incident.decision.suppressed = inside;
-            }
+        if incident.decision.suppressed.is_none()
+            && let Some(w) = self.covering_window(changes, rt, incident, incident.first_seen)
+        {
+            incident.decision.suppressed = Some(w.reason());
+            incident.held_by = Some(w.held());
+            // When the window ends with the incident still open, it pages then.
+            self.schedule(
+                batch,
+                changes,
+                incident.id,
+                w.ends,
+                TimerKind::WindowEnds { window: w.name.clone() },
+            )?;
         }
-        let policies = &rt.config.policies;
-        let (policy, note) = policies.choose(&incident.decision);
-        if let Some(note) = note {
-            entries.push(entry(now, EntryKind::Note, note));
+        let policy = self.choose_policy(rt, incident);
+        if let Some(choice) = &incident.policy_choice {
+            let name = choice.policy.as_deref().unwrap_or("none");
+            entries.push(entry(
+                now,
+                EntryKind::Note,
+                format!("escalation policy `{name}`: {}", choice.why),
+            ));
         }
         changes.log(incident.id, std::mem::take(&mut entries));
-        match policy {
+        // Notices first: a legal obligation holds even when notifications are suppressed, and
+        // the legal liaison's first message states each notice and its deadline.
+        let aware_at = incident.first_seen;
+        entries.extend(self.attach_notices(batch, changes, rt, incident, aware_at)?);
+        match &policy {
             _ if incident.decision.suppressed.is_some() => {
                 let reason = incident.decision.suppressed.clone().unwrap_or_default();
-                let held: Vec<String> = match policy {
+                let held: Vec<String> = match &policy {
                     Some(p) => self.step_deliveries(rt, incident, p, 0, true).0.iter().map(describe).collect(),
                     None => Vec::new(),
                 };
@@ -1447,27 +1476,116 @@ impl Writer {
                 "no policy notifies anyone for this incident (no default_policy, severity_policies or rule-chosen policy)".to_string(),
             )),
             Some(p) => {
-                let p = p.clone();
-                let fired = self.fire_step(batch, changes, rt, incident, &p, 0, 0, "the incident opened")?;
+                let fired = self.fire_step(batch, changes, rt, incident, p, 0, 0, "the incident opened")?;
                 entries.extend(fired);
             }
         }
-        // Notices: legal obligations hold even when notifications are suppressed.
-        let aware_at = incident.first_seen;
-        entries.extend(self.attach_notices(batch, changes, rt, incident, aware_at)?);
         if incident.decision.suppressed.is_none()
-            && let Some(every) = settings.comms_every.get(&incident.decision.severity)
+            && let Some(every) = rt.config.escalation.comms_every_for(&incident.decision)
         {
             self.schedule(
                 batch,
                 changes,
                 incident.id,
-                escalation::after(now, *every),
+                escalation::after(now, every),
                 TimerKind::CommsUpdate,
             )?;
         }
         changes.log(incident.id, entries);
         Ok(())
+    }
+
+    /// The maintenance window (the config's or the API's, as of this batch) that covers the
+    /// incident at `at`, if any.
+    fn covering_window(
+        &self,
+        changes: &Changes,
+        rt: &Runtime,
+        incident: &Incident,
+        at: Timestamp,
+    ) -> Option<Window> {
+        // The API's windows as of this batch; searched in place (no copy per incident).
+        let held;
+        let api_windows: &[Window] = match &changes.windows {
+            Some(w) => w,
+            None => {
+                held = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                &held
+            }
+        };
+        rt.config
+            .escalation
+            .maintenance
+            .iter()
+            .chain(api_windows)
+            .find(|w| w.covers(incident, at))
+            .cloned()
+    }
+
+    /// Picks the incident's policy (recording the choice on it) and returns it.
+    fn choose_policy(&self, rt: &Runtime, incident: &mut Incident) -> Option<Policy> {
+        let policies = &rt.config.policies;
+        let choice = policies.choice(&incident.decision, rt.config.escalation.severity_floor);
+        let policy = choice.policy.as_ref().and_then(|n| policies.policies.get(n)).cloned();
+        incident.policy_choice = Some(choice);
+        policy
+    }
+
+    /// Moves the incident's expiry to what a trigger arriving at `received` says
+    /// ([`escalation::Validity`]), with its timer.
+    fn track_expiry(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        incident: &mut Incident,
+        validity: escalation::Validity,
+        received: Timestamp,
+    ) -> Result<(), StoreError> {
+        let next = validity.apply(incident.expiry.clone(), received);
+        if next == incident.expiry {
+            return Ok(());
+        }
+        if incident.expiry.is_some() {
+            self.cancel(batch, incident.id, |k| matches!(k, TimerKind::Expiry))?;
+        }
+        if let Some(e) = &next {
+            self.schedule(batch, changes, incident.id, e.ends_at, TimerKind::Expiry)?;
+        }
+        incident.expiry = next;
+        Ok(())
+    }
+
+    /// Starts the status-update reminders of an open incident that a later event made call
+    /// for them (it became customer-facing, or more severe), unless they run already.
+    fn start_comms_updates(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &Incident,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let Some(every) = rt.config.escalation.comms_every_for(&incident.decision) else {
+            return Ok(Vec::new());
+        };
+        if !incident.status.is_open()
+            || incident.decision.suppressed.is_some()
+            || incident.held_by.is_some()
+            || batch.incident_timers(incident.id)?.iter().any(|t| t.kind == TimerKind::CommsUpdate)
+        {
+            return Ok(Vec::new());
+        }
+        let at = escalation::after(self.clock.now(), every);
+        self.schedule(batch, changes, incident.id, at, TimerKind::CommsUpdate)?;
+        Ok(vec![entry(
+            self.clock.now(),
+            EntryKind::Note,
+            format!(
+                "status updates are now due every {:#} ({}, customer-facing: {}): the first reminder to the communications lead at {at}",
+                escalation::signed(every),
+                incident.decision.severity,
+                incident.decision.customer_facing
+            ),
+        )])
     }
 
     /// Attaches the notice of every `notices[]` rule that applies to the incident's decision
@@ -1566,6 +1684,19 @@ impl Writer {
         let mut targets: Vec<policy::Entry> =
             policy.step(step).map(|s| s.notify.clone()).unwrap_or_default();
         if first {
+            // A rule's policy the severity floor overrode still pages its first step.
+            if let Some(also) = incident
+                .policy_choice
+                .as_ref()
+                .and_then(|c| c.also.as_ref())
+                .and_then(|name| rt.config.policies.policies.get(name))
+            {
+                for e in also.step(0).map(|s| s.notify.clone()).unwrap_or_default() {
+                    if !targets.contains(&e) {
+                        targets.push(e);
+                    }
+                }
+            }
             for role in escalation::involved_roles(&incident.decision) {
                 targets.push(policy::Entry {
                     audience: escalation::role_audience(&role).to_string(),
@@ -1961,8 +2092,9 @@ impl Writer {
                     if !incident.status.is_open() {
                         continue;
                     }
-                    let Some(every) =
-                        rt.config.escalation.comms_every.get(&incident.decision.severity).copied()
+                    // The incident may have stopped calling for updates (no longer
+                    // customer-facing, less severe): the reminders end there.
+                    let Some(every) = rt.config.escalation.comms_every_for(&incident.decision)
                     else {
                         continue;
                     };
@@ -1970,21 +2102,7 @@ impl Writer {
                     self.schedule(batch, changes, incident.id, next, TimerKind::CommsUpdate)?;
                     // The draft comes from the approved `customer` email template, rendered
                     // for the incident as it stands now.
-                    let draft = crate::compose::render(
-                        rt,
-                        &incident,
-                        Reason::Reminder,
-                        &Delivery {
-                            channel: Channel::Email,
-                            recipient: crate::outbox::Recipient {
-                                person: None,
-                                address: "customers".into(),
-                            },
-                            audience: "customer".into(),
-                        },
-                        now,
-                    )
-                    .0;
+                    let draft = customer_draft(rt, &incident, Reason::Reminder, now);
                     let line = format!(
                         "A status update for incident #{} is due (every {:#} at {}). Next reminder at {next}.\nDraft from the approved customer template:\n---\n{}\n{}\n---",
                         incident.id,
@@ -2002,6 +2120,66 @@ impl Writer {
                         "Status update due",
                         &line,
                     )?
+                }
+                TimerKind::Expiry => {
+                    let Some(expiry) = incident.expiry.clone() else { continue };
+                    if !incident.status.is_open() {
+                        continue;
+                    }
+                    let due = expiry.due(incident.last_seen);
+                    if due > now {
+                        // Refreshed since: wait for the new end (one timer per incident).
+                        let pending = batch.incident_timers(incident.id)?;
+                        if !pending.iter().any(|t| t.kind == TimerKind::Expiry) {
+                            self.schedule(batch, changes, incident.id, due, TimerKind::Expiry)?;
+                        }
+                        continue;
+                    }
+                    if let Ok((incident, mut e)) = incident::resolve(incident, "tocsin", now, None)
+                    {
+                        e.message = format!(
+                            "resolved: the sender's endsAt {due} passed without a refresh (the alert stopped firing, or its sender stopped sending){late}"
+                        );
+                        self.metrics.incident_acted(&incident, PersonAction::Resolve);
+                        self.keep(batch, changes, rt, incident, vec![e])?;
+                    }
+                    continue;
+                }
+                TimerKind::WindowEnds { window } => {
+                    if !incident.status.is_open() || incident.held_by.is_none() {
+                        continue;
+                    }
+                    let held_reason = incident.decision.suppressed.clone();
+                    if let Some(w) = self.covering_window(changes, rt, &incident, now) {
+                        // Extended, or another window covers it now: held until that one ends.
+                        incident.decision.suppressed = Some(w.reason());
+                        incident.held_by = Some(w.held());
+                        self.schedule(
+                            batch,
+                            changes,
+                            incident.id,
+                            w.ends,
+                            TimerKind::WindowEnds { window: w.name.clone() },
+                        )?;
+                        vec![entry(
+                            now,
+                            EntryKind::Note,
+                            format!(
+                                "maintenance window `{window}` ended, but `{}` covers the incident until {}: still held back",
+                                w.name, w.ends
+                            ),
+                        )]
+                    } else {
+                        self.window_ended(
+                            batch,
+                            changes,
+                            rt,
+                            &mut incident,
+                            window,
+                            held_reason,
+                            &late,
+                        )?
+                    }
                 }
                 TimerKind::ActionDue { action } => {
                     let Some(item) = incident
@@ -2050,6 +2228,61 @@ impl Writer {
             self.save(changes, incident);
         }
         Ok(())
+    }
+
+    /// The maintenance window that held an open incident back has ended: it pages now from the
+    /// first step (as Alertmanager notifies when a silence expires on a firing alert), unless
+    /// someone acknowledged it meanwhile or the rules themselves suppress it.
+    #[allow(clippy::too_many_arguments)]
+    fn window_ended(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        incident: &mut Incident,
+        window: &str,
+        held_reason: Option<String>,
+        late: &str,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let now = self.clock.now();
+        let until = incident.held_by.take().map(|h| h.until);
+        if held_reason.as_ref().is_some_and(|r| r.starts_with("maintenance window `")) {
+            incident.decision.suppressed = None;
+        }
+        let ended = format!(
+            "maintenance window `{window}` ended{} with the incident still {}{late}",
+            until.map(|u| format!(" at {u}")).unwrap_or_default(),
+            incident.status.as_str()
+        );
+        if let Some(reason) = &incident.decision.suppressed {
+            return Ok(vec![entry(
+                now,
+                EntryKind::Suppressed,
+                format!("{ended}; the rules still suppress it ({reason}): nobody is paged"),
+            )]);
+        }
+        if incident.status != Status::Triggered {
+            let by = incident.acknowledged.as_ref().map(|a| a.by.clone()).unwrap_or_default();
+            return Ok(vec![entry(
+                now,
+                EntryKind::Escalated,
+                format!("{ended}; acknowledged by {by} during the window, so nobody is paged"),
+            )]);
+        }
+        let mut entries = Vec::new();
+        match self.choose_policy(rt, incident) {
+            Some(p) => {
+                let why = format!("{ended}: paging now");
+                entries.extend(self.fire_step(batch, changes, rt, incident, &p, 0, 0, &why)?);
+            }
+            None => entries.push(entry(
+                now,
+                EntryKind::Note,
+                format!("{ended}, but no policy notifies anyone for it"),
+            )),
+        }
+        entries.extend(self.start_comms_updates(batch, changes, rt, incident)?);
+        Ok(entries)
     }
 
     /// Sends `line` to whoever holds `role` on the incident (email, and SMS when they have a
@@ -2158,6 +2391,12 @@ impl Writer {
         let (mut message, fallback) = crate::compose::render(rt, incident, reason, d, now);
         if let Some((lead, line)) = note {
             message = crate::compose::with_note(message, lead, line);
+        }
+        if reason == Reason::New && crate::templates::is_communications(&d.audience) {
+            // The communications lead starts from the approved customer wording, as the
+            // status-update reminders do.
+            let draft = customer_draft(rt, incident, Reason::New, now);
+            message = crate::compose::with_draft(message, &draft);
         }
         if rt.redactor.applies_to(d.channel, &d.audience) {
             let opening = batch.event(incident.opened_by)?;
@@ -2498,6 +2737,22 @@ fn override_op(
             _ => Ok(Err(format!("rotation `{rotation}` has no override {id}"))),
         },
     }
+}
+
+/// What the approved `customer` email template says about the incident as it stands: the
+/// communications lead's draft.
+fn customer_draft(
+    rt: &Runtime,
+    incident: &Incident,
+    reason: Reason,
+    now: Timestamp,
+) -> crate::outbox::Rendered {
+    let to_customers = Delivery {
+        channel: Channel::Email,
+        recipient: crate::outbox::Recipient { person: None, address: "customers".into() },
+        audience: "customer".into(),
+    };
+    crate::compose::render(rt, incident, reason, &to_customers, now).0
 }
 
 fn describe(d: &Delivery) -> String {

@@ -683,6 +683,10 @@ mod tests {
             notices: vec![],
             review: None,
             awareness: None,
+            expiry: None,
+            held_by: None,
+            links: Vec::new(),
+            policy_choice: None,
             drill: false,
             scope: Vec::new(),
         }

@@ -1363,6 +1363,17 @@ impl Batch<'_> {
         Ok(out)
     }
 
+    /// The timers due exactly at `at` (to the millisecond, as they are keyed).
+    pub fn timers_at(&self, at: Timestamp) -> Result<Vec<Timer>, StoreError> {
+        let due = at.as_millisecond();
+        let mut out = Vec::new();
+        for entry in self.timers.range((due, 0)..=(due, u64::MAX))? {
+            let (key, raw) = entry?;
+            out.push(decode_timer(key.value().1, raw.value())?);
+        }
+        Ok(out)
+    }
+
     /// An incident's pending timers.
     pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
         let mut out = Vec::new();

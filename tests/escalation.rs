@@ -112,6 +112,50 @@ async fn alert(d: &Daemon, key: &str, severity: &str) -> u64 {
     d.incident_of(&r).await
 }
 
+/// A trigger for `service`, through the canonical endpoint.
+async fn alert_on(d: &Daemon, key: &str, severity: &str, service: &str) -> u64 {
+    let body = json!({
+        "dedup_key": key,
+        "summary": format!("{key} is failing"),
+        "severity": severity,
+        "service": service,
+    });
+    let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
+    d.incident_of(&r).await
+}
+
+/// The text part of mail `n` (0-based, arrival order).
+fn text_of(env: &Env, n: usize) -> String {
+    let data = env.mails.lock().unwrap()[n].data.clone();
+    mail_part(&data, "text/plain").expect("a text part").replace("\r\n", "\n")
+}
+
+/// Distinct notifications (by Message-ID) in order of first arrival, as (recipient, subject):
+/// delivery is at-least-once, so a mail sent just before a kill may come again after a restart.
+fn distinct(inbox: &Arc<Mutex<Vec<Mail>>>) -> Vec<(String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for m in inbox.lock().unwrap().iter() {
+        if seen.insert(mail_header(&m.data, "message-id")) {
+            let to = m.to[0].trim_matches(|c| c == '<' || c == '>').to_string();
+            out.push((to, subject(&m.data)));
+        }
+    }
+    out
+}
+
+async fn distinct_n(inbox: &Arc<Mutex<Vec<Mail>>>, n: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = distinct(inbox);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "expected {n} notifications, got {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn incident(d: &Daemon, id: u64) -> Value {
     let r = d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -369,6 +413,13 @@ default_policy: page
     let got = mails(&env, 3).await;
     assert_eq!(got[2].0, "omar@example.com");
     assert!(got[2].1.starts_with("Action item overdue:"), "{}", got[2].1);
+    // The incident is resolved: the reminder says so, not that it is open and unacknowledged.
+    assert!(got[2].1.contains("Resolved #1"), "{}", got[2].1);
+    let text = text_of(&env, 2);
+    assert!(text.contains("which was resolved at 2026-03-02T09:20:00Z"), "{text}");
+    for lie in ["still open", "Still open", "nobody has acknowledged"] {
+        assert!(!text.contains(lie), "says {lie:?}:\n{text}");
+    }
     d.advance("24h").await;
     assert_eq!(mails(&env, 4).await[3].0, "omar@example.com");
     let r = d
@@ -732,25 +783,38 @@ async fn the_communications_lead_is_reminded_to_post_updates_while_it_is_open() 
     let env =
         start(&roster(&format!("{LEAD_PAGES}communications:\n  update_every: {{sev1: 30m}}\n")));
     let d = &env.daemon;
-    let id = alert(d, "checkout-down", "critical").await;
-    assert_eq!(incident(d, id).await["decision"]["severity"], "sev1");
-    mails(&env, 1).await;
+    // checkout is customer-facing (rules/50-customer-facing.rhai); the database is not.
+    let id = alert_on(d, "checkout-down", "critical", "checkout").await;
+    let i = incident(d, id).await;
+    assert_eq!(i["decision"]["severity"], "sev1");
+    assert_eq!(i["decision"]["customer_facing"], true);
+    let mut first: Vec<String> = mails(&env, 2).await.into_iter().map(|(to, _)| to).collect();
+    first.sort();
+    assert_eq!(first, ["ana@example.com", "cora@example.com"]);
+    let internal = alert(d, "db-disk", "critical").await;
+    assert_eq!(incident(d, internal).await["decision"]["severity"], "sev1");
+    assert_eq!(mails(&env, 3).await[2].0, "ana@example.com");
     d.advance("29m").await;
-    quiet(&env, 1).await;
+    quiet(&env, 3).await;
     d.advance("1m").await;
-    let got = mails(&env, 2).await;
-    assert_eq!(got[1].0, "cora@example.com");
-    assert!(got[1].1.starts_with("Status update due:"), "{}", got[1].1);
-    let data = env.mails.lock().unwrap()[1].data.clone();
+    let got = mails(&env, 4).await;
+    assert_eq!(got[3].0, "cora@example.com");
+    assert!(got[3].1.starts_with("Status update due:"), "{}", got[3].1);
+    assert!(got[3].1.contains(&format!("#{id}")), "only the customer-facing one: {}", got[3].1);
+    let data = env.mails.lock().unwrap()[3].data.clone();
     let text = mail_part(&data, "text/plain").expect("a text part");
     assert!(text.contains("Draft from the approved customer template:"), "{text}");
+    quiet(&env, 4).await;
     d.advance("30m").await;
-    assert_eq!(mails(&env, 3).await[2].0, "cora@example.com");
+    assert_eq!(mails(&env, 5).await[4].0, "cora@example.com");
+    quiet(&env, 5).await;
     let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
     assert_eq!(r.status, 200);
-    mails(&env, 4).await; // ana's resolution notice
+    mails(&env, 7).await; // ana's and cora's resolution notices
     d.advance("2h").await;
-    quiet(&env, 4).await;
+    quiet(&env, 7).await;
+    let t = timeline(&incident(d, internal).await);
+    assert!(!t.iter().any(|m| m.contains("status update")), "{t:#?}");
 }
 
 #[tokio::test]
@@ -787,8 +851,13 @@ async fn a_maintenance_window_holds_back_pages_and_says_what_it_held() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Ending the window early pages what it held back, now.
+    let got = mails(&env, 1).await;
+    assert_eq!(got[0].0, "ana@example.com");
+    assert!(got[0].1.contains("db-primary"), "{got:?}");
     alert(d, "db-replica", "critical").await;
-    assert_eq!(mails(&env, 1).await[0].0, "ana@example.com");
+    assert_eq!(mails(&env, 2).await[1].0, "ana@example.com");
+    quiet(&env, 2).await;
 }
 
 #[tokio::test]
@@ -823,4 +892,289 @@ async fn acknowledging_through_the_signed_link_stops_the_next_step() {
     let i = incident(d, id).await;
     assert_eq!(i["acknowledged"]["by"], "link:ana");
     assert_eq!(i["escalation"]["stopped"], "acknowledged by link:ana");
+}
+
+const ONE_STEP: &str = r#"policies:
+  - name: page
+    notify: [{person: ana, channels: [email]}]
+default_policy: page
+"#;
+
+/// An Alertmanager v2 alert as Prometheus sends it: `endsAt` a few minutes ahead, refreshed
+/// while it fires.
+fn prometheus_alert(instance: &str, ends_at: &str) -> String {
+    json!([{
+        "labels": {"alertname": "DiskFull", "instance": instance, "severity": "critical"},
+        "annotations": {"summary": format!("Disk full on {instance}")},
+        "startsAt": "2026-03-02T08:58:00Z",
+        "endsAt": ends_at,
+    }])
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_alert_whose_ends_at_passes_without_a_refresh_resolves_once_across_restarts() {
+    let Env { daemon: mut d, mails: env } = start(ONE_STEP);
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db1", "2026-03-02T09:04:00Z"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = d.incident_of(&r).await;
+    distinct_n(&env, 1).await;
+    // Refreshed at +2m with endsAt +6m: the end moves with it.
+    d.advance("2m").await;
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db1", "2026-03-02T09:06:00Z"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    d.advance("3m").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(incident(&d, id).await["status"], "triggered", "the refresh moved the end");
+    d.advance("1m").await;
+    let got = distinct_n(&env, 2).await;
+    assert_eq!(got[1].0, "ana@example.com");
+    assert!(got[1].1.contains("Resolved"), "{got:?}");
+    let i = incident(&d, id).await;
+    assert_eq!(i["status"], "resolved");
+    assert_eq!(i["resolved"]["by"], "tocsin");
+    assert!(
+        timeline(&i).iter().any(|m| m.starts_with(
+            "resolved: the sender's endsAt 2026-03-02T09:06:00Z passed without a refresh"
+        )),
+        "{:#?}",
+        timeline(&i)
+    );
+
+    // A second alert whose refresh states a much later end (a longer lease): not resolved at
+    // the first end. Then the daemon is down when the later end passes.
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db2", "2026-03-02T09:10:00Z"))
+        .await;
+    let second = d.incident_of(&r).await;
+    distinct_n(&env, 3).await;
+    d.advance("1m").await;
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db2", "2026-03-02T10:00:00Z"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    d.advance("20m").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(incident(&d, second).await["status"], "triggered");
+    assert_eq!(incident(&d, second).await["expiry"]["ends_at"], "2026-03-02T10:00:00Z");
+    d.kill9();
+    let later = "2026-03-02T10:30:00Z";
+    let mut d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
+    let got = distinct_n(&env, 4).await;
+    assert!(got[3].1.contains("Resolved") && got[3].1.contains(&format!("#{second}")), "{got:?}");
+    d.kill9();
+    let d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(distinct(&env).len(), 4, "{:?}", distinct(&env));
+    let t = timeline(&incident(&d, second).await);
+    let resolved = t.iter().filter(|m| m.starts_with("resolved: the sender's endsAt")).count();
+    assert_eq!(resolved, 1, "{t:#?}");
+    assert!(
+        t.iter().any(|m| m.contains("fired late because the daemon was not running")),
+        "{t:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_alert_without_ends_at_stays_open_unless_a_resolve_timeout_is_set() {
+    let (port, inbox) = smtp_server();
+    let yaml = format!("{}incidents:\n  resolve_timeout: 5m\n", config(port, ONE_STEP));
+    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let d = &env.daemon;
+    let bare = |instance: &str| {
+        json!([{"labels": {"alertname": "QueueStuck", "instance": instance}}]).to_string()
+    };
+    let r = d.post("/api/v2/alerts", Some(TOKEN), bare("q1")).await;
+    let id = d.incident_of(&r).await;
+    // The canonical endpoint has no such timeout: its incidents stay open.
+    let other = alert(d, "cron-failed", "critical").await;
+    mails(&env, 2).await;
+    d.advance("3m").await;
+    d.post("/api/v2/alerts", Some(TOKEN), bare("q1")).await;
+    d.advance("4m").await;
+    quiet(&env, 2).await;
+    assert_eq!(incident(d, id).await["status"], "triggered", "refreshed at +3m: open until +8m");
+    d.advance("1m").await;
+    mails(&env, 3).await;
+    assert_eq!(incident(d, id).await["status"], "resolved");
+    d.advance("3h").await;
+    quiet(&env, 3).await;
+    assert_eq!(incident(d, other).await["status"], "triggered");
+}
+
+#[tokio::test]
+async fn a_maintenance_window_that_ends_while_its_incident_fires_pages_once_across_a_restart() {
+    let Env { daemon: mut d, mails: env } = start(&roster(LEAD_PAGES));
+    let window = |name: &str| json!({"name": name, "duration": "1h"}).to_string();
+    let r = d.post("/api/v1/maintenance", Some(TOKEN), window("db failover")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let held = alert(&d, "db-primary", "critical").await;
+    assert_eq!(incident(&d, held).await["held_by"]["until"], "2026-03-02T10:00:00Z");
+    // Still failing half-way through: the repeat joins the held incident, nobody is paged.
+    d.advance("30m").await;
+    alert(&d, "db-primary", "critical").await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(distinct(&env).is_empty(), "{:?}", distinct(&env));
+    // The window ends with the incident still open: it pages now, from the first step.
+    d.advance("30m").await;
+    let got = distinct_n(&env, 1).await;
+    assert_eq!(got[0].0, "ana@example.com");
+    assert!(got[0].1.contains("db-primary"), "{got:?}");
+    let i = incident(&d, held).await;
+    assert!(i["held_by"].is_null(), "{}", i["held_by"]);
+    assert!(
+        timeline(&i).iter().any(|m| m.contains(
+            "maintenance window `db failover` ended at 2026-03-02T10:00:00Z with the incident still triggered: paging now"
+        )),
+        "{:#?}",
+        timeline(&i)
+    );
+    // A second window ends while the daemon is down: it pages once, after the restart.
+    let r = d.post("/api/v1/maintenance", Some(TOKEN), window("switch upgrade")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let second = alert(&d, "switch-3", "critical").await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(distinct(&env).len(), 1, "{:?}", distinct(&env));
+    d.kill9();
+    let later = "2026-03-02T11:30:00Z";
+    let mut d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
+    let got = distinct_n(&env, 2).await;
+    assert!(got[1].1.contains("switch-3"), "{got:?}");
+    d.kill9();
+    let d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", later)]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(distinct(&env).len(), 2, "{:?}", distinct(&env));
+    let t = timeline(&incident(&d, second).await);
+    assert_eq!(t.iter().filter(|m| m.contains("paging now")).count(), 1, "{t:#?}");
+}
+
+#[tokio::test]
+async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
+    let (port, inbox) = smtp_server();
+    let yaml = config(port, &roster(&format!("{LEAD_PAGES}{GDPR}"))).replace(
+        "{id: lena, name: Lena, email: lena@example.com}",
+        "{id: lena, name: Lena, email: lena@example.com, zone: Europe/Berlin}",
+    );
+    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let d = &env.daemon;
+    let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-9")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = mails(&env, 3).await;
+    let at = |who: &str| got.iter().position(|(to, _)| to == who).unwrap();
+    let legal = text_of(&env, at("lena@example.com"));
+    assert!(
+        legal.contains("- GDPR Art. 33 supervisory authority notice (mandatory): due 2026-03-05 10:00 CET (Europe/Berlin), that is 2026-03-05T09:00:00Z in UTC"),
+        "{legal}"
+    );
+    // The communications lead starts from the approved customer wording.
+    let comms = text_of(&env, at("cora@example.com"));
+    assert!(comms.contains("Draft from the approved customer template:\n---\n"), "{comms}");
+    assert!(!comms.contains("another customer's address"), "no summary in the draft: {comms}");
+}
+
+#[tokio::test]
+async fn runbook_and_dashboard_links_reach_the_incident_its_mail_and_its_page() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let body = json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+        "annotations": {
+            "summary": "Disk full on db1",
+            "runbook_url": "https://wiki.example.com/runbooks/disk-full",
+            "dashboard_url": "https://grafana.example.com/d/disk"
+        },
+        "generatorURL": "http://prometheus.example.com/graph?g0.expr=disk"
+    }]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), body.to_string()).await;
+    let id = d.incident_of(&r).await;
+    mails(&env, 1).await;
+    let text = text_of(&env, 0);
+    assert!(text.contains("  Runbook: https://wiki.example.com/runbooks/disk-full\n"), "{text}");
+    assert!(text.contains("  Dashboard: https://grafana.example.com/d/disk"), "{text}");
+    let i = incident(d, id).await;
+    assert_eq!(
+        i["links"][0],
+        json!({"kind": "runbook", "href": "https://wiki.example.com/runbooks/disk-full"})
+    );
+    assert_eq!(i["links"][2]["kind"], "source");
+    // PagerDuty `links` join the same incident's list when they come with a later event.
+    let pd = json!({
+        "routing_key": common::ROUTING_KEY,
+        "event_action": "trigger",
+        "dedup_key": "pd-1",
+        "payload": {"summary": "Replication lag", "source": "db2", "severity": "error"},
+        "links": [{"href": "https://runbooks.example.com/replication", "text": "Runbook: replication lag"}]
+    });
+    let r = d.post("/v2/enqueue", None, pd.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let pd_id = d.incident_of(&r).await;
+    assert_eq!(incident(d, pd_id).await["links"][0]["kind"], "runbook");
+    // The dashboard's incident page links them.
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = c
+        .post(d.url("/login"))
+        .form(&[("name", "admin"), ("token", TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page =
+        c.get(d.url(&format!("/incidents/{id}"))).header("cookie", cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<tr><th>Runbook</th><td><a class=\"incident-link\" href=\"https://wiki.example.com/runbooks/disk-full\""),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_severity_floor_a_rules_one_step_policy_cannot_weaken_a_sev1() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let policies = format!(
+        r#"rules: {{dir: "{rules}"}}
+policies:
+  - name: payments
+    notify: [{{person: ben, channels: [email]}}]
+  - name: sev1-page
+    steps:
+      - notify: [{{person: ana, channels: [email]}}]
+        wait: 5m
+      - notify: [{{person: cora, channels: [email]}}]
+severity_policies: {{sev1: sev1-page}}
+default_policy: payments
+escalation:
+  severity_floor: true
+"#
+    );
+    let env = start(&policies);
+    let d = &env.daemon;
+    // rules/10-service-weight.rhai picks `payments` for the payments service.
+    let id = alert_on(d, "card-data", "critical", "payments").await;
+    let i = incident(d, id).await;
+    assert_eq!(i["decision"]["severity"], "sev1");
+    assert_eq!(i["decision"]["policy"], "payments");
+    let choice = &i["policy_choice"];
+    assert_eq!(choice["policy"], "sev1-page", "{choice}");
+    assert_eq!(choice["by"], "floor");
+    assert_eq!(choice["rule"], "10-service-weight.rhai");
+    assert_eq!(choice["also"], "payments");
+    assert!(
+        timeline(&i).iter().any(|m| m.starts_with(
+            "escalation policy `sev1-page`: rule 10-service-weight.rhai chose `payments` (1 escalation step(s)), which escalates less than severity_policies.sev1 `sev1-page` (2)"
+        )),
+        "{:#?}",
+        timeline(&i)
+    );
+    // The severity's first step and the rule's team at once; the severity's next step later.
+    let mut first: Vec<String> = mails(&env, 2).await.into_iter().map(|(to, _)| to).collect();
+    first.sort();
+    assert_eq!(first, ["ana@example.com", "ben@example.com"]);
+    d.advance("5m").await;
+    assert_eq!(mails(&env, 3).await[2].0, "cora@example.com");
+    quiet(&env, 3).await;
 }

@@ -494,7 +494,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
         out,
         "<table class=\"facts\"><tr><th>Source</th><td>{}</td></tr><tr><th>Kind</th><td>{}</td></tr>{}\
          <tr><th>Opened</th><td>{} ({})</td></tr><tr><th>Last event</th><td>{}</td></tr><tr><th>Events</th><td>{}</td></tr>\
-         <tr><th>Score</th><td>{} (policy {})</td></tr>",
+         <tr><th>Score</th><td>{}</td></tr>",
         esc(&i.source),
         i.kind.as_str(),
         i.service
@@ -506,8 +506,48 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
         at(i.last_seen),
         i.count,
         i.decision.score,
-        esc(i.decision.policy.as_deref().unwrap_or("default")),
     );
+    if let Some(c) = &i.policy_choice {
+        // Which policy escalates and what chose it: a rule's pick is never a silent one.
+        let _ = write!(
+            out,
+            "<tr><th>Policy</th><td id=\"policy\">{} <span class=\"quiet\">({})</span></td></tr>",
+            esc(c.policy.as_deref().unwrap_or("none")),
+            esc(&c.why)
+        );
+    }
+    if let Some(h) = &i.held_by {
+        let _ = write!(
+            out,
+            "<tr><th>Held back</th><td>by maintenance window {} until {}; it pages then if still open</td></tr>",
+            esc(&h.window),
+            at(h.until)
+        );
+    }
+    if let Some(e) = &i.expiry
+        && i.status.is_open()
+    {
+        let _ = write!(
+            out,
+            "<tr><th>Ends</th><td>resolves at {} unless its sender refreshes it (endsAt)</td></tr>",
+            at(e.due(i.last_seen))
+        );
+    }
+    for link in &i.links {
+        let what = match link.kind.as_str() {
+            "runbook" => "Runbook",
+            "dashboard" => "Dashboard",
+            "source" => "Source",
+            _ => "Link",
+        };
+        // Only http(s) links are kept on an incident (see `incident::links_of`).
+        let _ = write!(
+            out,
+            "<tr><th>{what}</th><td><a class=\"incident-link\" href=\"{}\" rel=\"noopener noreferrer\">{}</a></td></tr>",
+            esc(&link.href),
+            esc(link.text.as_deref().unwrap_or(link.href.as_str()))
+        );
+    }
     if let Some(a) = &i.acknowledged {
         let _ =
             write!(out, "<tr><th>Acknowledged</th><td>by {} at {}</td></tr>", esc(&a.by), at(a.at));

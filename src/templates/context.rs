@@ -22,7 +22,9 @@ pub enum NoticeKind {
     /// Something changed on an open incident (severity, acknowledgement).
     Update,
     Resolved,
-    /// The incident is still open and nobody acknowledged it yet.
+    /// A reminder about the incident (an escalation step's reason, a notice deadline, an
+    /// overdue action item, a status update). The incident may be in any state, resolved
+    /// included: templates say which, never assume it is open.
     Reminder,
     /// Several incidents in one message ("3 new incidents"); they are in `bundle`.
     Bundle,
@@ -66,6 +68,8 @@ pub struct RenderContext<'a> {
     pub recipient_name: Option<String>,
     /// An exercise: every shipped template marks the message as a drill.
     pub drill: bool,
+    /// The recipient's time zone, for deadlines in their local time (`None`: UTC).
+    pub zone: Option<jiff::tz::TimeZone>,
 }
 
 impl<'a> RenderContext<'a> {
@@ -79,6 +83,7 @@ impl<'a> RenderContext<'a> {
             dashboard_url: None,
             recipient_name: None,
             drill: false,
+            zone: None,
         }
     }
 }
@@ -97,7 +102,7 @@ pub(crate) const ROOT_NAMES: [&str; 9] = [
 ];
 
 /// The attributes of `incident` (and of every item of `bundle`). `IncidentFields`' fields.
-pub(crate) const INCIDENT_FIELDS: [&str; 25] = [
+pub(crate) const INCIDENT_FIELDS: [&str; 28] = [
     "id",
     "kind",
     "status",
@@ -123,6 +128,9 @@ pub(crate) const INCIDENT_FIELDS: [&str; 25] = [
     "acknowledged_at",
     "resolved_by",
     "resolved_at",
+    "links",
+    "runbook_url",
+    "notices",
 ];
 
 /// The variables of one render. Optional values are `none` in templates (and print as nothing).
@@ -142,9 +150,9 @@ pub(crate) struct View<'a> {
 impl<'a> View<'a> {
     pub(crate) fn new(ctx: &'a RenderContext<'a>, channel: Channel, audience: &'a str) -> View<'a> {
         View {
-            incident: IncidentFields::new(ctx.incident),
+            incident: IncidentFields::new(ctx.incident, ctx.zone.as_ref()),
             kind: ctx.kind.as_str(),
-            bundle: ctx.bundle.iter().map(IncidentFields::new).collect(),
+            bundle: ctx.bundle.iter().map(|i| IncidentFields::new(i, ctx.zone.as_ref())).collect(),
             ack_url: ctx.ack_url.as_deref(),
             dashboard_url: ctx.dashboard_url.as_deref(),
             recipient_name: ctx.recipient_name.as_deref(),
@@ -184,10 +192,53 @@ struct IncidentFields<'a> {
     acknowledged_at: Option<String>,
     resolved_by: Option<&'a str>,
     resolved_at: Option<String>,
+    /// Runbook, dashboard and other links from its events.
+    links: &'a [crate::incident::IncidentLink],
+    /// The first runbook link, for texts too short for the list.
+    runbook_url: Option<&'a str>,
+    /// Legal and contractual notices owed, with deadlines in UTC and the reader's zone.
+    notices: Vec<NoticeFields<'a>>,
+}
+
+/// One notice as templates see it.
+#[derive(Serialize)]
+struct NoticeFields<'a> {
+    name: &'a str,
+    mandatory: bool,
+    /// The deadline, RFC 3339 in UTC.
+    due_at: String,
+    /// The deadline in the recipient's zone: `2026-03-05 10:00 CET`.
+    due_local: String,
+    /// That zone's name (`Europe/Berlin`, `UTC`).
+    zone: String,
+    aware_at: String,
+    sent: bool,
+    missed: bool,
+}
+
+impl<'a> NoticeFields<'a> {
+    fn new(n: &'a crate::escalation::Notice, zone: &jiff::tz::TimeZone) -> NoticeFields<'a> {
+        NoticeFields {
+            name: &n.name,
+            mandatory: n.mandatory,
+            due_at: time(n.due_at),
+            due_local: n
+                .due_at
+                .to_zoned_datetime(zone.clone())
+                .strftime("%Y-%m-%d %H:%M %Z")
+                .to_string(),
+            zone: zone.iana_name().unwrap_or("UTC").to_string(),
+            aware_at: time(n.aware_at),
+            sent: n.sent.is_some(),
+            missed: n.missed,
+        }
+    }
 }
 
 impl<'a> IncidentFields<'a> {
-    fn new(incident: &'a Incident) -> IncidentFields<'a> {
+    fn new(incident: &'a Incident, zone: Option<&jiff::tz::TimeZone>) -> IncidentFields<'a> {
+        let utc = jiff::tz::TimeZone::UTC;
+        let zone = zone.unwrap_or(&utc);
         let decision = &incident.decision;
         IncidentFields {
             id: incident.id,
@@ -215,6 +266,13 @@ impl<'a> IncidentFields<'a> {
             acknowledged_at: incident.acknowledged.as_ref().map(|s| time(s.at)),
             resolved_by: incident.resolved.as_ref().map(|s| s.by.as_str()),
             resolved_at: incident.resolved.as_ref().map(|s| time(s.at)),
+            links: &incident.links,
+            runbook_url: incident
+                .links
+                .iter()
+                .find(|l| l.kind == "runbook")
+                .map(|l| l.href.as_str()),
+            notices: incident.notices.iter().map(|n| NoticeFields::new(n, zone)).collect(),
         }
     }
 }
@@ -283,8 +341,33 @@ pub(crate) mod sample {
             notices: Vec::new(),
             review: None,
             awareness: None,
+            expiry: None,
+            held_by: None,
+            links: vec![
+                crate::incident::IncidentLink {
+                    kind: "runbook".into(),
+                    href: "https://wiki.example.com/runbooks/checkout-errors".into(),
+                    text: None,
+                },
+                crate::incident::IncidentLink {
+                    kind: "dashboard".into(),
+                    href: "https://grafana.example.com/d/checkout".into(),
+                    text: Some("Checkout overview".into()),
+                },
+            ],
+            policy_choice: None,
             drill: false,
         };
+        incident.notices.push(crate::escalation::Notice {
+            name: "GDPR Art. 33 supervisory authority notice".into(),
+            mandatory: true,
+            aware_at: at("2026-11-27T03:09:00Z"),
+            due_at: at("2026-11-30T03:09:00Z"),
+            reminders: Vec::new(),
+            sent: None,
+            reference: None,
+            missed: false,
+        });
         match kind {
             NoticeKind::Update => {
                 incident.status = Status::Acknowledged;
@@ -312,6 +395,8 @@ pub(crate) mod sample {
         incident.service = None;
         incident.labels.clear();
         incident.detected_at = None;
+        incident.links.clear();
+        incident.notices.clear();
         incident.decision = Decision {
             score: 30,
             base_score: 30,

@@ -50,7 +50,7 @@ pub use payload::{alertmanager_payload, tocsin_payload};
 pub(crate) use plain::escape_html_into;
 
 use context::{INCIDENT_FIELDS, ROOT_NAMES, View};
-pub use plain::is_external;
+pub use plain::{is_communications, is_external};
 
 use crate::notify::{Channel, Message};
 
@@ -561,6 +561,7 @@ impl Sample {
             dashboard_url: self.full.then(|| "https://tocsin.example.com/incidents/42".into()),
             recipient_name: self.full.then(|| "Ana".into()),
             drill: !self.full,
+            zone: self.full.then(|| jiff::tz::TimeZone::get("Europe/Berlin").expect("bundled")),
         }
     }
 }

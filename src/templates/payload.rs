@@ -45,6 +45,7 @@ fn incident(incident: &Incident, url: Option<&str>) -> Value {
         "last_seen": time(incident.last_seen),
         "count": incident.count,
         "url": url,
+        "links": incident.links,
     })
 }
 
@@ -93,10 +94,16 @@ pub fn alertmanager_payload(incident: &Incident, receiver: &str) -> Value {
     labels.insert("tocsin_incident".into(), incident.id.to_string());
     labels.insert("tocsin_severity".into(), incident.decision.severity.clone());
 
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         ("summary".to_owned(), incident.summary.clone()),
         ("tocsin_score".to_owned(), incident.decision.score.to_string()),
     ]);
+    // Alertmanager receivers look for the runbook where Prometheus rules put it.
+    for (kind, name) in [("runbook", "runbook_url"), ("dashboard", "dashboard_url")] {
+        if let Some(link) = incident.links.iter().find(|l| l.kind == kind) {
+            annotations.insert(name.to_owned(), link.href.clone());
+        }
+    }
     let (status, ends_at) = match (&incident.status, &incident.resolved) {
         (Status::Resolved, Some(stamp)) => ("resolved", time(stamp.at)),
         (Status::Resolved, None) => ("resolved", time(incident.last_seen)),
@@ -119,7 +126,7 @@ pub fn alertmanager_payload(incident: &Incident, receiver: &str) -> Value {
             "annotations": annotations,
             "startsAt": time(incident.detected_at.unwrap_or(incident.first_seen)),
             "endsAt": ends_at,
-            "generatorURL": "",
+            "generatorURL": incident.links.iter().find(|l| l.kind == "source").map_or("", |l| l.href.as_str()),
             "fingerprint": fingerprint(&labels),
         }],
     })

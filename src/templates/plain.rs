@@ -19,6 +19,12 @@ pub fn is_external(audience: &str) -> bool {
     matches!(base, "customer" | "communications")
 }
 
+/// The communications team's audiences (`communications`, `communications-…`): their first
+/// message carries the customer draft.
+pub fn is_communications(audience: &str) -> bool {
+    audience.split_once('-').map_or(audience, |(base, _)| base) == "communications"
+}
+
 /// Most incidents a bundle message lists one by one; the rest are counted.
 const BUNDLE_LINES: usize = 20;
 /// Longest summary in a subject, SMS or log line, in characters.
@@ -39,7 +45,7 @@ pub(crate) fn subject(ctx: &RenderContext, audience: &str) -> String {
         NoticeKind::Bundle => format!("{drill}[{severity}] {}", bundle_title(ctx)),
         _ => format!(
             "{drill}[{severity}] {} #{}: {}",
-            heading(ctx.kind),
+            heading(ctx.kind, incident.status),
             incident.id,
             truncate(&incident.summary, SHORT_SUMMARY)
         ),
@@ -90,13 +96,17 @@ pub(crate) fn escape_html_into(out: &mut String, text: &str) {
     }
 }
 
-fn heading(kind: NoticeKind) -> &'static str {
-    match kind {
-        NoticeKind::New => "New incident",
-        NoticeKind::Update => "Update on incident",
-        NoticeKind::Resolved => "Resolved incident",
-        NoticeKind::Reminder => "Still open: incident",
-        NoticeKind::Bundle => "Incidents",
+/// A reminder's heading says the incident's state as it is: reminders also go out about
+/// resolved incidents (notice deadlines, action items).
+fn heading(kind: NoticeKind, status: Status) -> &'static str {
+    match (kind, status) {
+        (NoticeKind::New, _) => "New incident",
+        (NoticeKind::Update, _) => "Update on incident",
+        (NoticeKind::Resolved, _) => "Resolved incident",
+        (NoticeKind::Reminder, Status::Triggered) => "Still open, not acknowledged: incident",
+        (NoticeKind::Reminder, Status::Acknowledged) => "Still open, acknowledged: incident",
+        (NoticeKind::Reminder, Status::Resolved) => "Reminder about resolved incident",
+        (NoticeKind::Bundle, _) => "Incidents",
     }
 }
 
@@ -139,7 +149,7 @@ fn detailed_text(ctx: &RenderContext) -> String {
         let _ = writeln!(
             out,
             "{} #{} [{}, score {}]",
-            heading(ctx.kind),
+            heading(ctx.kind, incident.status),
             incident.id,
             decision.severity,
             decision.score
@@ -156,6 +166,17 @@ fn detailed_text(ctx: &RenderContext) -> String {
             time(incident.last_seen),
             incident.count
         );
+    }
+    if ctx.kind != NoticeKind::Bundle {
+        for link in &incident.links {
+            let what = match link.kind.as_str() {
+                "runbook" => "Runbook",
+                "dashboard" => "Dashboard",
+                "source" => "Source",
+                _ => "Link",
+            };
+            let _ = writeln!(out, "{what}: {}", link.href);
+        }
     }
     if let Some(url) = &ctx.ack_url {
         let _ = writeln!(out, "Acknowledge: {url}");

@@ -435,8 +435,140 @@ fn shipped_legal_templates_mention_sensitivity_and_a_possible_deadline() {
     for channel in [Channel::Email, Channel::Sms, Channel::Log] {
         let r = templates.render(channel, "legal", &ctx);
         assert!(r.text.contains("personal"), "{}: {}", channel.as_str(), r.text);
-        assert!(r.text.contains("deadline may apply"), "{}: {}", channel.as_str(), r.text);
+        // The SMS names the attached notice instead, when there is one (below).
+        if channel != Channel::Sms {
+            assert!(r.text.contains("deadline may apply"), "{}: {}", channel.as_str(), r.text);
+        }
     }
+    let mut none = incident.clone();
+    none.notices.clear();
+    let r = templates.render(Channel::Sms, "legal", &RenderContext::new(&none, NoticeKind::New));
+    assert!(r.text.contains("deadline may apply"), "{}", r.text);
+}
+
+#[test]
+fn the_legal_liaisons_first_message_states_each_notice_and_its_deadline_in_their_zone() {
+    let templates = Templates::builtin();
+    let mut incident = sample::full(NoticeKind::New, 42);
+    let mut voluntary = incident.notices[0].clone();
+    voluntary.name = "Card scheme notice".into();
+    voluntary.mandatory = false;
+    incident.notices.push(voluntary);
+    let ctx = RenderContext {
+        zone: Some(jiff::tz::TimeZone::get("America/New_York").unwrap()),
+        ..RenderContext::new(&incident, NoticeKind::New)
+    };
+    let r = templates.render(Channel::Email, "legal", &ctx);
+    for text in [r.text.as_str(), r.html.as_deref().unwrap()] {
+        assert!(
+            text.contains("GDPR Art. 33 supervisory authority notice</strong> (mandatory): due <strong>2026-11-29 22:09 EST</strong> (America/New_York), that is 2026-11-30T03:09:00Z in UTC")
+                || text.contains("- GDPR Art. 33 supervisory authority notice (mandatory): due 2026-11-29 22:09 EST (America/New_York), that is 2026-11-30T03:09:00Z in UTC"),
+            "{text}"
+        );
+        assert!(text.contains("Card scheme notice"), "{text}");
+        assert!(text.contains("(voluntary)"), "{text}");
+    }
+    let sms = templates.render(Channel::Sms, "legal", &ctx).text;
+    assert!(
+        sms.contains("Notice \"GDPR Art. 33 supervisory authority notice\" (mandatory) due 2026-11-30T03:09:00Z UTC (+1 more)"),
+        "{sms}"
+    );
+    // In UTC the local and the UTC time agree, and the zone is not repeated.
+    let r =
+        templates.render(Channel::Email, "legal", &RenderContext::new(&incident, NoticeKind::New));
+    assert!(
+        r.text.contains("due 2026-11-30 03:09 UTC, that is 2026-11-30T03:09:00Z in UTC"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn no_shipped_template_calls_a_resolved_incident_open_or_an_acknowledged_one_unacknowledged() {
+    use crate::incident::{Stamp, Status};
+    let templates = Templates::builtin();
+    let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+    let mut acknowledged = sample::full(NoticeKind::Reminder, 42);
+    acknowledged.status = Status::Acknowledged;
+    acknowledged.acknowledged =
+        Some(Stamp { by: "user:ana".into(), at: at("2026-11-27T03:12:00Z") });
+    let mut resolved = acknowledged.clone();
+    resolved.status = Status::Resolved;
+    resolved.resolved = Some(Stamp { by: "user:ana".into(), at: at("2026-11-27T03:40:00Z") });
+    let open_words =
+        ["still open", "STILL OPEN", "noch offen", "NOCH OFFEN", "Still open", "Noch offen"];
+    let unacked_words = ["nobody has acknowledged", "NOT ACKED", "niemand hat", "NICHT BEST"];
+    for (incident, banned) in [
+        (&resolved, [&open_words[..], &unacked_words[..]].concat()),
+        (&acknowledged, unacked_words.to_vec()),
+    ] {
+        for kind in [NoticeKind::Reminder, NoticeKind::Update] {
+            let ctx = RenderContext::new(incident, kind);
+            for language in ["en", "de"] {
+                for channel in CHANNELS {
+                    for audience in AUDIENCES {
+                        let r = templates.render_in(channel, audience, language, &ctx);
+                        let all =
+                            format!("{}\n{}\n{}", r.subject, r.text, r.html.unwrap_or_default());
+                        for word in &banned {
+                            assert!(
+                                !all.contains(word),
+                                "{language}/{}/{audience} {kind:?} about a {} incident says {word:?}:\n{all}",
+                                channel.as_str(),
+                                incident.status.as_str()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let r = templates.render(
+        Channel::Email,
+        "responder",
+        &RenderContext::new(&resolved, NoticeKind::Reminder),
+    );
+    assert!(r.text.contains("which was resolved at 2026-11-27T03:40:00Z"), "{}", r.text);
+    let r = templates.render(
+        Channel::Email,
+        "responder",
+        &RenderContext::new(&acknowledged, NoticeKind::Reminder),
+    );
+    assert!(
+        r.text.contains("still open; user:ana acknowledged it at 2026-11-27T03:12:00Z"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn runbook_and_dashboard_links_reach_responders_on_every_channel_that_fits() {
+    let templates = Templates::builtin();
+    let mut incident = sample::full(NoticeKind::New, 42);
+    incident.summary = "Disk full".into();
+    let ctx = RenderContext::new(&incident, NoticeKind::New);
+    let runbook = "https://wiki.example.com/runbooks/checkout-errors";
+    let email = templates.render(Channel::Email, "responder", &ctx);
+    assert!(email.text.contains(&format!("  Runbook: {runbook}\n")), "{}", email.text);
+    assert!(
+        email
+            .text
+            .contains("  Dashboard: https://grafana.example.com/d/checkout (Checkout overview)"),
+        "{}",
+        email.text
+    );
+    assert!(email.html.unwrap().contains(&format!("<a href=\"{runbook}\">Runbook</a>")));
+    for language in ["en", "de"] {
+        let sms = templates.render_in(Channel::Sms, "responder", language, &ctx).text;
+        assert!(sms.ends_with(&format!("\nRunbook: {runbook}")), "{language}: {sms}");
+    }
+    let hook = templates.render(Channel::Webhook, "responder", &ctx).payload;
+    assert_eq!(hook["incident"]["links"][0]["href"], runbook);
+    let am = alertmanager_payload(&incident, "r");
+    assert_eq!(am["commonAnnotations"]["runbook_url"], runbook);
+    // Customers never see internal links.
+    let customer = templates.render(Channel::Email, "customer", &ctx);
+    assert!(!customer.text.contains(runbook) && !customer.payload.to_string().contains(runbook));
 }
 
 #[test]
@@ -498,6 +630,10 @@ fn tocsin_payload_has_the_documented_shape() {
                 "last_seen": "2026-11-27T03:19:30Z",
                 "count": 7,
                 "url": "https://t.example/incidents/42",
+                "links": [
+                    {"kind": "runbook", "href": "https://wiki.example.com/runbooks/checkout-errors"},
+                    {"kind": "dashboard", "href": "https://grafana.example.com/d/checkout", "text": "Checkout overview"},
+                ],
             },
             "drill": false,
         })
