@@ -34,7 +34,7 @@
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
 //! - [`dashboard`]: the web pages at `/` for people: sign-in sessions, overview, incidents,
-//!   acknowledge/resolve/notes, the notification queue; [`dashboard::customer_view`] is where
+//!   acknowledge/resolve/notes, the notification queue; [`dashboard::Redaction`] is where
 //!   customer data is masked.
 //! - [`drill`]: `tocsin drill`, scenarios run through the real pipeline on a simulated clock
 //!   against an in-memory store; and live drills' routing ([`drill::live`]).
