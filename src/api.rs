@@ -722,7 +722,7 @@ pub async fn report(
     headers: HeaderMap,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let params = query(params)?;
     let now = app.clock.now();
     let options = crate::report::Options::parse(
@@ -735,6 +735,9 @@ pub async fn report(
     })?;
     let from = options.read_from();
     let data = read(&app, move |s| s.report_data(from)).await?;
-    let report = crate::report::compute(&data.incidents, &data.notifications, &options);
+    let mut report = crate::report::compute(&data.incidents, &data.notifications, &options);
+    if redact {
+        report.redact(&rt.redactor, &data.known(&rt.redactor));
+    }
     Ok(Json(report).into_response())
 }

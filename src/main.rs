@@ -458,8 +458,15 @@ fn report(
                          before reading (table contents are untouched)"
                     );
                 }
-                let report =
+                let mut report =
                     tocsin::report::compute(&data.incidents, &data.notifications, &options);
+                // Read from the file, nobody's permissions apply: the report is redacted as
+                // for a user without `pii` (reports get pasted into tickets and mail); a
+                // `pii` user asks the daemon (--url, --token) for the originals.
+                let policy = cfg.as_ref().map(|c| c.redaction.clone()).unwrap_or_default();
+                let redactor = tocsin::redact::Redactor::new(policy)
+                    .unwrap_or_else(|_| tocsin::redact::Redactor::default());
+                report.redact(&redactor, &data.known(&redactor));
                 return print_report(&report, format);
             }
             Err(VerifyFileError::InUse(path)) => {

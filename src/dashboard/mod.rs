@@ -518,7 +518,11 @@ async fn figures(
     let data = read(&app, move |s| s.report_data(options.read_from())).await;
     match data {
         Ok(d) => {
-            let report = crate::report::compute(&d.incidents, &d.notifications, &options);
+            let mut report = crate::report::compute(&d.incidents, &d.notifications, &options);
+            if !v.pii {
+                let redactor = app.runtime.load().redactor.clone();
+                report.redact(&redactor, &d.known(&redactor));
+            }
             page(&app, Some(&v), StatusCode::OK, "Figures", &figures::page(&report, &since))
         }
         Err(e) => unavailable(&app, &v, &e),
