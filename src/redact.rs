@@ -811,6 +811,8 @@ impl std::io::Write for LogWriter {
         // The formatter hands over one whole line per call (`write_all` of its buffer).
         let text = String::from_utf8_lossy(buf);
         let clean = for_log(&text);
+        // A working acknowledge link is a credential: no line keeps one, whoever wrote it.
+        let clean = crate::links::redact(&clean);
         std::io::stderr().write_all(clean.as_bytes())?;
         Ok(buf.len())
     }
