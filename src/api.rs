@@ -293,11 +293,8 @@ async fn act(
 /// `POST /-/reload` (admin): rebuild config and rules; answer what happened.
 pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
-    let reloader = app.reloader.clone();
-    let result = tokio::task::spawn_blocking(move || reloader.reload("POST /-/reload"))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    match result {
+    match app.reloader.reload("POST /-/reload").await {
+        Err(crate::runtime::LoadError::Interrupted(e)) => Err(ApiError::Unavailable(e)),
         Ok(restart_only) => Ok(Json(json!({
             "status": "reloaded",
             "rules": app.runtime.load().rules.names(),

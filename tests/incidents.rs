@@ -395,6 +395,47 @@ async fn editing_a_rule_file_reloads_it() {
     }
 }
 
+/// With email configured, reloading builds an SMTP pool, which needs the Tokio runtime: a file
+/// edit (noticed on the watcher's own thread) reloads like SIGHUP and `POST /-/reload` do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_rule_file_reloads_it_when_email_is_configured() {
+    let (smtp_port, _mails) = common::smtp::smtp_server();
+    let (d, rules) = start_with_rules(
+        &[("10-a.rhai", r#"decision.add_score(1, "a");"#)],
+        &format!(
+            "notifications:\n  email: {{relay: 127.0.0.1, port: {smtp_port}, tls: none, from: tocsin@example.com}}\n"
+        ),
+    );
+    assert_eq!(decision_of(&d, "e1").await["decision"]["score"], 81);
+    std::fs::write(rules.join("20-b.rhai"), r#"decision.add_score(4, "b");"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let score = decision_of(&d, &format!("e-watch-{n}")).await["decision"]["score"].as_i64();
+        if score == Some(85) {
+            break;
+        }
+        let m = d.get("/metrics", None).await.text;
+        assert!(!m.contains("tocsin_reload_last_success 0"), "the reload failed:\n{m}");
+        assert!(
+            Instant::now() < deadline,
+            "the new rule was not in force within 15 s (score {score:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let m = d.get("/metrics", None).await.text;
+    assert!(m.contains("tocsin_reload_last_success 1"), "{m}");
+    let count = |result: &str| -> f64 {
+        let prefix = format!("tocsin_reloads_total{{result=\"{result}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0.0, |v| v.split_whitespace().next().unwrap().parse().unwrap())
+    };
+    assert!(count("success") >= 1.0, "{m}");
+    assert_eq!(count("failure"), 0.0, "{m}");
+}
+
 #[tokio::test]
 async fn sighup_reloads_when_file_watching_is_off() {
     let (d, rules) = start_with_rules(

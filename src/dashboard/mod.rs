@@ -1011,11 +1011,12 @@ async fn reload(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let reloader = app.reloader.clone();
     let why = format!("dashboard reload by {}", v.name);
-    let result = tokio::task::spawn_blocking(move || reloader.reload(&why)).await;
-    let (status, text, details) = match result {
-        Ok(Ok(restart_only)) => {
+    let (status, text, details) = match app.reloader.reload(&why).await {
+        Err(crate::runtime::LoadError::Interrupted(e)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("Reload failed: {e}"), Vec::new())
+        }
+        Ok(restart_only) => {
             let text = if restart_only.is_empty() {
                 "Reloaded: the new config and rules are in force.".to_string()
             } else {
@@ -1023,12 +1024,11 @@ async fn reload(
             };
             (StatusCode::OK, text, restart_only)
         }
-        Ok(Err(e)) => (
+        Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "The new config or rules are invalid; the running ones stay in force.".to_string(),
             e.to_string().lines().map(str::to_string).collect(),
         ),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("Reload failed: {e}"), Vec::new()),
     };
     // A reload may have removed this user or changed their token: check again.
     match app.dashboard.viewer(&app.runtime.load(), &headers) {
