@@ -815,3 +815,43 @@ async fn in_an_alert_storm_the_overview_counts_all_and_shows_the_oldest_few() {
     assert!(!home.body.contains(&format!("data-incident=\"{first}\"")));
     assert_eq!(home.body.matches("data-incident=").count(), 25);
 }
+
+/// The overview lists an overdue action item with its due time and as overdue (as `tocsin
+/// report` does), not as due at its next reminder.
+#[tokio::test]
+async fn the_overview_shows_an_overdue_action_item_as_overdue() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tocsin.yaml");
+    let yaml = format!(
+        "{}people:\n  - {{id: ana, name: Ana}}\nreviews: {{remind_every: 2h}}\n",
+        users_config()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let d = Daemon::spawn_env(
+        &config,
+        &dir.path().join("data"),
+        &[("TOCSIN_FAKE_CLOCK", "2026-03-02T09:00:00Z")],
+    );
+    let id = report(&d, "Checkout fails for some customers").await;
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let action =
+        json!({"title": "Add a canary check", "owner": "ana", "due": "2026-03-02T09:30:00Z"});
+    let r =
+        d.post(&format!("/api/v1/incidents/{id}/actions"), Some(TOKEN), action.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Due at 09:30; at 10:30 it is an hour overdue (and has reminded its owner).
+    d.advance("90m").await;
+    let cookie = sign_in(&d, VIEWER).await;
+    let home = get(&d, Some(&cookie), "/").await.body;
+    let row = home
+        .split("<tr>")
+        .find(|r| r.contains("Add a canary check"))
+        .unwrap_or_else(|| panic!("the action item is listed: {home}"));
+    assert!(
+        row.contains("datetime=\"2026-03-02T09:30:00Z\"") && row.contains("1h 0m ago"),
+        "shows when it was due: {row}"
+    );
+    assert!(row.contains("overdue"), "marked overdue: {row}");
+    assert!(row.contains("next reminder <time"), "{row}");
+}

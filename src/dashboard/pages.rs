@@ -239,6 +239,9 @@ pub fn overview(r: &Redaction, data: &Overview, severities: &[String], now: Time
             "<table class=\"list\"><thead><tr><th>Due</th><th>What</th><th>Incident</th></tr></thead><tbody>",
         );
         for d in &data.due {
+            // An action item's timer is its next reminder; once the item is overdue that is
+            // not when it is due: show the due time, and the reminder beside it.
+            let mut when = countdown(d.timer.due_at, now);
             let what = match &d.timer.kind {
                 TimerKind::NoticeDeadline { notice } => {
                     match d.incident.notices.get(*notice as usize) {
@@ -256,19 +259,27 @@ pub fn overview(r: &Redaction, data: &Overview, severities: &[String], now: Time
                     .as_ref()
                     .and_then(|r| r.actions.iter().find(|a| a.id == *action))
                 {
-                    Some(a) => format!(
-                        "action item <strong>{}</strong> (owner {})",
-                        text(r, d.incident.id, &a.title),
-                        esc(&a.owner)
-                    ),
+                    Some(a) => {
+                        if a.overdue(now) {
+                            when = format!(
+                                "{} <span class=\"badge late\">overdue</span> <span class=\"meta\">next reminder {}</span>",
+                                countdown(a.due, now),
+                                countdown(d.timer.due_at, now)
+                            );
+                        }
+                        format!(
+                            "action item <strong>{}</strong> (owner {})",
+                            text(r, d.incident.id, &a.title),
+                            esc(&a.owner)
+                        )
+                    }
                     None => esc(&d.timer.kind.describe()),
                 },
                 other => esc(&other.describe()),
             };
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{what}</td><td><a href=\"/incidents/{id}\">#{id}</a> {}</td></tr>",
-                countdown(d.timer.due_at, now),
+                "<tr><td>{when}</td><td>{what}</td><td><a href=\"/incidents/{id}\">#{id}</a> {}</td></tr>",
                 text(r, d.incident.id, &d.incident.summary),
                 id = d.incident.id,
             );
