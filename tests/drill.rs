@@ -131,6 +131,58 @@ fn a_wrong_expectation_fails_and_says_what_happened_instead() {
 }
 
 #[test]
+fn a_wrong_triage_expectation_fails_naming_it() {
+    // The shipped expectation: scope [checkout], tags [payments], sensitivity none,
+    // customer-facing. Each one wrong on its own fails, naming the key and what happened.
+    let shipped = "scope: [checkout], tags: [payments], sensitivity: none, customer_facing: true";
+    for (wrong, says) in [
+        (
+            "scope: [checkout, payments], tags: [payments], sensitivity: none, customer_facing: true",
+            "expected scope [checkout, payments], got [checkout]",
+        ),
+        (
+            "scope: [checkout], tags: [database], sensitivity: none, customer_facing: true",
+            "expected tags [database], got [payments]",
+        ),
+        (
+            "scope: [checkout], tags: [payments], sensitivity: personal, customer_facing: true",
+            "expected sensitivity personal, got none",
+        ),
+        (
+            "scope: [checkout], tags: [payments], sensitivity: none, customer_facing: false",
+            "expected customer_facing false, got true",
+        ),
+    ] {
+        let path = variant("triage.yaml", "sev1-outage.yaml", |t| {
+            assert!(t.contains(shipped), "the shipped scenario expects {shipped}");
+            t.replace(shipped, wrong)
+        });
+        let (code, out, err) = drill(&[&path]);
+        assert_eq!(code, 1, "{wrong}: {out}\n{err}");
+        let line = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("- { incident: 1, status: resolved"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("triage.yaml:{line}:"))
+                && err.contains(&format!("incident #1 at the end (+2h): {says}")),
+            "{wrong}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "only the wrong key fails: {err}");
+    }
+
+    // A sensitivity that does not exist is a malformed scenario, located.
+    let path = variant("unknown.yaml", "sev1-outage.yaml", |t| {
+        t.replace("sensitivity: none", "sensitivity: secret")
+    });
+    let (code, _, err) = drill(&[&path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown.yaml:") && err.contains("expect.incidents[1].sensitivity: `secret` is not one of none, internal, personal, financial"), "{err}");
+}
+
+#[test]
 fn a_malformed_scenario_is_refused_with_its_line() {
     let path = variant("bad.yaml", "sev1-outage.yaml", |t| {
         t.replace("  - at: 17m\n", "  - at: 17 mins later\n")

@@ -200,6 +200,30 @@ fn incident_mismatches(x: &ExpectIncident, i: &Incident) -> Vec<String> {
         x.escalation_step.map(|s| s.to_string()),
         i.escalation.as_ref().map(|e| (e.step + 1).to_string()),
     );
+    cmp(
+        "sensitivity",
+        x.sensitivity.map(|s| s.as_str().to_string()),
+        Some(i.decision.sensitivity.as_str().to_string()),
+    );
+    cmp(
+        "customer_facing",
+        x.customer_facing.map(|c| c.to_string()),
+        Some(i.decision.customer_facing.to_string()),
+    );
+    // Sets: the order a list is written in says nothing.
+    let mut same_set = |what: &str, want: &Option<Vec<String>>, got: Vec<&String>| {
+        let Some(want) = want else { return };
+        let want: std::collections::BTreeSet<&String> = want.iter().collect();
+        let got: std::collections::BTreeSet<&String> = got.into_iter().collect();
+        if want != got {
+            let show = |s: &std::collections::BTreeSet<&String>| {
+                format!("[{}]", s.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+            };
+            out.push(format!("expected {what} {}, got {}", show(&want), show(&got)));
+        }
+    };
+    same_set("scope", &x.scope, i.scope.iter().collect());
+    same_set("tags", &x.tags, i.decision.tags.iter().collect());
     if let Some(roles) = &x.roles {
         for (role, person) in roles {
             let got = i.roles.get(role);
