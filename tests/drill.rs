@@ -118,6 +118,17 @@ fn a_wrong_expectation_fails_and_says_what_happened_instead() {
         "{err}"
     );
 
+    // `never` on any channel for someone who is told.
+    let path = variant("nobody.yaml", "sev1-outage.yaml", |t| {
+        t.replace(
+            "    - { at: 0s, to: omar,",
+            "    - { to: ana, reason: new, never: true }\n    - { at: 0s, to: omar,",
+        )
+    });
+    let (code, _, err) = drill(&[&path]);
+    assert_eq!(code, 1);
+    assert!(err.contains("expected no notification to ana (new), got 2 (+0s"), "{err}");
+
     // An incident state expectation.
     let path = variant("state.yaml", "sev1-outage.yaml", |t| {
         t.replace("acknowledged_by: ben, resolved_by", "acknowledged_by: ana, resolved_by")

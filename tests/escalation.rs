@@ -288,7 +288,11 @@ default_policy: page
     let fired: Vec<String> =
         timeline(&i).into_iter().filter(|m| m.starts_with("escalation step 2")).collect();
     assert_eq!(fired.len(), 1, "{fired:#?}");
-    assert!(fired[0].contains("fired late because the daemon was not running"), "{}", fired[0]);
+    assert!(
+        fired[0].contains("fired late: it came due while the daemon was not running"),
+        "{}",
+        fired[0]
+    );
     assert_eq!(i["escalation"]["next_at"], "2026-03-02T09:30:00Z");
 
     // Killed again at once, restarted at the same moment: step 2 does not fire twice.
@@ -823,4 +827,27 @@ async fn acknowledging_through_the_signed_link_stops_the_next_step() {
     let i = incident(d, id).await;
     assert_eq!(i["acknowledged"]["by"], "link:ana");
     assert_eq!(i["escalation"]["stopped"], "acknowledged by link:ana");
+}
+
+/// On a manual clock, a step passed over by moving the clock fires late, and the timeline says
+/// so — not that the daemon was down, which it was not.
+#[tokio::test]
+async fn a_step_passed_by_a_clock_jump_says_the_clock_moved() {
+    let env = start(TWO_STEPS);
+    let d = &env.daemon;
+    let id = alert(d, "jump", "critical").await;
+    mails(&env, 1).await;
+    d.advance("20m").await;
+    mails(&env, 2).await;
+    let fired: Vec<String> = timeline(&incident(d, id).await)
+        .into_iter()
+        .filter(|m| m.starts_with("escalation step 2"))
+        .collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert!(
+        fired[0].contains("fired late: the manual clock (TOCSIN_FAKE_CLOCK) was moved past it"),
+        "{}",
+        fired[0]
+    );
+    assert!(!fired[0].contains("not running"), "{}", fired[0]);
 }

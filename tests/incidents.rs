@@ -517,3 +517,53 @@ async fn quiet_incidents_resolve_themselves_when_configured() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// An incident's first timeline entry says what opened it in words, with the right article.
+#[tokio::test]
+async fn the_opening_entry_names_the_sender_kind_in_words() {
+    let d = start("");
+    let mut pd: Value = serde_json::from_slice(&common::fixture("pagerduty/trigger.json")).unwrap();
+    pd["routing_key"] = json!(ROUTING_KEY);
+    let canonical_report =
+        json!({"kind": "report", "summary": "Customer cannot log in", "verified": true});
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        (
+            "/api/v2/alerts",
+            json!([{"labels": {"alertname": "DiskFull", "severity": "critical"}}])
+                .to_string()
+                .into_bytes(),
+            "an Alertmanager alert",
+        ),
+        (
+            "/api/v1/alertmanager",
+            common::fixture("alertmanager-webhook/v4.json"),
+            "an Alertmanager webhook alert",
+        ),
+        ("/v2/enqueue", pd.to_string().into_bytes(), "a PagerDuty event"),
+        (
+            "/api/v1/reports",
+            common::fixture("reports/verified-personal-data.json"),
+            "a customer report",
+        ),
+        (
+            "/api/v1/events",
+            json!({"summary": "Queue backlog"}).to_string().into_bytes(),
+            "an alert (canonical event)",
+        ),
+        (
+            "/api/v1/events",
+            canonical_report.to_string().into_bytes(),
+            "a customer report (canonical event)",
+        ),
+    ];
+    for (path, body, words) in cases {
+        let token = if path == "/v2/enqueue" { None } else { Some(TOKEN) };
+        let r = d.post(path, token, body).await;
+        assert_eq!(r.status, 202, "{path}: {}", r.text);
+        let id = incident_of(&d, &r.event_ids()[0])
+            .await
+            .unwrap_or_else(|| panic!("{path}: no incident for {}", r.text));
+        let first = incident(&d, id).await["timeline"][0]["message"].as_str().unwrap().to_string();
+        assert!(first.starts_with(&format!("opened by {words}: ")), "{path}: {first}");
+    }
+}

@@ -166,7 +166,8 @@ fn may_post(
     }
     if !v.may(role) {
         let text = format!(
-            "You are signed in as a {}; this needs the {} role.",
+            "You are signed in as {} {}; this needs the {} role.",
+            crate::error::a_or_an(pages::role_name(v.role)),
             pages::role_name(v.role),
             pages::role_name(role)
         );

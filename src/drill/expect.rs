@@ -31,6 +31,12 @@ fn in_time(e: &ExpectNotification, s: &Sent) -> bool {
 
 /// `email to ana (responder, escalated, incident #1) at +5m ±30s`
 pub fn describe(e: &ExpectNotification) -> String {
+    describe_as(e, "a notification")
+}
+
+/// `any`: the words for a notification on any channel ("a notification", or "notification"
+/// after "no").
+fn describe_as(e: &ExpectNotification, any: &str) -> String {
     let mut props = Vec::new();
     props.extend(e.audience.clone());
     props.extend(e.reason.map(|r| r.as_str().to_string()));
@@ -42,7 +48,7 @@ pub fn describe(e: &ExpectNotification) -> String {
     props.extend(e.bundled.map(|b| if b { "bundled" } else { "not bundled" }.to_string()));
     let mut out = format!(
         "{} to {}",
-        e.channel.map(|c| c.as_str()).unwrap_or("a notification"),
+        e.channel.map(|c| c.as_str()).unwrap_or(any),
         e.to.as_deref().unwrap_or("anyone")
     );
     if !props.is_empty() {
@@ -109,7 +115,7 @@ pub fn check(scenario: &Scenario, run: &Run, source: &str) -> Vec<String> {
             failures.push(format!(
                 "{}: expected no {}, got {} ({}: {:?})",
                 e.location,
-                describe(e),
+                describe_as(e, "notification"),
                 if hits.len() == 1 { "one".to_string() } else { format!("{}", hits.len()) },
                 times(&hits),
                 first.subject
