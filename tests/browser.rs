@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: headless Chromium, driven through chromedriver over the W3C
 //! WebDriver protocol, signs in, finds an incident by searching, acknowledges it, signs out,
-//! and signs in again as a viewer who must see the customer's email masked.
+//! and signs in again as a viewer who must see the customer's email redacted.
 //!
 //! The WebDriver client is the few JSON-over-HTTP calls below, sent with reqwest (already a
 //! dev-dependency): no client crate to build, nothing fetched. chromedriver is started here on

@@ -743,7 +743,7 @@ pub fn incident(
                 i.id,
                 csrf_field(v),
             );
-            // Prefilled only for people who see customer data: a masked copy saved back would
+            // Prefilled only for people who see customer data: a redacted copy saved back would
             // overwrite the original. An empty field keeps its text either way.
             for (name, label, value) in [
                 ("summary", "Summary", &review.summary),
