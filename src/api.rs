@@ -293,11 +293,8 @@ async fn act(
 /// `POST /-/reload` (admin): rebuild config and rules; answer what happened.
 pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
-    let reloader = app.reloader.clone();
-    let result = tokio::task::spawn_blocking(move || reloader.reload("POST /-/reload"))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    match result {
+    match app.reloader.reload("POST /-/reload").await {
+        Err(crate::runtime::LoadError::Interrupted(e)) => Err(ApiError::Unavailable(e)),
         Ok(restart_only) => Ok(Json(json!({
             "status": "reloaded",
             "rules": app.runtime.load().rules.names(),
@@ -722,7 +719,7 @@ pub async fn report(
     headers: HeaderMap,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let params = query(params)?;
     let now = app.clock.now();
     let options = crate::report::Options::parse(
@@ -735,6 +732,9 @@ pub async fn report(
     })?;
     let from = options.read_from();
     let data = read(&app, move |s| s.report_data(from)).await?;
-    let report = crate::report::compute(&data.incidents, &data.notifications, &options);
+    let mut report = crate::report::compute(&data.incidents, &data.notifications, &options);
+    if redact {
+        report.redact(&rt.redactor, &data.known(&rt.redactor));
+    }
     Ok(Json(report).into_response())
 }

@@ -1876,6 +1876,7 @@ impl Validator<'_> {
             }
             let mut steps = Vec::new();
             type RawSteps = Vec<(String, Vec<Spanned<RawPolicyEntry>>, Option<Spanned<String>>)>;
+            let one_step_form = raw.notify.is_some();
             let raw_steps: RawSteps = match (raw.notify, raw.steps) {
                 (Some(notify), None) => vec![(path.clone(), notify, None)],
                 (None, Some(list)) if !list.is_empty() => list
@@ -1922,11 +1923,28 @@ impl Validator<'_> {
                         Some(d)
                     }
                     None if last && repeat == 0 => None,
+                    // The list runs again after its last step: that step's `wait` is how long
+                    // the next round waits, so a repeating policy needs it too.
+                    None if last => {
+                        let how = if one_step_form {
+                            "; write the one step as `steps: [{notify: [...], wait: 5m}]`"
+                        } else {
+                            ""
+                        };
+                        self.err(
+                            raw.repeat.as_ref().map_or(raw.name.referenced, |r| r.referenced),
+                            &format!("{spath}.wait"),
+                            format!(
+                                "`repeat: {repeat}` runs the steps again, so the last step needs a `wait` too: how long to wait for an acknowledgement before the first step fires again{how}"
+                            ),
+                        );
+                        None
+                    }
                     None => {
                         self.err(
                             raw.name.referenced,
                             &format!("{spath}.wait"),
-                            "every step but the last of a policy that does not repeat needs a `wait`: how long to wait for an acknowledgement before the next step",
+                            "every step but the last needs a `wait`: how long to wait for an acknowledgement before the next step",
                         );
                         None
                     }

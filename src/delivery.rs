@@ -179,17 +179,21 @@ impl Channels {
         if errors.is_empty() { Ok(Channels { log, email, sms, webhooks }) } else { Err(errors) }
     }
 
+    /// `now`: the daemon's clock, for what records a time of its own (the log channel's line).
     async fn send(
         &self,
         channel: Channel,
         address: &str,
         msg: &Message,
+        now: Timestamp,
     ) -> Result<Receipt, SendError> {
         let missing = |what: &str| SendError::Permanent {
             reason: format!("no {what} channel is configured"),
         };
         match channel {
-            Channel::Log => self.log.as_ref().ok_or_else(|| missing("log"))?.send(address, msg),
+            Channel::Log => {
+                self.log.as_ref().ok_or_else(|| missing("log"))?.send(address, msg, now)
+            }
             Channel::Email => {
                 self.email.as_ref().ok_or_else(|| missing("email"))?.send(address, msg).await
             }
@@ -341,14 +345,19 @@ fn spawn_send(
     tokio::spawn(async move {
         let message = compose::bundle(&group);
         let head = group[0].id;
-        let outcome =
-            match tokio::time::timeout(timeout, channels.send(key.0, &key.1, &message)).await {
-                Ok(result) => result,
-                Err(_) => Err(SendError::Retryable {
-                    reason: format!("no answer within {timeout:?}"),
-                    retry_after: None,
-                }),
-            };
+        let now = journal.clock().now();
+        let outcome = match tokio::time::timeout(
+            timeout,
+            channels.send(key.0, &key.1, &message, now),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Retryable {
+                reason: format!("no answer within {timeout:?}"),
+                retry_after: None,
+            }),
+        };
         let outcomes = group
             .iter()
             .map(|n| {

@@ -188,3 +188,25 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// "a" or "an" before `word` in a message, by its first letter ("an admin", "an unspecified
+/// address", "a loopback address"): enough for the fixed words Tocsin puts there.
+pub fn a_or_an(word: &str) -> &'static str {
+    match word.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
+#[cfg(test)]
+mod article_tests {
+    use super::a_or_an;
+
+    #[test]
+    fn articles_follow_the_first_letter() {
+        assert_eq!(a_or_an("admin"), "an");
+        assert_eq!(a_or_an("unspecified"), "an");
+        assert_eq!(a_or_an("viewer"), "a");
+        assert_eq!(a_or_an("loopback"), "a");
+    }
+}

@@ -385,6 +385,21 @@ pub enum Outcome {
     Ignored(&'static str),
 }
 
+/// What opened an incident, for its first timeline entry, in words with their article: "an
+/// Alertmanager alert", "a PagerDuty event", "a customer report".
+fn what_opened(event: &Event) -> &'static str {
+    use crate::event::Format;
+    match (event.format, event.kind) {
+        (Format::AlertmanagerV2, _) => "an Alertmanager alert",
+        (Format::AlertmanagerWebhook, _) => "an Alertmanager webhook alert",
+        (Format::Pagerduty, _) => "a PagerDuty event",
+        (Format::Report, _) => "a customer report",
+        (Format::Canonical, Kind::Report) => "a customer report (canonical event)",
+        (Format::Canonical, Kind::Alert) => "an alert (canonical event)",
+        (Format::Declaration, _) | (Format::Canonical, Kind::Declaration) => "a declaration",
+    }
+}
+
 fn source_actor(event: &Event) -> String {
     if let Some(a) = event.assessment.as_ref().filter(|_| event.kind == Kind::Declaration) {
         return format!("user:{}", a.declared_by);
@@ -465,9 +480,8 @@ pub fn apply(
                         a.declared_by, event.summary, d.score, d.severity,
                     ),
                     _ => format!(
-                        "opened by a {} {}: {}; scored {} ({}){suppressed}",
-                        event.format.as_str(),
-                        event.kind.as_str(),
+                        "opened by {}: {}; scored {} ({}){suppressed}",
+                        what_opened(event),
                         event.summary,
                         d.score,
                         d.severity,

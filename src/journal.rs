@@ -392,6 +392,7 @@ pub fn spawn(
         max_batch_events,
         wake: wake.clone(),
         timers_changed: timers_changed.clone(),
+        started: clock.now(),
         clock: clock.clone(),
         windows: std::sync::Mutex::new(store.maintenance_windows()?),
     };
@@ -593,6 +594,8 @@ struct Writer {
     /// it is waiting for).
     timers_changed: Arc<tokio::sync::Notify>,
     clock: SharedClock,
+    /// When this writer started: a timer due before it came due while the daemon was down.
+    started: Timestamp,
     /// Maintenance windows opened through the API, as committed (the config's come with the
     /// runtime).
     windows: std::sync::Mutex<Vec<Window>>,
@@ -734,7 +737,8 @@ impl Writer {
                         owed.push(Owed::Queue(reply, Box::new(outcome)));
                     }
                     Command::Override { op, reply } => {
-                        let outcome = override_op(batch, &mut changes.overrides, op)?;
+                        let outcome =
+                            override_op(batch, &mut changes.overrides, op, self.clock.now())?;
                         owed.push(Owed::Override(reply, outcome));
                     }
                     Command::EnableWebhook { name, by, reply } => {
@@ -1967,7 +1971,15 @@ impl Writer {
             let Some(mut incident) = self.load(batch, changes, timer.incident)? else { continue };
             let late = now.duration_since(timer.due_at);
             let late = if late > jiff::SignedDuration::from_secs(60) {
-                format!(" (due at {}; fired late because the daemon was not running)", timer.due_at)
+                // Say why: downtime is worth investigating, a rehearsal's clock jump is not.
+                let why = if timer.due_at < self.started {
+                    "it came due while the daemon was not running"
+                } else if self.clock.manual().is_some() {
+                    "the manual clock (TOCSIN_FAKE_CLOCK) was moved past it"
+                } else {
+                    "the daemon could not fire it on time (a suspended machine or a stalled store)"
+                };
+                format!(" (due at {}; fired late: {why})", timer.due_at)
             } else {
                 String::new()
             };
@@ -2708,20 +2720,12 @@ fn override_op(
     batch: &mut Batch<'_>,
     changed: &mut Vec<OverrideChange>,
     op: OverrideOp,
+    now: Timestamp,
 ) -> Result<Result<Override, String>, StoreError> {
     match op {
         OverrideOp::Add { rotation, person, from, until, by, reason } => {
             let id = batch.next_override_id()?;
-            let o = Override {
-                id,
-                rotation,
-                person,
-                from,
-                until,
-                by,
-                reason,
-                created_at: Timestamp::now(),
-            };
+            let o = Override { id, rotation, person, from, until, by, reason, created_at: now };
             batch.put_override(&o)?;
             tracing::info!(id, rotation = %o.rotation, person = %o.person, from = %o.from, until = %o.until, by = %o.by, "rotation override added");
             changed.push(OverrideChange::Added(o.clone()));

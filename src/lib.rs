@@ -34,8 +34,8 @@
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
 //! - [`rule_tests`]: `tocsin test`, the offline rule test runner.
 //! - [`dashboard`]: the web pages at `/` for people: sign-in sessions, overview, incidents,
-//!   acknowledge/resolve/notes, the notification queue; [`dashboard::customer_view`] is where
-//!   customer data is masked.
+//!   acknowledge/resolve/notes, the notification queue; [`dashboard::Redaction`] is where
+//!   customer data is redacted (the API's view).
 //! - [`drill`]: `tocsin drill`, scenarios run through the real pipeline on a simulated clock
 //!   against an in-memory store; and live drills' routing ([`drill::live`]).
 //! - [`redact`]: the redaction policy: personal data out of logs, named audiences'

@@ -307,14 +307,16 @@ fn queue(target: Target, op: QueueCommand) -> ExitCode {
     for n in rows {
         let to =
             n["recipient"]["person"].as_str().or(n["recipient"]["address"].as_str()).unwrap_or("");
+        // serde_json's numbers ignore width and alignment: padded as text, under the header.
+        let number = |v: &serde_json::Value| v.as_u64().map(|n| n.to_string()).unwrap_or_default();
         println!(
             "{:>6} {:>8} {:<9} {:<8} {:<28} {:>3} {}",
-            n["id"],
-            n["incident_id"],
+            number(&n["id"]),
+            number(&n["incident_id"]),
             n["state"].as_str().unwrap_or(""),
             n["channel"].as_str().unwrap_or(""),
             to,
-            n["attempts"],
+            number(&n["attempts"]),
             n["last_error"].as_str().or(n["reference"].as_str()).unwrap_or("")
         );
     }
@@ -458,8 +460,15 @@ fn report(
                          before reading (table contents are untouched)"
                     );
                 }
-                let report =
+                let mut report =
                     tocsin::report::compute(&data.incidents, &data.notifications, &options);
+                // Read from the file, nobody's permissions apply: the report is redacted as
+                // for a user without `pii` (reports get pasted into tickets and mail); a
+                // `pii` user asks the daemon (--url, --token) for the originals.
+                let policy = cfg.as_ref().map(|c| c.redaction.clone()).unwrap_or_default();
+                let redactor = tocsin::redact::Redactor::new(policy)
+                    .unwrap_or_else(|_| tocsin::redact::Redactor::default());
+                report.redact(&redactor, &data.known(&redactor));
                 return print_report(&report, format);
             }
             Err(VerifyFileError::InUse(path)) => {

@@ -190,6 +190,16 @@ impl Known {
         self
     }
 
+    /// These known values and `other`'s (for text about several events, such as a report).
+    pub fn merge(mut self, other: Known) -> Known {
+        for (value, label) in other.values {
+            if self.seen.insert(value.clone()) {
+                self.values.push((value, label));
+            }
+        }
+        self.sorted()
+    }
+
     /// The values at the configured fields of an event.
     pub fn of_event(redactor: &Redactor, event: &Event) -> Known {
         match serde_json::to_value(event) {
@@ -348,6 +358,12 @@ impl Redactor {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Whether the top-level event field `field` (`service`, `dedup_key`) is a configured
+    /// field as a whole: its values are then replaced by `[redacted:FIELD]` wherever shown.
+    pub fn redacts_field(&self, field: &str) -> bool {
+        self.policy.fields.iter().any(|p| p.len() == 1 && p[0] == field)
     }
 
     /// What a user may see: the original with `pii`, else the redacted view.
@@ -795,6 +811,8 @@ impl std::io::Write for LogWriter {
         // The formatter hands over one whole line per call (`write_all` of its buffer).
         let text = String::from_utf8_lossy(buf);
         let clean = for_log(&text);
+        // A working acknowledge link is a credential: no line keeps one, whoever wrote it.
+        let clean = crate::links::redact(&clean);
         std::io::stderr().write_all(clean.as_bytes())?;
         Ok(buf.len())
     }

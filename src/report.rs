@@ -210,6 +210,39 @@ pub struct Report {
     pub action_items: ActionItems,
 }
 
+impl Report {
+    /// The report as a user without the `pii` permission sees it: every text that comes from
+    /// events or people (services, recurring dedup keys, overdue action items' titles) through
+    /// the redactor's patterns and `known` (the field values of the events that opened the
+    /// incidents shown); a service or dedup key that is a configured field becomes its marker.
+    /// Groups keep their figures; two hidden values may then read alike.
+    pub fn redact(&mut self, redactor: &crate::redact::Redactor, known: &crate::redact::Known) {
+        let field = |name: &str, value: &mut String| {
+            if redactor.redacts_field(name) {
+                *value = format!("[redacted:{name}]");
+            } else if let std::borrow::Cow::Owned(r) = redactor.text(value, known) {
+                *value = r;
+            }
+        };
+        for g in self.groups.iter_mut().filter(|g| g.dimension == "service") {
+            if g.value != NO_SERVICE {
+                field("service", &mut g.value);
+            }
+        }
+        for s in self.customer_reports.iter_mut().filter(|s| s.service != NO_SERVICE) {
+            field("service", &mut s.service);
+        }
+        for k in &mut self.recurrence.keys {
+            field("dedup_key", &mut k.dedup_key);
+        }
+        for a in &mut self.action_items.overdue_items {
+            if let std::borrow::Cow::Owned(r) = redactor.text(&a.title, known) {
+                a.title = r;
+            }
+        }
+    }
+}
+
 fn secs(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64()
 }

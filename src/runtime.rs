@@ -58,6 +58,9 @@ pub enum LoadError {
     Channels(Vec<String>),
     #[error("{0}")]
     Redaction(String),
+    /// The blocking thread that compiled the new set did not finish (it panicked).
+    #[error("the reload did not finish: {0}")]
+    Interrupted(String),
 }
 
 /// Compiles the template library and renders every template against sample incidents, so a
@@ -163,8 +166,18 @@ impl Reloader {
     }
 
     /// Rebuilds everything from the files and swaps it in, or keeps the running runtime and
-    /// returns every error with its file and line. Blocking: call off the async runtime.
-    pub fn reload(&self, why: &str) -> Result<Vec<String>, LoadError> {
+    /// returns every error with its file and line. The one entry for every trigger (a file
+    /// change, SIGHUP, `POST /-/reload`, the dashboard's button): it compiles on a blocking
+    /// thread of the Tokio runtime, which building the channels needs (the SMTP pool spawns a
+    /// task there), wherever the trigger came from.
+    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<Vec<String>, LoadError> {
+        let (rl, why) = (self.clone(), why.to_string());
+        tokio::task::spawn_blocking(move || rl.rebuild(&why))
+            .await
+            .unwrap_or_else(|e| Err(LoadError::Interrupted(e.to_string())))
+    }
+
+    fn rebuild(&self, why: &str) -> Result<Vec<String>, LoadError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = load(&self.origin, TokenFallback::Generate);
         match result {
@@ -265,10 +278,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// Watches the config file and rules directory and reloads on change (debounced, so an editor
-/// that writes a file in several steps causes one reload). Returns the watcher, which stops
-/// watching when dropped.
+/// that writes a file in several steps causes one reload) through `runtime`, like every other
+/// trigger. Returns the watcher, which stops watching when dropped.
 pub fn watch(
     reloader: Arc<Reloader>,
+    runtime: tokio::runtime::Handle,
 ) -> Result<
     notify_debouncer_full::Debouncer<
         notify_debouncer_full::notify::RecommendedWatcher,
@@ -287,8 +301,9 @@ pub fn watch(
                     .iter()
                     .any(|e| !e.kind.is_access() && e.paths.iter().any(|p| rl.is_watched(p)));
                 if relevant {
-                    // Runs on the debouncer's own thread: blocking is fine here.
-                    let _ = rl.reload("file change");
+                    // The debouncer's own thread is outside the Tokio runtime: enter it (and
+                    // wait, so that one burst of changes is one reload at a time).
+                    let _ = runtime.block_on(rl.reload("file change"));
                 }
             }
             Err(errors) => tracing::warn!(?errors, "file watching failed"),

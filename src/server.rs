@@ -152,7 +152,7 @@ pub async fn run(
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
     let _watcher = if config.watch {
-        crate::runtime::watch(reloader.clone())
+        crate::runtime::watch(reloader.clone(), tokio::runtime::Handle::current())
             .inspect_err(|e| {
                 tracing::warn!(error = %e, "cannot watch config and rules; reload with SIGHUP or POST /-/reload");
             })
@@ -325,8 +325,7 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, stop: tokio_util::sync::Cance
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let rl = reloader.clone();
-                let _ = tokio::task::spawn_blocking(move || rl.reload("SIGHUP")).await;
+                let _ = reloader.reload("SIGHUP").await;
             }
             () = stop.cancelled() => return,
         }

@@ -1600,6 +1600,18 @@ pub struct ReportData {
     pub incidents: Vec<Incident>,
     /// Incident id → its notifications (absent: none).
     pub notifications: std::collections::BTreeMap<IncidentId, u64>,
+    /// The opening events of the incidents with action items (whose titles the report may
+    /// show), for redacting their known personal data.
+    pub openings: Vec<Event>,
+}
+
+impl ReportData {
+    /// The personal data known from [`ReportData::openings`], to redact from the report.
+    pub fn known(&self, redactor: &crate::redact::Redactor) -> crate::redact::Known {
+        self.openings.iter().fold(crate::redact::Known::none(), |k, e| {
+            k.merge(crate::redact::Known::of_event(redactor, e))
+        })
+    }
 }
 
 /// Incident ids follow arrival order only roughly (an event is stamped when it arrives and gets
@@ -1614,6 +1626,7 @@ fn read_report_data(
     let table = txn.open_table(INCIDENTS)?;
     let counts = txn.open_table(COUNTS)?;
     let index = txn.open_table(INCIDENT_NOTIFICATIONS)?;
+    let events = txn.open_table(EVENTS)?;
     let stop = from.checked_sub(REPORT_SCAN_SLACK).unwrap_or(from);
     let mut data = ReportData::default();
     for entry in table.iter()?.rev() {
@@ -1632,6 +1645,12 @@ fn read_report_data(
         }
         if n > 0 {
             data.notifications.insert(incident.id, n);
+        }
+        if incident.review.as_ref().is_some_and(|r| !r.actions.is_empty())
+            && let Some((first, raw)) = event_row(&events, incident.opened_by)?
+            && let Some((_, json)) = Row::parse(first, raw.value())?.entry(incident.opened_by)?
+        {
+            data.openings.push(decode_json(incident.opened_by, json)?);
         }
         data.incidents.push(incident);
     }

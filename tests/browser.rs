@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: headless Chromium, driven through chromedriver over the W3C
 //! WebDriver protocol, signs in, finds an incident by searching, acknowledges it, signs out,
-//! and signs in again as a viewer who must see the customer's email masked.
+//! and signs in again as a viewer who must see the customer's email redacted.
 //!
 //! The WebDriver client is the few JSON-over-HTTP calls below, sent with reqwest (already a
 //! dev-dependency): no client crate to build, nothing fetched. chromedriver is started here on
@@ -312,10 +312,10 @@ async fn sign_in_find_acknowledge_and_viewer_sees_masked_customer_data() {
         );
         browser.sign_out().await;
 
-        // Viewer: the same page with the customer's email masked, and no acknowledge button.
+        // Viewer: the same page with the customer's email redacted, and no acknowledge button.
         browser.sign_in(&base, VIEWER).await;
         browser.go(&format!("{base}/incidents/{id}")).await;
-        assert_eq!(browser.text("#customer-email").await, "j***@example.org");
+        assert_eq!(browser.text("#customer-email").await, "[redacted:email]");
         let page = browser.source().await;
         assert!(!page.contains("jo@example.org"), "viewer's page holds the email");
         assert!(!page.contains("7946 0958"), "viewer's page holds the phone number");

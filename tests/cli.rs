@@ -48,6 +48,44 @@ fn check_reports_every_mistake_with_its_line() {
     }
 }
 
+/// `repeat` runs the steps again after the last one, whose `wait` is then how long the next
+/// round waits: `tocsin check` says so (not that the policy "does not repeat"), at `repeat`.
+#[test]
+fn check_explains_the_wait_a_repeating_policy_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repeat.yaml");
+    std::fs::write(
+        &path,
+        "policies:\n\
+         \x20 - name: short\n    notify: [{log: true}]\n    repeat: 1\n\
+         \x20 - name: steps\n    steps:\n      - {notify: [{log: true}], wait: 5m}\n      - {notify: [{log: true}]}\n    repeat: 2\n\
+         \x20 - name: middle\n    steps:\n      - {notify: [{log: true}]}\n      - {notify: [{log: true}]}\n\
+         notifications:\n  log: {path: n.jsonl}\n",
+    )
+    .unwrap();
+    let out = tocsin().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("does not repeat"), "{stderr}");
+    for (line, what) in [
+        (
+            4,
+            "policies[0].wait: `repeat: 1` runs the steps again, so the last step needs a `wait` too: how long to wait for an acknowledgement before the first step fires again; write the one step as `steps: [{notify: [...], wait: 5m}]`",
+        ),
+        (
+            9,
+            "policies[1].steps[1].wait: `repeat: 2` runs the steps again, so the last step needs a `wait` too",
+        ),
+        (10, "policies[2].steps[0].wait: every step but the last needs a `wait`"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(&format!("repeat.yaml:{line}:")) && l.contains(what)),
+            "no {what:?} at line {line} in:\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}
+
 #[test]
 fn check_accepts_the_shipped_example_and_the_embedded_default() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/tocsin.yaml");

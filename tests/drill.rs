@@ -118,6 +118,17 @@ fn a_wrong_expectation_fails_and_says_what_happened_instead() {
         "{err}"
     );
 
+    // `never` on any channel for someone who is told.
+    let path = variant("nobody.yaml", "sev1-outage.yaml", |t| {
+        t.replace(
+            "    - { at: 0s, to: omar,",
+            "    - { to: ana, reason: new, never: true }\n    - { at: 0s, to: omar,",
+        )
+    });
+    let (code, _, err) = drill(&[&path]);
+    assert_eq!(code, 1);
+    assert!(err.contains("expected no notification to ana (new), got 2 (+0s"), "{err}");
+
     // An incident state expectation.
     let path = variant("state.yaml", "sev1-outage.yaml", |t| {
         t.replace("acknowledged_by: ben, resolved_by", "acknowledged_by: ana, resolved_by")
@@ -128,6 +139,58 @@ fn a_wrong_expectation_fails_and_says_what_happened_instead() {
         err.contains("incident #1 at the end (+2h): expected acknowledged_by ana, got ben"),
         "{err}"
     );
+}
+
+#[test]
+fn a_wrong_triage_expectation_fails_naming_it() {
+    // The shipped expectation: scope [checkout], tags [payments], sensitivity none,
+    // customer-facing. Each one wrong on its own fails, naming the key and what happened.
+    let shipped = "scope: [checkout], tags: [payments], sensitivity: none, customer_facing: true";
+    for (wrong, says) in [
+        (
+            "scope: [checkout, payments], tags: [payments], sensitivity: none, customer_facing: true",
+            "expected scope [checkout, payments], got [checkout]",
+        ),
+        (
+            "scope: [checkout], tags: [database], sensitivity: none, customer_facing: true",
+            "expected tags [database], got [payments]",
+        ),
+        (
+            "scope: [checkout], tags: [payments], sensitivity: personal, customer_facing: true",
+            "expected sensitivity personal, got none",
+        ),
+        (
+            "scope: [checkout], tags: [payments], sensitivity: none, customer_facing: false",
+            "expected customer_facing false, got true",
+        ),
+    ] {
+        let path = variant("triage.yaml", "sev1-outage.yaml", |t| {
+            assert!(t.contains(shipped), "the shipped scenario expects {shipped}");
+            t.replace(shipped, wrong)
+        });
+        let (code, out, err) = drill(&[&path]);
+        assert_eq!(code, 1, "{wrong}: {out}\n{err}");
+        let line = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("- { incident: 1, status: resolved"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("triage.yaml:{line}:"))
+                && err.contains(&format!("incident #1 at the end (+2h): {says}")),
+            "{wrong}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "only the wrong key fails: {err}");
+    }
+
+    // A sensitivity that does not exist is a malformed scenario, located.
+    let path = variant("unknown.yaml", "sev1-outage.yaml", |t| {
+        t.replace("sensitivity: none", "sensitivity: secret")
+    });
+    let (code, _, err) = drill(&[&path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown.yaml:") && err.contains("expect.incidents[1].sensitivity: `secret` is not one of none, internal, personal, financial"), "{err}");
 }
 
 #[test]

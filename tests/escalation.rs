@@ -332,7 +332,11 @@ default_policy: page
     let fired: Vec<String> =
         timeline(&i).into_iter().filter(|m| m.starts_with("escalation step 2")).collect();
     assert_eq!(fired.len(), 1, "{fired:#?}");
-    assert!(fired[0].contains("fired late because the daemon was not running"), "{}", fired[0]);
+    assert!(
+        fired[0].contains("fired late: it came due while the daemon was not running"),
+        "{}",
+        fired[0]
+    );
     assert_eq!(i["escalation"]["next_at"], "2026-03-02T09:30:00Z");
 
     // Killed again at once, restarted at the same moment: step 2 does not fire twice.
@@ -1177,4 +1181,27 @@ escalation:
     d.advance("5m").await;
     assert_eq!(mails(&env, 3).await[2].0, "cora@example.com");
     quiet(&env, 3).await;
+}
+
+/// On a manual clock, a step passed over by moving the clock fires late, and the timeline says
+/// so — not that the daemon was down, which it was not.
+#[tokio::test]
+async fn a_step_passed_by_a_clock_jump_says_the_clock_moved() {
+    let env = start(TWO_STEPS);
+    let d = &env.daemon;
+    let id = alert(d, "jump", "critical").await;
+    mails(&env, 1).await;
+    d.advance("20m").await;
+    mails(&env, 2).await;
+    let fired: Vec<String> = timeline(&incident(d, id).await)
+        .into_iter()
+        .filter(|m| m.starts_with("escalation step 2"))
+        .collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert!(
+        fired[0].contains("fired late: the manual clock (TOCSIN_FAKE_CLOCK) was moved past it"),
+        "{}",
+        fired[0]
+    );
+    assert!(!fired[0].contains("not running"), "{}", fired[0]);
 }

@@ -395,6 +395,47 @@ async fn editing_a_rule_file_reloads_it() {
     }
 }
 
+/// With email configured, reloading builds an SMTP pool, which needs the Tokio runtime: a file
+/// edit (noticed on the watcher's own thread) reloads like SIGHUP and `POST /-/reload` do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_rule_file_reloads_it_when_email_is_configured() {
+    let (smtp_port, _mails) = common::smtp::smtp_server();
+    let (d, rules) = start_with_rules(
+        &[("10-a.rhai", r#"decision.add_score(1, "a");"#)],
+        &format!(
+            "notifications:\n  email: {{relay: 127.0.0.1, port: {smtp_port}, tls: none, from: tocsin@example.com}}\n"
+        ),
+    );
+    assert_eq!(decision_of(&d, "e1").await["decision"]["score"], 81);
+    std::fs::write(rules.join("20-b.rhai"), r#"decision.add_score(4, "b");"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let score = decision_of(&d, &format!("e-watch-{n}")).await["decision"]["score"].as_i64();
+        if score == Some(85) {
+            break;
+        }
+        let m = d.get("/metrics", None).await.text;
+        assert!(!m.contains("tocsin_reload_last_success 0"), "the reload failed:\n{m}");
+        assert!(
+            Instant::now() < deadline,
+            "the new rule was not in force within 15 s (score {score:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let m = d.get("/metrics", None).await.text;
+    assert!(m.contains("tocsin_reload_last_success 1"), "{m}");
+    let count = |result: &str| -> f64 {
+        let prefix = format!("tocsin_reloads_total{{result=\"{result}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0.0, |v| v.split_whitespace().next().unwrap().parse().unwrap())
+    };
+    assert!(count("success") >= 1.0, "{m}");
+    assert_eq!(count("failure"), 0.0, "{m}");
+}
+
 #[tokio::test]
 async fn sighup_reloads_when_file_watching_is_off() {
     let (d, rules) = start_with_rules(
@@ -474,5 +515,55 @@ async fn quiet_incidents_resolve_themselves_when_configured() {
         }
         assert!(Instant::now() < deadline, "not auto-resolved within 15 s: {inc}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An incident's first timeline entry says what opened it in words, with the right article.
+#[tokio::test]
+async fn the_opening_entry_names_the_sender_kind_in_words() {
+    let d = start("");
+    let mut pd: Value = serde_json::from_slice(&common::fixture("pagerduty/trigger.json")).unwrap();
+    pd["routing_key"] = json!(ROUTING_KEY);
+    let canonical_report =
+        json!({"kind": "report", "summary": "Customer cannot log in", "verified": true});
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        (
+            "/api/v2/alerts",
+            json!([{"labels": {"alertname": "DiskFull", "severity": "critical"}}])
+                .to_string()
+                .into_bytes(),
+            "an Alertmanager alert",
+        ),
+        (
+            "/api/v1/alertmanager",
+            common::fixture("alertmanager-webhook/v4.json"),
+            "an Alertmanager webhook alert",
+        ),
+        ("/v2/enqueue", pd.to_string().into_bytes(), "a PagerDuty event"),
+        (
+            "/api/v1/reports",
+            common::fixture("reports/verified-personal-data.json"),
+            "a customer report",
+        ),
+        (
+            "/api/v1/events",
+            json!({"summary": "Queue backlog"}).to_string().into_bytes(),
+            "an alert (canonical event)",
+        ),
+        (
+            "/api/v1/events",
+            canonical_report.to_string().into_bytes(),
+            "a customer report (canonical event)",
+        ),
+    ];
+    for (path, body, words) in cases {
+        let token = if path == "/v2/enqueue" { None } else { Some(TOKEN) };
+        let r = d.post(path, token, body).await;
+        assert_eq!(r.status, 202, "{path}: {}", r.text);
+        let id = incident_of(&d, &r.event_ids()[0])
+            .await
+            .unwrap_or_else(|| panic!("{path}: no incident for {}", r.text));
+        let first = incident(&d, id).await["timeline"][0]["message"].as_str().unwrap().to_string();
+        assert!(first.starts_with(&format!("opened by {words}: ")), "{path}: {first}");
     }
 }

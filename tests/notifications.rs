@@ -1133,6 +1133,14 @@ async fn tocsin_queue_lists_a_dead_letter_and_retries_it_with_the_same_id() {
         "1".into(),
     ];
     assert_eq!(rows[0][..6], expected, "{out}");
+    // The columns line up under the header: numbers right-aligned to their heading's end,
+    // words starting where their heading starts.
+    let (header, row) = (out.lines().next().unwrap(), out.lines().nth(1).unwrap());
+    assert_eq!(&header[..15], "    id incident", "{out}");
+    assert_eq!(&row[..15], format!("{nid:>6} {id:>8}"), "{out}");
+    for (heading, value) in [("state", "dead"), ("channel", "webhook"), ("to", "hook ")] {
+        assert_eq!(header.find(&format!(" {heading} ")), row.find(&format!(" {value}")), "{out}");
+    }
     assert!(out.contains("HTTP 400 Bad Request"), "{out}");
     let (ok, out, _) = queue_cli(&d, &["list", "--state", "delivered"]).await;
     assert!(ok && out.lines().count() == 1, "nothing delivered yet: {out}");

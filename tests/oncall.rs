@@ -208,3 +208,41 @@ fn check_reports_roster_mistakes_with_locations() {
         "{text}"
     );
 }
+
+/// On a manual clock an override's `created_at`, like everything else the daemon stamps, is
+/// the daemon's time, not the wall clock; and so is a log-channel line's `at`.
+#[tokio::test]
+async fn an_override_and_a_log_line_are_stamped_with_the_daemons_clock() {
+    let fake = "2026-03-02T09:00:00Z";
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config().replacen(
+        "\n",
+        "\nnotifications:\n  log: {path: notifications.jsonl}\npolicies:\n  - {name: main, notify: [{log: true}]}\ndefault_policy: main\n",
+        1,
+    );
+    let path = dir.path().join("tocsin.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let data_dir = dir.path().join("data");
+    let d = Daemon::spawn_env(&path, &data_dir, &[("TOCSIN_FAKE_CLOCK", fake)]);
+    d.advance("5m").await;
+    let body = json!({"person": "carol", "until": "2026-03-02T12:00:00Z"});
+    let r = d.post("/api/v1/rotations/primary/overrides", Some(TOKEN), body.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["created_at"], "2026-03-02T09:05:00Z", "{}", r.text);
+
+    let r = d
+        .post("/api/v1/events", Some(TOKEN), json!({"summary": "Queue backlog"}).to_string())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let line = loop {
+        let file =
+            std::fs::read_to_string(data_dir.join("notifications.jsonl")).unwrap_or_default();
+        if let Some(l) = file.lines().next() {
+            break serde_json::from_str::<Value>(l).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no log-channel line within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["at"], "2026-03-02T09:05:00Z", "{line}");
+}

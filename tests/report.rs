@@ -356,3 +356,109 @@ notices:
     assert_eq!(r.status, 200, "{}", r.text);
     gauge_reaches(&d, "tocsin_notice_deadlines_pending", 1.0).await;
 }
+
+/// What the report quotes from events and people — a service that is an email address, an
+/// overdue action item's title with an email, a phone number and a staff id — is redacted for
+/// callers without `pii`: the API, the dashboard's Figures page, `tocsin report` through the
+/// daemon with a viewer's token, and `tocsin report` from the file (nobody's permissions apply
+/// there, so it is redacted too). A `pii` user's token gets the originals.
+#[tokio::test]
+async fn the_report_is_redacted_for_callers_without_pii() {
+    let c = common::canary::Canary::new();
+    let pii = "report-pii-token-0123456789";
+    // `config_yaml` appends right after its `users:` list: the pii user goes first.
+    let yaml = common::config_yaml(&format!(
+        "  - {{name: pia, token: {pii}, roles: [viewer], permissions: [pii]}}\n{EXTRA}\
+         redaction:\n  regexes:\n    - {{name: employee_id, regex: \"EMP-[0-9]{{6}}\"}}\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tocsin.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let data_dir = dir.path().join("data");
+    let mut d = Daemon::spawn_env(&config, &data_dir, &[("TOCSIN_FAKE_CLOCK", T0)]);
+
+    let body = json!({
+        "reporter": {"name": "Dana Reyes"},
+        "customer": {"name": c.name, "email": c.email},
+        "service": c.email,
+        "summary": format!("{} cannot pay", c.name),
+        "verified": true,
+    });
+    let r = d.post("/api/v1/reports", Some(TOKEN), body.to_string()).await;
+    let id = d.incident_of(&r).await;
+    act(&d, id, "resolve").await;
+    let title = format!("Call {} ({}, {}) back; ask {}", c.name, c.email, c.phone, c.staff);
+    let r = d
+        .post(
+            &format!("/api/v1/incidents/{id}/actions"),
+            Some(TOKEN),
+            json!({"title": title, "owner": "ana", "due": "2026-03-02T09:30:00Z"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    d.advance("1h").await;
+
+    // The API: redacted for a viewer, the originals for `pii`.
+    let viewer = d.get("/api/v1/report?since=1d", Some(VIEWER_TOKEN)).await;
+    assert_eq!(viewer.status, 200, "{}", viewer.text);
+    assert_eq!(viewer.body["action_items"]["overdue"], 1, "{}", viewer.text);
+    c.assert_absent("GET /api/v1/report as a viewer", &viewer.text);
+    let overdue = &viewer.body["action_items"]["overdue_items"][0]["title"];
+    assert_eq!(
+        overdue,
+        "Call [redacted:name] ([redacted:email], [redacted:phone]) back; ask [redacted:employee_id]"
+    );
+    assert!(viewer.text.contains("\"value\":\"[redacted:email]\""), "{}", viewer.text);
+    let original = d.get("/api/v1/report?since=1d", Some(pii)).await;
+    assert!(
+        original.text.contains(&c.email) && original.text.contains(&c.staff),
+        "{}",
+        original.text
+    );
+
+    // The Figures page, signed in as the viewer.
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client
+        .post(d.url("/login"))
+        .form(&[("name", "dashboard"), ("token", VIEWER_TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page =
+        client.get(d.url("/figures?since=1d")).header("cookie", cookie).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("<th>[redacted:email]</th>"), "the service: {page}");
+    c.assert_absent("the Figures page as a viewer", &page);
+
+    // `tocsin report` through the daemon: the caller's token decides.
+    let (config, url) = (config.to_str().unwrap(), d.url(""));
+    for (token, redacted) in [(VIEWER_TOKEN, true), (pii, false)] {
+        let (code, out, err) = tocsin_report(
+            &["--config", config, "--url", &url, "--token", token, "--since", "1d"],
+            Some(END),
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("OVERDUE"), "{out}");
+        if redacted {
+            c.assert_absent("tocsin report with a viewer's token", &out);
+        } else {
+            assert!(out.contains(&c.staff), "{out}");
+        }
+    }
+
+    // From the file: redacted, in every format.
+    assert_eq!(d.terminate(), Some(0));
+    let data_dir = data_dir.to_str().unwrap();
+    for format in ["table", "json", "csv"] {
+        let (code, out, err) = tocsin_report(
+            &["--config", config, "--data-dir", data_dir, "--since", "1d", "--format", format],
+            Some(END),
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("[redacted:email]"), "{format}: {out}");
+        c.assert_absent(&format!("tocsin report --format {format} from the file"), &out);
+    }
+}

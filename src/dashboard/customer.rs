@@ -1,209 +1,164 @@
 //! Customer personal data on dashboard pages: the ONE place it is shown from.
 //!
-//! Every customer field (name, email, phone) and every free text that may carry personal data
-//! (incident summaries, report descriptions, timeline messages, notification subjects) reaches
-//! a page only through [`customer_view`], with the API's rule for who sees what:
+//! Every value that may carry personal data (customer fields, incident summaries and services,
+//! report descriptions, notes, review text, action items, timeline messages, notification
+//! subjects and errors) reaches a page only through a [`Redaction`], which is the API's
+//! redaction ([`crate::redact::View`]) for the signed-in user:
 //!
 //! - users with the `pii` permission (see [`crate::redact::allows_pii`]) see the data as stored;
-//! - everyone else sees an email as its first character, `***@` and its domain (`j***@example.org`),
-//!   a phone number as `***` and its last two digits, a name as its initials (`J. E.`), and in
-//!   free text every email-like word (`x@y.z`) and phone-like run of 7 or more digits
-//!   (spaces, `+ - ( ) .` allowed between them) masked the same way.
+//! - everyone else sees what the JSON API shows them: configured fields replaced by markers
+//!   (`[redacted:email]`), their values and the policy's patterns (built-in and operator
+//!   regexes) replaced in every free text about the same incident.
+//!
+//! A page and its answer in the API therefore never differ in what they reveal, and the
+//! incident search matches only what the user may see ([`Redaction::shows`]), so a hidden
+//! value cannot be guessed one character at a time.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::Event;
+use crate::incident::{Incident, IncidentId};
+use crate::redact::{Known, Redactor, View};
+use crate::store::{Store, StoreError};
 
 use super::session::Viewer;
 
-/// What kind of personal value is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Name,
-    Email,
-    Phone,
-    /// Free text that may contain personal data.
-    Text,
+/// How customer data reaches one user's page.
+pub struct Redaction {
+    /// `None`: the user holds `pii` and sees everything as stored.
+    redactor: Option<Arc<Redactor>>,
+    /// The known personal values of each incident's opening event (its configured fields).
+    known: HashMap<IncidentId, Known>,
 }
 
-/// `value` as `viewer` may see it on a page (not yet HTML-escaped).
-pub fn customer_view<'a>(viewer: &Viewer, field: Field, value: &'a str) -> Cow<'a, str> {
-    if viewer.pii {
-        return Cow::Borrowed(value);
+impl Redaction {
+    pub fn new(viewer: &Viewer, redactor: &Arc<Redactor>) -> Redaction {
+        Redaction { redactor: (!viewer.pii).then(|| redactor.clone()), known: HashMap::new() }
     }
-    match field {
-        Field::Name => Cow::Owned(initials(value)),
-        Field::Email => Cow::Owned(mask_email(value)),
-        Field::Phone => Cow::Owned(mask_phone(value)),
-        Field::Text => mask_text(value),
-    }
-}
 
-fn initials(name: &str) -> String {
-    let parts: Vec<String> = name
-        .split_whitespace()
-        .filter_map(|w| w.chars().next())
-        .map(|c| format!("{}.", c.to_uppercase()))
-        .collect();
-    if parts.is_empty() { "***".into() } else { parts.join(" ") }
-}
-
-fn mask_email(email: &str) -> String {
-    match email.rsplit_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
+    fn view(&self) -> View<'_> {
+        match &self.redactor {
+            Some(r) => View::Redacted(r),
+            None => View::Original,
         }
-        None => "***".into(),
     }
-}
 
-fn mask_phone(phone: &str) -> String {
-    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
-    let tail: String = digits[digits.len().saturating_sub(2)..].iter().collect();
-    format!("***{tail}")
-}
-
-fn looks_like_email(word: &str) -> bool {
-    let Some((local, domain)) = word.rsplit_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-}
-
-/// Masks email-like words and phone-like digit runs in free text.
-fn mask_text(text: &str) -> Cow<'_, str> {
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
-    // Emails: word by word (words split at whitespace and at brackets, quotes, commas).
-    let is_sep = |c: char| c.is_whitespace() || "<>()[]{}\"',;:".contains(c);
-    let mut word_start = None;
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let flush = |out: &mut String, word: &str, changed: &mut bool| {
-        let trimmed = word.trim_end_matches(['.', '!', '?']);
-        if looks_like_email(trimmed) {
-            out.push_str(&mask_email(trimmed));
-            out.push_str(&word[trimmed.len()..]);
-            *changed = true;
-        } else {
-            out.push_str(word);
-        }
-    };
-    for &(i, c) in &chars {
-        if is_sep(c) {
-            if let Some(s) = word_start.take() {
-                flush(&mut out, &text[s..i], &mut changed);
+    /// Reads the opening events of these incidents, whose field values are then redacted from
+    /// everything about them. Nothing to read for a `pii` user.
+    pub fn learn<'i>(
+        &mut self,
+        store: &Store,
+        incidents: impl IntoIterator<Item = &'i Incident>,
+    ) -> Result<(), StoreError> {
+        let Some(r) = self.redactor.clone() else { return Ok(()) };
+        for i in incidents {
+            if self.known.contains_key(&i.id) {
+                continue;
             }
-            out.push(c);
-        } else if word_start.is_none() {
-            word_start = Some(i);
+            let known = match store.event(i.opened_by)? {
+                Some(e) => Known::of_event(&r, &e),
+                None => Known::none(),
+            };
+            self.known.insert(i.id, known);
         }
+        Ok(())
     }
-    if let Some(s) = word_start {
-        flush(&mut out, &text[s..], &mut changed);
-    }
-    // Phones: runs of digits with phone punctuation between, 7 digits or more.
-    let masked = mask_phone_runs(&out);
-    if masked.is_some() {
-        changed = true;
-    }
-    match (changed, masked) {
-        (_, Some(m)) => Cow::Owned(m),
-        (true, None) => Cow::Owned(out),
-        (false, None) => Cow::Borrowed(text),
-    }
-}
 
-fn mask_phone_runs(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
-    let mut i = 0;
-    while i < chars.len() {
-        // Dates (`2026-03-02`) are not phone numbers: timeline text is full of them.
-        if is_date(&chars[i..]) {
-            out.extend(&chars[i..i + 10]);
-            i += 10;
-            continue;
+    /// Like [`Redaction::learn`], for incidents known by id (a notification's).
+    pub fn learn_ids(
+        &mut self,
+        store: &Store,
+        ids: impl IntoIterator<Item = IncidentId>,
+    ) -> Result<(), StoreError> {
+        if self.redactor.is_none() {
+            return Ok(());
         }
-        let starts = chars[i].is_ascii_digit() || (chars[i] == '+' || chars[i] == '(');
-        if !starts {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let mut j = i;
-        let mut digits = 0;
-        let mut last_digit = i;
-        while j < chars.len() && (chars[j].is_ascii_digit() || " +-().".contains(chars[j])) {
-            if chars[j].is_ascii_digit() {
-                digits += 1;
-                last_digit = j;
+        for id in ids {
+            if !self.known.contains_key(&id)
+                && let Some(i) = store.incident(id)?
+            {
+                self.learn(store, [&i])?;
             }
-            j += 1;
         }
-        if digits >= 7 {
-            let run: String = chars[i..=last_digit].iter().collect();
-            out.push_str(&mask_phone(&run));
-            changed = true;
-            i = last_digit + 1;
-        } else {
-            let end = j.max(i + 1);
-            out.extend(&chars[i..end]);
-            i = end;
-        }
+        Ok(())
     }
-    changed.then_some(out)
-}
 
-fn is_date(c: &[char]) -> bool {
-    c.len() >= 10
-        && c[..10]
-            .iter()
-            .enumerate()
-            .all(|(k, ch)| if k == 4 || k == 7 { *ch == '-' } else { ch.is_ascii_digit() })
+    /// Learns the known values of one incident from its opening event, already read.
+    pub fn learn_event(&mut self, incident: IncidentId, event: Option<&Event>) {
+        let known = self.view().known(event);
+        self.known.insert(incident, known);
+    }
+
+    /// Free text about `incident` as this user may see it (not yet HTML-escaped).
+    pub fn text<'a>(&self, incident: IncidentId, s: &'a str) -> Cow<'a, str> {
+        static NONE: std::sync::LazyLock<Known> = std::sync::LazyLock::new(Known::none);
+        self.view().text(s, self.known.get(&incident).unwrap_or(&NONE))
+    }
+
+    /// An event as JSON, as the API's `/api/v1/events/{id}` shows it to this user.
+    pub fn event(&self, e: &Event) -> serde_json::Value {
+        let mut v = serde_json::to_value(e).unwrap_or_default();
+        self.view().event(&mut v);
+        v
+    }
+
+    /// Whether the search `needle` (lower-case) is found in what this user sees of the
+    /// incident's summary, service, source or dedup key. For a user without `pii` the
+    /// incident's opening event is read (through `store`) to know what is hidden; a value the
+    /// user cannot see never matches, not even in part.
+    pub fn shows(&self, store: &Store, i: &Incident, needle: &str) -> Result<bool, StoreError> {
+        let fields = || [Some(&i.summary), i.service.as_ref(), Some(&i.source), Some(&i.dedup_key)];
+        let raw_match = fields().into_iter().flatten().any(|f| f.to_lowercase().contains(needle));
+        let Some(r) = &self.redactor else { return Ok(raw_match) };
+        // What is shown is the stored text with parts replaced by markers: a needle that is
+        // not in the stored text can only be (part of) a marker, never personal data.
+        if !raw_match {
+            return Ok(false);
+        }
+        let known = match store.event(i.opened_by)? {
+            Some(e) => Known::of_event(r, &e),
+            None => Known::none(),
+        };
+        Ok(fields()
+            .into_iter()
+            .flatten()
+            .any(|f| r.text(f, &known).to_lowercase().contains(needle)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Role;
+    use crate::redact::Policy;
 
-    fn viewer(role: Role) -> Viewer {
-        // Responders and admins in these tests hold `pii`; viewers do not.
-        Viewer { name: "v".into(), role, csrf: String::new(), pii: role >= Role::Responder }
+    fn viewer(pii: bool) -> Viewer {
+        Viewer { name: "v".into(), role: Role::Viewer, csrf: String::new(), pii }
     }
 
     #[test]
-    fn responders_see_data_as_stored() {
-        let r = viewer(Role::Responder);
-        assert_eq!(customer_view(&r, Field::Email, "jo@example.org"), "jo@example.org");
-        assert_eq!(
-            customer_view(&r, Field::Text, "call +44 20 7946 0958"),
-            "call +44 20 7946 0958"
-        );
+    fn pii_users_see_text_as_stored() {
+        let r = Redaction::new(&viewer(true), &Arc::new(Redactor::default()));
+        assert_eq!(r.text(1, "call +44 20 7946 0958"), "call +44 20 7946 0958");
     }
 
     #[test]
-    fn viewers_see_masked_fields() {
-        let v = viewer(Role::Viewer);
-        assert_eq!(customer_view(&v, Field::Email, "jo@example.org"), "j***@example.org");
-        assert_eq!(customer_view(&v, Field::Phone, "+44 20 7946 0958"), "***58");
-        assert_eq!(customer_view(&v, Field::Name, "jo example"), "J. E.");
-    }
-
-    #[test]
-    fn viewers_see_masked_free_text() {
-        let v = viewer(Role::Viewer);
+    fn others_see_the_apis_markers() {
+        let policy = Policy {
+            regexes: vec![crate::redact::NamedRegex {
+                name: "employee_id".into(),
+                regex: "EMP-[0-9]{6}".into(),
+            }],
+            ..Policy::default()
+        };
+        let r = Redaction::new(&viewer(false), &Arc::new(Redactor::new(policy).unwrap()));
         assert_eq!(
-            customer_view(&v, Field::Text, "Jo <jo.ex@mail.example.org>, tel +44 20 7946 0958."),
-            "Jo <j***@mail.example.org>, tel ***58."
-        );
-        assert_eq!(
-            customer_view(&v, Field::Text, "checkout fails for 3 users since 10:42"),
-            "checkout fails for 3 users since 10:42"
-        );
-        assert_eq!(
-            customer_view(&v, Field::Text, "mail jo@example.org."),
-            "mail j***@example.org."
+            r.text(1, "Jo <jo.ex@mail.example.org>, tel +44 20 7946 0958, agent EMP-123456."),
+            "Jo <[redacted:email]>, tel [redacted:phone], agent [redacted:employee_id]."
         );
         let dated = "acknowledged at 2026-03-02T09:00:00Z, due 2026-03-02 10:00";
-        assert_eq!(customer_view(&v, Field::Text, dated), dated);
+        assert_eq!(r.text(1, dated), dated);
     }
 }

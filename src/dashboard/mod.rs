@@ -3,7 +3,8 @@
 //!
 //! - [`session`]: the sign-in form's sessions (cookie, CSRF token, idle expiry, rate limit).
 //! - [`pages`]: the HTML, with every value escaped.
-//! - [`customer`]: [`customer_view`], the one function customer personal data is shown through.
+//! - [`customer`]: [`Redaction`], the one way customer personal data reaches a page (the API's
+//!   redaction for the signed-in user).
 //!
 //! Access: without a session every page redirects to `/login` (health checks, `/metrics`, the
 //! JSON API with its bearer tokens and `/ack/{token}` links are not affected). Viewers read;
@@ -27,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-pub use customer::customer_view;
+pub use customer::Redaction;
 
 use crate::config::Role;
 use crate::incident::{Incident, IncidentId, Status};
@@ -165,7 +166,8 @@ fn may_post(
     }
     if !v.may(role) {
         let text = format!(
-            "You are signed in as a {}; this needs the {} role.",
+            "You are signed in as {} {}; this needs the {} role.",
+            crate::error::a_or_an(pages::role_name(v.role)),
             pages::role_name(v.role),
             pages::role_name(role)
         );
@@ -327,6 +329,7 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let open_counts: Vec<(String, usize)> =
         groups.iter().map(|(sev, (count, _))| (sev.clone(), *count)).collect();
     let shown: Vec<IncidentId> = groups.into_values().flat_map(|(_, ids)| ids).collect();
+    let mut red = Redaction::new(&v, &app.runtime.load().redactor);
     let data = read(&app, move |s| {
         let mut open: Vec<(Incident, Vec<crate::escalation::Timer>)> = Vec::new();
         for id in shown {
@@ -362,16 +365,17 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             |n| health.borrow_mut().count(n),
             |channel| health.borrow_mut().dead(channel),
         )?;
-        Ok(pages::Overview { open, open_counts, due, health: health.into_inner() })
+        red.learn(s, open.iter().map(|(i, _)| i).chain(due.iter().map(|d| &d.incident)))?;
+        Ok((pages::Overview { open, open_counts, due, health: health.into_inner() }, red))
     })
     .await;
-    let data = match data {
+    let (data, red) = match data {
         Ok(d) => d,
         Err(e) => return unavailable(&app, &v, &e),
     };
     let severities: Vec<String> =
         app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
-    let body = pages::overview(&v, &data, &severities, app.clock.now());
+    let body = pages::overview(&red, &data, &severities, app.clock.now());
     page(&app, Some(&v), StatusCode::OK, "Overview", &body)
 }
 
@@ -515,7 +519,11 @@ async fn figures(
     let data = read(&app, move |s| s.report_data(options.read_from())).await;
     match data {
         Ok(d) => {
-            let report = crate::report::compute(&d.incidents, &d.notifications, &options);
+            let mut report = crate::report::compute(&d.incidents, &d.notifications, &options);
+            if !v.pii {
+                let redactor = app.runtime.load().redactor.clone();
+                report.redact(&redactor, &d.known(&redactor));
+            }
             page(&app, Some(&v), StatusCode::OK, "Figures", &figures::page(&report, &since))
         }
         Err(e) => unavailable(&app, &v, &e),
@@ -568,17 +576,29 @@ async fn list(
     let severity = p.severity.unwrap_or_default();
     let q = p.q.unwrap_or_default();
     let (sev, needle) = (severity.clone(), q.trim().to_lowercase());
-    let keep = move |i: &Incident| {
-        keep_status(i.status)
-            && (sev.is_empty() || i.decision.severity == sev)
-            && (needle.is_empty()
-                || [Some(&i.summary), i.service.as_ref(), Some(&i.source), Some(&i.dedup_key)]
-                    .into_iter()
-                    .flatten()
-                    .any(|f| f.to_lowercase().contains(&needle))
-                || needle.trim_start_matches('#').parse::<u64>().is_ok_and(|n| n == i.id))
-    };
-    let found = match read(&app, move |s| s.incidents(p.before, LIST_PAGE, keep)).await {
+    let mut red = Redaction::new(&v, &app.runtime.load().redactor);
+    let found = read(&app, move |s| {
+        // The search sees what the user sees: a value redacted for them never matches.
+        let failed = std::cell::RefCell::new(None);
+        let keep = |i: &Incident| {
+            keep_status(i.status)
+                && (sev.is_empty() || i.decision.severity == sev)
+                && (needle.is_empty()
+                    || needle.trim_start_matches('#').parse::<u64>().is_ok_and(|n| n == i.id)
+                    || red.shows(s, i, &needle).unwrap_or_else(|e| {
+                        failed.borrow_mut().get_or_insert(e);
+                        false
+                    }))
+        };
+        let found = s.incidents(p.before, LIST_PAGE, keep)?;
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        red.learn(s, &found)?;
+        Ok((found, red))
+    })
+    .await;
+    let (found, red) = match found {
         Ok(f) => f,
         Err(e) => return unavailable(&app, &v, &e),
     };
@@ -594,7 +614,7 @@ async fn list(
     let severities: Vec<String> =
         app.runtime.load().config.triage.severities.iter().map(|t| t.name.clone()).collect();
     let query = pages::ListQuery { status: &status, severity: &severity, q: &q };
-    let body = pages::list(&v, &query, &severities, &found, next, app.clock.now());
+    let body = pages::list(&red, &query, &severities, &found, next, app.clock.now());
     page(&app, Some(&v), StatusCode::OK, "Incidents", &body)
 }
 
@@ -654,7 +674,9 @@ async fn render_incident(
     match found {
         Ok(Some(p)) => {
             let title = format!("Incident #{id}");
-            let body = pages::incident(v, &p, app.clock.now(), flash);
+            let mut red = Redaction::new(v, &app.runtime.load().redactor);
+            red.learn_event(p.incident.id, p.event.as_ref());
+            let body = pages::incident(v, &red, &p, app.clock.now(), flash);
             page(app, Some(v), status, &title, &body)
         }
         Ok(None) => message(
@@ -676,15 +698,17 @@ async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if !v.may(Role::Admin) {
         return message(&app, &v, StatusCode::FORBIDDEN, "The queue is for admins.", "/");
     }
-    let lists = read(&app, |s| {
+    let mut red = Redaction::new(&v, &app.runtime.load().redactor);
+    let lists = read(&app, move |s| {
         let dead = s.dead_notifications(None, QUEUE_PAGE, |_| true)?;
         let pending = s.pending_notifications(None, QUEUE_PAGE, |_| true)?;
-        Ok((dead, pending))
+        red.learn_ids(s, dead.iter().chain(&pending).map(|n| n.incident_id))?;
+        Ok((dead, pending, red))
     })
     .await;
     match lists {
-        Ok((dead, pending)) => {
-            let body = pages::queue(&v, &dead, &pending, app.clock.now());
+        Ok((dead, pending, red)) => {
+            let body = pages::queue(&v, &red, &dead, &pending, app.clock.now());
             page(&app, Some(&v), StatusCode::OK, "Notification queue", &body)
         }
         Err(e) => unavailable(&app, &v, &e),
@@ -988,11 +1012,12 @@ async fn reload(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let reloader = app.reloader.clone();
     let why = format!("dashboard reload by {}", v.name);
-    let result = tokio::task::spawn_blocking(move || reloader.reload(&why)).await;
-    let (status, text, details) = match result {
-        Ok(Ok(restart_only)) => {
+    let (status, text, details) = match app.reloader.reload(&why).await {
+        Err(crate::runtime::LoadError::Interrupted(e)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("Reload failed: {e}"), Vec::new())
+        }
+        Ok(restart_only) => {
             let text = if restart_only.is_empty() {
                 "Reloaded: the new config and rules are in force.".to_string()
             } else {
@@ -1000,12 +1025,11 @@ async fn reload(
             };
             (StatusCode::OK, text, restart_only)
         }
-        Ok(Err(e)) => (
+        Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "The new config or rules are invalid; the running ones stay in force.".to_string(),
             e.to_string().lines().map(str::to_string).collect(),
         ),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("Reload failed: {e}"), Vec::new()),
     };
     // A reload may have removed this user or changed their token: check again.
     match app.dashboard.viewer(&app.runtime.load(), &headers) {

@@ -1,8 +1,8 @@
 //! HTML for the dashboard pages: plain functions from data to markup.
 //!
 //! Escaping: every value that did not come from this file goes through [`esc`] (text and
-//! attribute values alike: it escapes `< > & " '`), and customer data goes through
-//! [`customer_view`] first. Markup is built with `format!` rather than a template engine so
+//! attribute values alike: it escapes `< > & " '`), and anything that may hold customer data
+//! goes through the page's [`Redaction`] first (the API's redaction for the signed-in user). Markup is built with `format!` rather than a template engine so
 //! that each interpolation is visible where it happens and checked by the compiler; there is
 //! no `|safe` filter to misuse and no template file to drift from the data.
 
@@ -18,7 +18,7 @@ use crate::incident::{Entry, EntryKind, Incident, Status};
 use crate::outbox::{Notification, State as OutboxState};
 use crate::review::ActionState;
 
-use super::customer::{Field, customer_view};
+use super::customer::Redaction;
 use super::session::Viewer;
 
 /// HTML-escapes text for element content and quoted attribute values.
@@ -28,9 +28,10 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// Free text that may hold customer data, masked for `v` and escaped.
-fn text(v: &Viewer, s: &str) -> String {
-    esc(&customer_view(v, Field::Text, s))
+/// Free text about incident `id` that may hold customer data, redacted for the page's user
+/// and escaped.
+fn text(r: &Redaction, id: u64, s: &str) -> String {
+    esc(&r.text(id, s))
 }
 
 /// The whole page around `body`. `viewer` is `None` on the sign-in page.
@@ -187,7 +188,7 @@ pub struct Overview {
     pub health: Health,
 }
 
-pub fn overview(v: &Viewer, data: &Overview, severities: &[String], now: Timestamp) -> String {
+pub fn overview(r: &Redaction, data: &Overview, severities: &[String], now: Timestamp) -> String {
     let mut out = String::new();
     // Open incidents, grouped by severity in the configured order, then any other.
     let total: usize = data.open_counts.iter().map(|(_, n)| n).sum();
@@ -214,7 +215,7 @@ pub fn overview(v: &Viewer, data: &Overview, severities: &[String], now: Timesta
             severity_badge(sev),
         );
         for (i, timers) in &group {
-            out.push_str(&incident_card(v, i, timers, now));
+            out.push_str(&incident_card(r, i, timers, now));
         }
         if count > group.len() {
             let _ = write!(
@@ -238,6 +239,9 @@ pub fn overview(v: &Viewer, data: &Overview, severities: &[String], now: Timesta
             "<table class=\"list\"><thead><tr><th>Due</th><th>What</th><th>Incident</th></tr></thead><tbody>",
         );
         for d in &data.due {
+            // An action item's timer is its next reminder; once the item is overdue that is
+            // not when it is due: show the due time, and the reminder beside it.
+            let mut when = countdown(d.timer.due_at, now);
             let what = match &d.timer.kind {
                 TimerKind::NoticeDeadline { notice } => {
                     match d.incident.notices.get(*notice as usize) {
@@ -255,20 +259,28 @@ pub fn overview(v: &Viewer, data: &Overview, severities: &[String], now: Timesta
                     .as_ref()
                     .and_then(|r| r.actions.iter().find(|a| a.id == *action))
                 {
-                    Some(a) => format!(
-                        "action item <strong>{}</strong> (owner {})",
-                        text(v, &a.title),
-                        esc(&a.owner)
-                    ),
+                    Some(a) => {
+                        if a.overdue(now) {
+                            when = format!(
+                                "{} <span class=\"badge late\">overdue</span> <span class=\"meta\">next reminder {}</span>",
+                                countdown(a.due, now),
+                                countdown(d.timer.due_at, now)
+                            );
+                        }
+                        format!(
+                            "action item <strong>{}</strong> (owner {})",
+                            text(r, d.incident.id, &a.title),
+                            esc(&a.owner)
+                        )
+                    }
                     None => esc(&d.timer.kind.describe()),
                 },
                 other => esc(&other.describe()),
             };
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{what}</td><td><a href=\"/incidents/{id}\">#{id}</a> {}</td></tr>",
-                countdown(d.timer.due_at, now),
-                text(v, &d.incident.summary),
+                "<tr><td>{when}</td><td>{what}</td><td><a href=\"/incidents/{id}\">#{id}</a> {}</td></tr>",
+                text(r, d.incident.id, &d.incident.summary),
                 id = d.incident.id,
             );
         }
@@ -280,18 +292,21 @@ pub fn overview(v: &Viewer, data: &Overview, severities: &[String], now: Timesta
     out
 }
 
-fn incident_card(v: &Viewer, i: &Incident, timers: &[Timer], now: Timestamp) -> String {
+fn incident_card(r: &Redaction, i: &Incident, timers: &[Timer], now: Timestamp) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
         "<article class=\"card incident\" data-incident=\"{id}\"><header><a href=\"/incidents/{id}\">#{id} {}</a> {}</header>\
          <p class=\"meta\">opened {} · {} event(s) · source {}{}</p>",
-        text(v, &i.summary),
+        text(r, i.id, &i.summary),
         status_badge(i.status),
         countdown(i.first_seen, now),
         i.count,
         esc(&i.source),
-        i.service.as_deref().map(|s| format!(" · service {}", esc(s))).unwrap_or_default(),
+        i.service
+            .as_deref()
+            .map(|s| format!(" · service {}", text(r, i.id, s)))
+            .unwrap_or_default(),
         id = i.id,
     );
     if let Some(a) = &i.acknowledged {
@@ -399,7 +414,7 @@ pub struct ListQuery<'a> {
 }
 
 pub fn list(
-    v: &Viewer,
+    r: &Redaction,
     query: &ListQuery,
     severities: &[String],
     found: &[Incident],
@@ -436,10 +451,10 @@ pub fn list(
             "<tr><td><a href=\"/incidents/{id}\">#{id}</a></td><td>{}</td><td>{}</td><td><a href=\"/incidents/{id}\">{}</a>{}</td><td>{}</td></tr>",
             severity_badge(&i.decision.severity),
             status_badge(i.status),
-            text(v, &i.summary),
+            text(r, i.id, &i.summary),
             i.service
                 .as_deref()
-                .map(|s| format!(" <span class=\"meta\">{}</span>", esc(s)))
+                .map(|s| format!(" <span class=\"meta\">{}</span>", text(r, i.id, s)))
                 .unwrap_or_default(),
             countdown(i.first_seen, now),
             id = i.id
@@ -477,7 +492,13 @@ fn person_options(people: &[(String, String)]) -> String {
     out
 }
 
-pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str>) -> String {
+pub fn incident(
+    v: &Viewer,
+    r: &Redaction,
+    p: &IncidentPage,
+    now: Timestamp,
+    flash: Option<&str>,
+) -> String {
     let i = &p.incident;
     let mut out = String::new();
     if let Some(f) = flash {
@@ -488,7 +509,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
         "<p class=\"summary\" id=\"summary\">{} {} {}</p>",
         severity_badge(&i.decision.severity),
         status_badge(i.status),
-        text(v, &i.summary)
+        text(r, i.id, &i.summary)
     );
     let _ = write!(
         out,
@@ -499,7 +520,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
         i.kind.as_str(),
         i.service
             .as_deref()
-            .map(|s| format!("<tr><th>Service</th><td>{}</td></tr>", esc(s)))
+            .map(|s| format!("<tr><th>Service</th><td>{}</td></tr>", text(r, i.id, s)))
             .unwrap_or_default(),
         at(i.first_seen),
         countdown(i.first_seen, now),
@@ -578,7 +599,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
 
     // Customer (reports).
     if let Some(e) = &p.event {
-        out.push_str(&customer_section(v, e));
+        out.push_str(&customer_section(r, e));
     }
 
     // Roles.
@@ -646,7 +667,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
                 "<p class=\"awareness\">Aware since {}, recorded by {}{}</p>",
                 at(a.at),
                 esc(&a.by),
-                a.note.as_deref().map(|n| format!(": {}", text(v, n))).unwrap_or_default(),
+                a.note.as_deref().map(|n| format!(": {}", text(r, i.id, n))).unwrap_or_default(),
             );
         }
         if v.may(Role::Responder) {
@@ -674,7 +695,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
         let _ = write!(
             out,
             "<blockquote class=\"note\"><p>{}</p><footer>{} · {}</footer></blockquote>",
-            text(v, &n.message),
+            text(r, i.id, &n.message),
             esc(&n.actor),
             at(n.at)
         );
@@ -692,22 +713,24 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
     out.push_str("</section>");
 
     // Review.
-    if let Some(r) = &i.review {
+    if let Some(review) = &i.review {
         out.push_str("<section><h2>After-action review</h2>");
-        for (label, value) in
-            [("Summary", &r.summary), ("Went well", &r.went_well), ("Went badly", &r.went_badly)]
-        {
+        for (label, value) in [
+            ("Summary", &review.summary),
+            ("Went well", &review.went_well),
+            ("Went badly", &review.went_badly),
+        ] {
             if !value.is_empty() {
-                let _ = write!(out, "<h3>{label}</h3><p>{}</p>", text(v, value));
+                let _ = write!(out, "<h3>{label}</h3><p>{}</p>", text(r, i.id, value));
             }
         }
-        if r.actions.is_empty() {
+        if review.actions.is_empty() {
             out.push_str("<p class=\"quiet\">No action items.</p>");
         } else {
             out.push_str(
                 "<table class=\"list\"><thead><tr><th>#</th><th>Action</th><th>Owner</th><th>Due</th><th>State</th></tr></thead><tbody>",
             );
-            for a in &r.actions {
+            for a in &review.actions {
                 let due =
                     if a.state == ActionState::Open { countdown(a.due, now) } else { at(a.due) };
                 let overdue =
@@ -735,7 +758,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
                     out,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{due}</td><td>{}{overdue}{change}</td></tr>",
                     a.id,
-                    text(v, &a.title),
+                    text(r, i.id, &a.title),
                     esc(&a.owner),
                     a.state.as_str()
                 );
@@ -760,12 +783,12 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
                 i.id,
                 csrf_field(v),
             );
-            // Prefilled only for people who see customer data: a masked copy saved back would
+            // Prefilled only for people who see customer data: a redacted copy saved back would
             // overwrite the original. An empty field keeps its text either way.
             for (name, label, value) in [
-                ("summary", "Summary", &r.summary),
-                ("went_well", "Went well", &r.went_well),
-                ("went_badly", "Went badly", &r.went_badly),
+                ("summary", "Summary", &review.summary),
+                ("went_well", "Went well", &review.went_well),
+                ("went_badly", "Went badly", &review.went_badly),
             ] {
                 let current = if v.pii { esc(value) } else { String::new() };
                 let _ = write!(
@@ -785,7 +808,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
             "<table class=\"list\"><thead><tr><th>#</th><th>To</th><th>Channel</th><th>Why</th><th>State</th><th>Subject</th></tr></thead><tbody>",
         );
         for n in &p.notifications {
-            out.push_str(&notification_row(v, n, now, None));
+            out.push_str(&notification_row(r, n, now, None));
         }
         out.push_str("</tbody></table>");
     }
@@ -799,7 +822,7 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
             "<li class=\"entry kind-{kind}\"><span class=\"when\">{}</span> <span class=\"badge\">{kind}</span> <span class=\"actor\">{}</span> {}</li>",
             at(e.at),
             esc(&e.actor),
-            text(v, &crate::links::redact(&e.message)),
+            text(r, i.id, &crate::links::redact(&e.message)),
             kind = entry_kind(e.kind),
         );
     }
@@ -824,27 +847,27 @@ fn entry_kind(k: EntryKind) -> &'static str {
     }
 }
 
-fn customer_section(v: &Viewer, e: &Event) -> String {
-    let description = e.details.get("description").and_then(|d| d.as_str());
-    if e.customer.is_none() && description.is_none() {
+fn customer_section(r: &Redaction, e: &Event) -> String {
+    // The event as the API shows it to this user: configured fields replaced, their values and
+    // the patterns redacted from the rest.
+    let shown = r.event(e);
+    let description = shown["details"]["description"].as_str();
+    let customer = shown["customer"].as_object();
+    if customer.is_none() && description.is_none() {
         return String::new();
     }
     let mut out =
         String::from("<section><h2>Customer report</h2><table class=\"facts\" id=\"customer\">");
-    if let Some(c) = &e.customer {
+    if let Some(c) = customer {
         let fields = [
-            ("Customer id", Field::Text, &c.id, "customer-id"),
-            ("Name", Field::Name, &c.name, "customer-name"),
-            ("Email", Field::Email, &c.email, "customer-email"),
-            ("Phone", Field::Phone, &c.phone, "customer-phone"),
+            ("Customer id", "id", "customer-id"),
+            ("Name", "name", "customer-name"),
+            ("Email", "email", "customer-email"),
+            ("Phone", "phone", "customer-phone"),
         ];
-        for (label, field, value, id) in fields {
-            if let Some(value) = value {
-                let _ = write!(
-                    out,
-                    "<tr><th>{label}</th><td id=\"{id}\">{}</td></tr>",
-                    esc(&customer_view(v, field, value))
-                );
+        for (label, key, id) in fields {
+            if let Some(value) = c.get(key).and_then(|v| v.as_str()) {
+                let _ = write!(out, "<tr><th>{label}</th><td id=\"{id}\">{}</td></tr>", esc(value));
             }
         }
     }
@@ -854,7 +877,7 @@ fn customer_section(v: &Viewer, e: &Event) -> String {
         let _ = write!(
             out,
             "<tr><th>Description</th><td id=\"customer-description\">{}</td></tr>",
-            text(v, d)
+            esc(d)
         );
     }
     out.push_str("</table></section>");
@@ -863,7 +886,7 @@ fn customer_section(v: &Viewer, e: &Event) -> String {
 
 /// One outbox row; `manage` adds the admin's retry/drop buttons (with the CSRF field).
 pub fn notification_row(
-    v: &Viewer,
+    r: &Redaction,
     n: &Notification,
     now: Timestamp,
     manage: Option<&str>,
@@ -872,7 +895,12 @@ pub fn notification_row(
     let error = n
         .last_error
         .as_deref()
-        .map(|e| format!("<br><span class=\"meta\">{}</span>", text(v, &crate::links::redact(e))))
+        .map(|e| {
+            format!(
+                "<br><span class=\"meta\">{}</span>",
+                text(r, n.incident_id, &crate::links::redact(e))
+            )
+        })
         .unwrap_or_default();
     let when = match n.state {
         OutboxState::Delivered => n.delivered_at.map(at).unwrap_or_default(),
@@ -889,7 +917,7 @@ pub fn notification_row(
         n.reason.as_str(),
         esc(&n.audience),
         n.attempts,
-        text(v, &subject),
+        text(r, n.incident_id, &subject),
         id = n.id,
         st = n.state.as_str(),
     )
@@ -898,6 +926,7 @@ pub fn notification_row(
 /// The admin's queue page: dead letters (retry) and pending notifications (drop).
 pub fn queue(
     v: &Viewer,
+    r: &Redaction,
     dead: &[Notification],
     pending: &[Notification],
     now: Timestamp,
@@ -915,7 +944,7 @@ pub fn queue(
                 n.id,
                 csrf_field(v)
             );
-            out.push_str(&notification_row(v, n, now, Some(&button)));
+            out.push_str(&notification_row(r, n, now, Some(&button)));
         }
         out.push_str("</tbody></table>");
     }
@@ -931,7 +960,7 @@ pub fn queue(
                 n.id,
                 csrf_field(v)
             );
-            out.push_str(&notification_row(v, n, now, Some(&button)));
+            out.push_str(&notification_row(r, n, now, Some(&button)));
         }
         out.push_str("</tbody></table>");
     }

@@ -31,6 +31,12 @@ fn in_time(e: &ExpectNotification, s: &Sent) -> bool {
 
 /// `email to ana (responder, escalated, incident #1) at +5m ±30s`
 pub fn describe(e: &ExpectNotification) -> String {
+    describe_as(e, "a notification")
+}
+
+/// `any`: the words for a notification on any channel ("a notification", or "notification"
+/// after "no").
+fn describe_as(e: &ExpectNotification, any: &str) -> String {
     let mut props = Vec::new();
     props.extend(e.audience.clone());
     props.extend(e.reason.map(|r| r.as_str().to_string()));
@@ -42,7 +48,7 @@ pub fn describe(e: &ExpectNotification) -> String {
     props.extend(e.bundled.map(|b| if b { "bundled" } else { "not bundled" }.to_string()));
     let mut out = format!(
         "{} to {}",
-        e.channel.map(|c| c.as_str()).unwrap_or("a notification"),
+        e.channel.map(|c| c.as_str()).unwrap_or(any),
         e.to.as_deref().unwrap_or("anyone")
     );
     if !props.is_empty() {
@@ -109,7 +115,7 @@ pub fn check(scenario: &Scenario, run: &Run, source: &str) -> Vec<String> {
             failures.push(format!(
                 "{}: expected no {}, got {} ({}: {:?})",
                 e.location,
-                describe(e),
+                describe_as(e, "notification"),
                 if hits.len() == 1 { "one".to_string() } else { format!("{}", hits.len()) },
                 times(&hits),
                 first.subject
@@ -200,6 +206,30 @@ fn incident_mismatches(x: &ExpectIncident, i: &Incident) -> Vec<String> {
         x.escalation_step.map(|s| s.to_string()),
         i.escalation.as_ref().map(|e| (e.step + 1).to_string()),
     );
+    cmp(
+        "sensitivity",
+        x.sensitivity.map(|s| s.as_str().to_string()),
+        Some(i.decision.sensitivity.as_str().to_string()),
+    );
+    cmp(
+        "customer_facing",
+        x.customer_facing.map(|c| c.to_string()),
+        Some(i.decision.customer_facing.to_string()),
+    );
+    // Sets: the order a list is written in says nothing.
+    let mut same_set = |what: &str, want: &Option<Vec<String>>, got: Vec<&String>| {
+        let Some(want) = want else { return };
+        let want: std::collections::BTreeSet<&String> = want.iter().collect();
+        let got: std::collections::BTreeSet<&String> = got.into_iter().collect();
+        if want != got {
+            let show = |s: &std::collections::BTreeSet<&String>| {
+                format!("[{}]", s.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+            };
+            out.push(format!("expected {what} {}, got {}", show(&want), show(&got)));
+        }
+    };
+    same_set("scope", &x.scope, i.scope.iter().collect());
+    same_set("tags", &x.tags, i.decision.tags.iter().collect());
     if let Some(roles) = &x.roles {
         for (role, person) in roles {
             let got = i.roles.get(role);

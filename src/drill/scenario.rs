@@ -114,6 +114,10 @@ struct RawIncident {
     roles: Option<BTreeMap<String, String>>,
     notices: Option<Vec<String>>,
     escalation_step: Option<u32>,
+    scope: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    sensitivity: Option<String>,
+    customer_facing: Option<bool>,
 }
 
 /// Which incident an action or expectation is about.
@@ -229,6 +233,12 @@ pub struct ExpectIncident {
     pub roles: Option<BTreeMap<String, String>>,
     pub notices: Option<Vec<String>>,
     pub escalation_step: Option<u32>,
+    /// The affected services (in any order): exactly these.
+    pub scope: Option<Vec<String>>,
+    /// The decision's tags (in any order): exactly these.
+    pub tags: Option<Vec<String>>,
+    pub sensitivity: Option<crate::rules::Sensitivity>,
+    pub customer_facing: Option<bool>,
     pub location: String,
 }
 
@@ -621,6 +631,19 @@ fn check(raw: RawScenario, path: &Path, e: &mut Errors<'_>) -> Scenario {
                 format!("`{s}` is not one of triggered, acknowledged, resolved"),
             );
         }
+        let sensitivity = x.sensitivity.as_deref().and_then(|name| {
+            let found = crate::rules::Sensitivity::parse(name);
+            if found.is_none() {
+                let names: Vec<&str> =
+                    crate::rules::Sensitivity::ALL.iter().map(|s| s.as_str()).collect();
+                e.at(
+                    loc,
+                    &format!("{path}.sensitivity"),
+                    format!("`{name}` is not one of {}", names.join(", ")),
+                );
+            }
+            found
+        });
         incidents.push(ExpectIncident {
             incident,
             at,
@@ -633,6 +656,10 @@ fn check(raw: RawScenario, path: &Path, e: &mut Errors<'_>) -> Scenario {
             roles: x.roles,
             notices: x.notices,
             escalation_step: x.escalation_step,
+            scope: x.scope,
+            tags: x.tags,
+            sensitivity,
+            customer_facing: x.customer_facing,
             location: e.location(loc),
         });
     }

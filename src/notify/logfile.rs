@@ -73,16 +73,23 @@ impl LogFile {
         &self.path
     }
 
-    /// Appends `msg` as sent on the log channel to `to`. Blocking but short (one small write);
+    /// Appends `msg` as sent on the log channel to `to` at `at` (the daemon's clock, which a
+    /// manual clock drives in tests and rehearsals). Blocking but short (one small write);
     /// callers on the runtime may call it directly.
-    pub fn send(&self, to: &str, msg: &Message) -> Result<Receipt, SendError> {
-        self.record(Channel::Log, to, msg)
+    pub fn send(&self, to: &str, msg: &Message, at: jiff::Timestamp) -> Result<Receipt, SendError> {
+        self.record(Channel::Log, to, msg, at)
     }
 
     /// Appends `msg` as meant for `channel`, for a config that logs instead of delivering.
-    pub fn record(&self, channel: Channel, to: &str, msg: &Message) -> Result<Receipt, SendError> {
+    pub fn record(
+        &self,
+        channel: Channel,
+        to: &str,
+        msg: &Message,
+        at: jiff::Timestamp,
+    ) -> Result<Receipt, SendError> {
         let line = LogLine {
-            at: jiff::Timestamp::now().to_string(),
+            at: at.to_string(),
             channel,
             to: to.to_string(),
             idempotency_id: msg.idempotency_id.clone(),
@@ -136,8 +143,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/deeper/notifications.jsonl");
         let log = LogFile::open(&LogConfig { path: path.clone() }).unwrap();
-        log.send("alice", &message("n-1")).unwrap();
-        log.record(Channel::Sms, "+15551234567", &message("n-2")).unwrap();
+        log.send("alice", &message("n-1"), jiff::Timestamp::now()).unwrap();
+        log.record(Channel::Sms, "+15551234567", &message("n-2"), jiff::Timestamp::now()).unwrap();
 
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -155,7 +162,7 @@ mod tests {
         // Reopening appends; nothing is truncated.
         drop(log);
         let log = LogFile::open(&LogConfig { path: path.clone() }).unwrap();
-        log.send("bob", &message("n-3")).unwrap();
+        log.send("bob", &message("n-3"), jiff::Timestamp::now()).unwrap();
         assert_eq!(lines(&path).len(), 3);
     }
 
@@ -169,7 +176,8 @@ mod tests {
                 let log = log.clone();
                 std::thread::spawn(move || {
                     for i in 0..50 {
-                        log.send("x", &message(&format!("{t}-{i}"))).unwrap();
+                        log.send("x", &message(&format!("{t}-{i}")), jiff::Timestamp::now())
+                            .unwrap();
                     }
                 })
             })

@@ -374,8 +374,9 @@ fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
 
 fn refusal(host: &str, ip: IpAddr, range: &str) -> String {
     format!(
-        "refusing to connect to {host}: {ip} is a {range} address; set allow_private: true on \
-         this webhook if it really is an internal endpoint"
+        "refusing to connect to {host}: {ip} is {} {range} address; set allow_private: true on \
+         this webhook if it really is an internal endpoint",
+        crate::error::a_or_an(range)
     )
 }
 
@@ -593,6 +594,16 @@ mod tests {
         for ip in allowed {
             assert_eq!(forbidden_range(ip.parse().unwrap()), None, "{ip} should be allowed");
         }
+    }
+
+    #[test]
+    fn refusals_read_with_the_right_article() {
+        let refused = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            refusal("h", ip, forbidden_range(ip).unwrap())
+        };
+        assert!(refused("0.0.0.0").contains("0.0.0.0 is an unspecified address"));
+        assert!(refused("127.0.0.1").contains("127.0.0.1 is a loopback address"));
     }
 
     #[test]

@@ -488,7 +488,10 @@ fn take_draft(scope: &mut Scope) -> Result<Draft, String> {
     let value = scope.get_mut("decision").map(std::mem::take).unwrap_or_default();
     let type_name = value.type_name();
     value.try_cast::<Draft>().ok_or_else(|| {
-        format!("`decision` was replaced by a {type_name}; change it only through its methods")
+        format!(
+            "`decision` was replaced by {} {type_name}; change it only through its methods",
+            crate::error::a_or_an(type_name)
+        )
     })
 }
 

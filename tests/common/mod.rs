@@ -2,6 +2,7 @@
 //! talks to it over loopback, the way a user or a monitoring system would.
 #![allow(dead_code)]
 
+pub mod canary;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader};
