@@ -1660,6 +1660,16 @@ impl Validator<'_> {
             if let Err(problems) = cfg.expand_secrets(self.env) {
                 problems.into_iter().for_each(|p| self.err(at, "notifications.sms", p));
             }
+            // Caught here rather than at the first page: an internal gateway address is a
+            // mistake (or an attack on the host) unless the config says it is meant.
+            if let Some(problem) = cfg
+                .url
+                .as_deref()
+                .filter(|_| !cfg.allow_private)
+                .and_then(crate::notify::guard::check_url)
+            {
+                self.err(at, "notifications.sms.url", problem);
+            }
             n.sms = Some(cfg);
         }
         for (i, hook) in raw.webhooks.into_iter().enumerate() {
@@ -1671,6 +1681,11 @@ impl Validator<'_> {
             }
             if let Err(problems) = cfg.expand_secrets(self.env) {
                 problems.into_iter().for_each(|p| self.err(at, &path, p));
+            }
+            if !cfg.allow_private
+                && let Some(problem) = crate::notify::guard::check_url(&cfg.url)
+            {
+                self.err(at, &format!("{path}.url"), problem);
             }
             n.webhooks.push(cfg);
         }
@@ -3186,6 +3201,36 @@ users:
         assert_eq!(source.token.expose(), "v");
         assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some("rk-v"));
         assert_eq!(source.rate_limit, RateLimit { per_second: 10, burst: 20 });
+    }
+
+    #[test]
+    fn internal_gateway_and_webhook_addresses_are_config_errors_without_allow_private() {
+        let text = r#"
+notifications:
+  sms: { provider: json, url: "http://127.0.0.1:8080/send", body: '{"t": "{{text}}"}' }
+  webhooks:
+    - { name: a, url: "http://localhost:9000/hook" }
+    - { name: b, url: "http://[::ffff:10.0.0.1]/hook" }
+    - { name: c, url: "http://198.18.0.1/hook" }
+    - { name: d, url: "http://127.0.0.1/hook", allow_private: true }
+    - { name: e, url: "https://hooks.example.com/hook" }
+"#;
+        let errors = load_text(text, &env_of(&[])).unwrap_err();
+        let sms = find(&errors, "notifications.sms.url");
+        assert!(
+            sms.message.contains("loopback") && sms.message.contains("allow_private"),
+            "{errors}"
+        );
+        assert_eq!(sms.position.map(|p| p.line), Some(3), "{errors}");
+        assert!(find(&errors, "notifications.webhooks[0].url").message.contains("localhost"));
+        assert!(find(&errors, "notifications.webhooks[1].url").message.contains("private-use"));
+        assert!(find(&errors, "notifications.webhooks[2].url").message.contains("benchmarking"));
+        assert_eq!(errors.errors.len(), 4, "{errors}");
+        let allowed = text.replace("body: '{", "allow_private: true, body: '{").replace(
+            "    - { name: a, url: \"http://localhost:9000/hook\" }\n    - { name: b, url: \"http://[::ffff:10.0.0.1]/hook\" }\n    - { name: c, url: \"http://198.18.0.1/hook\" }\n",
+            "",
+        );
+        load_text(&allowed, &env_of(&[])).unwrap();
     }
 
     #[test]

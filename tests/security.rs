@@ -1,5 +1,6 @@
-//! Hostile input against the real daemon and CLI (issue 17): sign-in never redirects
-//! off-site.
+//! Hostile input against the real daemon and CLI (issue 17; issue 16 item 17): sign-in never
+//! redirects off-site, and internal notification endpoints are config errors at
+//! `tocsin check`.
 
 mod common;
 
@@ -88,4 +89,53 @@ async fn sign_in_never_redirects_to_another_origin() {
         .await
         .unwrap();
     assert_eq!(r.headers()["location"], "/incidents?status=open");
+}
+
+#[test]
+fn check_reports_internal_notification_endpoints_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.yaml");
+    std::fs::write(
+        &path,
+        r#"sources:
+  - { name: default, token: "t-0123456789abcdef", allow: [alerts] }
+people:
+  - { id: ana, phone: "+15551234567" }
+policies:
+  - { name: main, notify: [{ person: ana, channels: [sms] }, { webhook: ops }, { webhook: lan }] }
+default_policy: main
+notifications:
+  sms:
+    provider: twilio
+    url: "http://localhost:8080/2010-04-01/Accounts/{account_sid}/Messages.json"
+    account_sid: AC0123456789abcdef0123456789abcdef
+    auth_token: secret-token
+    from: "+15005550006"
+  webhooks:
+    - { name: ops, url: "http://127.0.0.1:9000/hook/secretpath" }
+    - { name: lan, url: "http://[::ffff:192.168.1.10]/hook" }
+    - { name: ok, url: "http://127.0.0.1:9001/hook", allow_private: true }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let file = path.display().to_string();
+    for (line, key, says) in [
+        (10, "notifications.sms.url", "localhost"),
+        (16, "notifications.webhooks[0].url", "loopback"),
+        (17, "notifications.webhooks[1].url", "private-use"),
+    ] {
+        let found =
+            stderr.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{key}: {stderr}"));
+        assert!(found.starts_with(&format!("{file}:{line}:")), "{found}");
+        assert!(found.contains(says) && found.contains("allow_private"), "{found}");
+    }
+    assert!(!stderr.contains("webhooks[2]"), "{stderr}");
+    assert!(!stderr.contains("secretpath"), "{stderr}");
 }

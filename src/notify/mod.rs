@@ -30,6 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::config::Secret;
 
 pub mod email;
+pub mod guard;
 pub mod logfile;
 pub mod sms;
 pub mod webhook;
@@ -288,9 +289,10 @@ pub(crate) fn error_chain(err: &reqwest::Error) -> String {
 // HTTP client and responses
 // ---------------------------------------------------------------------------------------------
 
-/// The client every HTTP channel (but webhooks, which add an address guard) uses: overall
-/// `timeout`, connect timeout of half that (at most 10 s), no redirects, TLS verified against
-/// the platform's roots, HTTP/2 by ALPN. Proxies from `HTTPS_PROXY`/`HTTP_PROXY` apply.
+/// The base of every HTTP channel's client (webhooks and SMS gateways add the address guard,
+/// [`guard::client`]): overall `timeout`, connect timeout of half that (at most 10 s), no
+/// redirects, TLS verified against the platform's roots, HTTP/2 by ALPN. Proxies from
+/// `HTTPS_PROXY`/`HTTP_PROXY` apply.
 ///
 /// Building one loads the TLS roots (25–40 ms in a debug build, blocking): build channels
 /// once per config load and share them, never per send.
