@@ -121,6 +121,8 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open store {path}: {source}")]
     Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("cannot create the store file {path} or make it owner-only: {source}")]
+    File { path: PathBuf, source: std::io::Error },
     #[error("store transaction failed: {0}")]
     Transaction(#[from] redb::TransactionError),
     #[error("store table failed: {0}")]
@@ -171,6 +173,37 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
         .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
 }
 
+/// Creates the store file owner-only (0600), or makes an existing one so: it holds personal
+/// data from customer reports. The data directory, when Tocsin creates it, is 0700.
+fn private_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+    let io = |source: std::io::Error| StoreError::File { path: path.to_path_buf(), source };
+    // No truncate: an existing file is opened as it is. redb initialises an empty one.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700)).map_err(io)?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{:o}", mode & 0o777),
+            "the store file was readable by others; made it owner-only"
+        );
+    }
+    Ok(())
+}
+
 /// A page of the event list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -200,9 +233,8 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Tables are created here so that readers never
     /// see a missing table on a fresh store.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
+        private_file(dir, &path)?;
         let db = open_db(&path)?;
         Store::init(Store::around(db, path, false))
     }

@@ -1,10 +1,11 @@
 //! Hostile input against the real daemon and CLI (issue 17; issue 16 item 17): sign-in never
-//! redirects off-site, and internal notification endpoints are config errors at
-//! `tocsin check`.
+//! redirects off-site, internal notification endpoints are config errors at `tocsin check`, and
+//! data files are owner-only.
 
 mod common;
 
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{Daemon, TOKEN};
@@ -138,4 +139,19 @@ notifications:
     }
     assert!(!stderr.contains("webhooks[2]"), "{stderr}");
     assert!(!stderr.contains("secretpath"), "{stderr}");
+}
+
+#[tokio::test]
+async fn data_files_are_owner_only() {
+    let mut d = Daemon::start("");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = d.data_dir.join("tocsin.redb");
+    assert_eq!(mode(&d.data_dir), 0o700, "the data directory Tocsin created");
+    assert_eq!(mode(&store), 0o600);
+    // A store left readable by others (an older version made it 0644) is made owner-only.
+    assert_eq!(d.terminate(), Some(0));
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = d.restart();
+    assert_eq!(d.get("/-/ready", None).await.status, 200);
+    assert_eq!(mode(&store), 0o600);
 }

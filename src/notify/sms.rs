@@ -285,12 +285,15 @@ impl Sms {
                 reason: format!("`{}` is not a phone number", to_phone.escape_debug()),
             });
         }
-        if msg.text.trim().is_empty() {
+        // Control characters (a NUL from a sender's summary) have no place in a text message:
+        // gateways reject or mangle them, and handsets show them as boxes or not at all.
+        let text = super::plain_text(&msg.text, true);
+        if text.trim().is_empty() {
             return Err(SendError::Permanent { reason: "the message text is empty".to_string() });
         }
         // An address written in the URL is never resolved, so the guard checks it here.
         guard::check_literal(&self.url, self.allow_private, "SMS gateway")?;
-        let text = fit(&msg.text, self.max_segments);
+        let text = fit(&text, self.max_segments);
         let request = match &self.gateway {
             Gateway::Twilio { account_sid, auth_token, from } => self
                 .client
@@ -621,6 +624,23 @@ mod tests {
         let err = sms.send("+15551234567", &empty).await.unwrap_err();
         assert!(matches!(err, SendError::Permanent { .. }), "{err:?}");
         assert!(sink.requests().is_empty(), "nothing unexpected arrived");
+    }
+
+    #[tokio::test]
+    async fn control_characters_never_reach_the_gateway() {
+        let sink = Sink::start().await;
+        let sms = Sms::new(twilio(&format!("{}/ok", sink.base()))).unwrap();
+        let mut msg = message();
+        msg.text = "P1\u{0} db-1:\tdisk\u{7} full\r\nnow \u{202e}lluf\u{1b}[2J".into();
+        sms.send("+15551234567", &msg).await.unwrap();
+        let form = serde_urlencoded_pairs(&sink.requests()[0].body);
+        assert_eq!(form[2].1, "P1 db-1: disk full\nnow lluf[2J");
+
+        // A text of nothing but controls is empty: refused, not sent.
+        msg.text = "\u{0}\u{0}\u{7}".into();
+        let err = sms.send("+15551234567", &msg).await.unwrap_err();
+        assert!(matches!(err, SendError::Permanent { .. }), "{err:?}");
+        assert_eq!(sink.requests().len(), 1);
     }
 
     #[tokio::test]
