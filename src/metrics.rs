@@ -114,6 +114,11 @@ pub struct Metrics {
     /// Notice deadlines not yet reached whose notice is not marked as sent; refreshed with the
     /// queue gauges.
     pub notice_deadlines_pending: Gauge,
+    /// 1 while `GET /-/ready` answers 200, else 0; set when metrics are read.
+    pub ready: Gauge,
+    /// 1 while the store takes writes as far as it knows, 0 after a write failed on a full
+    /// disk or a damaged file; set when metrics are read.
+    pub store_writable: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -276,8 +281,22 @@ impl Metrics {
             "Age of the oldest pending notification",
             queue_oldest_seconds.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while GET /-/ready answers 200 (store writable, journal running, not shutting down), else 0",
+            ready.clone(),
+        );
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "1 while the store takes writes, 0 after a write failed on a full disk or a damaged file",
+            store_writable.clone(),
+        );
         Metrics {
             registry,
+            ready,
+            store_writable,
             notifications_queued,
             notification_attempts,
             notification_outcomes,

@@ -242,7 +242,18 @@ async fn fire_timers(
     stop: tokio_util::sync::CancellationToken,
 ) {
     const MAX_SLEEP: Duration = Duration::from_secs(1);
+    // While the store cannot write, a write now and then tries to recover it (the reopen after
+    // a full disk happens before a write), so readiness comes back without waiting for
+    // traffic: a load balancer that stopped sending to a not-ready daemon would send none.
+    const PROBE_EVERY: Duration = Duration::from_secs(2);
+    let mut probed = std::time::Instant::now();
     loop {
+        if store.write_problem().is_some() && probed.elapsed() >= PROBE_EVERY {
+            probed = std::time::Instant::now();
+            if let Err(e) = journal.tick().await {
+                tracing::debug!(error = %e, "the store still cannot write");
+            }
+        }
         let next = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.next_timer_due()).await
@@ -296,15 +307,36 @@ async fn healthy() -> Response {
     Json(json!({"status": "healthy"})).into_response()
 }
 
+/// Why the daemon cannot do its job right now (`None`: ready). Ingest is the job, so a store
+/// that cannot write, or a writer thread that is gone, makes it not ready although reads
+/// still work.
+fn not_ready(app: &App) -> Option<String> {
+    if !app.ready.load(Ordering::SeqCst) {
+        return Some("shutting down".to_string());
+    }
+    if app.journal.is_closed() {
+        return Some("the journal writer has stopped; nothing can be stored".to_string());
+    }
+    app.store.write_problem()
+}
+
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response()
+    match not_ready(&app) {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(why) if why == "shutting down" => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"})))
+                .into_response()
+        }
+        Some(why) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": why})))
+                .into_response()
+        }
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics.store_writable.set(i64::from(app.store.write_problem().is_none()));
+    app.metrics.ready.set(i64::from(not_ready(&app).is_none()));
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         app.metrics.encode(),
