@@ -404,10 +404,19 @@ pub enum LogFormat {
 pub struct Limits {
     /// Largest accepted request body; larger gets 413.
     pub max_body_bytes: usize,
-    /// A client must finish sending its request headers within this time.
+    /// A client must finish sending its request headers within this time; a connection that
+    /// sends no request for this long (a new one included) is closed.
     pub header_read_timeout: Duration,
-    /// A request must be read and answered within this time.
+    /// A request body must arrive within this time.
     pub request_timeout: Duration,
+    /// Connections served at once; `None`: derived from the descriptor limit at start
+    /// (see [`crate::connections`]).
+    pub max_connections: Option<usize>,
+    /// Connections from one client address (an IPv6 /64) at once; `None`: a quarter of
+    /// `max_connections`. Trusted proxies are exempt.
+    pub max_connections_per_address: Option<usize>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for per-address limits.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Limits {
@@ -416,6 +425,9 @@ impl Default for Limits {
             max_body_bytes: 512 * 1024,
             header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            max_connections: None,
+            max_connections_per_address: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -563,6 +575,9 @@ pub struct RawLimits {
     pub max_body_bytes: Option<Spanned<u64>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_connections_per_address: Option<Spanned<u64>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -2433,6 +2448,8 @@ impl Validator<'_> {
     }
 
     fn limits(&mut self, raw: Option<Spanned<RawLimits>>) -> Limits {
+        /// More connections than this would need more descriptors than most systems allow.
+        const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
         let defaults = Limits::default();
         let Some(raw) = raw.map(|s| s.value) else {
             return defaults;
@@ -2453,6 +2470,42 @@ impl Validator<'_> {
                 usize::try_from(s.value).unwrap_or(defaults.max_body_bytes)
             }
         };
+        let mut count = |raw: Option<Spanned<u64>>, path: &str| {
+            let s = raw?;
+            if s.value == 0 || s.value > MAX_CONNECTIONS_LIMIT {
+                self.err(
+                    s.referenced,
+                    path,
+                    format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}, not {}", s.value),
+                );
+                return None;
+            }
+            usize::try_from(s.value).ok()
+        };
+        let max_connections = count(raw.max_connections, "limits.max_connections");
+        let max_connections_per_address =
+            count(raw.max_connections_per_address, "limits.max_connections_per_address");
+        let mut trusted_proxies = Vec::new();
+        for (i, entry) in
+            raw.trusted_proxies.map(|l| l.value).unwrap_or_default().into_iter().enumerate()
+        {
+            // A bare address is a network of one.
+            let parsed = entry
+                .value
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => trusted_proxies.push(net.trunc()),
+                Err(_) => self.err(
+                    entry.referenced,
+                    &format!("limits.trusted_proxies[{i}]"),
+                    format!(
+                        "`{}` is not an address or CIDR network (10.0.0.0/8, ::1)",
+                        entry.value
+                    ),
+                ),
+            }
+        }
         Limits {
             max_body_bytes,
             header_read_timeout: self.duration(
@@ -2465,6 +2518,9 @@ impl Validator<'_> {
                 "limits.request_timeout",
                 defaults.request_timeout,
             ),
+            max_connections,
+            max_connections_per_address,
+            trusted_proxies,
         }
     }
 

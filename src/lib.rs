@@ -3,7 +3,8 @@
 //! Modules in the order an event flows through them:
 //!
 //! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`].
-//! - [`server`]: the HTTP listener: connections, header-read timeout, routes, graceful stop.
+//! - [`server`]: the HTTP listener: routes, graceful stop; [`connections`]: the connection cap,
+//!   idle and body deadlines that keep silent or slow clients from using up descriptors.
 //! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them.
 //! - [`ingest`]: ingest handlers: content type, body limit, rate limit, then normalize and journal.
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
@@ -58,6 +59,7 @@ pub mod catalog;
 pub mod clock;
 pub mod compose;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod declaration;
 pub mod delivery;

@@ -119,6 +119,17 @@ pub struct Metrics {
     /// 1 while the store takes writes as far as it knows, 0 after a write failed on a full
     /// disk or a damaged file; set when metrics are read.
     pub store_writable: Gauge,
+    /// Connections being served right now.
+    pub connections_open: Gauge,
+    /// Connections closed at once when they arrived: the cap was reached and no idle
+    /// connection could make room.
+    pub connections_refused: Counter,
+    /// Idle connections closed to make room for a new one (the cap was reached).
+    pub connections_evicted: Counter,
+    /// Connections closed because they sent no request for `header_read_timeout`.
+    pub connections_idle_closed: Counter,
+    /// `accept` failures (out of file descriptors and the like).
+    pub accept_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -293,10 +304,45 @@ impl Metrics {
             "1 while the store takes writes, 0 after a write failed on a full disk or a damaged file",
             store_writable.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections being served",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival: at the connection cap with no idle connection to close",
+            connections_refused.clone(),
+        );
+        let connections_evicted = Counter::default();
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to make room for a new one at the connection cap",
+            connections_evicted.clone(),
+        );
+        let connections_idle_closed = Counter::default();
+        registry.register(
+            "connections_idle_closed",
+            "Connections closed because no request arrived within header_read_timeout",
+            connections_idle_closed.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failures to accept a connection (out of file descriptors and the like)",
+            accept_errors.clone(),
+        );
         Metrics {
             registry,
             ready,
             store_writable,
+            connections_open,
+            connections_refused,
+            connections_evicted,
+            connections_idle_closed,
+            accept_errors,
             notifications_queued,
             notification_attempts,
             notification_outcomes,
