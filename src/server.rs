@@ -51,8 +51,14 @@ pub struct App {
     pub ready: AtomicBool,
     /// The daemon's "now": the system clock, or a manual one for tests and rehearsals.
     pub clock: SharedClock,
-    /// Bounds `/ack/{token}` (no credential needed to reach it).
+    /// Bounds `/ack/{token}` requests whose link verified (no credential needed to reach it).
     pub ack_limiter: governor::DefaultDirectRateLimiter,
+    /// Bounds SMS replies whose Twilio signature verified, apart from links: a flood of
+    /// either cannot starve the other.
+    pub sms_limiter: governor::DefaultDirectRateLimiter,
+    /// Failed unauthenticated attempts (links that do not verify, unsigned SMS replies) per
+    /// client: charged only to the client that made them, so they cannot starve valid ones.
+    pub failures: crate::clients::FailureBudget,
     /// The dashboard's sign-in sessions (in memory) and sign-in rate limits.
     pub dashboard: crate::dashboard::session::Sessions,
 }
@@ -147,6 +153,8 @@ pub async fn run(
         ready: AtomicBool::new(true),
         clock: clock.clone(),
         ack_limiter: crate::ack::limiter(),
+        sms_limiter: crate::ack::limiter(),
+        failures: crate::ack::failures(),
         dashboard: crate::dashboard::session::Sessions::new(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.

@@ -264,6 +264,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<Arc<App>>,
+    client: crate::clients::Client,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -278,7 +279,7 @@ async fn login(
         return page(&app, None, StatusCode::FORBIDDEN, "Sign in", &body);
     }
     let name = form.name.trim();
-    match app.dashboard.sign_in(&rt, name, form.token.trim()) {
+    match app.dashboard.sign_in(&rt, client.0, name, form.token.trim()) {
         Ok(id) => {
             let mut r = redirect(&next);
             let cookie = session::set_cookie(&id, session::secure(&rt, &headers));
