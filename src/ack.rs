@@ -7,7 +7,10 @@
 //!
 //! Answers are small HTML pages (people read them on a phone). They are never cached, never
 //! framed, and send no `Referer` (the token is in the URL). The token is never logged.
-//! Requests are bounded by one global rate (they need no credential to arrive).
+//! The link is checked first (an HMAC, no I/O): one that does not verify is charged to its
+//! client's failure budget ([`failures`]), which refuses that client for a while once spent;
+//! links that verify are bounded by one global rate. So a flood of made-up links cannot make
+//! a real one answer 429.
 
 use std::sync::Arc;
 
@@ -15,14 +18,27 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::clients::Client;
+use crate::connections::AddrKey;
 use crate::incident::{Incident, Status};
 use crate::journal::{ActError, JournalError, PersonAction};
 use crate::links::{Claim, LinkError};
 use crate::server::App;
 
-/// Requests to `/ack/…` per second across all clients, and the burst allowed above it.
+/// Requests to `/ack/…` with a valid link per second across all clients, and the burst
+/// allowed above it (the same for signed SMS replies, on a limiter of their own).
 pub const RATE_PER_SECOND: u32 = 20;
 pub const RATE_BURST: u32 = 40;
+
+/// Failed attempts (a link that does not verify, an unsigned SMS reply) per client: 20, then
+/// one per second.
+pub const FAILURE_BURST: u32 = 20;
+pub const FAILURE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The failure budget [`crate::server::App`] holds for these routes and SMS replies.
+pub fn failures() -> crate::clients::FailureBudget {
+    crate::clients::FailureBudget::new(FAILURE_BURST, FAILURE_EVERY)
+}
 
 /// The limiter [`crate::server::App`] holds for these routes.
 pub fn limiter() -> governor::DefaultDirectRateLimiter {
@@ -34,8 +50,12 @@ pub fn limiter() -> governor::DefaultDirectRateLimiter {
 }
 
 /// `GET /ack/{token}`: shows the incident and an "Acknowledge" button. Changes nothing.
-pub async fn page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let (claim, incident) = match check(&app, &token).await {
+pub async fn page(
+    State(app): State<Arc<App>>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Response {
+    let (claim, incident) = match check(&app, client, &token).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -55,8 +75,12 @@ pub async fn page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Res
 }
 
 /// `POST /ack/{token}`: acknowledges the incident as `link:<person>`.
-pub async fn act(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let (claim, incident) = match check(&app, &token).await {
+pub async fn act(
+    State(app): State<Arc<App>>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Response {
+    let (claim, incident) = match check(&app, client, &token).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -89,16 +113,24 @@ pub async fn act(State(app): State<Arc<App>>, Path(token): Path<String>) -> Resp
     }
 }
 
-/// Rate limit, links enabled, token valid, person still configured, incident exists.
-async fn check(app: &App, token: &str) -> Result<(Claim, Incident), Response> {
-    if app.ack_limiter.check().is_err() {
-        let mut page = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "<p>Too many requests right now. Please try again in a few seconds.</p>",
-        );
-        page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        return Err(page);
+fn too_many(retry_after: u64) -> Response {
+    let mut page = html(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "<p>Too many requests right now. Please try again in a few seconds.</p>",
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
+}
+
+/// Client's failure budget, links enabled, token valid (a failure is charged otherwise), the
+/// valid links' rate, person still configured, incident exists.
+async fn check(app: &App, client: Client, token: &str) -> Result<(Claim, Incident), Response> {
+    let from = AddrKey::of(client.0);
+    if let Some(wait) = app.failures.blocked(&from) {
+        return Err(too_many(crate::clients::retry_after_secs(wait)));
     }
     let rt = app.runtime.load();
     let Some(links) = rt.ack_links.clone() else {
@@ -109,7 +141,12 @@ async fn check(app: &App, token: &str) -> Result<(Claim, Incident), Response> {
         ));
     };
     let claim = links.verify(token, app.clock.now()).map_err(|e| {
-        tracing::info!(error = %e, "acknowledge link refused");
+        tracing::info!(error = %e, client = %client.0, "acknowledge link refused");
+        // An expired link was real once (it verified): a person with an old message, not a
+        // guess.
+        if !matches!(e, LinkError::Expired(_)) {
+            app.failures.fail(from);
+        }
         let status = match e {
             LinkError::Expired(_) => StatusCode::GONE,
             LinkError::Malformed | LinkError::BadSignature => StatusCode::FORBIDDEN,
@@ -122,6 +159,9 @@ async fn check(app: &App, token: &str) -> Result<(Claim, Incident), Response> {
         };
         html(status, "Link not valid", &format!("<p>{}.</p><p>{hint}</p>", escape(&e.to_string())))
     })?;
+    if app.ack_limiter.check().is_err() {
+        return Err(too_many(2));
+    }
     if !rt.config.policies.people.contains_key(&claim.person) {
         tracing::info!(
             person = claim.person,

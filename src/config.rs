@@ -404,10 +404,19 @@ pub enum LogFormat {
 pub struct Limits {
     /// Largest accepted request body; larger gets 413.
     pub max_body_bytes: usize,
-    /// A client must finish sending its request headers within this time.
+    /// A client must finish sending its request headers within this time; a connection that
+    /// sends no request for this long (a new one included) is closed.
     pub header_read_timeout: Duration,
-    /// A request must be read and answered within this time.
+    /// A request body must arrive within this time.
     pub request_timeout: Duration,
+    /// Connections served at once; `None`: derived from the descriptor limit at start
+    /// (see [`crate::connections`]).
+    pub max_connections: Option<usize>,
+    /// Connections from one client address (an IPv6 /64) at once; `None`: a quarter of
+    /// `max_connections`. Trusted proxies are exempt.
+    pub max_connections_per_address: Option<usize>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for per-address limits.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Limits {
@@ -416,6 +425,9 @@ impl Default for Limits {
             max_body_bytes: 512 * 1024,
             header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            max_connections: None,
+            max_connections_per_address: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -566,6 +578,9 @@ pub struct RawLimits {
     pub max_body_bytes: Option<Spanned<u64>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_connections_per_address: Option<Spanned<u64>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1681,6 +1696,16 @@ impl Validator<'_> {
             if let Err(problems) = cfg.expand_secrets(self.env) {
                 problems.into_iter().for_each(|p| self.err(at, "notifications.sms", p));
             }
+            // Caught here rather than at the first page: an internal gateway address is a
+            // mistake (or an attack on the host) unless the config says it is meant.
+            if let Some(problem) = cfg
+                .url
+                .as_deref()
+                .filter(|_| !cfg.allow_private)
+                .and_then(crate::notify::guard::check_url)
+            {
+                self.err(at, "notifications.sms.url", problem);
+            }
             n.sms = Some(cfg);
         }
         for (i, hook) in raw.webhooks.into_iter().enumerate() {
@@ -1692,6 +1717,11 @@ impl Validator<'_> {
             }
             if let Err(problems) = cfg.expand_secrets(self.env) {
                 problems.into_iter().for_each(|p| self.err(at, &path, p));
+            }
+            if !cfg.allow_private
+                && let Some(problem) = crate::notify::guard::check_url(&cfg.url)
+            {
+                self.err(at, &format!("{path}.url"), problem);
             }
             n.webhooks.push(cfg);
         }
@@ -2457,6 +2487,8 @@ impl Validator<'_> {
     }
 
     fn limits(&mut self, raw: Option<Spanned<RawLimits>>) -> Limits {
+        /// More connections than this would need more descriptors than most systems allow.
+        const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
         let defaults = Limits::default();
         let Some(raw) = raw.map(|s| s.value) else {
             return defaults;
@@ -2477,6 +2509,42 @@ impl Validator<'_> {
                 usize::try_from(s.value).unwrap_or(defaults.max_body_bytes)
             }
         };
+        let mut count = |raw: Option<Spanned<u64>>, path: &str| {
+            let s = raw?;
+            if s.value == 0 || s.value > MAX_CONNECTIONS_LIMIT {
+                self.err(
+                    s.referenced,
+                    path,
+                    format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}, not {}", s.value),
+                );
+                return None;
+            }
+            usize::try_from(s.value).ok()
+        };
+        let max_connections = count(raw.max_connections, "limits.max_connections");
+        let max_connections_per_address =
+            count(raw.max_connections_per_address, "limits.max_connections_per_address");
+        let mut trusted_proxies = Vec::new();
+        for (i, entry) in
+            raw.trusted_proxies.map(|l| l.value).unwrap_or_default().into_iter().enumerate()
+        {
+            // A bare address is a network of one.
+            let parsed = entry
+                .value
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => trusted_proxies.push(net.trunc()),
+                Err(_) => self.err(
+                    entry.referenced,
+                    &format!("limits.trusted_proxies[{i}]"),
+                    format!(
+                        "`{}` is not an address or CIDR network (10.0.0.0/8, ::1)",
+                        entry.value
+                    ),
+                ),
+            }
+        }
         Limits {
             max_body_bytes,
             header_read_timeout: self.duration(
@@ -2489,6 +2557,9 @@ impl Validator<'_> {
                 "limits.request_timeout",
                 defaults.request_timeout,
             ),
+            max_connections,
+            max_connections_per_address,
+            trusted_proxies,
         }
     }
 
@@ -3225,6 +3296,36 @@ users:
         assert_eq!(source.token.expose(), "v");
         assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some("rk-v"));
         assert_eq!(source.rate_limit, RateLimit { per_second: 10, burst: 20 });
+    }
+
+    #[test]
+    fn internal_gateway_and_webhook_addresses_are_config_errors_without_allow_private() {
+        let text = r#"
+notifications:
+  sms: { provider: json, url: "http://127.0.0.1:8080/send", body: '{"t": "{{text}}"}' }
+  webhooks:
+    - { name: a, url: "http://localhost:9000/hook" }
+    - { name: b, url: "http://[::ffff:10.0.0.1]/hook" }
+    - { name: c, url: "http://198.18.0.1/hook" }
+    - { name: d, url: "http://127.0.0.1/hook", allow_private: true }
+    - { name: e, url: "https://hooks.example.com/hook" }
+"#;
+        let errors = load_text(text, &env_of(&[])).unwrap_err();
+        let sms = find(&errors, "notifications.sms.url");
+        assert!(
+            sms.message.contains("loopback") && sms.message.contains("allow_private"),
+            "{errors}"
+        );
+        assert_eq!(sms.position.map(|p| p.line), Some(3), "{errors}");
+        assert!(find(&errors, "notifications.webhooks[0].url").message.contains("localhost"));
+        assert!(find(&errors, "notifications.webhooks[1].url").message.contains("private-use"));
+        assert!(find(&errors, "notifications.webhooks[2].url").message.contains("benchmarking"));
+        assert_eq!(errors.errors.len(), 4, "{errors}");
+        let allowed = text.replace("body: '{", "allow_private: true, body: '{").replace(
+            "    - { name: a, url: \"http://localhost:9000/hook\" }\n    - { name: b, url: \"http://[::ffff:10.0.0.1]/hook\" }\n    - { name: c, url: \"http://198.18.0.1/hook\" }\n",
+            "",
+        );
+        load_text(&allowed, &env_of(&[])).unwrap();
     }
 
     #[test]

@@ -547,6 +547,11 @@ impl Journal {
         &self.clock
     }
 
+    /// The writer thread has stopped (it ended or died): nothing can be stored any more.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Completes when the writer scheduled a timer (the scheduler re-reads the next due time).
     pub async fn timers_changed(&self) {
         self.timers_changed.notified().await

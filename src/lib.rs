@@ -3,8 +3,11 @@
 //! Modules in the order an event flows through them:
 //!
 //! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`].
-//! - [`server`]: the HTTP listener: connections, header-read timeout, routes, graceful stop.
-//! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them.
+//! - [`server`]: the HTTP listener: routes, graceful stop; [`connections`]: the connection cap,
+//!   idle and body deadlines that keep silent or slow clients from using up descriptors.
+//! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them;
+//!   [`clients`]: who a request comes from (trusted proxies) and per-client failure budgets
+//!   for the routes that need no credential.
 //! - [`ingest`]: ingest handlers: content type, body limit, rate limit, then normalize and journal.
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
 //! - [`declaration`]: `POST /api/v1/incidents`: a person declares an incident with an impact
@@ -55,9 +58,11 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod clients;
 pub mod clock;
 pub mod compose;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod declaration;
 pub mod delivery;

@@ -114,6 +114,22 @@ pub struct Metrics {
     /// Notice deadlines not yet reached whose notice is not marked as sent; refreshed with the
     /// queue gauges.
     pub notice_deadlines_pending: Gauge,
+    /// 1 while `GET /-/ready` answers 200, else 0; set when metrics are read.
+    pub ready: Gauge,
+    /// 1 while the store takes writes as far as it knows, 0 after a write failed on a full
+    /// disk or a damaged file; set when metrics are read.
+    pub store_writable: Gauge,
+    /// Connections being served right now.
+    pub connections_open: Gauge,
+    /// Connections closed at once when they arrived: the cap was reached and no idle
+    /// connection could make room.
+    pub connections_refused: Counter,
+    /// Idle connections closed to make room for a new one (the cap was reached).
+    pub connections_evicted: Counter,
+    /// Connections closed because they sent no request for `header_read_timeout`.
+    pub connections_idle_closed: Counter,
+    /// `accept` failures (out of file descriptors and the like).
+    pub accept_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -276,8 +292,57 @@ impl Metrics {
             "Age of the oldest pending notification",
             queue_oldest_seconds.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while GET /-/ready answers 200 (store writable, journal running, not shutting down), else 0",
+            ready.clone(),
+        );
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "1 while the store takes writes, 0 after a write failed on a full disk or a damaged file",
+            store_writable.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections being served",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival: at the connection cap with no idle connection to close",
+            connections_refused.clone(),
+        );
+        let connections_evicted = Counter::default();
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to make room for a new one at the connection cap",
+            connections_evicted.clone(),
+        );
+        let connections_idle_closed = Counter::default();
+        registry.register(
+            "connections_idle_closed",
+            "Connections closed because no request arrived within header_read_timeout",
+            connections_idle_closed.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failures to accept a connection (out of file descriptors and the like)",
+            accept_errors.clone(),
+        );
         Metrics {
             registry,
+            ready,
+            store_writable,
+            connections_open,
+            connections_refused,
+            connections_evicted,
+            connections_idle_closed,
+            accept_errors,
             notifications_queued,
             notification_attempts,
             notification_outcomes,

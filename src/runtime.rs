@@ -265,6 +265,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.journal != new.journal {
         keys.push("journal".to_string());
     }
+    if old.limits.max_connections != new.limits.max_connections {
+        keys.push("limits.max_connections".to_string());
+    }
+    if old.limits.max_connections_per_address != new.limits.max_connections_per_address {
+        keys.push("limits.max_connections_per_address".to_string());
+    }
     if old.limits.header_read_timeout != new.limits.header_read_timeout {
         keys.push("limits.header_read_timeout".to_string());
     }

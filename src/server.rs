@@ -1,5 +1,5 @@
-//! The HTTP server: accepts connections, enforces the header-read timeout, routes requests,
-//! and stops gracefully.
+//! The HTTP server: accepts connections within the connection limits ([`crate::connections`]:
+//! caps, idle and body deadlines), routes requests, and stops gracefully.
 //!
 //! Connections are served with hyper-util's builder rather than `axum::serve`, because axum's
 //! helper sets no header-read timeout and a client that drips headers would hold a connection
@@ -20,10 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::clock::SharedClock;
@@ -52,8 +51,14 @@ pub struct App {
     pub ready: AtomicBool,
     /// The daemon's "now": the system clock, or a manual one for tests and rehearsals.
     pub clock: SharedClock,
-    /// Bounds `/ack/{token}` (no credential needed to reach it).
+    /// Bounds `/ack/{token}` requests whose link verified (no credential needed to reach it).
     pub ack_limiter: governor::DefaultDirectRateLimiter,
+    /// Bounds SMS replies whose Twilio signature verified, apart from links: a flood of
+    /// either cannot starve the other.
+    pub sms_limiter: governor::DefaultDirectRateLimiter,
+    /// Failed unauthenticated attempts (links that do not verify, unsigned SMS replies) per
+    /// client: charged only to the client that made them, so they cannot starve valid ones.
+    pub failures: crate::clients::FailureBudget,
     /// The dashboard's sign-in sessions (in memory) and sign-in rate limits.
     pub dashboard: crate::dashboard::session::Sessions,
 }
@@ -148,6 +153,8 @@ pub async fn run(
         ready: AtomicBool::new(true),
         clock: clock.clone(),
         ack_limiter: crate::ack::limiter(),
+        sms_limiter: crate::ack::limiter(),
+        failures: crate::ack::failures(),
         dashboard: crate::dashboard::session::Sessions::new(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
@@ -173,7 +180,20 @@ pub async fn run(
         app.metrics.clone(),
         background.clone(),
     ));
-    let service = TowerToHyperService::new(router(app.clone()));
+    let router = router(app.clone());
+    let descriptors = crate::connections::raise_descriptor_limit();
+    let settings = crate::connections::settings(&config.limits, descriptors);
+    tracing::info!(
+        max_connections = settings.max,
+        per_address = settings.per_address,
+        descriptors = ?descriptors,
+        "connection limits"
+    );
+    let guard = Arc::new(crate::connections::Guard::new(
+        settings,
+        app.metrics.clone(),
+        app.runtime.clone(),
+    ));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -183,28 +203,45 @@ pub async fn run(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
 
-    let graceful = GracefulShutdown::new();
+    // `shutdown`: connections finish their requests and close; `halt`: they are dropped.
+    let (stopping, halt) = (CancellationToken::new(), CancellationToken::new());
+    let connections = tokio_util::task::TaskTracker::new();
+    let mut backoff = crate::connections::AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
+                    Ok(conn) => {
+                        backoff.succeeded();
+                        conn
+                    }
                     Err(e) => {
-                        // Out of file descriptors and similar: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        app.metrics.accept_errors.inc();
+                        // Out of descriptors: close the idlest connection to free one, and
+                        // back off rather than spin (every retry would fail the same way).
+                        if crate::connections::out_of_descriptors(&e) {
+                            guard.shed();
+                        }
+                        tokio::time::sleep(backoff.failed(&e)).await;
                         continue;
                     }
                 };
+                let Some(slot) = guard.admit(peer) else {
+                    tracing::debug!(%peer, "connection refused: at the connection cap, none idle");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service.clone());
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                let service = crate::connections::Service::new(
+                    router.clone(),
+                    &slot,
+                    peer,
+                    app.runtime.clone(),
+                );
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let (stopping, halt) = (stopping.clone(), halt.clone());
+                connections.spawn(crate::connections::drive(conn, slot, peer, stopping, halt));
             }
             () = &mut shutdown => break,
         }
@@ -217,15 +254,17 @@ pub async fn run(
     let _ = timers.await;
     app.ready.store(false, Ordering::SeqCst);
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
-            tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
-        }
+    connections.close();
+    stopping.cancel();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
+        halt.cancel();
+        // Dropped connections release the router (and its journal handle) at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
     }
     // The journal stops once the last handle is gone: the router's clone went with the
     // connections, this is the last one.
-    drop(service);
+    drop(router);
     drop(app);
     tokio::task::spawn_blocking(move || writer.join()).await?;
     tracing::info!(store = %store.path().display(), "stopped; every accepted event is committed");
@@ -242,7 +281,18 @@ async fn fire_timers(
     stop: tokio_util::sync::CancellationToken,
 ) {
     const MAX_SLEEP: Duration = Duration::from_secs(1);
+    // While the store cannot write, a write now and then tries to recover it (the reopen after
+    // a full disk happens before a write), so readiness comes back without waiting for
+    // traffic: a load balancer that stopped sending to a not-ready daemon would send none.
+    const PROBE_EVERY: Duration = Duration::from_secs(2);
+    let mut probed = std::time::Instant::now();
     loop {
+        if store.write_problem().is_some() && probed.elapsed() >= PROBE_EVERY {
+            probed = std::time::Instant::now();
+            if let Err(e) = journal.tick().await {
+                tracing::debug!(error = %e, "the store still cannot write");
+            }
+        }
         let next = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.next_timer_due()).await
@@ -296,15 +346,36 @@ async fn healthy() -> Response {
     Json(json!({"status": "healthy"})).into_response()
 }
 
+/// Why the daemon cannot do its job right now (`None`: ready). Ingest is the job, so a store
+/// that cannot write, or a writer thread that is gone, makes it not ready although reads
+/// still work.
+fn not_ready(app: &App) -> Option<String> {
+    if !app.ready.load(Ordering::SeqCst) {
+        return Some("shutting down".to_string());
+    }
+    if app.journal.is_closed() {
+        return Some("the journal writer has stopped; nothing can be stored".to_string());
+    }
+    app.store.write_problem()
+}
+
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response()
+    match not_ready(&app) {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(why) if why == "shutting down" => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"})))
+                .into_response()
+        }
+        Some(why) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": why})))
+                .into_response()
+        }
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics.store_writable.set(i64::from(app.store.write_problem().is_none()));
+    app.metrics.ready.set(i64::from(not_ready(&app).is_none()));
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         app.metrics.encode(),

@@ -113,13 +113,24 @@ pub fn parse_command(body: &str) -> Command {
 /// `POST /api/v1/sms/inbound`.
 pub async fn inbound(
     State(app): State<Arc<App>>,
+    client: crate::clients::Client,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if app.ack_limiter.check().is_err() {
-        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "2")], "too many requests")
-            .into_response();
+    let too_many = |secs: u64| {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            "too many requests",
+        )
+            .into_response()
+    };
+    // Unsigned or forged replies are charged to their client, signed ones never: a flood of
+    // bad requests cannot make Twilio's real ones answer 429.
+    let from_client = crate::connections::AddrKey::of(client.0);
+    if let Some(wait) = app.failures.blocked(&from_client) {
+        return too_many(crate::clients::retry_after_secs(wait));
     }
     let rt = app.runtime.load();
     let n = &rt.config.notifications;
@@ -136,14 +147,19 @@ pub async fn inbound(
         url.push_str(q);
     }
     let Some(params) = parse_form(&body) else {
+        app.failures.fail(from_client);
         return (StatusCode::BAD_REQUEST, "the body is not a valid form").into_response();
     };
     let signature =
         headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !twilio_signature_valid(auth_token.expose(), &url, &params, signature) {
-        tracing::info!("SMS reply refused: X-Twilio-Signature missing or wrong");
+        tracing::info!(client = %client.0, "SMS reply refused: X-Twilio-Signature missing or wrong");
+        app.failures.fail(from_client);
         return (StatusCode::FORBIDDEN, "X-Twilio-Signature is missing or does not match")
             .into_response();
+    }
+    if app.sms_limiter.check().is_err() {
+        return too_many(2);
     }
     let field = |name: &str| {
         params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()

@@ -121,6 +121,8 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open store {path}: {source}")]
     Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("cannot create the store file {path} or make it owner-only: {source}")]
+    File { path: PathBuf, source: std::io::Error },
     #[error("store transaction failed: {0}")]
     Transaction(#[from] redb::TransactionError),
     #[error("store table failed: {0}")]
@@ -147,6 +149,10 @@ pub enum StoreError {
     Override { id: u64, source: serde_json::Error },
     #[error("store is closed after an I/O error and could not be reopened yet: {0}")]
     Reopening(String),
+    /// redb panicked (it does on pages it cannot make sense of: a damaged file). Caught at
+    /// the store's boundary so that it is an error like any other, not a dead writer thread.
+    #[error("the store file is damaged or unreadable (redb failed: {0}); restore it from a backup")]
+    Corrupt(String),
 }
 
 impl StoreError {
@@ -165,10 +171,67 @@ impl StoreError {
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
-    Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create(path)
-        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
+    caught(|| {
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
+    })
+}
+
+/// Runs `f`, turning a panic inside it (redb's answer to a page it cannot parse) into
+/// [`StoreError::Corrupt`]. redb is built to stay usable after a panic unwinds through a
+/// transaction (it leaks that transaction's pages until the next open), so the caller may go
+/// on: reads that avoid the damaged pages keep working, and the daemon can say what is wrong.
+fn caught<R>(f: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+    panic_free(f).unwrap_or_else(|why| Err(StoreError::Corrupt(why)))
+}
+
+/// `f`'s result, or the message of the panic that ended it.
+fn panic_free<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string())
+    })
+}
+
+/// After a write failed on a damaged file, writes are refused at once (no new panic, no log
+/// line per request) for this long, then tried again: the damage may have been in pages that
+/// a later write no longer touches, and a successful write ends the refusal.
+const DAMAGED_RETRY: Duration = Duration::from_secs(30);
+
+/// Creates the store file owner-only (0600), or makes an existing one so: it holds personal
+/// data from customer reports. The data directory, when Tocsin creates it, is 0700.
+fn private_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+    let io = |source: std::io::Error| StoreError::File { path: path.to_path_buf(), source };
+    // No truncate: an existing file is opened as it is. redb initialises an empty one.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700)).map_err(io)?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{:o}", mode & 0o777),
+            "the store file was readable by others; made it owner-only"
+        );
+    }
+    Ok(())
 }
 
 /// A page of the event list, newest first.
@@ -186,6 +249,8 @@ pub struct Store {
     path: PathBuf,
     /// Set after a write failed with an I/O error (disk full): when the last reopen was tried.
     broken: Mutex<Option<Option<Instant>>>,
+    /// Set after a write failed on a damaged file: why, and when it was last tried.
+    damaged: Mutex<Option<(String, Instant)>>,
     /// An in-memory store (drills) has no file to reopen after an I/O error.
     in_memory: bool,
 }
@@ -200,11 +265,17 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Tables are created here so that readers never
     /// see a missing table on a fresh store.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let db = open_db(&path)?;
-        Store::init(Store::around(db, path, false))
+        private_file(dir, &path)?;
+        let path_shown = path.display().to_string();
+        // A damaged file makes redb panic while it opens or on the first table read: a clean
+        // error naming the file, not a panic.
+        let named = |e| match e {
+            StoreError::Corrupt(why) => StoreError::Corrupt(format!("{path_shown}: {why}")),
+            e => e,
+        };
+        let db = open_db(&path).map_err(named)?;
+        caught(|| Store::init(Store::around(db, path, false))).map_err(named)
     }
 
     /// A fresh store that lives in memory only (redb's in-memory backend): the same tables and
@@ -219,7 +290,13 @@ impl Store {
     }
 
     fn around(db: Database, path: PathBuf, in_memory: bool) -> Store {
-        Store { db: RwLock::new(Some(db)), path, broken: Mutex::new(None), in_memory }
+        Store {
+            db: RwLock::new(Some(db)),
+            path,
+            broken: Mutex::new(None),
+            damaged: Mutex::new(None),
+            in_memory,
+        }
     }
 
     /// Creates every table (so readers never see a missing one) and chains any unaudited
@@ -341,16 +418,59 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.recover();
-        let result = self.write_once(f);
-        if let Err(e) = &result
-            && e.is_io()
-            && !self.in_memory
         {
-            let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
-            broken.get_or_insert(None);
+            let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((why, at)) = damaged.as_ref()
+                && at.elapsed() < DAMAGED_RETRY
+            {
+                return Err(StoreError::Corrupt(why.clone()));
+            }
+        }
+        self.recover();
+        let result = caught(|| self.write_once(f));
+        match &result {
+            Err(e) if e.is_io() && !self.in_memory => {
+                let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+                broken.get_or_insert(None);
+            }
+            Err(StoreError::Corrupt(why)) => {
+                tracing::error!(
+                    store = %self.path.display(),
+                    error = %why,
+                    "the store cannot write: the file is damaged; writes are refused (retried every {}s) until a write succeeds; restore the file from a backup and restart",
+                    DAMAGED_RETRY.as_secs()
+                );
+                *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((why.clone(), Instant::now()));
+            }
+            Ok(_) => {
+                let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+                if damaged.take().is_some() {
+                    tracing::warn!(store = %self.path.display(), "the store writes again");
+                }
+            }
+            Err(_) => {}
         }
         result
+    }
+
+    /// Why the store cannot take writes right now (a full disk it is waiting to reopen after,
+    /// or a damaged file), or `None` when it can as far as it knows. For readiness and metrics.
+    pub fn write_problem(&self) -> Option<String> {
+        if let Some((why, _)) = self.damaged.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Some(format!("the store file is damaged: {why}"));
+        }
+        // The writer holds this lock while it tries to reopen (a probe file, an fsync): a
+        // health check must not wait for that.
+        let broken = match self.broken.try_lock() {
+            Ok(guard) => guard.is_some(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_some(),
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        };
+        broken.then(|| {
+            "a write failed with an I/O error (disk full?); the store reopens once it can write"
+                .to_string()
+        })
     }
 
     fn write_once<R>(
@@ -555,7 +675,8 @@ impl Store {
         &self,
         recorded: Option<Head>,
     ) -> Result<Result<Head, Finding>, StoreError> {
-        verify_chain(&self.read_txn()?, recorded)
+        // The walk reads every page of the chain: a damaged one is an answer, not a panic.
+        caught(|| verify_chain(&self.read_txn()?, recorded))
     }
 
     pub fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
@@ -888,7 +1009,7 @@ impl Store {
     /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
     /// how many notifications each has, read in one transaction.
     pub fn report_data(&self, from: Timestamp) -> Result<ReportData, StoreError> {
-        read_report_data(&self.read_txn()?, from)
+        caught(|| read_report_data(&self.read_txn()?, from))
     }
 }
 
@@ -1558,6 +1679,21 @@ fn read_file<R>(
     if !path.is_file() {
         return Err(VerifyFileError::Missing(path));
     }
+    // A damaged file makes redb panic while opening or reading: an error for the tools to
+    // report (`audit verify` exits 2), not a crash.
+    match panic_free(|| read_file_inner(&path, f)) {
+        Ok(result) => result,
+        Err(why) => {
+            Err(VerifyFileError::Store(StoreError::Corrupt(format!("{}: {why}", path.display()))))
+        }
+    }
+}
+
+fn read_file_inner<R>(
+    path: &Path,
+    f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
+) -> Result<(R, bool), VerifyFileError> {
+    let path = path.to_path_buf();
     let open_err = |source| VerifyFileError::Open { path: path.clone(), source };
     match Database::builder().set_cache_size(CACHE_BYTES).open_read_only(&path) {
         Ok(db) => Ok((f(&db.begin_read().map_err(StoreError::from)?)?, false)),
@@ -1823,6 +1959,36 @@ mod tests {
 
     fn raw_db(dir: &Path) -> Database {
         Database::create(dir.join(DB_FILE)).unwrap()
+    }
+
+    #[test]
+    fn a_panic_inside_a_write_is_a_store_error_and_the_store_says_it_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.write_problem(), None);
+        // What redb does on a page it cannot parse: panic, inside the transaction.
+        let err = store
+            .write(|_| -> Result<(), StoreError> {
+                panic!("Invalid page type byte 0 for page r0.5/0")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(why) if why.contains("Invalid page type")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("damaged"), "{err}");
+        let problem = store.write_problem().expect("not writable");
+        assert!(problem.contains("damaged") && problem.contains("Invalid page type"), "{problem}");
+        // Refused at once from then on (no new panic per request), until the retry time.
+        let mut called = false;
+        let again = store.write(|_| {
+            called = true;
+            Ok(())
+        });
+        assert!(matches!(again, Err(StoreError::Corrupt(_))), "{again:?}");
+        assert!(!called);
+        // Reads go on.
+        assert_eq!(store.event_count().unwrap(), 0);
     }
 
     #[test]

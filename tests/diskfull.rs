@@ -1,9 +1,10 @@
 //! Disk full (issue 7): the data directory on a 16 MiB tmpfs that the test mounts (root only;
 //! skipped with a message otherwise), filled up by a filler file.
 //!
-//! Pass: once writes fail, ingest answers 503 and never 2xx; everything acknowledged stays
-//! readable through the API while the disk is full; ingest recovers by itself once the filler
-//! is deleted; after a `kill -9` and restart everything acknowledged is still there.
+//! Pass: once writes fail, ingest answers 503 and never 2xx and the daemon is not ready;
+//! everything acknowledged stays readable through the API while the disk is full; readiness
+//! and ingest recover by themselves once the filler is deleted; after a `kill -9` and restart
+//! everything acknowledged is still there.
 
 mod common;
 
@@ -146,9 +147,21 @@ async fn a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers() {
     assert_eq!(d.get("/-/healthy", None).await.status, 200);
     let m = d.get("/metrics", None).await;
     assert!(!m.text.contains("tocsin_journal_commit_failures_total 0\n"), "failures counted");
+    // A store that cannot write is not ready, and says why.
+    let ready = d.get("/-/ready", None).await;
+    assert_eq!(ready.status, 503, "ready while the store cannot write: {}", ready.text);
+    assert!(ready.body["reason"].as_str().unwrap_or("").contains("I/O error"), "{}", ready.text);
+    assert!(m.text.contains("tocsin_store_writable 0\n"), "{}", m.text);
+    assert!(m.text.contains("tocsin_ready 0\n"), "{}", m.text);
 
-    // Space comes back: ingest recovers without a restart (bounded wait).
+    // Space comes back: ready again by itself, without any traffic (a load balancer that
+    // stopped sending to a not-ready daemon sends none), then ingest works.
     std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while d.get("/-/ready", None).await.status != 200 {
+        assert!(Instant::now() < deadline, "not ready again within 15 s of freeing space");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(15);
     let recovered = loop {
         let r = d.post("/api/v1/events", Some(TOKEN), event(9999, 100)).await;

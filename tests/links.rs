@@ -347,6 +347,7 @@ notifications:
     auth_token: {TWILIO_TOKEN}
     from: "+15005550006"
     timeout: 2s
+    allow_private: true
 "#
     ));
     let d = Daemon::start_with(&yaml);

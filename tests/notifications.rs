@@ -74,7 +74,7 @@ fn webhooks(hooks: &[(&str, &Receiver, &str)]) -> String {
 
 fn json_sms(receiver: &Receiver) -> String {
     format!(
-        "  sms:\n    provider: json\n    url: \"{}/send\"\n    headers: {{Authorization: \"Bearer gw-key-abcdef\"}}\n    body: '{{\"to\": \"{{{{to}}}}\", \"text\": \"{{{{text}}}}\", \"reference\": \"{{{{id}}}}\"}}'\n    timeout: 5s\n",
+        "  sms:\n    provider: json\n    url: \"{}/send\"\n    headers: {{Authorization: \"Bearer gw-key-abcdef\"}}\n    body: '{{\"to\": \"{{{{to}}}}\", \"text\": \"{{{{text}}}}\", \"reference\": \"{{{{id}}}}\"}}'\n    timeout: 5s\n    allow_private: true\n",
         receiver.base()
     )
 }
@@ -427,7 +427,7 @@ async fn each_channel_delivers_the_expected_content() {
     let hooks = Receiver::start(Behave::status(200)).await;
 
     let channels = format!(
-        "  email: {{relay: 127.0.0.1, port: {smtp_port}, tls: none, from: \"Tocsin <tocsin@example.com>\", timeout: 5s}}\n  sms:\n    provider: twilio\n    url: \"{}/2010-04-01/Accounts/{{account_sid}}/Messages.json\"\n    account_sid: {TWILIO_SID}\n    auth_token: {TWILIO_TOKEN}\n    from: \"+15005550006\"\n    timeout: 5s\n{}",
+        "  email: {{relay: 127.0.0.1, port: {smtp_port}, tls: none, from: \"Tocsin <tocsin@example.com>\", timeout: 5s}}\n  sms:\n    provider: twilio\n    url: \"{}/2010-04-01/Accounts/{{account_sid}}/Messages.json\"\n    account_sid: {TWILIO_SID}\n    auth_token: {TWILIO_TOKEN}\n    from: \"+15005550006\"\n    timeout: 5s\n    allow_private: true\n{}",
         twilio.base(),
         webhooks(&[("hook", &hooks, "tocsin"), ("am", &hooks, "alertmanager")])
     );

@@ -188,10 +188,25 @@ fn url_encode(s: &str) -> String {
     out
 }
 
-/// Where to go after signing in: a local path only (no `//host`, no scheme).
+/// Where to go after signing in: a path on this dashboard, else `/`.
+///
+/// Browsers resolve `Location` leniently: they drop tabs and newlines anywhere, strip
+/// leading and trailing control characters and spaces, and read `\` as `/`, so `/\t/evil`
+/// and `/\evil` both become `//evil`, another host. Rather than predict every such
+/// normalisation, only a path made of the characters a URL path and query may hold
+/// unescaped (RFC 3986 `pchar`, `/`, `?`, `%`) is kept, and it must not start with two
+/// slashes after that: whatever a browser does to it, it stays a path on this origin.
 fn safe_next(next: Option<&str>) -> String {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.len() <= 2048
+                && n.bytes().all(allowed) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -251,6 +266,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<Arc<App>>,
+    client: crate::clients::Client,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -265,7 +281,7 @@ async fn login(
         return page(&app, None, StatusCode::FORBIDDEN, "Sign in", &body);
     }
     let name = form.name.trim();
-    match app.dashboard.sign_in(&rt, name, form.token.trim()) {
+    match app.dashboard.sign_in(&rt, client.0, name, form.token.trim()) {
         Ok(id) => {
             let mut r = redirect(&next);
             let cookie = session::set_cookie(&id, session::secure(&rt, &headers));
@@ -1035,5 +1051,42 @@ async fn reload(
     match app.dashboard.viewer(&app.runtime.load(), &headers) {
         Some(v) => page(&app, Some(&v), status, "Reload", &pages::message(&text, &details, "/")),
         None => redirect("/login"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_on_this_origin_are_kept_after_sign_in() {
+        for ok in ["/", "/incidents/42", "/incidents?status=open&q=%23disk", "/figures?since=30d"] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "/\u{b}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{3000}/evil.example",
+            "https://evil.example",
+            "http:evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/incidents#\"><script>",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }

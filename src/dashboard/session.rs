@@ -14,25 +14,25 @@
 //! would make the browser drop the cookie and sign-in would never stick.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 
+use crate::clients::FailureBudget;
 use crate::config::Role;
+use crate::connections::AddrKey;
 use crate::runtime::Runtime;
 
 pub const COOKIE: &str = "tocsin_session";
 
-/// Sign-in attempts per user name: a burst of 5, then one every 12 s.
+/// Failed sign-ins per client address and user name: 5, then one every 12 s.
 const PER_NAME_BURST: u32 = 5;
 const PER_NAME_EVERY: Duration = Duration::from_secs(12);
-/// Sign-in attempts across all names: a burst of 30, then one per second.
-const GLOBAL_BURST: u32 = 30;
-const GLOBAL_EVERY: Duration = Duration::from_secs(1);
+/// Failed sign-ins per client address, whatever the names: 10, then one every 6 s.
+const PER_CLIENT_BURST: u32 = 10;
+const PER_CLIENT_EVERY: Duration = Duration::from_secs(6);
 /// Sessions held at most; the least recently used goes when a sign-in would exceed it.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -64,8 +64,10 @@ impl Viewer {
 
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    per_name: DefaultKeyedRateLimiter<String>,
-    global: DefaultDirectRateLimiter,
+    /// Only failures are charged, and only to the client that made them: someone guessing
+    /// from elsewhere (or many) cannot lock a user out, and guesses from one client are slow.
+    per_name: FailureBudget<(AddrKey, String)>,
+    per_client: FailureBudget<AddrKey>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -78,12 +80,6 @@ impl Default for Sessions {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn quota(every: Duration, burst: u32) -> Quota {
-    Quota::with_period(every)
-        .expect("non-zero period")
-        .allow_burst(NonZeroU32::new(burst).expect("non-zero burst"))
 }
 
 /// Why a sign-in was refused.
@@ -99,37 +95,42 @@ impl Sessions {
     pub fn new() -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
-            per_name: RateLimiter::keyed(quota(PER_NAME_EVERY, PER_NAME_BURST)),
-            global: RateLimiter::direct(quota(GLOBAL_EVERY, GLOBAL_BURST)),
+            per_name: FailureBudget::new(PER_NAME_BURST, PER_NAME_EVERY),
+            per_client: FailureBudget::new(PER_CLIENT_BURST, PER_CLIENT_EVERY),
         }
     }
 
     /// Checks the name and token against the configured users and opens a session: answers
-    /// the new session id. Every attempt costs one from the name's and the global budget
-    /// before the credential is looked at, so guessing is slow whatever the guesses are.
-    pub fn sign_in(&self, rt: &Runtime, name: &str, token: &str) -> Result<String, SignInError> {
-        use governor::clock::{Clock, DefaultClock};
-        let now = DefaultClock::default().now();
+    /// the new session id. A client whose failures have used up its budget (for this name, or
+    /// for all names) is refused before the credential is looked at; a failure is charged to
+    /// the client that made it, a success to nobody.
+    pub fn sign_in(
+        &self,
+        rt: &Runtime,
+        client: std::net::IpAddr,
+        name: &str,
+        token: &str,
+    ) -> Result<String, SignInError> {
         // Names no user has share one key, so guessed names grow no limiter state.
         let key: String = if rt.config.users.iter().any(|u| u.name == name) {
             name.to_string()
         } else {
             "\u{0}unknown".to_string()
         };
-        self.per_name.retain_recent();
-        let limited = match (self.global.check(), self.per_name.check_key(&key)) {
-            (Err(n), _) | (_, Err(n)) => Some(n.wait_time_from(now)),
-            _ => None,
-        };
-        if let Some(wait) = limited {
+        let from = AddrKey::of(client);
+        let named = (from, key.clone());
+        if let Some(wait) = self.per_client.blocked(&from).max(self.per_name.blocked(&named)) {
             tracing::info!(
                 user = key.trim_start_matches('\u{0}'),
+                %client,
                 "dashboard sign-in rate limited"
             );
-            return Err(SignInError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64));
+            return Err(SignInError::RateLimited(crate::clients::retry_after_secs(wait)));
         }
         let Some(user) = rt.auth.user_by_credentials(name, token) else {
-            tracing::info!(user = key.trim_start_matches('\u{0}'), "dashboard sign-in refused");
+            tracing::info!(user = key.trim_start_matches('\u{0}'), %client, "dashboard sign-in refused");
+            self.per_client.fail(from);
+            self.per_name.fail(named);
             return Err(SignInError::Rejected);
         };
         let id = random_hex();

@@ -269,21 +269,25 @@ impl Email {
         let to: Mailbox = to.parse().map_err(|e| SendError::Permanent {
             reason: format!("recipient `{}` is not an email address: {e}", to.escape_debug()),
         })?;
+        // A subject is one header line and mail may not carry NUL or other controls (RFC
+        // 5322): a sender's summary with a newline or a NUL must not reach the relay as such.
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(msg.subject.as_str())
+            .subject(super::plain_text(&msg.subject, false).into_owned())
             .message_id(Some(message_id(&msg.idempotency_id)))
             // RFC 3834: keeps vacation responders and ticket systems from answering an alert.
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-generated".to_string(),
             ));
+        let text = super::plain_text(&msg.text, true).into_owned();
         let built = match &msg.html {
-            Some(html) => {
-                builder.multipart(MultiPart::alternative_plain_html(msg.text.clone(), html.clone()))
-            }
-            None => builder.singlepart(SinglePart::plain(msg.text.clone())),
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                text,
+                super::plain_text(html, true).into_owned(),
+            )),
+            None => builder.singlepart(SinglePart::plain(text)),
         };
         built.map_err(|e| SendError::Permanent { reason: format!("cannot build the message: {e}") })
     }
@@ -444,6 +448,23 @@ mod tests {
             html: html.map(str::to_string),
             payload: serde_json::Value::Null,
         }
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_a_summary_stay_out_of_the_subject_and_text() {
+        let (port, done) = smtp_server();
+        let email = Email::new(config(port)).unwrap();
+        let mut msg = message(None);
+        msg.subject = "[P1] Disk\u{0} full on db-1\r\nBcc: evil@example.com".into();
+        msg.text = "Disk /\u{0} is 99% full.\u{7}".into();
+        email.send("oncall@example.com", &msg).await.unwrap();
+        let done = done.lock().unwrap();
+        let [mail] = done.as_slice() else { panic!("one message: {done:?}") };
+        let data = &mail.data;
+        assert!(data.contains("Subject: [P1] Disk full on db-1 Bcc: evil@example.com"), "{data}");
+        assert!(!data.lines().any(|l| l.starts_with("Bcc:")), "{data}");
+        assert!(data.contains("Disk / is 99% full."), "{data}");
+        assert!(!data.contains('\u{0}') && !data.contains('\u{7}'), "{data:?}");
     }
 
     #[tokio::test]

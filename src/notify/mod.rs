@@ -30,6 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::config::Secret;
 
 pub mod email;
+pub mod guard;
 pub mod logfile;
 pub mod sms;
 pub mod webhook;
@@ -284,13 +285,47 @@ pub(crate) fn error_chain(err: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
+/// `text` without the characters that have no business in a message a person reads: control
+/// characters (a NUL from a sender's summary included) and the bidirectional overrides and
+/// isolates that can make a text display other than it reads. Tabs become spaces; line
+/// breaks (`\r\n`, `\r`, `\n`, U+2028/2029) become `\n` when `keep_lines`, else a space
+/// (subjects and other header values are one line).
+pub fn plain_text(text: &str, keep_lines: bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    };
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let newline = if keep_lines { '\n' } else { ' ' };
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push(newline);
+            }
+            '\n' | '\u{2028}' | '\u{2029}' => out.push(newline),
+            '\t' => out.push(' '),
+            c if bad(c) => {}
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP client and responses
 // ---------------------------------------------------------------------------------------------
 
-/// The client every HTTP channel (but webhooks, which add an address guard) uses: overall
-/// `timeout`, connect timeout of half that (at most 10 s), no redirects, TLS verified against
-/// the platform's roots, HTTP/2 by ALPN. Proxies from `HTTPS_PROXY`/`HTTP_PROXY` apply.
+/// The base of every HTTP channel's client (webhooks and SMS gateways add the address guard,
+/// [`guard::client`]): overall `timeout`, connect timeout of half that (at most 10 s), no
+/// redirects, TLS verified against the platform's roots, HTTP/2 by ALPN. Proxies from
+/// `HTTPS_PROXY`/`HTTP_PROXY` apply.
 ///
 /// Building one loads the TLS roots (25–40 ms in a debug build, blocking): build channels
 /// once per config load and share them, never per send.

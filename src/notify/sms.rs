@@ -21,8 +21,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Message, Receipt, SendError, check_response, classify_reqwest, de_duration,
-    header_secret_forms, http_client, redact_url, redact_url_text, secret_headers, url_secrets,
+    Message, Receipt, SendError, check_response, de_duration, guard, header_secret_forms,
+    redact_url, redact_url_text, secret_headers, url_secrets,
 };
 use crate::config::Secret;
 
@@ -41,6 +41,7 @@ pub const TWILIO_URL: &str =
 ///   # url: defaults to Twilio's Messages.json for the account; tests point it elsewhere
 ///   max_segments: 3     # default 3
 ///   timeout: 10s        # default 10s
+///   allow_private: false  # default false: refuse internal addresses (see super::guard)
 /// ```
 ///
 /// ```yaml
@@ -76,6 +77,10 @@ pub struct SmsConfig {
     pub max_segments: u32,
     #[serde(default = "default_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// Lets the gateway URL be an internal address (the outbound address policy of
+    /// [`super::guard`], as for webhooks).
+    #[serde(default)]
+    pub allow_private: bool,
 }
 
 impl fmt::Debug for SmsConfig {
@@ -91,6 +96,7 @@ impl fmt::Debug for SmsConfig {
             .field("body", &self.body)
             .field("max_segments", &self.max_segments)
             .field("timeout", &self.timeout)
+            .field("allow_private", &self.allow_private)
             .finish()
     }
 }
@@ -132,7 +138,9 @@ impl SmsConfig {
 
 /// An SMS channel: one gateway account.
 pub struct Sms {
+    /// Carries the gateway's address guard and timeout.
     client: reqwest::Client,
+    allow_private: bool,
     gateway: Gateway,
     url: reqwest::Url,
     max_segments: u32,
@@ -224,7 +232,10 @@ impl Sms {
                 None
             }
         };
-        let (Some(url), true) = (url, problems.is_empty()) else {
+        let client = guard::client(cfg.timeout, cfg.allow_private, "SMS gateway")
+            .map_err(|e| problems.push(e))
+            .ok();
+        let (Some(url), Some(client), true) = (url, client, problems.is_empty()) else {
             return Err(problems.join("; "));
         };
 
@@ -246,7 +257,8 @@ impl Sms {
             }
         }
         Ok(Sms {
-            client: http_client(cfg.timeout),
+            client,
+            allow_private: cfg.allow_private,
             gateway,
             url,
             max_segments: cfg.max_segments,
@@ -273,10 +285,15 @@ impl Sms {
                 reason: format!("`{}` is not a phone number", to_phone.escape_debug()),
             });
         }
-        if msg.text.trim().is_empty() {
+        // Control characters (a NUL from a sender's summary) have no place in a text message:
+        // gateways reject or mangle them, and handsets show them as boxes or not at all.
+        let text = super::plain_text(&msg.text, true);
+        if text.trim().is_empty() {
             return Err(SendError::Permanent { reason: "the message text is empty".to_string() });
         }
-        let text = fit(&msg.text, self.max_segments);
+        // An address written in the URL is never resolved, so the guard checks it here.
+        guard::check_literal(&self.url, self.allow_private, "SMS gateway")?;
+        let text = fit(&text, self.max_segments);
         let request = match &self.gateway {
             Gateway::Twilio { account_sid, auth_token, from } => self
                 .client
@@ -290,7 +307,7 @@ impl Sms {
                 .header(CONTENT_TYPE, "application/json")
                 .body(render(body, to, &text, &msg.idempotency_id)),
         };
-        let response = request.send().await.map_err(|e| classify_reqwest(&e, true))?;
+        let response = request.send().await.map_err(|e| guard::classify(&e))?;
         let answer = check_response(response).await?;
         let field = match self.gateway {
             Gateway::Twilio { .. } => &["sid"][..],
@@ -513,6 +530,7 @@ mod tests {
             "auth_token": TOKEN,
             "from": "+15005550006",
             "timeout": "1s",
+            "allow_private": true,
         }))
         .unwrap()
     }
@@ -559,6 +577,7 @@ mod tests {
             "headers": { "Authorization": "Bearer gw-key-abcdef", "X-Tenant": "ops" },
             "body": r#"{"to": "{{to}}", "text": "{{ text }}", "ref": "{{id}}", "kind": "alert"}"#,
             "timeout": "1s",
+            "allow_private": true,
         }))
         .unwrap();
         let sms = Sms::new(cfg).unwrap();
@@ -605,6 +624,43 @@ mod tests {
         let err = sms.send("+15551234567", &empty).await.unwrap_err();
         assert!(matches!(err, SendError::Permanent { .. }), "{err:?}");
         assert!(sink.requests().is_empty(), "nothing unexpected arrived");
+    }
+
+    #[tokio::test]
+    async fn control_characters_never_reach_the_gateway() {
+        let sink = Sink::start().await;
+        let sms = Sms::new(twilio(&format!("{}/ok", sink.base()))).unwrap();
+        let mut msg = message();
+        msg.text = "P1\u{0} db-1:\tdisk\u{7} full\r\nnow \u{202e}lluf\u{1b}[2J".into();
+        sms.send("+15551234567", &msg).await.unwrap();
+        let form = serde_urlencoded_pairs(&sink.requests()[0].body);
+        assert_eq!(form[2].1, "P1 db-1: disk full\nnow lluf[2J");
+
+        // A text of nothing but controls is empty: refused, not sent.
+        msg.text = "\u{0}\u{0}\u{7}".into();
+        let err = sms.send("+15551234567", &msg).await.unwrap_err();
+        assert!(matches!(err, SendError::Permanent { .. }), "{err:?}");
+        assert_eq!(sink.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_gateway_on_an_internal_address_is_refused_unless_allowed() {
+        let sink = Sink::start().await;
+        let port = sink.addr.port();
+        for url in [
+            format!("http://127.0.0.1:{port}/ok"),
+            format!("http://localhost:{port}/ok"),
+            format!("http://[::ffff:127.0.0.1]:{port}/ok"),
+        ] {
+            let mut cfg = twilio(&url);
+            cfg.allow_private = false;
+            let err = Sms::new(cfg).unwrap().send("+15551234567", &message()).await.unwrap_err();
+            let SendError::Permanent { reason } = &err else { panic!("{url}: {err:?}") };
+            assert!(reason.contains("loopback") && reason.contains("allow_private"), "{reason}");
+            assert!(reason.contains("SMS gateway"), "{reason}");
+            assert!(!reason.contains(TOKEN), "{reason}");
+        }
+        assert!(sink.requests().is_empty(), "the gateway's credentials went nowhere");
     }
 
     #[test]

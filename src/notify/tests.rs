@@ -318,6 +318,7 @@ impl HttpChannel {
                     serde_json::from_value(serde_json::json!({
                         "provider": "twilio", "url": url, "account_sid": "AC123",
                         "auth_token": TWILIO_TOKEN, "from": "+15005550006", "timeout": "1s",
+                        "allow_private": true,
                     }))
                     .unwrap(),
                 )
@@ -329,6 +330,7 @@ impl HttpChannel {
                         "provider": "json", "url": url,
                         "headers": { "Authorization": format!("Bearer {JSON_KEY}") },
                         "body": r#"{"to": "{{to}}", "text": "{{text}}"}"#, "timeout": "1s",
+                        "allow_private": true,
                     }))
                     .unwrap(),
                 )

@@ -8,30 +8,24 @@
 //! after `whsec_`. With several secrets (rotation) every one signs and the signatures are
 //! space-separated, so a receiver holding either the old or the new secret verifies.
 //!
-//! SSRF guard: unless `allow_private: true`, the host is resolved by us and every address in
-//! a loopback, private, link-local, unspecified, CGNAT, multicast or reserved range is
-//! dropped; connecting uses only the addresses that passed, from that same lookup, so a DNS
-//! answer that changes between check and connect (rebinding) cannot slip through. A host
-//! with no address left is a `Permanent` error. Redirects are not followed and no proxy is
-//! used (a proxy would make the connection on our behalf, past the guard).
+//! SSRF guard: the outbound address policy of [`super::guard`] (unless `allow_private: true`,
+//! no address that is not globally reachable, checked on the addresses actually connected
+//! to). A host with no address left is a `Permanent` error. Redirects are not followed.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::{
-    Message, Receipt, SendError, check_response, classify_reqwest, client_builder, de_duration,
-    header_secret_forms, redact_url, redact_url_text, secret_headers, url_secrets,
+    Message, Receipt, SendError, check_response, de_duration, guard, header_secret_forms,
+    redact_url, redact_url_text, secret_headers, url_secrets,
 };
 use crate::config::Secret;
 
@@ -185,11 +179,7 @@ impl Webhook {
             problems.append(&mut p);
             HeaderMap::new()
         });
-        let mut builder = client_builder(cfg.timeout).no_proxy();
-        if !cfg.allow_private {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
-        }
-        let client = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"));
+        let client = guard::client(cfg.timeout, cfg.allow_private, "webhook");
         let client = client.unwrap_or_else(|e| {
             problems.push(e);
             reqwest::Client::new()
@@ -236,12 +226,7 @@ impl Webhook {
 
     async fn send_inner(&self, msg: &Message) -> Result<Receipt, SendError> {
         // An address written in the URL is never resolved, so the guard checks it here.
-        if !self.allow_private
-            && let Some(ip) = literal_ip(&self.url)
-            && let Some(range) = forbidden_range(ip)
-        {
-            return Err(SendError::Permanent { reason: refusal(&ip.to_string(), ip, range) });
-        }
+        guard::check_literal(&self.url, self.allow_private, "webhook")?;
         if msg.payload.is_null() {
             return Err(SendError::Permanent { reason: "the message has no payload".to_string() });
         }
@@ -263,23 +248,10 @@ impl Webhook {
             let signature = signature(&self.keys, &msg.idempotency_id, timestamp, &body);
             request = request.header("webhook-signature", signature);
         }
-        let response = request.body(body).send().await.map_err(|e| classify(&e))?;
+        let response = request.body(body).send().await.map_err(|e| guard::classify(&e))?;
         let answer = check_response(response).await?;
         Ok(Receipt { reference: Some(answer.status.to_string()) })
     }
-}
-
-/// Our own refusal is `Permanent` (retrying cannot change the address ranges); anything
-/// else goes through the shared table.
-fn classify(err: &reqwest::Error) -> SendError {
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        if let Some(refused) = inner.downcast_ref::<Refused>() {
-            return SendError::Permanent { reason: refused.to_string() };
-        }
-        source = inner.source();
-    }
-    classify_reqwest(err, true)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,127 +286,8 @@ fn signature(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> String 
     keys.iter().map(signed).collect::<Vec<_>>().join(" ")
 }
 
-// ---------------------------------------------------------------------------------------------
-// Address guard
-// ---------------------------------------------------------------------------------------------
-
-/// Why an address is refused without `allow_private`, or `None` if it may be used.
-pub fn forbidden_range(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let s = v6.segments();
-            if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_loopback() {
-                Some("loopback")
-            } else if s[0] & 0xfe00 == 0xfc00 {
-                Some("private (unique local)")
-            } else if s[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if s[0] & 0xffc0 == 0xfec0 {
-                Some("private (site-local)")
-            } else if s[0] & 0xff00 == 0xff00 {
-                Some("multicast")
-            } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                forbidden_v4(Ipv4Addr::new(a, b, c, d))
-            } else {
-                None
-            }
-        }
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
-    match (a, b) {
-        (0, _) => Some("unspecified"),
-        (127, _) => Some("loopback"),
-        (10, _) | (192, 168) => Some("private"),
-        (172, 16..=31) => Some("private"),
-        (169, 254) => Some("link-local"),
-        (100, 64..=127) => Some("shared (CGNAT)"),
-        (224..=239, _) => Some("multicast"),
-        (240..=255, _) => Some("reserved"),
-        _ => None,
-    }
-}
-
-/// The address written in a URL's host, if it is one. The URL parser has already turned
-/// spellings like `2130706433` or `0x7f.1` into dotted form.
-fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
-    url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-fn refusal(host: &str, ip: IpAddr, range: &str) -> String {
-    format!(
-        "refusing to connect to {host}: {ip} is {} {range} address; set allow_private: true on \
-         this webhook if it really is an internal endpoint",
-        crate::error::a_or_an(range)
-    )
-}
-
-/// The guard's refusal, carried through reqwest's error chain to [`classify`].
-#[derive(Debug)]
-struct Refused {
-    host: String,
-    ip: IpAddr,
-    range: &'static str,
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&refusal(&self.host, self.ip, self.range))
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// Resolves with the system resolver, then keeps only permitted addresses. reqwest connects
-/// to exactly what this returns: the check and the connection use one lookup.
-struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed = permitted(&host, found)?;
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// The permitted addresses; an error naming the first refused one when none is left.
-fn permitted(host: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
-    let mut first_refused = None;
-    let allowed: Vec<SocketAddr> = found
-        .into_iter()
-        .filter(|addr| match forbidden_range(addr.ip()) {
-            Some(range) => {
-                first_refused.get_or_insert((addr.ip(), range));
-                false
-            }
-            None => true,
-        })
-        .collect();
-    match (allowed.is_empty(), first_refused) {
-        (true, Some((ip, range))) => Err(Refused { host: host.to_string(), ip, range }),
-        _ => Ok(allowed),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv6Addr;
-
     use super::*;
     use crate::notify::tests::{Recorded, Sink};
 
@@ -553,67 +406,6 @@ mod tests {
         allowed.send(&message()).await.unwrap();
         assert_eq!(sink.requests().len(), 1);
         assert_eq!(sink.requests()[0].header("webhook-signature"), "", "unsigned");
-    }
-
-    #[test]
-    fn address_ranges() {
-        let refused = [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "100.127.255.255",
-            "0.0.0.0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "ff02::1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::7f00:1",
-        ];
-        for ip in refused {
-            assert!(forbidden_range(ip.parse().unwrap()).is_some(), "{ip} should be refused");
-        }
-        let allowed = [
-            "8.8.8.8",
-            "172.32.0.1",
-            "100.128.0.1",
-            "192.169.0.1",
-            "1.1.1.1",
-            "2606:4700:4700::1111",
-            "64:ff9b::808:808",
-            "::ffff:8.8.8.8",
-        ];
-        for ip in allowed {
-            assert_eq!(forbidden_range(ip.parse().unwrap()), None, "{ip} should be allowed");
-        }
-    }
-
-    #[test]
-    fn refusals_read_with_the_right_article() {
-        let refused = |ip: &str| {
-            let ip: IpAddr = ip.parse().unwrap();
-            refusal("h", ip, forbidden_range(ip).unwrap())
-        };
-        assert!(refused("0.0.0.0").contains("0.0.0.0 is an unspecified address"));
-        assert!(refused("127.0.0.1").contains("127.0.0.1 is a loopback address"));
-    }
-
-    #[test]
-    fn mixed_answers_keep_only_public_addresses() {
-        let public = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(93, 184, 215, 14)), 0);
-        let private = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 0);
-        let loopback = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
-        assert_eq!(permitted("h", vec![private, public, loopback]).unwrap(), [public]);
-        let err = permitted("h", vec![private, loopback]).unwrap_err();
-        assert_eq!((err.ip, err.range), (private.ip(), "private"));
     }
 
     #[test]

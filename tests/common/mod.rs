@@ -137,6 +137,25 @@ impl Daemon {
         (d, log)
     }
 
+    /// Like [`Daemon::start_captured`], with the daemon's descriptor limit (soft and hard) set
+    /// to `nofile` by the shell that execs it (the crate forbids the unsafe code a `pre_exec`
+    /// setrlimit would need).
+    pub fn start_limited(yaml: &str, env: &[(&str, &str)], nofile: u64) -> (Daemon, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("tocsin.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("daemon.log");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_tocsin"));
+        let mut d = Daemon::spawn_command(command, &config, &data_dir, env, Some(&log));
+        d._dir = Some(dir);
+        (d, log)
+    }
+
     /// `capture`: a file that gets the daemon's stderr, and its stdout lines appended after.
     pub fn spawn_captured(
         config: &Path,
@@ -144,7 +163,19 @@ impl Daemon {
         env: &[(&str, &str)],
         capture: Option<&Path>,
     ) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        let command = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        Daemon::spawn_command(command, config, data_dir, env, capture)
+    }
+
+    /// Starts `command` (the binary, or a wrapper that execs it with the arguments it gets)
+    /// as `serve` on this config and data directory.
+    fn spawn_command(
+        mut command: Command,
+        config: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        capture: Option<&Path>,
+    ) -> Daemon {
         command
             .args(["serve", "--config"])
             .arg(config)
