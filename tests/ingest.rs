@@ -18,7 +18,7 @@ async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
     let r = d
         .post("/api/v2/alerts", Some(ALERTS_ONLY_TOKEN), fixture("alertmanager-v2/alerts.json"))
         .await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "success");
     let ids = r.event_ids();
     assert!(!ids.is_empty());
@@ -37,7 +37,7 @@ async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
         "generatorURL": "http://prometheus:9090/graph?g0.expr=disk"
     }]);
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     let event = stored(&d, &r.event_ids()[0]).await;
     assert_eq!(event["fingerprint"], "e94c744ae3d44df8");
     assert_eq!(event["dedup_key"], "e94c744ae3d44df8");
@@ -55,7 +55,7 @@ async fn alertmanager_v2_past_ends_at_is_a_resolve() {
         "endsAt": "2026-11-27T01:05:00Z"
     }]);
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(stored(&d, &r.event_ids()[0]).await["action"], "resolve");
 }
 
@@ -69,15 +69,67 @@ async fn a_batch_with_invalid_alerts_stores_the_valid_ones_and_names_the_rest() 
     ]);
     let r = d.post("/api/v2/alerts", Some(TOKEN), batch.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
+    // Alertmanager's `badRequest`: one JSON string naming what was refused.
+    let message = r.body.as_str().unwrap_or_else(|| panic!("not a JSON string: {}", r.text));
+    assert!(message.starts_with("stored 2 events; refused alerts[1].labels"), "{message}");
+    let listed = d.get("/api/v1/events?limit=10", Some(VIEWER_TOKEN)).await;
+    let summaries: Vec<&str> = listed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(summaries, ["Good2", "Good1"], "{}", listed.text);
+
+    // Tocsin's own batch formats keep the structured answer, with the stored ids.
+    let batch = json!([{"summary": "kept"}, {"summary": ""}]);
+    let r = d.post("/api/v1/events", Some(TOKEN), batch.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["error"], "invalid");
-    let errors = r.body["errors"].as_array().expect("errors");
-    assert_eq!(errors.len(), 1, "{}", r.text);
-    assert!(errors[0]["field"].as_str().unwrap().starts_with("alerts[1]"), "{}", r.text);
-    let ids = r.event_ids();
-    assert_eq!(ids.len(), 2);
-    for id in &ids {
-        stored(&d, id).await;
+    assert_eq!(r.body["errors"][0]["field"], "events[1].summary", "{}", r.text);
+    stored(&d, &r.event_ids()[0]).await;
+}
+
+/// What a client generated from Alertmanager's OpenAPI spec (amtool, Go's go-swagger) sees on
+/// `POST /api/v2/alerts`: the spec declares 200 (no body read) and 400 with a JSON string
+/// (`badRequest`), and such a client treats any other code as a failure, 202 included.
+#[tokio::test]
+async fn alertmanager_v2_answers_with_the_codes_and_bodies_of_alertmanagers_spec() {
+    let d = Daemon::start("");
+    let alert = json!([{"labels": {"alertname": "Amtool", "instance": "db1"}}]).to_string();
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.body["accepted"], 1);
+    stored(&d, &r.event_ids()[0]).await;
+
+    // Every problem with the body is a 400 whose body is a string, as amtool decodes it: not
+    // JSON at all, not an array, and a batch over the size limit (422 on the other routes).
+    let huge = format!("[{}{{}}]", "{},".repeat(10_000));
+    for (what, body) in [
+        ("truncated", "[{\"labels\": ".to_string()),
+        ("an object", json!({"labels": {"a": "b"}}).to_string()),
+        ("too many", huge),
+        ("no labels", json!([{"labels": {}}]).to_string()),
+    ] {
+        let r = d.post("/api/v2/alerts", Some(TOKEN), body).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text);
+        assert_eq!(r.headers["content-type"], "application/json", "{what}");
+        let message: String = serde_json::from_str(&r.text)
+            .unwrap_or_else(|e| panic!("{what}: not a JSON string ({e}): {}", r.text));
+        assert!(!message.is_empty(), "{what}");
     }
+    let r = d.post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ").await;
+    assert!(r.body.as_str().unwrap().contains("line 1 column"), "{}", r.text);
+
+    // Statuses Alertmanager's spec does not have keep their meaning and Tocsin's JSON error.
+    let r = d.post("/api/v2/alerts", Some("wrong"), "[]").await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.body["error"], "unauthorized");
+
+    // Other routes still answer 202.
+    let r = d.post("/api/v1/events", Some(TOKEN), json!({"summary": "x"}).to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
 }
 
 #[tokio::test]
@@ -235,7 +287,7 @@ async fn every_refusal_has_its_status_and_a_json_body() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     // 400: not JSON, with the position.
-    let r = d.post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ").await;
+    let r = d.post("/api/v1/events", Some(TOKEN), "[{\"labels\": ").await;
     check(&r, 400, "malformed");
     // 422: well-formed, but a value is out of bounds.
     let long =
@@ -278,7 +330,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
     ));
     let alert = json!([{"labels": {"alertname": "X"}}]).to_string();
     for _ in 0..2 {
-        assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.clone()).await.status, 202);
+        assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.clone()).await.status, 200);
     }
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
     assert_eq!(r.status, 429, "{}", r.text);
@@ -288,7 +340,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn events_answered_202_survive_sigkill() {
+async fn events_answered_2xx_survive_sigkill() {
     let mut d = Daemon::start("");
     let mut ids = Vec::new();
     let mut tasks = Vec::new();
@@ -305,7 +357,7 @@ async fn events_answered_202_survive_sigkill() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
+            assert_eq!(r.status().as_u16(), 200);
             let v: Value = r.json().await.unwrap();
             v["event_ids"][0].as_str().unwrap().to_string()
         }));
@@ -328,7 +380,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let mut d = Daemon::start("");
     let alert = json!([{"labels": {"alertname": "BeforeStop"}}]).to_string();
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
-    assert_eq!(r.status, 202);
+    assert_eq!(r.status, 200);
     let id = r.event_ids()[0].clone();
 
     // A request whose body is still arriving when SIGTERM lands is finished, not cut off.
@@ -351,7 +403,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     tx.send(Ok(b"{\"alertname\":\"InFlight\"}}]".to_vec())).await.unwrap();
     drop(tx);
     let resp = slow.await.unwrap().expect("in-flight request answered");
-    assert_eq!(resp.status().as_u16(), 202);
+    assert_eq!(resp.status().as_u16(), 200);
     let v: Value = resp.json().await.unwrap();
     let in_flight = v["event_ids"][0].as_str().unwrap().to_string();
 
@@ -401,7 +453,7 @@ async fn health_readiness_and_metrics_answer_without_credentials() {
     assert_eq!(d.get("/-/healthy", None).await.status, 200);
     assert_eq!(d.get("/-/ready", None).await.status, 200);
     let alert = json!([{"labels": {"alertname": "M"}}, {"labels": {"alertname": "N"}}]);
-    assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await.status, 202);
+    assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await.status, 200);
     let m = d.get("/metrics", None).await;
     assert_eq!(m.status, 200);
     assert!(
