@@ -46,6 +46,37 @@ async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
     assert_eq!(event["summary"], "Disk on db1 is full");
 }
 
+/// Prometheus 3 and Alertmanager ≥ 0.28 allow UTF-8 label names (OpenTelemetry's
+/// `service.name`); the fingerprint is Prometheus' over the names' bytes.
+#[tokio::test]
+async fn alertmanager_v2_takes_utf8_label_names_with_prometheus_fingerprints() {
+    let d = Daemon::start("");
+    // The vector from prometheus/common's signature tests: a name with a hyphen.
+    let alert = json!([{"labels": {"first-label": "first-label-value"}}]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["fingerprint"], format!("{:016x}", 5_146_282_821_936_882_169_u64));
+
+    let alert = json!([{
+        "labels": {"alertname": "HighLatency", "service.name": "checkout", "k8s.pod.name": "web-1"},
+        "annotations": {"summary": "p99 above 2 s"}
+    }]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["labels"]["service.name"], "checkout");
+    assert_eq!(event["labels"]["k8s.pod.name"], "web-1");
+
+    // Still refused, as Alertmanager refuses them: an empty name, and invalid UTF-8.
+    let r = d.post("/api/v2/alerts", Some(TOKEN), r#"[{"labels": {"": "x", "a": "b"}}]"#).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.body.as_str().unwrap().contains("label names must not be empty"), "{}", r.text);
+    let r =
+        d.post("/api/v2/alerts", Some(TOKEN), b"[{\"labels\": {\"a\xff\": \"b\"}}]".to_vec()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
 #[tokio::test]
 async fn alertmanager_v2_past_ends_at_is_a_resolve() {
     let d = Daemon::start("");

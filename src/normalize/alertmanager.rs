@@ -10,9 +10,10 @@
 //!   rejected: the sender never wrote a "summary" and the full text stays in `annotations`.
 //! - The Go zero time `0001-01-01T00:00:00Z`, which Alertmanager sends for an unset `endsAt`,
 //!   counts as absent.
-//! - v2 label names must match `[a-zA-Z_][a-zA-Z0-9_]*`. Webhook label names need only be
-//!   non-empty: they come from an Alertmanager that has validated them already, possibly under
-//!   its newer UTF-8 name rules.
+//! - Label names follow Alertmanager ≥ 0.28 (Prometheus 3's UTF-8 names, such as
+//!   OpenTelemetry's `service.name`): any non-empty string, as its default (non-`classic`)
+//!   mode accepts. JSON cannot carry invalid UTF-8 to here: such a body is refused whole. The
+//!   fingerprint is computed over the names' UTF-8 bytes in byte order, as Prometheus' is.
 //! - Labels with an empty value are dropped (v2), as Alertmanager does, before the fingerprint.
 //! - The label `tocsin_drill="true"` marks a rehearsal (`Event::drill`). It stays a label, so
 //!   it is part of the fingerprint: a drill alert never joins the real alert's incident.
@@ -102,7 +103,7 @@ fn postable_alert(i: usize, item: &RawValue, ctx: &Context<'_>) -> Result<Event,
     })?;
     let mut errors = Vec::new();
     let mut labels = alert.labels.unwrap_or_default();
-    check_labels(At(i, ".labels"), &mut labels, true, &mut errors);
+    check_labels(At(i, ".labels"), &mut labels, false, &mut errors);
     if labels.is_empty() {
         errors.push(FieldError::new(
             At(i, ".labels").to_string(),
@@ -422,7 +423,7 @@ mod tests {
         let body = br#"[
             {"labels": {"alertname": "A"}},
             {"labels": {}},
-            {"labels": {"bad-name": "x", "alertname": "B"}},
+            {"labels": {"": "x", "alertname": "B"}},
             {"annotations": {"summary": "no labels"}},
             {"labels": {"alertname": "C"}, "startsAt": "soon"},
             {"labels": {"alertname": "D"}, "extra": "ignored"},
@@ -443,7 +444,29 @@ mod tests {
             ]
         );
         assert!(out.rejected[0].message.contains("must not be empty"));
-        assert!(out.rejected[1].message.contains("bad-name"));
+        assert!(out.rejected[1].message.contains("label names must not be empty"));
+    }
+
+    #[test]
+    fn v2_takes_utf8_label_names_with_prometheus_fingerprints() {
+        // Vectors from prometheus/common's own tests (model/signature_test.go), whose names
+        // are not classic label names.
+        let body = r#"[
+            {"labels": {"first-label": "first-label-value"}},
+            {"labels": {"first-label": "first-label-value", "second-label": "second-label-value",
+                        "third-label": "third-label-value"}},
+            {"labels": {"service.name": "checkout", "alertname": "HighLatency",
+                        "région": "eu-ouest", "Zone": "a", "1st": "x", "with space": "y"}}
+        ]"#;
+        let out = alertmanager_v2(body.as_bytes(), ctx("2025-03-01T12:00:00Z")).unwrap();
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        assert_eq!(out.events[0].dedup_key, format!("{:016x}", 5_146_282_821_936_882_169_u64));
+        assert_eq!(out.events[1].dedup_key, format!("{:016x}", 13_843_036_195_897_128_121_u64));
+        assert_eq!(out.events[2].labels["service.name"], "checkout");
+        assert_eq!(out.events[2].labels["région"], "eu-ouest");
+        // Go sorts names by their bytes ("Z" < "a" < "é"), as BTreeMap<String, _> does.
+        let names: Vec<&str> = out.events[2].labels.keys().map(String::as_str).collect();
+        assert_eq!(names, ["1st", "Zone", "alertname", "région", "service.name", "with space"]);
     }
 
     #[test]

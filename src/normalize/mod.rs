@@ -174,8 +174,9 @@ fn generated_dedup_key(id: Uuid) -> String {
     id.simple().to_string()
 }
 
-/// `[a-zA-Z_][a-zA-Z0-9_]*`: Prometheus' classic label name rule, which Alertmanager's v2 API
-/// enforces and which keeps label names usable as identifiers in rules.
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: Prometheus' classic label name rule, which Tocsin's own formats
+/// (canonical events, reports) keep; the Alertmanager formats take UTF-8 names as Alertmanager
+/// ≥ 0.28 does.
 fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
@@ -184,7 +185,7 @@ fn is_valid_label_name(name: &str) -> bool {
 
 /// Removes empty values first: Prometheus and Alertmanager treat an empty label as an absent one,
 /// and the fingerprint must agree with theirs. `strict_names` applies [`is_valid_label_name`];
-/// without it names need only be non-empty (Alertmanager ≥ 0.28 may forward UTF-8 names).
+/// without it names need only be non-empty, Alertmanager ≥ 0.28's rule for UTF-8 names.
 fn check_labels(
     path: impl std::fmt::Display,
     labels: &mut BTreeMap<String, String>,
