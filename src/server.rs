@@ -128,6 +128,7 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::new());
+    metrics.declare(&runtime.config, &runtime.rules.names());
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let (journal, writer) = {
         let (store, metrics, rt) = (store.clone(), metrics.clone(), runtime.clone());
@@ -304,10 +305,12 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Exposition::negotiate(accept);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        app.metrics.encode(),
+        [(header::CONTENT_TYPE, format.content_type()), (header::VARY, "Accept")],
+        app.metrics.encode(format),
     )
         .into_response()
 }
