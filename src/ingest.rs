@@ -171,15 +171,19 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
 }
 
 fn pagerduty_error(e: ApiError) -> Response {
-    // PagerDuty answers every invalid event with 400, never 422.
+    // PagerDuty answers every invalid event with 400, never 422; and a missing or unknown
+    // routing key is an invalid event too (its Events API has no 401 or 403), so clients that
+    // branch on PagerDuty's codes (retry 429 and 5xx, drop and log a 400) behave as with it.
     let status = match e.status() {
-        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            StatusCode::BAD_REQUEST
+        }
         s => s,
     };
-    let status_word = match status {
-        StatusCode::BAD_REQUEST => "invalid event",
-        StatusCode::TOO_MANY_REQUESTS => "throttle event",
-        _ => e.code(),
+    let (status_word, message) = match status {
+        StatusCode::BAD_REQUEST => ("invalid event", "Event object is invalid".to_string()),
+        StatusCode::TOO_MANY_REQUESTS => ("throttle event", e.to_string()),
+        _ => (e.code(), e.to_string()),
     };
     let errors: Vec<String> = if e.field_errors().is_empty() {
         vec![e.to_string()]
@@ -188,12 +192,16 @@ fn pagerduty_error(e: ApiError) -> Response {
     };
     let body = json!({
         "status": status_word,
-        "message": e.to_string(),
+        "message": message,
         "errors": errors,
         "error": e.code(),
     });
     let mut resp = e.into_response();
-    *resp.status_mut() = status;
+    if resp.status() != status {
+        // No longer a 401: no challenge either.
+        resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+        *resp.status_mut() = status;
+    }
     *resp.body_mut() = Body::from(body.to_string());
     resp
 }

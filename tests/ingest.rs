@@ -199,13 +199,35 @@ async fn pagerduty_enqueue_answers_like_pagerduty_and_generates_dedup_keys() {
     let r = d.post("/v2/enqueue", None, ack.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["status"], "invalid event");
-    assert!(r.body["errors"].as_array().is_some_and(|e| !e.is_empty()), "{}", r.text);
+    assert_eq!(r.body["message"], "Event object is invalid");
+    let first = r.body["errors"][0].as_str().unwrap_or_default();
+    assert!(first.starts_with("dedup_key: is required to"), "{}", r.text);
 
-    // A wrong routing key is refused.
+    // A wrong or missing routing key is an invalid event, as PagerDuty answers it (its Events
+    // API has no 401): 400, "Event object is invalid", the reason in `errors`.
     trigger["routing_key"] = json!("not-a-key");
     let r = d.post("/v2/enqueue", None, trigger.to_string()).await;
-    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["status"], "invalid event", "{}", r.text);
+    assert_eq!(r.body["message"], "Event object is invalid", "{}", r.text);
+    assert!(r.body["errors"][0].as_str().unwrap().starts_with("Invalid routing key"), "{}", r.text);
     assert_eq!(r.body["error"], "unauthorized");
+    assert!(r.headers.get("www-authenticate").is_none());
+    for missing in [json!(null), json!("")] {
+        trigger["routing_key"] = missing;
+        let r = d.post("/v2/enqueue", None, trigger.to_string()).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.body["status"], "invalid event", "{}", r.text);
+        assert_eq!(r.body["errors"], json!(["'routing_key' is missing or blank"]), "{}", r.text);
+    }
+    // Refused keys are counted as such.
+    let m = d.get("/metrics", None).await;
+    assert!(
+        m.text
+            .contains("tocsin_events_rejected_total{source=\"unknown\",reason=\"unauthorized\"} 3"),
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test]
