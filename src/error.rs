@@ -33,6 +33,9 @@ impl std::fmt::Display for LocatedError {
 
 impl std::error::Error for LocatedError {}
 
+/// Most characters of a sender's value an error message quotes (cut with a `…` after that).
+pub const QUOTED_CHARS: usize = 64;
+
 /// A problem with one field of a request body, found during normalization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {

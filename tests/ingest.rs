@@ -200,8 +200,8 @@ async fn pagerduty_enqueue_answers_like_pagerduty_and_generates_dedup_keys() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["status"], "invalid event");
     assert_eq!(r.body["message"], "Event object is invalid");
-    let first = r.body["errors"][0].as_str().unwrap_or_default();
-    assert!(first.starts_with("dedup_key: is required to"), "{}", r.text);
+    // The protocol's own words are not redacted as if they were personal data.
+    assert_eq!(r.body["errors"], json!(["dedup_key: is required to acknowledge"]), "{}", r.text);
 
     // A wrong or missing routing key is an invalid event, as PagerDuty answers it (its Events
     // API has no 401): 400, "Event object is invalid", the reason in `errors`.

@@ -263,7 +263,7 @@ fn check_annotations(
 
 /// Error messages quote names from the body; a 1 KiB name would swamp the message.
 fn shorten(s: &str) -> String {
-    truncate_chars(s, 64)
+    truncate_chars(s, crate::error::QUOTED_CHARS)
 }
 
 /// At most `max` characters, the last one `…` when something was cut.
