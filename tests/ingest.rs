@@ -77,6 +77,33 @@ async fn alertmanager_v2_takes_utf8_label_names_with_prometheus_fingerprints() {
     assert_eq!(r.status, 400, "{}", r.text);
 }
 
+/// A start time from an unset clock (year 0, 1970) would make time-to-detect decades long, and
+/// one far ahead would count as never detected: both are refused, naming the field.
+#[tokio::test]
+async fn implausible_start_times_are_refused() {
+    let d = Daemon::start("");
+    let event = json!({"summary": "x", "starts_at": "0000-01-01T00:00:00Z"});
+    let r = d.post("/api/v1/events", Some(TOKEN), event.to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["field"], "starts_at", "{}", r.text);
+    assert!(r.body["message"].as_str().unwrap().contains("before 2000-01-01T00:00:00Z"));
+
+    let alert = json!([{"labels": {"alertname": "Epoch"}, "startsAt": "1970-01-01T00:00:00Z"}]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.body.as_str().unwrap().contains("alerts[0].startsAt: is 1970-01-01T00:00:00Z"));
+
+    let ahead = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(48)).to_string();
+    let report = json!({"reporter": {"name": "desk"}, "service": "web", "summary": "x",
+                        "occurred_at": ahead});
+    let r = d.post("/api/v1/reports", Some(TOKEN), report.to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("more than 24 h after it arrived"), "{}", r.text);
+
+    let r = d.get("/api/v1/events", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
+}
+
 #[tokio::test]
 async fn alertmanager_v2_past_ends_at_is_a_resolve() {
     let d = Daemon::start("");

@@ -112,7 +112,7 @@ fn postable_alert(i: usize, item: &RawValue, ctx: &Context<'_>) -> Result<Event,
     }
     let annotations = alert.annotations.unwrap_or_default();
     check_annotations(At(i, ".annotations"), &annotations, &mut errors);
-    let times = alert_times(At(i, ""), alert.starts_at, alert.ends_at, &mut errors);
+    let times = alert_times(At(i, ""), alert.starts_at, alert.ends_at, ctx.now, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -179,27 +179,30 @@ impl Alert {
     }
 }
 
-/// Parses `startsAt`/`endsAt`, treating Go's zero time as absent, and checks their order as
+/// Parses `startsAt`/`endsAt`, treating Go's zero time as absent, refusing implausible times
+/// (see [`super::Plausible`]; Alertmanager itself takes any), and checks their order as
 /// Alertmanager does ("start time must be before end time").
 fn alert_times(
     path: impl std::fmt::Display,
     starts_at: Option<String>,
     ends_at: Option<String>,
+    now: Timestamp,
     errors: &mut Vec<FieldError>,
 ) -> (Option<Timestamp>, Option<Timestamp>) {
-    let mut parse = |name: &str, value: Option<String>| {
+    let mut parse = |name: &str, value: Option<String>, bound| {
         let value = value.filter(|s| !s.is_empty())?;
+        let path = format!("{path}.{name}");
         match parse_time(&value) {
             Ok(ts) if is_go_zero_time(ts) => None,
-            Ok(ts) => Some(ts),
+            Ok(ts) => super::plausible(&path, ts, bound, errors),
             Err(message) => {
-                errors.push(FieldError::new(format!("{path}.{name}"), message));
+                errors.push(FieldError::new(path, message));
                 None
             }
         }
     };
-    let starts = parse("startsAt", starts_at);
-    let ends = parse("endsAt", ends_at);
+    let starts = parse("startsAt", starts_at, super::Plausible::Start { now });
+    let ends = parse("endsAt", ends_at, super::Plausible::End);
     if let (Some(s), Some(e)) = (starts, ends) {
         if e < s {
             errors.push(FieldError::new(format!("{path}.endsAt"), "must not be before startsAt"));
@@ -209,8 +212,9 @@ fn alert_times(
 }
 
 /// `0001-01-01T00:00:00Z`, Go's `time.Time{}`, which Alertmanager marshals for "not set".
+/// Exactly that: any other time before 2000 is refused as implausible.
 fn is_go_zero_time(ts: Timestamp) -> bool {
-    ts.as_second() <= -62_135_596_800
+    ts == Timestamp::constant(-62_135_596_800, 0)
 }
 
 /// Alertmanager webhook notification. `groupLabels`, `commonLabels` and `commonAnnotations` are
@@ -315,7 +319,8 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
     }
     let annotations = alert.annotations.unwrap_or_default();
     check_annotations(format!("{path}.annotations"), &annotations, &mut errors);
-    let (starts_at, ends_at) = alert_times(path, alert.starts_at, alert.ends_at, &mut errors);
+    let (starts_at, ends_at) =
+        alert_times(path, alert.starts_at, alert.ends_at, ctx.now, &mut errors);
     let fingerprint = alert.fingerprint.filter(|f| !f.is_empty());
     if let Some(fp) = &fingerprint {
         super::check_chars(&format!("{path}.fingerprint"), fp, MAX_DEDUP_KEY_CHARS, &mut errors);

@@ -16,7 +16,7 @@
 //! | `service` | string | optional |
 //! | `labels` | object of strings; names `[a-zA-Z_][a-zA-Z0-9_]*`, values ≤ 16 KiB | optional; empty values are dropped |
 //! | `annotations` | object of strings, values ≤ 64 KiB | optional |
-//! | `starts_at`, `ends_at` | RFC 3339 times, `ends_at` not before `starts_at` | optional |
+//! | `starts_at`, `ends_at` | RFC 3339 times from 2000 on, `starts_at` at most 24 h ahead, `ends_at` not before `starts_at` | optional |
 //! | `links` | array of `{href, text?}` | optional |
 //! | `customer` | `{id?, name?, email?, phone?}` | optional, personal data |
 //! | `verified` | bool | default `false`; `true` only with `kind: "report"` |
@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Context, MAX_DEDUP_KEY_CHARS, MAX_SHORT_CHARS, MAX_SUMMARY_CHARS, Normalized,
+    Context, MAX_DEDUP_KEY_CHARS, MAX_SHORT_CHARS, MAX_SUMMARY_CHARS, Normalized, Plausible,
     check_annotations, check_chars, check_labels, decode, field, fingerprint, generated_dedup_key,
     optional_time, shorten,
 };
@@ -159,8 +159,10 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
     let mut labels = raw.labels;
     check_labels(at("labels"), &mut labels, true, &mut errors);
     check_annotations(at("annotations"), &raw.annotations, &mut errors);
-    let starts_at = optional_time(&at("starts_at"), raw.starts_at.as_deref(), &mut errors);
-    let ends_at = optional_time(&at("ends_at"), raw.ends_at.as_deref(), &mut errors);
+    let start = Plausible::Start { now: ctx.now };
+    let starts_at = optional_time(&at("starts_at"), raw.starts_at.as_deref(), start, &mut errors);
+    let ends_at =
+        optional_time(&at("ends_at"), raw.ends_at.as_deref(), Plausible::End, &mut errors);
     if let (Some(s), Some(e)) = (starts_at, ends_at) {
         if e < s {
             errors.push(FieldError::new(at("ends_at"), "must not be before starts_at"));

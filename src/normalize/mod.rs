@@ -298,14 +298,63 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
     )
 }
 
-/// Parses an optional time field, pushing an error for a bad one.
+/// The earliest time a sender's timestamp may name. Anything earlier is an unset or broken
+/// clock (the Unix epoch, a year 0 or 1), not when a problem began, and would make MTTD
+/// decades long.
+pub const EARLIEST_TIME: Timestamp = Timestamp::constant(946_684_800, 0); // 2000-01-01T00:00:00Z
+/// How far after its arrival a start time may lie. Clock skew is seconds to minutes, and a
+/// local time sent with `Z` at most 14 hours ahead; a start time a day ahead is a wrong clock.
+pub const MAX_START_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Which times a timestamp field may hold.
+#[derive(Debug, Clone, Copy)]
+enum Plausible {
+    /// When something began (`startsAt`, `occurred_at`, `payload.timestamp`): from
+    /// [`EARLIEST_TIME`] to [`MAX_START_AHEAD`] after `now`, the arrival.
+    Start { now: Timestamp },
+    /// When something ended or will end (`endsAt`): from [`EARLIEST_TIME`] on; Alertmanager
+    /// senders set it ahead on purpose.
+    End,
+}
+
+/// `ts`, or an error naming the field when it is not a time the sender can have meant. The
+/// message writes the time as parsed (not the sent text, which redaction would hide).
+fn plausible(
+    path: &str,
+    ts: Timestamp,
+    bound: Plausible,
+    errors: &mut Vec<FieldError>,
+) -> Option<Timestamp> {
+    if ts < EARLIEST_TIME {
+        errors.push(FieldError::new(
+            path,
+            format!("is {ts}, before {EARLIEST_TIME}: not a plausible time (a clock that was never set?)"),
+        ));
+        return None;
+    }
+    if let Plausible::Start { now } = bound
+        && ts > now + MAX_START_AHEAD
+    {
+        errors.push(FieldError::new(
+            path,
+            format!(
+                "is {ts}, more than 24 h after it arrived ({now}): the sender's clock is wrong"
+            ),
+        ));
+        return None;
+    }
+    Some(ts)
+}
+
+/// Parses an optional time field, pushing an error for a bad or implausible one.
 fn optional_time(
     path: &str,
     value: Option<&str>,
+    bound: Plausible,
     errors: &mut Vec<FieldError>,
 ) -> Option<Timestamp> {
     match parse_time(value?) {
-        Ok(ts) => Some(ts),
+        Ok(ts) => plausible(path, ts, bound, errors),
         Err(message) => {
             errors.push(FieldError::new(path, message));
             None
@@ -347,6 +396,56 @@ mod tests {
         assert_eq!(a, c);
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2015-07-17").is_err());
+    }
+
+    #[test]
+    fn implausible_times_are_refused_on_every_format() {
+        let now: Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
+        let ctx = || Context::new("s", now);
+        let early = ["0000-01-01T00:00:00Z", "0001-01-02T00:00:00Z", "1970-01-01T00:00:00Z"];
+        let late = "2026-03-03T09:00:01Z";
+        for bad in early.iter().copied().chain([late]) {
+            let fields = |r: Result<Normalized, ApiError>| -> Vec<String> {
+                match r {
+                    Ok(n) => n.rejected.into_iter().map(|e| e.field).collect(),
+                    Err(e) => e.field_errors().iter().map(|e| e.field.clone()).collect(),
+                }
+            };
+            let body = format!(r#"{{"summary": "x", "starts_at": "{bad}"}}"#);
+            assert_eq!(fields(canonical(body.as_bytes(), ctx())), ["starts_at"], "{bad}");
+            let body = format!(
+                r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "x", "occurred_at": "{bad}"}}"#
+            );
+            assert_eq!(fields(report(body.as_bytes(), ctx())), ["occurred_at"], "{bad}");
+            let body = format!(r#"[{{"labels": {{"a": "b"}}, "startsAt": "{bad}"}}]"#);
+            assert_eq!(fields(alertmanager_v2(body.as_bytes(), ctx())), ["alerts[0].startsAt"]);
+            let body = format!(
+                r#"{{"routing_key": "k", "event_action": "trigger", "payload": {{"summary": "x",
+                    "source": "s", "severity": "info", "timestamp": "{bad}"}}}}"#
+            );
+            let pd = parse_pagerduty(body.as_bytes()).unwrap().into_normalized(ctx());
+            assert_eq!(fields(pd), ["payload.timestamp"], "{bad}");
+        }
+        // An end time may lie ahead (Alertmanager senders set it so), never before 2000.
+        let body = r#"[{"labels": {"a": "b"}, "endsAt": "1999-12-31T23:59:59Z"},
+                       {"labels": {"a": "c"}, "endsAt": "2030-01-01T00:00:00Z"}]"#;
+        let out = alertmanager_v2(body.as_bytes(), ctx()).unwrap();
+        assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+        assert_eq!(out.rejected[0].field, "alerts[0].endsAt");
+        assert!(out.rejected[0].message.contains("before 2000-01-01T00:00:00Z"));
+        let body = r#"{"summary": "x", "ends_at": "1970-01-01T00:00:00Z"}"#;
+        assert_eq!(
+            canonical(body.as_bytes(), ctx()).unwrap_err().field_errors()[0].field,
+            "ends_at"
+        );
+        // Kept: Go's zero time (Alertmanager's "not set"), 2000 itself, and a sender's clock
+        // up to a day ahead.
+        let body = r#"[{"labels": {"a": "b"}, "startsAt": "0001-01-01T00:00:00Z"},
+                       {"labels": {"a": "c"}, "startsAt": "2000-01-01T00:00:00Z"},
+                       {"labels": {"a": "d"}, "startsAt": "2026-03-03T09:00:00Z"}]"#;
+        let out = alertmanager_v2(body.as_bytes(), ctx()).unwrap();
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        assert_eq!(out.events[0].starts_at, None);
     }
 
     #[test]
