@@ -104,6 +104,47 @@ async fn implausible_start_times_are_refused() {
     assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
 }
 
+/// A key repeated in one object (`severity` twice) is refused naming it, on every format where
+/// labels or details are objects; JSON parsers disagree on which value would win.
+#[tokio::test]
+async fn a_repeated_label_key_is_refused_naming_the_key() {
+    let d = Daemon::start("");
+    let labels = r#"{"alertname": "Dup", "severity": "info", "severity": "critical"}"#;
+    let cases = [
+        ("/api/v2/alerts", format!(r#"[{{"labels": {labels}}}]"#), 400),
+        (
+            "/api/v1/alertmanager",
+            format!(
+                r#"{{"version": "4", "alerts": [{{"status": "firing", "labels": {labels}}}]}}"#
+            ),
+            400,
+        ),
+        ("/api/v1/events", format!(r#"{{"summary": "dup", "labels": {labels}}}"#), 400),
+        (
+            "/api/v1/reports",
+            format!(
+                r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "dup", "labels": {labels}}}"#
+            ),
+            400,
+        ),
+        (
+            "/v2/enqueue",
+            format!(
+                r#"{{"routing_key": "{ROUTING_KEY}", "event_action": "trigger", "payload": {{"summary": "dup",
+                    "source": "h", "severity": "info", "custom_details": {labels}}}}}"#
+            ),
+            400,
+        ),
+    ];
+    for (path, body, status) in cases {
+        let r = d.post(path, Some(TOKEN), body).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert!(r.text.contains(r#"duplicate key \"severity\""#), "{path}: {}", r.text);
+    }
+    let r = d.get("/api/v1/events", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
+}
+
 #[tokio::test]
 async fn alertmanager_v2_past_ends_at_is_a_resolve() {
     let d = Daemon::start("");

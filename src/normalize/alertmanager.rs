@@ -26,8 +26,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    Context, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS, Normalized, check_annotations, check_labels,
-    decode, decode_batch, parse_time, shorten, truncate_chars,
+    Context, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS, Normalized, UniqueMap, check_annotations,
+    check_labels, decode, decode_batch, parse_time, shorten, truncate_chars,
 };
 use crate::error::{ApiError, FieldError};
 use crate::event::{Action, Event, Format, Kind, Link};
@@ -58,9 +58,9 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 /// One item of `postableAlerts`. Unknown fields are ignored: senders add their own.
 #[derive(Deserialize)]
 struct PostableAlert {
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<UniqueMap>,
     #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+    annotations: Option<UniqueMap>,
     #[serde(default, rename = "startsAt")]
     starts_at: Option<String>,
     #[serde(default, rename = "endsAt")]
@@ -102,7 +102,7 @@ fn postable_alert(i: usize, item: &RawValue, ctx: &Context<'_>) -> Result<Event,
         vec![FieldError::new(At(i, "").to_string(), format!("not an Alertmanager alert: {e}"))]
     })?;
     let mut errors = Vec::new();
-    let mut labels = alert.labels.unwrap_or_default();
+    let mut labels = alert.labels.unwrap_or_default().0;
     check_labels(At(i, ".labels"), &mut labels, false, &mut errors);
     if labels.is_empty() {
         errors.push(FieldError::new(
@@ -110,7 +110,7 @@ fn postable_alert(i: usize, item: &RawValue, ctx: &Context<'_>) -> Result<Event,
             "must not be empty: at least one label is required",
         ));
     }
-    let annotations = alert.annotations.unwrap_or_default();
+    let annotations = alert.annotations.unwrap_or_default().0;
     check_annotations(At(i, ".annotations"), &annotations, &mut errors);
     let times = alert_times(At(i, ""), alert.starts_at, alert.ends_at, ctx.now, &mut errors);
     if !errors.is_empty() {
@@ -218,9 +218,10 @@ fn is_go_zero_time(ts: Timestamp) -> bool {
 }
 
 /// Alertmanager webhook notification. `groupLabels`, `commonLabels` and `commonAnnotations` are
-/// not read: they are derived from the alerts' own labels, which every event keeps.
+/// not read (nor checked for repeated keys): they are derived from the alerts' own labels,
+/// which every event keeps.
 #[derive(Deserialize)]
-struct Webhook {
+struct Webhook<'a> {
     version: String,
     #[serde(default, rename = "groupKey")]
     group_key: Option<String>,
@@ -230,15 +231,18 @@ struct Webhook {
     receiver: Option<String>,
     #[serde(default, rename = "externalURL")]
     external_url: Option<String>,
-    alerts: Vec<Value>,
+    /// Borrowed raw, each decoded once into its own type: a `Value` would already have
+    /// dropped a repeated label key.
+    #[serde(borrow)]
+    alerts: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct WebhookAlert {
     status: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<UniqueMap>,
     #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+    annotations: Option<UniqueMap>,
     #[serde(default, rename = "startsAt")]
     starts_at: Option<String>,
     #[serde(default, rename = "endsAt")]
@@ -292,8 +296,8 @@ pub fn alertmanager_webhook(body: &[u8], ctx: Context<'_>) -> Result<Normalized,
     Ok(out)
 }
 
-fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
-    let alert: WebhookAlert = serde_json::from_value(item).map_err(|e| {
+fn webhook_alert(path: &str, item: &RawValue, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
+    let alert: WebhookAlert = serde_json::from_str(item.get()).map_err(|e| {
         vec![FieldError::new(path, format!("not an Alertmanager webhook alert: {e}"))]
     })?;
     let mut errors = Vec::new();
@@ -309,7 +313,7 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
         }
     };
     let labels_path = format!("{path}.labels");
-    let mut labels = alert.labels.unwrap_or_default();
+    let mut labels = alert.labels.unwrap_or_default().0;
     check_labels(&labels_path, &mut labels, false, &mut errors);
     if labels.is_empty() {
         errors.push(FieldError::new(
@@ -317,7 +321,7 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
             "must not be empty: at least one label is required",
         ));
     }
-    let annotations = alert.annotations.unwrap_or_default();
+    let annotations = alert.annotations.unwrap_or_default().0;
     check_annotations(format!("{path}.annotations"), &annotations, &mut errors);
     let (starts_at, ends_at) =
         alert_times(path, alert.starts_at, alert.ends_at, ctx.now, &mut errors);

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError};
@@ -127,6 +128,125 @@ fn check_batch_size(item: &str, len: usize) -> Result<(), ApiError> {
         )]));
     }
     Ok(())
+}
+
+/// A JSON object of strings (labels, annotations) in which each key appears once.
+///
+/// serde's maps (and so `BTreeMap`, `serde_json::Map`) keep the last of a repeated key and
+/// drop the others silently, and parsers disagree on which one wins (first, last, error): an
+/// alert whose `severity` label says both `info` and `critical` would page, or not, depending
+/// on who read it. It is refused instead, naming the key, as strict JSON parsers do.
+#[derive(Debug, Default)]
+struct UniqueMap(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for UniqueMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueMap, D::Error> {
+        struct Strings;
+        impl<'de> serde::de::Visitor<'de> for Strings {
+            type Value = UniqueMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(duplicate_key(&key)));
+                    }
+                    let value: String = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(UniqueMap(out))
+            }
+        }
+        d.deserialize_map(Strings)
+    }
+}
+
+/// Any JSON value (`details`, PagerDuty's `custom_details`) in which no object, at any depth,
+/// repeats a key; see [`UniqueMap`]. Depth stays bounded by serde_json's recursion limit.
+#[derive(Debug)]
+struct UniqueValue(Value);
+
+/// A JSON object, as [`UniqueValue`].
+#[derive(Debug, Default)]
+struct UniqueObject(serde_json::Map<String, Value>);
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // As serde_json's own `Value` reads a float: a non-finite one (never in JSON) is null.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(UniqueValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(duplicate_key(&key)));
+            }
+            let UniqueValue(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueValue, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueValue)
+    }
+}
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueObject, D::Error> {
+        match d.deserialize_map(UniqueVisitor)? {
+            Value::Object(map) => Ok(UniqueObject(map)),
+            _ => Err(serde::de::Error::custom("expected an object")),
+        }
+    }
+}
+
+fn duplicate_key(key: &str) -> String {
+    format!("duplicate key {:?}: each key may appear once in an object", shorten(key))
 }
 
 /// The label (Alertmanager) or `custom_details` key (PagerDuty) that marks a drill.
@@ -446,6 +566,63 @@ mod tests {
         let out = alertmanager_v2(body.as_bytes(), ctx()).unwrap();
         assert!(out.rejected.is_empty(), "{:?}", out.rejected);
         assert_eq!(out.events[0].starts_at, None);
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_naming_it_on_every_format() {
+        let ctx = || Context::new("s", "2026-03-02T09:00:00Z".parse().unwrap());
+        let named = |what: &str, errors: Vec<String>| {
+            assert!(
+                errors.iter().any(|e| e.contains("duplicate key \"severity\"")),
+                "{what}: {errors:?}"
+            );
+        };
+        let all = |r: Result<Normalized, ApiError>| -> Vec<String> {
+            match r {
+                Ok(n) => {
+                    assert!(n.events.is_empty(), "stored: {:?}", n.events);
+                    n.rejected.iter().map(ToString::to_string).collect()
+                }
+                Err(e) => {
+                    let mut all = vec![e.to_string()];
+                    all.extend(e.field_errors().iter().map(ToString::to_string));
+                    all
+                }
+            }
+        };
+        let labels = r#"{"alertname": "A", "severity": "info", "severity": "critical"}"#;
+        let v2 = format!(r#"[{{"labels": {labels}}}]"#);
+        named("v2 labels", all(alertmanager_v2(v2.as_bytes(), ctx())));
+        let v2 = format!(r#"[{{"labels": {{"a": "b"}}, "annotations": {labels}}}]"#);
+        named("v2 annotations", all(alertmanager_v2(v2.as_bytes(), ctx())));
+        let hook = format!(
+            r#"{{"version": "4", "alerts": [{{"status": "firing", "labels": {labels}}}]}}"#
+        );
+        named("webhook labels", all(alertmanager_webhook(hook.as_bytes(), ctx())));
+        let event = format!(r#"{{"summary": "x", "labels": {labels}}}"#);
+        named("canonical labels", all(canonical(event.as_bytes(), ctx())));
+        named("canonical batch", all(canonical(format!("[{event}]").as_bytes(), ctx())));
+        let event = r#"{"summary": "x", "details": {"a": [{"severity": 1, "severity": 2}]}}"#;
+        named("canonical details, nested", all(canonical(event.as_bytes(), ctx())));
+        let rep = format!(
+            r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "x", "labels": {labels}}}"#
+        );
+        named("report labels", all(report(rep.as_bytes(), ctx())));
+        let pd = r#"{"routing_key": "k", "event_action": "trigger", "payload": {"summary": "x",
+            "source": "s", "severity": "info", "custom_details": {"severity": 1, "severity": 2}}}"#;
+        let err = parse_pagerduty(pd.as_bytes()).unwrap_err();
+        named("pagerduty custom_details", vec![err.to_string()]);
+        // Repeated top-level fields were already refused by the formats' own structs.
+        let err = canonical(br#"{"summary": "x", "summary": "y"}"#, ctx()).unwrap_err();
+        assert!(err.to_string().contains("duplicate field `summary`"), "{err}");
+        // The same key in different objects is no repetition, and the values are kept as sent.
+        let ok = r#"{"summary": "x", "labels": {"a": "1"}, "annotations": {"a": "2"},
+            "details": {"a": {"a": [1, 2.5, null, true, "s"]}}}"#;
+        let out = canonical(ok.as_bytes(), ctx()).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(out.events[0].details.clone()),
+            serde_json::json!({"a": {"a": [1, 2.5, null, true, "s"]}})
+        );
     }
 
     #[test]

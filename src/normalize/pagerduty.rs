@@ -74,7 +74,7 @@ struct Payload {
     #[serde(default)]
     class: Option<String>,
     #[serde(default)]
-    custom_details: Option<Value>,
+    custom_details: Option<super::UniqueValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,7 +238,7 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
             event.details.insert(key.to_string(), Value::String(v));
         }
     }
-    if let Some(custom) = payload.custom_details.filter(|v| !v.is_null()) {
+    if let Some(custom) = payload.custom_details.map(|v| v.0).filter(|v| !v.is_null()) {
         event.drill = super::drill_flag(custom.get(super::DRILL_LABEL));
         event.details.insert("custom_details".to_string(), custom);
     }

@@ -41,8 +41,6 @@
 //! Values that do not fit (empty `summary`, a bad time, an oversized field) are all reported
 //! together as a 422.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -76,7 +74,7 @@ struct Report {
     #[serde(default)]
     occurred_at: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: super::UniqueMap,
 }
 
 /// Who at the desk filed it: kept in `details` so responders know whom to ask.
@@ -129,7 +127,7 @@ pub fn report(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
             ));
         }
     }
-    let mut labels = report.labels;
+    let mut labels = report.labels.0;
     check_labels("labels", &mut labels, true, &mut errors);
     let start = super::Plausible::Start { now: ctx.now };
     event.starts_at =
