@@ -54,14 +54,15 @@ impl SourceEntry {
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 Err(ApiError::RateLimited {
-                    source_name: self.name.clone(),
+                    limit: format!("source {}", self.name),
                     retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
                 })
             }
             // Unreachable with n clamped to the burst; answer as a full limiter anyway.
-            Err(_) => {
-                Err(ApiError::RateLimited { source_name: self.name.clone(), retry_after_secs: 1 })
-            }
+            Err(_) => Err(ApiError::RateLimited {
+                limit: format!("source {}", self.name),
+                retry_after_secs: 1,
+            }),
         }
     }
 
@@ -152,7 +153,8 @@ impl Authenticator {
     /// The source whose PagerDuty routing key this is (401 otherwise).
     pub fn source_by_routing_key(&self, key: &str) -> Result<&SourceEntry, ApiError> {
         if key.is_empty() {
-            return Err(ApiError::Unauthorized("routing_key is missing".into()));
+            // PagerDuty's words, since this is PagerDuty's API (answered 400 on /v2/enqueue).
+            return Err(ApiError::Unauthorized("'routing_key' is missing or blank".into()));
         }
         let presented = digest(key);
         let mut found = None;
@@ -164,7 +166,9 @@ impl Authenticator {
                 found = Some(s);
             }
         }
-        found.ok_or_else(|| ApiError::Unauthorized("routing_key matches no source".into()))
+        found.ok_or_else(|| {
+            ApiError::Unauthorized("Invalid routing key: it is no source's routing_key".into())
+        })
     }
 
     /// The user presenting the bearer token, if they hold `role` (401 or 403 otherwise).

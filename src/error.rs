@@ -33,6 +33,9 @@ impl std::fmt::Display for LocatedError {
 
 impl std::error::Error for LocatedError {}
 
+/// Most characters of a sender's value an error message quotes (cut with a `…` after that).
+pub const QUOTED_CHARS: usize = 64;
+
 /// A problem with one field of a request body, found during normalization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -67,6 +70,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The path exists, the method does not (the answer's `Allow` header lists those that do).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request conflicts with the current state (acknowledging a resolved incident).
     #[error("{0}")]
     Conflict(String),
@@ -76,8 +82,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request body was not received within {0:?}")]
     Timeout(std::time::Duration),
-    #[error("rate limit for source {source_name} exceeded; retry after {retry_after_secs} s")]
-    RateLimited { source_name: String, retry_after_secs: u64 },
+    /// `limit` completes "rate limit for …": `source checkout`, `SMS replies`.
+    #[error("rate limit for {limit} exceeded; retry after {retry_after_secs} s")]
+    RateLimited { limit: String, retry_after_secs: u64 },
     /// The event could not be made durable right now (store error, disk full, writer overloaded).
     #[error("{0}")]
     Unavailable(String),
@@ -100,6 +107,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -117,6 +125,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -131,6 +140,27 @@ impl ApiError {
             ApiError::Malformed { errors, .. } | ApiError::Invalid { errors, .. } => errors,
             _ => &[],
         }
+    }
+}
+
+/// The `error` code for a status, for answers that did not come from an [`ApiError`] (the
+/// HTTP framework's own refusals); the same words [`ApiError::code`] uses.
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "malformed",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
     }
 }
 

@@ -69,26 +69,40 @@ async fn ingest(app: &App, format: Format, headers: &HeaderMap, body: Body) -> R
     let runtime = app.runtime.load_full();
     let source = match runtime.auth.source_by_bearer(headers) {
         Ok(source) => source,
-        Err(e) => return refuse(app, "unknown", e),
+        Err(e) => return refuse(app, "unknown", format, e),
     };
     match ingest_as(app, &runtime, source, format, headers, body).await {
-        Ok((ids, rejected)) if rejected.is_empty() => accepted(&ids, json!({})),
+        Ok((ids, rejected)) if rejected.is_empty() => accepted(format, &ids, json!({})),
         Ok((ids, rejected)) => {
             // Alertmanager's behaviour for a batch with bad alerts: keep the good ones, answer
             // 400 naming the bad ones, so the sender's logs show what was dropped.
             // (`rejected` was cleaned of personal data in `ingest_as`.)
             app.metrics.rejected(&source.name, "invalid", rejected.len() as u64);
-            let message = crate::error::summarize(&rejected);
+            let message = format!(
+                "stored {} events; refused {}",
+                ids.len(),
+                crate::error::summarize(&rejected)
+            );
+            if format == Format::AlertmanagerV2 {
+                return alertmanager_bad_request(&message);
+            }
             let body = json!({
                 "error": "invalid",
-                "message": format!("stored {} events; refused {}", ids.len(), message),
+                "message": message,
                 "errors": rejected,
                 "event_ids": ids,
             });
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
-        Err(e) => refuse(app, &source.name, e),
+        Err(e) => refuse(app, &source.name, format, e),
     }
+}
+
+/// Alertmanager's `badRequest` answer on `POST /api/v2/alerts`: the body is one JSON string.
+/// Clients generated from its spec (amtool) decode a 400 as exactly that and print it; an
+/// object makes them fail to decode and lose the reason.
+fn alertmanager_bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(message)).into_response()
 }
 
 async fn ingest_as(
@@ -144,9 +158,11 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
     }
     .await;
     match result {
-        Ok((dedup_key, ids)) => {
-            accepted(&ids, json!({"message": "Event processed", "dedup_key": dedup_key}))
-        }
+        Ok((dedup_key, ids)) => accepted(
+            Format::Pagerduty,
+            &ids,
+            json!({"message": "Event processed", "dedup_key": dedup_key}),
+        ),
         Err(e) => {
             app.metrics.rejected(&source_name, e.code(), 1);
             pagerduty_error(e)
@@ -155,15 +171,19 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
 }
 
 fn pagerduty_error(e: ApiError) -> Response {
-    // PagerDuty answers every invalid event with 400, never 422.
+    // PagerDuty answers every invalid event with 400, never 422; and a missing or unknown
+    // routing key is an invalid event too (its Events API has no 401 or 403), so clients that
+    // branch on PagerDuty's codes (retry 429 and 5xx, drop and log a 400) behave as with it.
     let status = match e.status() {
-        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            StatusCode::BAD_REQUEST
+        }
         s => s,
     };
-    let status_word = match status {
-        StatusCode::BAD_REQUEST => "invalid event",
-        StatusCode::TOO_MANY_REQUESTS => "throttle event",
-        _ => e.code(),
+    let (status_word, message) = match status {
+        StatusCode::BAD_REQUEST => ("invalid event", "Event object is invalid".to_string()),
+        StatusCode::TOO_MANY_REQUESTS => ("throttle event", e.to_string()),
+        _ => (e.code(), e.to_string()),
     };
     let errors: Vec<String> = if e.field_errors().is_empty() {
         vec![e.to_string()]
@@ -172,12 +192,16 @@ fn pagerduty_error(e: ApiError) -> Response {
     };
     let body = json!({
         "status": status_word,
-        "message": e.to_string(),
+        "message": message,
         "errors": errors,
         "error": e.code(),
     });
     let mut resp = e.into_response();
-    *resp.status_mut() = status;
+    if resp.status() != status {
+        // No longer a 401: no challenge either.
+        resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+        *resp.status_mut() = status;
+    }
     *resp.body_mut() = Body::from(body.to_string());
     resp
 }
@@ -240,22 +264,37 @@ pub fn score(
         .collect()
 }
 
-fn accepted(ids: &[Uuid], extra: serde_json::Value) -> Response {
+/// 202 with the stored ids; 200 on `/api/v2/alerts`, the only success code Alertmanager's
+/// spec gives that route, so that clients generated from it (amtool) accept the answer.
+fn accepted(format: Format, ids: &[Uuid], extra: serde_json::Value) -> Response {
     let mut body = json!({"status": "success", "accepted": ids.len(), "event_ids": ids});
     if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
         obj.extend(more);
     }
-    (StatusCode::ACCEPTED, Json(body)).into_response()
+    let status = match format {
+        Format::AlertmanagerV2 => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    };
+    (status, Json(body)).into_response()
 }
 
-fn refuse(app: &App, source: &str, e: ApiError) -> Response {
+fn refuse(app: &App, source: &str, format: Format, e: ApiError) -> Response {
     app.metrics.rejected(source, e.code(), 1);
     if matches!(e, ApiError::Unavailable(_)) {
         tracing::warn!(source, error = %e, "ingest answered 503");
     } else {
         tracing::debug!(source, error = %e, "ingest refused");
     }
-    e.into_response()
+    match (format, &e) {
+        // Alertmanager answers every problem with the body itself 400 (its spec has no 422).
+        // The other statuses keep their meaning and Tocsin's JSON object: Alertmanager has no
+        // equivalent for them, and the sender's logs (Prometheus logs the status) and proxies
+        // understand a 401, 413, 429 or 503 better than a 400.
+        (Format::AlertmanagerV2, ApiError::Malformed { .. } | ApiError::Invalid { .. }) => {
+            alertmanager_bad_request(&e.to_string())
+        }
+        _ => e.into_response(),
+    }
 }
 
 /// Checks the content type and reads the body within the size limit and the request deadline.

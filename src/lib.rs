@@ -43,7 +43,8 @@
 //!   against an in-memory store; and live drills' routing ([`drill::live`]).
 //! - [`redact`]: the redaction policy: personal data out of logs, named audiences'
 //!   notifications, error bodies, and API answers for users without the `pii` permission.
-//! - [`metrics`]: Prometheus counters and histograms served on `/metrics`.
+//! - [`metrics`]: Prometheus counters and histograms served on `/metrics`, in the text format
+//!   the scraper asks for.
 //! - [`report`]: MTTD/MTTA/MTTR, recurrence, report volume, notifications and action items over
 //!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
 //! - [`telemetry`]: structured logs through `tracing`.

@@ -1,7 +1,11 @@
-//! Prometheus metrics, served as text on `GET /metrics`.
+//! Prometheus metrics, served on `GET /metrics` in the format the scraper asks for
+//! ([`Exposition::negotiate`]): the Prometheus text format 0.0.4 by default, OpenMetrics 1.0
+//! when the `Accept` header prefers it.
 //!
 //! Every stage records into the one [`Metrics`] value created at start-up; nothing here blocks
-//! (prometheus-client's families use short internal locks and atomics).
+//! (prometheus-client's families use short internal locks and atomics). Every series the
+//! configuration makes possible exists from the start at zero ([`Metrics::declare`]), so that
+//! `increase()` sees a series' first event and a missing series means a missing daemon.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -71,6 +75,97 @@ pub struct OutcomeLabels {
     /// For attempts: delivered, retryable, permanent, gone, unknown. For final outcomes:
     /// delivered or dead.
     pub outcome: String,
+}
+
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// `text/plain; version=0.0.4`: what `promtool check metrics`, Prometheus' own client
+    /// libraries' parsers and most scrapers read; counters carry `_total` in HELP and TYPE too.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`: counter families named without
+    /// `_total`, ending in `# EOF`.
+    OpenMetrics,
+}
+
+impl Exposition {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format for an `Accept` header, as Prometheus' `expfmt.NegotiateIncludingOpenMetrics`
+    /// chooses: media ranges by descending `q` (ties in the order given), the first that names
+    /// OpenMetrics (version 1.0.0, 0.0.1 or none) or `text/plain` (version 0.0.4 or none)
+    /// wins; anything else, `*/*` and no header at all get the Prometheus text format.
+    pub fn negotiate(accept: Option<&str>) -> Exposition {
+        let Some(accept) = accept else { return Exposition::Prometheus };
+        let mut ranges: Vec<(f64, &str, Option<&str>)> = accept
+            .split(',')
+            .filter_map(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().filter(|m| !m.is_empty())?;
+                let (mut q, mut version) = (1.0, None);
+                for param in parts {
+                    let Some((k, v)) = param.split_once('=') else { continue };
+                    let v = v.trim().trim_matches('"');
+                    if k.trim().eq_ignore_ascii_case("q") {
+                        q = v.parse().unwrap_or(0.0);
+                    } else if k.trim().eq_ignore_ascii_case("version") {
+                        version = Some(v);
+                    }
+                }
+                Some((q, media, version))
+            })
+            .filter(|(q, _, _)| *q > 0.0)
+            .collect();
+        // Stable: equal weights keep the client's order.
+        ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, media, version) in ranges {
+            if media.eq_ignore_ascii_case("application/openmetrics-text")
+                && matches!(version, None | Some("1.0.0" | "0.0.1"))
+            {
+                return Exposition::OpenMetrics;
+            }
+            if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
+                return Exposition::Prometheus;
+            }
+        }
+        Exposition::Prometheus
+    }
+}
+
+/// The `reason` of `tocsin_events_rejected_total` an ingest route can give, by whether the
+/// credential was known: [`crate::error::ApiError::code`] of each refusal it can answer.
+const REFUSALS_KNOWN_SOURCE: [&str; 8] = [
+    "malformed",
+    "invalid",
+    "forbidden",
+    "too_large",
+    "unsupported_media_type",
+    "timeout",
+    "rate_limited",
+    "unavailable",
+];
+const REFUSALS_UNKNOWN_SOURCE: [&str; 5] =
+    ["unauthorized", "malformed", "too_large", "unsupported_media_type", "timeout"];
+
+/// Outcomes of one delivery attempt: `delivered`, or the journal's `outcome_label` of the error.
+const ATTEMPT_OUTCOMES: [&str; 5] = ["delivered", "retryable", "permanent", "gone", "unknown"];
+/// How a notification ends.
+const FINAL_OUTCOMES: [crate::outbox::State; 2] =
+    [crate::outbox::State::Delivered, crate::outbox::State::Dead];
+
+/// Creates a series at zero. (`get_or_create` hands back a read guard on the family: dropped at
+/// once.)
+fn create_at_zero<S, M, C>(family: &Family<S, M, C>, labels: &S)
+where
+    S: Clone + std::hash::Hash + Eq,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    drop(family.get_or_create(labels));
 }
 
 pub struct Metrics {
@@ -255,6 +350,9 @@ impl Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "Config and rule reloads, by result", reloads.clone());
+        for result in ["success", "failure"] {
+            create_at_zero(&reloads, &ReloadLabels { result: result.into() });
+        }
         let reload_last_success = Gauge::default();
         reload_last_success.set(1);
         registry.register(
@@ -334,6 +432,20 @@ impl Metrics {
             "Failures to accept a connection (out of file descriptors and the like)",
             accept_errors.clone(),
         );
+        for channel in crate::notify::Channel::ALL {
+            let channel = channel.as_str().to_owned();
+            create_at_zero(&notifications_queued, &ChannelLabels { channel: channel.clone() });
+            create_at_zero(&queue_depth, &ChannelLabels { channel: channel.clone() });
+            for outcome in ATTEMPT_OUTCOMES {
+                let labels = OutcomeLabels { channel: channel.clone(), outcome: outcome.into() };
+                create_at_zero(&notification_attempts, &labels);
+            }
+            for state in FINAL_OUTCOMES {
+                let labels =
+                    OutcomeLabels { channel: channel.clone(), outcome: state.as_str().into() };
+                create_at_zero(&notification_outcomes, &labels);
+            }
+        }
         Metrics {
             registry,
             ready,
@@ -368,6 +480,72 @@ impl Metrics {
             time_to_acknowledge,
             time_to_resolve,
             notice_deadlines_pending,
+        }
+    }
+
+    /// Creates, at zero, every series that `config` and the loaded rules make possible: events
+    /// accepted and refused per source, incidents and response times per severity and kind,
+    /// failures per rule. Called at start and after every reload; series of a source, severity
+    /// or rule that a reload removed stay (a counter must not vanish while Prometheus scrapes).
+    pub fn declare(&self, config: &crate::config::Config, rules: &[String]) {
+        use crate::config::Permission;
+        use crate::event::Format;
+        let accepted = |source: &str, format: Format| {
+            create_at_zero(
+                &self.events_accepted,
+                &AcceptedLabels { source: source.to_owned(), format: format.as_str().to_owned() },
+            );
+        };
+        for source in &config.sources {
+            let mut formats = Vec::new();
+            if source.allow.contains(&Permission::Alerts) {
+                formats.extend([Format::AlertmanagerV2, Format::AlertmanagerWebhook]);
+                if source.routing_key.is_some() {
+                    formats.push(Format::Pagerduty);
+                }
+            }
+            if source.allow.contains(&Permission::Reports) {
+                formats.push(Format::Report);
+            }
+            if source.allow.contains(&Permission::Events) {
+                formats.push(Format::Canonical);
+            }
+            for format in formats {
+                accepted(&source.name, format);
+            }
+            for reason in REFUSALS_KNOWN_SOURCE {
+                create_at_zero(
+                    &self.events_rejected,
+                    &RejectedLabels { source: source.name.clone(), reason: reason.into() },
+                );
+            }
+        }
+        accepted(crate::declaration::SOURCE, Format::Declaration);
+        for reason in REFUSALS_UNKNOWN_SOURCE {
+            create_at_zero(
+                &self.events_rejected,
+                &RejectedLabels { source: "unknown".into(), reason: reason.into() },
+            );
+        }
+        let kinds = [
+            crate::event::Kind::Alert,
+            crate::event::Kind::Report,
+            crate::event::Kind::Declaration,
+        ];
+        for threshold in &config.triage.severities {
+            let severity = SeverityLabels { severity: threshold.name.clone() };
+            create_at_zero(&self.time_to_acknowledge, &severity);
+            create_at_zero(&self.time_to_resolve, &severity);
+            for kind in kinds {
+                let labels =
+                    IncidentLabels { severity: threshold.name.clone(), kind: kind.as_str().into() };
+                create_at_zero(&self.incidents_opened, &labels);
+                create_at_zero(&self.incidents_acknowledged, &labels);
+                create_at_zero(&self.incidents_resolved, &labels);
+            }
+        }
+        for rule in rules {
+            create_at_zero(&self.rule_failures, &RuleLabels { rule: rule.clone() });
         }
     }
 
@@ -446,11 +624,18 @@ impl Metrics {
         self.reload_last_success.set(i64::from(ok));
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(4096);
+    /// Every metric in `format`.
+    pub fn encode(&self, format: Exposition) -> String {
+        let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = match format {
+            Exposition::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+            Exposition::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+        };
         out
     }
 }

@@ -141,14 +141,29 @@ pub fn allows_pii(user: &UserEntry) -> bool {
 /// its marker label; matched ASCII-case-insensitively in free text.
 #[derive(Debug, Clone, Default)]
 pub struct Known {
-    /// (lower-cased value, label), longest first once [`Known::sorted`].
-    values: Vec<(String, String)>,
+    /// (lower-cased value, label, where it counts), longest first once [`Known::sorted`].
+    values: Vec<(String, String, Match)>,
     seen: std::collections::HashSet<String>,
+}
+
+/// Where a known value is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    /// Wherever it occurs: a configured field's value is personal data whatever surrounds it.
+    Anywhere,
+    /// Only where the text quotes it (`"…"` or `` `…` ``): any string of a refused body, which
+    /// an error message only ever contains quoted. Elsewhere the same letters are the
+    /// message's own words ("is required to trigger", "critical, error, warning, info", a
+    /// field path) and stay readable.
+    Quoted,
 }
 
 /// Shorter values are not searched for in free text (a two-letter name would blank out every
 /// word containing it); the field itself is still redacted.
 const MIN_KNOWN_CHARS: usize = 3;
+/// Quoted values are matched only between quotes, so two letters suffice (a short name); a
+/// single character is left alone (`only "4" is`).
+const MIN_QUOTED_CHARS: usize = 2;
 
 impl Known {
     pub fn none() -> Known {
@@ -160,15 +175,33 @@ impl Known {
     }
 
     fn add(&mut self, value: &str, label: &str) {
-        let value = value.trim();
-        if value.chars().count() < MIN_KNOWN_CHARS {
+        self.add_as(value, label, Match::Anywhere);
+    }
+
+    fn add_as(&mut self, value: &str, label: &str, how: Match) {
+        // Free text may pad a value; a quoted one is exactly what was sent.
+        let value = if how == Match::Anywhere { value.trim() } else { value };
+        // Between quotes even a two-letter name is found without blanking other words.
+        let min = if how == Match::Quoted { MIN_QUOTED_CHARS } else { MIN_KNOWN_CHARS };
+        if value.chars().count() < min {
             return;
         }
         let mut push = |v: String| {
             if self.seen.insert(v.clone()) {
-                self.values.push((v, label.to_string()));
+                self.values.push((v, label.to_string(), how));
             }
         };
+        if how == Match::Quoted {
+            // As an error message quotes it: Rust's `{:?}` (`"a\"b"`), cut after
+            // `QUOTED_CHARS` characters with a `…` when longer.
+            let debug = format!("{value:?}");
+            push(debug[1..debug.len() - 1].to_ascii_lowercase());
+            if value.chars().nth(crate::error::QUOTED_CHARS).is_some() {
+                let cut: String = value.chars().take(crate::error::QUOTED_CHARS - 1).collect();
+                let debug = format!("{:?}", format!("{cut}…"));
+                push(debug[1..debug.len() - 1].to_ascii_lowercase());
+            }
+        }
         push(value.to_ascii_lowercase());
         // As an HTML template or a JSON encoder would have written it.
         let escaped = escape_html(value).to_ascii_lowercase();
@@ -186,15 +219,15 @@ impl Known {
     /// Longest first, so that a full name wins over a part of it. (Once, after adding: an
     /// error body may hold tens of thousands of strings.)
     fn sorted(mut self) -> Known {
-        self.values.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        self.values.sort_by_key(|(v, _, _)| std::cmp::Reverse(v.len()));
         self
     }
 
     /// These known values and `other`'s (for text about several events, such as a report).
     pub fn merge(mut self, other: Known) -> Known {
-        for (value, label) in other.values {
+        for (value, label, how) in other.values {
             if self.seen.insert(value.clone()) {
-                self.values.push((value, label));
+                self.values.push((value, label, how));
             }
         }
         self.sorted()
@@ -395,9 +428,12 @@ impl Redactor {
         let mut hits: Vec<Hit<'_>> = Vec::new();
         if !known.is_empty() {
             let lower = text.to_ascii_lowercase();
-            for (value, label) in &known.values {
+            for (value, label, how) in &known.values {
                 for (start, _) in lower.match_indices(value.as_str()) {
                     let end = start + value.len();
+                    if *how == Match::Quoted && !quoted(&lower, start, end) {
+                        continue;
+                    }
                     if !overlaps(&hits, start, end) {
                         hits.push(Hit { start, end, label });
                     }
@@ -564,17 +600,18 @@ impl Redactor {
                                 collect_strings(leaf, label, &mut fields)
                             });
                         }
-                        for (value, label) in fields.values {
+                        for (value, label, how) in fields.values {
                             if known.seen.insert(value.clone()) {
-                                known.values.push((value, label));
+                                known.values.push((value, label, how));
                             }
                         }
                     }
                 }
                 // An error never needs to quote a value back to its sender (the field path
                 // says where the problem is), and any value may be personal data in the
-                // wrong place (a name sent as `action`).
-                collect_strings(&v, "value", &mut known);
+                // wrong place (a name sent as `action`) — except one word of a protocol's
+                // vocabulary (`"sev1" is not one of critical, …`).
+                collect_body_strings(&v, "value", &mut known);
                 known.sorted()
             })
             .unwrap_or_default();
@@ -629,6 +666,39 @@ fn marker_for(leaf: &Value, label: &str) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(|v| marker_for(v, label)).collect()),
         _ => Value::String(format!("[redacted:{label}]")),
     }
+}
+
+/// Keys whose values are words of a wire protocol (an action, a severity, a status, a kind, a
+/// version), not data about anyone.
+const PROTOCOL_KEYS: [&str; 6] =
+    ["event_action", "action", "kind", "severity", "status", "version"];
+
+/// A value an error may quote back: one short word (letters, digits, `_ - .`) under a
+/// [`PROTOCOL_KEYS`] key. A name sent as `action` has a space and stays redacted, and the
+/// patterns still run over the message.
+fn is_protocol_word(key: &str, value: &str) -> bool {
+    PROTOCOL_KEYS.contains(&key)
+        && (1..=32).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Every string and number of a refused body, to be replaced where an error quotes it.
+fn collect_body_strings(v: &Value, label: &str, known: &mut Known) {
+    match v {
+        Value::String(s) if is_protocol_word(label, s) => {}
+        Value::String(s) => known.add_as(s, label, Match::Quoted),
+        Value::Number(n) => known.add_as(&n.to_string(), label, Match::Quoted),
+        Value::Array(items) => items.iter().for_each(|i| collect_body_strings(i, label, known)),
+        Value::Object(map) => map.iter().for_each(|(k, i)| collect_body_strings(i, k, known)),
+        _ => {}
+    }
+}
+
+/// Whether `text[start..end]` stands between quotes (`"` or a backtick) as a whole.
+fn quoted(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    matches!((before, after), (Some('"'), Some('"')) | (Some('`'), Some('`')))
 }
 
 fn collect_strings(v: &Value, label: &str, known: &mut Known) {

@@ -191,6 +191,7 @@ impl Reloader {
                     );
                 }
                 let names = next.rules.names();
+                self.metrics.declare(&next.config, &names);
                 self.current.store(Arc::new(next));
                 self.metrics.reloaded(true);
                 tracing::info!(why, rules = ?names, "reloaded config and rules");

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -114,7 +114,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .merge(crate::dashboard::routes())
+        // After every route (it applies to those registered before it), dashboard's included.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(app)
 }
 
@@ -133,6 +136,7 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::new());
+    metrics.declare(&runtime.config, &runtime.rules.names());
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let (journal, writer) = {
         let (store, metrics, rt) = (store.clone(), metrics.clone(), runtime.clone());
@@ -373,18 +377,64 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Exposition::negotiate(accept);
     app.metrics.store_writable.set(i64::from(app.store.write_problem().is_none()));
     app.metrics.ready.set(i64::from(not_ready(&app).is_none()));
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        app.metrics.encode(),
+        [(header::CONTENT_TYPE, format.content_type()), (header::VARY, "Accept")],
+        app.metrics.encode(format),
     )
         .into_response()
 }
 
 async fn not_found() -> Response {
     ApiError::NotFound("no such endpoint".into()).into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; the Allow header lists the methods that are",
+        uri.path()
+    ))
+    .into_response()
+}
+
+/// Most a framework refusal's text body that [`json_errors`] reads.
+const FRAMEWORK_ERROR_BYTES: usize = 16 * 1024;
+
+/// Every error answer is JSON: the refusals the framework writes itself (a body over axum's
+/// buffering limit, a path that does not decode, an extractor's rejection) come as plain text
+/// or empty, and become `{"error", "message"}` here. Answers that chose their type (JSON, the
+/// dashboard's HTML, TwiML) pass untouched.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let plain = resp.headers().get(header::CONTENT_TYPE).is_none_or(|ct| {
+        ct.to_str().is_ok_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/plain"))
+    });
+    if !plain {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, FRAMEWORK_ERROR_BYTES).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        text => text.to_string(),
+    };
+    let body = json!({"error": crate::error::code_for_status(status), "message": message});
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // As for ingest's 413: the rest of the body is not read and the connection closes;
+        // saying so keeps a client's pool from sending its next request into it.
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 async fn reload_on_sighup(reloader: Arc<Reloader>, stop: tokio_util::sync::CancellationToken) {

@@ -7,8 +7,11 @@
 //! `notifications.dashboard_url` + `/api/v1/sms/inbound` + the query, since a proxy may sit in
 //! front) followed by every form parameter, name then value, sorted by name. The sender's
 //! number must be a person's `phone`, and that person must have been notified about the
-//! incident; the acknowledgement is recorded as `sms:<person>`. The answer is TwiML: a short
-//! reply to a known person, nothing to unknown numbers (no texts to strangers, no cost).
+//! incident; the acknowledgement is recorded as `sms:<person>`. The answer to a message Twilio
+//! signed is TwiML: a short reply to a known person, nothing to unknown numbers (no texts to
+//! strangers, no cost). Refusals (not enabled, a body that is not a form, a bad signature, too
+//! many requests) are Tocsin's JSON errors, like every other route's: Twilio only logs a
+//! non-2xx answer (its error 11200) and texts nobody, and whoever debugs the webhook reads why.
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
+use crate::error::ApiError;
 use crate::incident::IncidentId;
 use crate::journal::{ActError, PersonAction};
 use crate::notify::SmsProvider;
@@ -119,11 +123,7 @@ pub async fn inbound(
     body: Bytes,
 ) -> Response {
     let too_many = |secs: u64| {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, secs.to_string())],
-            "too many requests",
-        )
+        ApiError::RateLimited { limit: "SMS replies".into(), retry_after_secs: secs }
             .into_response()
     };
     // Unsigned or forged replies are charged to their client, signed ones never: a flood of
@@ -148,14 +148,17 @@ pub async fn inbound(
     }
     let Some(params) = parse_form(&body) else {
         app.failures.fail(from_client);
-        return (StatusCode::BAD_REQUEST, "the body is not a valid form").into_response();
+        return ApiError::malformed(
+            "the body is not a form (application/x-www-form-urlencoded, UTF-8 once decoded)",
+        )
+        .into_response();
     };
     let signature =
         headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !twilio_signature_valid(auth_token.expose(), &url, &params, signature) {
         tracing::info!(client = %client.0, "SMS reply refused: X-Twilio-Signature missing or wrong");
         app.failures.fail(from_client);
-        return (StatusCode::FORBIDDEN, "X-Twilio-Signature is missing or does not match")
+        return ApiError::Forbidden("X-Twilio-Signature is missing or does not match".into())
             .into_response();
     }
     if app.sms_limiter.check().is_err() {
@@ -212,7 +215,7 @@ pub async fn inbound(
 }
 
 fn not_enabled() -> Response {
-    crate::error::ApiError::NotFound(
+    ApiError::NotFound(
         "SMS replies need notifications.sms with provider twilio and notifications.dashboard_url"
             .into(),
     )

@@ -5,7 +5,7 @@
 //! connections and must get 429 with Retry-After for the excess; `bulk` floods with 100-alert
 //! batches over 24 connections through a journal queue of 1 and must get 503 with Retry-After
 //! when the queue is full. Pass: excess is refused with exactly those statuses (never a 5xx
-//! otherwise, never a hang), `/-/healthy` answers 200 within 2 s, polled every 100 ms throughout, every 202 is stored, the notification queue depth is
+//! otherwise, never a hang), `/-/healthy` answers 200 within 2 s, polled every 100 ms throughout, every 200 is stored, the notification queue depth is
 //! reported, and peak resident memory (VmHWM) stays under 300 MiB.
 
 mod common;
@@ -49,7 +49,7 @@ async fn stalling_sink() -> String {
 #[derive(Default)]
 struct Tally {
     accepted_events: AtomicU64,
-    s202: AtomicU64,
+    s200: AtomicU64,
     s429: AtomicU64,
     s503: AtomicU64,
     other: AtomicU64,
@@ -117,8 +117,9 @@ notifications:
                     let status = r.status().as_u16();
                     let retry_after = r.headers().get("retry-after").is_some();
                     match status {
-                        202 => {
-                            tally.s202.fetch_add(1, Ordering::Relaxed);
+                        // Alertmanager's route answers 200, as Alertmanager does.
+                        200 => {
+                            tally.s200.fetch_add(1, Ordering::Relaxed);
                             tally.accepted_events.fetch_add(batch as u64, Ordering::Relaxed);
                         }
                         429 | 503 => {
@@ -163,14 +164,14 @@ notifications:
     let [limited, bulk] = &tallies;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "flood 6 s: limited 202={} 429={} 503={} other={} errors={}; bulk 202={} ({} alerts) 429={} 503={} other={} errors={}; \
+        "flood 6 s: limited 200={} 429={} 503={} other={} errors={}; bulk 200={} ({} alerts) 429={} 503={} other={} errors={}; \
          {checks} health checks, slowest {slowest:?}; peak RSS {} MiB",
-        get(&limited.s202),
+        get(&limited.s200),
         get(&limited.s429),
         get(&limited.s503),
         get(&limited.other),
         get(&limited.errors),
-        get(&bulk.s202),
+        get(&bulk.s200),
         get(&bulk.accepted_events),
         get(&bulk.s429),
         get(&bulk.s503),
@@ -179,14 +180,14 @@ notifications:
         hwm / 1024
     );
     for t in &tallies {
-        assert_eq!(get(&t.other), 0, "statuses other than 202/429/503");
+        assert_eq!(get(&t.other), 0, "statuses other than 200/429/503");
         assert_eq!(get(&t.errors), 0, "requests that got no answer");
     }
     assert!(get(&limited.s429) > 0, "the rate-limited source was never refused with 429");
     // Burst 100 plus 100/s over ~6 s, with a little slack for timing.
-    assert!(get(&limited.s202) <= 5 + 5 * 7, "rate limit not enforced: {}", get(&limited.s202));
+    assert!(get(&limited.s200) <= 5 + 5 * 7, "rate limit not enforced: {}", get(&limited.s200));
     assert!(get(&bulk.s503) > 0, "a journal queue of 1 under 24 connections never answered 503");
-    assert!(get(&bulk.s202) > 0, "the bulk source got nothing through");
+    assert!(get(&bulk.s200) > 0, "the bulk source got nothing through");
     assert!(
         hwm < RSS_CAP_KIB,
         "peak RSS {} MiB over the {} MiB cap",
@@ -203,7 +204,7 @@ notifications:
         .filter(|l| l.starts_with("tocsin_events_accepted_total{"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(stored, accepted, "the daemon counts exactly what was answered 202");
+    assert_eq!(stored, accepted, "the daemon counts exactly what was answered 200");
     let r = d.get("/api/v1/events?limit=1", Some(VIEWER_TOKEN)).await;
     assert_eq!(r.body["events"].as_array().unwrap().len(), 1, "{}", r.text);
     // Notifications wait in the bounded outbox for the stalled sink; the depth is reported.

@@ -58,9 +58,13 @@ async fn post_raw(d: &Daemon, endpoint: &str, body: Vec<u8>) -> (u16, Value, Str
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
 }
 
-/// A JSON error body: Tocsin's `{"error","message"}`, or PagerDuty's `{"status","message"}` on
-/// `/v2/enqueue`.
+/// A JSON error body: Tocsin's `{"error","message"}`, PagerDuty's `{"status","message"}` on
+/// `/v2/enqueue`, or Alertmanager's JSON string on `/api/v2/alerts`.
 fn assert_json_error(what: &str, body: &Value, text: &str) {
+    if let Value::String(message) = body {
+        assert!(what.starts_with("/api/v2/alerts") && !message.is_empty(), "{what}: {text}");
+        return;
+    }
     let code = body["error"].as_str().or_else(|| body["status"].as_str());
     assert!(code.is_some_and(|c| !c.is_empty()), "{what}: no JSON error body: {text}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {text}");
@@ -120,10 +124,8 @@ async fn hostile_bodies_get_a_4xx_with_a_json_error_and_nothing_is_stored() {
         assert_eq!(status, *want, "{what}: {short}");
         assert_json_error(what, &json, &short);
         assert!(started.elapsed() < Duration::from_secs(10), "{what} took {:?}", started.elapsed());
-        println!(
-            "{what}: {status} {}",
-            json["error"].as_str().or(json["status"].as_str()).unwrap()
-        );
+        let code = json["error"].as_str().or(json["status"].as_str()).or(json.as_str());
+        println!("{what}: {status} {}", code.unwrap());
     }
     assert_nothing_stored(&d).await;
     assert_eq!(d.get("/-/healthy", None).await.status, 200);
@@ -177,5 +179,5 @@ async fn a_request_whose_headers_come_too_late_is_not_stored() {
     assert_nothing_stored(&d).await;
     // The daemon still serves the next, honest client.
     let r = d.post("/api/v2/alerts", Some(TOKEN), body).await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
 }

@@ -479,7 +479,7 @@ async fn reloads_under_concurrent_ingest_lose_nothing() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
+            assert_eq!(r.status().as_u16(), 200);
             let v: Value = r.json().await.unwrap();
             ids.push(v["event_ids"][0].as_str().unwrap().to_string());
         }

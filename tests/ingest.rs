@@ -18,7 +18,7 @@ async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
     let r = d
         .post("/api/v2/alerts", Some(ALERTS_ONLY_TOKEN), fixture("alertmanager-v2/alerts.json"))
         .await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "success");
     let ids = r.event_ids();
     assert!(!ids.is_empty());
@@ -37,13 +37,112 @@ async fn alertmanager_v2_batch_is_stored_with_alertmanager_fingerprints() {
         "generatorURL": "http://prometheus:9090/graph?g0.expr=disk"
     }]);
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     let event = stored(&d, &r.event_ids()[0]).await;
     assert_eq!(event["fingerprint"], "e94c744ae3d44df8");
     assert_eq!(event["dedup_key"], "e94c744ae3d44df8");
     assert_eq!(event["action"], "trigger");
     assert_eq!(event["severity"], "critical");
     assert_eq!(event["summary"], "Disk on db1 is full");
+}
+
+/// Prometheus 3 and Alertmanager ≥ 0.28 allow UTF-8 label names (OpenTelemetry's
+/// `service.name`); the fingerprint is Prometheus' over the names' bytes.
+#[tokio::test]
+async fn alertmanager_v2_takes_utf8_label_names_with_prometheus_fingerprints() {
+    let d = Daemon::start("");
+    // The vector from prometheus/common's signature tests: a name with a hyphen.
+    let alert = json!([{"labels": {"first-label": "first-label-value"}}]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["fingerprint"], format!("{:016x}", 5_146_282_821_936_882_169_u64));
+
+    let alert = json!([{
+        "labels": {"alertname": "HighLatency", "service.name": "checkout", "k8s.pod.name": "web-1"},
+        "annotations": {"summary": "p99 above 2 s"}
+    }]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let event = stored(&d, &r.event_ids()[0]).await;
+    assert_eq!(event["labels"]["service.name"], "checkout");
+    assert_eq!(event["labels"]["k8s.pod.name"], "web-1");
+
+    // Still refused, as Alertmanager refuses them: an empty name, and invalid UTF-8.
+    let r = d.post("/api/v2/alerts", Some(TOKEN), r#"[{"labels": {"": "x", "a": "b"}}]"#).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.body.as_str().unwrap().contains("label names must not be empty"), "{}", r.text);
+    let r =
+        d.post("/api/v2/alerts", Some(TOKEN), b"[{\"labels\": {\"a\xff\": \"b\"}}]".to_vec()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+/// A start time from an unset clock (year 0, 1970) would make time-to-detect decades long, and
+/// one far ahead would count as never detected: both are refused, naming the field.
+#[tokio::test]
+async fn implausible_start_times_are_refused() {
+    let d = Daemon::start("");
+    let event = json!({"summary": "x", "starts_at": "0000-01-01T00:00:00Z"});
+    let r = d.post("/api/v1/events", Some(TOKEN), event.to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["field"], "starts_at", "{}", r.text);
+    assert!(r.body["message"].as_str().unwrap().contains("before 2000-01-01T00:00:00Z"));
+
+    let alert = json!([{"labels": {"alertname": "Epoch"}, "startsAt": "1970-01-01T00:00:00Z"}]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.body.as_str().unwrap().contains("alerts[0].startsAt: is 1970-01-01T00:00:00Z"));
+
+    let ahead = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(48)).to_string();
+    let report = json!({"reporter": {"name": "desk"}, "service": "web", "summary": "x",
+                        "occurred_at": ahead});
+    let r = d.post("/api/v1/reports", Some(TOKEN), report.to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("more than 24 h after it arrived"), "{}", r.text);
+
+    let r = d.get("/api/v1/events", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
+}
+
+/// A key repeated in one object (`severity` twice) is refused naming it, on every format where
+/// labels or details are objects; JSON parsers disagree on which value would win.
+#[tokio::test]
+async fn a_repeated_label_key_is_refused_naming_the_key() {
+    let d = Daemon::start("");
+    let labels = r#"{"alertname": "Dup", "severity": "info", "severity": "critical"}"#;
+    let cases = [
+        ("/api/v2/alerts", format!(r#"[{{"labels": {labels}}}]"#), 400),
+        (
+            "/api/v1/alertmanager",
+            format!(
+                r#"{{"version": "4", "alerts": [{{"status": "firing", "labels": {labels}}}]}}"#
+            ),
+            400,
+        ),
+        ("/api/v1/events", format!(r#"{{"summary": "dup", "labels": {labels}}}"#), 400),
+        (
+            "/api/v1/reports",
+            format!(
+                r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "dup", "labels": {labels}}}"#
+            ),
+            400,
+        ),
+        (
+            "/v2/enqueue",
+            format!(
+                r#"{{"routing_key": "{ROUTING_KEY}", "event_action": "trigger", "payload": {{"summary": "dup",
+                    "source": "h", "severity": "info", "custom_details": {labels}}}}}"#
+            ),
+            400,
+        ),
+    ];
+    for (path, body, status) in cases {
+        let r = d.post(path, Some(TOKEN), body).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert!(r.text.contains(r#"duplicate key \"severity\""#), "{path}: {}", r.text);
+    }
+    let r = d.get("/api/v1/events", Some(VIEWER_TOKEN)).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
 }
 
 #[tokio::test]
@@ -55,7 +154,7 @@ async fn alertmanager_v2_past_ends_at_is_a_resolve() {
         "endsAt": "2026-11-27T01:05:00Z"
     }]);
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(stored(&d, &r.event_ids()[0]).await["action"], "resolve");
 }
 
@@ -69,15 +168,67 @@ async fn a_batch_with_invalid_alerts_stores_the_valid_ones_and_names_the_rest() 
     ]);
     let r = d.post("/api/v2/alerts", Some(TOKEN), batch.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
+    // Alertmanager's `badRequest`: one JSON string naming what was refused.
+    let message = r.body.as_str().unwrap_or_else(|| panic!("not a JSON string: {}", r.text));
+    assert!(message.starts_with("stored 2 events; refused alerts[1].labels"), "{message}");
+    let listed = d.get("/api/v1/events?limit=10", Some(VIEWER_TOKEN)).await;
+    let summaries: Vec<&str> = listed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(summaries, ["Good2", "Good1"], "{}", listed.text);
+
+    // Tocsin's own batch formats keep the structured answer, with the stored ids.
+    let batch = json!([{"summary": "kept"}, {"summary": ""}]);
+    let r = d.post("/api/v1/events", Some(TOKEN), batch.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["error"], "invalid");
-    let errors = r.body["errors"].as_array().expect("errors");
-    assert_eq!(errors.len(), 1, "{}", r.text);
-    assert!(errors[0]["field"].as_str().unwrap().starts_with("alerts[1]"), "{}", r.text);
-    let ids = r.event_ids();
-    assert_eq!(ids.len(), 2);
-    for id in &ids {
-        stored(&d, id).await;
+    assert_eq!(r.body["errors"][0]["field"], "events[1].summary", "{}", r.text);
+    stored(&d, &r.event_ids()[0]).await;
+}
+
+/// What a client generated from Alertmanager's OpenAPI spec (amtool, Go's go-swagger) sees on
+/// `POST /api/v2/alerts`: the spec declares 200 (no body read) and 400 with a JSON string
+/// (`badRequest`), and such a client treats any other code as a failure, 202 included.
+#[tokio::test]
+async fn alertmanager_v2_answers_with_the_codes_and_bodies_of_alertmanagers_spec() {
+    let d = Daemon::start("");
+    let alert = json!([{"labels": {"alertname": "Amtool", "instance": "db1"}}]).to_string();
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.body["accepted"], 1);
+    stored(&d, &r.event_ids()[0]).await;
+
+    // Every problem with the body is a 400 whose body is a string, as amtool decodes it: not
+    // JSON at all, not an array, and a batch over the size limit (422 on the other routes).
+    let huge = format!("[{}{{}}]", "{},".repeat(10_000));
+    for (what, body) in [
+        ("truncated", "[{\"labels\": ".to_string()),
+        ("an object", json!({"labels": {"a": "b"}}).to_string()),
+        ("too many", huge),
+        ("no labels", json!([{"labels": {}}]).to_string()),
+    ] {
+        let r = d.post("/api/v2/alerts", Some(TOKEN), body).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text);
+        assert_eq!(r.headers["content-type"], "application/json", "{what}");
+        let message: String = serde_json::from_str(&r.text)
+            .unwrap_or_else(|e| panic!("{what}: not a JSON string ({e}): {}", r.text));
+        assert!(!message.is_empty(), "{what}");
     }
+    let r = d.post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ").await;
+    assert!(r.body.as_str().unwrap().contains("line 1 column"), "{}", r.text);
+
+    // Statuses Alertmanager's spec does not have keep their meaning and Tocsin's JSON error.
+    let r = d.post("/api/v2/alerts", Some("wrong"), "[]").await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.body["error"], "unauthorized");
+
+    // Other routes still answer 202.
+    let r = d.post("/api/v1/events", Some(TOKEN), json!({"summary": "x"}).to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
 }
 
 #[tokio::test]
@@ -116,13 +267,35 @@ async fn pagerduty_enqueue_answers_like_pagerduty_and_generates_dedup_keys() {
     let r = d.post("/v2/enqueue", None, ack.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["status"], "invalid event");
-    assert!(r.body["errors"].as_array().is_some_and(|e| !e.is_empty()), "{}", r.text);
+    assert_eq!(r.body["message"], "Event object is invalid");
+    // The protocol's own words are not redacted as if they were personal data.
+    assert_eq!(r.body["errors"], json!(["dedup_key: is required to acknowledge"]), "{}", r.text);
 
-    // A wrong routing key is refused.
+    // A wrong or missing routing key is an invalid event, as PagerDuty answers it (its Events
+    // API has no 401): 400, "Event object is invalid", the reason in `errors`.
     trigger["routing_key"] = json!("not-a-key");
     let r = d.post("/v2/enqueue", None, trigger.to_string()).await;
-    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["status"], "invalid event", "{}", r.text);
+    assert_eq!(r.body["message"], "Event object is invalid", "{}", r.text);
+    assert!(r.body["errors"][0].as_str().unwrap().starts_with("Invalid routing key"), "{}", r.text);
     assert_eq!(r.body["error"], "unauthorized");
+    assert!(r.headers.get("www-authenticate").is_none());
+    for missing in [json!(null), json!("")] {
+        trigger["routing_key"] = missing;
+        let r = d.post("/v2/enqueue", None, trigger.to_string()).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.body["status"], "invalid event", "{}", r.text);
+        assert_eq!(r.body["errors"], json!(["'routing_key' is missing or blank"]), "{}", r.text);
+    }
+    // Refused keys are counted as such.
+    let m = d.get("/metrics", None).await;
+    assert!(
+        m.text
+            .contains("tocsin_events_rejected_total{source=\"unknown\",reason=\"unauthorized\"} 3"),
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test]
@@ -235,7 +408,7 @@ async fn every_refusal_has_its_status_and_a_json_body() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     // 400: not JSON, with the position.
-    let r = d.post("/api/v2/alerts", Some(TOKEN), "[{\"labels\": ").await;
+    let r = d.post("/api/v1/events", Some(TOKEN), "[{\"labels\": ").await;
     check(&r, 400, "malformed");
     // 422: well-formed, but a value is out of bounds.
     let long =
@@ -278,7 +451,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
     ));
     let alert = json!([{"labels": {"alertname": "X"}}]).to_string();
     for _ in 0..2 {
-        assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.clone()).await.status, 202);
+        assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.clone()).await.status, 200);
     }
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
     assert_eq!(r.status, 429, "{}", r.text);
@@ -288,7 +461,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn events_answered_202_survive_sigkill() {
+async fn events_answered_2xx_survive_sigkill() {
     let mut d = Daemon::start("");
     let mut ids = Vec::new();
     let mut tasks = Vec::new();
@@ -305,7 +478,7 @@ async fn events_answered_202_survive_sigkill() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
+            assert_eq!(r.status().as_u16(), 200);
             let v: Value = r.json().await.unwrap();
             v["event_ids"][0].as_str().unwrap().to_string()
         }));
@@ -328,7 +501,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let mut d = Daemon::start("");
     let alert = json!([{"labels": {"alertname": "BeforeStop"}}]).to_string();
     let r = d.post("/api/v2/alerts", Some(TOKEN), alert).await;
-    assert_eq!(r.status, 202);
+    assert_eq!(r.status, 200);
     let id = r.event_ids()[0].clone();
 
     // A request whose body is still arriving when SIGTERM lands is finished, not cut off.
@@ -351,7 +524,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     tx.send(Ok(b"{\"alertname\":\"InFlight\"}}]".to_vec())).await.unwrap();
     drop(tx);
     let resp = slow.await.unwrap().expect("in-flight request answered");
-    assert_eq!(resp.status().as_u16(), 202);
+    assert_eq!(resp.status().as_u16(), 200);
     let v: Value = resp.json().await.unwrap();
     let in_flight = v["event_ids"][0].as_str().unwrap().to_string();
 
@@ -401,7 +574,7 @@ async fn health_readiness_and_metrics_answer_without_credentials() {
     assert_eq!(d.get("/-/healthy", None).await.status, 200);
     assert_eq!(d.get("/-/ready", None).await.status, 200);
     let alert = json!([{"labels": {"alertname": "M"}}, {"labels": {"alertname": "N"}}]);
-    assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await.status, 202);
+    assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await.status, 200);
     let m = d.get("/metrics", None).await;
     assert_eq!(m.status, 200);
     assert!(

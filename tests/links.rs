@@ -363,12 +363,29 @@ notifications:
     let body = format!("ACK {id}");
     let params = [("From", PHONE), ("To", "+15005550006"), ("Body", body.as_str())];
 
-    // Wrong or missing signature: refused, nothing changes.
+    // Wrong or missing signature: refused, nothing changes. Refusals are JSON errors (only a
+    // message Twilio signed gets TwiML).
     let page = sms_reply(&d, &params, &twilio_sign("not-the-token", &url, &params)).await;
     assert_eq!(page.status, 403, "{}", page.text);
+    let json: serde_json::Value = serde_json::from_str(&page.text).expect("a JSON error");
+    assert_eq!(json["error"], "forbidden", "{}", page.text);
+    assert!(json["message"].as_str().unwrap().contains("X-Twilio-Signature"), "{}", page.text);
+    assert_eq!(page.headers["content-type"], "application/json");
     let page = sms_reply(&d, &params, "").await;
     assert_eq!(page.status, 403, "{}", page.text);
     assert_eq!(incident(&d, id).await["status"], "triggered");
+    // Not a form at all (a byte that is not UTF-8 once decoded).
+    let resp = d
+        .client
+        .post(d.url("/api/v1/sms/inbound"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Body=%FF")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let json: serde_json::Value = resp.json().await.expect("a JSON error");
+    assert_eq!(json["error"], "malformed", "{json}");
 
     // A number nobody has: no reply at all.
     let stranger = [("From", "+15550000000"), ("To", "+15005550006"), ("Body", body.as_str())];

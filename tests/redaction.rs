@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VIEWER: &str = "canary-viewer-token-0123456789";
 const PII: &str = "canary-pii-token-0123456789";
+const ROUTING_KEY: &str = "canary-routing-key-0123456789";
 
 fn config(hook_port: u16, rules: &Path) -> String {
     format!(
@@ -25,6 +26,7 @@ log_format: text
 sources:
   - name: desk
     token: ${{TOCSIN_TOKEN}}
+    routing_key: {ROUTING_KEY}
     allow: [alerts, reports, events]
 users:
   - name: admin
@@ -219,8 +221,50 @@ async fn personal_data_appears_only_where_the_policy_allows() {
         )
         .await;
     errors.push_str(&r.text);
+    // PagerDuty events with canary values in its protocol fields, or in a value cut short in
+    // the message (a name longer than the 64 characters an error quotes).
+    let long_name = format!("{} {}", c.name, "von und zu ".repeat(6));
+    for bad in [
+        json!({"routing_key": ROUTING_KEY, "event_action": c.name}),
+        json!({"routing_key": ROUTING_KEY, "event_action": long_name}),
+        json!({"routing_key": ROUTING_KEY, "event_action": "trigger",
+               "payload": {"summary": "s", "source": "h", "severity": c.email}}),
+    ] {
+        let r = d.post("/v2/enqueue", None, bad.to_string()).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        errors.push_str(&r.text);
+        errors.push('\n');
+    }
     assert!(errors.contains("expected a boolean") && errors.contains("RFC 3339"), "{errors}");
     c.assert_absent("4xx error bodies", &errors);
+
+    // What is not personal data stays readable: the protocol's own words, and a value that is
+    // one of its words' kind (a severity that is not PagerDuty's).
+    let r = d
+        .post(
+            "/v2/enqueue",
+            None,
+            json!({"routing_key": ROUTING_KEY, "event_action": "trigger",
+                   "payload": {"summary": "s", "source": "h", "severity": "sev1",
+                               "custom_details": {"level": "error", "who": c.name}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.body["errors"],
+        json!(["payload.severity: \"sev1\" is not one of critical, error, warning, info"]),
+        "{}",
+        r.text
+    );
+    let r = d
+        .post(
+            "/v2/enqueue",
+            None,
+            json!({"routing_key": ROUTING_KEY, "event_action": "acknowledge"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.body["errors"], json!(["dedup_key: is required to acknowledge"]), "{}", r.text);
 
     // 3. Notifications: both log targets written, the webhook failed twice (quoting the body).
     let mut last = String::new();

@@ -250,15 +250,16 @@ async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_compute
     assert_eq!(sample(&m, &format!("{tta}_count{{severity=\"sev1\"}}")), Some(2.0), "{m}");
     assert_eq!(sample(&m, &format!("{tta}_sum{{severity=\"sev1\"}}")), Some(540.0));
     // 240 s and 300 s: none by 2 minutes, both by 5.
-    assert_eq!(sample(&m, &format!("{tta}_bucket{{le=\"120.0\",severity=\"sev1\"}}")), Some(0.0));
-    assert_eq!(sample(&m, &format!("{tta}_bucket{{le=\"300.0\",severity=\"sev1\"}}")), Some(2.0));
+    assert_eq!(sample(&m, &format!("{tta}_bucket{{severity=\"sev1\",le=\"120\"}}")), Some(0.0));
+    assert_eq!(sample(&m, &format!("{tta}_bucket{{severity=\"sev1\",le=\"300\"}}")), Some(2.0));
     assert_eq!(sample(&m, &format!("{tta}_count{{severity=\"sev2\"}}")), Some(1.0));
-    assert_eq!(sample(&m, &format!("{tta}_count{{severity=\"sev3\"}}")), None);
+    // Every configured severity has its series from the start.
+    assert_eq!(sample(&m, &format!("{tta}_count{{severity=\"sev3\"}}")), Some(0.0));
     assert_eq!(sample(&m, &format!("{ttr}_count{{severity=\"sev1\"}}")), Some(2.0));
     assert_eq!(sample(&m, &format!("{ttr}_sum{{severity=\"sev1\"}}")), Some(2400.0));
     assert_eq!(sample(&m, &format!("{ttr}_sum{{severity=\"sev3\"}}")), Some(3600.0));
-    assert_eq!(sample(&m, &format!("{ttr}_bucket{{le=\"1800.0\",severity=\"sev3\"}}")), Some(0.0));
-    assert_eq!(sample(&m, &format!("{ttr}_bucket{{le=\"3600.0\",severity=\"sev3\"}}")), Some(1.0));
+    assert_eq!(sample(&m, &format!("{ttr}_bucket{{severity=\"sev3\",le=\"1800\"}}")), Some(0.0));
+    assert_eq!(sample(&m, &format!("{ttr}_bucket{{severity=\"sev3\",le=\"3600\"}}")), Some(1.0));
     assert!(m.contains("tocsin_notice_deadlines_pending "), "{m}");
 
     // `tocsin report` while the daemon holds the file: it asks the daemon.

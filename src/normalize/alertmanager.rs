@@ -10,9 +10,10 @@
 //!   rejected: the sender never wrote a "summary" and the full text stays in `annotations`.
 //! - The Go zero time `0001-01-01T00:00:00Z`, which Alertmanager sends for an unset `endsAt`,
 //!   counts as absent.
-//! - v2 label names must match `[a-zA-Z_][a-zA-Z0-9_]*`. Webhook label names need only be
-//!   non-empty: they come from an Alertmanager that has validated them already, possibly under
-//!   its newer UTF-8 name rules.
+//! - Label names follow Alertmanager ≥ 0.28 (Prometheus 3's UTF-8 names, such as
+//!   OpenTelemetry's `service.name`): any non-empty string, as its default (non-`classic`)
+//!   mode accepts. JSON cannot carry invalid UTF-8 to here: such a body is refused whole. The
+//!   fingerprint is computed over the names' UTF-8 bytes in byte order, as Prometheus' is.
 //! - Labels with an empty value are dropped (v2), as Alertmanager does, before the fingerprint.
 //! - The label `tocsin_drill="true"` marks a rehearsal (`Event::drill`). It stays a label, so
 //!   it is part of the fingerprint: a drill alert never joins the real alert's incident.
@@ -25,8 +26,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    Context, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS, Normalized, check_annotations, check_labels,
-    decode, decode_batch, parse_time, shorten, truncate_chars,
+    Context, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS, Normalized, UniqueMap, check_annotations,
+    check_labels, decode, decode_batch, parse_time, shorten, truncate_chars,
 };
 use crate::error::{ApiError, FieldError};
 use crate::event::{Action, Event, Format, Kind, Link};
@@ -57,9 +58,9 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 /// One item of `postableAlerts`. Unknown fields are ignored: senders add their own.
 #[derive(Deserialize)]
 struct PostableAlert {
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<UniqueMap>,
     #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+    annotations: Option<UniqueMap>,
     #[serde(default, rename = "startsAt")]
     starts_at: Option<String>,
     #[serde(default, rename = "endsAt")]
@@ -101,17 +102,17 @@ fn postable_alert(i: usize, item: &RawValue, ctx: &Context<'_>) -> Result<Event,
         vec![FieldError::new(At(i, "").to_string(), format!("not an Alertmanager alert: {e}"))]
     })?;
     let mut errors = Vec::new();
-    let mut labels = alert.labels.unwrap_or_default();
-    check_labels(At(i, ".labels"), &mut labels, true, &mut errors);
+    let mut labels = alert.labels.unwrap_or_default().0;
+    check_labels(At(i, ".labels"), &mut labels, false, &mut errors);
     if labels.is_empty() {
         errors.push(FieldError::new(
             At(i, ".labels").to_string(),
             "must not be empty: at least one label is required",
         ));
     }
-    let annotations = alert.annotations.unwrap_or_default();
+    let annotations = alert.annotations.unwrap_or_default().0;
     check_annotations(At(i, ".annotations"), &annotations, &mut errors);
-    let times = alert_times(At(i, ""), alert.starts_at, alert.ends_at, &mut errors);
+    let times = alert_times(At(i, ""), alert.starts_at, alert.ends_at, ctx.now, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -178,27 +179,30 @@ impl Alert {
     }
 }
 
-/// Parses `startsAt`/`endsAt`, treating Go's zero time as absent, and checks their order as
+/// Parses `startsAt`/`endsAt`, treating Go's zero time as absent, refusing implausible times
+/// (see [`super::Plausible`]; Alertmanager itself takes any), and checks their order as
 /// Alertmanager does ("start time must be before end time").
 fn alert_times(
     path: impl std::fmt::Display,
     starts_at: Option<String>,
     ends_at: Option<String>,
+    now: Timestamp,
     errors: &mut Vec<FieldError>,
 ) -> (Option<Timestamp>, Option<Timestamp>) {
-    let mut parse = |name: &str, value: Option<String>| {
+    let mut parse = |name: &str, value: Option<String>, bound| {
         let value = value.filter(|s| !s.is_empty())?;
+        let path = format!("{path}.{name}");
         match parse_time(&value) {
             Ok(ts) if is_go_zero_time(ts) => None,
-            Ok(ts) => Some(ts),
+            Ok(ts) => super::plausible(&path, ts, bound, errors),
             Err(message) => {
-                errors.push(FieldError::new(format!("{path}.{name}"), message));
+                errors.push(FieldError::new(path, message));
                 None
             }
         }
     };
-    let starts = parse("startsAt", starts_at);
-    let ends = parse("endsAt", ends_at);
+    let starts = parse("startsAt", starts_at, super::Plausible::Start { now });
+    let ends = parse("endsAt", ends_at, super::Plausible::End);
     if let (Some(s), Some(e)) = (starts, ends) {
         if e < s {
             errors.push(FieldError::new(format!("{path}.endsAt"), "must not be before startsAt"));
@@ -208,14 +212,16 @@ fn alert_times(
 }
 
 /// `0001-01-01T00:00:00Z`, Go's `time.Time{}`, which Alertmanager marshals for "not set".
+/// Exactly that: any other time before 2000 is refused as implausible.
 fn is_go_zero_time(ts: Timestamp) -> bool {
-    ts.as_second() <= -62_135_596_800
+    ts == Timestamp::constant(-62_135_596_800, 0)
 }
 
 /// Alertmanager webhook notification. `groupLabels`, `commonLabels` and `commonAnnotations` are
-/// not read: they are derived from the alerts' own labels, which every event keeps.
+/// not read (nor checked for repeated keys): they are derived from the alerts' own labels,
+/// which every event keeps.
 #[derive(Deserialize)]
-struct Webhook {
+struct Webhook<'a> {
     version: String,
     #[serde(default, rename = "groupKey")]
     group_key: Option<String>,
@@ -225,15 +231,18 @@ struct Webhook {
     receiver: Option<String>,
     #[serde(default, rename = "externalURL")]
     external_url: Option<String>,
-    alerts: Vec<Value>,
+    /// Borrowed raw, each decoded once into its own type: a `Value` would already have
+    /// dropped a repeated label key.
+    #[serde(borrow)]
+    alerts: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct WebhookAlert {
     status: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<UniqueMap>,
     #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+    annotations: Option<UniqueMap>,
     #[serde(default, rename = "startsAt")]
     starts_at: Option<String>,
     #[serde(default, rename = "endsAt")]
@@ -287,8 +296,8 @@ pub fn alertmanager_webhook(body: &[u8], ctx: Context<'_>) -> Result<Normalized,
     Ok(out)
 }
 
-fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
-    let alert: WebhookAlert = serde_json::from_value(item).map_err(|e| {
+fn webhook_alert(path: &str, item: &RawValue, ctx: &Context<'_>) -> Result<Event, Vec<FieldError>> {
+    let alert: WebhookAlert = serde_json::from_str(item.get()).map_err(|e| {
         vec![FieldError::new(path, format!("not an Alertmanager webhook alert: {e}"))]
     })?;
     let mut errors = Vec::new();
@@ -304,7 +313,7 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
         }
     };
     let labels_path = format!("{path}.labels");
-    let mut labels = alert.labels.unwrap_or_default();
+    let mut labels = alert.labels.unwrap_or_default().0;
     check_labels(&labels_path, &mut labels, false, &mut errors);
     if labels.is_empty() {
         errors.push(FieldError::new(
@@ -312,9 +321,10 @@ fn webhook_alert(path: &str, item: Value, ctx: &Context<'_>) -> Result<Event, Ve
             "must not be empty: at least one label is required",
         ));
     }
-    let annotations = alert.annotations.unwrap_or_default();
+    let annotations = alert.annotations.unwrap_or_default().0;
     check_annotations(format!("{path}.annotations"), &annotations, &mut errors);
-    let (starts_at, ends_at) = alert_times(path, alert.starts_at, alert.ends_at, &mut errors);
+    let (starts_at, ends_at) =
+        alert_times(path, alert.starts_at, alert.ends_at, ctx.now, &mut errors);
     let fingerprint = alert.fingerprint.filter(|f| !f.is_empty());
     if let Some(fp) = &fingerprint {
         super::check_chars(&format!("{path}.fingerprint"), fp, MAX_DEDUP_KEY_CHARS, &mut errors);
@@ -422,7 +432,7 @@ mod tests {
         let body = br#"[
             {"labels": {"alertname": "A"}},
             {"labels": {}},
-            {"labels": {"bad-name": "x", "alertname": "B"}},
+            {"labels": {"": "x", "alertname": "B"}},
             {"annotations": {"summary": "no labels"}},
             {"labels": {"alertname": "C"}, "startsAt": "soon"},
             {"labels": {"alertname": "D"}, "extra": "ignored"},
@@ -443,7 +453,29 @@ mod tests {
             ]
         );
         assert!(out.rejected[0].message.contains("must not be empty"));
-        assert!(out.rejected[1].message.contains("bad-name"));
+        assert!(out.rejected[1].message.contains("label names must not be empty"));
+    }
+
+    #[test]
+    fn v2_takes_utf8_label_names_with_prometheus_fingerprints() {
+        // Vectors from prometheus/common's own tests (model/signature_test.go), whose names
+        // are not classic label names.
+        let body = r#"[
+            {"labels": {"first-label": "first-label-value"}},
+            {"labels": {"first-label": "first-label-value", "second-label": "second-label-value",
+                        "third-label": "third-label-value"}},
+            {"labels": {"service.name": "checkout", "alertname": "HighLatency",
+                        "région": "eu-ouest", "Zone": "a", "1st": "x", "with space": "y"}}
+        ]"#;
+        let out = alertmanager_v2(body.as_bytes(), ctx("2025-03-01T12:00:00Z")).unwrap();
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        assert_eq!(out.events[0].dedup_key, format!("{:016x}", 5_146_282_821_936_882_169_u64));
+        assert_eq!(out.events[1].dedup_key, format!("{:016x}", 13_843_036_195_897_128_121_u64));
+        assert_eq!(out.events[2].labels["service.name"], "checkout");
+        assert_eq!(out.events[2].labels["région"], "eu-ouest");
+        // Go sorts names by their bytes ("Z" < "a" < "é"), as BTreeMap<String, _> does.
+        let names: Vec<&str> = out.events[2].labels.keys().map(String::as_str).collect();
+        assert_eq!(names, ["1st", "Zone", "alertname", "région", "service.name", "with space"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | `service` | string | optional |
 //! | `labels` | object of strings; names `[a-zA-Z_][a-zA-Z0-9_]*`, values ≤ 16 KiB | optional; empty values are dropped |
 //! | `annotations` | object of strings, values ≤ 64 KiB | optional |
-//! | `starts_at`, `ends_at` | RFC 3339 times, `ends_at` not before `starts_at` | optional |
+//! | `starts_at`, `ends_at` | RFC 3339 times from 2000 on, `starts_at` at most 24 h ahead, `ends_at` not before `starts_at` | optional |
 //! | `links` | array of `{href, text?}` | optional |
 //! | `customer` | `{id?, name?, email?, phone?}` | optional, personal data |
 //! | `verified` | bool | default `false`; `true` only with `kind: "report"` |
@@ -30,15 +30,12 @@
 //! A single object with a bad value is a 422 listing every problem. In an array, bad items are
 //! listed in `rejected` as `events[2].summary` and the rest are stored, like Alertmanager batches.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{
-    Context, MAX_DEDUP_KEY_CHARS, MAX_SHORT_CHARS, MAX_SUMMARY_CHARS, Normalized,
-    check_annotations, check_chars, check_labels, decode, field, fingerprint, generated_dedup_key,
-    optional_time, shorten,
+    Context, MAX_DEDUP_KEY_CHARS, MAX_SHORT_CHARS, MAX_SUMMARY_CHARS, Normalized, Plausible,
+    UniqueMap, UniqueObject, check_annotations, check_chars, check_labels, decode, field,
+    fingerprint, generated_dedup_key, optional_time, shorten,
 };
 use crate::error::{ApiError, FieldError};
 use crate::event::{Action, Customer, Event, Format, Kind, Link};
@@ -58,9 +55,9 @@ struct RawEvent {
     #[serde(default)]
     service: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: UniqueMap,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    annotations: UniqueMap,
     #[serde(default)]
     starts_at: Option<String>,
     #[serde(default)]
@@ -75,7 +72,7 @@ struct RawEvent {
     #[serde(default)]
     drill: bool,
     #[serde(default)]
-    details: serde_json::Map<String, Value>,
+    details: UniqueObject,
 }
 
 #[derive(Deserialize)]
@@ -90,20 +87,21 @@ const WHAT: &str = "a Tocsin event object or array of them";
 
 /// `POST /api/v1/events`: one canonical event or an array of them; see the module doc.
 pub fn canonical(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
-    match decode::<Value>(body, WHAT)? {
-        Value::Object(_) => {
-            // Decoded again from the bytes so that a shape error carries its line and column.
+    // Told apart by the first byte, then decoded once straight into the events: never into a
+    // `Value` first, which would already have dropped a repeated label key.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {
             let raw: RawEvent = decode(body, WHAT)?;
             let event = validate(raw, "", &ctx).map_err(ApiError::invalid)?;
             Ok(Normalized { events: vec![event], rejected: Vec::new() })
         }
-        Value::Array(items) => {
-            super::check_batch_size("events", items.len())?;
+        Some(b'[') => {
+            let items = super::decode_batch(body, "events", WHAT)?;
             ctx.ids.reserve(items.len());
             let mut out = Normalized::default();
             for (i, item) in items.into_iter().enumerate() {
                 let path = format!("events[{i}]");
-                let result = serde_json::from_value::<RawEvent>(item)
+                let result = serde_json::from_str::<RawEvent>(item.get())
                     .map_err(|e| vec![FieldError::new(&path, format!("not a Tocsin event: {e}"))])
                     .and_then(|raw| validate(raw, &path, &ctx));
                 match result {
@@ -113,9 +111,12 @@ pub fn canonical(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> 
             }
             Ok(out)
         }
-        _ => Err(ApiError::malformed(format!(
-            "request body is not {WHAT}: it is JSON, but neither an object nor an array"
-        ))),
+        _ => {
+            decode::<serde::de::IgnoredAny>(body, WHAT)?;
+            Err(ApiError::malformed(format!(
+                "request body is not {WHAT}: it is JSON, but neither an object nor an array"
+            )))
+        }
     }
 }
 
@@ -156,11 +157,13 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
             check_chars(&at(name), v, MAX_SHORT_CHARS, &mut errors);
         }
     }
-    let mut labels = raw.labels;
+    let mut labels = raw.labels.0;
     check_labels(at("labels"), &mut labels, true, &mut errors);
-    check_annotations(at("annotations"), &raw.annotations, &mut errors);
-    let starts_at = optional_time(&at("starts_at"), raw.starts_at.as_deref(), &mut errors);
-    let ends_at = optional_time(&at("ends_at"), raw.ends_at.as_deref(), &mut errors);
+    check_annotations(at("annotations"), &raw.annotations.0, &mut errors);
+    let start = Plausible::Start { now: ctx.now };
+    let starts_at = optional_time(&at("starts_at"), raw.starts_at.as_deref(), start, &mut errors);
+    let ends_at =
+        optional_time(&at("ends_at"), raw.ends_at.as_deref(), Plausible::End, &mut errors);
     if let (Some(s), Some(e)) = (starts_at, ends_at) {
         if e < s {
             errors.push(FieldError::new(at("ends_at"), "must not be before starts_at"));
@@ -198,7 +201,7 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
     event.severity = raw.severity.filter(|s| !s.is_empty()).map(|s| s.to_lowercase());
     event.service = raw.service.filter(|s| !s.is_empty());
     event.labels = labels;
-    event.annotations = raw.annotations;
+    event.annotations = raw.annotations.0;
     event.starts_at = starts_at;
     event.ends_at = ends_at;
     event.links = raw
@@ -209,7 +212,7 @@ fn validate(raw: RawEvent, prefix: &str, ctx: &Context<'_>) -> Result<Event, Vec
     event.customer = raw.customer.filter(|c| *c != Customer::default());
     event.verified = raw.verified;
     event.drill = raw.drill;
-    event.details = raw.details;
+    event.details = raw.details.0;
     Ok(event)
 }
 

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError};
@@ -129,6 +130,125 @@ fn check_batch_size(item: &str, len: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A JSON object of strings (labels, annotations) in which each key appears once.
+///
+/// serde's maps (and so `BTreeMap`, `serde_json::Map`) keep the last of a repeated key and
+/// drop the others silently, and parsers disagree on which one wins (first, last, error): an
+/// alert whose `severity` label says both `info` and `critical` would page, or not, depending
+/// on who read it. It is refused instead, naming the key, as strict JSON parsers do.
+#[derive(Debug, Default)]
+struct UniqueMap(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for UniqueMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueMap, D::Error> {
+        struct Strings;
+        impl<'de> serde::de::Visitor<'de> for Strings {
+            type Value = UniqueMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(duplicate_key(&key)));
+                    }
+                    let value: String = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(UniqueMap(out))
+            }
+        }
+        d.deserialize_map(Strings)
+    }
+}
+
+/// Any JSON value (`details`, PagerDuty's `custom_details`) in which no object, at any depth,
+/// repeats a key; see [`UniqueMap`]. Depth stays bounded by serde_json's recursion limit.
+#[derive(Debug)]
+struct UniqueValue(Value);
+
+/// A JSON object, as [`UniqueValue`].
+#[derive(Debug, Default)]
+struct UniqueObject(serde_json::Map<String, Value>);
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // As serde_json's own `Value` reads a float: a non-finite one (never in JSON) is null.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(UniqueValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(duplicate_key(&key)));
+            }
+            let UniqueValue(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueValue, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueValue)
+    }
+}
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueObject, D::Error> {
+        match d.deserialize_map(UniqueVisitor)? {
+            Value::Object(map) => Ok(UniqueObject(map)),
+            _ => Err(serde::de::Error::custom("expected an object")),
+        }
+    }
+}
+
+fn duplicate_key(key: &str) -> String {
+    format!("duplicate key {:?}: each key may appear once in an object", shorten(key))
+}
+
 /// The label (Alertmanager) or `custom_details` key (PagerDuty) that marks a drill.
 pub const DRILL_LABEL: &str = "tocsin_drill";
 
@@ -174,8 +294,9 @@ fn generated_dedup_key(id: Uuid) -> String {
     id.simple().to_string()
 }
 
-/// `[a-zA-Z_][a-zA-Z0-9_]*`: Prometheus' classic label name rule, which Alertmanager's v2 API
-/// enforces and which keeps label names usable as identifiers in rules.
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: Prometheus' classic label name rule, which Tocsin's own formats
+/// (canonical events, reports) keep; the Alertmanager formats take UTF-8 names as Alertmanager
+/// ≥ 0.28 does.
 fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
@@ -184,7 +305,7 @@ fn is_valid_label_name(name: &str) -> bool {
 
 /// Removes empty values first: Prometheus and Alertmanager treat an empty label as an absent one,
 /// and the fingerprint must agree with theirs. `strict_names` applies [`is_valid_label_name`];
-/// without it names need only be non-empty (Alertmanager ≥ 0.28 may forward UTF-8 names).
+/// without it names need only be non-empty, Alertmanager ≥ 0.28's rule for UTF-8 names.
 fn check_labels(
     path: impl std::fmt::Display,
     labels: &mut BTreeMap<String, String>,
@@ -262,7 +383,7 @@ fn check_annotations(
 
 /// Error messages quote names from the body; a 1 KiB name would swamp the message.
 fn shorten(s: &str) -> String {
-    truncate_chars(s, 64)
+    truncate_chars(s, crate::error::QUOTED_CHARS)
 }
 
 /// At most `max` characters, the last one `…` when something was cut.
@@ -297,14 +418,63 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
     )
 }
 
-/// Parses an optional time field, pushing an error for a bad one.
+/// The earliest time a sender's timestamp may name. Anything earlier is an unset or broken
+/// clock (the Unix epoch, a year 0 or 1), not when a problem began, and would make MTTD
+/// decades long.
+pub const EARLIEST_TIME: Timestamp = Timestamp::constant(946_684_800, 0); // 2000-01-01T00:00:00Z
+/// How far after its arrival a start time may lie. Clock skew is seconds to minutes, and a
+/// local time sent with `Z` at most 14 hours ahead; a start time a day ahead is a wrong clock.
+pub const MAX_START_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Which times a timestamp field may hold.
+#[derive(Debug, Clone, Copy)]
+enum Plausible {
+    /// When something began (`startsAt`, `occurred_at`, `payload.timestamp`): from
+    /// [`EARLIEST_TIME`] to [`MAX_START_AHEAD`] after `now`, the arrival.
+    Start { now: Timestamp },
+    /// When something ended or will end (`endsAt`): from [`EARLIEST_TIME`] on; Alertmanager
+    /// senders set it ahead on purpose.
+    End,
+}
+
+/// `ts`, or an error naming the field when it is not a time the sender can have meant. The
+/// message writes the time as parsed (not the sent text, which redaction would hide).
+fn plausible(
+    path: &str,
+    ts: Timestamp,
+    bound: Plausible,
+    errors: &mut Vec<FieldError>,
+) -> Option<Timestamp> {
+    if ts < EARLIEST_TIME {
+        errors.push(FieldError::new(
+            path,
+            format!("is {ts}, before {EARLIEST_TIME}: not a plausible time (a clock that was never set?)"),
+        ));
+        return None;
+    }
+    if let Plausible::Start { now } = bound
+        && ts > now + MAX_START_AHEAD
+    {
+        errors.push(FieldError::new(
+            path,
+            format!(
+                "is {ts}, more than 24 h after it arrived ({now}): the sender's clock is wrong"
+            ),
+        ));
+        return None;
+    }
+    Some(ts)
+}
+
+/// Parses an optional time field, pushing an error for a bad or implausible one.
 fn optional_time(
     path: &str,
     value: Option<&str>,
+    bound: Plausible,
     errors: &mut Vec<FieldError>,
 ) -> Option<Timestamp> {
     match parse_time(value?) {
-        Ok(ts) => Some(ts),
+        Ok(ts) => plausible(path, ts, bound, errors),
         Err(message) => {
             errors.push(FieldError::new(path, message));
             None
@@ -346,6 +516,113 @@ mod tests {
         assert_eq!(a, c);
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2015-07-17").is_err());
+    }
+
+    #[test]
+    fn implausible_times_are_refused_on_every_format() {
+        let now: Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
+        let ctx = || Context::new("s", now);
+        let early = ["0000-01-01T00:00:00Z", "0001-01-02T00:00:00Z", "1970-01-01T00:00:00Z"];
+        let late = "2026-03-03T09:00:01Z";
+        for bad in early.iter().copied().chain([late]) {
+            let fields = |r: Result<Normalized, ApiError>| -> Vec<String> {
+                match r {
+                    Ok(n) => n.rejected.into_iter().map(|e| e.field).collect(),
+                    Err(e) => e.field_errors().iter().map(|e| e.field.clone()).collect(),
+                }
+            };
+            let body = format!(r#"{{"summary": "x", "starts_at": "{bad}"}}"#);
+            assert_eq!(fields(canonical(body.as_bytes(), ctx())), ["starts_at"], "{bad}");
+            let body = format!(
+                r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "x", "occurred_at": "{bad}"}}"#
+            );
+            assert_eq!(fields(report(body.as_bytes(), ctx())), ["occurred_at"], "{bad}");
+            let body = format!(r#"[{{"labels": {{"a": "b"}}, "startsAt": "{bad}"}}]"#);
+            assert_eq!(fields(alertmanager_v2(body.as_bytes(), ctx())), ["alerts[0].startsAt"]);
+            let body = format!(
+                r#"{{"routing_key": "k", "event_action": "trigger", "payload": {{"summary": "x",
+                    "source": "s", "severity": "info", "timestamp": "{bad}"}}}}"#
+            );
+            let pd = parse_pagerduty(body.as_bytes()).unwrap().into_normalized(ctx());
+            assert_eq!(fields(pd), ["payload.timestamp"], "{bad}");
+        }
+        // An end time may lie ahead (Alertmanager senders set it so), never before 2000.
+        let body = r#"[{"labels": {"a": "b"}, "endsAt": "1999-12-31T23:59:59Z"},
+                       {"labels": {"a": "c"}, "endsAt": "2030-01-01T00:00:00Z"}]"#;
+        let out = alertmanager_v2(body.as_bytes(), ctx()).unwrap();
+        assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+        assert_eq!(out.rejected[0].field, "alerts[0].endsAt");
+        assert!(out.rejected[0].message.contains("before 2000-01-01T00:00:00Z"));
+        let body = r#"{"summary": "x", "ends_at": "1970-01-01T00:00:00Z"}"#;
+        assert_eq!(
+            canonical(body.as_bytes(), ctx()).unwrap_err().field_errors()[0].field,
+            "ends_at"
+        );
+        // Kept: Go's zero time (Alertmanager's "not set"), 2000 itself, and a sender's clock
+        // up to a day ahead.
+        let body = r#"[{"labels": {"a": "b"}, "startsAt": "0001-01-01T00:00:00Z"},
+                       {"labels": {"a": "c"}, "startsAt": "2000-01-01T00:00:00Z"},
+                       {"labels": {"a": "d"}, "startsAt": "2026-03-03T09:00:00Z"}]"#;
+        let out = alertmanager_v2(body.as_bytes(), ctx()).unwrap();
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        assert_eq!(out.events[0].starts_at, None);
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_naming_it_on_every_format() {
+        let ctx = || Context::new("s", "2026-03-02T09:00:00Z".parse().unwrap());
+        let named = |what: &str, errors: Vec<String>| {
+            assert!(
+                errors.iter().any(|e| e.contains("duplicate key \"severity\"")),
+                "{what}: {errors:?}"
+            );
+        };
+        let all = |r: Result<Normalized, ApiError>| -> Vec<String> {
+            match r {
+                Ok(n) => {
+                    assert!(n.events.is_empty(), "stored: {:?}", n.events);
+                    n.rejected.iter().map(ToString::to_string).collect()
+                }
+                Err(e) => {
+                    let mut all = vec![e.to_string()];
+                    all.extend(e.field_errors().iter().map(ToString::to_string));
+                    all
+                }
+            }
+        };
+        let labels = r#"{"alertname": "A", "severity": "info", "severity": "critical"}"#;
+        let v2 = format!(r#"[{{"labels": {labels}}}]"#);
+        named("v2 labels", all(alertmanager_v2(v2.as_bytes(), ctx())));
+        let v2 = format!(r#"[{{"labels": {{"a": "b"}}, "annotations": {labels}}}]"#);
+        named("v2 annotations", all(alertmanager_v2(v2.as_bytes(), ctx())));
+        let hook = format!(
+            r#"{{"version": "4", "alerts": [{{"status": "firing", "labels": {labels}}}]}}"#
+        );
+        named("webhook labels", all(alertmanager_webhook(hook.as_bytes(), ctx())));
+        let event = format!(r#"{{"summary": "x", "labels": {labels}}}"#);
+        named("canonical labels", all(canonical(event.as_bytes(), ctx())));
+        named("canonical batch", all(canonical(format!("[{event}]").as_bytes(), ctx())));
+        let event = r#"{"summary": "x", "details": {"a": [{"severity": 1, "severity": 2}]}}"#;
+        named("canonical details, nested", all(canonical(event.as_bytes(), ctx())));
+        let rep = format!(
+            r#"{{"reporter": {{"name": "d"}}, "service": "web", "summary": "x", "labels": {labels}}}"#
+        );
+        named("report labels", all(report(rep.as_bytes(), ctx())));
+        let pd = r#"{"routing_key": "k", "event_action": "trigger", "payload": {"summary": "x",
+            "source": "s", "severity": "info", "custom_details": {"severity": 1, "severity": 2}}}"#;
+        let err = parse_pagerduty(pd.as_bytes()).unwrap_err();
+        named("pagerduty custom_details", vec![err.to_string()]);
+        // Repeated top-level fields were already refused by the formats' own structs.
+        let err = canonical(br#"{"summary": "x", "summary": "y"}"#, ctx()).unwrap_err();
+        assert!(err.to_string().contains("duplicate field `summary`"), "{err}");
+        // The same key in different objects is no repetition, and the values are kept as sent.
+        let ok = r#"{"summary": "x", "labels": {"a": "1"}, "annotations": {"a": "2"},
+            "details": {"a": {"a": [1, 2.5, null, true, "s"]}}}"#;
+        let out = canonical(ok.as_bytes(), ctx()).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(out.events[0].details.clone()),
+            serde_json::json!({"a": {"a": [1, 2.5, null, true, "s"]}})
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Context, MAX_DEDUP_KEY_CHARS, MAX_LABEL_VALUE_BYTES, MAX_SUMMARY_CHARS, Normalized,
+    Context, MAX_DEDUP_KEY_CHARS, MAX_LABEL_VALUE_BYTES, MAX_SUMMARY_CHARS, Normalized, Plausible,
     check_chars, decode, generated_dedup_key, optional_time, shorten,
 };
 use crate::error::{ApiError, FieldError, summarize};
@@ -74,7 +74,7 @@ struct Payload {
     #[serde(default)]
     class: Option<String>,
     #[serde(default)]
-    custom_details: Option<Value>,
+    custom_details: Option<super::UniqueValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +224,9 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
             "is required: one of critical, error, warning, info",
         )),
     }
-    event.starts_at = optional_time("payload.timestamp", payload.timestamp.as_deref(), errors);
+    let start = Plausible::Start { now: event.received_at };
+    event.starts_at =
+        optional_time("payload.timestamp", payload.timestamp.as_deref(), start, errors);
     if let Some(component) = payload.component.filter(|c| !c.is_empty()) {
         if check_chars("payload.component", &component, super::MAX_SHORT_CHARS, errors) {
             event.service = Some(component.clone());
@@ -236,7 +238,7 @@ fn apply_payload(payload: Payload, event: &mut crate::event::Event, errors: &mut
             event.details.insert(key.to_string(), Value::String(v));
         }
     }
-    if let Some(custom) = payload.custom_details.filter(|v| !v.is_null()) {
+    if let Some(custom) = payload.custom_details.map(|v| v.0).filter(|v| !v.is_null()) {
         event.drill = super::drill_flag(custom.get(super::DRILL_LABEL));
         event.details.insert("custom_details".to_string(), custom);
     }

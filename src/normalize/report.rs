@@ -17,7 +17,7 @@
 //! | `ticket_id` | string, ≤ 255 characters: the desk's ticket | optional | `dedup_key` and `details.ticket_id` |
 //! | `ticket_url` | string | optional | a link with text `ticket` |
 //! | `severity` | string, a hint | optional | `severity`, lower-cased |
-//! | `occurred_at` | RFC 3339 time | optional | `starts_at` |
+//! | `occurred_at` | RFC 3339 time from 2000 on, at most 24 h ahead | optional | `starts_at` |
 //! | `labels` | object of strings; names `[a-zA-Z_][a-zA-Z0-9_]*` | optional | `labels` |
 //! | `drill` | bool: a rehearsal, not a real report | default `false` | `drill` |
 //!
@@ -40,8 +40,6 @@
 //!
 //! Values that do not fit (empty `summary`, a bad time, an oversized field) are all reported
 //! together as a 422.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -76,7 +74,7 @@ struct Report {
     #[serde(default)]
     occurred_at: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: super::UniqueMap,
 }
 
 /// Who at the desk filed it: kept in `details` so responders know whom to ask.
@@ -129,9 +127,11 @@ pub fn report(body: &[u8], ctx: Context<'_>) -> Result<Normalized, ApiError> {
             ));
         }
     }
-    let mut labels = report.labels;
+    let mut labels = report.labels.0;
     check_labels("labels", &mut labels, true, &mut errors);
-    event.starts_at = optional_time("occurred_at", report.occurred_at.as_deref(), &mut errors);
+    let start = super::Plausible::Start { now: ctx.now };
+    event.starts_at =
+        optional_time("occurred_at", report.occurred_at.as_deref(), start, &mut errors);
 
     match report.ticket_id.filter(|t| !t.is_empty()) {
         Some(ticket) => {

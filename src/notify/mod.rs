@@ -54,6 +54,8 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::Webhook, Channel::Log];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",

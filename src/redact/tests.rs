@@ -126,6 +126,58 @@ fn error_messages_lose_quoted_input() {
 }
 
 #[test]
+fn error_messages_keep_the_protocols_own_words() {
+    // Values of the body that are also words of the messages: the action, a severity word in
+    // a label, a region that is part of "least", a field's name.
+    let body = br#"{"routing_key": "k", "event_action": "acknowledge", "dedup_key": "",
+        "payload": {"severity": "sev1", "source": "east", "summary": "summary",
+                    "custom_details": {"level": "error", "state": "trigger"}}}"#;
+    let e = ApiError::Malformed {
+        message: "invalid PagerDuty event: 2 problems".into(),
+        errors: vec![
+            FieldError::new("dedup_key", "is required to acknowledge"),
+            FieldError::new(
+                "payload.severity",
+                "\"sev1\" is not one of critical, error, warning, info",
+            ),
+            FieldError::new("payload.summary", "must be at least one character"),
+            FieldError::new(
+                "payload",
+                "is required for a trigger (with summary, source and severity)",
+            ),
+        ],
+    };
+    let before: Vec<String> = e.field_errors().iter().map(ToString::to_string).collect();
+    let after = r().api_error(e, body);
+    let after: Vec<String> = after.field_errors().iter().map(ToString::to_string).collect();
+    assert_eq!(after, before);
+}
+
+#[test]
+fn error_messages_still_lose_what_they_quote_of_the_body() {
+    let long = format!("Jo Canary {}", "x".repeat(80));
+    let body = serde_json::json!({
+        "action": "Jo Canary", "kind": long, "severity": "Ann", "service": "Al",
+    })
+    .to_string();
+    let quote = |v: &str| format!("{:?} is not one of trigger, acknowledge, resolve", v);
+    // As normalize's `shorten` writes a long value: 63 characters and a `…`.
+    let cut: String = long.chars().take(63).chain(['…']).collect();
+    let e = ApiError::invalid(vec![
+        FieldError::new("action", quote("Jo Canary")),
+        FieldError::new("kind", quote(&cut)),
+        FieldError::new("service", quote("Al")),
+        // One word under a protocol key is the protocol's, and quoted back.
+        FieldError::new("severity", quote("Ann")),
+    ]);
+    let msg = r().api_error(e, body.as_bytes()).to_string();
+    assert!(!msg.contains("Canary") && !msg.contains("\"Al\""), "{msg}");
+    assert!(msg.contains("\"[redacted:action]\" is not one of trigger, acknowledge"), "{msg}");
+    assert!(msg.contains("\"[redacted:kind]\""), "{msg}");
+    assert!(msg.contains("\"Ann\" is not one of"), "{msg}");
+}
+
+#[test]
 fn notifications_redacted_for_named_audiences_and_channels() {
     let mut policy = Policy::default();
     policy.notify_audiences.insert("executive".into());
