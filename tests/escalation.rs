@@ -980,6 +980,40 @@ async fn an_alert_whose_ends_at_passes_without_a_refresh_resolves_once_across_re
 }
 
 #[tokio::test]
+async fn a_short_lease_after_a_long_one_resolves_at_its_own_ends_at() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let send = |ends_at: &'static str| {
+        d.post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db1", ends_at))
+    };
+    let r = send("2026-03-02T09:04:00Z").await;
+    let id = d.incident_of(&r).await;
+    mails(&env, 1).await;
+    // One refresh states a long lease (endsAt 10:00), the next ones 4 minutes again.
+    d.advance("2m").await;
+    assert_eq!(send("2026-03-02T10:00:00Z").await.status, 202);
+    d.advance("2m").await;
+    assert_eq!(send("2026-03-02T09:08:00Z").await.status, 202);
+    d.advance("2m").await;
+    assert_eq!(send("2026-03-02T09:10:00Z").await.status, 202);
+    // The sender stops at 09:06; its last endsAt is 09:10.
+    d.advance("3m59s").await;
+    quiet(&env, 1).await;
+    assert_eq!(incident(d, id).await["status"], "triggered");
+    d.advance("1s").await;
+    let got = mails(&env, 2).await;
+    assert!(got[1].1.contains("Resolved"), "resolved at 09:10, not an hour later: {got:?}");
+    let i = incident(d, id).await;
+    assert!(
+        timeline(&i).iter().any(|m| m.starts_with(
+            "resolved: the sender's endsAt 2026-03-02T09:10:00Z passed without a refresh"
+        )),
+        "{:#?}",
+        timeline(&i)
+    );
+}
+
+#[tokio::test]
 async fn an_alert_without_ends_at_stays_open_unless_a_resolve_timeout_is_set() {
     let (port, inbox) = smtp_server();
     let yaml = format!("{}incidents:\n  resolve_timeout: 5m\n", config(port, ONE_STEP));
