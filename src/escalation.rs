@@ -377,8 +377,20 @@ impl Window {
 
     /// Why an incident it covers is suppressed (the decision's `suppressed` text).
     pub fn reason(&self) -> String {
-        format!("maintenance window `{}` until {}", self.name, self.ends)
+        window_reason(&self.name, self.ends)
     }
+}
+
+/// The decision's `suppressed` text for an incident a maintenance window holds back.
+pub fn window_reason(name: &str, until: Timestamp) -> String {
+    format!("maintenance window `{name}` until {until}")
+}
+
+/// The window's name and end in a [`window_reason`] text (as every version wrote it), if
+/// `reason` is one.
+pub fn parse_window_reason(reason: &str) -> Option<(&str, Option<Timestamp>)> {
+    let (name, until) = reason.strip_prefix("maintenance window `")?.rsplit_once("` until ")?;
+    Some((name, until.parse().ok()))
 }
 
 /// The escalation settings of a config beyond the policies themselves.
@@ -593,6 +605,15 @@ mod tests {
         assert_eq!(Validity::Unstated.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")), Some(e));
         assert!(Validity::OpenEnded.kept_by(None, t("2026-03-02T09:01:00Z")));
         assert!(!first.kept_by(None, t("2026-03-02T09:01:00Z")));
+    }
+
+    #[test]
+    fn a_window_reason_names_the_window_and_its_end() {
+        let t = "2026-03-02T10:00:00Z".parse::<Timestamp>().unwrap();
+        let reason = window_reason("db `a` failover", t);
+        assert_eq!(reason, "maintenance window `db `a` failover` until 2026-03-02T10:00:00Z");
+        assert_eq!(parse_window_reason(&reason), Some(("db `a` failover", Some(t))));
+        assert_eq!(parse_window_reason("maintenance window"), None, "a rule's own words");
     }
 
     #[test]

@@ -226,6 +226,9 @@ pub struct Summary {
     decision: u64,
     /// How long one refresh keeps it valid ([`crate::escalation::Expiry::lease`]).
     lease: Option<jiff::SignedDuration>,
+    /// A maintenance window from the config holds it back (`held_by` without an id): a
+    /// reload that changes the window re-checks it.
+    held_by_config: bool,
 }
 
 impl Summary {
@@ -241,7 +244,12 @@ impl Summary {
             drill: incident.drill,
             decision: decision_hash(&incident.decision),
             lease: incident.expiry.as_ref().map(crate::escalation::Expiry::lease),
+            held_by_config: incident.held_by.as_ref().is_some_and(|h| h.id.is_none()),
         }
+    }
+
+    pub fn held_by_config(&self) -> bool {
+        self.held_by_config
     }
 
     pub fn count(&self) -> u64 {

@@ -1086,6 +1086,127 @@ async fn a_maintenance_window_that_ends_while_its_incident_fires_pages_once_acro
     assert_eq!(t.iter().filter(|m| m.contains("paging now")).count(), 1, "{t:#?}");
 }
 
+/// Waits (at most 20 s of real time) until `check` holds for incident `id`.
+async fn until(d: &Daemon, id: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = incident(d, id).await;
+        if check(&i) {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "incident {id}: {what}: {i:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A config window from 08:00 to `ends` for `service`.
+fn config_window(name: &str, service: &str, ends: &str) -> String {
+    format!(
+        "  - {{name: \"{name}\", starts: 2026-03-02T08:00:00Z, ends: {ends}, service: {service}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn incidents_an_earlier_version_held_back_page_when_their_window_ends() {
+    let (port, inbox) = smtp_server();
+    let window = config_window("db failover", "db", "2026-03-02T10:00:00Z");
+    let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{window}"));
+    let mut d = Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let primary = alert_on(&d, "db-primary", "critical", "db").await;
+    let replica = alert_on(&d, "db-replica", "critical", "db").await;
+    d.terminate();
+    // As the version before held_by left them: suppressed by the window, with no held_by and no
+    // timer for its end; the replica's decision since replaced by a repeated trigger.
+    {
+        use tocsin::escalation::TimerKind;
+        let store = tocsin::store::Store::open(&d.data_dir).unwrap();
+        store
+            .write(|batch| {
+                for id in [primary, replica] {
+                    let mut i = batch.incident(id)?.unwrap();
+                    assert!(i.held_by.take().is_some());
+                    if id == replica {
+                        i.decision.suppressed = None;
+                    }
+                    for t in batch.incident_timers(id)? {
+                        if matches!(t.kind, TimerKind::WindowEnds { .. }) {
+                            batch.remove_timer(&t)?;
+                        }
+                    }
+                    batch.put_incident(&i, true)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", T0)]);
+    let env = Env { daemon: d, mails: inbox };
+    for id in [primary, replica] {
+        until(&env.daemon, id, "held until the window's end", |i| {
+            i["held_by"]["until"] == "2026-03-02T10:00:00Z"
+        })
+        .await;
+    }
+    // A restart before the window ends finds nothing more to do.
+    d = env.daemon;
+    d.kill9();
+    let env = Env { daemon: d.restart_env(&[("TOCSIN_FAKE_CLOCK", T0)]), mails: env.mails };
+    let d = &env.daemon;
+    alert_on(d, "db-backup", "critical", "db").await; // a commit after the restart's first
+    quiet(&env, 0).await;
+    d.advance("1h").await;
+    let mut got: Vec<String> = mails(&env, 2).await.into_iter().map(|(_, s)| s).collect();
+    got.sort();
+    assert!(got[0].contains("db-primary") && got[1].contains("db-replica"), "{got:?}");
+    mails(&env, 3).await; // db-backup, held by the same window
+    quiet(&env, 3).await;
+    for id in [primary, replica] {
+        let t = timeline(&incident(d, id).await);
+        let held = t.iter().filter(|m| m.contains("held by an earlier version")).count();
+        assert_eq!(held, 1, "{t:#?}");
+        assert_eq!(t.iter().filter(|m| m.contains("paging now")).count(), 1, "{t:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_that_shortens_or_removes_a_window_pages_what_it_held_then() {
+    let (port, inbox) = smtp_server();
+    let db = config_window("db failover", "db", "2026-03-02T10:00:00Z");
+    let net = config_window("switch upgrade", "net", "2026-03-02T10:00:00Z");
+    let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{db}{net}"));
+    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let d = &env.daemon;
+    let primary = alert_on(d, "db-primary", "critical", "db").await;
+    let switch = alert_on(d, "switch-3", "critical", "net").await;
+    assert_eq!(incident(d, primary).await["held_by"]["until"], "2026-03-02T10:00:00Z");
+    quiet(&env, 0).await;
+    // The db window now ends at 09:20; the switch window is gone.
+    let shorter = config_window("db failover", "db", "2026-03-02T09:20:00Z");
+    let yaml = common::config_yaml(&config(port, &format!("{ONE_STEP}maintenance:\n{shorter}")));
+    std::fs::write(&d.config, yaml).unwrap();
+    let r = d.post("/-/reload", Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = mails(&env, 1).await;
+    assert!(got[0].1.contains("switch-3"), "paged at the reload, not at 10:00: {got:?}");
+    let i = incident(d, switch).await;
+    assert!(
+        timeline(&i).iter().any(|m| m
+            == "maintenance window `switch upgrade` is no longer in the config (it was to end at 2026-03-02T10:00:00Z): it pages now if still triggered"),
+        "{:#?}",
+        timeline(&i)
+    );
+    until(d, primary, "held until the new end", |i| {
+        i["held_by"]["until"] == "2026-03-02T09:20:00Z"
+    })
+    .await;
+    d.advance("19m").await;
+    quiet(&env, 1).await;
+    d.advance("1m").await;
+    let got = mails(&env, 2).await;
+    assert!(got[1].1.contains("db-primary"), "paged at the new end: {got:?}");
+    quiet(&env, 2).await;
+}
+
 #[tokio::test]
 async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
     let (port, inbox) = smtp_server();
