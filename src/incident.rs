@@ -590,6 +590,10 @@ pub fn resolve(
     }
     incident.status = Status::Resolved;
     incident.resolved = Some(Stamp { by: by.to_string(), at });
+    // Neither applies any more (their timers stop with the resolve): no window holds a resolved
+    // incident back, and no endsAt can resolve it again.
+    incident.held_by = None;
+    incident.expiry = None;
     let entry = Entry {
         at,
         actor: by.to_string(),

@@ -1207,6 +1207,43 @@ async fn a_reload_that_shortens_or_removes_a_window_pages_what_it_held_then() {
     quiet(&env, 2).await;
 }
 
+/// The dashboard page at `path` as the user with `token` sees it.
+async fn dashboard(d: &Daemon, path: &str, name: &str, token: &str) -> String {
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login =
+        c.post(d.url("/login")).form(&[("name", name), ("token", token), ("next", "/")]).send();
+    let login = login.await.unwrap();
+    let cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = c.get(d.url(path)).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_resolved_incident_is_no_longer_held_back_or_due_to_expire() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let window = json!({"name": "db failover", "duration": "1h"}).to_string();
+    assert_eq!(d.post("/api/v1/maintenance", Some(TOKEN), window).await.status, 201);
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db1", "2026-03-02T09:04:00Z"))
+        .await;
+    let id = d.incident_of(&r).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["held_by"]["window"], "db failover");
+    assert_eq!(i["expiry"]["ends_at"], "2026-03-02T09:04:00Z");
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let i = incident(d, id).await;
+    assert!(i["held_by"].is_null() && i["expiry"].is_null(), "{i:#}");
+    let page = dashboard(d, &format!("/incidents/{id}"), "admin", TOKEN).await;
+    assert!(!page.contains("Held back") && !page.contains("it pages then"), "{page}");
+    assert!(!page.contains("unless its sender refreshes it"), "{page}");
+    d.advance("2h").await;
+    quiet(&env, 0).await;
+}
+
 #[tokio::test]
 async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
     let (port, inbox) = smtp_server();
@@ -1269,18 +1306,7 @@ async fn runbook_and_dashboard_links_reach_the_incident_its_mail_and_its_page() 
     let pd_id = d.incident_of(&r).await;
     assert_eq!(incident(d, pd_id).await["links"][0]["kind"], "runbook");
     // The dashboard's incident page links them.
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = c
-        .post(d.url("/login"))
-        .form(&[("name", "admin"), ("token", TOKEN), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
-    let cookie =
-        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let page =
-        c.get(d.url(&format!("/incidents/{id}"))).header("cookie", cookie).send().await.unwrap();
-    let html = page.text().await.unwrap();
+    let html = dashboard(d, &format!("/incidents/{id}"), "admin", TOKEN).await;
     assert!(
         html.contains("<tr><th>Runbook</th><td><a class=\"incident-link\" href=\"https://wiki.example.com/runbooks/disk-full\""),
         "{html}"

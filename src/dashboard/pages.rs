@@ -516,7 +516,10 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
             esc(&c.why)
         );
     }
-    if let Some(h) = &i.held_by {
+    // Resolved incidents have neither (older data may still carry them).
+    if let Some(h) = &i.held_by
+        && i.status.is_open()
+    {
         let _ = write!(
             out,
             "<tr><th>Held back</th><td>by maintenance window {} until {}; it pages then if still open</td></tr>",
