@@ -1245,6 +1245,35 @@ async fn a_resolved_incident_is_no_longer_held_back_or_due_to_expire() {
 }
 
 #[tokio::test]
+async fn a_link_with_personal_data_shows_only_to_users_with_the_pii_permission() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let ticket = "https://desk.example.com/tickets/SUP-7?requester=jane@x.com";
+    let mut report: Value = serde_json::from_str(&personal_report("SUP-7")).unwrap();
+    report["ticket_url"] = json!(ticket);
+    let encoded = json!({
+        "dedup_key": "encoded",
+        "summary": "Export failed",
+        "links": [{"href": "https://desk.example.com/search?q=jane%40x.com"}],
+    });
+    let r = d.post("/api/v1/reports", Some(TOKEN), report.to_string()).await;
+    let id = d.incident_of(&r).await;
+    let r = d.post("/api/v1/events", Some(TOKEN), encoded.to_string()).await;
+    let other = d.incident_of(&r).await;
+    for id in [id, other] {
+        let path = format!("/incidents/{id}");
+        let viewer = dashboard(d, &path, "dashboard", common::VIEWER_TOKEN).await;
+        assert!(!viewer.contains("jane@x.com") && !viewer.contains("jane%40x.com"), "{viewer}");
+        assert!(viewer.contains("(the link holds personal data"), "{viewer}");
+    }
+    let admin = dashboard(d, &format!("/incidents/{id}"), "admin", TOKEN).await;
+    assert!(
+        admin.contains(&format!("<a class=\"incident-link\" href=\"{ticket}\"")),
+        "the pii permission shows it: {admin}"
+    );
+}
+
+#[tokio::test]
 async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
     let (port, inbox) = smtp_server();
     let yaml = config(port, &roster(&format!("{LEAD_PAGES}{GDPR}"))).replace(

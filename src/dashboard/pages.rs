@@ -553,12 +553,26 @@ pub fn incident(v: &Viewer, p: &IncidentPage, now: Timestamp, flash: Option<&str
             "source" => "Source",
             _ => "Link",
         };
+        let shown = link.text.as_deref().unwrap_or(link.href.as_str());
+        // A link is masked like the rest of the page for viewers without `pii` (a customer
+        // report's ticket link may name the requester: `?requester=jane@example.com`, also
+        // percent-encoded). A masked href would lead nowhere: its masked text shows, unlinked.
+        let masks = |s: &str| customer_view(v, Field::Text, s) != s;
+        let decoded = link.href.replace("%40", "@");
+        if masks(&decoded) || masks(shown) {
+            let masked = text(v, if link.text.is_some() { shown } else { &decoded });
+            let _ = write!(
+                out,
+                "<tr><th>{what}</th><td class=\"incident-link\">{masked} <span class=\"quiet\">(the link holds personal data: users with the pii permission see it)</span></td></tr>"
+            );
+            continue;
+        }
         // Only http(s) links are kept on an incident (see `incident::links_of`).
         let _ = write!(
             out,
             "<tr><th>{what}</th><td><a class=\"incident-link\" href=\"{}\" rel=\"noopener noreferrer\">{}</a></td></tr>",
             esc(&link.href),
-            esc(link.text.as_deref().unwrap_or(link.href.as_str()))
+            esc(shown)
         );
     }
     if let Some(a) = &i.acknowledged {
