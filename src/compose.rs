@@ -109,7 +109,8 @@ pub fn render(
                 && w.format == crate::notify::WebhookFormat::Alertmanager
         })
     {
-        payload = crate::templates::alertmanager_payload(incident, &delivery.recipient.address);
+        let receiver = &delivery.recipient.address;
+        payload = crate::templates::alertmanager_payload(incident, receiver, &delivery.audience);
     }
     (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
 }

@@ -544,6 +544,48 @@ async fn each_channel_delivers_the_expected_content() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_outside_the_incident_team_never_carry_internal_links() {
+    let hooks = Receiver::start(Behave::status(200)).await;
+    let channels = webhooks(&[
+        ("status", &hooks, "alertmanager"),
+        ("statuspage", &hooks, "tocsin"),
+        ("oncall", &hooks, "alertmanager"),
+    ]);
+    let d = Daemon::start_with(&config(
+        "{webhook: status, audience: customer}, {webhook: statuspage, audience: customer-status}, {webhook: oncall}",
+        &channels,
+        &delivery(4),
+        LOOSE_LIMITS,
+    ));
+    let runbook = "https://wiki.example.com/runbooks/disk-full";
+    let grafana = "https://grafana.example.com/d/disk";
+    let source = "http://prometheus.example.com/graph?g0.expr=disk";
+    let alert = json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+        "annotations": {"summary": "Disk full on db1", "runbook_url": runbook, "dashboard_url": grafana},
+        "generatorURL": source,
+    }]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = incident_of(&d, &r.event_ids()[0]).await;
+    settled(&d, id, 3).await;
+    let got = hooks.requests();
+    let body = |name: &str| {
+        got.iter().find(|r| r.path == format!("/hook/{name}")).expect("delivered").json()
+    };
+    for name in ["status", "statuspage"] {
+        let text = body(name).to_string();
+        for href in [runbook, grafana, source] {
+            assert!(!text.contains(href), "{name} got {href}: {text}");
+        }
+    }
+    assert_eq!(body("status")["alerts"][0]["generatorURL"], "");
+    let oncall = body("oncall");
+    assert_eq!(oncall["alerts"][0]["annotations"]["runbook_url"], runbook);
+    assert_eq!(oncall["alerts"][0]["generatorURL"], source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_sms_gateway_gets_the_filled_template() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-42"})));
