@@ -1983,7 +1983,24 @@ impl Writer {
         let line = format!("Escalated to step {} of policy `{}`: {why}.", step + 1, policy.name);
         let note = (!first).then_some(("Escalated", line.as_str()));
         for d in &deliveries {
-            entries.push(self.enqueue(batch, rt, incident, reason, d, &label, note)?);
+            // The communications lead starts from the approved customer wording, as the
+            // status-update reminders do: in full where there is room (email, webhook); an SMS
+            // says where to find it when an email goes to them too.
+            let draft = match d.channel {
+                _ if !first || !crate::templates::is_communications(&d.audience) => Draft::No,
+                Channel::Email | Channel::Webhook => Draft::Full,
+                Channel::Sms
+                    if deliveries.iter().any(|e| {
+                        e.channel == Channel::Email
+                            && e.recipient.person.is_some()
+                            && e.recipient.person == d.recipient.person
+                    }) =>
+                {
+                    Draft::InEmail
+                }
+                Channel::Sms | Channel::Log => Draft::No,
+            };
+            entries.push(self.enqueue(batch, rt, incident, reason, d, &label, note, draft)?);
         }
         if !deliveries.is_empty() {
             changes.due = true;
@@ -2106,6 +2123,7 @@ impl Writer {
                 d,
                 "resolution notice",
                 None,
+                Draft::No,
             )?);
         }
         if !told.is_empty() {
@@ -2574,6 +2592,7 @@ impl Writer {
                 d,
                 lead,
                 Some((lead, line)),
+                Draft::No,
             )?);
             changes.due = true;
         }
@@ -2581,7 +2600,8 @@ impl Writer {
     }
 
     /// Writes one outbox row (in the caller's transaction) and returns its timeline entry.
-    /// `note`: a (subject lead, first line) that says why an escalation or reminder is sent.
+    /// `note`: a (subject lead, first line) that says why an escalation or reminder is sent;
+    /// `draft`: whether it carries the approved customer wording.
     #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
@@ -2592,6 +2612,7 @@ impl Writer {
         d: &Delivery,
         why: &str,
         note: Option<(&str, &str)>,
+        draft: Draft,
     ) -> Result<Entry, StoreError> {
         let id = batch.next_notification_id()?;
         let now = self.clock.now();
@@ -2599,11 +2620,13 @@ impl Writer {
         if let Some((lead, line)) = note {
             message = crate::compose::with_note(message, lead, line);
         }
-        if reason == Reason::New && crate::templates::is_communications(&d.audience) {
-            // The communications lead starts from the approved customer wording, as the
-            // status-update reminders do.
-            let draft = customer_draft(rt, incident, Reason::New, now);
-            message = crate::compose::with_draft(message, &draft);
+        match draft {
+            Draft::No => {}
+            Draft::Full => {
+                let draft = customer_draft(rt, incident, reason, now);
+                message = crate::compose::with_draft(message, &draft);
+            }
+            Draft::InEmail => message = crate::compose::with_draft_in_email(message),
         }
         if rt.redactor.applies_to(d.channel, &d.audience) {
             let opening = batch.event(incident.opened_by)?;
@@ -2944,6 +2967,16 @@ fn override_op(
             _ => Ok(Err(format!("rotation `{rotation}` has no override {id}"))),
         },
     }
+}
+
+/// Whether a message to the communications lead carries the customer draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Draft {
+    No,
+    /// Appended whole (email, webhook).
+    Full,
+    /// An SMS that says the draft is in the email that goes with it.
+    InEmail,
 }
 
 /// What the approved `customer` email template says about the incident as it stands: the
