@@ -2488,11 +2488,15 @@ impl Writer {
         }
         if incident.status != Status::Triggered {
             let by = incident.acknowledged.as_ref().map(|a| a.by.clone()).unwrap_or_default();
-            return Ok(vec![entry(
+            let mut entries = vec![entry(
                 now,
                 EntryKind::Escalated,
                 format!("{ended}; acknowledged by {by} during the window, so nobody is paged"),
-            )]);
+            )];
+            // Acknowledged or not, a customer-facing incident still owes status updates: the
+            // reminders the window held back start now, as they would have at its opening.
+            entries.extend(self.start_comms_updates(batch, changes, rt, incident)?);
+            return Ok(entries);
         }
         let mut entries = Vec::new();
         match self.choose_policy(rt, incident) {

@@ -861,6 +861,30 @@ async fn a_maintenance_window_holds_back_pages_and_says_what_it_held() {
 }
 
 #[tokio::test]
+async fn an_incident_acknowledged_during_a_window_gets_its_status_updates_once_it_ends() {
+    let env =
+        start(&roster(&format!("{LEAD_PAGES}communications:\n  update_every: {{sev1: 30m}}\n")));
+    let d = &env.daemon;
+    let window = json!({"name": "checkout deploy", "duration": "1h"}).to_string();
+    assert_eq!(d.post("/api/v1/maintenance", Some(TOKEN), window).await.status, 201);
+    // checkout is customer-facing (rules/50-customer-facing.rhai).
+    let id = alert_on(d, "checkout-down", "critical", "checkout").await;
+    assert_eq!(incident(d, id).await["held_by"]["window"], "checkout deploy");
+    let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    d.advance("1h").await;
+    quiet(&env, 0).await;
+    // Nobody is paged (it is acknowledged), but the status updates start at the window's end.
+    d.advance("30m").await;
+    let got = mails(&env, 1).await;
+    assert_eq!(got[0].0, "cora@example.com");
+    assert!(got[0].1.starts_with("Status update due:"), "{got:?}");
+    let t = timeline(&incident(d, id).await);
+    assert!(t.iter().any(|m| m.contains("so nobody is paged")), "{t:#?}");
+    assert!(t.iter().any(|m| m.starts_with("status updates are now due every 30m")), "{t:#?}");
+}
+
+#[tokio::test]
 async fn acknowledging_through_the_signed_link_stops_the_next_step() {
     let (port, inbox) = smtp_server();
     let yaml = config(port, TWO_STEPS).replace(
