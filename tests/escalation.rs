@@ -1367,6 +1367,34 @@ async fn runbook_and_dashboard_links_reach_the_incident_its_mail_and_its_page() 
 }
 
 #[tokio::test]
+async fn a_repeated_alert_adds_the_runbook_the_incident_lacked() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let alert = |runbook: Option<&str>| {
+        let mut a = json!({
+            "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+            "annotations": {"summary": "Disk full on db1"},
+        });
+        if let Some(href) = runbook {
+            a["annotations"]["runbook_url"] = json!(href);
+        }
+        json!([a]).to_string()
+    };
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert(None)).await;
+    let id = d.incident_of(&r).await;
+    // A repeat with nothing new is counted; one that brings a runbook adds it.
+    d.post("/api/v2/alerts", Some(TOKEN), alert(None)).await;
+    let runbook = "https://wiki.example.com/runbooks/disk-full";
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert(Some(runbook))).await;
+    assert_eq!(d.incident_of(&r).await, id);
+    let i = incident(d, id).await;
+    assert_eq!(i["count"], 3);
+    assert_eq!(i["links"], json!([{"kind": "runbook", "href": runbook}]), "{i:#}");
+    d.post("/api/v2/alerts", Some(TOKEN), alert(Some(runbook))).await;
+    assert_eq!(incident(d, id).await["count"], 4);
+}
+
+#[tokio::test]
 async fn with_the_severity_floor_a_rules_one_step_policy_cannot_weaken_a_sev1() {
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
     let policies = format!(
