@@ -109,7 +109,8 @@ pub fn render(
                 && w.format == crate::notify::WebhookFormat::Alertmanager
         })
     {
-        payload = crate::templates::alertmanager_payload(incident, &delivery.recipient.address);
+        let receiver = &delivery.recipient.address;
+        payload = crate::templates::alertmanager_payload(incident, receiver, &delivery.audience);
     }
     (Rendered { subject: r.subject, text: r.text, html: r.html, payload }, r.fallback)
 }
@@ -164,7 +165,8 @@ pub fn with_note(mut r: Rendered, lead: &str, line: &str) -> Rendered {
 
 /// Appends the approved customer wording (`draft`, rendered from the `customer` template) to a
 /// message for the communications lead, so that what they publish starts from approved words:
-/// in the text and HTML, and as `"draft": {subject, text}` in a webhook payload.
+/// in the text and HTML, and as `"draft": {subject, text}` in a webhook payload. For email and
+/// webhooks: an SMS gets [`with_draft_in_email`] at most.
 pub fn with_draft(mut r: Rendered, draft: &Rendered) -> Rendered {
     let body = format!("{}\n{}", draft.subject, draft.text.trim_end());
     r.text = format!(
@@ -187,6 +189,13 @@ pub fn with_draft(mut r: Rendered, draft: &Rendered) -> Rendered {
             serde_json::json!({"subject": draft.subject, "text": draft.text}),
         );
     }
+    r
+}
+
+/// Points a short message (an SMS to the communications lead) at the draft in the email that
+/// goes with it: the whole draft would not fit two SMS segments.
+pub fn with_draft_in_email(mut r: Rendered) -> Rendered {
+    r.text = format!("{} Customer draft: in your email.", r.text.trim_end());
     r
 }
 

@@ -183,12 +183,17 @@ impl Expiry {
 
     /// When the incident resolves unless refreshed again, its last trigger having arrived at
     /// `last_seen`. Refreshes stored as counts only (see [`Validity::kept_by`]) stated a lease
-    /// no longer than this one, so counting it from the last of them is never early.
+    /// no longer than this one and at most [`LEASE_TOLERANCE`] shorter, so counting it from
+    /// the last of them is never early, and late by that tolerance at most.
     pub fn due(&self, last_seen: Timestamp) -> Timestamp {
         let refreshed = last_seen.saturating_add(self.lease()).unwrap_or(self.ends_at);
         self.ends_at.max(refreshed)
     }
 }
+
+/// How much shorter than the stored lease a refresh's may be and still be stored as counts
+/// only: an incident resolves at most this long after the `endsAt` of its last refresh.
+pub const LEASE_TOLERANCE: SignedDuration = SignedDuration::from_secs(1);
 
 /// What one trigger says about how long its alert holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,11 +230,20 @@ pub fn validity(event: &Event, resolve_timeout: Option<Duration>) -> Validity {
 impl Validity {
     /// Whether a repeat arriving at `received` may be stored as counts only (moving the
     /// incident's last-seen time, not its expiry) and the expiry stay true: it states nothing,
-    /// or the same open end, or a lease no longer than the stored one (`lease`).
+    /// or the same open end, or about the stored lease (`lease`): no longer (counting the
+    /// stored lease from it would resolve before its `endsAt`) and at most
+    /// [`LEASE_TOLERANCE`] shorter (or it would resolve long after its `endsAt`: a 4-minute
+    /// refresh counted against an earlier 53-minute lease holds for 53 minutes). Prometheus
+    /// states the same lease each time, give or take its arrival jitter, so nearly every
+    /// refresh in a storm stays on the fast path: a longer one is stored and becomes the lease
+    /// the next ones are held to.
     pub fn kept_by(&self, lease: Option<SignedDuration>, received: Timestamp) -> bool {
         match (self, lease) {
             (Validity::Unstated, _) | (Validity::OpenEnded, None) => true,
-            (Validity::Until(end), Some(lease)) => end.duration_since(received) <= lease,
+            (Validity::Until(end), Some(lease)) => {
+                let stated = end.duration_since(received);
+                stated <= lease && lease - stated <= LEASE_TOLERANCE
+            }
             _ => false,
         }
     }
@@ -363,8 +377,20 @@ impl Window {
 
     /// Why an incident it covers is suppressed (the decision's `suppressed` text).
     pub fn reason(&self) -> String {
-        format!("maintenance window `{}` until {}", self.name, self.ends)
+        window_reason(&self.name, self.ends)
     }
+}
+
+/// The decision's `suppressed` text for an incident a maintenance window holds back.
+pub fn window_reason(name: &str, until: Timestamp) -> String {
+    format!("maintenance window `{name}` until {until}")
+}
+
+/// The window's name and end in a [`window_reason`] text (as every version wrote it), if
+/// `reason` is one.
+pub fn parse_window_reason(reason: &str) -> Option<(&str, Option<Timestamp>)> {
+    let (name, until) = reason.strip_prefix("maintenance window `")?.rsplit_once("` until ")?;
+    Some((name, until.parse().ok()))
 }
 
 /// The escalation settings of a config beyond the policies themselves.
@@ -554,11 +580,24 @@ mod tests {
         let refresh = Validity::Until(t("2026-03-02T09:05:00Z"));
         assert!(refresh.kept_by(lease, t("2026-03-02T09:01:00Z")));
         assert_eq!(e.due(t("2026-03-02T09:01:00Z")), t("2026-03-02T09:05:00Z"));
+        // A lease within the tolerance below the stored one is kept: at most that late.
+        let jitter = Validity::Until(t("2026-03-02T09:04:59.5Z"));
+        assert!(jitter.kept_by(lease, t("2026-03-02T09:01:00Z")));
+        let beyond = Validity::Until(t("2026-03-02T09:04:58.9Z"));
+        assert!(!beyond.kept_by(lease, t("2026-03-02T09:01:00Z")));
         // A longer lease must rewrite the expiry, or it would resolve early.
         let longer = Validity::Until(t("2026-03-02T10:00:00Z"));
         assert!(!longer.kept_by(lease, t("2026-03-02T09:01:00Z")));
         let moved = longer.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")).unwrap();
         assert_eq!(moved.due(t("2026-03-02T09:01:00Z")), t("2026-03-02T10:00:00Z"));
+        // A much shorter lease after a longer one must rewrite it too, or the incident would
+        // resolve the longer lease after its last refresh instead of at its endsAt.
+        let lease = Some(moved.lease());
+        let shorter = Validity::Until(t("2026-03-02T09:06:00Z"));
+        assert!(!shorter.kept_by(lease, t("2026-03-02T09:02:00Z")));
+        let back = shorter.apply(Some(moved.clone()), t("2026-03-02T09:02:00Z")).unwrap();
+        assert_eq!(back.due(t("2026-03-02T09:02:00Z")), t("2026-03-02T09:06:00Z"));
+        let lease = Some(e.lease());
         // The latest word wins: no end given makes it open-ended; silence keeps it.
         assert!(!Validity::OpenEnded.kept_by(lease, t("2026-03-02T09:01:00Z")));
         assert_eq!(Validity::OpenEnded.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")), None);
@@ -566,6 +605,15 @@ mod tests {
         assert_eq!(Validity::Unstated.apply(Some(e.clone()), t("2026-03-02T09:01:00Z")), Some(e));
         assert!(Validity::OpenEnded.kept_by(None, t("2026-03-02T09:01:00Z")));
         assert!(!first.kept_by(None, t("2026-03-02T09:01:00Z")));
+    }
+
+    #[test]
+    fn a_window_reason_names_the_window_and_its_end() {
+        let t = "2026-03-02T10:00:00Z".parse::<Timestamp>().unwrap();
+        let reason = window_reason("db `a` failover", t);
+        assert_eq!(reason, "maintenance window `db `a` failover` until 2026-03-02T10:00:00Z");
+        assert_eq!(parse_window_reason(&reason), Some(("db `a` failover", Some(t))));
+        assert_eq!(parse_window_reason("maintenance window"), None, "a rule's own words");
     }
 
     #[test]

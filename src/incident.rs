@@ -151,13 +151,10 @@ const MAX_LINK_BYTES: usize = 2048;
 pub fn links_of(event: &Event) -> Vec<IncidentLink> {
     let mut out: Vec<IncidentLink> = Vec::new();
     let mut add = |kind: &str, href: &str, text: Option<&str>| {
-        let href = href.trim();
-        let web = href.len() <= MAX_LINK_BYTES
-            && ["https://", "http://"].iter().any(|p| {
-                href.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p))
-                    && href.len() > p.len()
-            });
-        if web && out.len() < MAX_LINKS && !out.iter().any(|l| l.href == href) {
+        if let Some(href) = web_href(href)
+            && out.len() < MAX_LINKS
+            && !out.iter().any(|l| l.href == href)
+        {
             out.push(IncidentLink {
                 kind: kind.to_string(),
                 href: href.to_string(),
@@ -165,13 +162,7 @@ pub fn links_of(event: &Event) -> Vec<IncidentLink> {
             });
         }
     };
-    for (key, kind) in [
-        ("runbook_url", "runbook"),
-        ("runbook", "runbook"),
-        ("dashboard_url", "dashboard"),
-        ("dashboard", "dashboard"),
-        ("grafana_url", "dashboard"),
-    ] {
+    for (key, kind) in LINK_ANNOTATIONS {
         if let Some(href) = event.annotations.get(key) {
             add(kind, href, None);
         }
@@ -191,6 +182,34 @@ pub fn links_of(event: &Event) -> Vec<IncidentLink> {
         add(kind, &link.href, link.text.as_deref());
     }
     out
+}
+
+/// The annotations Prometheus rules put links in, and the kind of link each holds.
+const LINK_ANNOTATIONS: [(&str, &str); 5] = [
+    ("runbook_url", "runbook"),
+    ("runbook", "runbook"),
+    ("dashboard_url", "dashboard"),
+    ("dashboard", "dashboard"),
+    ("grafana_url", "dashboard"),
+];
+
+/// The address a link is kept under, if it is kept at all: `http` and `https` only (they end up
+/// as `href`s on the dashboard), at most [`MAX_LINK_BYTES`].
+fn web_href(href: &str) -> Option<&str> {
+    let href = href.trim();
+    let web = href.len() <= MAX_LINK_BYTES
+        && ["https://", "http://"].iter().any(|p| {
+            href.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p)) && href.len() > p.len()
+        });
+    web.then_some(href)
+}
+
+/// A link address's digest, for [`Summary`]'s cheap check of what an incident lacks.
+fn href_hash(href: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    href.hash(&mut h);
+    h.finish()
 }
 
 /// Adds the links of a later event that the incident does not have yet.
@@ -226,6 +245,12 @@ pub struct Summary {
     decision: u64,
     /// How long one refresh keeps it valid ([`crate::escalation::Expiry::lease`]).
     lease: Option<jiff::SignedDuration>,
+    /// A maintenance window from the config holds it back (`held_by` without an id): a
+    /// reload that changes the window re-checks it.
+    held_by_config: bool,
+    /// Digests of its links' addresses ([`href_hash`]), so that a repeat carrying one it lacks
+    /// takes the full path and adds it; `None` when it holds [`MAX_LINKS`] (none can be added).
+    links: Option<Box<[u64]>>,
 }
 
 impl Summary {
@@ -241,7 +266,25 @@ impl Summary {
             drill: incident.drill,
             decision: decision_hash(&incident.decision),
             lease: incident.expiry.as_ref().map(crate::escalation::Expiry::lease),
+            held_by_config: incident.held_by.as_ref().is_some_and(|h| h.id.is_none()),
+            links: (incident.links.len() < MAX_LINKS)
+                .then(|| incident.links.iter().map(|l| href_hash(&l.href)).collect()),
         }
+    }
+
+    /// Whether `event` carries a link the incident lacks and would keep ([`merge_links`]).
+    fn lacks_links_of(&self, event: &Event) -> bool {
+        let Some(kept) = &self.links else { return false };
+        let annotated = LINK_ANNOTATIONS.iter().filter_map(|(key, _)| event.annotations.get(*key));
+        annotated
+            .map(String::as_str)
+            .chain(event.links.iter().map(|l| l.href.as_str()))
+            .filter_map(web_href)
+            .any(|href| !kept.contains(&href_hash(href)))
+    }
+
+    pub fn held_by_config(&self) -> bool {
+        self.held_by_config
     }
 
     pub fn count(&self) -> u64 {
@@ -250,7 +293,7 @@ impl Summary {
 
     /// Whether a trigger `event` scored `decision` would change this incident in nothing but
     /// its count and last-seen time: what [`apply`] does to it then is only that (no drill to
-    /// make real, no severity change, the same decision to store).
+    /// make real, no severity change, the same decision to store, no link to add).
     /// `hash`: the decision's [`decision_hash`], computed where it was scored; `validity`: what
     /// the event says about how long the alert holds, which must leave the expiry true.
     pub fn repeat(
@@ -267,6 +310,7 @@ impl Summary {
             && self.severity == decision.severity
             && self.score == decision.score
             && self.decision == hash
+            && !self.lacks_links_of(event)
     }
 
     /// After a repeat stored as counts only (the id guards against a reused key).
@@ -596,6 +640,10 @@ pub fn resolve(
     }
     incident.status = Status::Resolved;
     incident.resolved = Some(Stamp { by: by.to_string(), at });
+    // Neither applies any more (their timers stop with the resolve): no window holds a resolved
+    // incident back, and no endsAt can resolve it again.
+    incident.held_by = None;
+    incident.expiry = None;
     let entry = Entry {
         at,
         actor: by.to_string(),

@@ -7,6 +7,7 @@
 //! for many requests: group commit), then answers every request in the batch. A 2xx therefore
 //! never goes out before the event and its incident change are on disk.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -300,6 +301,16 @@ impl OpenIndex {
             .collect()
     }
 
+    /// The open incidents a maintenance window from the config holds back.
+    fn held_by_config(&self) -> Vec<IncidentId> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .flat_map(HashMap::values)
+            .filter(|s| s.held_by_config())
+            .map(|s| s.id())
+            .collect()
+    }
+
     fn quiet_since(&self, cutoff: Timestamp) -> Vec<IncidentId> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.values()
@@ -352,6 +363,53 @@ pub struct Journal {
     clock: SharedClock,
 }
 
+/// An open incident an earlier version held back for a maintenance window without recording
+/// `held_by` or scheduling a timer for the window's end: it would never page.
+#[derive(Debug, Clone)]
+struct LegacyHold {
+    id: IncidentId,
+    window: String,
+    /// The window's end as the suppression text stated it.
+    until: Option<Timestamp>,
+}
+
+/// The open incidents an earlier version held back for a maintenance window (see
+/// [`LegacyHold`]): by their decision's suppression text, or, when a later trigger replaced the
+/// decision, by the timeline entry that said what the window held back — unless a later entry
+/// says the window's end was dealt with. The writer's first commit holds them properly
+/// (`Writer::recheck_held`), so this finds each once.
+fn legacy_holds(store: &Store, open: &[Incident]) -> Result<Vec<LegacyHold>, StoreError> {
+    let mut out = Vec::new();
+    for incident in open.iter().filter(|i| i.held_by.is_none()) {
+        let said = incident.decision.suppressed.as_deref();
+        if let Some((window, until)) = said.and_then(escalation::parse_window_reason) {
+            out.push(LegacyHold { id: incident.id, window: window.to_string(), until });
+            continue;
+        }
+        // It paged, or the rules suppress it: nothing a window still holds back.
+        if incident.escalation.is_some() || said.is_some() {
+            continue;
+        }
+        let timeline = store.timeline(incident.id)?;
+        let held = timeline.iter().find_map(|e| {
+            let reason = e.message.strip_prefix("suppressed (")?.rsplit_once("); held back ")?.0;
+            (e.kind == EntryKind::Suppressed).then_some(())?;
+            escalation::parse_window_reason(reason)
+        });
+        let dealt_with = || {
+            timeline.iter().any(|e| {
+                e.kind != EntryKind::Suppressed && e.message.starts_with("maintenance window `")
+            })
+        };
+        if let Some((window, until)) = held
+            && !dealt_with()
+        {
+            out.push(LegacyHold { id: incident.id, window: window.to_string(), until });
+        }
+    }
+    Ok(out)
+}
+
 /// Joining this waits until everything sent before the last [`Journal`] was dropped is
 /// committed and answered.
 pub struct WriterThread(std::thread::JoinHandle<()>);
@@ -377,7 +435,9 @@ pub fn spawn(
     clock: SharedClock,
 ) -> Result<(Journal, WriterThread), StoreError> {
     let open = Arc::new(OpenIndex::default());
-    open.apply(store.open_incidents()?);
+    let open_incidents = store.open_incidents()?;
+    let legacy_holds = legacy_holds(&store, &open_incidents)?;
+    open.apply(open_incidents);
     metrics.incidents_open.set(open.len() as i64);
     let overrides = Arc::new(OverrideSet::new(store.overrides()?));
     let (tx, rx) = mpsc::channel(queue_capacity);
@@ -395,6 +455,8 @@ pub fn spawn(
         started: clock.now(),
         clock: clock.clone(),
         windows: std::sync::Mutex::new(store.maintenance_windows()?),
+        checked: RefCell::new(None),
+        legacy_holds: RefCell::new(legacy_holds),
     };
     let handle = std::thread::Builder::new()
         .name("tocsin-journal".into())
@@ -604,6 +666,11 @@ struct Writer {
     /// Maintenance windows opened through the API, as committed (the config's come with the
     /// runtime).
     windows: std::sync::Mutex<Vec<Window>>,
+    /// The runtime whose maintenance windows the held incidents were last checked against;
+    /// `None` until the first commit (see [`Writer::recheck_held`]).
+    checked: RefCell<Option<Arc<Runtime>>>,
+    /// Incidents an earlier version held back without recording it, for the first commit.
+    legacy_holds: RefCell<Vec<LegacyHold>>,
 }
 
 /// Incidents changed by the batch so far, and which open incident each key now has, so that
@@ -698,10 +765,22 @@ impl Writer {
         // In a storm nearly every event of a batch is a counted repeat: no rehashing midway.
         changes.counted.reserve(events);
         let rt = self.runtime.load_full();
+        // The first commit, and the first after a reload that changed `maintenance:`, checks
+        // what the windows hold back against the windows as they are now.
+        let recheck = match self.checked.borrow().as_ref() {
+            None => true,
+            Some(before) => {
+                !Arc::ptr_eq(before, &rt)
+                    && before.config.escalation.maintenance != rt.config.escalation.maintenance
+            }
+        };
         // Commands the transaction never reached (it could not begin: disk full) are answered
         // with the error below, not dropped (which would read as "shutting down").
         let mut unreached = commands.into_iter();
         let result = self.store.write(|batch| {
+            if recheck {
+                self.recheck_held(batch, &mut changes, &rt)?;
+            }
             for cmd in unreached.by_ref() {
                 match cmd {
                     Command::Append { events, reply } => {
@@ -772,6 +851,10 @@ impl Writer {
         let result = result.map_err(Arc::new);
         match &result {
             Ok(()) => {
+                *self.checked.borrow_mut() = Some(rt.clone());
+                if recheck {
+                    self.legacy_holds.borrow_mut().clear();
+                }
                 self.metrics.commit_batch_events.observe(events as f64);
                 self.record(&changes);
                 self.overrides.apply(&changes.overrides);
@@ -1373,7 +1456,8 @@ impl Writer {
                     for t in batch.timers_at(planned)? {
                         if let TimerKind::WindowEnds { window } = &t.kind
                             && *window == w.name
-                            && batch.incident(t.incident)?.is_some_and(|i| {
+                            // Opened in this batch, it is not in the store yet.
+                            && self.load(batch, changes, t.incident)?.is_some_and(|i| {
                                 i.held_by.as_ref().is_some_and(|h| h.id == Some(id))
                             })
                         {
@@ -1501,6 +1585,129 @@ impl Writer {
             )?;
         }
         changes.log(incident.id, entries);
+        Ok(())
+    }
+
+    /// Checks what maintenance windows hold back against the windows as they are: at the first
+    /// commit after start-up, and after a reload that changed `maintenance:`. An incident an
+    /// earlier version held back without recording it ([`LegacyHold`]) is held properly, with a
+    /// timer at the window's end (or now, if it is over); one held by a config window that the
+    /// config now ends earlier or later, or no longer has, gets its timer moved to the new end
+    /// (or now), instead of being noticed at the old end. Idempotent: a restart finds nothing
+    /// left to do. API windows change only through the API, which moves their timers itself.
+    fn recheck_held(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let config = &rt.config.escalation.maintenance;
+        let legacy = self.legacy_holds.borrow().clone();
+        if !legacy.is_empty() {
+            let api: Vec<Window> = match &changes.windows {
+                Some(w) => w.clone(),
+                None => self.windows.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            };
+            for hold in legacy {
+                let Some(incident) = self.load(batch, changes, hold.id)? else { continue };
+                if !incident.status.is_open() || incident.held_by.is_some() {
+                    continue;
+                }
+                let named: Vec<&Window> =
+                    config.iter().chain(&api).filter(|w| w.name == hold.window).collect();
+                let window = named.iter().find(|w| Some(w.ends) == hold.until).or(named.first());
+                let held = match window {
+                    Some(w) => w.held(),
+                    // Gone from the config (and not an API window): over.
+                    None => escalation::Held {
+                        window: hold.window.clone(),
+                        id: None,
+                        until: hold.until.filter(|u| *u <= now).unwrap_or(now),
+                    },
+                };
+                let line = if held.until > now {
+                    format!(
+                        "maintenance window `{}` holds this incident back until {} (held by an earlier version, which kept no timer for the window's end): it pages then if still triggered",
+                        held.window, held.until
+                    )
+                } else {
+                    format!(
+                        "maintenance window `{}` held this incident back and ended at {} (held by an earlier version, which did not page when a window ended): it pages now if still triggered",
+                        held.window, held.until
+                    )
+                };
+                self.hold(batch, changes, incident, held, line)?;
+            }
+        }
+        for id in self.open.held_by_config() {
+            let Some(incident) = self.load(batch, changes, id)? else { continue };
+            let Some(was) = incident.held_by.clone().filter(|h| h.id.is_none()) else { continue };
+            if !incident.status.is_open() {
+                continue;
+            }
+            let named = || config.iter().filter(|w| w.name == was.window);
+            let (held, line) = match named()
+                .find(|w| w.ends == was.until)
+                .or_else(|| named().next())
+            {
+                Some(w) if w.ends == was.until => continue,
+                Some(w) if w.ends > now => (
+                    w.held(),
+                    format!(
+                        "maintenance window `{}` now ends at {} (the config changed; it was to end at {}): held back until then, it pages then if still triggered",
+                        w.name, w.ends, was.until
+                    ),
+                ),
+                // Its timer is due already.
+                _ if was.until <= now => continue,
+                Some(w) => (
+                    escalation::Held { until: now, ..w.held() },
+                    format!(
+                        "maintenance window `{}` ended at {} (the config changed; it was to end at {}): it pages now if still triggered",
+                        w.name, w.ends, was.until
+                    ),
+                ),
+                None => (
+                    escalation::Held { until: now, ..was.clone() },
+                    format!(
+                        "maintenance window `{}` is no longer in the config (it was to end at {}): it pages now if still triggered",
+                        was.window, was.until
+                    ),
+                ),
+            };
+            self.hold(batch, changes, incident, held, line)?;
+        }
+        Ok(())
+    }
+
+    /// Holds the incident back until `held.until` (now, if that is past): its window-end timer
+    /// moves there, and the timeline says why (`line`).
+    fn hold(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        mut incident: Incident,
+        held: escalation::Held,
+        line: String,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.cancel(batch, incident.id, |k| matches!(k, TimerKind::WindowEnds { .. }))?;
+        let kind = TimerKind::WindowEnds { window: held.window.clone() };
+        self.schedule(batch, changes, incident.id, held.until.max(now), kind)?;
+        if incident
+            .decision
+            .suppressed
+            .as_deref()
+            .and_then(escalation::parse_window_reason)
+            .is_some()
+        {
+            incident.decision.suppressed =
+                Some(escalation::window_reason(&held.window, held.until));
+        }
+        incident.held_by = Some(held);
+        changes.log(incident.id, vec![entry(now, EntryKind::Note, line)]);
+        self.save(changes, incident);
         Ok(())
     }
 
@@ -1785,7 +1992,24 @@ impl Writer {
         let line = format!("Escalated to step {} of policy `{}`: {why}.", step + 1, policy.name);
         let note = (!first).then_some(("Escalated", line.as_str()));
         for d in &deliveries {
-            entries.push(self.enqueue(batch, rt, incident, reason, d, &label, note)?);
+            // The communications lead starts from the approved customer wording, as the
+            // status-update reminders do: in full where there is room (email, webhook); an SMS
+            // says where to find it when an email goes to them too.
+            let draft = match d.channel {
+                _ if !first || !crate::templates::is_communications(&d.audience) => Draft::No,
+                Channel::Email | Channel::Webhook => Draft::Full,
+                Channel::Sms
+                    if deliveries.iter().any(|e| {
+                        e.channel == Channel::Email
+                            && e.recipient.person.is_some()
+                            && e.recipient.person == d.recipient.person
+                    }) =>
+                {
+                    Draft::InEmail
+                }
+                Channel::Sms | Channel::Log => Draft::No,
+            };
+            entries.push(self.enqueue(batch, rt, incident, reason, d, &label, note, draft)?);
         }
         if !deliveries.is_empty() {
             changes.due = true;
@@ -1908,6 +2132,7 @@ impl Writer {
                 d,
                 "resolution notice",
                 None,
+                Draft::No,
             )?);
         }
         if !told.is_empty() {
@@ -2280,11 +2505,15 @@ impl Writer {
         }
         if incident.status != Status::Triggered {
             let by = incident.acknowledged.as_ref().map(|a| a.by.clone()).unwrap_or_default();
-            return Ok(vec![entry(
+            let mut entries = vec![entry(
                 now,
                 EntryKind::Escalated,
                 format!("{ended}; acknowledged by {by} during the window, so nobody is paged"),
-            )]);
+            )];
+            // Acknowledged or not, a customer-facing incident still owes status updates: the
+            // reminders the window held back start now, as they would have at its opening.
+            entries.extend(self.start_comms_updates(batch, changes, rt, incident)?);
+            return Ok(entries);
         }
         let mut entries = Vec::new();
         match self.choose_policy(rt, incident) {
@@ -2384,6 +2613,7 @@ impl Writer {
                 d,
                 lead,
                 Some((lead, line)),
+                Draft::No,
             )?);
             changes.due = true;
         }
@@ -2391,7 +2621,8 @@ impl Writer {
     }
 
     /// Writes one outbox row (in the caller's transaction) and returns its timeline entry.
-    /// `note`: a (subject lead, first line) that says why an escalation or reminder is sent.
+    /// `note`: a (subject lead, first line) that says why an escalation or reminder is sent;
+    /// `draft`: whether it carries the approved customer wording.
     #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
@@ -2402,6 +2633,7 @@ impl Writer {
         d: &Delivery,
         why: &str,
         note: Option<(&str, &str)>,
+        draft: Draft,
     ) -> Result<Entry, StoreError> {
         let id = batch.next_notification_id()?;
         let now = self.clock.now();
@@ -2409,11 +2641,13 @@ impl Writer {
         if let Some((lead, line)) = note {
             message = crate::compose::with_note(message, lead, line);
         }
-        if reason == Reason::New && crate::templates::is_communications(&d.audience) {
-            // The communications lead starts from the approved customer wording, as the
-            // status-update reminders do.
-            let draft = customer_draft(rt, incident, Reason::New, now);
-            message = crate::compose::with_draft(message, &draft);
+        match draft {
+            Draft::No => {}
+            Draft::Full => {
+                let draft = customer_draft(rt, incident, reason, now);
+                message = crate::compose::with_draft(message, &draft);
+            }
+            Draft::InEmail => message = crate::compose::with_draft_in_email(message),
         }
         if rt.redactor.applies_to(d.channel, &d.audience) {
             let opening = batch.event(incident.opened_by)?;
@@ -2748,6 +2982,16 @@ fn override_op(
     }
 }
 
+/// Whether a message to the communications lead carries the customer draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Draft {
+    No,
+    /// Appended whole (email, webhook).
+    Full,
+    /// An SMS that says the draft is in the email that goes with it.
+    InEmail,
+}
+
 /// What the approved `customer` email template says about the incident as it stands: the
 /// communications lead's draft.
 fn customer_draft(
@@ -2792,4 +3036,101 @@ fn jitter(id: NotificationId, attempt: u32) -> f64 {
     x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 32;
     (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use jiff::SignedDuration;
+
+    const T0: &str = "2026-03-02T09:00:00Z";
+
+    fn runtime(yaml: &str) -> Runtime {
+        let raw = crate::config::parse(yaml, "t.yaml").unwrap();
+        let config = crate::config::validate(raw, "t.yaml", &|_: &str| None).unwrap();
+        crate::runtime::build(config, true).unwrap()
+    }
+
+    /// A writer on an in-memory store, committing the batches a test makes up.
+    fn writer(rt: Runtime, clock: Arc<ManualClock>) -> Writer {
+        Writer {
+            store: Arc::new(Store::open_in_memory().unwrap()),
+            runtime: Arc::new(ArcSwap::from_pointee(rt)),
+            metrics: Arc::new(Metrics::new()),
+            open: Arc::new(OpenIndex::default()),
+            overrides: Arc::new(OverrideSet::new(Vec::new())),
+            max_batch_events: 100,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            timers_changed: Arc::new(tokio::sync::Notify::new()),
+            started: crate::clock::Clock::now(&*clock),
+            clock,
+            windows: std::sync::Mutex::new(Vec::new()),
+            checked: RefCell::new(None),
+            legacy_holds: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn trigger(w: &Writer, key: &str) -> Command {
+        let body =
+            serde_json::json!({"dedup_key": key, "summary": "db down", "severity": "critical"});
+        let ctx = crate::normalize::Context::new("default", w.clock.now());
+        let events = crate::normalize::canonical(body.to_string().as_bytes(), ctx).unwrap().events;
+        let scored = crate::ingest::score(&w.runtime.load(), &w.open, events).unwrap();
+        Command::Append { events: scored, reply: oneshot::channel().0 }
+    }
+
+    // Tokio: the email channel is built inside its runtime (nothing is sent here).
+    #[tokio::test]
+    async fn ending_a_window_early_pages_an_incident_opened_in_the_same_batch() {
+        let rt = runtime(
+            r#"people:
+  - {id: ana, name: Ana, email: ana@example.com}
+notifications:
+  email: {relay: 127.0.0.1, port: 2525, tls: none, from: "Tocsin <tocsin@example.com>"}
+policies:
+  - name: page
+    notify: [{person: ana, channels: [email]}]
+default_policy: page
+"#,
+        );
+        let t0: Timestamp = T0.parse().unwrap();
+        let clock = Arc::new(ManualClock::new(t0));
+        let w = writer(rt, clock.clone());
+        let (reply, mut opened) = oneshot::channel();
+        let window = Window {
+            id: None,
+            created: None,
+            name: "db failover".into(),
+            starts: t0,
+            ends: t0 + SignedDuration::from_hours(1),
+            source: None,
+            service: None,
+            labels: BTreeMap::new(),
+        };
+        let op = MaintenanceOp::Open(window);
+        w.commit(vec![Command::Maintenance { op, by: "user:admin".into(), reply }], 0);
+        let id = opened.try_recv().unwrap().unwrap().unwrap().id.unwrap();
+        // One batch: a trigger the window holds back, then the window ended early.
+        let now = clock.advance(SignedDuration::from_mins(10)).unwrap();
+        let end = Command::Maintenance {
+            op: MaintenanceOp::End(id),
+            by: "user:admin".into(),
+            reply: oneshot::channel().0,
+        };
+        w.commit(vec![trigger(&w, "db"), end], 1);
+        let incident = w.store.open_incidents().unwrap().remove(0);
+        assert_eq!(incident.held_by.as_ref().map(|h| h.id), Some(Some(id)));
+        let timers = w.store.incident_timers(incident.id).unwrap();
+        let ends: Vec<Timestamp> = timers
+            .iter()
+            .filter(|t| matches!(t.kind, TimerKind::WindowEnds { .. }))
+            .map(|t| t.due_at)
+            .collect();
+        assert_eq!(ends, [now], "the window ended now, not at its planned end: {timers:?}");
+        w.commit(vec![Command::Tick { now, reply: oneshot::channel().0 }], 0);
+        let incident = w.store.incident(incident.id).unwrap().unwrap();
+        assert!(incident.held_by.is_none());
+        assert_eq!(incident.escalation.map(|e| e.policy).as_deref(), Some("page"), "paged now");
+    }
 }

@@ -865,6 +865,30 @@ async fn a_maintenance_window_holds_back_pages_and_says_what_it_held() {
 }
 
 #[tokio::test]
+async fn an_incident_acknowledged_during_a_window_gets_its_status_updates_once_it_ends() {
+    let env =
+        start(&roster(&format!("{LEAD_PAGES}communications:\n  update_every: {{sev1: 30m}}\n")));
+    let d = &env.daemon;
+    let window = json!({"name": "checkout deploy", "duration": "1h"}).to_string();
+    assert_eq!(d.post("/api/v1/maintenance", Some(TOKEN), window).await.status, 201);
+    // checkout is customer-facing (rules/50-customer-facing.rhai).
+    let id = alert_on(d, "checkout-down", "critical", "checkout").await;
+    assert_eq!(incident(d, id).await["held_by"]["window"], "checkout deploy");
+    let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    d.advance("1h").await;
+    quiet(&env, 0).await;
+    // Nobody is paged (it is acknowledged), but the status updates start at the window's end.
+    d.advance("30m").await;
+    let got = mails(&env, 1).await;
+    assert_eq!(got[0].0, "cora@example.com");
+    assert!(got[0].1.starts_with("Status update due:"), "{got:?}");
+    let t = timeline(&incident(d, id).await);
+    assert!(t.iter().any(|m| m.contains("so nobody is paged")), "{t:#?}");
+    assert!(t.iter().any(|m| m.starts_with("status updates are now due every 30m")), "{t:#?}");
+}
+
+#[tokio::test]
 async fn acknowledging_through_the_signed_link_stops_the_next_step() {
     let (port, inbox) = smtp_server();
     let yaml = config(port, TWO_STEPS).replace(
@@ -984,6 +1008,40 @@ async fn an_alert_whose_ends_at_passes_without_a_refresh_resolves_once_across_re
 }
 
 #[tokio::test]
+async fn a_short_lease_after_a_long_one_resolves_at_its_own_ends_at() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let send = |ends_at: &'static str| {
+        d.post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db1", ends_at))
+    };
+    let r = send("2026-03-02T09:04:00Z").await;
+    let id = d.incident_of(&r).await;
+    mails(&env, 1).await;
+    // One refresh states a long lease (endsAt 10:00), the next ones 4 minutes again.
+    d.advance("2m").await;
+    assert_eq!(send("2026-03-02T10:00:00Z").await.status, 202);
+    d.advance("2m").await;
+    assert_eq!(send("2026-03-02T09:08:00Z").await.status, 202);
+    d.advance("2m").await;
+    assert_eq!(send("2026-03-02T09:10:00Z").await.status, 202);
+    // The sender stops at 09:06; its last endsAt is 09:10.
+    d.advance("3m59s").await;
+    quiet(&env, 1).await;
+    assert_eq!(incident(d, id).await["status"], "triggered");
+    d.advance("1s").await;
+    let got = mails(&env, 2).await;
+    assert!(got[1].1.contains("Resolved"), "resolved at 09:10, not an hour later: {got:?}");
+    let i = incident(d, id).await;
+    assert!(
+        timeline(&i).iter().any(|m| m.starts_with(
+            "resolved: the sender's endsAt 2026-03-02T09:10:00Z passed without a refresh"
+        )),
+        "{:#?}",
+        timeline(&i)
+    );
+}
+
+#[tokio::test]
 async fn an_alert_without_ends_at_stays_open_unless_a_resolve_timeout_is_set() {
     let (port, inbox) = smtp_server();
     let yaml = format!("{}incidents:\n  resolve_timeout: 5m\n", config(port, ONE_STEP));
@@ -1056,6 +1114,193 @@ async fn a_maintenance_window_that_ends_while_its_incident_fires_pages_once_acro
     assert_eq!(t.iter().filter(|m| m.contains("paging now")).count(), 1, "{t:#?}");
 }
 
+/// Waits (at most 20 s of real time) until `check` holds for incident `id`.
+async fn until(d: &Daemon, id: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = incident(d, id).await;
+        if check(&i) {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "incident {id}: {what}: {i:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A config window from 08:00 to `ends` for `service`.
+fn config_window(name: &str, service: &str, ends: &str) -> String {
+    format!(
+        "  - {{name: \"{name}\", starts: 2026-03-02T08:00:00Z, ends: {ends}, service: {service}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn incidents_an_earlier_version_held_back_page_when_their_window_ends() {
+    let (port, inbox) = smtp_server();
+    let window = config_window("db failover", "db", "2026-03-02T10:00:00Z");
+    let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{window}"));
+    let mut d = Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let primary = alert_on(&d, "db-primary", "critical", "db").await;
+    let replica = alert_on(&d, "db-replica", "critical", "db").await;
+    d.terminate();
+    // As the version before held_by left them: suppressed by the window, with no held_by and no
+    // timer for its end; the replica's decision since replaced by a repeated trigger.
+    {
+        use tocsin::escalation::TimerKind;
+        let store = tocsin::store::Store::open(&d.data_dir).unwrap();
+        store
+            .write(|batch| {
+                for id in [primary, replica] {
+                    let mut i = batch.incident(id)?.unwrap();
+                    assert!(i.held_by.take().is_some());
+                    if id == replica {
+                        i.decision.suppressed = None;
+                    }
+                    for t in batch.incident_timers(id)? {
+                        if matches!(t.kind, TimerKind::WindowEnds { .. }) {
+                            batch.remove_timer(&t)?;
+                        }
+                    }
+                    batch.put_incident(&i, true)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut d = d.restart_env(&[("TOCSIN_FAKE_CLOCK", T0)]);
+    let env = Env { daemon: d, mails: inbox };
+    for id in [primary, replica] {
+        until(&env.daemon, id, "held until the window's end", |i| {
+            i["held_by"]["until"] == "2026-03-02T10:00:00Z"
+        })
+        .await;
+    }
+    // A restart before the window ends finds nothing more to do.
+    d = env.daemon;
+    d.kill9();
+    let env = Env { daemon: d.restart_env(&[("TOCSIN_FAKE_CLOCK", T0)]), mails: env.mails };
+    let d = &env.daemon;
+    alert_on(d, "db-backup", "critical", "db").await; // a commit after the restart's first
+    quiet(&env, 0).await;
+    d.advance("1h").await;
+    let mut got: Vec<String> = mails(&env, 2).await.into_iter().map(|(_, s)| s).collect();
+    got.sort();
+    assert!(got[0].contains("db-primary") && got[1].contains("db-replica"), "{got:?}");
+    mails(&env, 3).await; // db-backup, held by the same window
+    quiet(&env, 3).await;
+    for id in [primary, replica] {
+        let t = timeline(&incident(d, id).await);
+        let held = t.iter().filter(|m| m.contains("held by an earlier version")).count();
+        assert_eq!(held, 1, "{t:#?}");
+        assert_eq!(t.iter().filter(|m| m.contains("paging now")).count(), 1, "{t:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_that_shortens_or_removes_a_window_pages_what_it_held_then() {
+    let (port, inbox) = smtp_server();
+    let db = config_window("db failover", "db", "2026-03-02T10:00:00Z");
+    let net = config_window("switch upgrade", "net", "2026-03-02T10:00:00Z");
+    let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{db}{net}"));
+    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let d = &env.daemon;
+    let primary = alert_on(d, "db-primary", "critical", "db").await;
+    let switch = alert_on(d, "switch-3", "critical", "net").await;
+    assert_eq!(incident(d, primary).await["held_by"]["until"], "2026-03-02T10:00:00Z");
+    quiet(&env, 0).await;
+    // The db window now ends at 09:20; the switch window is gone.
+    let shorter = config_window("db failover", "db", "2026-03-02T09:20:00Z");
+    let yaml = common::config_yaml(&config(port, &format!("{ONE_STEP}maintenance:\n{shorter}")));
+    std::fs::write(&d.config, yaml).unwrap();
+    let r = d.post("/-/reload", Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = mails(&env, 1).await;
+    assert!(got[0].1.contains("switch-3"), "paged at the reload, not at 10:00: {got:?}");
+    let i = incident(d, switch).await;
+    assert!(
+        timeline(&i).iter().any(|m| m
+            == "maintenance window `switch upgrade` is no longer in the config (it was to end at 2026-03-02T10:00:00Z): it pages now if still triggered"),
+        "{:#?}",
+        timeline(&i)
+    );
+    until(d, primary, "held until the new end", |i| {
+        i["held_by"]["until"] == "2026-03-02T09:20:00Z"
+    })
+    .await;
+    d.advance("19m").await;
+    quiet(&env, 1).await;
+    d.advance("1m").await;
+    let got = mails(&env, 2).await;
+    assert!(got[1].1.contains("db-primary"), "paged at the new end: {got:?}");
+    quiet(&env, 2).await;
+}
+
+/// The dashboard page at `path` as the user with `token` sees it.
+async fn dashboard(d: &Daemon, path: &str, name: &str, token: &str) -> String {
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login =
+        c.post(d.url("/login")).form(&[("name", name), ("token", token), ("next", "/")]).send();
+    let login = login.await.unwrap();
+    let cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = c.get(d.url(path)).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_resolved_incident_is_no_longer_held_back_or_due_to_expire() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let window = json!({"name": "db failover", "duration": "1h"}).to_string();
+    assert_eq!(d.post("/api/v1/maintenance", Some(TOKEN), window).await.status, 201);
+    let r = d
+        .post("/api/v2/alerts", Some(TOKEN), prometheus_alert("db1", "2026-03-02T09:04:00Z"))
+        .await;
+    let id = d.incident_of(&r).await;
+    let i = incident(d, id).await;
+    assert_eq!(i["held_by"]["window"], "db failover");
+    assert_eq!(i["expiry"]["ends_at"], "2026-03-02T09:04:00Z");
+    let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let i = incident(d, id).await;
+    assert!(i["held_by"].is_null() && i["expiry"].is_null(), "{i:#}");
+    let page = dashboard(d, &format!("/incidents/{id}"), "admin", TOKEN).await;
+    assert!(!page.contains("Held back") && !page.contains("it pages then"), "{page}");
+    assert!(!page.contains("unless its sender refreshes it"), "{page}");
+    d.advance("2h").await;
+    quiet(&env, 0).await;
+}
+
+#[tokio::test]
+async fn a_link_with_personal_data_shows_only_to_users_with_the_pii_permission() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let ticket = "https://desk.example.com/tickets/SUP-7?requester=jane@x.com";
+    let mut report: Value = serde_json::from_str(&personal_report("SUP-7")).unwrap();
+    report["ticket_url"] = json!(ticket);
+    let encoded = json!({
+        "dedup_key": "encoded",
+        "summary": "Export failed",
+        "links": [{"href": "https://desk.example.com/search?q=jane%40x.com"}],
+    });
+    let r = d.post("/api/v1/reports", Some(TOKEN), report.to_string()).await;
+    let id = d.incident_of(&r).await;
+    let r = d.post("/api/v1/events", Some(TOKEN), encoded.to_string()).await;
+    let other = d.incident_of(&r).await;
+    for id in [id, other] {
+        let path = format!("/incidents/{id}");
+        let viewer = dashboard(d, &path, "dashboard", common::VIEWER_TOKEN).await;
+        assert!(!viewer.contains("jane@x.com") && !viewer.contains("jane%40x.com"), "{viewer}");
+        assert!(viewer.contains("(the link holds personal data"), "{viewer}");
+    }
+    let admin = dashboard(d, &format!("/incidents/{id}"), "admin", TOKEN).await;
+    assert!(
+        admin.contains(&format!("<a class=\"incident-link\" href=\"{ticket}\"")),
+        "the pii permission shows it: {admin}"
+    );
+}
+
 #[tokio::test]
 async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
     let (port, inbox) = smtp_server();
@@ -1118,22 +1363,39 @@ async fn runbook_and_dashboard_links_reach_the_incident_its_mail_and_its_page() 
     let pd_id = d.incident_of(&r).await;
     assert_eq!(incident(d, pd_id).await["links"][0]["kind"], "runbook");
     // The dashboard's incident page links them.
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = c
-        .post(d.url("/login"))
-        .form(&[("name", "admin"), ("token", TOKEN), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
-    let cookie =
-        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let page =
-        c.get(d.url(&format!("/incidents/{id}"))).header("cookie", cookie).send().await.unwrap();
-    let html = page.text().await.unwrap();
+    let html = dashboard(d, &format!("/incidents/{id}"), "admin", TOKEN).await;
     assert!(
         html.contains("<tr><th>Runbook</th><td><a class=\"incident-link\" href=\"https://wiki.example.com/runbooks/disk-full\""),
         "{html}"
     );
+}
+
+#[tokio::test]
+async fn a_repeated_alert_adds_the_runbook_the_incident_lacked() {
+    let env = start(ONE_STEP);
+    let d = &env.daemon;
+    let alert = |runbook: Option<&str>| {
+        let mut a = json!({
+            "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+            "annotations": {"summary": "Disk full on db1"},
+        });
+        if let Some(href) = runbook {
+            a["annotations"]["runbook_url"] = json!(href);
+        }
+        json!([a]).to_string()
+    };
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert(None)).await;
+    let id = d.incident_of(&r).await;
+    // A repeat with nothing new is counted; one that brings a runbook adds it.
+    d.post("/api/v2/alerts", Some(TOKEN), alert(None)).await;
+    let runbook = "https://wiki.example.com/runbooks/disk-full";
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert(Some(runbook))).await;
+    assert_eq!(d.incident_of(&r).await, id);
+    let i = incident(d, id).await;
+    assert_eq!(i["count"], 3);
+    assert_eq!(i["links"], json!([{"kind": "runbook", "href": runbook}]), "{i:#}");
+    d.post("/api/v2/alerts", Some(TOKEN), alert(Some(runbook))).await;
+    assert_eq!(incident(d, id).await["count"], 4);
 }
 
 #[tokio::test]

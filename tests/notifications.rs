@@ -544,6 +544,94 @@ async fn each_channel_delivers_the_expected_content() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_outside_the_incident_team_never_carry_internal_links() {
+    let hooks = Receiver::start(Behave::status(200)).await;
+    let channels = webhooks(&[
+        ("status", &hooks, "alertmanager"),
+        ("statuspage", &hooks, "tocsin"),
+        ("oncall", &hooks, "alertmanager"),
+    ]);
+    let d = Daemon::start_with(&config(
+        "{webhook: status, audience: customer}, {webhook: statuspage, audience: customer-status}, {webhook: oncall}",
+        &channels,
+        &delivery(4),
+        LOOSE_LIMITS,
+    ));
+    let runbook = "https://wiki.example.com/runbooks/disk-full";
+    let grafana = "https://grafana.example.com/d/disk";
+    let source = "http://prometheus.example.com/graph?g0.expr=disk";
+    let alert = json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+        "annotations": {"summary": "Disk full on db1", "runbook_url": runbook, "dashboard_url": grafana},
+        "generatorURL": source,
+    }]);
+    let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = incident_of(&d, &r.event_ids()[0]).await;
+    settled(&d, id, 3).await;
+    let got = hooks.requests();
+    let body = |name: &str| {
+        got.iter().find(|r| r.path == format!("/hook/{name}")).expect("delivered").json()
+    };
+    for name in ["status", "statuspage"] {
+        let text = body(name).to_string();
+        for href in [runbook, grafana, source] {
+            assert!(!text.contains(href), "{name} got {href}: {text}");
+        }
+    }
+    assert_eq!(body("status")["alerts"][0]["generatorURL"], "");
+    let oncall = body("oncall");
+    assert_eq!(oncall["alerts"][0]["annotations"]["runbook_url"], runbook);
+    assert_eq!(oncall["alerts"][0]["generatorURL"], source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_communications_leads_first_sms_points_at_the_draft_in_their_email() {
+    let (smtp_port, mails) = smtp_server();
+    let gateway = Receiver::start(Behave::status(404)).await;
+    gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-1"})));
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let d = Daemon::start_with(&common::config_yaml(&format!(
+        r#"rules: {{dir: "{rules}"}}
+people:
+  - {{id: ana, name: Ana, email: {EMAIL}}}
+  - {{id: cora, name: Cora, email: cora@example.com, phone: "{PHONE}"}}
+roles:
+  communications_lead: {{person: cora}}
+escalation:
+  involve_channels: [email, sms]
+policies:
+  - name: main
+    notify: [{{person: ana, channels: [email]}}]
+default_policy: main
+notifications:
+  delivery: {}
+  rate_limits: {LOOSE_LIMITS}
+  email: {{relay: 127.0.0.1, port: {smtp_port}, tls: none, from: "Tocsin <tocsin@example.com>", timeout: 5s}}
+{}"#,
+        delivery(4),
+        json_sms(&gateway)
+    )));
+    // checkout is customer-facing (rules/50-customer-facing.rhai): the communications lead is in.
+    let body = json!({"dedup_key": "checkout", "summary": "Checkout fails", "severity": "critical", "service": "checkout"});
+    let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = incident_of(&d, &r.event_ids()[0]).await;
+    settled(&d, id, 3).await;
+    let got = gateway.requests();
+    let [sms] = got.as_slice() else { panic!("exactly one SMS: {got:?}") };
+    let text = sms.json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("Comms: sev1 incident #"), "{text}");
+    assert!(text.ends_with(" Customer draft: in your email."), "{text}");
+    assert!(!text.contains("Draft from the approved customer template"), "{text}");
+    assert!(text.chars().count() <= 306, "two segments at most: {text}");
+    let mails = mails.lock().unwrap().clone();
+    let cora = mails.iter().find(|m| m.to == ["cora@example.com"]).expect("cora's email");
+    let email = mail_part(&cora.data, "text/plain").expect("a text part");
+    assert!(email.contains("Draft from the approved customer template:"), "{email}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_sms_gateway_gets_the_filled_template() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-42"})));

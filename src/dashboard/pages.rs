@@ -536,8 +536,21 @@ pub fn incident(
             esc(c.policy.as_deref().unwrap_or("none")),
             esc(&c.why)
         );
+    } else if let Some(policy) =
+        i.escalation.as_ref().map(|e| e.policy.as_str()).or(i.decision.policy.as_deref())
+    {
+        // Incidents stored before the choice was recorded: the policy that escalated, else the
+        // one the rules named.
+        let _ = write!(
+            out,
+            "<tr><th>Policy</th><td id=\"policy\">{} <span class=\"quiet\">(opened before Tocsin recorded what chose the policy)</span></td></tr>",
+            esc(policy)
+        );
     }
-    if let Some(h) = &i.held_by {
+    // Resolved incidents have neither (older data may still carry them).
+    if let Some(h) = &i.held_by
+        && i.status.is_open()
+    {
         let _ = write!(
             out,
             "<tr><th>Held back</th><td>by maintenance window {} until {}; it pages then if still open</td></tr>",
@@ -561,12 +574,26 @@ pub fn incident(
             "source" => "Source",
             _ => "Link",
         };
+        let shown = link.text.as_deref().unwrap_or(link.href.as_str());
+        // A link is masked like the rest of the page for viewers without `pii` (a customer
+        // report's ticket link may name the requester: `?requester=jane@example.com`, also
+        // percent-encoded). A masked href would lead nowhere: its masked text shows, unlinked.
+        let masks = |s: &str| r.text(i.id, s) != s;
+        let decoded = link.href.replace("%40", "@");
+        if masks(&decoded) || masks(shown) {
+            let masked = text(r, i.id, if link.text.is_some() { shown } else { &decoded });
+            let _ = write!(
+                out,
+                "<tr><th>{what}</th><td class=\"incident-link\">{masked} <span class=\"quiet\">(the link holds personal data: users with the pii permission see it)</span></td></tr>"
+            );
+            continue;
+        }
         // Only http(s) links are kept on an incident (see `incident::links_of`).
         let _ = write!(
             out,
             "<tr><th>{what}</th><td><a class=\"incident-link\" href=\"{}\" rel=\"noopener noreferrer\">{}</a></td></tr>",
             esc(&link.href),
-            esc(link.text.as_deref().unwrap_or(link.href.as_str()))
+            esc(shown)
         );
     }
     if let Some(a) = &i.acknowledged {
@@ -992,6 +1019,62 @@ mod tests {
             esc("<script>alert('x')</script> & \"y\""),
             "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;y&quot;"
         );
+    }
+
+    /// An incident as the version before `policy_choice` and `links` stored it.
+    fn stored_incident() -> Incident {
+        serde_json::from_value(serde_json::json!({
+            "id": 7,
+            "source": "default",
+            "dedup_key": "k",
+            "kind": "alert",
+            "status": "triggered",
+            "summary": "Checkout errors",
+            "decision": {
+                "score": 80, "base_score": 80, "severity": "sev1", "policy": "payments",
+                "tags": [], "sensitivity": "none", "customer_facing": false, "roles": [],
+                "suppressed": null, "rules_fired": [], "reasons": []
+            },
+            "first_seen": "2026-03-02T09:00:00Z",
+            "last_seen": "2026-03-02T09:00:00Z",
+            "count": 1,
+            "opened_by": "01890000-0000-7000-8000-000000000000"
+        }))
+        .unwrap()
+    }
+
+    fn page_of(v: &Viewer, incident: Incident) -> String {
+        let page = IncidentPage {
+            incident,
+            event: None,
+            timeline: Vec::new(),
+            notifications: Vec::new(),
+            timers: Vec::new(),
+            people: Vec::new(),
+            role_names: Vec::new(),
+        };
+        let r = Redaction::new(v, &std::sync::Arc::new(crate::redact::Redactor::default()));
+        self::incident(v, &r, &page, "2026-03-02T09:05:00Z".parse().unwrap(), None)
+    }
+
+    fn viewer(pii: bool) -> Viewer {
+        Viewer { name: "vic".into(), role: Role::Viewer, csrf: "c".into(), pii }
+    }
+
+    #[test]
+    fn an_incident_stored_without_a_policy_choice_still_shows_its_policy() {
+        let mut old = stored_incident();
+        let html = page_of(&viewer(false), old.clone());
+        assert!(html.contains("<td id=\"policy\">payments <span"), "{html}");
+        old.escalation = Some(crate::escalation::EscalationState {
+            policy: "sev1-page".into(),
+            step: 0,
+            round: 0,
+            next_at: None,
+            stopped: None,
+        });
+        let html = page_of(&viewer(false), old);
+        assert!(html.contains("<td id=\"policy\">sev1-page <span"), "what escalated: {html}");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | `service` | string | optional |
 //! | `labels` | object of strings; names `[a-zA-Z_][a-zA-Z0-9_]*`, values ≤ 16 KiB | optional; empty values are dropped |
 //! | `annotations` | object of strings, values ≤ 64 KiB | optional |
-//! | `starts_at`, `ends_at` | RFC 3339 times from 2000 on, `starts_at` at most 24 h ahead, `ends_at` not before `starts_at` | optional |
+//! | `starts_at`, `ends_at` | RFC 3339 times from 2000 on, `starts_at` at most 24 h ahead, `ends_at` not before `starts_at` | optional; a future `ends_at` on a trigger is a lease (Alertmanager's `endsAt`): the incident resolves when it passes unless a later trigger refreshes it; none, or a past one, holds until resolved (see `escalation::validity`) |
 //! | `links` | array of `{href, text?}` | optional |
 //! | `customer` | `{id?, name?, email?, phone?}` | optional, personal data |
 //! | `verified` | bool | default `false`; `true` only with `kind: "report"` |

@@ -84,8 +84,14 @@ const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// Labels are the incident's, plus `alertname` when it has none (receivers group and title by
 /// it) and `tocsin_incident` / `tocsin_severity` (the group key and Tocsin's verdict, prefixed
 /// so they never collide with the sender's labels). The fingerprint is Prometheus' hash of
-/// those labels; `startsAt` is the sender's start time when it gave one.
-pub fn alertmanager_payload(incident: &Incident, receiver: &str) -> Value {
+/// those labels; `startsAt` is the sender's start time when it gave one. The incident's runbook,
+/// dashboard and source links (`runbook_url`, `dashboard_url`, `generatorURL`) are internal:
+/// bodies for audiences outside the incident team ([`super::is_external`]) leave them out.
+pub fn alertmanager_payload(incident: &Incident, receiver: &str, audience: &str) -> Value {
+    let internal = !super::is_external(audience);
+    let link = |kind: &str| {
+        incident.links.iter().find(|l| internal && l.kind == kind).map(|l| l.href.as_str())
+    };
     let mut labels: BTreeMap<String, String> = incident.labels.clone();
     labels.entry("alertname".into()).or_insert_with(|| "TocsinIncident".into());
     if let Some(service) = &incident.service {
@@ -100,8 +106,8 @@ pub fn alertmanager_payload(incident: &Incident, receiver: &str) -> Value {
     ]);
     // Alertmanager receivers look for the runbook where Prometheus rules put it.
     for (kind, name) in [("runbook", "runbook_url"), ("dashboard", "dashboard_url")] {
-        if let Some(link) = incident.links.iter().find(|l| l.kind == kind) {
-            annotations.insert(name.to_owned(), link.href.clone());
+        if let Some(href) = link(kind) {
+            annotations.insert(name.to_owned(), href.to_owned());
         }
     }
     let (status, ends_at) = match (&incident.status, &incident.resolved) {
@@ -126,7 +132,7 @@ pub fn alertmanager_payload(incident: &Incident, receiver: &str) -> Value {
             "annotations": annotations,
             "startsAt": time(incident.detected_at.unwrap_or(incident.first_seen)),
             "endsAt": ends_at,
-            "generatorURL": incident.links.iter().find(|l| l.kind == "source").map_or("", |l| l.href.as_str()),
+            "generatorURL": link("source").unwrap_or_default(),
             "fingerprint": fingerprint(&labels),
         }],
     })

@@ -564,11 +564,57 @@ fn runbook_and_dashboard_links_reach_responders_on_every_channel_that_fits() {
     }
     let hook = templates.render(Channel::Webhook, "responder", &ctx).payload;
     assert_eq!(hook["incident"]["links"][0]["href"], runbook);
-    let am = alertmanager_payload(&incident, "r");
+    let am = alertmanager_payload(&incident, "r", "responder");
     assert_eq!(am["commonAnnotations"]["runbook_url"], runbook);
-    // Customers never see internal links.
-    let customer = templates.render(Channel::Email, "customer", &ctx);
-    assert!(!customer.text.contains(runbook) && !customer.payload.to_string().contains(runbook));
+}
+
+#[test]
+fn customers_and_communications_never_see_internal_links() {
+    let templates = Templates::builtin();
+    let mut incident = sample::full(NoticeKind::New, 42);
+    incident.links.push(crate::incident::IncidentLink {
+        kind: "source".into(),
+        href: "http://prometheus.example.com/graph?g0.expr=up".into(),
+        text: None,
+    });
+    let hrefs: Vec<&str> = incident.links.iter().map(|l| l.href.as_str()).collect();
+    assert_eq!(hrefs.len(), 3, "a runbook, a dashboard and a source link");
+    let external = ["customer", "customer-apology", "customer-status", "communications"];
+    for kind in [NoticeKind::New, NoticeKind::Update, NoticeKind::Resolved, NoticeKind::Reminder] {
+        let ctx = RenderContext::new(&incident, kind);
+        for audience in external {
+            for language in ["en", "de"] {
+                // Not the log: Tocsin's own file, read by operators, never delivered outside.
+                for channel in [Channel::Email, Channel::Sms, Channel::Webhook] {
+                    let r = templates.render_in(channel, audience, language, &ctx);
+                    if channel == Channel::Webhook {
+                        // A body to look into, not `null`.
+                        assert!(r.payload["incident"].is_object(), "{}", r.payload);
+                    }
+                    let html = r.html.unwrap_or_default();
+                    let all = format!("{}\n{}\n{html}\n{}", r.subject, r.text, r.payload);
+                    for href in &hrefs {
+                        assert!(
+                            !all.contains(href),
+                            "{language}/{}/{audience} {kind:?} shows {href}:\n{all}",
+                            channel.as_str()
+                        );
+                    }
+                }
+            }
+            // Receivers that speak Alertmanager get its body instead (src/compose.rs).
+            let am = alertmanager_payload(&incident, "status-page", audience);
+            assert_eq!(am["alerts"][0]["generatorURL"], "", "{audience}");
+            for href in &hrefs {
+                assert!(!am.to_string().contains(href), "{audience} {kind:?} shows {href}: {am}");
+            }
+        }
+    }
+    // The incident team's bodies carry them, where Prometheus rules put them.
+    let am = alertmanager_payload(&incident, "oncall", "responder");
+    assert_eq!(am["alerts"][0]["annotations"]["runbook_url"], hrefs[0]);
+    assert_eq!(am["alerts"][0]["annotations"]["dashboard_url"], hrefs[1]);
+    assert_eq!(am["alerts"][0]["generatorURL"], hrefs[2]);
 }
 
 #[test]
@@ -661,7 +707,7 @@ fn external_audiences_get_a_redacted_built_in_payload() {
 #[test]
 fn alertmanager_payload_has_the_v4_shape() {
     let incident = sample::full(NoticeKind::New, 42);
-    let body = alertmanager_payload(&incident, "tocsin-bridge");
+    let body = alertmanager_payload(&incident, "tocsin-bridge", "responder");
     assert_eq!(body["version"], "4");
     assert_eq!(body["status"], "firing");
     assert_eq!(body["receiver"], "tocsin-bridge");
@@ -690,13 +736,13 @@ fn alertmanager_payload_has_the_v4_shape() {
 
     // It reads back through Tocsin's own Alertmanager webhook normalizer.
     let resolved = sample::full(NoticeKind::Resolved, 42);
-    let body = alertmanager_payload(&resolved, "r");
+    let body = alertmanager_payload(&resolved, "r", "responder");
     assert_eq!(body["status"], "resolved");
     assert_eq!(body["alerts"][0]["status"], "resolved");
     assert_eq!(body["alerts"][0]["endsAt"], "2026-11-27T03:40:00Z");
 
     let sparse = sample::sparse(NoticeKind::New, 7);
-    let labels = &alertmanager_payload(&sparse, "r")["alerts"][0]["labels"];
+    let labels = &alertmanager_payload(&sparse, "r", "responder")["alerts"][0]["labels"];
     assert_eq!(labels["alertname"], "TocsinIncident");
     assert!(labels.get("service").is_none());
 }
