@@ -1019,11 +1019,11 @@ async fn a_short_lease_after_a_long_one_resolves_at_its_own_ends_at() {
     mails(&env, 1).await;
     // One refresh states a long lease (endsAt 10:00), the next ones 4 minutes again.
     d.advance("2m").await;
-    assert_eq!(send("2026-03-02T10:00:00Z").await.status, 202);
+    assert_eq!(send("2026-03-02T10:00:00Z").await.status, 200);
     d.advance("2m").await;
-    assert_eq!(send("2026-03-02T09:08:00Z").await.status, 202);
+    assert_eq!(send("2026-03-02T09:08:00Z").await.status, 200);
     d.advance("2m").await;
-    assert_eq!(send("2026-03-02T09:10:00Z").await.status, 202);
+    assert_eq!(send("2026-03-02T09:10:00Z").await.status, 200);
     // The sender stops at 09:06; its last endsAt is 09:10.
     d.advance("3m59s").await;
     quiet(&env, 1).await;
