@@ -18,7 +18,8 @@ use std::time::Duration;
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::packages::{Package, StandardPackage};
 use rhai::{
-    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, OptimizationLevel,
+    AST, ASTNode, Array, Dynamic, Engine, EvalAltResult, Expr, FuncRegistration, ImmutableString,
+    OptimizationLevel, Position, Stmt,
 };
 
 use super::RuleLimits;
@@ -39,8 +40,9 @@ pub(super) fn thread_cpu_time() -> Duration {
     Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
-/// The value `on_progress` halts a script with (`RuleSet::describe` words the failure).
+/// The values `on_progress` halts a script with (`RuleSet::describe` words the failure).
 pub(super) const HALTED_BY_DEADLINE: &str = "time budget spent";
+pub(super) const HALTED_BY_STACK: &str = "nested too deeply";
 
 thread_local! {
     // Thread-locals rather than engine state: one compiled rule set is shared by every thread
@@ -157,6 +159,11 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
     engine.set_optimization_level(OptimizationLevel::Simple);
 
     engine.on_progress(|ops| {
+        // Every step, not every `CLOCK_EVERY_OPS`: a native function recursing into the engine
+        // goes deeper with every step (see `stack`). Reading the stack pointer is cheap.
+        if super::stack::exhausted() {
+            return Some(HALTED_BY_STACK.into());
+        }
         if ops % CLOCK_EVERY_OPS != 0 {
             return None;
         }
@@ -203,6 +210,44 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
     register_catalog(&mut engine);
     engine
 }
+
+/// Why a compiled script is refused although it compiles, and where: closures that capture
+/// variables, and `curry`. A value held in a closure (or curried) is not counted against the
+/// size limits, and shares its variable, so a loop can nest such values without bound (each
+/// level costs a few operations, and dropping the result recurses once per level: deep enough,
+/// that overflows the stack) or store a closure in the variable it captured (a cycle that is
+/// never freed). Closures that capture nothing (`|x| x > 2`) and `Fn("name")` stay available.
+pub(super) fn refused(ast: &AST) -> Option<(String, Position)> {
+    let mut found = None;
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        let Some(node) = nodes.last() else { return true };
+        found = match node {
+            ASTNode::Stmt(Stmt::Share(vars)) => vars.first().map(|(var, _)| {
+                let names: Vec<String> =
+                    vars.iter().map(|(v, _)| format!("`{}`", v.name)).collect();
+                let message = format!(
+                    "a closure in a rule may not capture variables (here {}): what it captures is \
+                     not counted against the rule limits; use a `for` loop instead",
+                    names.join(", ")
+                );
+                (message, var.pos)
+            }),
+            ASTNode::Expr(Expr::FnCall(f, pos) | Expr::MethodCall(f, pos))
+                if f.name == KEYWORD_CURRY =>
+            {
+                Some(("`curry` is not available in rules".to_owned(), *pos))
+            }
+            ASTNode::Stmt(Stmt::FnCall(f, pos)) if f.name == KEYWORD_CURRY => {
+                Some(("`curry` is not available in rules".to_owned(), *pos))
+            }
+            _ => None,
+        };
+        found.is_none()
+    });
+    found
+}
+
+const KEYWORD_CURRY: &str = "curry";
 
 fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {
     let (text, word) = (text.as_bytes(), word.as_bytes());
