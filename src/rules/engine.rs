@@ -199,12 +199,7 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
 
     // Matching words in people's text is the common need of report rules; natively it is one
     // call instead of a loop, a script function and a lower-cased copy of the text.
-    engine.register_fn("mentions_any", |text: &str, words: Array| {
-        words
-            .iter()
-            .filter_map(|w| w.read_lock::<ImmutableString>())
-            .any(|w| contains_ignoring_ascii_case(text, &w))
-    });
+    engine.register_fn("mentions_any", |text: &str, words: Array| mentions_any(text, &words));
 
     register_decision(&mut engine);
     register_catalog(&mut engine);
@@ -248,6 +243,38 @@ pub(super) fn refused(ast: &AST) -> Option<(String, Position)> {
 }
 
 const KEYWORD_CURRY: &str = "curry";
+
+/// Byte comparisons up to which `mentions_any` compares at every position of the text (the
+/// common case, a report's text and a few short words: no automaton to build).
+const NAIVE_MENTIONS: usize = 1 << 16;
+
+/// Whether `text` contains any of the words (ASCII case ignored). A native function runs to
+/// its end whatever the rule's budget, so it must be cheap for any input: comparing at every
+/// position costs text × word, 1 MiB × 128 KiB took seconds; beyond small inputs the words
+/// go into one Aho-Corasick automaton, linear in the text plus the words (both bounded by
+/// `max_string_size`).
+pub(super) fn mentions_any(text: &str, words: &Array) -> bool {
+    let words: Vec<_> = words.iter().filter_map(|w| w.read_lock::<ImmutableString>()).collect();
+    let cost = words.iter().map(|w| w.len().saturating_mul(text.len())).sum::<usize>();
+    if cost <= NAIVE_MENTIONS {
+        return words.iter().any(|w| contains_ignoring_ascii_case(text, w));
+    }
+    // A noncontiguous NFA: built in time linear in the words (a DFA, which the builder may
+    // pick for few words, has 256 transitions per state: a 128 KiB word took minutes).
+    let automaton = aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+        .ascii_case_insensitive(true)
+        .build(words.iter().map(|w| w.as_bytes()));
+    match automaton {
+        Ok(a) => a.is_match(text),
+        // Too many states for the automaton's id space: far beyond what the limits let a script
+        // pass. One word at a time, each linear.
+        Err(_) => {
+            let lower = text.to_ascii_lowercase();
+            words.iter().any(|w| lower.contains(&w.to_ascii_lowercase()))
+        }
+    }
+}
 
 fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {
     let (text, word) = (text.as_bytes(), word.as_bytes());

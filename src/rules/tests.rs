@@ -1460,3 +1460,22 @@ fn the_deepest_values_fit_the_headroom() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn mentions_any_gives_the_same_answers_for_large_inputs() {
+    let words = |ws: &[&str]| -> rhai::Array {
+        ws.iter().map(|w| rhai::Dynamic::from(w.to_string())).collect()
+    };
+    let mut text = "x".repeat(1 << 20);
+    let long_word = format!("{}Y", "x".repeat(128 << 10));
+    // Past the naive path's cost: the automaton answers.
+    assert!(!engine::mentions_any(&text, &words(&[&long_word])));
+    text.push_str("xxxy");
+    assert!(engine::mentions_any(&text, &words(&[&long_word])));
+    assert!(engine::mentions_any(&text, &words(&["nothing", "XXXY"])));
+    assert!(!engine::mentions_any(&text, &words(&["nothing", "z"])));
+    assert!(engine::mentions_any(&text, &words(&[""])), "an empty word is in every text");
+    // And on the naive path, the same.
+    assert!(engine::mentions_any("My CARD", &words(&["card"])));
+    assert!(!engine::mentions_any("My CARD", &words(&["cards"])));
+}
