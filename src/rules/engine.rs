@@ -22,7 +22,10 @@ use rhai::{
     OptimizationLevel, Position, Stmt,
 };
 
+use jiff::Timestamp;
+
 use super::RuleLimits;
+use super::clock::{Helper, Hours};
 use super::decision::Draft;
 use crate::catalog::Catalog;
 
@@ -57,19 +60,39 @@ thread_local! {
     // The catalog of the evaluation running on this thread (a rule set is compiled once and
     // shared; the catalog comes with the config the event is evaluated under).
     static CATALOG: RefCell<Option<Arc<Catalog>>> = const { RefCell::new(None) };
+    // The evaluated event's arrival time and the configured hours, for the clock helpers.
+    static NOW: Cell<Option<(Timestamp, Hours)>> = const { Cell::new(None) };
 }
 
-/// While alive, the catalog functions (`dependents`, `owner`, …) read `catalog`.
-pub(super) struct CatalogArmed(());
+/// While alive, the catalog functions (`dependents`, `owner`, …) read `catalog`, and the
+/// clock helpers (`local_hour`, …) answer for `now` with `hours`.
+pub(super) struct ContextArmed(());
 
-pub(super) fn arm_catalog(catalog: &Arc<Catalog>) -> CatalogArmed {
+pub(super) fn arm_context(catalog: &Arc<Catalog>, now: Timestamp, hours: Hours) -> ContextArmed {
     CATALOG.set(Some(Arc::clone(catalog)));
-    CatalogArmed(())
+    NOW.set(Some((now, hours)));
+    ContextArmed(())
 }
 
-impl Drop for CatalogArmed {
+impl Drop for ContextArmed {
     fn drop(&mut self) {
         CATALOG.set(None);
+        NOW.set(None);
+    }
+}
+
+/// The armed evaluation's time and hours (the memo computes clock keys with them).
+pub(super) fn now() -> Option<(Timestamp, Hours)> {
+    NOW.get()
+}
+
+/// `local_hour(tz)`, `local_weekday(tz)`, `is_business_hours(tz)`, `is_night(tz)`.
+fn register_clock(engine: &mut Engine) {
+    for helper in Helper::ALL {
+        engine.register_fn(helper.name(), move |tz: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            let (now, hours) = NOW.get().unwrap_or((Timestamp::UNIX_EPOCH, Hours::default()));
+            helper.answer(tz, now, &hours).map_err(Into::into)
+        });
     }
 }
 
@@ -87,6 +110,10 @@ fn register_catalog(engine: &mut Engine) {
         with_catalog(|c| c.dependents(s).into_iter().map(Dynamic::from).collect())
     });
     engine.register_fn("dependents", |_: ()| Array::new());
+    engine.register_fn("depends_on", |s: &str| -> Array {
+        with_catalog(|c| c.depends_on(s).into_iter().map(Dynamic::from).collect())
+    });
+    engine.register_fn("depends_on", |_: ()| Array::new());
     engine.register_fn("is_customer_facing_downstream", |s: &str| {
         with_catalog(|c| c.is_customer_facing_downstream(s))
     });
@@ -203,11 +230,12 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
 
     register_decision(&mut engine);
     register_catalog(&mut engine);
+    register_clock(&mut engine);
     engine
 }
 
 /// Why a compiled script is refused although it compiles, and where: closures that capture
-/// variables, and `curry`. A value held in a closure (or curried) is not counted against the
+/// variables, `curry`, and an unknown time zone given to a clock helper. A value held in a closure (or curried) is not counted against the
 /// size limits, and shares its variable, so a loop can nest such values without bound (each
 /// level costs a few operations, and dropping the result recurses once per level: deep enough,
 /// that overflows the stack) or store a closure in the variable it captured (a cycle that is
@@ -234,6 +262,17 @@ pub(super) fn refused(ast: &AST) -> Option<(String, Position)> {
             }
             ASTNode::Stmt(Stmt::FnCall(f, pos)) if f.name == KEYWORD_CURRY => {
                 Some(("`curry` is not available in rules".to_owned(), *pos))
+            }
+            // A time zone written out is checked now rather than when an event arrives.
+            ASTNode::Expr(Expr::FnCall(f, pos)) | ASTNode::Stmt(Stmt::FnCall(f, pos))
+                if Helper::parse(&f.name).is_some() =>
+            {
+                match f.args.first() {
+                    Some(Expr::StringConstant(tz, _)) if f.args.len() == 1 => {
+                        super::clock::zone(tz).err().map(|e| (e, *pos))
+                    }
+                    _ => None,
+                }
             }
             _ => None,
         };

@@ -11,6 +11,7 @@
 //! budget changes nothing: it runs on a copy of the decision that is kept only on success, and
 //! it is listed in [`Evaluation::failures`]. `rules/README.md` documents the script API.
 
+mod clock;
 mod decision;
 mod engine;
 mod memo;
@@ -31,8 +32,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rhai::{AST, Engine, EvalAltResult, ImmutableString, Scope};
 
+pub use clock::Hours;
 pub use decision::{Decision, Sensitivity};
 use decision::{Draft, State};
+pub use stack::STACK_SIZE;
 
 use crate::event::{Event, Kind};
 
@@ -52,6 +55,8 @@ pub struct Triage {
     pub limits: RuleLimits,
     /// The service catalog the rule functions `dependents`, `owner`, … read.
     pub catalog: Arc<crate::catalog::Catalog>,
+    /// Business hours and night for `is_business_hours(tz)` and `is_night(tz)`.
+    pub hours: Hours,
 }
 
 impl Default for Triage {
@@ -73,6 +78,7 @@ impl Default for Triage {
             unverified_report_score: 30,
             limits: RuleLimits::default(),
             catalog: Arc::default(),
+            hours: Hours::default(),
         }
     }
 }
@@ -380,7 +386,7 @@ impl RuleSet {
         let mut reasons = Vec::new();
         let mut state = Arc::new(initial_state(event, triage, &mut reasons));
         let mut rules_fired = Vec::new();
-        let _catalog = engine::arm_catalog(&triage.catalog);
+        let _context = engine::arm_context(&triage.catalog, event.received_at, triage.hours);
         let mut failures = Vec::new();
 
         let mut scope = Scope::new();

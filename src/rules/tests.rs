@@ -1479,3 +1479,99 @@ fn mentions_any_gives_the_same_answers_for_large_inputs() {
     assert!(engine::mentions_any("My CARD", &words(&["card"])));
     assert!(!engine::mentions_any("My CARD", &words(&["cards"])));
 }
+
+#[test]
+fn clock_helpers_answer_for_the_arrival_time_in_the_zone_named() {
+    let set = load(&[(
+        "10-clock.rhai",
+        r#"
+        decision.add_score(local_hour("Europe/Berlin"), "hour");
+        if local_weekday("America/New_York") == 7 { decision.tag("sunday-in-new-york"); }
+        if is_business_hours("America/New_York") { decision.tag("ny-open"); }
+        if is_night("Europe/Berlin") { decision.tag("berlin-night"); }
+        "#,
+    )]);
+    let mut triage = Triage::default();
+    let decide = |when: &str, triage: &Triage| {
+        let event = Event { received_at: at(when), ..alert(None) };
+        let eval = set.evaluate(&event, &incident(), triage);
+        assert_eq!(eval.failures, []);
+        eval.decision
+    };
+    // Monday 2026-03-02 03:00 UTC: 04:00 in Berlin (night), Sunday 22:00 in New York.
+    let d = decide("2026-03-02T03:00:00Z", &triage);
+    assert_eq!(d.score, 24);
+    assert_eq!(d.tags, ["berlin-night", "sunday-in-new-york"].map(String::from).into());
+    // 15:00 UTC: 16:00 in Berlin, Monday 10:00 in New York.
+    let d = decide("2026-03-02T15:00:00Z", &triage);
+    assert_eq!((d.score, d.tags), (36, ["ny-open".to_string()].into()));
+    // Summer time: 15:00 UTC is 17:00 in Berlin.
+    assert_eq!(decide("2026-07-01T15:00:00Z", &triage).score, 37);
+    // The configured hours: New York opens at 11:00, and only on weekends.
+    triage.hours.business_from = 11 * 60;
+    assert!(decide("2026-03-02T15:00:00Z", &triage).tags.is_empty());
+    triage.hours.business_days = [false, false, false, false, false, true, true];
+    triage.hours.business_from = 9 * 60;
+    assert!(decide("2026-03-07T15:00:00Z", &triage).tags.contains("ny-open"), "a Saturday");
+}
+
+#[test]
+fn a_remembered_rule_reading_the_hour_runs_again_when_the_hour_changes() {
+    let set = load(&[(
+        "10-night.rhai",
+        r#"if is_night("Europe/Berlin") { decision.add_score(30, "night in Berlin"); }"#,
+    )]);
+    assert!(set.rules[0].reads.paths.is_some(), "remembered, by the helper's answer");
+    let triage = Triage::default();
+    let score = |when: &str| {
+        let event = Event { received_at: at(when), ..alert(None) };
+        set.evaluate(&event, &incident(), &triage).decision.score
+    };
+    let hits = memo::hits();
+    assert_eq!(score("2026-03-02T12:00:00Z"), 20);
+    assert_eq!(score("2026-03-02T12:30:00Z"), 20);
+    assert_eq!(memo::hits(), hits + 1, "the same answer: the outcome is reused");
+    // Night now: not the remembered day-time outcome.
+    assert_eq!(score("2026-03-02T22:30:00Z"), 50);
+    assert_eq!(score("2026-03-02T12:45:00Z"), 20);
+    // A zone computed at run time: the script always runs.
+    let computed = load(&[(
+        "10-tz.rhai",
+        r#"let tz = "Europe/" + "Berlin"; if is_night(tz) { decision.tag("n"); }"#,
+    )]);
+    assert!(computed.rules[0].reads.paths.is_none());
+}
+
+#[test]
+fn an_unknown_time_zone_is_a_load_error_or_a_rule_failure() {
+    let err = RuleSet::from_source(
+        "tz.rhai",
+        "\nlet h = local_hour(\"Europe/Berln\");",
+        &RuleLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.line, Some(2), "{err}");
+    assert!(err.message.contains("\"Europe/Berln\" is not a time zone"), "{err}");
+    let eval =
+        run(&[("10-tz.rhai", r#"let tz = "Mars/" + "Olympus"; is_night(tz);"#)], &alert(None));
+    assert!(eval.failures[0].error.contains("is not a time zone"), "{:?}", eval.failures);
+}
+
+#[test]
+fn depends_on_lists_what_a_service_needs_transitively() {
+    let d = run(
+        &[(
+            "10-deps.rhai",
+            r#"for s in depends_on("checkout") { decision.tag(s); } if depends_on(()).is_empty() { decision.tag("none"); }"#,
+        )],
+        &alert(None),
+    );
+    assert_eq!(d.failures, []);
+    let triage = shop_triage();
+    let set = load(&[("10-deps.rhai", r#"for s in depends_on("checkout") { decision.tag(s); }"#)]);
+    let d = set.evaluate(&alert(None), &incident(), &triage).decision;
+    assert!(!d.tags.is_empty(), "{:?}", d.tags);
+    let expected: std::collections::BTreeSet<String> =
+        triage.catalog.depends_on("checkout").into_iter().collect();
+    assert_eq!(d.tags, expected);
+}
