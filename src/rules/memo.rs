@@ -16,6 +16,9 @@
 //!   below): it would never match;
 //! - calls `print` or `debug` (their log lines would be lost), `timestamp` (not a function of
 //!   its input), or `Fn`, `call` or `curry` (a call the text does not name);
+//! - calls a clock helper (`local_hour`, …) with a zone computed at run time. With the zone
+//!   written as a literal, the helper's answer for the event's arrival time joins the key
+//!   instead (like a comparison's result below): reused while the hour is the same;
 //! - contains what the analysis does not look into (a `break` with a value).
 //!
 //! `incident.count` and `incident.age_seconds` may be read when every read is compared with an
