@@ -100,11 +100,16 @@ async fn a_hot_reload_of_a_rule_nesting_closures_is_refused_and_the_daemon_lives
     std::fs::remove_file(rules.join("20-bomb.rhai")).unwrap();
     assert_eq!(d.post("/-/reload", Some(TOKEN), "").await.status, 200);
     let watched = Daemon::start(&format!("rules:\n  dir: {}\n", rules.display()));
-    std::fs::write(rules.join("20-bomb.rhai"), BOMBS[0]).unwrap();
-    // The watcher's reload is refused (bounded generously: a debounce on a busy machine).
+    // The watcher's reload is refused (bounded generously: a debounce on a busy machine). The
+    // file is written again every 2 s: a write before the watcher is set up goes unseen.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut written = Instant::now() - Duration::from_secs(10);
     while !watched.get("/metrics", None).await.text.contains("tocsin_reload_last_success 0") {
         assert!(Instant::now() < deadline, "the watcher did not try the new file in 30 s");
+        if written.elapsed() > Duration::from_secs(2) {
+            std::fs::write(rules.join("20-bomb.rhai"), BOMBS[0]).unwrap();
+            written = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for k in 0..3 {
