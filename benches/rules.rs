@@ -134,6 +134,13 @@ fn median_micros(rules: &RuleSet, event: &Event, incident: &IncidentView, triage
 }
 
 fn main() {
+    // As in the daemon, on a rule thread (`tocsin::rules::threads`): its stack is the size
+    // evaluations need, so none moves to a fresh stack segment first.
+    let thread = std::thread::Builder::new().stack_size(tocsin::rules::STACK_SIZE);
+    thread.spawn(bench).expect("bench thread").join().expect("bench");
+}
+
+fn bench() {
     let rules = shipped_rules();
     let triage = Triage::default();
     let incident = incident();

@@ -72,6 +72,21 @@ impl Catalog {
         seen.into_iter().map(str::to_owned).collect()
     }
 
+    /// Every service `name` depends on, directly or through others (vendors included); sorted,
+    /// without `name` itself. Empty for a service not in the catalog.
+    pub fn depends_on(&self, name: &str) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![name];
+        while let Some(s) = stack.pop() {
+            for d in self.services.get(s).map(|s| s.depends_on.as_slice()).unwrap_or_default() {
+                if d != name && seen.insert(d.as_str()) {
+                    stack.push(d);
+                }
+            }
+        }
+        seen.into_iter().map(str::to_owned).collect()
+    }
+
     /// Whether any (transitive) dependent of `name` is customer-facing.
     pub fn is_customer_facing_downstream(&self, name: &str) -> bool {
         self.dependents(name).iter().any(|d| self.get(d).is_some_and(|s| s.customer_facing))
@@ -292,6 +307,9 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(c.dependents("stripe"), ["checkout", "payments", "reporting"]);
         assert_eq!(c.dependents("eu-west-1"), ["checkout", "payments", "reporting", "search"]);
+        assert_eq!(c.depends_on("checkout"), ["eu-west-1", "payments", "stripe"]);
+        assert_eq!(c.depends_on("search"), ["eu-west-1"]);
+        assert!(c.depends_on("stripe").is_empty() && c.depends_on("unknown").is_empty());
         assert!(c.dependents("checkout").is_empty());
         assert!(c.is_customer_facing_downstream("stripe"));
         assert!(!c.is_customer_facing_downstream("checkout"));

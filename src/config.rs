@@ -614,6 +614,25 @@ pub struct RawRules {
     pub watch: Option<Spanned<bool>>,
     pub time_budget: Option<Spanned<String>>,
     pub max_operations: Option<Spanned<u64>>,
+    pub business_hours: Option<Spanned<RawBusinessHours>>,
+    pub night: Option<Spanned<RawNight>>,
+}
+
+/// `rules.business_hours`: what `is_business_hours(tz)` answers for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBusinessHours {
+    pub days: Option<Spanned<Vec<Spanned<String>>>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+}
+
+/// `rules.night`: what `is_night(tz)` answers for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNight {
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -2386,6 +2405,75 @@ impl Validator<'_> {
         }
     }
 
+    /// A local time of day `HH:MM` as minutes after midnight (`24:00` for the end of a day).
+    fn minute_of_day(&mut self, raw: Option<Spanned<String>>, path: &str, default: u16) -> u16 {
+        let Some(raw) = raw else { return default };
+        let t = raw.value.trim();
+        let parsed = (t.len() == 5 && t.as_bytes()[2] == b':')
+            .then(|| Some((t[..2].parse::<u16>().ok()?, t[3..].parse::<u16>().ok()?)))
+            .flatten()
+            .filter(|&(h, m)| (h < 24 && m < 60) || (h, m) == (24, 0));
+        match parsed {
+            Some((h, m)) => h * 60 + m,
+            None => {
+                self.err(
+                    raw.referenced,
+                    path,
+                    format!(
+                        "`{}` is not a time of day; write HH:MM (24-hour), e.g. \"09:00\"",
+                        t.escape_debug()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn hours(
+        &mut self,
+        business: Option<Spanned<RawBusinessHours>>,
+        night: Option<Spanned<RawNight>>,
+    ) -> crate::rules::Hours {
+        let mut hours = crate::rules::Hours::default();
+        if let Some(b) = business {
+            let b = b.value;
+            if let Some(days) = b.days {
+                const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+                hours.business_days = [false; 7];
+                for (i, day) in days.value.iter().enumerate() {
+                    let name = day.value.trim().to_ascii_lowercase();
+                    match NAMES.iter().position(|n| name.starts_with(n) && name.len() <= 9) {
+                        Some(d) => hours.business_days[d] = true,
+                        None => self.err(
+                            day.referenced,
+                            &format!("rules.business_hours.days[{i}]"),
+                            format!(
+                                "`{}` is not a day; use mon, tue, wed, thu, fri, sat or sun",
+                                day.value.escape_debug()
+                            ),
+                        ),
+                    }
+                }
+            }
+            let from_at = b.from.as_ref().map(|f| f.referenced);
+            hours.business_from =
+                self.minute_of_day(b.from, "rules.business_hours.from", hours.business_from);
+            hours.business_to =
+                self.minute_of_day(b.to, "rules.business_hours.to", hours.business_to);
+            if hours.business_from >= hours.business_to
+                && let Some(at) = from_at
+            {
+                self.err(at, "rules.business_hours", "`from` must be before `to` (within one day)");
+            }
+        }
+        if let Some(n) = night {
+            let n = n.value;
+            hours.night_from = self.minute_of_day(n.from, "rules.night.from", hours.night_from);
+            hours.night_to = self.minute_of_day(n.to, "rules.night.to", hours.night_to);
+        }
+        hours
+    }
+
     fn triage(
         &mut self,
         raw: Option<Spanned<RawTriage>>,
@@ -2393,6 +2481,7 @@ impl Validator<'_> {
     ) -> crate::rules::Triage {
         let mut triage = crate::rules::Triage::default();
         if let Some(rules) = rules.map(|r| r.value) {
+            triage.hours = self.hours(rules.business_hours, rules.night);
             triage.limits.time_budget =
                 self.duration(rules.time_budget, "rules.time_budget", triage.limits.time_budget);
             if let Some(ops) = rules.max_operations {

@@ -291,11 +291,8 @@ pub async fn declare(app: &App, decl: Declaration, user: &str) -> Result<Inciden
     check(&decl, runtime.triage())?;
     let event = normalize(&decl, user, crate::event_id::new(), app.clock.now());
     let id = event.id;
-    let open = app.journal.open.clone();
-    let rt = runtime.clone();
-    let scored = tokio::task::spawn_blocking(move || crate::ingest::score(&rt, &open, vec![event]))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("scoring failed: {e}")))??;
+    let scored =
+        crate::ingest::score_on_rule_threads(&runtime, &app.journal.open, vec![event]).await?;
     app.journal.append(scored).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => ApiError::Unavailable(format!(

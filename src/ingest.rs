@@ -206,9 +206,6 @@ fn pagerduty_error(e: ApiError) -> Response {
     resp
 }
 
-/// Requests with at most this many events are scored on the async worker that serves them.
-const INLINE_SCORING: usize = 1;
-
 /// Rate-limits, scores the events with the rules, then hands them to the journal and waits
 /// for the commit.
 async fn commit(
@@ -221,19 +218,7 @@ async fn commit(
     source.admit(events.len())?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let n = ids.len() as u64;
-    let open = app.journal.open.clone();
-    let rt = runtime.clone();
-    // A single event is scored here, on the async worker: its scripts use a few tens of
-    // microseconds (at most one event's CPU budget, `rules.time_budget`), less than handing it
-    // to another thread and back would cost. Batches run on a blocking thread, so the async
-    // workers keep answering other requests while a large one is scored.
-    let scored = if events.len() <= INLINE_SCORING {
-        score(&rt, &open, events)?
-    } else {
-        tokio::task::spawn_blocking(move || score(&rt, &open, events))
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("scoring failed: {e}")))??
-    };
+    let scored = score_on_rule_threads(runtime, &app.journal.open, events).await?;
     app.journal.append(scored).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => {
@@ -242,6 +227,23 @@ async fn commit(
     })?;
     app.metrics.accepted(&source.name, format.as_str(), n);
     Ok(ids)
+}
+
+/// [`score`]s the events on a rule thread (see [`crate::rules::threads`]), so that rules never
+/// run on the async workers that answer health checks and other senders. Without rules there
+/// is nothing to run: scored here.
+pub async fn score_on_rule_threads(
+    runtime: &Arc<Runtime>,
+    open: &Arc<OpenIndex>,
+    events: Vec<Event>,
+) -> Result<Vec<Scored>, ApiError> {
+    if runtime.rules.is_empty() {
+        return score(runtime, open, events);
+    }
+    let (rt, open) = (runtime.clone(), open.clone());
+    crate::rules::threads::run(move || score(&rt, &open, events))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
 }
 
 /// Evaluates the rules for each event against its incident as of the last commit, and encodes

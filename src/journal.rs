@@ -1014,7 +1014,7 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let event = &scored.encoded.event;
         for failure in &scored.evaluation.failures {
-            self.metrics.rule_failed(&failure.rule);
+            self.metrics.rule_failed(failure);
         }
         self.metrics.rule_runs.inc_by(u64::from(scored.evaluation.ran));
         self.metrics.rule_outcomes_reused.inc_by(u64::from(scored.evaluation.reused));

@@ -12,8 +12,10 @@
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
 //! - [`declaration`]: `POST /api/v1/incidents`: a person declares an incident with an impact
 //!   assessment → an event of kind `declaration` ([`declaration::normalize`] is pure).
-//! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event; they
-//!   may ask the [`catalog`] (services, owners, dependencies) who is downstream.
+//! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event, run on
+//!   the rule threads ([`rules::threads`]) with a stack no script can exhaust; they may ask the
+//!   [`catalog`] (services, owners, dependencies) who is downstream or upstream, and the time
+//!   of day in a zone.
 //! - [`journal`]: the single writer: drains waiting requests, applies events to incidents and
 //!   people's actions, commits them as one transaction (group commit), then answers all.
 //! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).

@@ -183,6 +183,8 @@ pub struct Metrics {
     pub incidents_open: Gauge,
     /// Rule runs that errored or ran out of budget; the event kept its fallback decision.
     pub rule_failures: Family<RuleLabels, Counter>,
+    /// Rules of the running set that were disabled (nested too deeply, or panicked).
+    pub rules_disabled: Gauge,
     /// Scripts run for events, and scripts whose remembered outcome was used instead.
     pub rule_runs: Counter,
     pub rule_outcomes_reused: Counter,
@@ -340,6 +342,12 @@ impl Metrics {
             "Rule runs that failed or ran out of budget (the event kept its fallback decision)",
             rule_failures.clone(),
         );
+        let rules_disabled = Gauge::default();
+        registry.register(
+            "rules_disabled",
+            "Rules of the running set disabled after a failure that would repeat (nested too deeply, or a panic); a reload enables them again",
+            rules_disabled.clone(),
+        );
         let rule_runs = Counter::default();
         registry.register("rule_runs", "Rule scripts run for events", rule_runs.clone());
         let rule_outcomes_reused = Counter::default();
@@ -465,6 +473,7 @@ impl Metrics {
             incidents_resolved,
             incidents_open,
             rule_failures,
+            rules_disabled,
             rule_runs,
             rule_outcomes_reused,
             reloads,
@@ -614,14 +623,21 @@ impl Metrics {
             .inc();
     }
 
-    pub fn rule_failed(&self, rule: &str) {
-        self.rule_failures.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc();
+    pub fn rule_failed(&self, failure: &crate::rules::RuleFailure) {
+        self.rule_failures.get_or_create(&RuleLabels { rule: failure.rule.clone() }).inc();
+        if failure.disabled {
+            self.rules_disabled.inc();
+        }
     }
 
     pub fn reloaded(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads.get_or_create(&ReloadLabels { result: result.into() }).inc();
         self.reload_last_success.set(i64::from(ok));
+        if ok {
+            // A new rule set: nothing in it is disabled yet.
+            self.rules_disabled.set(0);
+        }
     }
 
     /// Every metric in `format`.

@@ -11,6 +11,8 @@
 //!     events:
 //!       - format: alertmanager_v2   # alertmanager_v2 | alertmanager_webhook | pagerduty | report | canonical
 //!         body: [{labels: {alertname: CheckoutDown, service: checkout, severity: critical}}]
+//!         at: 2026-03-02T03:00:00Z  # optional: when it arrives (what `local_hour(tz)` and the
+//!                                   # other clock helpers see); default: now
 //!     expect:
 //!       score: 110                  # or {min: 100, max: 130}
 //!       severity: sev1
@@ -56,6 +58,9 @@ struct Case {
 struct Input {
     format: Format,
     body: serde_json::Value,
+    /// When the event arrives (RFC 3339); default now.
+    #[serde(default)]
+    at: Option<Timestamp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,7 +235,7 @@ fn run_case(case: &Case, rules: &RuleSet, triage: &Triage) -> Vec<String> {
     let mut next_id = 1;
     let mut last: Option<Evaluation> = None;
     for (i, input) in case.events.iter().enumerate() {
-        let ctx = Context::new(source, Timestamp::now());
+        let ctx = Context::new(source, input.at.unwrap_or_else(Timestamp::now));
         let events = match normalize_input(input, ctx, triage) {
             Ok(events) => events,
             Err(e) => return vec![format!("events[{i}]: {e}")],

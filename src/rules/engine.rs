@@ -18,10 +18,14 @@ use std::time::Duration;
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::packages::{Package, StandardPackage};
 use rhai::{
-    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, OptimizationLevel,
+    AST, ASTNode, Array, Dynamic, Engine, EvalAltResult, Expr, FuncRegistration, ImmutableString,
+    OptimizationLevel, Position, Stmt,
 };
 
+use jiff::Timestamp;
+
 use super::RuleLimits;
+use super::clock::{Helper, Hours};
 use super::decision::Draft;
 use crate::catalog::Catalog;
 
@@ -39,8 +43,9 @@ pub(super) fn thread_cpu_time() -> Duration {
     Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
-/// The value `on_progress` halts a script with (`RuleSet::describe` words the failure).
+/// The values `on_progress` halts a script with (`RuleSet::describe` words the failure).
 pub(super) const HALTED_BY_DEADLINE: &str = "time budget spent";
+pub(super) const HALTED_BY_STACK: &str = "nested too deeply";
 
 thread_local! {
     // Thread-locals rather than engine state: one compiled rule set is shared by every thread
@@ -55,19 +60,39 @@ thread_local! {
     // The catalog of the evaluation running on this thread (a rule set is compiled once and
     // shared; the catalog comes with the config the event is evaluated under).
     static CATALOG: RefCell<Option<Arc<Catalog>>> = const { RefCell::new(None) };
+    // The evaluated event's arrival time and the configured hours, for the clock helpers.
+    static NOW: Cell<Option<(Timestamp, Hours)>> = const { Cell::new(None) };
 }
 
-/// While alive, the catalog functions (`dependents`, `owner`, …) read `catalog`.
-pub(super) struct CatalogArmed(());
+/// While alive, the catalog functions (`dependents`, `owner`, …) read `catalog`, and the
+/// clock helpers (`local_hour`, …) answer for `now` with `hours`.
+pub(super) struct ContextArmed(());
 
-pub(super) fn arm_catalog(catalog: &Arc<Catalog>) -> CatalogArmed {
+pub(super) fn arm_context(catalog: &Arc<Catalog>, now: Timestamp, hours: Hours) -> ContextArmed {
     CATALOG.set(Some(Arc::clone(catalog)));
-    CatalogArmed(())
+    NOW.set(Some((now, hours)));
+    ContextArmed(())
 }
 
-impl Drop for CatalogArmed {
+impl Drop for ContextArmed {
     fn drop(&mut self) {
         CATALOG.set(None);
+        NOW.set(None);
+    }
+}
+
+/// The armed evaluation's time and hours (the memo computes clock keys with them).
+pub(super) fn now() -> Option<(Timestamp, Hours)> {
+    NOW.get()
+}
+
+/// `local_hour(tz)`, `local_weekday(tz)`, `is_business_hours(tz)`, `is_night(tz)`.
+fn register_clock(engine: &mut Engine) {
+    for helper in Helper::ALL {
+        engine.register_fn(helper.name(), move |tz: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            let (now, hours) = NOW.get().unwrap_or((Timestamp::UNIX_EPOCH, Hours::default()));
+            helper.answer(tz, now, &hours).map_err(Into::into)
+        });
     }
 }
 
@@ -85,6 +110,10 @@ fn register_catalog(engine: &mut Engine) {
         with_catalog(|c| c.dependents(s).into_iter().map(Dynamic::from).collect())
     });
     engine.register_fn("dependents", |_: ()| Array::new());
+    engine.register_fn("depends_on", |s: &str| -> Array {
+        with_catalog(|c| c.depends_on(s).into_iter().map(Dynamic::from).collect())
+    });
+    engine.register_fn("depends_on", |_: ()| Array::new());
     engine.register_fn("is_customer_facing_downstream", |s: &str| {
         with_catalog(|c| c.is_customer_facing_downstream(s))
     });
@@ -157,6 +186,11 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
     engine.set_optimization_level(OptimizationLevel::Simple);
 
     engine.on_progress(|ops| {
+        // Every step, not every `CLOCK_EVERY_OPS`: a native function recursing into the engine
+        // goes deeper with every step (see `stack`). Reading the stack pointer is cheap.
+        if super::stack::exhausted() {
+            return Some(HALTED_BY_STACK.into());
+        }
         if ops % CLOCK_EVERY_OPS != 0 {
             return None;
         }
@@ -192,16 +226,93 @@ pub(super) fn build(limits: &RuleLimits) -> Engine {
 
     // Matching words in people's text is the common need of report rules; natively it is one
     // call instead of a loop, a script function and a lower-cased copy of the text.
-    engine.register_fn("mentions_any", |text: &str, words: Array| {
-        words
-            .iter()
-            .filter_map(|w| w.read_lock::<ImmutableString>())
-            .any(|w| contains_ignoring_ascii_case(text, &w))
-    });
+    engine.register_fn("mentions_any", |text: &str, words: Array| mentions_any(text, &words));
 
     register_decision(&mut engine);
     register_catalog(&mut engine);
+    register_clock(&mut engine);
     engine
+}
+
+/// Why a compiled script is refused although it compiles, and where: closures that capture
+/// variables, `curry`, and an unknown time zone given to a clock helper. A value held in a closure (or curried) is not counted against the
+/// size limits, and shares its variable, so a loop can nest such values without bound (each
+/// level costs a few operations, and dropping the result recurses once per level: deep enough,
+/// that overflows the stack) or store a closure in the variable it captured (a cycle that is
+/// never freed). Closures that capture nothing (`|x| x > 2`) and `Fn("name")` stay available.
+pub(super) fn refused(ast: &AST) -> Option<(String, Position)> {
+    let mut found = None;
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        let Some(node) = nodes.last() else { return true };
+        found = match node {
+            ASTNode::Stmt(Stmt::Share(vars)) => vars.first().map(|(var, _)| {
+                let names: Vec<String> =
+                    vars.iter().map(|(v, _)| format!("`{}`", v.name)).collect();
+                let message = format!(
+                    "a closure in a rule may not capture variables (here {}): what it captures is \
+                     not counted against the rule limits; use a `for` loop instead",
+                    names.join(", ")
+                );
+                (message, var.pos)
+            }),
+            ASTNode::Expr(Expr::FnCall(f, pos) | Expr::MethodCall(f, pos))
+                if f.name == KEYWORD_CURRY =>
+            {
+                Some(("`curry` is not available in rules".to_owned(), *pos))
+            }
+            ASTNode::Stmt(Stmt::FnCall(f, pos)) if f.name == KEYWORD_CURRY => {
+                Some(("`curry` is not available in rules".to_owned(), *pos))
+            }
+            // A time zone written out is checked now rather than when an event arrives.
+            ASTNode::Expr(Expr::FnCall(f, pos)) | ASTNode::Stmt(Stmt::FnCall(f, pos))
+                if Helper::parse(&f.name).is_some() =>
+            {
+                match f.args.first() {
+                    Some(Expr::StringConstant(tz, _)) if f.args.len() == 1 => {
+                        super::clock::zone(tz).err().map(|e| (e, *pos))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        found.is_none()
+    });
+    found
+}
+
+const KEYWORD_CURRY: &str = "curry";
+
+/// Byte comparisons up to which `mentions_any` compares at every position of the text (the
+/// common case, a report's text and a few short words: no automaton to build).
+const NAIVE_MENTIONS: usize = 1 << 16;
+
+/// Whether `text` contains any of the words (ASCII case ignored). A native function runs to
+/// its end whatever the rule's budget, so it must be cheap for any input: comparing at every
+/// position costs text × word, 1 MiB × 128 KiB took seconds; beyond small inputs the words
+/// go into one Aho-Corasick automaton, linear in the text plus the words (both bounded by
+/// `max_string_size`).
+pub(super) fn mentions_any(text: &str, words: &Array) -> bool {
+    let words: Vec<_> = words.iter().filter_map(|w| w.read_lock::<ImmutableString>()).collect();
+    let cost = words.iter().map(|w| w.len().saturating_mul(text.len())).sum::<usize>();
+    if cost <= NAIVE_MENTIONS {
+        return words.iter().any(|w| contains_ignoring_ascii_case(text, w));
+    }
+    // A noncontiguous NFA: built in time linear in the words (a DFA, which the builder may
+    // pick for few words, has 256 transitions per state: a 128 KiB word took minutes).
+    let automaton = aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+        .ascii_case_insensitive(true)
+        .build(words.iter().map(|w| w.as_bytes()));
+    match automaton {
+        Ok(a) => a.is_match(text),
+        // Too many states for the automaton's id space: far beyond what the limits let a script
+        // pass. One word at a time, each linear.
+        Err(_) => {
+            let lower = text.to_ascii_lowercase();
+            words.iter().any(|w| lower.contains(&w.to_ascii_lowercase()))
+        }
+    }
 }
 
 fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {

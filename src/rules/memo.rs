@@ -16,6 +16,9 @@
 //!   below): it would never match;
 //! - calls `print` or `debug` (their log lines would be lost), `timestamp` (not a function of
 //!   its input), or `Fn`, `call` or `curry` (a call the text does not name);
+//! - calls a clock helper (`local_hour`, …) with a zone computed at run time. With the zone
+//!   written as a literal, the helper's answer for the event's arrival time joins the key
+//!   instead (like a comparison's result below): reused while the hour is the same;
 //! - contains what the analysis does not look into (a `break` with a value).
 //!
 //! `incident.count` and `incident.age_seconds` may be read when every read is compared with an
@@ -34,6 +37,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use rhai::{AST, ASTNode, Array, Dynamic, Expr, ImmutableString, Map, Stmt};
 
+use super::clock::Helper;
 use super::decision::State;
 use super::view;
 use super::{IncidentView, Threshold};
@@ -50,6 +54,8 @@ const UNREMEMBERED_CALLS: [&str; 7] =
 pub(super) enum Root {
     Event,
     Incident,
+    /// A clock helper's answer: `names` is `[helper, time zone]`.
+    Clock,
 }
 
 /// A property path a script reads (`event.labels.service` → `Event`, `[labels, service]`),
@@ -161,6 +167,8 @@ enum Start {
     Incident(usize),
     /// A name the view does not have: Rhai reads it as unit.
     Unknown,
+    /// `local_hour("Europe/Berlin")` and the like: the answer for the event's arrival time.
+    Clock(Helper),
 }
 
 impl Path {
@@ -175,6 +183,9 @@ impl Path {
             },
             (Root::Incident, Some(name), _) => {
                 view::incident_field_index(name).map_or(Start::Unknown, Start::Incident)
+            }
+            (Root::Clock, Some(name), _) => {
+                Helper::parse(name).map_or(Start::Unknown, Start::Clock)
             }
             (_, None, _) => Start::Unknown,
         };
@@ -209,6 +220,7 @@ fn volatile(root: Root, field: &str) -> bool {
     match root {
         Root::Event => field == "id",
         Root::Incident => matches!(field, "count" | "age_seconds" | "last_seen"),
+        Root::Clock => false,
     }
 }
 
@@ -262,6 +274,20 @@ pub(super) fn analyze(ast: &AST) -> Reads {
             {
                 remembered = false;
             }
+            // A clock helper reads the arrival time, which no property path shows: with the zone
+            // written out, its answer joins the key (the hour, not the time, so an outcome is
+            // reused until the hour changes); with a computed zone, the script always runs.
+            ASTNode::Expr(Expr::FnCall(f, _) | Expr::MethodCall(f, _))
+            | ASTNode::Stmt(Stmt::FnCall(f, _))
+                if Helper::parse(&f.name).is_some() =>
+            {
+                match f.args.first() {
+                    Some(Expr::StringConstant(tz, _)) if f.args.len() == 1 => {
+                        paths.push((Root::Clock, vec![f.name.clone(), tz.clone()], None));
+                    }
+                    _ => remembered = false,
+                }
+            }
             ASTNode::Expr(var @ Expr::Variable(x, ..)) => {
                 let root = match x.1.as_str() {
                     "event" => Root::Event,
@@ -271,6 +297,7 @@ pub(super) fn analyze(ast: &AST) -> Reads {
                 let fields = match root {
                     Root::Event => &mut reads.event_fields,
                     Root::Incident => &mut reads.incident_fields,
+                    Root::Clock => return true,
                 };
                 let mut path = Vec::new();
                 let mut test = None;
@@ -383,6 +410,16 @@ pub(super) fn key(
         out.push(path.root as u8);
         let mut rest = &path.names[1..];
         let mut value = match path.start {
+            Start::Clock(helper) => {
+                let Some((now, hours)) = super::engine::now() else { return false };
+                let Ok(answer) = helper.answer(path.names[1].as_str(), now, &hours) else {
+                    return false;
+                };
+                if !encode(&answer, out) {
+                    return false;
+                }
+                continue;
+            }
             Start::Text(read) => {
                 match read(event) {
                     Some(s) => bytes(STRING, s.as_bytes(), out),

@@ -11,9 +11,12 @@
 //! budget changes nothing: it runs on a copy of the decision that is kept only on success, and
 //! it is listed in [`Evaluation::failures`]. `rules/README.md` documents the script API.
 
+mod clock;
 mod decision;
 mod engine;
 mod memo;
+mod stack;
+pub mod threads;
 mod view;
 
 #[cfg(test)]
@@ -27,10 +30,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rhai::{AST, Engine, EvalAltResult, Scope};
+use rhai::{AST, Engine, EvalAltResult, ImmutableString, Scope};
 
+pub use clock::Hours;
 pub use decision::{Decision, Sensitivity};
 use decision::{Draft, State};
+pub use stack::STACK_SIZE;
 
 use crate::event::{Event, Kind};
 
@@ -50,6 +55,8 @@ pub struct Triage {
     pub limits: RuleLimits,
     /// The service catalog the rule functions `dependents`, `owner`, … read.
     pub catalog: Arc<crate::catalog::Catalog>,
+    /// Business hours and night for `is_business_hours(tz)` and `is_night(tz)`.
+    pub hours: Hours,
 }
 
 impl Default for Triage {
@@ -71,6 +78,7 @@ impl Default for Triage {
             unverified_report_score: 30,
             limits: RuleLimits::default(),
             catalog: Arc::default(),
+            hours: Hours::default(),
         }
     }
 }
@@ -152,6 +160,8 @@ pub struct RuleFailure {
     /// The file name, e.g. `10-payments.rhai`.
     pub rule: String,
     pub error: String,
+    /// This failure disabled the rule (see [`RuleSet::disabled`]); reported once per rule.
+    pub disabled: bool,
 }
 
 impl fmt::Display for RuleFailure {
@@ -177,6 +187,10 @@ struct Rule {
     ast: AST,
     /// What it reads of `event` and `incident`, and whether its outcomes are remembered.
     reads: memo::Reads,
+    /// Why it no longer runs: it was halted for nesting too deeply, or panicked. Such a rule
+    /// would fail the same way for the next event, so it stays off until the rules are
+    /// reloaded (a reload compiles a new set).
+    disabled: std::sync::OnceLock<String>,
 }
 
 /// Compiled scoring scripts. Compiled once at load; `Send + Sync`, so one rule set is shared
@@ -293,6 +307,14 @@ impl RuleSet {
     fn add(&mut self, declared: &Scope, path: PathBuf, source: &str) -> Result<(), RuleError> {
         match self.engine.compile_with_scope(declared, source) {
             Ok(ast) => {
+                if let Some((message, pos)) = engine::refused(&ast) {
+                    return Err(RuleError {
+                        file: path,
+                        line: pos.line(),
+                        column: pos.position(),
+                        message,
+                    });
+                }
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                 let reads = memo::analyze(&ast);
                 if reads.event() {
@@ -303,7 +325,12 @@ impl RuleSet {
                     let fields = reads.incident_fields.as_ref();
                     widen(&mut self.incident_fields, fields, view::incident_field_index);
                 }
-                self.rules.push(Rule { name: Arc::from(name.as_ref()), ast, reads });
+                self.rules.push(Rule {
+                    name: Arc::from(name.as_ref()),
+                    ast,
+                    reads,
+                    disabled: std::sync::OnceLock::new(),
+                });
                 Ok(())
             }
             Err(err) => {
@@ -331,19 +358,35 @@ impl RuleSet {
         }
     }
 
+    /// No scripts: every evaluation is the base-score decision (cheap, on any thread).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// File names of the scripts, in the order they run.
     pub fn names(&self) -> Vec<String> {
         self.rules.iter().map(|r| String::from(&*r.name)).collect()
     }
 
+    /// The rules that were disabled since the set was loaded, with why.
+    pub fn disabled(&self) -> Vec<(String, String)> {
+        let disabled = self.rules.iter().filter_map(|r| Some((&r.name, r.disabled.get()?)));
+        disabled.map(|(name, why)| (String::from(&**name), why.clone())).collect()
+    }
+
     /// Runs every script against `event` and `incident` and returns the decision. Never fails:
     /// a script that errors or overruns is listed in the failures and its changes are dropped.
+    /// Runs on a rule thread's stack (see [`stack`]), whatever thread calls it.
     pub fn evaluate(&self, event: &Event, incident: &IncidentView, triage: &Triage) -> Evaluation {
+        stack::on_rule_stack(|| self.evaluate_here(event, incident, triage))
+    }
+
+    fn evaluate_here(&self, event: &Event, incident: &IncidentView, triage: &Triage) -> Evaluation {
         let severities = shared_thresholds(&triage.severities);
         let mut reasons = Vec::new();
         let mut state = Arc::new(initial_state(event, triage, &mut reasons));
         let mut rules_fired = Vec::new();
-        let _catalog = engine::arm_catalog(&triage.catalog);
+        let _context = engine::arm_context(&triage.catalog, event.received_at, triage.hours);
         let mut failures = Vec::new();
 
         let mut scope = Scope::new();
@@ -364,6 +407,9 @@ impl RuleSet {
         }
 
         for (k, rule) in self.rules.iter().enumerate() {
+            if rule.disabled.get().is_some() {
+                continue;
+            }
             let keyed = rule.reads.paths.as_deref().is_some_and(|paths| {
                 memo::key(paths, event, incident, event.received_at, &mut values)
             });
@@ -406,11 +452,22 @@ impl RuleSet {
             scope.push("decision", draft);
             let run = {
                 let _armed = engine::arm(Some(self.share(k + 1)), &rule.name);
-                self.engine.run_ast_with_scope(&mut scope, &rule.ast)
+                // A panic in the interpreter or a native function is this rule's failure, not
+                // the evaluating thread's end.
+                let run = || self.engine.run_ast_with_scope(&mut scope, &rule.ast);
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
             };
             let outcome = match run {
-                Ok(()) => take_draft(&mut scope),
-                Err(err) => Err(self.describe(&err)),
+                Ok(Ok(())) => take_draft(&mut scope).map_err(Failed::Error),
+                Ok(Err(err)) => Err(self.describe(&err)),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Failed::Disable(format!("the interpreter panicked: {}", clip(&what))))
+                }
             };
             // Drop the script's variables and its draft: the next script starts clean.
             scope.rewind(bound);
@@ -429,7 +486,28 @@ impl RuleSet {
                     }
                     state = draft.state;
                 }
-                Err(error) => failures.push(RuleFailure { rule: String::from(&*rule.name), error }),
+                Err(Failed::Error(error)) => failures.push(RuleFailure {
+                    rule: String::from(&*rule.name),
+                    error,
+                    disabled: false,
+                }),
+                Err(Failed::Disable(error)) => {
+                    let disabled = rule.disabled.set(error.clone()).is_ok();
+                    if disabled {
+                        tracing::error!(
+                            rule = %rule.name,
+                            error = %error,
+                            "rule disabled until the rules are reloaded"
+                        );
+                    }
+                    failures.push(RuleFailure {
+                        rule: String::from(&*rule.name),
+                        error: format!(
+                            "{error}; the rule is disabled until the rules are reloaded"
+                        ),
+                        disabled,
+                    });
+                }
             }
         }
 
@@ -449,12 +527,22 @@ impl RuleSet {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    fn describe(&self, err: &EvalAltResult) -> String {
+    fn describe(&self, err: &EvalAltResult) -> Failed {
         let at = match err.position().line() {
             Some(line) => format!(" (at line {line})"),
             None => String::new(),
         };
-        match err {
+        // Halted inside a script function: the reason is the innermost error.
+        if let EvalAltResult::ErrorTerminated(why, _) = err.unwrap_inner()
+            && why
+                .read_lock::<ImmutableString>()
+                .is_some_and(|w| w.as_str() == engine::HALTED_BY_STACK)
+        {
+            return Failed::Disable(format!(
+                "stopped: nested too deeply (it would have overflowed the stack){at}"
+            ));
+        }
+        Failed::Error(match err.unwrap_inner() {
             EvalAltResult::ErrorTerminated(..) => format!(
                 "stopped after its share of the {:?} time budget{at}",
                 self.limits.time_budget
@@ -466,8 +554,25 @@ impl RuleSet {
                 "stopped: function calls nested deeper than {}{at}",
                 self.limits.max_call_levels
             ),
-            _ => err.to_string(),
-        }
+            // A thrown value may be large: the message goes into the incident's timeline.
+            _ => clip(&err.to_string()),
+        })
+    }
+}
+
+/// How a script run failed: for this event only, or so that the rule is disabled.
+enum Failed {
+    Error(String),
+    Disable(String),
+}
+
+/// Failure messages longer than this many characters are cut.
+const MAX_ERROR_CHARS: usize = 1000;
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
     }
 }
 

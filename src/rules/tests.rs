@@ -1352,3 +1352,226 @@ fn the_maps_bound_hold_what_any_script_reads_and_all_of_it_for_a_whole_use() {
     assert_eq!(e.decision.tags, set(&["db"]));
     assert_eq!(e.decision.score, 40 + 18, "the whole map: {:?}", e.decision.reasons);
 }
+
+/// The scripts of issue 17 that crashed the daemon: a loop nesting closures in closures (in
+/// an array, through `call`, in a map). Each nests one level per iteration in a few
+/// operations, uncounted by the size limits, until dropping the value overflows the stack.
+const CLOSURE_BOMBS: [&str; 3] = [
+    "let a = [];\nloop { let b = a; a = [|x| b]; }",
+    "let g = |x| x;\nloop { let h = g; g = |x| h.call(x); }",
+    "let m = #{};\nloop { let n = m; m = #{f: |x| n}; }",
+];
+
+#[test]
+fn closures_that_capture_variables_and_curry_are_refused_at_load() {
+    let limits = RuleLimits::default();
+    for (source, var) in CLOSURE_BOMBS.iter().zip(["`b`", "`h`", "`n`"]) {
+        let err = RuleSet::from_source("bomb.rhai", source, &limits).unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("may not capture variables") && err.message.contains(var));
+    }
+    // Inside a function, and explicit currying.
+    let inside = "fn f(a) { let b = a; [|x| b] }\nlet a = f([]);";
+    let err = RuleSet::from_source("f.rhai", inside, &limits).unwrap_err();
+    assert!(err.message.contains("may not capture variables"), "{err}");
+    let curried = [
+        "fn f(a, b) { a }\nlet g = Fn(\"f\");\nloop { g = g.curry(g); }",
+        "let n = 1;\nlet g = curry(Fn(\"f\"), n);",
+    ];
+    for curried in curried {
+        let err = RuleSet::from_source("c.rhai", curried, &limits).unwrap_err();
+        assert!(err.message.contains("`curry` is not available"), "{curried}: {err}");
+    }
+    // Closures that capture nothing stay available.
+    let d = decide("decision.add_score([1, 2, 3].filter(|x| x > 1).len(), \"two\");", &alert(None));
+    assert_eq!(d.score, 22);
+}
+
+#[test]
+fn a_rule_recursing_toward_the_end_of_the_stack_is_halted_and_disabled() {
+    // Only the stack stops this recursion: calls, operations and time are all but unlimited.
+    let limits = RuleLimits {
+        max_call_levels: usize::MAX,
+        max_operations: 0,
+        time_budget: Duration::from_secs(600),
+        ..RuleLimits::default()
+    };
+    let set = load_with(
+        &[
+            ("10-deep.rhai", "fn down(n) { down(n + 1) }\ndown(0);"),
+            ("20-ok.rhai", r#"decision.add_score(5, "ok");"#),
+        ],
+        &limits,
+    )
+    .unwrap();
+    let first = set.evaluate(&alert(None), &incident(), &Triage::default());
+    assert_eq!(first.failures.len(), 1, "{:?}", first.failures);
+    assert_eq!(first.failures[0].rule, "10-deep.rhai");
+    assert!(first.failures[0].error.contains("nested too deeply"), "{}", first.failures[0].error);
+    assert!(first.failures[0].error.contains("disabled until the rules are reloaded"));
+    assert!(first.failures[0].disabled);
+    assert_eq!(first.decision.score, 25, "the other rules still ran");
+    // Not retried: the next event skips it.
+    let next = set.evaluate(&alert(None), &incident(), &Triage::default());
+    assert_eq!(next.failures, []);
+    assert_eq!(next.decision.score, 25);
+    assert_eq!(set.disabled().len(), 1);
+    assert_eq!(set.disabled()[0].0, "10-deep.rhai");
+}
+
+/// The deepest values the limits allow, 20,000 levels of arrays and maps (built here as an
+/// event's details, which ingest never lets arrive so deep, rather than by a script, which
+/// would take minutes in a debug build), cloned, hashed, formatted and dropped in a script:
+/// within the headroom the sandbox keeps below the interpreter (`stack::HEADROOM`).
+#[test]
+fn the_deepest_values_fit_the_headroom() {
+    let big = std::thread::Builder::new().stack_size(1 << 30);
+    big.spawn(|| {
+        let mut deep = serde_json::Value::Array(Vec::new());
+        for i in 0..20_000 {
+            deep = if i % 2 == 1 {
+                serde_json::Value::Object(serde_json::Map::from_iter([("x".into(), deep)]))
+            } else {
+                serde_json::Value::Array(vec![deep])
+            };
+        }
+        let mut event = alert(None);
+        event.details.insert("deep".into(), deep);
+        let limits = RuleLimits { time_budget: Duration::from_secs(600), ..RuleLimits::default() };
+        let set = load_with(
+            &[
+                ("10-clone.rhai", "let a = event.details.deep; let b = a;"),
+                ("20-hash.rhai", "let a = event.details.deep; switch a { _ => 1 }"),
+                ("30-throw.rhai", "throw event.details.deep;"),
+                ("40-ok.rhai", r#"decision.add_score(1, "still here");"#),
+            ],
+            &limits,
+        )
+        .unwrap();
+        // On a thread of the default size: the evaluation moves to a rule thread's stack.
+        let eval = std::thread::scope(|s| {
+            s.spawn(|| set.evaluate(&event, &incident(), &Triage::default())).join().unwrap()
+        });
+        assert_eq!(eval.decision.score, 21);
+        assert_eq!(eval.failures.len(), 1, "{:?}", eval.failures);
+        assert!(eval.failures[0].error.len() < 1100, "a thrown value's message is cut");
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn mentions_any_gives_the_same_answers_for_large_inputs() {
+    let words = |ws: &[&str]| -> rhai::Array {
+        ws.iter().map(|w| rhai::Dynamic::from(w.to_string())).collect()
+    };
+    let mut text = "x".repeat(1 << 20);
+    let long_word = format!("{}Y", "x".repeat(128 << 10));
+    // Past the naive path's cost: the automaton answers.
+    assert!(!engine::mentions_any(&text, &words(&[&long_word])));
+    text.push_str("xxxy");
+    assert!(engine::mentions_any(&text, &words(&[&long_word])));
+    assert!(engine::mentions_any(&text, &words(&["nothing", "XXXY"])));
+    assert!(!engine::mentions_any(&text, &words(&["nothing", "z"])));
+    assert!(engine::mentions_any(&text, &words(&[""])), "an empty word is in every text");
+    // And on the naive path, the same.
+    assert!(engine::mentions_any("My CARD", &words(&["card"])));
+    assert!(!engine::mentions_any("My CARD", &words(&["cards"])));
+}
+
+#[test]
+fn clock_helpers_answer_for_the_arrival_time_in_the_zone_named() {
+    let set = load(&[(
+        "10-clock.rhai",
+        r#"
+        decision.add_score(local_hour("Europe/Berlin"), "hour");
+        if local_weekday("America/New_York") == 7 { decision.tag("sunday-in-new-york"); }
+        if is_business_hours("America/New_York") { decision.tag("ny-open"); }
+        if is_night("Europe/Berlin") { decision.tag("berlin-night"); }
+        "#,
+    )]);
+    let mut triage = Triage::default();
+    let decide = |when: &str, triage: &Triage| {
+        let event = Event { received_at: at(when), ..alert(None) };
+        let eval = set.evaluate(&event, &incident(), triage);
+        assert_eq!(eval.failures, []);
+        eval.decision
+    };
+    // Monday 2026-03-02 03:00 UTC: 04:00 in Berlin (night), Sunday 22:00 in New York.
+    let d = decide("2026-03-02T03:00:00Z", &triage);
+    assert_eq!(d.score, 24);
+    assert_eq!(d.tags, ["berlin-night", "sunday-in-new-york"].map(String::from).into());
+    // 15:00 UTC: 16:00 in Berlin, Monday 10:00 in New York.
+    let d = decide("2026-03-02T15:00:00Z", &triage);
+    assert_eq!((d.score, d.tags), (36, ["ny-open".to_string()].into()));
+    // Summer time: 15:00 UTC is 17:00 in Berlin.
+    assert_eq!(decide("2026-07-01T15:00:00Z", &triage).score, 37);
+    // The configured hours: New York opens at 11:00, and only on weekends.
+    triage.hours.business_from = 11 * 60;
+    assert!(decide("2026-03-02T15:00:00Z", &triage).tags.is_empty());
+    triage.hours.business_days = [false, false, false, false, false, true, true];
+    triage.hours.business_from = 9 * 60;
+    assert!(decide("2026-03-07T15:00:00Z", &triage).tags.contains("ny-open"), "a Saturday");
+}
+
+#[test]
+fn a_remembered_rule_reading_the_hour_runs_again_when_the_hour_changes() {
+    let set = load(&[(
+        "10-night.rhai",
+        r#"if is_night("Europe/Berlin") { decision.add_score(30, "night in Berlin"); }"#,
+    )]);
+    assert!(set.rules[0].reads.paths.is_some(), "remembered, by the helper's answer");
+    let triage = Triage::default();
+    let score = |when: &str| {
+        let event = Event { received_at: at(when), ..alert(None) };
+        set.evaluate(&event, &incident(), &triage).decision.score
+    };
+    let hits = memo::hits();
+    assert_eq!(score("2026-03-02T12:00:00Z"), 20);
+    assert_eq!(score("2026-03-02T12:30:00Z"), 20);
+    assert_eq!(memo::hits(), hits + 1, "the same answer: the outcome is reused");
+    // Night now: not the remembered day-time outcome.
+    assert_eq!(score("2026-03-02T22:30:00Z"), 50);
+    assert_eq!(score("2026-03-02T12:45:00Z"), 20);
+    // A zone computed at run time: the script always runs.
+    let computed = load(&[(
+        "10-tz.rhai",
+        r#"let tz = "Europe/" + "Berlin"; if is_night(tz) { decision.tag("n"); }"#,
+    )]);
+    assert!(computed.rules[0].reads.paths.is_none());
+}
+
+#[test]
+fn an_unknown_time_zone_is_a_load_error_or_a_rule_failure() {
+    let err = RuleSet::from_source(
+        "tz.rhai",
+        "\nlet h = local_hour(\"Europe/Berln\");",
+        &RuleLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.line, Some(2), "{err}");
+    assert!(err.message.contains("\"Europe/Berln\" is not a time zone"), "{err}");
+    let eval =
+        run(&[("10-tz.rhai", r#"let tz = "Mars/" + "Olympus"; is_night(tz);"#)], &alert(None));
+    assert!(eval.failures[0].error.contains("is not a time zone"), "{:?}", eval.failures);
+}
+
+#[test]
+fn depends_on_lists_what_a_service_needs_transitively() {
+    let d = run(
+        &[(
+            "10-deps.rhai",
+            r#"for s in depends_on("checkout") { decision.tag(s); } if depends_on(()).is_empty() { decision.tag("none"); }"#,
+        )],
+        &alert(None),
+    );
+    assert_eq!(d.failures, []);
+    let triage = shop_triage();
+    let set = load(&[("10-deps.rhai", r#"for s in depends_on("checkout") { decision.tag(s); }"#)]);
+    let d = set.evaluate(&alert(None), &incident(), &triage).decision;
+    assert!(!d.tags.is_empty(), "{:?}", d.tags);
+    let expected: std::collections::BTreeSet<String> =
+        triage.catalog.depends_on("checkout").into_iter().collect();
+    assert_eq!(d.tags, expected);
+}
