@@ -668,25 +668,30 @@ async fn run(origin: ConfigOrigin, runtime: Runtime) -> anyhow::Result<()> {
             token_file.display()
         );
     }
+    // Installed before the line below: whoever reads it may send SIGTERM at once, and a
+    // SIGTERM before the handler exists would kill the process uncommitted.
+    let shutdown = shutdown_signal();
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("tocsin listening on http://{addr} (config: {})", describe(&origin));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), config = %describe(&origin), rules = ?runtime.rules.names(), "started");
     let clock = tocsin::clock::from_env()?;
-    tocsin::server::run(origin, runtime, listener, clock, shutdown_signal()).await
+    tocsin::server::run(origin, runtime, listener, clock, shutdown).await
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (not when first polled); the future resolves
+/// on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL only");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL only");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
