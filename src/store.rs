@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -251,6 +252,11 @@ pub struct Store {
     broken: Mutex<Option<Option<Instant>>>,
     /// Set after a write failed on a damaged file: why, and when it was last tried.
     damaged: Mutex<Option<(String, Instant)>>,
+    /// Why the store cannot take writes (`None`: healthy), as [`Store::write_problem`] tells
+    /// readiness and metrics. Only the writer changes it (after it changed `broken` or
+    /// `damaged`, whose locks it holds while it probes and reopens); readers load it without
+    /// a lock, so a health check never waits for, or guesses about, a busy writer.
+    health: ArcSwapOption<String>,
     /// An in-memory store (drills) has no file to reopen after an I/O error.
     in_memory: bool,
 }
@@ -295,6 +301,7 @@ impl Store {
             path,
             broken: Mutex::new(None),
             damaged: Mutex::new(None),
+            health: ArcSwapOption::empty(),
             in_memory,
         }
     }
@@ -394,6 +401,7 @@ impl Store {
             Ok(reopened) => {
                 *db = Some(reopened);
                 *broken = None;
+                self.publish_health(false);
                 tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
             }
             Err(e) => tracing::error!(error = %e, "reopening the store failed; retrying"),
@@ -432,6 +440,7 @@ impl Store {
             Err(e) if e.is_io() && !self.in_memory => {
                 let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
                 broken.get_or_insert(None);
+                self.publish_health(true);
             }
             Err(StoreError::Corrupt(why)) => {
                 tracing::error!(
@@ -442,11 +451,16 @@ impl Store {
                 );
                 *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((why.clone(), Instant::now()));
+                self.publish_health(self.broken_now());
             }
             Ok(_) => {
                 let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
                 if damaged.take().is_some() {
                     tracing::warn!(store = %self.path.display(), "the store writes again");
+                }
+                drop(damaged);
+                if self.health.load().is_some() {
+                    self.publish_health(false);
                 }
             }
             Err(_) => {}
@@ -454,23 +468,30 @@ impl Store {
         result
     }
 
-    /// Why the store cannot take writes right now (a full disk it is waiting to reopen after,
-    /// or a damaged file), or `None` when it can as far as it knows. For readiness and metrics.
-    pub fn write_problem(&self) -> Option<String> {
-        if let Some((why, _)) = self.damaged.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Some(format!("the store file is damaged: {why}"));
-        }
-        // The writer holds this lock while it tries to reopen (a probe file, an fsync): a
-        // health check must not wait for that.
-        let broken = match self.broken.try_lock() {
-            Ok(guard) => guard.is_some(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_some(),
-            Err(std::sync::TryLockError::WouldBlock) => true,
+    fn broken_now(&self) -> bool {
+        self.broken.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Publishes the store's health for [`Store::write_problem`] from `damaged` and `broken`
+    /// (passed in, as the caller may hold its lock). Called by the writer only.
+    fn publish_health(&self, broken: bool) {
+        let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        let problem = match (damaged.as_ref(), broken) {
+            (Some((why, _)), _) => Some(format!("the store file is damaged: {why}")),
+            (None, true) => Some(
+                "a write failed with an I/O error (disk full?); the store reopens once it can write"
+                    .to_string(),
+            ),
+            (None, false) => None,
         };
-        broken.then(|| {
-            "a write failed with an I/O error (disk full?); the store reopens once it can write"
-                .to_string()
-        })
+        self.health.store(problem.map(std::sync::Arc::new));
+    }
+
+    /// Why the store cannot take writes right now (a full disk it is waiting to reopen after,
+    /// or a damaged file), or `None` when it can as far as it knows. For readiness and metrics:
+    /// a lock-free read of what the writer last published, never a guess from a busy lock.
+    pub fn write_problem(&self) -> Option<String> {
+        self.health.load().as_deref().cloned()
     }
 
     fn write_once<R>(
@@ -1989,6 +2010,22 @@ mod tests {
         assert!(!called);
         // Reads go on.
         assert_eq!(store.event_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn readiness_does_not_read_a_busy_writer_as_a_broken_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // The writer holds these while it checks for (or runs) a reopen on every write.
+        let busy = store.broken.lock().unwrap();
+        let also = store.damaged.lock().unwrap();
+        assert_eq!(store.write_problem(), None);
+        drop((busy, also));
+        // What the writer publishes after a failed write is what readiness says.
+        *store.damaged.lock().unwrap() = Some(("bad page".into(), Instant::now()));
+        store.publish_health(false);
+        let _busy = store.broken.lock().unwrap();
+        assert!(store.write_problem().unwrap().contains("damaged: bad page"));
     }
 
     #[test]
