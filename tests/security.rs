@@ -309,3 +309,37 @@ async fn data_files_are_owner_only() {
     assert_eq!(d.get("/-/ready", None).await.status, 200);
     assert_eq!(mode(&store), 0o600);
 }
+
+/// Sign-in and SMS replies are open to anyone who can reach them: a body far larger than
+/// either needs is refused 413 with a JSON error, well below the ingest limit (1 MiB).
+#[tokio::test]
+async fn sign_in_and_sms_replies_refuse_large_bodies() {
+    let d = Daemon::start("");
+    let client = reqwest::Client::new();
+    let filler = "x".repeat(64 * 1024);
+    for (path, body) in [
+        ("/login", format!("name=ana&token={filler}&next=/")),
+        ("/api/v1/sms/inbound", format!("From=%2B15550100&Body=ACK+1&Pad={filler}")),
+    ] {
+        let r = client
+            .post(d.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+        let ct = r.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "{path}: {ct}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "too_large", "{path}: {body}");
+    }
+    // A sign-in form of ordinary size is still read (and refused for its token, not its size).
+    let r = client
+        .post(d.url("/login"))
+        .form(&[("name", "nobody"), ("token", "wrong"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 413);
+}
