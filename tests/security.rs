@@ -343,3 +343,60 @@ async fn sign_in_and_sms_replies_refuse_large_bodies() {
         .unwrap();
     assert_ne!(r.status().as_u16(), 413);
 }
+
+/// Webhooks and SMS gateways never use a proxy from the environment, not even an endpoint
+/// with `allow_private: true`: a proxy would connect on Tocsin's behalf, past the address
+/// guard. The endpoint's name does not resolve, so only a proxy could have reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_ignore_proxies_from_the_environment() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = proxy.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let d = Daemon::start_env(
+        r#"policies:
+  - name: main
+    notify: [{webhook: out}]
+default_policy: main
+notifications:
+  delivery: {initial_backoff: 200ms, max_backoff: 1s, attempt_timeout: 1s, lease: 10s, max_attempts: 10}
+  rate_limits: {email: {}, sms: {}, webhook: {}, log: {}}
+  webhooks:
+    - {name: out, url: "http://tocsin-proxy-test.invalid/hook", allow_private: true, timeout: 1s}
+"#,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("NO_PROXY", ""),
+        ],
+    );
+    let r = d
+        .post(
+            "/api/v1/events",
+            Some(TOKEN),
+            json!({"summary": "x", "severity": "critical"}).to_string(),
+        )
+        .await;
+    let id = d.incident_of(&r).await;
+    let started = std::time::Instant::now();
+    loop {
+        let inc = d.get(&format!("/api/v1/incidents/{id}"), Some(VIEWER_TOKEN)).await;
+        let attempts = inc.body["notifications"][0]["attempts"].as_u64().unwrap_or(0);
+        if attempts >= 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no attempt: {}", inc.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "a notification went through the env proxy");
+}
