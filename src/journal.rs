@@ -31,7 +31,7 @@ use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
 use crate::policy::{self, Delivery, Policy};
 use crate::rules::{Evaluation, IncidentView};
 use crate::runtime::Runtime;
-use crate::store::{Batch, Encoded, Store, StoreError};
+use crate::store::{Batch, Encoded, Store, StoreError, panic_message};
 
 /// An event ready for the writer: encoded for the store, with the rules' evaluation.
 #[derive(Debug)]
@@ -620,32 +620,16 @@ impl Journal {
     }
 }
 
-/// Answers owed once the batch is committed.
-enum Owed {
-    Append(oneshot::Sender<(Vec<Scored>, CommitResult)>, Vec<Scored>),
-    Act(
-        oneshot::Sender<Result<Result<Incident, ActError>, Arc<StoreError>>>,
-        Box<Result<Incident, ActError>>,
-    ),
-    Claim(oneshot::Sender<Result<Vec<Notification>, Arc<StoreError>>>, Vec<Notification>),
-    Report(oneshot::Sender<CommitResult>),
-    Tick(oneshot::Sender<CommitResult>),
-    Maintenance(
-        oneshot::Sender<Result<Result<Window, String>, Arc<StoreError>>>,
-        Box<Result<Window, String>>,
-    ),
-    Queue(
-        oneshot::Sender<Result<Result<Notification, String>, Arc<StoreError>>>,
-        Box<Result<Notification, String>>,
-    ),
-    Override(
-        oneshot::Sender<Result<Result<Override, String>, Arc<StoreError>>>,
-        Result<Override, String>,
-    ),
-    EnableWebhook(
-        oneshot::Sender<Result<Result<String, String>, Arc<StoreError>>>,
-        Result<String, String>,
-    ),
+/// What a command decided, answered once the batch is committed (a command that must be
+/// tried again after another one in its batch failed is decided afresh).
+enum Decided {
+    Nothing,
+    Incident(Box<Result<Incident, ActError>>),
+    Claimed(Vec<Notification>),
+    Window(Box<Result<Window, String>>),
+    Queue(Box<Result<Notification, String>>),
+    Override(Result<Override, String>),
+    Webhook(Result<String, String>),
 }
 
 struct Writer {
@@ -758,9 +742,26 @@ impl Writer {
         tracing::debug!("journal writer stopped: all requests answered");
     }
 
-    fn commit(&self, commands: Vec<Command>, events: usize) {
+    /// Commits a batch of commands in one transaction and answers them. A command whose
+    /// decision panics (a bug in Tocsin, not a damaged store: redb's own calls are caught
+    /// inside the store) is answered with an error and dropped, and the rest of the batch is
+    /// decided again without it, so that one poison command neither takes its neighbours
+    /// down nor stops the writer.
+    fn commit(&self, mut commands: Vec<Command>, events: usize) {
+        while let Some(rest) = self.commit_once(commands, events) {
+            if rest.is_empty() {
+                return;
+            }
+            commands = rest;
+        }
+    }
+
+    /// One try at [`Writer::commit`]: `Some(rest)` when a command panicked and was answered;
+    /// `rest` must be tried again.
+    fn commit_once(&self, mut commands: Vec<Command>, events: usize) -> Option<Vec<Command>> {
         let started = Instant::now();
-        let mut owed = Vec::with_capacity(commands.len());
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut poisoned = None;
         let mut changes = Changes::default();
         // In a storm nearly every event of a batch is a counted repeat: no rehashing midway.
         changes.counted.reserve(events);
@@ -774,67 +775,16 @@ impl Writer {
                     && before.config.escalation.maintenance != rt.config.escalation.maintenance
             }
         };
-        // Commands the transaction never reached (it could not begin: disk full) are answered
-        // with the error below, not dropped (which would read as "shutting down").
-        let mut unreached = commands.into_iter();
         let result = self.store.write(|batch| {
             if recheck {
                 self.recheck_held(batch, &mut changes, &rt)?;
             }
-            for cmd in unreached.by_ref() {
-                match cmd {
-                    Command::Append { events, reply } => {
-                        for scored in &events {
-                            self.apply_event(batch, &mut changes, &rt, scored)?;
-                        }
-                        owed.push(Owed::Append(reply, events));
-                    }
-                    Command::Act { id, action, by, reply } => {
-                        let outcome = self.act(batch, &mut changes, &rt, id, action, &by)?;
-                        owed.push(Owed::Act(reply, Box::new(outcome)));
-                    }
-                    Command::AutoResolve { now, quiet } => {
-                        self.auto_resolve(batch, &mut changes, &rt, now, quiet)?;
-                    }
-                    Command::Claim { now, limit, reply } => {
-                        let claimed = self.claim(batch, &mut changes, &rt, now, limit)?;
-                        owed.push(Owed::Claim(reply, claimed));
-                    }
-                    Command::Report { outcomes, reply } => {
-                        self.report(batch, &mut changes, &rt, outcomes)?;
-                        owed.push(Owed::Report(reply));
-                    }
-                    Command::Tick { now, reply } => {
-                        self.tick(batch, &mut changes, &rt, now)?;
-                        owed.push(Owed::Tick(reply));
-                    }
-                    Command::Maintenance { op, by, reply } => {
-                        let outcome = self.maintenance(batch, &mut changes, op, &by)?;
-                        owed.push(Owed::Maintenance(reply, Box::new(outcome)));
-                    }
-                    Command::Amend { id, change, by, reply } => {
-                        let outcome = self.amend(batch, &mut changes, &rt, id, change, &by)?;
-                        owed.push(Owed::Act(reply, Box::new(outcome)));
-                    }
-                    Command::Queue { id, op, by, reply } => {
-                        let outcome = self.queue_op(batch, &mut changes, id, op, &by)?;
-                        owed.push(Owed::Queue(reply, Box::new(outcome)));
-                    }
-                    Command::Override { op, reply } => {
-                        let outcome =
-                            override_op(batch, &mut changes.overrides, op, self.clock.now())?;
-                        owed.push(Owed::Override(reply, outcome));
-                    }
-                    Command::EnableWebhook { name, by, reply } => {
-                        let outcome = match batch.enable_endpoint(&name)? {
-                            Some(why) => {
-                                tracing::info!(endpoint = %name, %by, was = %why, "webhook endpoint re-enabled");
-                                changes.due = true;
-                                Ok(why)
-                            }
-                            None => Err(format!("webhook `{name}` is not disabled")),
-                        };
-                        owed.push(Owed::EnableWebhook(reply, outcome));
+            for (i, cmd) in commands.iter().enumerate() {
+                match panic_message(|| self.decide(batch, &mut changes, &rt, cmd)) {
+                    Ok(outcome) => outcomes.push(outcome?),
+                    Err(why) => {
+                        poisoned = Some(i);
+                        return Err(StoreError::Panicked(why));
                     }
                 }
             }
@@ -848,8 +798,7 @@ impl Writer {
             Ok(())
         });
         self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-        let result = result.map_err(Arc::new);
-        match &result {
+        let e = match result {
             Ok(()) => {
                 *self.checked.borrow_mut() = Some(rt.clone());
                 if recheck {
@@ -873,46 +822,95 @@ impl Writer {
                 if let Some(windows) = changes.windows.take() {
                     *self.windows.lock().unwrap_or_else(|e| e.into_inner()) = windows;
                 }
+                for (cmd, outcome) in commands.into_iter().zip(outcomes) {
+                    answer(cmd, outcome);
+                }
+                return None;
             }
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                tracing::error!(error = %e, events, "journal commit failed; nothing in the batch was stored");
-            }
+            Err(e) => Arc::new(e),
+        };
+        self.metrics.commit_failures.inc();
+        if let Some(i) = poisoned {
+            let cmd = commands.remove(i);
+            tracing::error!(error = %e, command = cmd.kind(), "a command failed inside Tocsin (a bug); it was answered with an error and the rest of its batch is tried again");
+            fail(cmd, &e);
+            return Some(commands);
         }
-        if let Err(e) = &result {
-            for cmd in unreached {
-                fail(cmd, e);
-            }
+        tracing::error!(error = %e, events, "journal commit failed; nothing in the batch was stored");
+        for cmd in commands {
+            fail(cmd, &e);
         }
-        for debt in owed {
-            // A requester that gave up (client went away) is fine: the commit stands.
-            match debt {
-                Owed::Append(reply, events) => {
-                    let _ = reply.send((events, result.clone()));
-                }
-                Owed::Act(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| *outcome));
-                }
-                Owed::Claim(reply, claimed) => {
-                    let _ = reply.send(result.clone().map(|()| claimed));
-                }
-                Owed::Report(reply) | Owed::Tick(reply) => {
-                    let _ = reply.send(result.clone());
-                }
-                Owed::Maintenance(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| *outcome));
-                }
-                Owed::Queue(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| *outcome));
-                }
-                Owed::Override(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| outcome));
-                }
-                Owed::EnableWebhook(reply, outcome) => {
-                    let _ = reply.send(result.clone().map(|()| outcome));
-                }
-            }
+        None
+    }
+
+    /// Decides one command in the batch (stored when the batch commits).
+    fn decide(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Changes,
+        rt: &Runtime,
+        cmd: &Command,
+    ) -> Result<Decided, StoreError> {
+        #[cfg(test)]
+        if matches!(cmd, Command::Act { by, .. } if by == tests::POISON) {
+            panic!("a decision that panics (test)");
         }
+        Ok(match cmd {
+            Command::Append { events, .. } => {
+                for scored in events {
+                    self.apply_event(batch, changes, rt, scored)?;
+                }
+                Decided::Nothing
+            }
+            Command::Act { id, action, by, .. } => {
+                Decided::Incident(Box::new(self.act(batch, changes, rt, *id, *action, by)?))
+            }
+            Command::AutoResolve { now, quiet } => {
+                self.auto_resolve(batch, changes, rt, *now, *quiet)?;
+                Decided::Nothing
+            }
+            Command::Claim { now, limit, .. } => {
+                Decided::Claimed(self.claim(batch, changes, rt, *now, *limit)?)
+            }
+            Command::Report { outcomes, .. } => {
+                self.report(batch, changes, rt, outcomes.clone())?;
+                Decided::Nothing
+            }
+            Command::Tick { now, .. } => {
+                self.tick(batch, changes, rt, *now)?;
+                Decided::Nothing
+            }
+            Command::Maintenance { op, by, .. } => {
+                Decided::Window(Box::new(self.maintenance(batch, changes, op.clone(), by)?))
+            }
+            Command::Amend { id, change, by, .. } => Decided::Incident(Box::new(self.amend(
+                batch,
+                changes,
+                rt,
+                *id,
+                change.clone(),
+                by,
+            )?)),
+            Command::Queue { id, op, by, .. } => {
+                Decided::Queue(Box::new(self.queue_op(batch, changes, *id, *op, by)?))
+            }
+            Command::Override { op, .. } => Decided::Override(override_op(
+                batch,
+                &mut changes.overrides,
+                op.clone(),
+                self.clock.now(),
+            )?),
+            Command::EnableWebhook { name, by, .. } => {
+                Decided::Webhook(match batch.enable_endpoint(name)? {
+                    Some(why) => {
+                        tracing::info!(endpoint = %name, %by, was = %why, "webhook endpoint re-enabled");
+                        changes.due = true;
+                        Ok(why)
+                    }
+                    None => Err(format!("webhook `{name}` is not disabled")),
+                })
+            }
+        })
     }
 
     /// Counts what a committed batch did, by severity and kind.
@@ -2907,6 +2905,58 @@ impl Writer {
 }
 
 /// Answers a command that no transaction reached with the store's error.
+/// Answers a committed command with what it decided. A requester that gave up (client went
+/// away) is fine: the commit stands.
+fn answer(cmd: Command, outcome: Decided) {
+    match (cmd, outcome) {
+        (Command::Append { events, reply }, _) => {
+            let _ = reply.send((events, Ok(())));
+        }
+        (Command::Act { reply, .. } | Command::Amend { reply, .. }, Decided::Incident(o)) => {
+            let _ = reply.send(Ok(*o));
+        }
+        (Command::Claim { reply, .. }, Decided::Claimed(claimed)) => {
+            let _ = reply.send(Ok(claimed));
+        }
+        (Command::Report { reply, .. } | Command::Tick { reply, .. }, _) => {
+            let _ = reply.send(Ok(()));
+        }
+        (Command::Maintenance { reply, .. }, Decided::Window(o)) => {
+            let _ = reply.send(Ok(*o));
+        }
+        (Command::Queue { reply, .. }, Decided::Queue(o)) => {
+            let _ = reply.send(Ok(*o));
+        }
+        (Command::Override { reply, .. }, Decided::Override(o)) => {
+            let _ = reply.send(Ok(o));
+        }
+        (Command::EnableWebhook { reply, .. }, Decided::Webhook(o)) => {
+            let _ = reply.send(Ok(o));
+        }
+        (Command::AutoResolve { .. }, _) => {}
+        (cmd, _) => unreachable!("{} decided an outcome of another kind", cmd.kind()),
+    }
+}
+
+impl Command {
+    /// The command's name, for logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            Command::Append { .. } => "append",
+            Command::Act { .. } => "act",
+            Command::AutoResolve { .. } => "auto-resolve",
+            Command::Claim { .. } => "claim",
+            Command::Report { .. } => "report",
+            Command::Tick { .. } => "tick",
+            Command::Amend { .. } => "amend",
+            Command::Maintenance { .. } => "maintenance",
+            Command::Queue { .. } => "queue",
+            Command::EnableWebhook { .. } => "enable-webhook",
+            Command::Override { .. } => "override",
+        }
+    }
+}
+
 fn fail(cmd: Command, e: &Arc<StoreError>) {
     match cmd {
         Command::Append { events, reply } => {
@@ -3045,6 +3095,8 @@ mod tests {
     use jiff::SignedDuration;
 
     const T0: &str = "2026-03-02T09:00:00Z";
+    /// An actor whose command panics in [`Writer::decide`] (a bug in Tocsin's own logic).
+    pub(super) const POISON: &str = "user:poison";
 
     fn runtime(yaml: &str) -> Runtime {
         let raw = crate::config::parse(yaml, "t.yaml").unwrap();
@@ -3132,5 +3184,47 @@ default_policy: page
         let incident = w.store.incident(incident.id).unwrap().unwrap();
         assert!(incident.held_by.is_none());
         assert_eq!(incident.escalation.map(|e| e.policy).as_deref(), Some("page"), "paged now");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_panics_fails_alone_and_the_writer_goes_on() {
+        let rt = runtime(
+            r#"people:
+  - {id: ana, name: Ana, email: ana@example.com}
+notifications:
+  email: {relay: 127.0.0.1, port: 2525, tls: none, from: "Tocsin <tocsin@example.com>"}
+policies:
+  - name: page
+    notify: [{person: ana, channels: [email]}]
+default_policy: page
+"#,
+        );
+        let clock = Arc::new(ManualClock::new(T0.parse().unwrap()));
+        let w = writer(rt, clock);
+        let append = |key| {
+            let Command::Append { events, .. } = trigger(&w, key) else { unreachable!() };
+            let (reply, answer) = oneshot::channel();
+            (Command::Append { events, reply }, answer)
+        };
+        let (a, mut a_answer) = append("a");
+        let (b, mut b_answer) = append("b");
+        let (reply, mut poison_answer) = oneshot::channel();
+        let poison =
+            Command::Act { id: 1, action: PersonAction::Acknowledge, by: POISON.into(), reply };
+        w.commit(vec![a, poison, b], 2);
+
+        let err = poison_answer.try_recv().unwrap().unwrap_err();
+        assert!(matches!(&*err, StoreError::Panicked(why) if why.contains("panics")), "{err}");
+        assert!(!err.to_string().contains("damaged"), "{err}");
+        // Its neighbours in the batch were stored, and the store is not taken for damaged.
+        assert!(a_answer.try_recv().unwrap().1.is_ok());
+        assert!(b_answer.try_recv().unwrap().1.is_ok());
+        assert_eq!(w.store.open_incidents().unwrap().len(), 2);
+        assert_eq!(w.store.write_problem(), None);
+        // The writer goes on: the next batch commits at once.
+        let (c, mut c_answer) = append("c");
+        w.commit(vec![c], 1);
+        assert!(c_answer.try_recv().unwrap().1.is_ok());
+        assert_eq!(w.store.open_incidents().unwrap().len(), 3);
     }
 }

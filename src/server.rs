@@ -107,7 +107,11 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(api::delete_override),
         )
         .route("/ack/{token}", get(crate::ack::page).post(crate::ack::act))
-        .route(crate::sms_inbound::PATH, post(crate::sms_inbound::inbound))
+        .route(
+            crate::sms_inbound::PATH,
+            post(crate::sms_inbound::inbound)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::sms_inbound::MAX_BODY_BYTES)),
+        )
         .route("/-/reload", post(api::reload))
         .route("/-/clock", post(incident_api::move_clock))
         .route("/metrics", get(metrics))

@@ -32,6 +32,10 @@ use crate::server::App;
 
 /// The path Twilio's messaging webhook must be set to (under `notifications.dashboard_url`).
 pub const PATH: &str = "/api/v1/sms/inbound";
+/// Largest reply body taken (413 beyond): Twilio's form for one message of up to 1600
+/// characters, percent-encoded, fits with room to spare; far below the ingest limit, as the
+/// route is open to anyone who can reach it.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Whether `signature` (the `X-Twilio-Signature` header) is Twilio's signature of `url` and
 /// `params` under `auth_token`. Constant-time.

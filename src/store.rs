@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -153,6 +154,10 @@ pub enum StoreError {
     /// the store's boundary so that it is an error like any other, not a dead writer thread.
     #[error("the store file is damaged or unreadable (redb failed: {0}); restore it from a backup")]
     Corrupt(String),
+    /// Tocsin's own code panicked while deciding a batch (a bug, not a damaged file): nothing
+    /// in the batch was stored, and the store is as healthy as before.
+    #[error("an internal error stopped this change (nothing of it was stored): {0}")]
+    Panicked(String),
 }
 
 impl StoreError {
@@ -184,11 +189,11 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
 /// transaction (it leaks that transaction's pages until the next open), so the caller may go
 /// on: reads that avoid the damaged pages keep working, and the daemon can say what is wrong.
 fn caught<R>(f: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
-    panic_free(f).unwrap_or_else(|why| Err(StoreError::Corrupt(why)))
+    panic_message(f).unwrap_or_else(|why| Err(StoreError::Corrupt(why)))
 }
 
 /// `f`'s result, or the message of the panic that ended it.
-fn panic_free<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub(crate) fn panic_message<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
         payload
             .downcast_ref::<&str>()
@@ -251,6 +256,11 @@ pub struct Store {
     broken: Mutex<Option<Option<Instant>>>,
     /// Set after a write failed on a damaged file: why, and when it was last tried.
     damaged: Mutex<Option<(String, Instant)>>,
+    /// Why the store cannot take writes (`None`: healthy), as [`Store::write_problem`] tells
+    /// readiness and metrics. Only the writer changes it (after it changed `broken` or
+    /// `damaged`, whose locks it holds while it probes and reopens); readers load it without
+    /// a lock, so a health check never waits for, or guesses about, a busy writer.
+    health: ArcSwapOption<String>,
     /// An in-memory store (drills) has no file to reopen after an I/O error.
     in_memory: bool,
 }
@@ -295,6 +305,7 @@ impl Store {
             path,
             broken: Mutex::new(None),
             damaged: Mutex::new(None),
+            health: ArcSwapOption::empty(),
             in_memory,
         }
     }
@@ -394,6 +405,7 @@ impl Store {
             Ok(reopened) => {
                 *db = Some(reopened);
                 *broken = None;
+                self.publish_health(false);
                 tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
             }
             Err(e) => tracing::error!(error = %e, "reopening the store failed; retrying"),
@@ -427,11 +439,12 @@ impl Store {
             }
         }
         self.recover();
-        let result = caught(|| self.write_once(f));
+        let result = self.write_once(f);
         match &result {
             Err(e) if e.is_io() && !self.in_memory => {
                 let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
                 broken.get_or_insert(None);
+                self.publish_health(true);
             }
             Err(StoreError::Corrupt(why)) => {
                 tracing::error!(
@@ -442,11 +455,16 @@ impl Store {
                 );
                 *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((why.clone(), Instant::now()));
+                self.publish_health(self.broken_now());
             }
             Ok(_) => {
                 let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
                 if damaged.take().is_some() {
                     tracing::warn!(store = %self.path.display(), "the store writes again");
+                }
+                drop(damaged);
+                if self.health.load().is_some() {
+                    self.publish_health(false);
                 }
             }
             Err(_) => {}
@@ -454,67 +472,81 @@ impl Store {
         result
     }
 
-    /// Why the store cannot take writes right now (a full disk it is waiting to reopen after,
-    /// or a damaged file), or `None` when it can as far as it knows. For readiness and metrics.
-    pub fn write_problem(&self) -> Option<String> {
-        if let Some((why, _)) = self.damaged.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Some(format!("the store file is damaged: {why}"));
-        }
-        // The writer holds this lock while it tries to reopen (a probe file, an fsync): a
-        // health check must not wait for that.
-        let broken = match self.broken.try_lock() {
-            Ok(guard) => guard.is_some(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_some(),
-            Err(std::sync::TryLockError::WouldBlock) => true,
+    fn broken_now(&self) -> bool {
+        self.broken.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Publishes the store's health for [`Store::write_problem`] from `damaged` and `broken`
+    /// (passed in, as the caller may hold its lock). Called by the writer only.
+    fn publish_health(&self, broken: bool) {
+        let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        let problem = match (damaged.as_ref(), broken) {
+            (Some((why, _)), _) => Some(format!("the store file is damaged: {why}")),
+            (None, true) => Some(
+                "a write failed with an I/O error (disk full?); the store reopens once it can write"
+                    .to_string(),
+            ),
+            (None, false) => None,
         };
-        broken.then(|| {
-            "a write failed with an I/O error (disk full?); the store reopens once it can write"
-                .to_string()
-        })
+        self.health.store(problem.map(std::sync::Arc::new));
+    }
+
+    /// Why the store cannot take writes right now (a full disk it is waiting to reopen after,
+    /// or a damaged file), or `None` when it can as far as it knows. For readiness and metrics:
+    /// a lock-free read of what the writer last published, never a guess from a busy lock.
+    pub fn write_problem(&self) -> Option<String> {
+        self.health.load().as_deref().cloned()
     }
 
     fn write_once<R>(
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self.begin_write()?;
+        // Only redb's calls are caught as a damaged file (here, and in each [`Batch`] method):
+        // a panic in `f`, Tocsin's own decisions, is a bug and says nothing about the file.
+        let txn = caught(|| self.begin_write())?;
         let result = {
-            let mut batch = Batch {
-                events: txn.open_table(EVENTS)?,
-                by_source: txn.open_table(EVENTS_BY_SOURCE)?,
-                incidents: txn.open_table(INCIDENTS)?,
-                counts: txn.open_table(COUNTS)?,
-                counted: HashSet::default(),
-                counts_due: Default::default(),
-                open: txn.open_table(OPEN)?,
-                timeline: txn.open_table(TIMELINE)?,
-                meta: txn.open_table(META)?,
-                notifications: txn.open_table(NOTIFICATIONS)?,
-                due: txn.open_table(DUE)?,
-                incident_notifications: txn.open_table(INCIDENT_NOTIFICATIONS)?,
-                disabled: txn.open_table(DISABLED_ENDPOINTS)?,
-                timers: txn.open_table(TIMERS)?,
-                incident_timers: txn.open_table(INCIDENT_TIMERS)?,
-                maintenance: txn.open_table(MAINTENANCE)?,
-                audit: txn.open_table(AUDIT)?,
-                audit_index: txn.open_table(AUDIT_INDEX)?,
-                audit_head: txn.open_table(AUDIT_HEAD)?,
-                head: None,
-                head_moved: false,
-                counters: Vec::new(),
-                buf: Vec::with_capacity(4096),
-                overrides: txn.open_table(ROTATION_OVERRIDES)?,
-                dead: txn.open_table(DEAD)?,
-                pending: Pending::default(),
-            };
-            let result = f(&mut batch)?;
+            let mut batch = caught(|| {
+                Ok(Batch {
+                    events: txn.open_table(EVENTS)?,
+                    by_source: txn.open_table(EVENTS_BY_SOURCE)?,
+                    incidents: txn.open_table(INCIDENTS)?,
+                    counts: txn.open_table(COUNTS)?,
+                    counted: HashSet::default(),
+                    counts_due: Default::default(),
+                    open: txn.open_table(OPEN)?,
+                    timeline: txn.open_table(TIMELINE)?,
+                    meta: txn.open_table(META)?,
+                    notifications: txn.open_table(NOTIFICATIONS)?,
+                    due: txn.open_table(DUE)?,
+                    incident_notifications: txn.open_table(INCIDENT_NOTIFICATIONS)?,
+                    disabled: txn.open_table(DISABLED_ENDPOINTS)?,
+                    timers: txn.open_table(TIMERS)?,
+                    incident_timers: txn.open_table(INCIDENT_TIMERS)?,
+                    maintenance: txn.open_table(MAINTENANCE)?,
+                    audit: txn.open_table(AUDIT)?,
+                    audit_index: txn.open_table(AUDIT_INDEX)?,
+                    audit_head: txn.open_table(AUDIT_HEAD)?,
+                    head: None,
+                    head_moved: false,
+                    counters: Vec::new(),
+                    buf: Vec::with_capacity(4096),
+                    overrides: txn.open_table(ROTATION_OVERRIDES)?,
+                    dead: txn.open_table(DEAD)?,
+                    pending: Pending::default(),
+                })
+            })?;
+            let result = panic_message(|| f(&mut batch)).unwrap_or_else(|why| {
+                tracing::error!(error = %why, "a change panicked before it was stored (a bug)");
+                Err(StoreError::Panicked(why))
+            })?;
             batch.flush_events()?;
             batch.flush_counts()?;
             batch.save_head()?;
             batch.save_counters()?;
             result
         };
-        txn.commit()?;
+        caught(|| Ok(txn.commit()?))?;
         Ok(result)
     }
 
@@ -1125,21 +1157,23 @@ impl Pending {
 impl Batch<'_> {
     /// An event as of this batch (one inserted earlier in it included).
     pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let p = &self.pending;
-        let stored;
-        let row = if p.covers(id.as_u128()) {
-            Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data }
-        } else {
-            let Some((first, raw)) = event_row(&self.events, id)? else {
-                return Ok(None);
+        caught(|| {
+            let p = &self.pending;
+            let stored;
+            let row = if p.covers(id.as_u128()) {
+                Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data }
+            } else {
+                let Some((first, raw)) = event_row(&self.events, id)? else {
+                    return Ok(None);
+                };
+                stored = raw;
+                Row::parse(first, stored.value())?
             };
-            stored = raw;
-            Row::parse(first, stored.value())?
-        };
-        match row.entry(id)? {
-            Some((_, json)) => decode_json(id, json).map(Some),
-            None => Ok(None),
-        }
+            match row.entry(id)? {
+                Some((_, json)) => decode_json(id, json).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Stores an event, with the incident it joined (`None`: it changed none). Consecutive
@@ -1149,78 +1183,84 @@ impl Batch<'_> {
         encoded: &Encoded,
         incident: Option<IncidentId>,
     ) -> Result<(), StoreError> {
-        let id = encoded.event.id.as_u128();
-        let p = &self.pending;
-        if p.n > 0
-            && (id != p.first.wrapping_add(p.n as u128)
-                || p.source != encoded.event.source
-                || p.n >= CHUNK_EVENTS
-                || p.row_len() + HEAD + encoded.bytes.len() > CHUNK_BYTES)
-        {
-            self.flush_events()?;
-        }
-        let p = &mut self.pending;
-        if p.n == 0 {
-            p.first = id;
-            p.source.clone_from(&encoded.event.source);
-        }
-        p.data.extend_from_slice(&encoded.bytes);
-        let end = u32::try_from(p.data.len()).map_err(|_| StoreError::Damaged {
-            first: Uuid::from_u128(p.first),
-            what: "over 4 GiB",
-        })?;
-        p.heads.push(u8::from(incident.is_some()));
-        p.heads.extend_from_slice(&incident.unwrap_or(0).to_be_bytes());
-        p.heads.extend_from_slice(&end.to_le_bytes());
-        p.n += 1;
-        Ok(())
+        caught(|| {
+            let id = encoded.event.id.as_u128();
+            let p = &self.pending;
+            if p.n > 0
+                && (id != p.first.wrapping_add(p.n as u128)
+                    || p.source != encoded.event.source
+                    || p.n >= CHUNK_EVENTS
+                    || p.row_len() + HEAD + encoded.bytes.len() > CHUNK_BYTES)
+            {
+                self.flush_events()?;
+            }
+            let p = &mut self.pending;
+            if p.n == 0 {
+                p.first = id;
+                p.source.clone_from(&encoded.event.source);
+            }
+            p.data.extend_from_slice(&encoded.bytes);
+            let end = u32::try_from(p.data.len()).map_err(|_| StoreError::Damaged {
+                first: Uuid::from_u128(p.first),
+                what: "over 4 GiB",
+            })?;
+            p.heads.push(u8::from(incident.is_some()));
+            p.heads.extend_from_slice(&incident.unwrap_or(0).to_be_bytes());
+            p.heads.extend_from_slice(&end.to_le_bytes());
+            p.n += 1;
+            Ok(())
+        })
     }
 
     /// Writes the pending events: one event as a row of its own (the forms older versions
     /// read), several as a [`CHUNK`]; and the row's by-source index entry.
     fn flush_events(&mut self) -> Result<(), StoreError> {
-        let Batch { pending: p, events, by_source, .. } = self;
-        if p.n == 0 {
-            return Ok(());
-        }
-        let key = Uuid::from_u128(p.first).into_bytes();
-        if p.n == 1 {
-            if p.heads[0] == 1 {
-                let mut row = events.insert_reserve(&key, 9 + p.data.len())?;
-                let out = row.as_mut();
-                out[0] = JOINED;
-                out[1..9].copy_from_slice(&p.heads[1..9]);
-                out[9..].copy_from_slice(&p.data);
-            } else {
-                events.insert(&key, p.data.as_slice())?;
+        caught(|| {
+            let Batch { pending: p, events, by_source, .. } = self;
+            if p.n == 0 {
+                return Ok(());
             }
-        } else {
-            let mut row = events.insert_reserve(&key, p.row_len())?;
-            let out = row.as_mut();
-            out[0] = CHUNK;
-            out[1..5].copy_from_slice(&(p.n as u32).to_le_bytes());
-            let (heads, data) = out[5..].split_at_mut(p.heads.len());
-            heads.copy_from_slice(&p.heads);
-            data.copy_from_slice(&p.data);
-        }
-        by_source.insert((p.source.as_str(), &key), ())?;
-        p.n = 0;
-        p.heads.clear();
-        p.data.clear();
-        Ok(())
+            let key = Uuid::from_u128(p.first).into_bytes();
+            if p.n == 1 {
+                if p.heads[0] == 1 {
+                    let mut row = events.insert_reserve(&key, 9 + p.data.len())?;
+                    let out = row.as_mut();
+                    out[0] = JOINED;
+                    out[1..9].copy_from_slice(&p.heads[1..9]);
+                    out[9..].copy_from_slice(&p.data);
+                } else {
+                    events.insert(&key, p.data.as_slice())?;
+                }
+            } else {
+                let mut row = events.insert_reserve(&key, p.row_len())?;
+                let out = row.as_mut();
+                out[0] = CHUNK;
+                out[1..5].copy_from_slice(&(p.n as u32).to_le_bytes());
+                let (heads, data) = out[5..].split_at_mut(p.heads.len());
+                heads.copy_from_slice(&p.heads);
+                data.copy_from_slice(&p.data);
+            }
+            by_source.insert((p.source.as_str(), &key), ())?;
+            p.n = 0;
+            p.heads.clear();
+            p.data.clear();
+            Ok(())
+        })
     }
 
     pub fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        let Some(raw) = self.incidents.get(id)? else {
-            return Ok(None);
-        };
-        let (mut incident, counted) = read_incident_counted(&self.counts, id, raw.value())?;
-        if let Some(&(count, last_seen)) = self.counts_due.get(&id) {
-            (incident.count, incident.last_seen) = (count, last_seen);
-        } else if counted {
-            self.counted.insert(id);
-        }
-        Ok(Some(incident))
+        caught(|| {
+            let Some(raw) = self.incidents.get(id)? else {
+                return Ok(None);
+            };
+            let (mut incident, counted) = read_incident_counted(&self.counts, id, raw.value())?;
+            if let Some(&(count, last_seen)) = self.counts_due.get(&id) {
+                (incident.count, incident.last_seen) = (count, last_seen);
+            } else if counted {
+                self.counted.insert(id);
+            }
+            Ok(Some(incident))
+        })
     }
 
     /// Records a repeated trigger that changed nothing but the incident's count and last-seen
@@ -1232,36 +1272,40 @@ impl Batch<'_> {
     }
 
     fn flush_counts(&mut self) -> Result<(), StoreError> {
-        let mut due: Vec<(IncidentId, (u64, Timestamp))> = self.counts_due.drain().collect();
-        due.sort_unstable_by_key(|(id, _)| *id);
-        for (id, (count, at)) in due {
-            self.counts.insert(id, (count, at.as_second(), at.subsec_nanosecond()))?;
-        }
-        Ok(())
+        caught(|| {
+            let mut due: Vec<(IncidentId, (u64, Timestamp))> = self.counts_due.drain().collect();
+            due.sort_unstable_by_key(|(id, _)| *id);
+            for (id, (count, at)) in due {
+                self.counts.insert(id, (count, at.as_second(), at.subsec_nanosecond()))?;
+            }
+            Ok(())
+        })
     }
 
     /// Stores the incident and keeps the open-incident index in step with its status.
     /// `was_open`: it was open before this transaction (so the index already has it).
     pub fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError> {
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, incident)
-            .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
-        self.incidents.insert(incident.id, self.buf.as_slice())?;
-        if self.counted.remove(&incident.id) {
-            // The JSON now holds the counts (the incident was read with them applied).
-            self.counts_due.remove(&incident.id);
-            self.counts.remove(incident.id)?;
-        }
-        match (incident.status.is_open(), was_open) {
-            (true, false) => {
-                self.open.insert(incident.id, ())?;
+        caught(|| {
+            self.buf.clear();
+            serde_json::to_writer(&mut self.buf, incident)
+                .map_err(|source| StoreError::EncodeIncident { id: incident.id, source })?;
+            self.incidents.insert(incident.id, self.buf.as_slice())?;
+            if self.counted.remove(&incident.id) {
+                // The JSON now holds the counts (the incident was read with them applied).
+                self.counts_due.remove(&incident.id);
+                self.counts.remove(incident.id)?;
             }
-            (false, true) => {
-                self.open.remove(incident.id)?;
+            match (incident.status.is_open(), was_open) {
+                (true, false) => {
+                    self.open.insert(incident.id, ())?;
+                }
+                (false, true) => {
+                    self.open.remove(incident.id)?;
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Appends entries to an incident's timeline after its last one (`first`: the next
@@ -1272,296 +1316,334 @@ impl Batch<'_> {
         first: Option<u32>,
         entries: &[Entry],
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let first = match first {
-            Some(n) => n,
-            None => match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
-                Some(last) => last?.0.value().1 + 1,
-                None => 0,
-            },
-        };
-        let mut head = self.head()?;
-        for (seq, entry) in (first..).zip(entries) {
-            self.buf.clear();
-            serde_json::to_writer(&mut self.buf, entry)
-                .map_err(|source| StoreError::EncodeIncident { id, source })?;
-            self.timeline.insert((id, seq), self.buf.as_slice())?;
-            let link = head.advance(id, seq, &self.buf);
-            self.audit.insert(link.seq, (id, seq, link.hash))?;
-            self.audit_index.insert((id, seq), link.seq)?;
-        }
-        self.head = Some(head);
-        self.head_moved = true;
-        Ok(())
+        caught(|| {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let first = match first {
+                Some(n) => n,
+                None => match self.timeline.range((id, 0)..=(id, u32::MAX))?.next_back() {
+                    Some(last) => last?.0.value().1 + 1,
+                    None => 0,
+                },
+            };
+            let mut head = self.head()?;
+            for (seq, entry) in (first..).zip(entries) {
+                self.buf.clear();
+                serde_json::to_writer(&mut self.buf, entry)
+                    .map_err(|source| StoreError::EncodeIncident { id, source })?;
+                self.timeline.insert((id, seq), self.buf.as_slice())?;
+                let link = head.advance(id, seq, &self.buf);
+                self.audit.insert(link.seq, (id, seq, link.hash))?;
+                self.audit_index.insert((id, seq), link.seq)?;
+            }
+            self.head = Some(head);
+            self.head_moved = true;
+            Ok(())
+        })
     }
 
     /// The chain's head: read once per batch.
     fn head(&mut self) -> Result<Head, StoreError> {
-        if let Some(head) = self.head {
-            return Ok(head);
-        }
-        let head = read_head(&self.audit_head)?.unwrap_or(Head::EMPTY);
-        self.head = Some(head);
-        Ok(head)
+        caught(|| {
+            if let Some(head) = self.head {
+                return Ok(head);
+            }
+            let head = read_head(&self.audit_head)?.unwrap_or(Head::EMPTY);
+            self.head = Some(head);
+            Ok(head)
+        })
     }
 
     fn save_head(&mut self) -> Result<(), StoreError> {
-        if let (true, Some(head)) = (self.head_moved, self.head) {
-            self.audit_head.insert(HEAD_KEY, (head.seq, head.hash))?;
-        }
-        Ok(())
+        caught(|| {
+            if let (true, Some(head)) = (self.head_moved, self.head) {
+                self.audit_head.insert(HEAD_KEY, (head.seq, head.hash))?;
+            }
+            Ok(())
+        })
     }
 
     /// A store written before the audit log existed has timeline rows and no chain: chain them
     /// all, in (incident, sequence) order. Returns how many; 0 once a chain exists.
     fn chain_unaudited(&mut self) -> Result<u64, StoreError> {
-        if read_head(&self.audit_head)?.is_some() || !self.audit.is_empty()? {
-            return Ok(0);
-        }
-        let mut head = Head::EMPTY;
-        for row in self.timeline.iter()? {
-            let (key, raw) = row?;
-            let (id, seq) = key.value();
-            let link = head.advance(id, seq, raw.value());
-            self.audit.insert(link.seq, (id, seq, link.hash))?;
-            self.audit_index.insert((id, seq), link.seq)?;
-        }
-        if head.seq > 0 {
-            self.head = Some(head);
-            self.head_moved = true;
-        }
-        Ok(head.seq)
+        caught(|| {
+            if read_head(&self.audit_head)?.is_some() || !self.audit.is_empty()? {
+                return Ok(0);
+            }
+            let mut head = Head::EMPTY;
+            for row in self.timeline.iter()? {
+                let (key, raw) = row?;
+                let (id, seq) = key.value();
+                let link = head.advance(id, seq, raw.value());
+                self.audit.insert(link.seq, (id, seq, link.hash))?;
+                self.audit_index.insert((id, seq), link.seq)?;
+            }
+            if head.seq > 0 {
+                self.head = Some(head);
+                self.head_moved = true;
+            }
+            Ok(head.seq)
+        })
     }
 
     /// Allocates the next incident id (1, 2, …), durable with the batch.
     pub fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
-        self.next_id("next_incident_id")
+        caught(|| self.next_id("next_incident_id"))
     }
 
     pub fn next_notification_id(&mut self) -> Result<NotificationId, StoreError> {
-        self.next_id("next_notification_id")
+        caught(|| self.next_id("next_notification_id"))
     }
 
     /// Counters are read on first use in a batch and written once at its end (an alert storm
     /// allocates thousands of incident ids per batch: one read and one write instead of one each
     /// per incident).
     fn next_id(&mut self, counter: &'static str) -> Result<u64, StoreError> {
-        let slot = match self.counters.iter().position(|(name, _)| *name == counter) {
-            Some(i) => i,
-            None => {
-                let next = self.meta.get(counter)?.map(|v| v.value()).unwrap_or(1);
-                self.counters.push((counter, next));
-                self.counters.len() - 1
-            }
-        };
-        let next = self.counters[slot].1;
-        self.counters[slot].1 = next + 1;
-        Ok(next)
+        caught(|| {
+            let slot = match self.counters.iter().position(|(name, _)| *name == counter) {
+                Some(i) => i,
+                None => {
+                    let next = self.meta.get(counter)?.map(|v| v.value()).unwrap_or(1);
+                    self.counters.push((counter, next));
+                    self.counters.len() - 1
+                }
+            };
+            let next = self.counters[slot].1;
+            self.counters[slot].1 = next + 1;
+            Ok(next)
+        })
     }
 
     /// Writes the counters this batch advanced (see [`Batch::next_id`]).
     fn save_counters(&mut self) -> Result<(), StoreError> {
-        for (name, next) in std::mem::take(&mut self.counters) {
-            self.meta.insert(name, next)?;
-        }
-        Ok(())
+        caught(|| {
+            for (name, next) in std::mem::take(&mut self.counters) {
+                self.meta.insert(name, next)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
-        match self.notifications.get(id)? {
+        caught(|| match self.notifications.get(id)? {
             Some(raw) => decode_notification(id, raw.value()).map(Some),
             None => Ok(None),
-        }
+        })
     }
 
     /// Stores a notification and keeps the due and dead indexes in step with its state and due
     /// time.
     pub fn put_notification(&mut self, n: &Notification) -> Result<(), StoreError> {
-        let old = self.notification(n.id)?;
-        match &old {
-            Some(old) if old.state.is_pending() => {
-                self.due.remove((old.due_at.as_millisecond(), n.id))?;
+        caught(|| {
+            let old = self.notification(n.id)?;
+            match &old {
+                Some(old) if old.state.is_pending() => {
+                    self.due.remove((old.due_at.as_millisecond(), n.id))?;
+                }
+                _ => {
+                    self.incident_notifications.insert((n.incident_id, n.id), ())?;
+                }
             }
-            _ => {
-                self.incident_notifications.insert((n.incident_id, n.id), ())?;
+            let was_dead = old.as_ref().filter(|o| o.state == State::Dead);
+            if let Some(o) = was_dead
+                && (n.state != State::Dead || o.channel != n.channel)
+            {
+                self.dead.remove((o.channel.as_str(), n.id))?;
             }
-        }
-        let was_dead = old.as_ref().filter(|o| o.state == State::Dead);
-        if let Some(o) = was_dead
-            && (n.state != State::Dead || o.channel != n.channel)
-        {
-            self.dead.remove((o.channel.as_str(), n.id))?;
-        }
-        if n.state == State::Dead && was_dead.is_none_or(|o| o.channel != n.channel) {
-            self.dead.insert((n.channel.as_str(), n.id), ())?;
-        }
-        let bytes = serde_json::to_vec(n)
-            .map_err(|source| StoreError::EncodeIncident { id: n.incident_id, source })?;
-        self.notifications.insert(n.id, bytes.as_slice())?;
-        if n.state.is_pending() {
-            self.due.insert((n.due_at.as_millisecond(), n.id), ())?;
-        }
-        Ok(())
+            if n.state == State::Dead && was_dead.is_none_or(|o| o.channel != n.channel) {
+                self.dead.insert((n.channel.as_str(), n.id), ())?;
+            }
+            let bytes = serde_json::to_vec(n)
+                .map_err(|source| StoreError::EncodeIncident { id: n.incident_id, source })?;
+            self.notifications.insert(n.id, bytes.as_slice())?;
+            if n.state.is_pending() {
+                self.due.insert((n.due_at.as_millisecond(), n.id), ())?;
+            }
+            Ok(())
+        })
     }
 
     /// Builds the dead-letter index from the outbox, once per file (a file from before the
     /// index existed); answers how many it found.
     fn index_dead(&mut self) -> Result<u64, StoreError> {
-        const BUILT: &str = "dead_index";
-        if self.meta.get(BUILT)?.is_some() {
-            return Ok(0);
-        }
-        let mut dead = Vec::new();
-        for entry in self.notifications.iter()? {
-            let (id, raw) = entry?;
-            let n = decode_notification(id.value(), raw.value())?;
-            if n.state == State::Dead {
-                dead.push((n.channel, n.id));
+        caught(|| {
+            const BUILT: &str = "dead_index";
+            if self.meta.get(BUILT)?.is_some() {
+                return Ok(0);
             }
-        }
-        for (channel, id) in &dead {
-            self.dead.insert((channel.as_str(), *id), ())?;
-        }
-        self.meta.insert(BUILT, 1)?;
-        Ok(dead.len() as u64)
+            let mut dead = Vec::new();
+            for entry in self.notifications.iter()? {
+                let (id, raw) = entry?;
+                let n = decode_notification(id.value(), raw.value())?;
+                if n.state == State::Dead {
+                    dead.push((n.channel, n.id));
+                }
+            }
+            for (channel, id) in &dead {
+                self.dead.insert((channel.as_str(), *id), ())?;
+            }
+            self.meta.insert(BUILT, 1)?;
+            Ok(dead.len() as u64)
+        })
     }
 
     /// Pending notifications due at or before `now`, soonest first.
     pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.due.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
-            let (key, _) = entry?;
-            if let Some(n) = self.notification(key.value().1)? {
-                out.push(n);
+        caught(|| {
+            let mut out = Vec::new();
+            for entry in self.due.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
+                let (key, _) = entry?;
+                if let Some(n) = self.notification(key.value().1)? {
+                    out.push(n);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn incident_notifications(
         &self,
         incident: IncidentId,
     ) -> Result<Vec<Notification>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.incident_notifications.range((incident, 0)..=(incident, u64::MAX))? {
-            let (key, _) = entry?;
-            if let Some(n) = self.notification(key.value().1)? {
-                out.push(n);
+        caught(|| {
+            let mut out = Vec::new();
+            for entry in self.incident_notifications.range((incident, 0)..=(incident, u64::MAX))? {
+                let (key, _) = entry?;
+                if let Some(n) = self.notification(key.value().1)? {
+                    out.push(n);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn next_timer_id(&mut self) -> Result<u64, StoreError> {
-        self.next_id("next_timer_id")
+        caught(|| self.next_id("next_timer_id"))
     }
 
     /// Schedules a timer (its id from [`Batch::next_timer_id`]).
     pub fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(timer)
-            .map_err(|source| StoreError::EncodeIncident { id: timer.incident, source })?;
-        let due = timer.due_at.as_millisecond();
-        self.timers.insert((due, timer.id), bytes.as_slice())?;
-        self.incident_timers.insert((timer.incident, timer.id), due)?;
-        Ok(())
+        caught(|| {
+            let bytes = serde_json::to_vec(timer)
+                .map_err(|source| StoreError::EncodeIncident { id: timer.incident, source })?;
+            let due = timer.due_at.as_millisecond();
+            self.timers.insert((due, timer.id), bytes.as_slice())?;
+            self.incident_timers.insert((timer.incident, timer.id), due)?;
+            Ok(())
+        })
     }
 
     pub fn remove_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
-        self.timers.remove((timer.due_at.as_millisecond(), timer.id))?;
-        self.incident_timers.remove((timer.incident, timer.id))?;
-        Ok(())
+        caught(|| {
+            self.timers.remove((timer.due_at.as_millisecond(), timer.id))?;
+            self.incident_timers.remove((timer.incident, timer.id))?;
+            Ok(())
+        })
     }
 
     /// Timers due at or before `now`, soonest first.
     pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.timers.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
-            let (key, raw) = entry?;
-            out.push(decode_timer(key.value().1, raw.value())?);
-        }
-        Ok(out)
+        caught(|| {
+            let mut out = Vec::new();
+            for entry in self.timers.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
+                let (key, raw) = entry?;
+                out.push(decode_timer(key.value().1, raw.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// The timers due exactly at `at` (to the millisecond, as they are keyed).
     pub fn timers_at(&self, at: Timestamp) -> Result<Vec<Timer>, StoreError> {
-        let due = at.as_millisecond();
-        let mut out = Vec::new();
-        for entry in self.timers.range((due, 0)..=(due, u64::MAX))? {
-            let (key, raw) = entry?;
-            out.push(decode_timer(key.value().1, raw.value())?);
-        }
-        Ok(out)
+        caught(|| {
+            let due = at.as_millisecond();
+            let mut out = Vec::new();
+            for entry in self.timers.range((due, 0)..=(due, u64::MAX))? {
+                let (key, raw) = entry?;
+                out.push(decode_timer(key.value().1, raw.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// An incident's pending timers.
     pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.incident_timers.range((incident, 0)..=(incident, u64::MAX))? {
-            let (key, due) = entry?;
-            if let Some(raw) = self.timers.get((due.value(), key.value().1))? {
-                out.push(decode_timer(key.value().1, raw.value())?);
+        caught(|| {
+            let mut out = Vec::new();
+            for entry in self.incident_timers.range((incident, 0)..=(incident, u64::MAX))? {
+                let (key, due) = entry?;
+                if let Some(raw) = self.timers.get((due.value(), key.value().1))? {
+                    out.push(decode_timer(key.value().1, raw.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn next_window_id(&mut self) -> Result<u64, StoreError> {
-        self.next_id("next_window_id")
+        caught(|| self.next_id("next_window_id"))
     }
 
     pub fn put_window(&mut self, id: u64, window: &Window) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(window)
-            .map_err(|source| StoreError::EncodeIncident { id: 0, source })?;
-        self.maintenance.insert(id, bytes.as_slice())?;
-        Ok(())
+        caught(|| {
+            let bytes = serde_json::to_vec(window)
+                .map_err(|source| StoreError::EncodeIncident { id: 0, source })?;
+            self.maintenance.insert(id, bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn remove_window(&mut self, id: u64) -> Result<bool, StoreError> {
-        Ok(self.maintenance.remove(id)?.is_some())
+        caught(|| Ok(self.maintenance.remove(id)?.is_some()))
     }
 
     pub fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
-        self.disabled.insert(name, reason)?;
-        Ok(())
+        caught(|| {
+            self.disabled.insert(name, reason)?;
+            Ok(())
+        })
     }
 
     /// Re-enables a webhook endpoint; returns why it had been disabled (`None`: it was not).
     pub fn enable_endpoint(&mut self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.disabled.remove(name)?.map(|v| v.value().to_string()))
+        caught(|| Ok(self.disabled.remove(name)?.map(|v| v.value().to_string())))
     }
 
     pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.disabled.get(name)?.map(|v| v.value().to_string()))
+        caught(|| Ok(self.disabled.get(name)?.map(|v| v.value().to_string())))
     }
 
     /// Allocates the next rotation override id (1, 2, …), durable with the batch.
     pub fn next_override_id(&mut self) -> Result<u64, StoreError> {
-        self.next_id("next_override_id")
+        caught(|| self.next_id("next_override_id"))
     }
 
     pub fn put_override(&mut self, o: &Override) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(o).map_err(|source| StoreError::Override { id: o.id, source })?;
-        self.overrides.insert(o.id, bytes.as_slice())?;
-        Ok(())
+        caught(|| {
+            let bytes = serde_json::to_vec(o)
+                .map_err(|source| StoreError::Override { id: o.id, source })?;
+            self.overrides.insert(o.id, bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError> {
-        match self.overrides.get(id)? {
+        caught(|| match self.overrides.get(id)? {
             Some(raw) => decode_override(id, raw.value()).map(Some),
             None => Ok(None),
-        }
+        })
     }
 
     /// Deletes an override; returns it if it existed.
     pub fn delete_override(&mut self, id: u64) -> Result<Option<Override>, StoreError> {
-        let old = self.rotation_override(id)?;
-        if old.is_some() {
-            self.overrides.remove(id)?;
-        }
-        Ok(old)
+        caught(|| {
+            let old = self.rotation_override(id)?;
+            if old.is_some() {
+                self.overrides.remove(id)?;
+            }
+            Ok(old)
+        })
     }
 }
 
@@ -1681,7 +1763,7 @@ fn read_file<R>(
     }
     // A damaged file makes redb panic while opening or reading: an error for the tools to
     // report (`audit verify` exits 2), not a crash.
-    match panic_free(|| read_file_inner(&path, f)) {
+    match panic_message(|| read_file_inner(&path, f)) {
         Ok(result) => result,
         Err(why) => {
             Err(VerifyFileError::Store(StoreError::Corrupt(format!("{}: {why}", path.display()))))
@@ -1962,14 +2044,33 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_inside_a_write_is_a_store_error_and_the_store_says_it_cannot_write() {
+    fn a_panic_in_tocsins_code_is_not_taken_for_a_damaged_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.write_problem(), None);
+        let err = store
+            .write(|b| -> Result<(), StoreError> {
+                b.append_timeline(1, Some(0), &[entry("lost")])?;
+                panic!("a decision that panics")
+            })
+            .unwrap_err();
+        assert!(matches!(&err, StoreError::Panicked(why) if why.contains("decision")), "{err}");
+        // Nothing of it stored, the store still healthy, and the next write goes through.
+        assert_eq!(store.write_problem(), None);
+        assert!(store.timeline(1).unwrap().is_empty());
+        store.write(|b| b.append_timeline(1, Some(0), &[entry("kept")])).unwrap();
+        assert_eq!(store.timeline(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_panic_in_redb_is_a_damaged_file_and_the_store_says_it_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         // What redb does on a page it cannot parse: panic, inside the transaction.
         let err = store
-            .write(|_| -> Result<(), StoreError> {
-                panic!("Invalid page type byte 0 for page r0.5/0")
+            .write(|b| -> Result<(), StoreError> {
+                caught(|| panic!("Invalid page type byte 0 for page r0.5/0"))?;
+                b.append_timeline(1, Some(0), &[entry("lost")])
             })
             .unwrap_err();
         assert!(
@@ -1989,6 +2090,22 @@ mod tests {
         assert!(!called);
         // Reads go on.
         assert_eq!(store.event_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn readiness_does_not_read_a_busy_writer_as_a_broken_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // The writer holds these while it checks for (or runs) a reopen on every write.
+        let busy = store.broken.lock().unwrap();
+        let also = store.damaged.lock().unwrap();
+        assert_eq!(store.write_problem(), None);
+        drop((busy, also));
+        // What the writer publishes after a failed write is what readiness says.
+        *store.damaged.lock().unwrap() = Some(("bad page".into(), Instant::now()));
+        store.publish_health(false);
+        let _busy = store.broken.lock().unwrap();
+        assert!(store.write_problem().unwrap().contains("damaged: bad page"));
     }
 
     #[test]

@@ -587,3 +587,48 @@ async fn health_readiness_and_metrics_answer_without_credentials() {
     assert!(m.text.contains("tocsin_journal_commit_seconds_bucket"), "{}", m.text);
     assert!(m.text.contains("tocsin_journal_commit_batch_events_count"), "{}", m.text);
 }
+
+/// A healthy daemon under ingest is ready every time it is asked: readiness reads the store's
+/// published health, not a lock the writer happens to hold (which read as "broken" and
+/// answered 503 now and then while the writer checked for a reopen before each commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_never_flashes_503_while_ingest_commits() {
+    let d = std::sync::Arc::new(Daemon::start(""));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let d = d.clone();
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while std::time::Instant::now() < until {
+                let alert = json!([{"labels": {"alertname": format!("R{w}-{}", i % 50)}}]);
+                let r = d.post("/api/v2/alerts", Some(TOKEN), alert.to_string()).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                i += 1;
+            }
+            i
+        }));
+    }
+    let mut checkers = Vec::new();
+    for _ in 0..4 {
+        let d = d.clone();
+        checkers.push(tokio::spawn(async move {
+            let mut asked = 0u64;
+            while std::time::Instant::now() < until {
+                let r = d.get("/-/ready", None).await;
+                assert_eq!(r.status, 200, "a healthy daemon answered not ready: {}", r.text);
+                asked += 1;
+            }
+            asked
+        }));
+    }
+    let mut commits = 0;
+    for w in writers {
+        commits += w.await.unwrap();
+    }
+    let mut asked = 0;
+    for c in checkers {
+        asked += c.await.unwrap();
+    }
+    assert!(commits > 50 && asked > 200, "{commits} ingests, {asked} readiness checks");
+}

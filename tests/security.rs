@@ -309,3 +309,94 @@ async fn data_files_are_owner_only() {
     assert_eq!(d.get("/-/ready", None).await.status, 200);
     assert_eq!(mode(&store), 0o600);
 }
+
+/// Sign-in and SMS replies are open to anyone who can reach them: a body far larger than
+/// either needs is refused 413 with a JSON error, well below the ingest limit (1 MiB).
+#[tokio::test]
+async fn sign_in_and_sms_replies_refuse_large_bodies() {
+    let d = Daemon::start("");
+    let client = reqwest::Client::new();
+    let filler = "x".repeat(64 * 1024);
+    for (path, body) in [
+        ("/login", format!("name=ana&token={filler}&next=/")),
+        ("/api/v1/sms/inbound", format!("From=%2B15550100&Body=ACK+1&Pad={filler}")),
+    ] {
+        let r = client
+            .post(d.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+        let ct = r.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "{path}: {ct}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "too_large", "{path}: {body}");
+    }
+    // A sign-in form of ordinary size is still read (and refused for its token, not its size).
+    let r = client
+        .post(d.url("/login"))
+        .form(&[("name", "nobody"), ("token", "wrong"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 413);
+}
+
+/// Webhooks and SMS gateways never use a proxy from the environment, not even an endpoint
+/// with `allow_private: true`: a proxy would connect on Tocsin's behalf, past the address
+/// guard. The endpoint's name does not resolve, so only a proxy could have reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_ignore_proxies_from_the_environment() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = proxy.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let d = Daemon::start_env(
+        r#"policies:
+  - name: main
+    notify: [{webhook: out}]
+default_policy: main
+notifications:
+  delivery: {initial_backoff: 200ms, max_backoff: 1s, attempt_timeout: 1s, lease: 10s, max_attempts: 10}
+  rate_limits: {email: {}, sms: {}, webhook: {}, log: {}}
+  webhooks:
+    - {name: out, url: "http://tocsin-proxy-test.invalid/hook", allow_private: true, timeout: 1s}
+"#,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("NO_PROXY", ""),
+        ],
+    );
+    let r = d
+        .post(
+            "/api/v1/events",
+            Some(TOKEN),
+            json!({"summary": "x", "severity": "critical"}).to_string(),
+        )
+        .await;
+    let id = d.incident_of(&r).await;
+    let started = std::time::Instant::now();
+    loop {
+        let inc = d.get(&format!("/api/v1/incidents/{id}"), Some(VIEWER_TOKEN)).await;
+        let attempts = inc.body["notifications"][0]["attempts"].as_u64().unwrap_or(0);
+        if attempts >= 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no attempt: {}", inc.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "a notification went through the env proxy");
+}

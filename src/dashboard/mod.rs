@@ -50,11 +50,20 @@ const DUE_TIMERS: usize = 500;
 /// is of all of them, and a link lists the rest.
 const OVERVIEW_PER_SEVERITY: usize = 25;
 
+/// Largest sign-in form taken (413 beyond): a name, a token and a path fit many times over;
+/// the route is open to anyone who can reach it.
+pub const LOGIN_BODY_BYTES: usize = 4 * 1024;
+
 /// The dashboard's routes, merged into the daemon's router.
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(overview))
-        .route("/login", get(login_page).post(login))
+        .route(
+            "/login",
+            get(login_page)
+                .post(login)
+                .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
+        )
         .route("/logout", post(logout))
         .route("/incidents", get(list))
         .route("/incidents/{id}", get(incident))
@@ -271,9 +280,15 @@ async fn login(
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let rt = app.runtime.load();
-    let Ok(Form(form)) = form else {
-        let body = pages::login(Some("Send the sign-in form."), "", "/");
-        return page(&app, None, StatusCode::BAD_REQUEST, "Sign in", &body);
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::error::ApiError::TooLarge { limit: LOGIN_BODY_BYTES }.into_response();
+        }
+        Err(_) => {
+            let body = pages::login(Some("Send the sign-in form."), "", "/");
+            return page(&app, None, StatusCode::BAD_REQUEST, "Sign in", &body);
+        }
     };
     let next = safe_next(form.next.as_deref());
     if !session::origin_ok(&rt, &headers) {

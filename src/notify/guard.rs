@@ -18,8 +18,9 @@
 //! to the connector, from that same lookup, so a DNS answer that changes between check and
 //! connect (rebinding) cannot slip through; an address written in the URL is never resolved
 //! and is checked before sending. No proxy is used (it would connect on our behalf, past the
-//! guard) and redirects are never followed. `allow_private: true` turns all of it off for that
-//! endpoint: the system resolver, and `HTTPS_PROXY`/`HTTP_PROXY` from the environment.
+//! guard) and redirects are never followed. `allow_private: true` turns the address checks
+//! off for that endpoint (the system resolver); proxies from the environment
+//! (`HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`) are ignored by every channel all the same.
 //! `tocsin check` reports a URL whose host is such an address, or `localhost` and its
 //! synonyms; other names can only be checked when they are resolved, at delivery.
 
@@ -186,7 +187,7 @@ pub fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
 }
 
 /// The HTTP client of an endpoint: [`super::http_client`]'s settings, and unless
-/// `allow_private`, the guarded resolver and no proxy. `what` names the endpoint in refusals
+/// `allow_private`, the guarded resolver (no proxy either way). `what` names the endpoint in refusals
 /// (`webhook`, `SMS gateway`).
 pub(crate) fn client(
     timeout: Duration,
@@ -197,7 +198,7 @@ pub(crate) fn client(
     let builder = if allow_private {
         builder
     } else {
-        builder.no_proxy().dns_resolver(Arc::new(GuardedResolver { what }))
+        builder.dns_resolver(Arc::new(GuardedResolver { what }))
     };
     builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

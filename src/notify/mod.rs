@@ -346,6 +346,10 @@ pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     // error (nothing sent: retryable) rather than as the overall timeout (outcome unknown).
     let connect = (timeout / 2).min(Duration::from_secs(10));
     reqwest::Client::builder()
+        // Never a proxy from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`): it
+        // would connect on our behalf, past the address guard, and a variable set for other
+        // programs would silently reroute notifications. README: Security → Outbound requests.
+        .no_proxy()
         .timeout(timeout)
         .connect_timeout(connect)
         .redirect(reqwest::redirect::Policy::none())
