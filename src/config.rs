@@ -2795,34 +2795,30 @@ impl Validator<'_> {
 
     /// `redaction:` → the policy; each key defaults on its own (see [`crate::redact::Policy`]).
     fn redaction(&mut self, raw: Option<Spanned<RawRedaction>>) -> crate::redact::Policy {
-        use crate::redact::{Builtin, EVENT_FIELDS, NamedRegex, Policy};
+        use crate::redact::{Builtin, CUSTOMER_FIELDS, NamedRegex, Policy};
         let mut policy = Policy::default();
         let Some(raw) = raw.map(|r| r.value) else {
             return policy;
         };
         if let Some(fields) = raw.fields {
-            policy.fields.clear();
+            // A verified customer report's name, e-mail and phone are redacted whatever the
+            // list names: configuring one more field must not un-redact the customer.
+            policy.fields = CUSTOMER_FIELDS.iter().map(|f| crate::redact::split_path(f)).collect();
             for (i, f) in fields.into_iter().enumerate() {
                 let path = format!("redaction.fields[{i}]");
-                let segments = crate::redact::split_path(f.value.trim());
-                if segments.iter().any(|s| s.is_empty()) {
-                    self.err(
-                        f.referenced,
-                        &path,
-                        format!("`{}` is not a dotted path such as customer.email", f.value),
-                    );
-                } else if !EVENT_FIELDS.contains(&segments[0].as_str()) {
-                    self.err(
+                match crate::redact::parse_path(f.value.trim()) {
+                    Err(why) => self.err(
                         f.referenced,
                         &path,
                         format!(
-                            "`{}` does not start with an event field; use one of: {}",
-                            f.value,
-                            EVENT_FIELDS.join(", ")
+                            "`{}` {why} (a dotted path such as customer.email or labels.\"a.b\")",
+                            f.value
                         ),
-                    );
-                } else {
-                    policy.fields.push(segments);
+                    ),
+                    Ok(segments) if !policy.fields.contains(&segments) => {
+                        policy.fields.push(segments)
+                    }
+                    Ok(_) => {}
                 }
             }
         }

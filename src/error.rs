@@ -219,10 +219,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// "a" or "an" before `word` in a message, by its first letter ("an admin", "an unspecified
-/// address", "a loopback address"): enough for the fixed words Tocsin puts there.
+/// "a" or "an" before `word` in a message, by how it is said: by its first letter ("an
+/// admin", "an unspecified address", "a loopback address"), except for acronyms said letter by
+/// letter ("an SMS", "an HTTP", "a URL": the first letter's name decides), words whose `u` or
+/// `eu` sounds like "you" ("a unique", "a user", "a European") or whose `o` sounds like "w"
+/// ("a one-time"), and a silent `h` ("an hour", "an honest").
 pub fn a_or_an(word: &str) -> &'static str {
-    match word.chars().next().map(|c| c.to_ascii_lowercase()) {
+    let lower = word.to_ascii_lowercase();
+    let letters: String = word.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    // An all-capital acronym of two or more letters (SMS, HTTP, API, URL): the first letter's
+    // name decides (JSON, YAML are said as words, but start with a consonant either way).
+    if letters.len() >= 2 && letters.chars().all(|c| c.is_ascii_uppercase()) {
+        let first = letters.chars().next().unwrap_or('x');
+        // The names of A E F H I L M N O R S X start with a vowel sound.
+        return if "AEFHILMNORSX".contains(first) { "an" } else { "a" };
+    }
+    const YOU: [&str; 9] = ["uni", "use", "usu", "uti", "ure", "uri", "euro", "eu", "ubiq"];
+    const SILENT_H: [&str; 4] = ["hour", "honest", "honor", "heir"];
+    const WUN: [&str; 2] = ["one", "once"];
+    if YOU.iter().any(|p| lower.starts_with(p))
+        || WUN.iter().any(|p| lower.starts_with(p))
+        || lower.starts_with("user")
+    {
+        return "a";
+    }
+    if SILENT_H.iter().any(|p| lower.starts_with(p)) {
+        return "an";
+    }
+    match lower.chars().next() {
         Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
         _ => "a",
     }
@@ -238,5 +262,32 @@ mod article_tests {
         assert_eq!(a_or_an("unspecified"), "an");
         assert_eq!(a_or_an("viewer"), "a");
         assert_eq!(a_or_an("loopback"), "a");
+    }
+
+    #[test]
+    fn articles_follow_the_sound() {
+        for (word, article) in [
+            ("SMS", "an"),
+            ("HTTP", "an"),
+            ("HTTPS", "an"),
+            ("API", "an"),
+            ("MX", "an"),
+            ("URL", "a"),
+            ("JSON", "a"),
+            ("TLS", "a"),
+            ("unique", "a"),
+            ("user", "a"),
+            ("unknown", "an"),
+            ("unspecified", "an"),
+            ("hour", "an"),
+            ("honest", "an"),
+            ("host", "a"),
+            ("one-time", "a"),
+            ("open", "an"),
+            ("email", "an"),
+            ("webhook", "a"),
+        ] {
+            assert_eq!(a_or_an(word), article, "{word}");
+        }
     }
 }

@@ -2734,8 +2734,10 @@ impl Writer {
         Ok(claimed)
     }
 
-    /// A send error without personal data: its reason through the redactor with the known
-    /// values of the incident's opening event.
+    /// A send error without personal data or acknowledge tokens: its reason through the
+    /// redactor with the known values of the incident's opening event, and through
+    /// [`crate::links::redact`] however a receiver escaped the link it echoes. This is what the
+    /// outbox row (`last_error`, a dead letter's reason), the timeline and the log keep.
     fn scrub_send_error(
         &self,
         batch: &mut Batch<'_>,
@@ -2749,7 +2751,10 @@ impl Writer {
         };
         let known =
             opening.map(|e| crate::redact::Known::of_event(&rt.redactor, &e)).unwrap_or_default();
-        Ok(error.map_reason(|reason| rt.redactor.log_text(&reason, &known).into_owned()))
+        Ok(error.map_reason(|reason| {
+            let reason = rt.redactor.log_text(&reason, &known);
+            crate::links::redact(&reason).into_owned()
+        }))
     }
 
     /// Ends a notification (delivered or dead) and says so on its incident's timeline.

@@ -160,29 +160,193 @@ impl AckLinks {
     }
 }
 
-/// `text` with the token of every `/ack/<token>` replaced by `<redacted>`, for showing stored
-/// messages through the API: a viewer must not be able to pick up someone's link and act as
-/// them.
+/// `text` with the token of every `/ack/<token>` replaced by `<redacted>`: for log lines, for
+/// a send error before it is stored (a gateway's answer may echo the message it got), and for
+/// showing stored messages through the API. A viewer must not be able to pick up someone's
+/// link and act as them.
+///
+/// The link is found however it was escaped on its way: percent-encoded (`%2Fack%2F`, also
+/// twice: `%252F`), JSON-escaped (`\/ack\/`, `\u002f`), HTML-escaped (`&#x2f;`, `&#47;`,
+/// `&sol;`, `&amp;#x2f;`), quoted-printable (`=2F`, and soft line breaks `=\r\n` anywhere in
+/// the token, also as a log or a snippet shows them: `=\\r\\n`, `=  `).
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    const MARK: &str = "/ack/";
-    if !text.contains(MARK) {
+    let b = text.as_bytes();
+    // Every way of writing the first `/` starts with one of these.
+    if !b.iter().any(|c| matches!(c, b'/' | b'\\' | b'%' | b'&' | b'=')) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !matches!(b[i], b'/' | b'\\' | b'%' | b'&' | b'=')
+            || cuts.last().is_some_and(|&(_, end)| i < end)
+        {
+            i += 1;
+            continue;
+        }
+        match token_after_mark(b, i) {
+            Some((start, end)) => {
+                cuts.push((start, end));
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    if cuts.is_empty() {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(MARK) {
-        let (before, after) = rest.split_at(at + MARK.len());
-        out.push_str(before);
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(after.len());
-        if end > 0 {
-            out.push_str("<redacted>");
-        }
-        rest = &after[end..];
+    let mut at = 0;
+    for (start, end) in cuts {
+        // Cuts fall on ASCII bytes (token characters, escapes), so on char boundaries.
+        out.push_str(&text[at..start]);
+        out.push_str("<redacted>");
+        at = end;
     }
-    out.push_str(rest);
+    out.push_str(&text[at..]);
     std::borrow::Cow::Owned(out)
+}
+
+/// One character of an escaped text: a decoded byte, or a soft line break (nothing).
+enum Unit {
+    Byte(u8),
+    SoftBreak,
+}
+
+/// If `/ack/` (escaped any way) starts at `at` and a token follows, the byte range of the
+/// token in `b` (soft breaks inside it included, none after it).
+fn token_after_mark(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut i = at;
+    for (n, want) in b"/ack/".iter().enumerate() {
+        loop {
+            let (unit, len) = decode_unit(b, i)?;
+            i += len;
+            match unit {
+                Unit::SoftBreak if n > 0 => continue,
+                Unit::SoftBreak => return None,
+                Unit::Byte(c) if c.eq_ignore_ascii_case(want) => break,
+                Unit::Byte(_) => return None,
+            }
+        }
+    }
+    let start = i;
+    let mut end = i;
+    while let Some((unit, len)) = decode_unit(b, i) {
+        match unit {
+            Unit::Byte(c) if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' => {
+                i += len;
+                end = i;
+            }
+            Unit::SoftBreak => i += len,
+            Unit::Byte(_) => break,
+        }
+    }
+    (end > start).then_some((start, end))
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The unit at `b[i..]` and how many bytes it takes; `None` at the end.
+fn decode_unit(b: &[u8], i: usize) -> Option<(Unit, usize)> {
+    let c = *b.get(i)?;
+    let at = |k: usize| b.get(i + k).copied();
+    match c {
+        // `\/`, `\\/`, `\u002f`: JSON (also JSON inside JSON).
+        b'\\' => {
+            let mut k = 1;
+            while at(k) == Some(b'\\') {
+                k += 1;
+            }
+            match at(k) {
+                Some(b'/') => Some((Unit::Byte(b'/'), k + 1)),
+                Some(b'u') => {
+                    let digits = b.get(i + k + 1..i + k + 5)?;
+                    let v = digits.iter().try_fold(0u32, |v, &d| Some(v * 16 + u32::from(hex(d)?)));
+                    match v {
+                        Some(v) if v < 0x80 => Some((Unit::Byte(v as u8), k + 5)),
+                        _ => Some((Unit::Byte(c), 1)),
+                    }
+                }
+                _ => Some((Unit::Byte(c), 1)),
+            }
+        }
+        // `%2F`, and `%252F` (encoded twice).
+        b'%' => {
+            let mut k = 1;
+            while at(k) == Some(b'2')
+                && at(k + 1) == Some(b'5')
+                && at(k + 2).and_then(hex).is_some()
+                && at(k + 3).and_then(hex).is_some()
+            {
+                k += 2;
+            }
+            match (at(k).and_then(hex), at(k + 1).and_then(hex)) {
+                (Some(h), Some(l)) => Some((Unit::Byte(h * 16 + l), k + 2)),
+                _ => Some((Unit::Byte(c), 1)),
+            }
+        }
+        // `&#x2f;`, `&#47;`, `&sol;`, and each once more escaped (`&amp;#x2f;`).
+        b'&' => {
+            let mut k = 1;
+            while b.get(i + k..i + k + 4) == Some(b"amp;") {
+                k += 4;
+            }
+            let rest = &b[(i + k).min(b.len())..];
+            if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"sol;") {
+                return Some((Unit::Byte(b'/'), k + 4));
+            }
+            if rest.first() == Some(&b'#') {
+                let (radix, skip) = match rest.get(1) {
+                    Some(b'x' | b'X') => (16, 2),
+                    _ => (10, 1),
+                };
+                let digits: Vec<u8> = rest[skip..]
+                    .iter()
+                    .take_while(|d| (**d as char).is_digit(radix))
+                    .copied()
+                    .collect();
+                if !digits.is_empty()
+                    && digits.len() <= 6
+                    && rest.get(skip + digits.len()) == Some(&b';')
+                {
+                    let v = u32::from_str_radix(std::str::from_utf8(&digits).ok()?, radix).ok()?;
+                    if v < 0x80 {
+                        return Some((Unit::Byte(v as u8), k + skip + digits.len() + 1));
+                    }
+                }
+            }
+            Some((Unit::Byte(c), 1))
+        }
+        // Quoted-printable: `=2F`, and a soft line break `=` + line end. A log shows the line
+        // end escaped (`\r\n`), a one-line snippet as spaces.
+        b'=' => {
+            if let (Some(h), Some(l)) = (at(1).and_then(hex), at(2).and_then(hex)) {
+                return Some((Unit::Byte(h * 16 + l), 3));
+            }
+            let mut k = 1;
+            loop {
+                match at(k) {
+                    Some(b' ' | b'\t' | b'\r' | b'\n') => k += 1,
+                    Some(b'\\') => {
+                        let mut j = k;
+                        while at(j) == Some(b'\\') {
+                            j += 1;
+                        }
+                        if matches!(at(j), Some(b'r' | b'n')) {
+                            k = j + 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if k > 1 { Some((Unit::SoftBreak, k)) } else { Some((Unit::Byte(c), 1)) }
+        }
+        _ => Some((Unit::Byte(c), 1)),
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +477,41 @@ mod tests {
             redact("<a href=\"https://t/ack/xyz\">x</a> /ack/"),
             "<a href=\"https://t/ack/<redacted>\">x</a> /ack/"
         );
+    }
+
+    #[test]
+    fn redact_finds_tokens_however_escaped() {
+        let token = "AQAAAAAAAAAqAAAAAGlAYWFuYVx3Zm9vYmFy-_Q";
+        let (a, b) = token.split_at(20);
+        for text in [
+            format!("https://t.example/ack/{token}"),
+            format!("Body=Ack%3A+https%3A%2F%2Ft.example%2Fack%2F{token}&To=%2B1"),
+            format!("https%253A%252F%252Ft.example%252Fack%252F{token}"),
+            format!(r#"{{"echo":"https:\/\/t.example\/ack\/{token}"}}"#),
+            format!(r#"{{"echo":"https:\\/\\/t.example\\/ack\\/{token}"}}"#),
+            format!(r"https:\u002f\u002ft.example\u002Fack\u002f{token}"),
+            format!("https://t.example/ack/{a}=\r\n{b}"),
+            format!("https://t.example/ack/{a}=\n{b}"),
+            format!("https://t.example/a=\r\nck/{a}=\r\n{b}"),
+            format!(r"https://t.example/ack/{a}=\r\n{b}"),
+            format!("https://t.example/ack/{a}=  {b}"),
+            format!("https:=2F=2Ft.example=2Fack=2F{token}"),
+            format!("<a href=\"https:&#x2F;&#x2F;t.example&#x2F;ack&#x2F;{token}\">"),
+            format!("https:&#47;&#47;t.example&#47;ack&#47;{token}"),
+            format!("https:&sol;&sol;t.example&sol;ack&sol;{token}"),
+            format!("https:&amp;#x2f;&amp;#x2f;t.example&amp;#x2f;ack&amp;#x2f;{token}"),
+        ] {
+            let clean = redact(&text);
+            assert!(!clean.contains(a) && !clean.contains(b), "{text} -> {clean}");
+            assert!(clean.contains("<redacted>"), "{text} -> {clean}");
+        }
+        // What surrounds a token stays; other text stays whole.
+        assert_eq!(redact(&format!("x %2Fack%2F{token}&y=1")), "x %2Fack%2F<redacted>&y=1");
+        for plain in ["a = b", "50% off", "&amp; /ackno/", "\\/ac", "/ack/ x", "q=1&r=%2F"] {
+            assert_eq!(redact(plain), plain);
+        }
+        assert_eq!(redact("/ack/é"), "/ack/é");
+        assert_eq!(redact("é/ack/x"), "é/ack/<redacted>");
     }
 
     // --- Config and key file -----------------------------------------------------------------

@@ -127,8 +127,112 @@ impl Default for Policy {
     }
 }
 
+/// The customer fields of a verified customer report: always redacted, whatever
+/// `redaction.fields` names (a card number has no field; the `card` pattern finds it).
+pub const CUSTOMER_FIELDS: [&str; 3] = ["customer.name", "customer.email", "customer.phone"];
+
+/// A valid path's segments (see [`parse_path`]); panics on an invalid one (for constants).
 pub fn split_path(path: &str) -> Vec<String> {
-    path.split('.').map(str::to_string).collect()
+    parse_path(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A field path's segments: dot-separated; a segment holding a dot (or starting with `"`) is
+/// written in double quotes, `labels."customer.email"` (`\"` and `\\` inside). Refused: an
+/// empty segment, an unclosed quote, and a path that can match nothing in an event: a first
+/// segment that is no event field, a path going below a text field (`summary.x`,
+/// `labels.a.b`, `customer.email.x`), a customer field other than `id`, `name`, `email`,
+/// `phone`, a link field other than `href`, `text`.
+pub fn parse_path(path: &str) -> Result<Vec<String>, String> {
+    let mut segments = Vec::new();
+    let mut chars = path.chars().peekable();
+    loop {
+        let mut seg = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err("has a quote that is not closed".into()),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c @ ('"' | '\\')) => seg.push(c),
+                        _ => return Err("has `\\` not followed by `\"` or `\\` in quotes".into()),
+                    },
+                    Some(c) => seg.push(c),
+                }
+            }
+            if seg.is_empty() {
+                return Err("has an empty quoted segment".into());
+            }
+            match chars.next() {
+                None => {
+                    segments.push(seg);
+                    break;
+                }
+                Some('.') => segments.push(seg),
+                Some(_) => {
+                    return Err("has text right after a closing quote; put a `.` there".into());
+                }
+            }
+        } else {
+            let mut ended = true;
+            for c in chars.by_ref() {
+                match c {
+                    '.' => {
+                        ended = false;
+                        break;
+                    }
+                    '"' => {
+                        return Err("has a quote inside a segment; quote the whole segment".into());
+                    }
+                    c => seg.push(c),
+                }
+            }
+            if seg.is_empty() {
+                return Err("has an empty segment".into());
+            }
+            segments.push(seg);
+            if ended {
+                break;
+            }
+        }
+    }
+    let depth = |max: usize| -> Result<(), String> {
+        if segments.len() > max {
+            Err(format!("goes below a text field (`{}` holds text)", segments[..max].join(".")))
+        } else {
+            Ok(())
+        }
+    };
+    match segments[0].as_str() {
+        "summary" | "service" | "dedup_key" | "severity" => depth(1)?,
+        "labels" | "annotations" => depth(2)?,
+        "details" => {}
+        "customer" => {
+            depth(2)?;
+            if let Some(f) = segments.get(1)
+                && !matches!(f.as_str(), "*" | "id" | "name" | "email" | "phone")
+            {
+                return Err(format!(
+                    "names no customer field (`{f}`); use id, name, email or phone"
+                ));
+            }
+        }
+        "links" => {
+            depth(2)?;
+            if let Some(f) = segments.get(1)
+                && !matches!(f.as_str(), "*" | "href" | "text")
+            {
+                return Err(format!("names no link field (`{f}`); use href or text"));
+            }
+        }
+        other => {
+            return Err(format!(
+                "does not start with an event field (`{other}`); use one of: {}",
+                EVENT_FIELDS.join(", ")
+            ));
+        }
+    }
+    Ok(segments)
 }
 
 /// Whether a user may see personal data unredacted: only with the `pii` permission (roles,

@@ -418,3 +418,151 @@ notifications:
     let page = sms_reply(&d, &params, &twilio_sign(TWILIO_TOKEN, &url, &params)).await;
     assert!(page.text.contains("not acknowledged"), "{}", page.text);
 }
+
+/// An SMS gateway that refuses every message with 400 and echoes the link it got, escaped
+/// the way a receiver might (in turn: as it came, percent-encoded; JSON-escaped; wrapped as
+/// quoted-printable with a soft break inside the token; HTML-escaped; plain). Returns the
+/// port and the tokens it saw.
+async fn echoing_gateway() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tokens = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = tokens.clone();
+    tokio::spawn(async move {
+        let mut count = 0usize;
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                let Ok(n) = sock.read(&mut chunk).await else { break None };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break Some(String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned());
+                }
+            };
+            let Some(body) = body else { continue };
+            // The form as sent: `…&Body=…https%3A%2F%2Ftocsin.example.com%2Fack%2F<token>…`.
+            let mark = "%2Fack%2F";
+            let Some(at) = body.find(mark) else { continue };
+            let token: String = body[at + mark.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            seen.lock().unwrap().push(token.clone());
+            let (a, b) = token.split_at(token.len() / 2);
+            let answer = match count % 5 {
+                0 => format!(
+                    "invalid request: Body=https%3A%2F%2Ftocsin.example.com%2Fack%2F{token}"
+                ),
+                1 => format!(
+                    r#"{{"error":"bad body","echo":"https:\/\/tocsin.example.com\/ack\/{token}"}}"#
+                ),
+                2 => format!("bad body:\r\nhttps://tocsin.example.com/ack/{a}=\r\n{b}"),
+                3 => format!(
+                    "<p>bad body: https:&#x2F;&#x2F;tocsin.example.com&#x2F;ack&#x2F;{token}</p>"
+                ),
+                _ => format!("bad body: https://tocsin.example.com/ack/{token}"),
+            };
+            count += 1;
+            let resp = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    (port, tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_echoing_the_link_however_escaped_leaves_no_token_in_errors_or_logs() {
+    let (port, tokens) = echoing_gateway().await;
+    let yaml = common::config_yaml(&format!(
+        r#"people:
+  - {{id: ana, name: Ana, phone: "{PHONE}"}}
+policies:
+  - name: main
+    notify: [{{person: ana, channels: [sms]}}]
+default_policy: main
+notifications:
+  dashboard_url: "{PUBLIC}"
+  delivery: {{initial_backoff: 1s, max_backoff: 2s, attempt_timeout: 2s, max_attempts: 2}}
+  rate_limits: {{email: {{}}, sms: {{}}, webhook: {{}}, log: {{}}}}
+  sms:
+    provider: twilio
+    url: "http://127.0.0.1:{port}/2010-04-01/Accounts/{{account_sid}}/Messages.json"
+    account_sid: AC0123456789abcdef0123456789abcdef
+    auth_token: {TWILIO_TOKEN}
+    from: "+15005550006"
+    timeout: 2s
+    allow_private: true
+"#
+    ));
+    let (d, log) = Daemon::start_captured(&yaml, &[("TOCSIN_LOG", "debug")]);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(trigger(&d, &format!("edge-{i}"), &format!("Packet loss on edge{i}")).await);
+    }
+    // A 400 is final: each SMS is a dead letter after one attempt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let r = d.get("/api/v1/notifications?state=dead", Some(common::TOKEN)).await;
+        let list = r.body["notifications"].as_array().cloned().unwrap_or_default();
+        if list.len() == 5 {
+            break Value::Array(list);
+        }
+        assert!(Instant::now() < deadline, "not 5 dead letters: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let tokens = tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 5, "{tokens:?}");
+    // The receiver's answer is in the reason (so the check below means something)…
+    let errors: Vec<&str> =
+        dead.as_array().unwrap().iter().map(|n| n["last_error"].as_str().unwrap_or("")).collect();
+    assert!(
+        errors.iter().all(|e| e.contains("HTTP 400") && e.contains("<redacted>")),
+        "{errors:?}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["queue", "list", "--state", "dead"])
+        .args(["--url", &format!("http://{}", d.addr), "--token", common::TOKEN])
+        .current_dir(d.config.parent().unwrap())
+        .env_remove("TOCSIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut timelines = String::new();
+    for id in &ids {
+        timelines.push_str(&incident(&d, *id).await["timeline"].to_string());
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    // …and no token, whole or either half of it, in the row, the CLI, the timeline or the log.
+    for token in &tokens {
+        let (a, b) = token.split_at(token.len() / 2);
+        for (what, text) in [
+            ("API", dead.to_string()),
+            ("queue list", listed.clone()),
+            ("timeline", timelines.clone()),
+            ("log", logged.clone()),
+        ] {
+            assert!(
+                !text.contains(a) && !text.contains(b),
+                "{what} holds a token ({token}):\n{text}"
+            );
+        }
+    }
+}

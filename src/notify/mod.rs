@@ -409,6 +409,9 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     // Redacted before it is cut, so that no half address slips past the patterns.
     let raw = String::from_utf8_lossy(body);
     let text = crate::redact::for_log(&raw);
+    // And before its line ends become spaces: a quoted-printable echo's soft breaks still say
+    // where an acknowledge token goes on.
+    let text = crate::links::redact(&text);
     let mut out: String =
         text.chars().take(MAX_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().nth(MAX_CHARS).is_some() {

@@ -209,7 +209,13 @@ redaction:
 "#;
     let c = config(text).unwrap();
     let p = &c.redaction;
-    assert_eq!(p.fields, vec![split_path("customer.email"), split_path("annotations.*")]);
+    // The customer fields stay, whatever the list says.
+    assert_eq!(
+        p.fields,
+        ["customer.name", "customer.email", "customer.phone", "annotations.*"]
+            .map(split_path)
+            .to_vec()
+    );
     assert_eq!(p.patterns, BTreeSet::from([Builtin::Email, Builtin::Card]));
     assert_eq!(p.regexes[0].name, "employee");
     assert!(p.notify_audiences.contains("executive") && p.notify_channels.contains(&Channel::Sms));
@@ -252,4 +258,66 @@ fn large_error_bodies_stay_cheap() {
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
     assert_eq!(e.field_errors()[0].message, "label \"[redacted:who]\" is odd");
+}
+
+#[test]
+fn quoted_path_segments_name_keys_with_dots() {
+    assert_eq!(parse_path(r#"labels."customer.email""#).unwrap(), ["labels", "customer.email"]);
+    assert_eq!(parse_path(r#"details."a\"b".c"#).unwrap(), ["details", "a\"b", "c"]);
+    let mut r = Policy::default();
+    r.fields.push(split_path(r#"labels."customer.email""#));
+    let r = Redactor::new(r).unwrap();
+    let mut v = serde_json::json!({"labels": {"customer.email": "kim@x.example", "job": "web"},
+        "summary": "for kim@x.example"});
+    r.redact_json(&mut v);
+    assert_eq!(v["labels"]["customer.email"], "[redacted:customer.email]");
+    assert_eq!(v["labels"]["job"], "web");
+    assert!(!v.to_string().contains("kim@"), "{v}");
+}
+
+#[test]
+fn paths_that_cannot_match_are_refused() {
+    for bad in [
+        "labels.customer.email",
+        r#"labels."customer.email"#,
+        r#"labels."customer"email"#,
+        "summary.text",
+        "customer.email.domain",
+        "customer.card",
+        "links.url",
+        "user.email",
+        "labels..x",
+        r#"labels."""#,
+        "",
+    ] {
+        assert!(parse_path(bad).is_err(), "{bad}");
+    }
+    for good in ["customer.*", "annotations.*", "details.reporter.email", "links.href", "service"] {
+        assert!(parse_path(good).is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn customer_fields_are_redacted_whatever_the_config_names() {
+    let text = r#"
+redaction:
+  fields: [labels.user]
+"#;
+    let c = config(text).unwrap();
+    let r = Redactor::new(c.redaction).unwrap();
+    let mut v = serde_json::json!({"customer": {"name": "Kim Doe", "email": "kim@x.example",
+        "phone": "+15551230000"}, "labels": {"user": "kd"}});
+    r.redact_json(&mut v);
+    for f in ["name", "email", "phone"] {
+        assert_eq!(v["customer"][f], format!("[redacted:{f}]"), "{v}");
+    }
+    assert_eq!(v["labels"]["user"], "[redacted:user]");
+}
+
+#[test]
+fn a_malformed_field_path_is_refused_with_its_line() {
+    let text =
+        "users: []\nredaction:\n  fields:\n    - customer.email\n    - labels.customer.email\n";
+    let e = config(text).unwrap_err();
+    assert!(e.contains(":5:") && e.contains("redaction.fields[1]"), "{e}");
 }
