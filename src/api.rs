@@ -186,6 +186,7 @@ pub async fn list_incidents(
     };
     let limit = p.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let (severity, source, service) = (p.severity, p.source, p.service);
+    let asked_service = service.clone();
     let keep = move |i: &Incident| {
         status.is_none_or(|f| f(i.status))
             && severity.as_ref().is_none_or(|s| &i.decision.severity == s)
@@ -201,6 +202,12 @@ pub async fn list_incidents(
     if redact {
         let mut items: Vec<_> = ids.into_iter().zip(values.iter_mut()).collect();
         redact_about_incidents(&app, &rt, &mut items).await?;
+        // The filter matched the stored service; a user who may not see it must not learn
+        // that it equals a guess either: keep only incidents whose service they can see as
+        // asked. (`next` still follows the stored page, so paging goes on where it left off.)
+        if let Some(asked) = asked_service {
+            values.retain(|v| v["service"].as_str() == Some(asked.as_str()));
+        }
     }
     Ok(Json(json!({"incidents": values, "next": next})).into_response())
 }

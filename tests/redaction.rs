@@ -439,3 +439,35 @@ notifications:
         c.assert_absent("the daemon's log at trace level", text);
     }
 }
+
+/// A service value that redaction hides (here it is also the customer's e-mail address) cannot
+/// be probed through the incident list's `service` filter by a user without `pii`: a guess that
+/// equals it lists nothing, while a `pii` user finds the incident.
+#[tokio::test]
+async fn the_service_filter_does_not_confirm_a_hidden_service() {
+    let d = Daemon::start_with(&common::users_config());
+    let hidden = "jo.probe@example.org";
+    let r = d
+        .post(
+            "/api/v1/reports",
+            Some(TOKEN),
+            json!({"reporter": {"name": "Desk"}, "customer": {"email": hidden},
+                   "service": hidden, "summary": "Account page shows another address",
+                   "verified": true})
+            .to_string(),
+        )
+        .await;
+    let id = d.incident_of(&r).await;
+    let path = format!("/api/v1/incidents?service={hidden}");
+    let pii = d.get(&path, Some(common::RESPONDER.1)).await;
+    assert_eq!(pii.status, 200, "{}", pii.text);
+    assert_eq!(pii.body["incidents"][0]["id"], id, "a pii user finds it: {}", pii.text);
+    let viewer = d.get(&path, Some(common::VIEWER.1)).await;
+    assert_eq!(viewer.status, 200, "{}", viewer.text);
+    assert_eq!(viewer.body["incidents"], json!([]), "the guess is confirmed: {}", viewer.text);
+    // The viewer still sees the incident in the unfiltered list, with the service hidden.
+    let all = d.get("/api/v1/incidents", Some(common::VIEWER.1)).await;
+    let listed = &all.body["incidents"][0];
+    assert_eq!(listed["id"], id, "{}", all.text);
+    assert_ne!(listed["service"], hidden, "{}", all.text);
+}
