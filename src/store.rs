@@ -658,6 +658,38 @@ impl Store {
         Self::page_in(&txn, INCIDENTS, before, limit, decode, keep)
     }
 
+    /// Like [`Store::incidents`], but looks at no more than `budget` incidents: a search whose
+    /// matches are rare must not read every incident ever stored in one request. Returns the
+    /// matches and, when the budget ran out first, the id of the last incident looked at (the
+    /// `before` to continue from).
+    pub fn search_incidents(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+        budget: usize,
+        keep: impl Fn(&Incident) -> bool,
+    ) -> Result<(Vec<Incident>, Option<IncidentId>), StoreError> {
+        let txn = self.read_txn()?;
+        let counts = txn.open_table(COUNTS)?;
+        let table = txn.open_table(INCIDENTS)?;
+        let mut out = Vec::new();
+        for (looked, entry) in table.range(..before.unwrap_or(u64::MAX))?.rev().enumerate() {
+            let (id, raw) = entry?;
+            let id = id.value();
+            if looked >= budget.max(1) {
+                return Ok((out, Some(id + 1)));
+            }
+            let incident = read_incident(&counts, id, raw.value())?;
+            if keep(&incident) {
+                out.push(incident);
+                if out.len() >= limit.max(1) {
+                    break;
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
     /// Every open incident: read once at start-up to rebuild the in-memory index.
     pub fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let txn = self.read_txn()?;
@@ -2136,6 +2168,41 @@ mod tests {
         // A batch without timeline entries leaves the head alone.
         store.write(|b| b.next_incident_id().map(drop)).unwrap();
         assert_eq!(store.verify_audit(None).unwrap(), Ok(head));
+    }
+
+    #[test]
+    fn a_search_looks_at_no_more_incidents_than_its_budget_and_says_where_to_go_on() {
+        use crate::templates::{NoticeKind, sample};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|b| {
+                for id in 1..=10 {
+                    let mut i = sample::full(NoticeKind::New, id);
+                    i.summary = if id == 2 { "needle".into() } else { format!("hay {id}") };
+                    b.put_incident(&i, false)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let looked = std::cell::Cell::new(0);
+        let keep = |i: &Incident| {
+            looked.set(looked.get() + 1);
+            i.summary == "needle"
+        };
+        // Newest first: 10, 9, 8, 7 looked at, then the budget is spent; go on before 7.
+        let (found, go_on) = store.search_incidents(None, 5, 4, keep).unwrap();
+        assert!(found.is_empty());
+        assert_eq!((looked.get(), go_on), (4, Some(7)));
+        let (found, go_on) = store.search_incidents(go_on, 5, 4, keep).unwrap();
+        assert!(found.is_empty());
+        assert_eq!((looked.get(), go_on), (8, Some(3)), "6, 5, 4, 3");
+        let (found, go_on) = store.search_incidents(go_on, 5, 4, keep).unwrap();
+        assert_eq!(found.iter().map(|i| i.id).collect::<Vec<_>>(), [2]);
+        assert_eq!((looked.get(), go_on), (10, None), "2 and 1: the end, within the budget");
+        // A full page before the budget runs out ends the search there, with no cursor.
+        let (found, go_on) = store.search_incidents(None, 2, 4, |_| true).unwrap();
+        assert_eq!((found.len(), go_on), (2, None));
     }
 
     #[test]

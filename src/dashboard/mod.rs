@@ -42,6 +42,10 @@ const JS: &str = include_str!("dashboard.js");
 
 /// Incidents one list page shows.
 const LIST_PAGE: usize = 100;
+/// The most incidents one page of the list reads while filtering and searching: a search
+/// that matches little reads this many, then offers the next page instead of reading the
+/// whole store in one request.
+const SEARCH_BUDGET: usize = 5_000;
 /// Notifications the queue page shows per section.
 const QUEUE_PAGE: usize = 200;
 /// Timers read for the overview's deadlines and action items.
@@ -621,25 +625,29 @@ async fn list(
                         false
                     }))
         };
-        let found = s.incidents(p.before, LIST_PAGE, keep)?;
+        let (found, go_on) = s.search_incidents(p.before, LIST_PAGE, SEARCH_BUDGET, keep)?;
         if let Some(e) = failed.into_inner() {
             return Err(e);
         }
         red.learn(s, &found)?;
-        Ok((found, red))
+        Ok((found, go_on, red))
     })
     .await;
-    let (found, red) = match found {
+    let (found, go_on, red) = match found {
         Ok(f) => f,
         Err(e) => return unavailable(&app, &v, &e),
     };
-    let next = (found.len() == LIST_PAGE).then(|| {
+    // A full page, or a search that spent its budget: the next page goes on from there.
+    let from = match go_on {
+        Some(id) => Some(id),
+        None => (found.len() == LIST_PAGE).then(|| found.last().map(|i| i.id)).flatten(),
+    };
+    let next = from.map(|before| {
         format!(
-            "/incidents?status={}&severity={}&q={}&before={}",
+            "/incidents?status={}&severity={}&q={}&before={before}",
             url_encode(&status),
             url_encode(&severity),
             url_encode(&q),
-            found.last().map(|i| i.id).unwrap_or_default()
         )
     });
     let severities: Vec<String> =
