@@ -655,6 +655,39 @@ pub fn resolve(
     Ok((incident, entry))
 }
 
+/// A person's note on the incident's timeline.
+pub fn note(text: String) -> crate::effect::Amended {
+    crate::effect::Amended::new(EntryKind::Note, text)
+}
+
+/// A person hands `role` to `person` (a person id the config's `people` has), or takes it away
+/// (`None`).
+pub fn assign_role(
+    incident: &mut Incident,
+    role: String,
+    person: Option<String>,
+    people: &BTreeMap<String, crate::policy::Person>,
+) -> Result<crate::effect::Amended, String> {
+    if !crate::escalation::valid_role_name(&role) {
+        return Err(format!("`{role}` is not a role name: use lowercase letters, digits and `_`"));
+    }
+    let before = match &person {
+        Some(p) => {
+            if !people.contains_key(p) {
+                return Err(format!("no person `{p}` in the config's people"));
+            }
+            incident.roles.insert(role.clone(), p.clone())
+        }
+        None => incident.roles.remove(&role),
+    };
+    let before = before.unwrap_or_else(|| "nobody".into());
+    let after = person.unwrap_or_else(|| "nobody".into());
+    Ok(crate::effect::Amended::new(
+        EntryKind::RoleChanged,
+        format!("role {role}: {before} → {after}"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
