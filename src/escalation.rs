@@ -21,6 +21,8 @@ use crate::rules::{Decision, Sensitivity};
 
 pub mod notices;
 pub mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod timers;
 pub mod windows;
 

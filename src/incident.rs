@@ -737,4 +737,18 @@ mod tests {
         merge_links(&mut kept, &e);
         assert_eq!(kept.len(), 5, "a link already kept is not added twice");
     }
+
+    #[tokio::test]
+    async fn a_role_goes_to_a_known_person_or_to_nobody() {
+        use crate::escalation::testing::*;
+        let people = runtime("").config.policies.people.clone();
+        let mut i = plain_incident();
+        let a = assign_role(&mut i, "scribe".into(), Some("ana".into()), &people).unwrap();
+        assert_eq!(a.message, "role scribe: nobody → ana");
+        let a = assign_role(&mut i, "scribe".into(), None, &people).unwrap();
+        assert_eq!(a.message, "role scribe: ana → nobody");
+        assert!(assign_role(&mut i, "Bad Name".into(), None, &people).is_err());
+        assert!(assign_role(&mut i, "scribe".into(), Some("zed".into()), &people).is_err());
+        assert_eq!(note("hi".into()).kind, EntryKind::Note);
+    }
 }

@@ -614,4 +614,75 @@ pub(crate) mod tests {
             Next::Retry { .. }
         ));
     }
+
+    mod transitions {
+        use super::super::*;
+        use super::notification;
+
+        fn t(s: &str) -> Timestamp {
+            s.parse().unwrap()
+        }
+
+        #[test]
+        fn a_claim_leases_the_row_or_ends_it() {
+            let now = t("2026-03-02T09:00:00Z");
+            let policy = RetryPolicy::default();
+            let mut n = notification(Channel::Email, 0, now);
+            n.state = State::Queued;
+            assert_eq!(claim(&mut n, &policy, None, now), None);
+            assert_eq!((n.state, n.due_at), (State::Sending, t("2026-03-02T09:01:00Z")));
+            // Its lease ran out mid-send: an SMS is not sent twice.
+            let mut sms = notification(Channel::Sms, 0, now);
+            let ended = claim(&mut sms, &policy, None, now).unwrap();
+            assert_eq!((sms.state, sms.attempts, ended.ended), (State::Dead, 1, Some(State::Dead)));
+            let mut hook = notification(Channel::Webhook, 0, now);
+            let ended = claim(&mut hook, &policy, Some("410".into()), now).unwrap();
+            assert!(ended.line.unwrap().contains("webhook endpoint disabled: 410"));
+        }
+
+        #[test]
+        fn a_report_delivers_retries_dead_letters_or_disables_the_endpoint() {
+            let now = t("2026-03-02T09:00:00Z");
+            let policy = RetryPolicy::default();
+            let mut n = notification(Channel::Email, 0, now);
+            let ok = Attempt::Delivered { reference: Some("r1".into()), bundled_into: None };
+            let done = report(&mut n, ok.clone(), &policy, now).unwrap();
+            assert_eq!(
+                (n.state, done.attempt, done.ended),
+                (State::Delivered, Some("delivered"), Some(State::Delivered))
+            );
+            assert_eq!(report(&mut n, ok, &policy, now), None, "no longer sending: ignored");
+            let mut n = notification(Channel::Email, 0, now);
+            let busy = SendError::Retryable { reason: "busy".into(), retry_after: None };
+            let retry = report(&mut n, Attempt::Failed(busy), &policy, now).unwrap();
+            assert_eq!(
+                (n.state, retry.due, retry.attempt),
+                (State::Retrying, true, Some("retryable"))
+            );
+            let mut n = notification(Channel::Webhook, 0, now);
+            let gone = SendError::Gone { reason: "410".into() };
+            let dead = report(&mut n, Attempt::Failed(gone), &policy, now).unwrap();
+            assert_eq!(n.state, State::Dead);
+            assert!(dead.disable.is_some());
+            let mut n = notification(Channel::Email, 0, now);
+            let wait = Attempt::Deferred { until: t("2026-03-02T09:05:00Z") };
+            let deferred = report(&mut n, wait, &policy, now).unwrap();
+            assert_eq!((n.state, n.attempts, deferred.due), (State::Queued, 0, true));
+        }
+
+        #[test]
+        fn an_operator_revives_a_dead_row_or_drops_a_pending_one() {
+            let now = t("2026-03-02T09:00:00Z");
+            let mut n = notification(Channel::Email, 3, now);
+            assert!(operate(&mut n, QueueOp::Retry, "user:op", now).is_err(), "still pending");
+            let dropped = operate(&mut n, QueueOp::Drop, "user:op", now).unwrap();
+            assert_eq!((n.state, dropped.due), (State::Dead, false));
+            let revived = operate(&mut n, QueueOp::Retry, "user:op", now).unwrap();
+            assert_eq!(
+                (n.state, n.attempts, n.requeued_at, revived.due),
+                (State::Queued, 0, Some(now), true)
+            );
+            assert!(operate(&mut n, QueueOp::Retry, "user:op", now).is_err());
+        }
+    }
 }

@@ -379,4 +379,54 @@ mod tests {
         a.state = ActionState::Done;
         assert!(!a.overdue(due));
     }
+
+    mod amendments {
+        use super::super::*;
+        use crate::escalation::testing::*;
+
+        fn stamp(at: Timestamp) -> Stamp {
+            Stamp { by: "user:ana".into(), at }
+        }
+
+        #[tokio::test]
+        async fn a_review_opens_only_once_the_incident_resolves() {
+            let mut i = plain_incident();
+            assert!(edit(&mut i, Some("s".into()), None, None, stamp(t0())).is_err());
+            i.status = crate::incident::Status::Resolved;
+            assert!(edit(&mut i, None, None, None, stamp(t0())).is_err(), "nothing given");
+            let a = edit(&mut i, Some("s".into()), None, Some("b".into()), stamp(t0())).unwrap();
+            assert_eq!(a.message, "review updated: summary, went_badly");
+            assert_eq!(i.review.unwrap().summary, "s");
+        }
+
+        #[tokio::test]
+        async fn action_items_are_reminded_from_their_due_time_until_closed() {
+            let people = runtime("").config.policies.people.clone();
+            let mut i = plain_incident();
+            i.status = crate::incident::Status::Resolved;
+            let add = |i: &mut Incident, owner: &str| {
+                add_action(i, "fix".into(), owner.into(), mins(-5), &people, stamp(t0()))
+            };
+            assert!(add(&mut i, "nobody").is_err());
+            let a = add(&mut i, "ben").unwrap();
+            assert_eq!(a.effects.scheduled(), [(t0(), &TimerKind::ActionDue { action: 1 })]);
+            let pending = [Timer {
+                id: 1,
+                incident: 7,
+                due_at: t0(),
+                kind: TimerKind::ActionDue { action: 1 },
+            }];
+            let change = (None, Some("ana".into()), Some(mins(60)));
+            let a = update_action(&mut i, &pending, 1, change, &people, stamp(t0())).unwrap();
+            assert_eq!(a.effects.cancelled().len(), 1);
+            assert_eq!(a.effects.scheduled(), [(mins(60), &TimerKind::ActionDue { action: 1 })]);
+            let done = (Some(ActionState::Done), None, None);
+            let a = update_action(&mut i, &pending, 1, done, &people, stamp(t0())).unwrap();
+            assert!(a.effects.scheduled().is_empty(), "closed: no more reminders");
+            assert!(i.review.as_ref().unwrap().actions[0].closed.is_some());
+            assert!(
+                update_action(&mut i, &[], 9, (None, None, None), &people, stamp(t0())).is_err()
+            );
+        }
+    }
 }

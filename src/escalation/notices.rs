@@ -223,3 +223,83 @@ pub fn awareness(
         format!("awareness recorded as {at} by {by} (was {before}){note_text}; {notices}");
     Ok(Amended { kind: EntryKind::Notice, message, effects })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalation::testing::*;
+    use crate::rules::Sensitivity;
+
+    const NOTICE: &str = "notices:\n  - {name: GDPR, when: {sensitivity: [personal]}, deadline: 4h, mandatory: true, reminders: [1h]}\n";
+
+    fn with_notice(rt: &crate::runtime::Runtime) -> Incident {
+        let mut i = incident(decision("sev2", Sensitivity::Personal, false));
+        let fx = attach(&ctx(rt, t0()), &mut i, t0());
+        let kinds: Vec<&TimerKind> = fx.scheduled().into_iter().map(|(_, k)| k).collect();
+        assert_eq!(
+            kinds,
+            [&TimerKind::NoticeReminder { notice: 0 }, &TimerKind::NoticeDeadline { notice: 0 }]
+        );
+        i
+    }
+
+    fn timers(kinds: &[TimerKind]) -> Vec<Timer> {
+        kinds.iter().map(|k| Timer { id: 1, incident: 7, due_at: t0(), kind: k.clone() }).collect()
+    }
+
+    #[tokio::test]
+    async fn a_notice_attaches_once_with_its_deadline_counted_from_awareness() {
+        let rt = runtime(NOTICE);
+        let mut i = with_notice(&rt);
+        assert_eq!(i.notices[0].due_at, mins(240));
+        assert!(attach(&ctx(&rt, mins(1)), &mut i, mins(1)).is_empty(), "attached already");
+    }
+
+    #[tokio::test]
+    async fn marking_a_notice_sent_stops_its_timers_and_says_whether_it_was_on_time() {
+        let rt = runtime(NOTICE);
+        let mut i = with_notice(&rt);
+        let pending = timers(&[
+            TimerKind::NoticeReminder { notice: 0 },
+            TimerKind::NoticeDeadline { notice: 0 },
+            TimerKind::CommsUpdate,
+        ]);
+        let a = mark_sent(&mut i, &pending, 0, None, Some("case 9".into()), "user:lena", mins(10))
+            .unwrap();
+        assert_eq!(a.effects.cancelled().len(), 2, "the notice's timers, nothing else");
+        assert!(a.message.contains("on time") && a.message.contains("case 9"), "{}", a.message);
+        let again = mark_sent(&mut i, &pending, 0, None, None, "user:lena", mins(11));
+        assert!(again.unwrap_err().contains("already marked sent"));
+        assert!(mark_sent(&mut i, &[], 5, None, None, "user:lena", mins(11)).is_err());
+        let future = mark_sent(&mut with_notice(&rt), &[], 0, Some(mins(20)), None, "x", mins(10));
+        assert!(future.unwrap_err().contains("future"));
+    }
+
+    #[tokio::test]
+    async fn awareness_moves_unsent_notices_and_their_timers() {
+        let rt = runtime(NOTICE);
+        let mut i = with_notice(&rt);
+        let pending = timers(&[TimerKind::NoticeDeadline { notice: 0 }]);
+        let a = awareness(&mut i, &pending, mins(-60), None, "user:lena", mins(10)).unwrap();
+        assert_eq!(i.notices[0].due_at, mins(180));
+        assert_eq!(a.effects.cancelled().len(), 1);
+        assert_eq!(
+            a.effects.scheduled(),
+            [(mins(180), &TimerKind::NoticeDeadline { notice: 0 })],
+            "the reminder at 0:00 is past: only the deadline is scheduled"
+        );
+        assert!(awareness(&mut i, &[], mins(20), None, "x", mins(10)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_later_event_that_reveals_personal_data_attaches_the_notice_and_tells_legal() {
+        let rt = runtime(NOTICE);
+        let mut i = plain_incident();
+        assert!(reassessed(&ctx(&rt, t0()), &mut i, t0()).is_empty());
+        i.decision.sensitivity = Sensitivity::Personal;
+        i.roles.insert("legal_liaison".into(), "lena".into());
+        let fx = reassessed(&ctx(&rt, mins(5)), &mut i, mins(5));
+        assert_eq!(i.notices[0].due_at, mins(245));
+        assert_eq!(fx.notified()[0].delivery.recipient.address, "lena@example.com");
+    }
+}

@@ -522,3 +522,107 @@ pub fn remind_person(
     }
     fx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalation::testing::*;
+    use crate::rules::Sensitivity;
+
+    #[tokio::test]
+    async fn an_opened_incident_pages_step_one_and_schedules_step_two() {
+        let rt = runtime(TWO_STEPS);
+        let mut i = plain_incident();
+        let fx = opened(&ctx(&rt, t0()), &mut i);
+        let to: Vec<&str> =
+            fx.notified().iter().map(|n| n.delivery.recipient.address.as_str()).collect();
+        assert_eq!(to, ["ana@example.com"]);
+        assert_eq!(fx.notified()[0].reason, Reason::New);
+        let next = TimerKind::Step { policy: "page".into(), step: 1, round: 0 };
+        assert_eq!(fx.scheduled(), [(mins(5), &next)]);
+        assert_eq!(i.policy_choice.unwrap().policy.as_deref(), Some("page"));
+    }
+
+    #[tokio::test]
+    async fn an_incident_opened_inside_a_window_is_held_back_until_it_ends() {
+        let rt = runtime(TWO_STEPS);
+        let w = Window {
+            id: Some(3),
+            created: None,
+            name: "db".into(),
+            starts: t0(),
+            ends: mins(30),
+            source: None,
+            service: None,
+            labels: Default::default(),
+        };
+        let windows = [w];
+        let mut i = plain_incident();
+        let fx = opened(&Ctx { rt: &rt, windows: &windows, now: t0() }, &mut i);
+        assert!(fx.notified().is_empty());
+        assert_eq!(fx.scheduled(), [(mins(30), &TimerKind::WindowEnds { window: "db".into() })]);
+        assert!(fx.entries().any(|e| e.kind == EntryKind::Suppressed));
+        assert_eq!(i.held_by.unwrap().id, Some(3));
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgement_cancels_the_steps_and_starts_the_reescalation_clock() {
+        let rt = runtime(TWO_STEPS);
+        let mut i = plain_incident();
+        opened(&ctx(&rt, t0()), &mut i);
+        let mut i = crate::incident::acknowledge(i, "user:ana", mins(1), None).unwrap().0;
+        let step = Timer {
+            id: 1,
+            incident: 7,
+            due_at: mins(5),
+            kind: TimerKind::Step { policy: "page".into(), step: 1, round: 0 },
+        };
+        let deadline = Timer { kind: TimerKind::NoticeDeadline { notice: 0 }, ..step.clone() };
+        let fx = acknowledged(&ctx(&rt, mins(1)), &mut i, &[step.clone(), deadline]);
+        assert_eq!(fx.cancelled(), [&step.kind], "a notice deadline outlives the acknowledgement");
+        let again = TimerKind::AckExpired { policy: "page".into() };
+        assert_eq!(fx.scheduled(), [(mins(31), &again)]);
+        assert_eq!(i.escalation.unwrap().stopped.as_deref(), Some("acknowledged by user:ana"));
+    }
+
+    #[tokio::test]
+    async fn a_resolve_tells_whoever_was_paged_once_and_opens_the_review() {
+        let rt = runtime(&format!("{TWO_STEPS}reviews: {{severities: [sev2]}}\n"));
+        let mut i = plain_incident();
+        opened(&ctx(&rt, t0()), &mut i);
+        let mut paged = crate::outbox::tests::notification(Channel::Email, 1, t0());
+        paged.recipient.address = "ana@example.com".into();
+        let mut dead = paged.clone();
+        dead.state = State::Dead;
+        dead.recipient.address = "ben@example.com".into();
+        let sent = vec![paged.clone(), paged, dead];
+        let fx = resolved(&ctx(&rt, mins(2)), &mut i, &[], sent);
+        let to: Vec<&str> =
+            fx.notified().iter().map(|n| n.delivery.recipient.address.as_str()).collect();
+        assert_eq!(to, ["ana@example.com"], "once each, and not the dead-lettered");
+        assert_eq!(fx.notified()[0].reason, Reason::Resolved);
+        assert!(i.review.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_window_ending_on_an_acknowledged_incident_pages_nobody() {
+        let rt = runtime(TWO_STEPS);
+        let mut i = plain_incident();
+        i.status = Status::Acknowledged;
+        i.decision.suppressed = Some(crate::escalation::window_reason("db", mins(10)));
+        let held = i.decision.suppressed.clone();
+        let fx = window_ended(&ctx(&rt, mins(10)), &mut i, &[], "db", held, "");
+        assert!(fx.notified().is_empty());
+        assert!(i.decision.suppressed.is_none(), "the window's suppression is lifted");
+    }
+
+    #[tokio::test]
+    async fn a_customer_facing_trigger_starts_status_updates_once() {
+        let rt = runtime("communications: {update_every: {sev1: 30m}}\n");
+        let i = incident(decision("sev1", Sensitivity::None, true));
+        let fx = start_comms_updates(&ctx(&rt, t0()), &i, &[]);
+        assert_eq!(fx.scheduled(), [(mins(30), &TimerKind::CommsUpdate)]);
+        let running = Timer { id: 1, incident: 7, due_at: mins(30), kind: TimerKind::CommsUpdate };
+        assert!(start_comms_updates(&ctx(&rt, t0()), &i, &[running]).is_empty());
+    }
+}

@@ -244,3 +244,223 @@ fn action_due(ctx: &Ctx, incident: &Incident, action: u32, late: &str) -> Option
     ));
     Some(fx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalation::Window;
+    use crate::escalation::testing::*;
+    use crate::rules::Sensitivity;
+
+    fn timer(kind: TimerKind, due_at: Timestamp) -> Timer {
+        Timer { id: 1, incident: 7, due_at, kind }
+    }
+
+    /// The incident paged at T0 with step 1 of `page`.
+    fn paged(rt: &crate::runtime::Runtime) -> Incident {
+        let mut i = plain_incident();
+        let p = rt.config.policies.policies["page"].clone();
+        steps::fire_step(&ctx(rt, t0()), &mut i, &p, 0, 0, "opened");
+        i
+    }
+
+    fn effects(f: Fired) -> Effects {
+        match f {
+            Fired::Changed(fx) | Fired::Untouched(fx) => fx,
+            other => panic!("not fired: {other:?}"),
+        }
+    }
+
+    fn recipients(fx: &Effects) -> Vec<String> {
+        fx.notified().iter().map(|n| n.delivery.recipient.address.clone()).collect()
+    }
+
+    #[test]
+    fn late_says_why_only_past_a_minute() {
+        assert_eq!(late(t0(), mins(1), t0(), false), "");
+        assert!(
+            late(mins(0), mins(5), mins(1), false).contains("while the daemon was not running")
+        );
+        assert!(late(mins(2), mins(5), mins(1), true).contains("manual clock"));
+        assert!(late(mins(2), mins(5), mins(1), false).contains("could not fire it on time"));
+    }
+
+    #[tokio::test]
+    async fn an_escalation_step_pages_the_next_step_and_stops_after_the_last() {
+        let rt = runtime(TWO_STEPS);
+        let mut i = paged(&rt);
+        let kind = TimerKind::Step { policy: "page".into(), step: 1, round: 0 };
+        let fx = effects(fire(&ctx(&rt, mins(5)), &timer(kind, mins(5)), &mut i, &[], ""));
+        assert_eq!(recipients(&fx), ["ben@example.com"]);
+        assert_eq!(fx.counted(), [Count::EscalationStep]);
+        assert!(fx.notified()[0].note.is_some(), "an escalation says why");
+        assert!(fx.scheduled().is_empty(), "the last step, no repeat: nothing after it");
+        let state = i.escalation.unwrap();
+        assert_eq!(
+            (state.step, state.stopped.as_deref()),
+            (1, Some("the policy has no further steps"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_escalation_step_is_stale_once_acknowledged_and_stops_when_its_policy_is_gone() {
+        let rt = runtime(TWO_STEPS);
+        let kind = TimerKind::Step { policy: "page".into(), step: 1, round: 0 };
+        let mut i = paged(&rt);
+        i.status = Status::Acknowledged;
+        assert_eq!(
+            fire(&ctx(&rt, mins(5)), &timer(kind.clone(), mins(5)), &mut i, &[], ""),
+            Fired::Stale
+        );
+        let mut i = paged(&rt);
+        i.escalation.as_mut().unwrap().policy = "gone".into();
+        let kind = TimerKind::Step { policy: "gone".into(), step: 1, round: 0 };
+        let fx = effects(fire(&ctx(&rt, mins(5)), &timer(kind, mins(5)), &mut i, &[], ""));
+        assert!(fx.notified().is_empty());
+        assert!(i.escalation.unwrap().stopped.unwrap().contains("no longer in the config"));
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgement_that_runs_out_triggers_again_from_step_one() {
+        let rt = runtime(TWO_STEPS);
+        let mut i = paged(&rt);
+        i = incident::acknowledge(i, "user:ana", mins(1), None).unwrap().0;
+        let kind = TimerKind::AckExpired { policy: "page".into() };
+        let fx = effects(fire(&ctx(&rt, mins(31)), &timer(kind, mins(31)), &mut i, &[], ""));
+        assert_eq!(i.status, Status::Triggered);
+        assert!(i.acknowledged.is_none());
+        assert_eq!(recipients(&fx), ["ana@example.com"]);
+        assert!(fx.entries().next().unwrap().message.contains("back to triggered"));
+    }
+
+    #[tokio::test]
+    async fn a_notice_reminder_reaches_the_legal_liaison_until_the_notice_is_sent() {
+        let rt = runtime(NOTICE);
+        let mut i = incident(decision("sev2", Sensitivity::Personal, false));
+        i.roles.insert("legal_liaison".into(), "lena".into());
+        notices::attach(&ctx(&rt, t0()), &mut i, t0());
+        let kind = TimerKind::NoticeReminder { notice: 0 };
+        let fx =
+            effects(fire(&ctx(&rt, mins(60)), &timer(kind.clone(), mins(60)), &mut i, &[], ""));
+        assert_eq!(recipients(&fx), ["lena@example.com"]);
+        i.notices[0].sent = Some(incident::Stamp { by: "user:lena".into(), at: mins(61) });
+        assert_eq!(
+            fire(&ctx(&rt, mins(61)), &timer(kind, mins(61)), &mut i, &[], ""),
+            Fired::Stale
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missed_notice_deadline_is_recorded_and_reaches_the_incident_lead() {
+        let rt = runtime(NOTICE);
+        let mut i = incident(decision("sev2", Sensitivity::Personal, false));
+        notices::attach(&ctx(&rt, t0()), &mut i, t0());
+        let kind = TimerKind::NoticeDeadline { notice: 0 };
+        let fx = effects(fire(&ctx(&rt, mins(240)), &timer(kind, mins(240)), &mut i, &[], ""));
+        assert!(i.notices[0].missed);
+        assert_eq!(fx.counted(), [Count::NoticeMissed]);
+        let lines: Vec<&str> = fx.entries().map(|e| e.message.as_str()).collect();
+        assert!(lines[0].starts_with("MISSED DEADLINE"), "{lines:?}");
+        assert!(lines[1].contains("nobody holds the `incident_lead` role"), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn a_status_update_reminder_carries_a_draft_and_schedules_the_next() {
+        let rt = runtime("communications: {update_every: {sev1: 30m}}\n");
+        let mut i = incident(decision("sev1", Sensitivity::None, true));
+        i.roles.insert("communications_lead".into(), "cora".into());
+        let fx = effects(fire(
+            &ctx(&rt, mins(30)),
+            &timer(TimerKind::CommsUpdate, mins(30)),
+            &mut i,
+            &[],
+            "",
+        ));
+        assert_eq!(fx.scheduled(), [(mins(60), &TimerKind::CommsUpdate)]);
+        let n = fx.notified();
+        assert_eq!(n[0].delivery.recipient.address, "cora@example.com");
+        assert!(
+            n[0].note.as_ref().unwrap().1.contains("Draft from the approved customer template")
+        );
+        i.decision.customer_facing = false;
+        let stale =
+            fire(&ctx(&rt, mins(60)), &timer(TimerKind::CommsUpdate, mins(60)), &mut i, &[], "");
+        assert_eq!(stale, Fired::Stale, "no longer customer-facing: the reminders end");
+    }
+
+    #[tokio::test]
+    async fn an_overdue_action_item_reminds_its_owner_until_it_is_closed() {
+        let rt = runtime("");
+        let mut i = plain_incident();
+        let stamp = incident::Stamp { by: "user:ana".into(), at: t0() };
+        i.review = Some(crate::review::Review::new(t0()));
+        let people = rt.config.policies.people.clone();
+        crate::review::add_action(&mut i, "fix".into(), "ben".into(), mins(10), &people, stamp)
+            .unwrap();
+        let kind = TimerKind::ActionDue { action: 1 };
+        let fx =
+            effects(fire(&ctx(&rt, mins(10)), &timer(kind.clone(), mins(10)), &mut i, &[], ""));
+        assert_eq!(recipients(&fx), ["ben@example.com"]);
+        assert_eq!(fx.scheduled().len(), 1);
+        i.review.as_mut().unwrap().actions[0].state = crate::review::ActionState::Done;
+        assert_eq!(
+            fire(&ctx(&rt, mins(20)), &timer(kind, mins(20)), &mut i, &[], ""),
+            Fired::Stale
+        );
+    }
+
+    #[tokio::test]
+    async fn an_alert_past_its_end_resolves_unless_a_refresh_moved_it() {
+        let rt = runtime("");
+        let mut i = plain_incident();
+        i.expiry = Some(crate::escalation::Expiry { ends_at: mins(5), refreshed_at: t0() });
+        let t = timer(TimerKind::Expiry, mins(5));
+        match fire(&ctx(&rt, mins(5)), &t, &mut i.clone(), &[], "") {
+            Fired::Resolved(e) => assert!(e.message.contains("endsAt"), "{}", e.message),
+            other => panic!("{other:?}"),
+        }
+        // A trigger at 0:04 kept it valid for another 5 minutes.
+        i.last_seen = mins(4);
+        let fx = effects(fire(&ctx(&rt, mins(5)), &t, &mut i, &[], ""));
+        assert_eq!(fx.scheduled(), [(mins(9), &TimerKind::Expiry)]);
+    }
+
+    #[tokio::test]
+    async fn a_window_end_pages_unless_another_window_covers_the_incident() {
+        let rt = runtime(TWO_STEPS);
+        let window = |name: &str, ends| Window {
+            id: Some(1),
+            created: None,
+            name: name.into(),
+            starts: t0(),
+            ends,
+            source: None,
+            service: None,
+            labels: Default::default(),
+        };
+        let first = window("db", mins(10));
+        let mut i = plain_incident();
+        i.decision.suppressed = Some(first.reason());
+        i.held_by = Some(first.held());
+        let kind = TimerKind::WindowEnds { window: "db".into() };
+        let longer = [window("longer", mins(60))];
+        let c = Ctx { rt: &rt, windows: &longer, now: mins(10) };
+        let fx = effects(fire(&c, &timer(kind.clone(), mins(10)), &mut i.clone(), &[], ""));
+        assert!(fx.notified().is_empty(), "still held back");
+        assert_eq!(
+            fx.scheduled(),
+            [(mins(60), &TimerKind::WindowEnds { window: "longer".into() })]
+        );
+        let fx = effects(fire(&ctx(&rt, mins(10)), &timer(kind, mins(10)), &mut i, &[], ""));
+        assert_eq!(recipients(&fx), ["ana@example.com"]);
+        assert!(i.held_by.is_none() && i.decision.suppressed.is_none());
+    }
+
+    const NOTICE: &str = r#"notices:
+  - name: "GDPR"
+    when: {sensitivity: [personal]}
+    deadline: 4h
+    mandatory: true
+    reminders: [1h]
+"#;
+}

@@ -75,3 +75,47 @@ pub fn config_hold_moved(config: &[Window], was: &Held, now: Timestamp) -> Optio
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalation::testing::*;
+
+    fn window(name: &str, ends: Timestamp) -> Window {
+        Window {
+            id: None,
+            created: None,
+            name: name.into(),
+            starts: t0(),
+            ends,
+            source: None,
+            service: None,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_legacy_hold_keeps_its_window_or_ends_now_when_the_window_is_gone() {
+        let config = [window("db", mins(60))];
+        let (held, line) = legacy_hold(&config, &[], "db", Some(mins(60)), mins(10));
+        assert_eq!(held.until, mins(60));
+        assert!(line.contains("pages then"));
+        let (held, line) = legacy_hold(&[], &[], "gone", Some(mins(60)), mins(10));
+        assert_eq!(held.until, mins(10));
+        assert!(line.contains("pages now"));
+    }
+
+    #[test]
+    fn a_config_hold_follows_its_window_when_the_config_moves_or_drops_it() {
+        let was = window("db", mins(60)).held();
+        assert_eq!(config_hold_moved(&[window("db", mins(60))], &was, mins(10)), None);
+        let (held, _) = config_hold_moved(&[window("db", mins(90))], &was, mins(10)).unwrap();
+        assert_eq!(held.until, mins(90));
+        let (held, line) = config_hold_moved(&[window("db", mins(5))], &was, mins(10)).unwrap();
+        assert_eq!(held.until, mins(10));
+        assert!(line.contains("ended at"));
+        let (held, line) = config_hold_moved(&[], &was, mins(10)).unwrap();
+        assert_eq!(held.until, mins(10));
+        assert!(line.contains("no longer in the config"));
+    }
+}
