@@ -10,6 +10,22 @@ use crate::notify::{Channel, Message};
 use crate::outbox::{Notification, Reason, Rendered};
 use crate::templates::{NoticeKind, RenderContext};
 
+/// What the approved `customer` email template says about the incident as it stands: the
+/// communications lead's draft.
+pub fn customer_draft(
+    rt: &crate::runtime::Runtime,
+    incident: &Incident,
+    reason: Reason,
+    now: jiff::Timestamp,
+) -> Rendered {
+    let to_customers = crate::policy::Delivery {
+        channel: Channel::Email,
+        recipient: crate::outbox::Recipient { person: None, address: "customers".into() },
+        audience: "customer".into(),
+    };
+    render(rt, incident, reason, &to_customers, now).0
+}
+
 /// Where links in messages point.
 #[derive(Debug, Clone, Default)]
 pub struct Links {

@@ -19,6 +19,13 @@ use crate::event::{Action, Event, Format};
 use crate::incident::{Incident, IncidentId, Stamp};
 use crate::rules::{Decision, Sensitivity};
 
+pub mod notices;
+pub mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod timers;
+pub mod windows;
+
 /// Role names are identifiers: they appear in URLs, templates and config keys.
 pub fn valid_role_name(name: &str) -> bool {
     !name.is_empty()

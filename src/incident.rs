@@ -655,6 +655,39 @@ pub fn resolve(
     Ok((incident, entry))
 }
 
+/// A person's note on the incident's timeline.
+pub fn note(text: String) -> crate::effect::Amended {
+    crate::effect::Amended::new(EntryKind::Note, text)
+}
+
+/// A person hands `role` to `person` (a person id the config's `people` has), or takes it away
+/// (`None`).
+pub fn assign_role(
+    incident: &mut Incident,
+    role: String,
+    person: Option<String>,
+    people: &BTreeMap<String, crate::policy::Person>,
+) -> Result<crate::effect::Amended, String> {
+    if !crate::escalation::valid_role_name(&role) {
+        return Err(format!("`{role}` is not a role name: use lowercase letters, digits and `_`"));
+    }
+    let before = match &person {
+        Some(p) => {
+            if !people.contains_key(p) {
+                return Err(format!("no person `{p}` in the config's people"));
+            }
+            incident.roles.insert(role.clone(), p.clone())
+        }
+        None => incident.roles.remove(&role),
+    };
+    let before = before.unwrap_or_else(|| "nobody".into());
+    let after = person.unwrap_or_else(|| "nobody".into());
+    Ok(crate::effect::Amended::new(
+        EntryKind::RoleChanged,
+        format!("role {role}: {before} → {after}"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,5 +736,19 @@ mod tests {
         assert_eq!(kinds, ["runbook", "dashboard", "source", "runbook", "link"]);
         merge_links(&mut kept, &e);
         assert_eq!(kept.len(), 5, "a link already kept is not added twice");
+    }
+
+    #[tokio::test]
+    async fn a_role_goes_to_a_known_person_or_to_nobody() {
+        use crate::escalation::testing::*;
+        let people = runtime("").config.policies.people.clone();
+        let mut i = plain_incident();
+        let a = assign_role(&mut i, "scribe".into(), Some("ana".into()), &people).unwrap();
+        assert_eq!(a.message, "role scribe: nobody → ana");
+        let a = assign_role(&mut i, "scribe".into(), None, &people).unwrap();
+        assert_eq!(a.message, "role scribe: ana → nobody");
+        assert!(assign_role(&mut i, "Bad Name".into(), None, &people).is_err());
+        assert!(assign_role(&mut i, "scribe".into(), Some("zed".into()), &people).is_err());
+        assert_eq!(note("hi".into()).kind, EntryKind::Note);
     }
 }

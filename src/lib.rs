@@ -16,16 +16,27 @@
 //!   the rule threads ([`rules::threads`]) with a stack no script can exhaust; they may ask the
 //!   [`catalog`] (services, owners, dependencies) who is downstream or upstream, and the time
 //!   of day in a zone.
-//! - [`journal`]: the single writer: drains waiting requests, applies events to incidents and
-//!   people's actions, commits them as one transaction (group commit), then answers all.
-//! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline).
-//! - [`policy`]: people and escalation policies; which notifications an incident calls for.
-//! - [`escalation`]: durable timers (escalation steps, notice deadlines, reminders) the writer
-//!   fires, triage-driven role involvement, notice rules and maintenance windows.
-//! - [`review`]: after-action reviews with owned action items, and their timeline export.
+//! - [`journal`]: the single writer, a transaction shell: drains waiting requests, opens one
+//!   transaction (`journal::txn`), hands each command to the function that decides it
+//!   (`journal::apply` dispatches), applies the [`effect`]s it returns, commits (group
+//!   commit), then answers all.
+//! - [`effect`]: what a decision asks the writer to do: timeline entries, timers scheduled or
+//!   cancelled, notifications queued, counters.
+//! - [`incident`]: the pure incident lifecycle (open, join, acknowledge, resolve, timeline),
+//!   and the notes and role changes people make.
+//! - [`policy`]: people and escalation policies; which policy an incident gets and which
+//!   notifications it calls for.
+//! - [`escalation`]: durable timers, triage-driven role involvement, notice rules and
+//!   maintenance windows; as functions of (state, input, now) → effects:
+//!   [`escalation::steps`] (first page, escalation steps, ack, resolve, window end, reminders),
+//!   [`escalation::timers`] (firing each timer kind), [`escalation::notices`] (attaching,
+//!   reminders, deadlines, marked sent, awareness), [`escalation::windows`] (holds re-checked).
+//! - [`review`]: after-action reviews with owned action items (edits decided here), and their
+//!   timeline export.
 //! - [`oncall`]: rotations, overrides and incident-command roles: who is on call at a time.
 //! - [`compose`]: incident + channel + audience → the rendered message, via [`templates`].
-//! - [`outbox`]: notification rows and the retry policy (pure).
+//! - [`outbox`]: notification rows, their transitions (claim, report, finish, retry/drop) and
+//!   the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
@@ -70,6 +81,7 @@ pub mod dashboard;
 pub mod declaration;
 pub mod delivery;
 pub mod drill;
+pub mod effect;
 pub mod error;
 pub mod escalation;
 pub mod event;

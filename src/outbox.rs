@@ -276,6 +276,213 @@ impl RetryPolicy {
     }
 }
 
+/// What an operator can do to one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOp {
+    /// Make a dead (or delivered) notification due now again, keeping its idempotency id.
+    Retry,
+    /// Dead-letter a pending notification with the operator as the reason.
+    Drop,
+}
+
+/// What a transition of one row leaves for the writer besides writing the row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transition {
+    /// A line for the incident's timeline.
+    pub line: Option<String>,
+    /// The row ended in this state (delivered or dead): counted by outcome.
+    pub ended: Option<State>,
+    /// An attempt was made, with this outcome label: counted.
+    pub attempt: Option<&'static str>,
+    /// The row is due (again): wake the delivery workers after the commit.
+    pub due: bool,
+    /// Disable this webhook endpoint (it answered 410), with the reason.
+    pub disable: Option<String>,
+}
+
+impl Notification {
+    /// `email to ana`: for timeline entries.
+    pub fn describe(&self) -> String {
+        let who = self.recipient.person.as_deref().unwrap_or(&self.recipient.address);
+        format!("{} to {who}", self.channel.as_str())
+    }
+}
+
+/// A worker claims a due row: leased until `now + lease`. A row whose lease ran out mid-send
+/// counts that as an attempt, and an SMS is not sent twice (unless configured); a webhook
+/// endpoint that is disabled (`disabled`: why) dead-letters it. `None`: claimed, hand it out;
+/// `Some`: it ended instead.
+pub fn claim(
+    n: &mut Notification,
+    policy: &RetryPolicy,
+    disabled: Option<String>,
+    now: Timestamp,
+) -> Option<Transition> {
+    if n.state == State::Sending {
+        // Its lease ran out: the process died or the worker hung mid-send. It may have gone
+        // out, so this counts as an attempt.
+        n.attempts += 1;
+        if n.channel == Channel::Sms && !policy.retry_unknown_sms {
+            let reason = "the lease ran out while sending (restart or hang); the gateway may have sent it, so it is not repeated (notifications.delivery.retry_unknown_sms is off)";
+            return Some(finish(n, State::Dead, Some(reason.to_string()), now));
+        }
+    }
+    if n.channel == Channel::Webhook
+        && let Some(why) = disabled
+    {
+        return Some(finish(
+            n,
+            State::Dead,
+            Some(format!("webhook endpoint disabled: {why}")),
+            now,
+        ));
+    }
+    let lease = SignedDuration::try_from(policy.lease).unwrap_or(SignedDuration::from_secs(60));
+    n.state = State::Sending;
+    n.due_at = now.saturating_add(lease).unwrap_or(now);
+    None
+}
+
+/// Ends a row (delivered or dead) and says so for its incident's timeline.
+pub fn finish(
+    n: &mut Notification,
+    state: State,
+    error: Option<String>,
+    now: Timestamp,
+) -> Transition {
+    n.state = state;
+    n.due_at = now;
+    let line = match (&state, &error) {
+        (State::Delivered, _) => format!(
+            "notification #{} delivered: {} (attempt {}{})",
+            n.id,
+            n.describe(),
+            n.attempts,
+            n.reference.as_ref().map(|r| format!(", reference {r}")).unwrap_or_default()
+        ),
+        (_, Some(e)) => format!("notification #{} dead-lettered: {}: {e}", n.id, n.describe()),
+        _ => format!("notification #{} dead-lettered: {}", n.id, n.describe()),
+    };
+    if error.is_some() {
+        n.last_error = error;
+        tracing::warn!(notification = n.id, channel = n.channel.as_str(), error = ?n.last_error, "notification dead-lettered");
+    }
+    Transition { line: Some(line), ended: Some(state), ..Transition::default() }
+}
+
+/// A worker reports what happened to a claimed row (its error already scrubbed of personal
+/// data). `None`: the row is no longer being sent — an operator dropped or retried it
+/// meanwhile, and their word stands.
+pub fn report(
+    n: &mut Notification,
+    attempt: Attempt,
+    policy: &RetryPolicy,
+    now: Timestamp,
+) -> Option<Transition> {
+    if n.state != State::Sending {
+        return None;
+    }
+    Some(match attempt {
+        Attempt::Deferred { until } => {
+            n.state = if n.attempts == 0 { State::Queued } else { State::Retrying };
+            n.due_at = until;
+            n.waited = true;
+            Transition { due: true, ..Transition::default() }
+        }
+        Attempt::Delivered { reference, bundled_into } => {
+            n.attempts += 1;
+            n.reference = reference;
+            n.bundled_into = bundled_into;
+            n.delivered_at = Some(now);
+            // The failures before are on the timeline; the row shows how it ended.
+            n.last_error = None;
+            Transition { attempt: Some("delivered"), ..finish(n, State::Delivered, None, now) }
+        }
+        Attempt::Failed(error) => {
+            n.attempts += 1;
+            let attempt = Some(outcome_label(&error));
+            let t = match policy.after_failure(n, &error, now, jitter(n.id, n.attempts)) {
+                Next::Retry { at, reason } => {
+                    n.state = State::Retrying;
+                    n.due_at = at;
+                    n.last_error = Some(reason.clone());
+                    let line = format!(
+                        "notification #{} attempt {} failed: {}: {reason}; next attempt at {at}",
+                        n.id,
+                        n.attempts,
+                        n.describe()
+                    );
+                    Transition { line: Some(line), due: true, ..Transition::default() }
+                }
+                Next::Dead { reason } => finish(n, State::Dead, Some(reason), now),
+                Next::DisableEndpoint { reason } => {
+                    tracing::error!(endpoint = %n.recipient.address, %reason, "webhook endpoint disabled: it answered 410 Gone");
+                    let disable = Some(reason.clone());
+                    Transition { disable, ..finish(n, State::Dead, Some(reason), now) }
+                }
+            };
+            Transition { attempt, ..t }
+        }
+    })
+}
+
+/// An operator retries (same idempotency id, fresh attempts and age limit) or drops a row.
+pub fn operate(
+    n: &mut Notification,
+    op: QueueOp,
+    by: &str,
+    now: Timestamp,
+) -> Result<Transition, String> {
+    let id = n.id;
+    let (line, due) = match op {
+        QueueOp::Retry => {
+            if n.state.is_pending() {
+                return Err(format!("notification {id} is already {}", n.state.as_str()));
+            }
+            n.state = State::Queued;
+            n.due_at = now;
+            // A revived notification gets a fresh set of attempts and a fresh age limit.
+            n.attempts = 0;
+            n.requeued_at = Some(now);
+            let line = format!(
+                "notification #{id} requeued by {by} (same idempotency id {})",
+                n.idempotency_id
+            );
+            (line, true)
+        }
+        QueueOp::Drop => {
+            if !n.state.is_pending() {
+                return Err(format!("notification {id} is {}, not pending", n.state.as_str()));
+            }
+            n.state = State::Dead;
+            n.due_at = now;
+            n.last_error = Some(format!("dropped by {by}"));
+            (format!("notification #{id} dropped by {by}"), false)
+        }
+    };
+    Ok(Transition { line: Some(line), due, ..Transition::default() })
+}
+
+fn outcome_label(e: &SendError) -> &'static str {
+    match e {
+        SendError::Retryable { .. } => "retryable",
+        SendError::Permanent { .. } => "permanent",
+        SendError::Gone { .. } => "gone",
+        SendError::Unknown { .. } => "unknown",
+    }
+}
+
+/// Jitter in [0, 1) that differs per notification and attempt, without a random source in the
+/// writer (so replaying a batch gives the same schedule).
+pub fn jitter(id: NotificationId, attempt: u32) -> f64 {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -406,5 +613,76 @@ pub(crate) mod tests {
             p.after_failure(&notification(Channel::Sms, 1, now), &unknown, now, 0.5),
             Next::Retry { .. }
         ));
+    }
+
+    mod transitions {
+        use super::super::*;
+        use super::notification;
+
+        fn t(s: &str) -> Timestamp {
+            s.parse().unwrap()
+        }
+
+        #[test]
+        fn a_claim_leases_the_row_or_ends_it() {
+            let now = t("2026-03-02T09:00:00Z");
+            let policy = RetryPolicy::default();
+            let mut n = notification(Channel::Email, 0, now);
+            n.state = State::Queued;
+            assert_eq!(claim(&mut n, &policy, None, now), None);
+            assert_eq!((n.state, n.due_at), (State::Sending, t("2026-03-02T09:01:00Z")));
+            // Its lease ran out mid-send: an SMS is not sent twice.
+            let mut sms = notification(Channel::Sms, 0, now);
+            let ended = claim(&mut sms, &policy, None, now).unwrap();
+            assert_eq!((sms.state, sms.attempts, ended.ended), (State::Dead, 1, Some(State::Dead)));
+            let mut hook = notification(Channel::Webhook, 0, now);
+            let ended = claim(&mut hook, &policy, Some("410".into()), now).unwrap();
+            assert!(ended.line.unwrap().contains("webhook endpoint disabled: 410"));
+        }
+
+        #[test]
+        fn a_report_delivers_retries_dead_letters_or_disables_the_endpoint() {
+            let now = t("2026-03-02T09:00:00Z");
+            let policy = RetryPolicy::default();
+            let mut n = notification(Channel::Email, 0, now);
+            let ok = Attempt::Delivered { reference: Some("r1".into()), bundled_into: None };
+            let done = report(&mut n, ok.clone(), &policy, now).unwrap();
+            assert_eq!(
+                (n.state, done.attempt, done.ended),
+                (State::Delivered, Some("delivered"), Some(State::Delivered))
+            );
+            assert_eq!(report(&mut n, ok, &policy, now), None, "no longer sending: ignored");
+            let mut n = notification(Channel::Email, 0, now);
+            let busy = SendError::Retryable { reason: "busy".into(), retry_after: None };
+            let retry = report(&mut n, Attempt::Failed(busy), &policy, now).unwrap();
+            assert_eq!(
+                (n.state, retry.due, retry.attempt),
+                (State::Retrying, true, Some("retryable"))
+            );
+            let mut n = notification(Channel::Webhook, 0, now);
+            let gone = SendError::Gone { reason: "410".into() };
+            let dead = report(&mut n, Attempt::Failed(gone), &policy, now).unwrap();
+            assert_eq!(n.state, State::Dead);
+            assert!(dead.disable.is_some());
+            let mut n = notification(Channel::Email, 0, now);
+            let wait = Attempt::Deferred { until: t("2026-03-02T09:05:00Z") };
+            let deferred = report(&mut n, wait, &policy, now).unwrap();
+            assert_eq!((n.state, n.attempts, deferred.due), (State::Queued, 0, true));
+        }
+
+        #[test]
+        fn an_operator_revives_a_dead_row_or_drops_a_pending_one() {
+            let now = t("2026-03-02T09:00:00Z");
+            let mut n = notification(Channel::Email, 3, now);
+            assert!(operate(&mut n, QueueOp::Retry, "user:op", now).is_err(), "still pending");
+            let dropped = operate(&mut n, QueueOp::Drop, "user:op", now).unwrap();
+            assert_eq!((n.state, dropped.due), (State::Dead, false));
+            let revived = operate(&mut n, QueueOp::Retry, "user:op", now).unwrap();
+            assert_eq!(
+                (n.state, n.attempts, n.requeued_at, revived.due),
+                (State::Queued, 0, Some(now), true)
+            );
+            assert!(operate(&mut n, QueueOp::Retry, "user:op", now).is_err());
+        }
     }
 }

@@ -134,7 +134,28 @@ pub struct Delivery {
     pub audience: String,
 }
 
+impl Delivery {
+    /// `email to ana (responder)`: for timeline entries.
+    pub fn describe(&self) -> String {
+        let who = self.recipient.person.as_deref().unwrap_or(&self.recipient.address);
+        format!("{} to {who} ({})", self.channel.as_str(), self.audience)
+    }
+}
+
 impl Policies {
+    /// Picks the incident's policy for its decision (recording the choice, and why, on the
+    /// incident) and returns it. `floor`: the config's `escalation.severity_floor`.
+    pub fn choose_for(
+        &self,
+        incident: &mut crate::incident::Incident,
+        floor: bool,
+    ) -> Option<Policy> {
+        let choice = self.choice(&incident.decision, floor);
+        let policy = choice.policy.as_ref().and_then(|n| self.policies.get(n)).cloned();
+        incident.policy_choice = Some(choice);
+        policy
+    }
+
     /// The policy for a decision: the one the rules chose, else the severity's, else the
     /// default. A rule naming an unknown policy falls back (and says so in the second value)
     /// rather than notifying nobody.

@@ -8,7 +8,9 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::incident::{Entry, Incident, Stamp};
+use crate::effect::Amended;
+use crate::escalation::{Timer, TimerKind};
+use crate::incident::{Entry, EntryKind, Incident, Stamp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
@@ -74,6 +76,129 @@ impl Review {
             updated: None,
         }
     }
+}
+
+/// The people a review's action items may be given to (the config's `people`).
+pub type People = std::collections::BTreeMap<String, crate::policy::Person>;
+
+/// A person edits the review's text fields (those given). Refused while the incident is open
+/// and has no review yet.
+pub fn edit(
+    incident: &mut Incident,
+    summary: Option<String>,
+    went_well: Option<String>,
+    went_badly: Option<String>,
+    stamp: Stamp,
+) -> Result<Amended, String> {
+    let id = incident.id;
+    if incident.status.is_open() && incident.review.is_none() {
+        return Err(format!("incident #{id} is still open: its review opens when it resolves"));
+    }
+    let review = incident.review.get_or_insert_with(|| Review::new(stamp.at));
+    let mut fields = Vec::new();
+    for (name, value, slot) in [
+        ("summary", summary, &mut review.summary),
+        ("went_well", went_well, &mut review.went_well),
+        ("went_badly", went_badly, &mut review.went_badly),
+    ] {
+        if let Some(v) = value {
+            *slot = v;
+            fields.push(name);
+        }
+    }
+    if fields.is_empty() {
+        return Err("give at least one of summary, went_well, went_badly".into());
+    }
+    review.updated = Some(stamp);
+    Ok(Amended::new(EntryKind::Review, format!("review updated: {}", fields.join(", "))))
+}
+
+/// A person adds an action item to the review; its owner is reminded from `due` on.
+pub fn add_action(
+    incident: &mut Incident,
+    title: String,
+    owner: String,
+    due: Timestamp,
+    people: &People,
+    stamp: Stamp,
+) -> Result<Amended, String> {
+    let (id, now) = (incident.id, stamp.at);
+    if !people.contains_key(&owner) {
+        return Err(format!("no person `{owner}` in the config's people"));
+    }
+    if incident.status.is_open() && incident.review.is_none() {
+        return Err(format!(
+            "incident #{id} is still open: action items belong to its review, which opens when it resolves"
+        ));
+    }
+    let review = incident.review.get_or_insert_with(|| Review::new(now));
+    let action = review.actions.iter().map(|a| a.id).max().unwrap_or(0) + 1;
+    review.actions.push(ActionItem {
+        id: action,
+        title: title.clone(),
+        owner: owner.clone(),
+        due,
+        state: ActionState::Open,
+        created: stamp,
+        closed: None,
+    });
+    let mut amended = Amended::new(
+        EntryKind::Review,
+        format!("action item #{action} added: {title} (owner {owner}, due {due})"),
+    );
+    amended.effects.schedule(due.max(now), TimerKind::ActionDue { action });
+    Ok(amended)
+}
+
+/// A person changes an action item's state, owner or due time; its reminder moves with it
+/// (and stops once it is no longer open).
+pub fn update_action(
+    incident: &mut Incident,
+    pending: &[Timer],
+    action: u32,
+    change: (Option<ActionState>, Option<String>, Option<Timestamp>),
+    people: &People,
+    stamp: Stamp,
+) -> Result<Amended, String> {
+    let (state, owner, due) = change;
+    let (id, now) = (incident.id, stamp.at);
+    let Some(item) =
+        incident.review.as_mut().and_then(|r| r.actions.iter_mut().find(|a| a.id == action))
+    else {
+        return Err(format!("incident #{id} has no action item #{action}"));
+    };
+    if let Some(o) = &owner
+        && !people.contains_key(o)
+    {
+        return Err(format!("no person `{o}` in the config's people"));
+    }
+    let mut what = Vec::new();
+    if let Some(o) = owner {
+        what.push(format!("owner {} → {o}", item.owner));
+        item.owner = o;
+    }
+    if let Some(d) = due {
+        what.push(format!("due {} → {d}", item.due));
+        item.due = d;
+    }
+    if let Some(st) = state {
+        what.push(format!("state {} → {}", item.state.as_str(), st.as_str()));
+        item.state = st;
+        item.closed = (st != ActionState::Open).then(|| stamp.clone());
+    }
+    if what.is_empty() {
+        return Err("give at least one of state, owner, due".into());
+    }
+    let (open, due_at) = (item.state == ActionState::Open, item.due);
+    let mut amended =
+        Amended::new(EntryKind::Review, format!("action item #{action}: {}", what.join(", ")));
+    amended
+        .effects
+        .cancel(pending, |k| matches!(k, TimerKind::ActionDue { action: a } if *a == action));
+    if open {
+        amended.effects.schedule(due_at.max(now), TimerKind::ActionDue { action });
+    }
+    Ok(amended)
 }
 
 /// The review meeting's document: the incident, its review and its full timeline.
@@ -253,5 +378,55 @@ mod tests {
         assert!(!a.overdue("2026-01-01T00:00:00Z".parse().unwrap()));
         a.state = ActionState::Done;
         assert!(!a.overdue(due));
+    }
+
+    mod amendments {
+        use super::super::*;
+        use crate::escalation::testing::*;
+
+        fn stamp(at: Timestamp) -> Stamp {
+            Stamp { by: "user:ana".into(), at }
+        }
+
+        #[tokio::test]
+        async fn a_review_opens_only_once_the_incident_resolves() {
+            let mut i = plain_incident();
+            assert!(edit(&mut i, Some("s".into()), None, None, stamp(t0())).is_err());
+            i.status = crate::incident::Status::Resolved;
+            assert!(edit(&mut i, None, None, None, stamp(t0())).is_err(), "nothing given");
+            let a = edit(&mut i, Some("s".into()), None, Some("b".into()), stamp(t0())).unwrap();
+            assert_eq!(a.message, "review updated: summary, went_badly");
+            assert_eq!(i.review.unwrap().summary, "s");
+        }
+
+        #[tokio::test]
+        async fn action_items_are_reminded_from_their_due_time_until_closed() {
+            let people = runtime("").config.policies.people.clone();
+            let mut i = plain_incident();
+            i.status = crate::incident::Status::Resolved;
+            let add = |i: &mut Incident, owner: &str| {
+                add_action(i, "fix".into(), owner.into(), mins(-5), &people, stamp(t0()))
+            };
+            assert!(add(&mut i, "nobody").is_err());
+            let a = add(&mut i, "ben").unwrap();
+            assert_eq!(a.effects.scheduled(), [(t0(), &TimerKind::ActionDue { action: 1 })]);
+            let pending = [Timer {
+                id: 1,
+                incident: 7,
+                due_at: t0(),
+                kind: TimerKind::ActionDue { action: 1 },
+            }];
+            let change = (None, Some("ana".into()), Some(mins(60)));
+            let a = update_action(&mut i, &pending, 1, change, &people, stamp(t0())).unwrap();
+            assert_eq!(a.effects.cancelled().len(), 1);
+            assert_eq!(a.effects.scheduled(), [(mins(60), &TimerKind::ActionDue { action: 1 })]);
+            let done = (Some(ActionState::Done), None, None);
+            let a = update_action(&mut i, &pending, 1, done, &people, stamp(t0())).unwrap();
+            assert!(a.effects.scheduled().is_empty(), "closed: no more reminders");
+            assert!(i.review.as_ref().unwrap().actions[0].closed.is_some());
+            assert!(
+                update_action(&mut i, &[], 9, (None, None, None), &people, stamp(t0())).is_err()
+            );
+        }
     }
 }
