@@ -2,7 +2,9 @@
 //!
 //! Modules in the order an event flows through them:
 //!
-//! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`].
+//! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`]; only
+//!   the shell (file, `${VAR}`, token files, located errors): each section is checked by the
+//!   module it configures.
 //! - [`server`]: the HTTP listener: routes, graceful stop; [`connections`]: the connection cap,
 //!   idle and body deadlines that keep silent or slow clients from using up descriptors.
 //! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them;
@@ -51,7 +53,8 @@
 //!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
-//! Shared types: [`event`] (the canonical event), [`event_id`] (event ids: UUID v7 in
+//! Shared types: [`vocab`] (secrets, durations, permission and role names), [`event`] (the
+//! canonical event), [`event_id`] (event ids: UUID v7 in
 //! consecutive blocks per request), [`error`] (HTTP errors as JSON) and [`clock`] (the
 //! injectable "now" that timers and drills run on).
 #![forbid(unsafe_code)]
@@ -96,3 +99,4 @@ pub mod sms_inbound;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
+pub mod vocab;

@@ -27,7 +27,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::Secret;
+use crate::vocab::Secret;
 
 pub mod email;
 pub mod guard;

@@ -9,15 +9,32 @@
 //! expanded by [`validate`], after parsing, so an environment value can never change the YAML
 //! structure.
 
+mod errors;
+mod files;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+mod validator;
+mod vars;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_saphyr::{Location, MessageFormatter, Spanned};
+use serde_saphyr::{Location, Spanned};
+
+pub use crate::vocab::{Permission, Role, Secret, UserPermission, parse_duration};
+pub use errors::{ConfigError, ConfigErrors, Position};
+pub(crate) use errors::{parse_error, position};
+pub use files::{LINK_KEY_FILE, random_secret, read_or_create_link_key};
+use files::{TOKEN_FILE, random_token, read_config_file, read_or_create_token};
+pub(crate) use validator::At;
+pub use validator::{MAX_NAME_CHARS, Validator};
+pub use vars::expand_secret;
+use vars::{Piece, expand, split_vars};
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -200,165 +217,15 @@ pub fn validate(
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let mut v = Validator { file, env, errors: Vec::new() };
+    let mut v = Validator::new(file, env);
     let config = v.config(raw);
-    if v.errors.is_empty() { Ok(config) } else { Err(ConfigErrors { errors: v.errors }) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-/// Every problem found in a configuration. `Display` puts each on its own line as
-/// `FILE:LINE:COL: path: message` (or `FILE: path: message` when the line is unknown).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", join_lines(.errors))]
-pub struct ConfigErrors {
-    pub errors: Vec<ConfigError>,
-}
-
-/// One problem, with as much of its location as is known. Messages never contain a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The config file, the token file, or `<embedded default>`.
-    pub file: String,
-    pub position: Option<Position>,
-    /// Key path such as `sources[1].rate_limit.per_second`; empty for whole-file problems.
-    pub path: String,
-    pub message: String,
-}
-
-/// 1-based line and column (in characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub line: u64,
-    pub column: u64,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
-        if let Some(p) = self.position {
-            write!(f, ":{}:{}", p.line, p.column)?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl ConfigErrors {
-    fn one(file: &str, message: impl Into<String>) -> Self {
-        ConfigErrors {
-            errors: vec![ConfigError {
-                file: file.to_string(),
-                position: None,
-                path: String::new(),
-                message: message.into(),
-            }],
-        }
-    }
-}
-
-fn join_lines(errors: &[ConfigError]) -> String {
-    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    lines.join("\n")
+    let errors = v.into_errors();
+    if errors.is_empty() { Ok(config) } else { Err(ConfigErrors { errors }) }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Typed configuration: the contract the rest of the crate builds against
 // ---------------------------------------------------------------------------------------------
-
-/// A credential or other secret. `Debug` and `Display` print `***`; only [`Secret::expose`]
-/// gives the value, so a secret cannot reach a log line by accident.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// What a source may send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Permission {
-    /// Machine alerts: `/api/v2/alerts`, `/v2/enqueue`, `/api/v1/alertmanager`.
-    Alerts,
-    /// Customer reports: `/api/v1/reports`.
-    Reports,
-    /// Canonical events: `/api/v1/events`.
-    Events,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 3] = [Permission::Alerts, Permission::Reports, Permission::Events];
-
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::Alerts => "alerts",
-            Permission::Reports => "reports",
-            Permission::Events => "events",
-        }
-    }
-}
-
-/// What a user credential may do on the read/act API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Viewer,
-    Responder,
-    Admin,
-}
-
-/// A permission a user holds besides their role (`users[].permissions`). Roles never imply
-/// one: an admin without `pii` sees redacted customer data like a viewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum UserPermission {
-    /// See personal data unredacted in API answers and on the dashboard.
-    Pii,
-}
-
-impl UserPermission {
-    pub const ALL: [UserPermission; 1] = [UserPermission::Pii];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserPermission::Pii => "pii",
-        }
-    }
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Responder, Role::Admin];
-
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Responder => "responder",
-            Role::Admin => "admin",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
@@ -911,8 +778,6 @@ pub struct AckLinks {
     pub ttl: Duration,
 }
 
-/// The file under `data_dir` holding the generated link key when no secret is configured.
-pub const LINK_KEY_FILE: &str = "link.key";
 /// Shortest configured link secret, in bytes: 256 bits if written as random hex or base64.
 pub const MIN_LINK_SECRET_BYTES: usize = 32;
 /// Longest link lifetime: a link in an old mail must not work forever.
@@ -1025,18 +890,16 @@ impl RawConfig {
 const TOKEN_VAR: &str = "TOCSIN_TOKEN";
 const LISTEN_VAR: &str = "TOCSIN_LISTEN";
 const DATA_DIR_VAR: &str = "TOCSIN_DATA_DIR";
-const TOKEN_FILE: &str = "token";
 const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
 const DEFAULT_DATA_DIR: &str = "./tocsin-data";
 
 /// A config is a few kilobytes; anything near this is a mistake or an attack.
-const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 /// Above this a single request body stops being an alert and starts being a memory problem.
 const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 /// Each waiting request may hold a body, so the queue bounds memory too.
 const MAX_QUEUE_CAPACITY: u64 = 1 << 20;
 const MAX_BATCH_EVENTS: u64 = 1 << 20;
-const MAX_NAME_CHARS: usize = 128;
 
 pub(crate) fn parse_options() -> serde_saphyr::Options {
     // The schema is at most five levels deep and a real config has a few hundred nodes; the
@@ -1058,260 +921,11 @@ pub(crate) fn parse_options() -> serde_saphyr::Options {
     }
 }
 
-pub(crate) fn parse_error(file: &str, err: &serde_saphyr::Error) -> ConfigError {
-    let mut inner = err;
-    while let serde_saphyr::Error::WithSnippet { error, .. }
-    | serde_saphyr::Error::AliasError { error, .. } = inner
-    {
-        inner = error;
-    }
-    let message = serde_saphyr::UserMessageFormatter.format_message(inner);
-    // The message quotes YAML text; keep it on one line whatever the file contains.
-    let mut one_line = String::with_capacity(message.len());
-    for c in message.chars() {
-        if c.is_control() {
-            one_line.extend(c.escape_default());
-        } else {
-            one_line.push(c);
-        }
-    }
-    ConfigError {
-        file: file.to_string(),
-        position: err.location().and_then(position),
-        path: String::new(),
-        message: one_line,
-    }
-}
-
-pub(crate) fn position(loc: Location) -> Option<Position> {
-    (loc != Location::UNKNOWN && loc.line() > 0)
-        .then(|| Position { line: loc.line(), column: loc.column() })
-}
-
-fn read_config_file(path: &Path) -> Result<String, ConfigErrors> {
-    let file = path.display().to_string();
-    let fail = |what: &str, e: std::io::Error| ConfigErrors::one(&file, format!("{what}: {e}"));
-    let handle = std::fs::File::open(path).map_err(|e| fail("cannot open config file", e))?;
-    let mut bytes = Vec::new();
-    handle
-        .take(MAX_CONFIG_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail("cannot read config file", e))?;
-    if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigErrors::one(
-            &file,
-            format!("config file is larger than {MAX_CONFIG_BYTES} bytes"),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        ConfigErrors::one(
-            &file,
-            format!("config file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
-        )
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The generated token
-// ---------------------------------------------------------------------------------------------
-
-fn random_token() -> Result<String, String> {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("cannot generate a random token: {e}"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// The generated acknowledge-link key: `<data_dir>/link.key`, created (0600) with 32 random
-/// bytes on first use and reused after restarts, exactly like the generated token.
-pub fn read_or_create_link_key(data_dir: &Path) -> Result<Secret, ConfigErrors> {
-    read_or_create_token(&data_dir.join(LINK_KEY_FILE)).map(Secret::new)
-}
-
-/// A random in-memory secret (for `tocsin check`, which writes nothing).
-pub fn random_secret() -> Result<Secret, String> {
-    random_token().map(Secret::new)
-}
-
-/// Reuses `path` if it exists, else creates it with a new token. The file must be private
-/// (no group or other bits), like an ssh key: it holds the admin credential.
-fn read_or_create_token(path: &Path) -> Result<String, ConfigErrors> {
-    let file = path.display().to_string();
-    let fail = |message: String| ConfigErrors::one(&file, message);
-    match std::fs::File::open(path) {
-        Ok(handle) => read_token_file(handle, path).map_err(fail),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                // 0700 applies only to directories created here; an existing data_dir keeps
-                // the mode its owner chose.
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| fail(format!("cannot create data directory: {e}")))?;
-            }
-            let token = random_token().map_err(fail)?;
-            // create_new: never overwrite a token another process just wrote, and never follow
-            // a symlink planted at this path.
-            let created =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-            match created {
-                Ok(mut handle) => {
-                    handle
-                        .write_all(format!("{token}\n").as_bytes())
-                        .and_then(|()| handle.sync_all())
-                        .map_err(|e| fail(format!("cannot write token file: {e}")))?;
-                    Ok(token)
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let handle = std::fs::File::open(path)
-                        .map_err(|e| fail(format!("cannot open token file: {e}")))?;
-                    read_token_file(handle, path).map_err(fail)
-                }
-                Err(e) => Err(fail(format!("cannot create token file: {e}"))),
-            }
-        }
-        Err(e) => Err(fail(format!("cannot open token file: {e}"))),
-    }
-}
-
-fn read_token_file(handle: std::fs::File, path: &Path) -> Result<String, String> {
-    let mode =
-        handle.metadata().map_err(|e| format!("cannot read token file: {e}"))?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "token file is readable by other users (mode {:o}); run `chmod 600 {}`",
-            mode & 0o777,
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    handle
-        .take(4096)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read token file: {e}"))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err("token file is empty; delete it to have a new token generated".to_string());
-    }
-    Ok(token.to_string())
-}
-
-// ---------------------------------------------------------------------------------------------
-// `${VAR}` expansion
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, PartialEq, Eq)]
-enum Piece<'a> {
-    Text(&'a str),
-    Var(&'a str),
-}
-
-/// Splits `text` into literal text and `${NAME}` references. `$${` stands for a literal `${`;
-/// any other `$` is literal.
-fn split_vars(text: &str) -> Result<Vec<Piece<'_>>, String> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        let after = &rest[at + 1..];
-        if let Some(escaped) = after.strip_prefix("${") {
-            pieces.push(Piece::Text(&rest[..at]));
-            pieces.push(Piece::Text("${"));
-            rest = escaped;
-        } else if let Some(body) = after.strip_prefix('{') {
-            pieces.push(Piece::Text(&rest[..at]));
-            let Some(end) = body.find('}') else {
-                return Err("`${` has no closing `}` (write `$${` for a literal `${`)".to_string());
-            };
-            let name = &body[..end];
-            if !is_var_name(name) {
-                return Err(format!(
-                    "`${{{name}}}` is not a variable reference: names are letters, digits and `_`, \
-                     not starting with a digit (write `$${{` for a literal `${{`)"
-                ));
-            }
-            pieces.push(Piece::Var(name));
-            rest = &body[end + 1..];
-        } else {
-            pieces.push(Piece::Text(&rest[..at + 1]));
-            rest = after;
-        }
-    }
-    pieces.push(Piece::Text(rest));
-    pieces.retain(|p| *p != Piece::Text(""));
-    Ok(pieces)
-}
-
-fn is_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Expands `${VAR}` references in a secret in place, for config sections that other modules
-/// own (notification channels). On failure returns one message per problem, naming variables,
-/// never values.
-pub fn expand_secret(
-    secret: &mut Secret,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), Vec<String>> {
-    secret.0 = expand(&secret.0, env)?;
-    Ok(())
-}
-
-/// Expands every reference; on failure returns one message per problem (each unset variable
-/// is named). Messages name variables, never their values.
-fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
-    let pieces = split_vars(text).map_err(|e| vec![e])?;
-    let mut out = String::new();
-    let mut missing = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => out.push_str(t),
-            Piece::Var(name) => match env(name) {
-                Some(value) => out.push_str(&value),
-                None => missing.push(format!("environment variable {name} is not set")),
-            },
-        }
-    }
-    if missing.is_empty() { Ok(out) } else { Err(missing) }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validation
 // ---------------------------------------------------------------------------------------------
 
-struct Validator<'a> {
-    file: &'a str,
-    env: &'a dyn Fn(&str) -> Option<String>,
-    errors: Vec<ConfigError>,
-}
-
-/// Where a value came from, for error messages.
-#[derive(Clone, Copy)]
-enum At {
-    File(Location),
-    Env(&'static str),
-}
-
 impl Validator<'_> {
-    fn error(&mut self, at: At, path: &str, message: impl Into<String>) {
-        let (position, path) = match at {
-            At::File(loc) => (position(loc), path.to_string()),
-            At::Env(var) => (None, format!("{path} (from {var})")),
-        };
-        self.errors.push(ConfigError {
-            file: self.file.to_string(),
-            position,
-            path,
-            message: message.into(),
-        });
-    }
-
-    fn err(&mut self, loc: Location, path: &str, message: impl Into<String>) {
-        self.error(At::File(loc), path, message);
-    }
-
     fn config(&mut self, raw: RawConfig) -> Config {
         let listen = match (raw.env_overrides.listen, raw.listen) {
             (Some(value), _) => self.listen(value, At::Env(LISTEN_VAR)),
@@ -1705,14 +1319,14 @@ impl Validator<'_> {
         // reported; the config is refused for the expansion error.
         if let Some(email) = raw.email {
             let (at, mut cfg) = (email.referenced, email.value);
-            if let Err(problems) = cfg.expand_secrets(self.env) {
+            if let Err(problems) = cfg.expand_secrets(self.env()) {
                 problems.into_iter().for_each(|p| self.err(at, "notifications.email.password", p));
             }
             n.email = Some(cfg);
         }
         if let Some(sms) = raw.sms {
             let (at, mut cfg) = (sms.referenced, sms.value);
-            if let Err(problems) = cfg.expand_secrets(self.env) {
+            if let Err(problems) = cfg.expand_secrets(self.env()) {
                 problems.into_iter().for_each(|p| self.err(at, "notifications.sms", p));
             }
             // Caught here rather than at the first page: an internal gateway address is a
@@ -1734,7 +1348,7 @@ impl Validator<'_> {
                 self.err(at, &format!("{path}.name"), format!("`{}` is defined twice", cfg.name));
                 continue;
             }
-            if let Err(problems) = cfg.expand_secrets(self.env) {
+            if let Err(problems) = cfg.expand_secrets(self.env()) {
                 problems.into_iter().for_each(|p| self.err(at, &path, p));
             }
             if !cfg.allow_private
@@ -2555,19 +2169,6 @@ impl Validator<'_> {
         }
         triage
     }
-
-    fn expand(&mut self, text: &str, loc: Location, path: &str) -> Option<String> {
-        match expand(text, self.env) {
-            Ok(value) => Some(value),
-            Err(messages) => {
-                for message in messages {
-                    self.err(loc, path, message);
-                }
-                None
-            }
-        }
-    }
-
     fn listen(&mut self, value: String, at: At) -> String {
         if let Err(message) = check_listen(&value) {
             self.error(at, "listen", message);
@@ -2660,7 +2261,7 @@ impl Validator<'_> {
         }
         if let Some(secret) = raw.secret {
             let mut value = secret.value;
-            match expand_secret(&mut value, self.env) {
+            match expand_secret(&mut value, self.env()) {
                 Err(problems) => {
                     problems
                         .into_iter()
@@ -2684,23 +2285,6 @@ impl Validator<'_> {
         }
         links
     }
-
-    fn duration(
-        &mut self,
-        raw: Option<Spanned<String>>,
-        path: &str,
-        default: Duration,
-    ) -> Duration {
-        let Some(s) = raw else { return default };
-        match parse_duration(&s.value) {
-            Ok(d) => d,
-            Err(message) => {
-                self.err(s.referenced, path, message);
-                default
-            }
-        }
-    }
-
     fn journal(&mut self, raw: Option<Spanned<RawJournal>>) -> Journal {
         let defaults = Journal::default();
         let Some(raw) = raw.map(|s| s.value) else {
@@ -2721,16 +2305,6 @@ impl Validator<'_> {
             ),
         }
     }
-
-    fn count(&mut self, raw: Option<Spanned<u64>>, path: &str, max: u64, default: usize) -> usize {
-        let Some(s) = raw else { return default };
-        if s.value == 0 || s.value > max {
-            self.err(s.referenced, path, format!("must be from 1 to {max}, not {}", s.value));
-            return default;
-        }
-        usize::try_from(s.value).unwrap_or(default)
-    }
-
     fn sources(&mut self, raw: Vec<Spanned<RawSource>>) -> Vec<Source> {
         let mut sources = Vec::new();
         // Earlier owner of each name / token / routing key, so the error names both places.
@@ -3055,30 +2629,6 @@ impl Validator<'_> {
         seen.insert(value.clone(), path.to_string());
         Some(Secret::new(value))
     }
-
-    fn one_of<T: Ord>(
-        &mut self,
-        words: Vec<Spanned<String>>,
-        path: &str,
-        lookup: impl Fn(&str) -> Option<T>,
-        allowed: &str,
-    ) -> BTreeSet<T> {
-        let mut set = BTreeSet::new();
-        for (i, word) in words.into_iter().enumerate() {
-            match lookup(&word.value) {
-                Some(value) => {
-                    set.insert(value);
-                }
-                None => self.err(
-                    word.referenced,
-                    &format!("{path}[{i}]"),
-                    format!("`{}` is not one of: {allowed}", word.value.escape_debug()),
-                ),
-            }
-        }
-        set
-    }
-
     fn rate_limit(&mut self, raw: Option<Spanned<RawRateLimit>>, path: &str) -> RateLimit {
         let defaults = RateLimit::default();
         let Some(raw) = raw.map(|s| s.value) else {
@@ -3133,540 +2683,4 @@ fn check_listen(value: &str) -> Result<(), String> {
         return Err(format!("`{}` is not a host name or IP address", host.escape_debug()));
     }
     Ok(())
-}
-
-/// Accepts jiff's friendly format (`500ms`, `2s`, `5m`, `1h`, `1h 30m`) and ISO 8601 (`PT2S`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("`{}` is not a duration; write e.g. 500ms, 2s, 5m or 1h", text.escape_debug());
-    // Days (and weeks) count as 24 hours (168): notice deadlines and review reminders are
-    // written as `3d`, and a deadline measured in hours does not bend for clock changes.
-    let signed: jiff::SignedDuration = match text.trim().parse() {
-        Ok(d) => d,
-        Err(_) => text
-            .trim()
-            .parse::<jiff::Span>()
-            .ok()
-            .filter(|s| s.get_years() == 0 && s.get_months() == 0)
-            .and_then(|s| s.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).ok())
-            .ok_or_else(bad)?,
-    };
-    if signed.is_negative() {
-        return Err(format!("`{}` is negative", text.escape_debug()));
-    }
-    if signed.is_zero() {
-        return Err("must be longer than 0".to_string());
-    }
-    Duration::try_from(signed).map_err(|_| bad())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    const TOKEN: &str = "s3cret-token-value";
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.get(name).cloned()
-    }
-
-    fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-        let mut raw = parse(text, "test.yaml")?;
-        raw.apply_env_overrides(env);
-        validate(raw, "test.yaml", env)
-    }
-
-    fn find<'a>(errors: &'a ConfigErrors, path: &str) -> &'a ConfigError {
-        errors
-            .errors
-            .iter()
-            .find(|e| e.path == path)
-            .unwrap_or_else(|| panic!("no error at {path} in:\n{errors}"))
-    }
-
-    #[test]
-    fn embedded_default_loads_with_token_from_env() {
-        let env = env_of(&[("TOCSIN_TOKEN", TOKEN)]);
-        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
-
-        assert_eq!(config.listen, "127.0.0.1:9797");
-        assert_eq!(config.data_dir, PathBuf::from("./tocsin-data"));
-        assert_eq!(config.log_format, LogFormat::Text);
-        assert_eq!(config.limits, Limits::default());
-        assert_eq!(config.journal, Journal::default());
-        assert_eq!(config.generated_token, None);
-        let [source] = config.sources.as_slice() else { panic!("one source") };
-        assert_eq!(source.name, "default");
-        assert_eq!(source.token.expose(), TOKEN);
-        assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some(TOKEN));
-        assert_eq!(source.allow, Permission::ALL.into_iter().collect());
-        assert_eq!(source.rate_limit, RateLimit { per_second: 200_000, burst: 400_000 });
-        let [user] = config.users.as_slice() else { panic!("one user") };
-        assert_eq!(user.name, "admin");
-        assert_eq!(user.token.expose(), TOKEN);
-        assert_eq!(user.roles, BTreeSet::from([Role::Admin]));
-    }
-
-    #[test]
-    fn empty_file_gives_defaults() {
-        let config = load_text("{}\n", &env_of(&[])).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:9797");
-        assert_eq!(config.limits, Limits::default());
-        assert!(config.sources.is_empty());
-        assert!(config.users.is_empty());
-    }
-
-    #[test]
-    fn placeholder_token_touches_no_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let env = env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap())]);
-        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
-        assert!(!data_dir.exists());
-        assert_eq!(config.generated_token, None);
-        assert!(!config.sources[0].token.expose().is_empty());
-    }
-
-    #[test]
-    fn many_mistakes_are_reported_together_with_locations() {
-        let text = r#"listen: "localhost"
-log_format: xml
-limits:
-  max_body_bytes: 0
-  request_timeout: 0s
-  header_read_timeout: soon
-journal: { queue_capacity: 0 }
-sources:
-  - name: alpha
-    token: "${A}"
-    allow: [alerts, pages]
-    rate_limit: { per_second: 0, burst: 10 }
-  - name: alpha
-    token: "${A}"
-  - name: ""
-    token: "${NOPE}"
-  - name: beta
-users:
-  - name: ""
-    token: t1
-    roles: [root]
-  - name: bob
-    token: t2
-"#;
-        let errors = load_text(text, &env_of(&[("A", "tok-a")])).unwrap_err();
-        let at = |path: &str| find(&errors, path).position.map(|p| p.line);
-
-        assert_eq!(at("listen"), Some(1));
-        assert_eq!(at("log_format"), Some(2));
-        assert_eq!(at("limits.max_body_bytes"), Some(4));
-        assert_eq!(at("limits.request_timeout"), Some(5));
-        assert_eq!(at("limits.header_read_timeout"), Some(6));
-        assert_eq!(at("journal.queue_capacity"), Some(7));
-        assert_eq!(at("sources[0].allow[1]"), Some(11));
-        assert_eq!(at("sources[0].rate_limit.per_second"), Some(12));
-        assert_eq!(at("sources[1].name"), Some(13));
-        assert!(find(&errors, "sources[1].name").message.contains("already defined"));
-        assert_eq!(at("sources[1].token"), Some(14));
-        assert!(find(&errors, "sources[1].token").message.contains("sources[0].token"));
-        assert_eq!(at("sources[2].name"), Some(15));
-        assert_eq!(at("sources[2].token"), Some(16));
-        assert!(find(&errors, "sources[2].token").message.contains("NOPE is not set"));
-        assert_eq!(at("sources[3].token"), Some(17));
-        assert!(find(&errors, "sources[3].token").message.contains("missing"));
-        assert_eq!(at("users[0].name"), Some(19));
-        assert_eq!(at("users[0].roles[0]"), Some(21));
-        assert_eq!(at("users[1].roles"), Some(22));
-        assert_eq!(errors.errors.len(), 16, "{errors}");
-
-        // One line per error, each `file:line:col: path: message`.
-        let shown = errors.to_string();
-        assert_eq!(shown.lines().count(), errors.errors.len());
-        assert!(shown.lines().all(|l| l.starts_with("test.yaml:")), "{shown}");
-        assert!(shown.contains("test.yaml:12:"), "{shown}");
-        assert!(shown.contains(": sources[0].rate_limit.per_second: must be from 1"), "{shown}");
-        assert!(!shown.contains("tok-a"), "a secret leaked into:\n{shown}");
-    }
-
-    #[test]
-    fn listen_must_be_host_and_port() {
-        for good in ["127.0.0.1:0", "0.0.0.0:9797", "[::1]:9797", "localhost:80"] {
-            assert_eq!(check_listen(good), Ok(()), "{good}");
-        }
-        for bad in ["localhost", ":9797", "host:99999", "::1:80", "a b:80", ""] {
-            assert!(check_listen(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn body_limit_above_64_mib_is_rejected() {
-        let errors = load_text("limits: { max_body_bytes: 67108865 }\n", &env_of(&[])).unwrap_err();
-        assert!(find(&errors, "limits.max_body_bytes").message.contains("64 MiB"));
-        let ok = load_text("limits: { max_body_bytes: 67108864 }\n", &env_of(&[])).unwrap();
-        assert_eq!(ok.limits.max_body_bytes, 64 * 1024 * 1024);
-    }
-
-    #[test]
-    fn durations_are_humane() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("4m59s"), Ok(Duration::from_secs(299)));
-        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86400)));
-        assert_eq!(parse_duration("1w 2d"), Ok(Duration::from_secs(9 * 86400)));
-        assert!(parse_duration("1 month").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("-2s").is_err());
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("fast").is_err());
-    }
-
-    #[test]
-    fn unknown_field_is_rejected_with_its_line() {
-        let text = "listen: \"127.0.0.1:1\"\nsources:\n  - name: a\n    tokn: x\n";
-        let errors = load_text(text, &env_of(&[])).unwrap_err();
-        let [error] = errors.errors.as_slice() else { panic!("one error: {errors}") };
-        assert_eq!(error.position.map(|p| p.line), Some(4), "{errors}");
-        assert!(error.message.contains("tokn"), "{errors}");
-        assert!(errors.to_string().starts_with("test.yaml:4:"), "{errors}");
-    }
-
-    #[test]
-    fn yaml_syntax_error_has_a_position() {
-        let errors = load_text("listen: [unclosed\n", &env_of(&[])).unwrap_err();
-        assert!(errors.errors[0].position.is_some(), "{errors}");
-    }
-
-    #[test]
-    fn env_vars_expand_whole_or_in_part_and_escape() {
-        assert_eq!(expand("${X}", &env_of(&[("X", "v")])), Ok("v".to_string()));
-        assert_eq!(
-            expand("Bearer-${X}-${Y}!", &env_of(&[("X", "a"), ("Y", "b")])),
-            Ok("Bearer-a-b!".to_string())
-        );
-        assert_eq!(expand("$${X} costs $5", &env_of(&[])), Ok("${X} costs $5".to_string()));
-        assert_eq!(expand("$$${X}", &env_of(&[("X", "v")])), Ok("$${X}".to_string()));
-        assert_eq!(
-            expand("${A}${B}", &env_of(&[])),
-            Err(vec![
-                "environment variable A is not set".to_string(),
-                "environment variable B is not set".to_string()
-            ])
-        );
-        assert!(expand("${unclosed", &env_of(&[])).is_err());
-        assert!(expand("${1X}", &env_of(&[])).is_err());
-        // A value is inserted as text, never re-expanded or re-parsed.
-        assert_eq!(expand("${X}", &env_of(&[("X", "${Y}")])), Ok("${Y}".to_string()));
-    }
-
-    #[test]
-    fn env_values_cannot_inject_yaml() {
-        let text = "sources:\n  - name: a\n    token: ${T}\n";
-        let env = env_of(&[("T", "x\n  - name: evil\n    token: y")]);
-        let errors = load_text(text, &env).unwrap_err();
-        assert!(find(&errors, "sources[0].token").message.contains("whitespace"), "{errors}");
-
-        let env = env_of(&[("T", "x}]},{name:evil")]);
-        let config = load_text(text, &env).unwrap();
-        assert_eq!(config.sources.len(), 1);
-        assert_eq!(config.sources[0].token.expose(), "x}]},{name:evil");
-    }
-
-    #[test]
-    fn unquoted_references_and_partial_rate_limit() {
-        let text = "sources:\n  - name: a\n    token: ${T}\n    routing_key: rk-${T}\n    \
-                    rate_limit: { per_second: 10 }\n";
-        let config = load_text(text, &env_of(&[("T", "v")])).unwrap();
-        let source = &config.sources[0];
-        assert_eq!(source.token.expose(), "v");
-        assert_eq!(source.routing_key.as_ref().map(Secret::expose), Some("rk-v"));
-        assert_eq!(source.rate_limit, RateLimit { per_second: 10, burst: 20 });
-    }
-
-    #[test]
-    fn internal_gateway_and_webhook_addresses_are_config_errors_without_allow_private() {
-        let text = r#"
-notifications:
-  sms: { provider: json, url: "http://127.0.0.1:8080/send", body: '{"t": "{{text}}"}' }
-  webhooks:
-    - { name: a, url: "http://localhost:9000/hook" }
-    - { name: b, url: "http://[::ffff:10.0.0.1]/hook" }
-    - { name: c, url: "http://198.18.0.1/hook" }
-    - { name: d, url: "http://127.0.0.1/hook", allow_private: true }
-    - { name: e, url: "https://hooks.example.com/hook" }
-"#;
-        let errors = load_text(text, &env_of(&[])).unwrap_err();
-        let sms = find(&errors, "notifications.sms.url");
-        assert!(
-            sms.message.contains("loopback") && sms.message.contains("allow_private"),
-            "{errors}"
-        );
-        assert_eq!(sms.position.map(|p| p.line), Some(3), "{errors}");
-        assert!(find(&errors, "notifications.webhooks[0].url").message.contains("localhost"));
-        assert!(find(&errors, "notifications.webhooks[1].url").message.contains("private-use"));
-        assert!(find(&errors, "notifications.webhooks[2].url").message.contains("benchmarking"));
-        assert_eq!(errors.errors.len(), 4, "{errors}");
-        let allowed = text.replace("body: '{", "allow_private: true, body: '{").replace(
-            "    - { name: a, url: \"http://localhost:9000/hook\" }\n    - { name: b, url: \"http://[::ffff:10.0.0.1]/hook\" }\n    - { name: c, url: \"http://198.18.0.1/hook\" }\n",
-            "",
-        );
-        load_text(&allowed, &env_of(&[])).unwrap();
-    }
-
-    #[test]
-    fn notification_channels_are_kept_with_their_secrets_expanded() {
-        let text = r#"
-people:
-  - { id: ana, email: ana@example.com, phone: "+15551234567" }
-policies:
-  - name: main
-    notify: [{ person: ana }, { webhook: hook }]
-notifications:
-  email: { relay: smtp.example.com, from: tocsin@example.com, username: u, password: "${PW}" }
-  sms: { provider: twilio, account_sid: AC1, auth_token: "${TW}", from: "+15005550006" }
-  webhooks:
-    - { name: hook, url: "https://hooks.example.com/x", secrets: ["${HOOK}"] }
-"#;
-        let env = env_of(&[("PW", "pw-1"), ("TW", "tw-2"), ("HOOK", "whsec_abc")]);
-        let config = load_text(text, &env).unwrap();
-        let n = &config.notifications;
-        let email = n.email.as_ref().expect("email kept");
-        assert_eq!(email.password.as_ref().map(Secret::expose), Some("pw-1"));
-        let sms = n.sms.as_ref().expect("sms kept");
-        assert_eq!(sms.auth_token.as_ref().map(Secret::expose), Some("tw-2"));
-        let [hook] = n.webhooks.as_slice() else { panic!("one webhook: {n:?}") };
-        assert_eq!(hook.name, "hook");
-        assert_eq!(hook.secrets[0].expose(), "whsec_abc");
-
-        // An unset variable, a webhook defined twice, and a policy naming a missing webhook.
-        let text = text.replace(
-            "notify: [{ person: ana }, { webhook: hook }]",
-            "notify: [{ person: ana }, { webhook: hook }, { webhook: nowhere }]",
-        ) + "    - { name: hook, url: \"https://other.example.com/\" }\n";
-        let errors = load_text(&text, &env_of(&[("PW", "pw-1"), ("TW", "tw-2")])).unwrap_err();
-        assert!(find(&errors, "notifications.webhooks[0]").message.contains("HOOK"), "{errors}");
-        assert!(find(&errors, "notifications.webhooks[1].name").message.contains("twice"));
-        assert!(find(&errors, "policies[0].notify[2].webhook").message.contains("nowhere"));
-        assert_eq!(errors.errors.len(), 3, "{errors}");
-    }
-
-    #[test]
-    fn rotations_roles_and_people_zones() {
-        let text = r#"
-people:
-  - { id: alice, zone: Europe/Berlin, language: de }
-  - { id: bob, zone: America/New_York }
-  - { id: carol }
-rotations:
-  - name: primary
-    members: [alice, bob]
-    shift: weekly
-    handoff: 09:00
-    zone: Europe/Berlin
-    start: 2026-01-05
-  - { name: secondary, members: [carol, bob, alice], shift: 12h, start: "2026-01-01" }
-roles:
-  incident_lead: { rotation: primary }
-  legal_liaison: { person: carol }
-  scribe: {}
-"#;
-        let config = load_text(text, &env_of(&[])).unwrap();
-        let roster = &config.roster;
-        assert_eq!(roster.people["alice"].zone.iana_name(), Some("Europe/Berlin"));
-        assert_eq!(roster.people["alice"].language, "de");
-        assert_eq!(roster.people["bob"].language, "en");
-        assert_eq!(roster.people["carol"].zone.iana_name(), Some("UTC"));
-        let primary = &roster.rotations["primary"];
-        assert_eq!(primary.shift, crate::oncall::Shift::Weekly);
-        assert_eq!(primary.handoff, jiff::civil::time(9, 0, 0, 0));
-        assert_eq!(primary.start, jiff::civil::date(2026, 1, 5));
-        let secondary = &roster.rotations["secondary"];
-        assert_eq!(secondary.shift, crate::oncall::Shift::Hours(12));
-        assert_eq!(secondary.zone.iana_name(), Some("UTC"));
-        assert_eq!(secondary.handoff, jiff::civil::time(9, 0, 0, 0), "default handoff");
-        assert_eq!(secondary.members, ["carol", "bob", "alice"]);
-        use crate::oncall::RoleFill;
-        assert_eq!(roster.roles["incident_lead"], Some(RoleFill::Rotation("primary".into())));
-        assert_eq!(roster.roles["legal_liaison"], Some(RoleFill::Person("carol".into())));
-        assert_eq!(roster.roles["scribe"], None);
-        assert_eq!(roster.roles["technical_lead"], None, "built-in roles always exist");
-        assert_eq!(roster.roles["communications_lead"], None);
-        // 2026-01-06 10:00 Berlin: alice's first week.
-        let at: jiff::Timestamp = "2026-01-06T09:00:00Z".parse().unwrap();
-        let holders = roster.holders(at, &[]);
-        assert_eq!(holders.get("incident_lead").map(String::as_str), Some("alice"));
-        assert_eq!(holders.get("legal_liaison").map(String::as_str), Some("carol"));
-        assert_eq!(holders.len(), 2);
-    }
-
-    #[test]
-    fn roster_mistakes_are_reported_with_locations() {
-        let text = r#"people:
-  - { id: alice, zone: Mars/Olympus, language: "e n" }
-rotations:
-  - name: primary
-    members: [alice, nobody]
-    shift: fortnightly
-    handoff: "9am"
-    zone: Europe/Berlinn
-    start: 2026-13-01
-  - { name: primary, members: [], shift: daily, start: 2026-01-01 }
-  - { name: late, members: [alice], shift: daily }
-roles:
-  incident_lead: { rotation: tertiary }
-  legal_liaison: { person: zed }
-  Bad-Role: { person: alice }
-  technical_lead: { person: alice, rotation: primary }
-  communications_lead: { rotation: late }
-"#;
-        let errors = load_text(text, &env_of(&[])).unwrap_err();
-        let at = |path: &str| find(&errors, path).position.map(|p| (p.line, p.column));
-        assert_eq!(at("people[0].zone"), Some((2, 24)));
-        assert!(find(&errors, "people[0].zone").message.contains("Mars/Olympus"));
-        assert_eq!(at("people[0].language").map(|p| p.0), Some(2));
-        assert_eq!(at("rotations[0].members[1]"), Some((5, 22)));
-        assert!(find(&errors, "rotations[0].members[1]").message.contains("no person `nobody`"));
-        assert_eq!(at("rotations[0].shift").map(|p| p.0), Some(6));
-        assert_eq!(at("rotations[0].handoff").map(|p| p.0), Some(7));
-        assert_eq!(at("rotations[0].zone").map(|p| p.0), Some(8));
-        assert_eq!(at("rotations[0].start").map(|p| p.0), Some(9));
-        assert!(find(&errors, "rotations[1].name").message.contains("twice"));
-        assert_eq!(at("rotations[1].members").map(|p| p.0), Some(10));
-        assert_eq!(at("rotations[2].start").map(|p| p.0), Some(11));
-        assert_eq!(at("roles.incident_lead.rotation"), Some((13, 30)));
-        assert!(find(&errors, "roles.incident_lead.rotation").message.contains("tertiary"));
-        assert_eq!(at("roles.legal_liaison.person").map(|p| p.0), Some(14));
-        assert_eq!(at("roles.Bad-Role").map(|p| p.0), Some(15));
-        assert!(find(&errors, "roles.technical_lead").message.contains("not both"));
-        // `late` is declared (if broken): only its own error, not the role's.
-        assert!(errors.errors.iter().all(|e| e.path != "roles.communications_lead.rotation"));
-        assert_eq!(errors.errors.len(), 14, "{errors}");
-        assert!(errors.to_string().contains("test.yaml:13:30: roles.incident_lead.rotation: "));
-    }
-
-    #[test]
-    fn escaped_reference_is_not_a_token_reference() {
-        let text = "users:\n  - name: a\n    token: \"$${TOCSIN_TOKEN}\"\n    roles: [viewer]\n";
-        let raw = parse(text, "test.yaml").unwrap();
-        assert!(!raw.references_var("TOCSIN_TOKEN"));
-        let config = validate(raw, "test.yaml", &env_of(&[])).unwrap();
-        assert_eq!(config.users[0].token.expose(), "${TOCSIN_TOKEN}");
-    }
-
-    #[test]
-    fn secrets_never_show_in_debug() {
-        assert_eq!(format!("{:?}", Secret::new(TOKEN)), "***");
-        assert_eq!(format!("{}", Secret::new(TOKEN)), "***");
-
-        let env = env_of(&[("TOCSIN_TOKEN", TOKEN)]);
-        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
-        let shown = format!("{config:?} {config:#?}");
-        assert!(!shown.contains(TOKEN), "{shown}");
-        assert!(shown.contains("***"));
-
-        let raw = parse("sources:\n  - name: a\n    token: literal-secret\n", "t").unwrap();
-        assert!(!format!("{raw:?}").contains("literal-secret"));
-    }
-
-    #[test]
-    fn listen_and_data_dir_overrides_win_over_the_file() {
-        let env = env_of(&[
-            ("TOCSIN_TOKEN", TOKEN),
-            ("TOCSIN_LISTEN", "0.0.0.0:0"),
-            ("TOCSIN_DATA_DIR", "/var/lib/tocsin"),
-        ]);
-        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
-        assert_eq!(config.listen, "0.0.0.0:0");
-        assert_eq!(config.data_dir, PathBuf::from("/var/lib/tocsin"));
-
-        // Empty counts as unset.
-        let env = env_of(&[("TOCSIN_TOKEN", TOKEN), ("TOCSIN_LISTEN", "")]);
-        let config = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:9797");
-
-        // A bad override is blamed on the variable, not on the file's line.
-        let env = env_of(&[("TOCSIN_TOKEN", TOKEN), ("TOCSIN_LISTEN", "nonsense")]);
-        let errors = load(&ConfigOrigin::Embedded, &env, TokenFallback::Placeholder).unwrap_err();
-        let error = find(&errors, "listen (from TOCSIN_LISTEN)");
-        assert_eq!(error.position, None);
-    }
-
-    #[test]
-    fn generated_token_is_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("nested/data");
-        let env = env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap())]);
-
-        let first = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
-        let token_path = data_dir.join("token");
-        assert_eq!(first.generated_token.as_deref(), Some(token_path.as_path()));
-        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let token = first.sources[0].token.expose().to_string();
-        assert_eq!(token.len(), 43, "32 bytes in unpadded base64url");
-        assert_eq!(std::fs::read_to_string(&token_path).unwrap().trim(), token);
-        assert_eq!(first.users[0].token.expose(), token);
-
-        let second = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
-        assert_eq!(second.sources[0].token.expose(), token);
-        assert_eq!(second.generated_token, first.generated_token);
-
-        // An explicit TOCSIN_TOKEN wins and the file is not consulted.
-        let env =
-            env_of(&[("TOCSIN_DATA_DIR", data_dir.to_str().unwrap()), ("TOCSIN_TOKEN", TOKEN)]);
-        let third = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap();
-        assert_eq!(third.sources[0].token.expose(), TOKEN);
-        assert_eq!(third.generated_token, None);
-    }
-
-    #[test]
-    fn token_file_readable_by_others_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "abc\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let env = env_of(&[("TOCSIN_DATA_DIR", dir.path().to_str().unwrap())]);
-        let errors = load(&ConfigOrigin::Embedded, &env, TokenFallback::Generate).unwrap_err();
-        assert!(errors.to_string().contains("chmod 600"), "{errors}");
-    }
-
-    #[test]
-    fn missing_file_names_path_and_os_error() {
-        let origin = ConfigOrigin::File(PathBuf::from("/nonexistent/tocsin.yaml"));
-        let errors = load(&origin, &env_of(&[]), TokenFallback::Placeholder).unwrap_err();
-        let shown = errors.to_string();
-        assert!(shown.starts_with("/nonexistent/tocsin.yaml: "), "{shown}");
-        assert!(shown.contains("No such file"), "{shown}");
-    }
-
-    #[test]
-    fn resolve_origin_prefers_explicit_path() {
-        let path = Path::new("/etc/tocsin.yaml");
-        assert_eq!(resolve_origin(Some(path)), ConfigOrigin::File(path.to_path_buf()));
-    }
-
-    #[test]
-    fn shipped_example_loads() {
-        // The shipped example is what `tocsin serve` uses from the repository root, so it must
-        // run with nothing but the (possibly generated) admin token in the environment.
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/tocsin.yaml");
-        let config = load(
-            &ConfigOrigin::File(path.clone()),
-            &env_of(&[("TOCSIN_TOKEN", TOKEN)]),
-            TokenFallback::Placeholder,
-        )
-        .unwrap();
-        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["default"]);
-        assert_eq!(config.sources[0].allow, BTreeSet::from(Permission::ALL));
-        assert_eq!(config.sources[0].routing_key.as_ref().map(Secret::expose), Some(TOKEN));
-        let roles: Vec<_> = config.users.iter().map(|u| u.roles.clone()).collect();
-        assert_eq!(roles, [BTreeSet::from([Role::Admin])]);
-        // Without TOCSIN_TOKEN it still loads: serve generates the token.
-        load(&ConfigOrigin::File(path), &env_of(&[]), TokenFallback::Placeholder).unwrap();
-    }
 }
