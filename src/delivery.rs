@@ -6,6 +6,8 @@
 //! writer, and an outcome is a command to it, so a crash at any point leaves every
 //! notification either delivered or due again when its lease ends.
 
+pub mod config;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};

@@ -7,6 +7,8 @@
 //! for many requests: group commit), then answers every request in the batch. A 2xx therefore
 //! never goes out before the event and its incident change are on disk.
 
+pub mod config;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

@@ -29,6 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::vocab::Secret;
 
+pub mod config;
 pub mod email;
 pub mod guard;
 pub mod logfile;
