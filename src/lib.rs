@@ -2,9 +2,10 @@
 //!
 //! Modules in the order an event flows through them:
 //!
-//! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`]; only
-//!   the shell (file, `${VAR}`, token files, located errors): each section is checked by the
-//!   module it configures.
+//! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`]. Only
+//!   the shell (file, `${VAR}`, token and link-key files, located errors, the assembly); each
+//!   section's raw type and checks are in a `config` submodule of the module it configures
+//!   (`auth::config`, `policy::config`, `oncall::config`, `escalation::config`, …).
 //! - [`server`]: the HTTP listener: routes, graceful stop; [`connections`]: the connection cap,
 //!   idle and body deadlines that keep silent or slow clients from using up descriptors.
 //! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them;
@@ -54,9 +55,9 @@
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
 //! Shared types: [`vocab`] (secrets, durations, permission and role names), [`event`] (the
-//! canonical event), [`event_id`] (event ids: UUID v7 in
-//! consecutive blocks per request), [`error`] (HTTP errors as JSON) and [`clock`] (the
-//! injectable "now" that timers and drills run on).
+//! canonical event), [`event_id`] (event ids: UUID v7 in consecutive blocks per request),
+//! [`error`] (HTTP errors as JSON) and [`clock`] (the injectable "now" that timers and drills
+//! run on).
 #![forbid(unsafe_code)]
 
 pub mod ack;

@@ -71,6 +71,8 @@ pub struct RawUser {
     pub permissions: Vec<Spanned<String>>,
 }
 
+/// `sources:`: each source's name, token, routing key, `allow` and rate limit; names and
+/// credentials unique across the file. A source with no usable name or token is left out.
 pub fn sources(cx: &mut Validator<'_>, raw: Vec<Spanned<RawSource>>) -> Vec<Source> {
     let mut sources = Vec::new();
     // Earlier owner of each name / token / routing key, so the error names both places.
@@ -134,6 +136,7 @@ pub fn sources(cx: &mut Validator<'_>, raw: Vec<Spanned<RawSource>>) -> Vec<Sour
     sources
 }
 
+/// `users:`: each user's name, token, roles and permissions.
 pub fn users(cx: &mut Validator<'_>, raw: Vec<Spanned<RawUser>>) -> Vec<User> {
     let mut users = Vec::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();

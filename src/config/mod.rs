@@ -8,6 +8,21 @@
 //! lacks it ([`TokenFallback`]), and ends in the pure [`validate`]. `${VAR}` references are
 //! expanded by [`validate`], after parsing, so an environment value can never change the YAML
 //! structure.
+//!
+//! This module is only the shell: the file and the embedded default, `${VAR}` (`vars`),
+//! the generated token and link key (`files`), located errors ([`ConfigErrors`]) and the
+//! validation context every section is checked with ([`Validator`]). Each section's raw type
+//! and checks live in a `config` module beside the code that uses them —
+//! [`crate::auth::config`] (`sources`, `users`), [`crate::connections::config`] (`limits`),
+//! [`crate::journal::config`], [`crate::rules::config`] (`rules`, `triage`),
+//! [`crate::notify::config`] (`notifications`, with [`crate::links::config`] and
+//! [`crate::delivery::config`]), [`crate::policy::config`] (`people`, `policies`),
+//! [`crate::oncall::config`] (`rotations`, `roles`), [`crate::escalation::config`]
+//! (`escalation`, `notices`, `communications`, `maintenance`), [`crate::review::config`],
+//! [`crate::dashboard::config`], [`crate::drill::config`], [`crate::redact::config`] and
+//! [`crate::catalog`] — and `assemble` calls them in a fixed order. A new key goes next to
+//! the code that reads it. Shared words ([`Secret`], [`parse_duration`], [`Role`], …) live in
+//! [`crate::vocab`] and are re-exported here.
 
 mod errors;
 mod files;

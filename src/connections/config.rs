@@ -54,6 +54,7 @@ pub struct RawLimits {
 /// Above this a single request body stops being an alert and starts being a memory problem.
 const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// `limits:`; each key left out keeps its default.
 pub fn validate(cx: &mut Validator<'_>, raw: Option<Spanned<RawLimits>>) -> Limits {
     /// More connections than this would need more descriptors than most systems allow.
     const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;

@@ -29,6 +29,7 @@ pub struct RawDashboard {
     pub session_ttl: Option<Spanned<String>>,
 }
 
+/// `dashboard:`: `session_ttl` from 1m to 30 days.
 pub fn validate(cx: &mut Validator<'_>, raw: Option<Spanned<RawDashboard>>) -> Dashboard {
     let mut out = Dashboard::default();
     let Some(ttl) = raw.and_then(|r| r.value.session_ttl) else { return out };

@@ -32,6 +32,7 @@ const MAX_QUEUE_CAPACITY: u64 = 1 << 20;
 
 const MAX_BATCH_EVENTS: u64 = 1 << 20;
 
+/// `journal:`; each key left out keeps its default.
 pub fn validate(cx: &mut Validator<'_>, raw: Option<Spanned<RawJournal>>) -> Journal {
     let defaults = Journal::default();
     let Some(raw) = raw.map(|s| s.value) else {

@@ -40,6 +40,8 @@ impl Default for AckLinks {
     }
 }
 
+/// `notifications.ack_links`: the secret at least [`MIN_LINK_SECRET_BYTES`] long, the
+/// lifetime from 1s to [`MAX_LINK_TTL`].
 pub fn validate(cx: &mut Validator<'_>, raw: Spanned<RawAckLinks>) -> AckLinks {
     let (at, raw) = (raw.referenced, raw.value);
     let mut links = AckLinks::default();

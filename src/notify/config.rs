@@ -79,6 +79,7 @@ impl Default for Notifications {
     }
 }
 
+/// `notifications:`; defaults for everything left out.
 pub fn validate(cx: &mut Validator<'_>, raw: Option<Spanned<RawNotifications>>) -> Notifications {
     let mut n = Notifications::default();
     let Some(raw) = raw.map(|r| r.value) else { return n };

@@ -57,6 +57,8 @@ pub struct RawPolicyEntry {
     pub audience: Option<String>,
 }
 
+/// `people:` and `policies:`, then `default_policy` and `severity_policies` checked against
+/// them; `known_roles` are the roles a notify entry may name.
 #[allow(clippy::too_many_arguments)]
 pub fn validate(
     cx: &mut Validator<'_>,

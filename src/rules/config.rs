@@ -126,6 +126,7 @@ fn hours(
     hours
 }
 
+/// `rules:` sandbox limits and hours, and `triage:` severities and scores.
 pub fn triage(
     cx: &mut Validator<'_>,
     raw: Option<Spanned<RawTriage>>,
