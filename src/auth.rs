@@ -4,6 +4,8 @@
 //! constant time against every configured credential (no early exit), so neither timing nor a
 //! memory dump reveals a token. Logs name the credential, never its value.
 
+pub mod config;
+
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 

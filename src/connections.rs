@@ -24,6 +24,8 @@
 //!
 //! Each served connection holds one [`Slot`]; the accept loop asks [`Guard::admit`] for it.
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;

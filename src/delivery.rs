@@ -6,6 +6,8 @@
 //! writer, and an outcome is a command to it, so a crash at any point leaves every
 //! notification either delivered or due again when its lease ends.
 
+pub mod config;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -18,13 +20,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::compose;
-use crate::config::{ChannelLimits, Notifications};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
+use crate::notify::config::Notifications;
 use crate::notify::{Channel, Message, Receipt, SendError};
 use crate::outbox::{Attempt, Notification, NotificationId, State};
 use crate::runtime::Runtime;
 use crate::store::Store;
+use config::ChannelLimits;
 
 /// How many due notifications one claim takes.
 const CLAIM_BATCH: usize = 256;
@@ -436,8 +439,8 @@ async fn refresh_stats(store: &Arc<Store>, metrics: &Arc<Metrics>) {
 
 #[cfg(test)]
 mod tests {
+    use super::config::Window;
     use super::*;
-    use crate::config::Window;
 
     fn limits(windows: &[(u32, u64)]) -> BTreeMap<Channel, ChannelLimits> {
         let per_recipient = windows

@@ -9,6 +9,8 @@
 //! once, right after start-up. Everything here is plain data and pure functions; the writer
 //! does the I/O.
 
+pub mod config;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -14,6 +14,8 @@
 mod apply;
 mod txn;
 
+pub mod config;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

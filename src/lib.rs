@@ -2,7 +2,10 @@
 //!
 //! Modules in the order an event flows through them:
 //!
-//! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`].
+//! - [`config`]: the YAML file (or embedded default) → typed, validated [`config::Config`]. Only
+//!   the shell (file, `${VAR}`, token and link-key files, located errors, the assembly); each
+//!   section's raw type and checks are in a `config` submodule of the module it configures
+//!   (`auth::config`, `policy::config`, `oncall::config`, `escalation::config`, …).
 //! - [`server`]: the HTTP listener: routes, graceful stop; [`connections`]: the connection cap,
 //!   idle and body deadlines that keep silent or slow clients from using up descriptors.
 //! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them;
@@ -62,9 +65,10 @@
 //!   a period (pure), for `tocsin report`, `GET /api/v1/report` and the dashboard.
 //! - [`telemetry`]: structured logs through `tracing`.
 //!
-//! Shared types: [`event`] (the canonical event), [`event_id`] (event ids: UUID v7 in
-//! consecutive blocks per request), [`error`] (HTTP errors as JSON) and [`clock`] (the
-//! injectable "now" that timers and drills run on).
+//! Shared types: [`vocab`] (secrets, durations, permission and role names), [`event`] (the
+//! canonical event), [`event_id`] (event ids: UUID v7 in consecutive blocks per request),
+//! [`error`] (HTTP errors as JSON) and [`clock`] (the injectable "now" that timers and drills
+//! run on).
 #![forbid(unsafe_code)]
 
 pub mod ack;
@@ -108,3 +112,4 @@ pub mod sms_inbound;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
+pub mod vocab;

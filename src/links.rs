@@ -15,6 +15,8 @@
 //! changed byte anywhere is a bad signature, not a confusing parse error. 128 bits of tag keep
 //! SMS links short and are far beyond guessing over HTTP.
 
+pub mod config;
+
 use std::time::Duration;
 
 use base64::Engine as _;

@@ -19,6 +19,8 @@
 //! Overrides: the override covering `at` (`from <= at < until`) with the highest id wins; ids
 //! are allocated in creation order, so that is the one created last.
 
+pub mod config;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::RwLock;

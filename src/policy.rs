@@ -4,6 +4,8 @@
 //! recipient, audience) triples each escalation step calls for, and writes one outbox row each.
 //! A policy is a list of timed steps (see [`crate::escalation`] for how they fire).
 
+pub mod config;
+
 use std::collections::BTreeMap;
 
 use crate::notify::Channel;

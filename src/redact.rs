@@ -38,6 +38,8 @@
 //! let line = view.text(&note, &known);        // free text; `known` from Known::of_event
 //! ```
 
+pub mod config;
+
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};

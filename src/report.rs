@@ -54,7 +54,7 @@ impl Options {
         let from = match since.parse::<Timestamp>() {
             Ok(t) => t,
             Err(_) => {
-                let d = crate::config::parse_duration(since).map_err(|e| ("since", e))?;
+                let d = crate::vocab::parse_duration(since).map_err(|e| ("since", e))?;
                 SignedDuration::try_from(d)
                     .ok()
                     .and_then(|d| now.checked_sub(d).ok())
@@ -65,7 +65,7 @@ impl Options {
             return Err(("since", format!("{from} is in the future (now is {now})")));
         }
         let window = recurrence_window.unwrap_or(DEFAULT_RECURRENCE_WINDOW);
-        let window = crate::config::parse_duration(window)
+        let window = crate::vocab::parse_duration(window)
             .ok()
             .and_then(|d| SignedDuration::try_from(d).ok())
             .ok_or_else(|| {

@@ -5,6 +5,8 @@
 //! Pure: the journal writer applies [`Review`] changes (people's edits come through the writer
 //! like every other change) and schedules the action items' due timers.
 
+pub mod config;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 

@@ -13,6 +13,7 @@
 //! in constant time) and, when the browser sends an `Origin`, that it is this server. Actions go
 //! through the journal writer exactly as the API's do, as `user:<name>`.
 
+pub mod config;
 pub mod customer;
 pub mod declare;
 pub mod figures;

@@ -10,6 +10,7 @@
 //! - [`live`]: live drills — drill events through the running daemon, routed to the drill
 //!   recipients.
 
+pub mod config;
 pub mod expect;
 pub mod live;
 pub mod scenario;
@@ -18,7 +19,7 @@ pub mod sim;
 use std::io::Write;
 use std::path::Path;
 
-use crate::config::{self, ConfigOrigin, TokenFallback};
+use crate::config::{ConfigOrigin, TokenFallback};
 use scenario::show;
 
 /// Exit code when the scenario or config cannot be used at all.
@@ -37,7 +38,7 @@ pub fn main(path: &Path, config: Option<&Path>, out: &mut dyn Write, err: &mut d
     let origin = match (config, &scenario.config) {
         (Some(c), _) => ConfigOrigin::File(c.to_path_buf()),
         (None, Some(c)) => ConfigOrigin::File(c.clone()),
-        (None, None) => config::resolve_origin(None),
+        (None, None) => crate::config::resolve_origin(None),
     };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::{Message, Receipt, SendError, de_duration};
-use crate::config::Secret;
+use crate::vocab::Secret;
 
 /// How an email channel reaches its relay.
 ///

@@ -27,8 +27,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::Secret;
+use crate::vocab::Secret;
 
+pub mod config;
 pub mod email;
 pub mod guard;
 pub mod logfile;

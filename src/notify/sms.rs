@@ -24,7 +24,7 @@ use super::{
     Message, Receipt, SendError, check_response, de_duration, guard, header_secret_forms,
     redact_url, redact_url_text, secret_headers, url_secrets,
 };
-use crate::config::Secret;
+use crate::vocab::Secret;
 
 /// Twilio's Messages endpoint; `{account_sid}` is filled in.
 pub const TWILIO_URL: &str =

@@ -12,6 +12,7 @@
 //! it is listed in [`Evaluation::failures`]. `rules/README.md` documents the script API.
 
 mod clock;
+pub mod config;
 mod decision;
 mod engine;
 mod memo;
