@@ -247,7 +247,7 @@ async fn sign_in_find_acknowledge_and_viewer_sees_masked_customer_data() {
         );
         return;
     }
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let mut body: Value =
         serde_json::from_slice(&common::fixture("reports/verified-personal-data.json")).unwrap();
     body["summary"] = json!("Card payments fail at the last step");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::smtp::{Mail, mail_header, mail_part, smtp_server};
-use common::{Daemon, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, TOKEN, VIEWER_TOKEN, config_yaml};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -44,7 +44,8 @@ struct Env {
 
 fn start(extra: &str) -> Env {
     let (port, mails) = smtp_server();
-    let daemon = Daemon::start_env(&config(port, extra), &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let daemon =
+        Daemon::with(&config_yaml(&config(port, extra))).env("TOCSIN_FAKE_CLOCK", T0).start();
     Env { daemon, mails }
 }
 

@@ -98,7 +98,7 @@ async fn a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers() {
     let config = dir.path().join("tocsin.yaml");
     std::fs::write(&config, common::config_yaml("")).unwrap();
     let data = mnt.join("data");
-    let mut d = Daemon::spawn(&config, &data);
+    let mut d = Daemon::on(&config, &data).start();
 
     // Acknowledged before the disk fills.
     let mut acked = Vec::new();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::smtp::{Mail, mail_header, mail_part, smtp_server};
-use common::{Daemon, TOKEN};
+use common::{Daemon, TOKEN, config_yaml};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -50,7 +50,8 @@ struct Env {
 
 fn start(policies: &str) -> Env {
     let (port, mails) = smtp_server();
-    let daemon = Daemon::start_env(&config(port, policies), &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let daemon =
+        Daemon::with(&config_yaml(&config(port, policies))).env("TOCSIN_FAKE_CLOCK", T0).start();
     Env { daemon, mails }
 }
 
@@ -895,7 +896,10 @@ async fn acknowledging_through_the_signed_link_stops_the_next_step() {
         "notifications:\n",
         "notifications:\n  dashboard_url: \"https://tocsin.example.com\"\n",
     );
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let id = alert(d, "search-slow", "critical").await;
     mails(&env, 1).await;
@@ -1045,7 +1049,10 @@ async fn a_short_lease_after_a_long_one_resolves_at_its_own_ends_at() {
 async fn an_alert_without_ends_at_stays_open_unless_a_resolve_timeout_is_set() {
     let (port, inbox) = smtp_server();
     let yaml = format!("{}incidents:\n  resolve_timeout: 5m\n", config(port, ONE_STEP));
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let bare = |instance: &str| {
         json!([{"labels": {"alertname": "QueueStuck", "instance": instance}}]).to_string()
@@ -1139,7 +1146,7 @@ async fn incidents_an_earlier_version_held_back_page_when_their_window_ends() {
     let (port, inbox) = smtp_server();
     let window = config_window("db failover", "db", "2026-03-02T10:00:00Z");
     let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{window}"));
-    let mut d = Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let mut d = Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start();
     let primary = alert_on(&d, "db-primary", "critical", "db").await;
     let replica = alert_on(&d, "db-replica", "critical", "db").await;
     d.terminate();
@@ -1202,7 +1209,10 @@ async fn a_reload_that_shortens_or_removes_a_window_pages_what_it_held_then() {
     let db = config_window("db failover", "db", "2026-03-02T10:00:00Z");
     let net = config_window("switch upgrade", "net", "2026-03-02T10:00:00Z");
     let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{db}{net}"));
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let primary = alert_on(d, "db-primary", "critical", "db").await;
     let switch = alert_on(d, "switch-3", "critical", "net").await;
@@ -1308,7 +1318,10 @@ async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
         "{id: lena, name: Lena, email: lena@example.com}",
         "{id: lena, name: Lena, email: lena@example.com, zone: Europe/Berlin}",
     );
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-9")).await;
     assert_eq!(r.status, 202, "{}", r.text);

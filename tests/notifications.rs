@@ -431,12 +431,13 @@ async fn each_channel_delivers_the_expected_content() {
         twilio.base(),
         webhooks(&[("hook", &hooks, "tocsin"), ("am", &hooks, "alertmanager")])
     );
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana}, {webhook: hook}, {webhook: am}",
         &channels,
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
 
     let summary = "db1 disk is full";
     let id = trigger(&d, "db1/disk", summary, "critical").await;
@@ -551,12 +552,12 @@ async fn webhooks_outside_the_incident_team_never_carry_internal_links() {
         ("statuspage", &hooks, "tocsin"),
         ("oncall", &hooks, "alertmanager"),
     ]);
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{webhook: status, audience: customer}, {webhook: statuspage, audience: customer-status}, {webhook: oncall}",
         &channels,
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    )).start();
     let runbook = "https://wiki.example.com/runbooks/disk-full";
     let grafana = "https://grafana.example.com/d/disk";
     let source = "http://prometheus.example.com/graph?g0.expr=disk";
@@ -591,7 +592,7 @@ async fn the_communications_leads_first_sms_points_at_the_draft_in_their_email()
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-1"})));
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
-    let d = Daemon::start_with(&common::config_yaml(&format!(
+    let d = Daemon::with(&common::config_yaml(&format!(
         r#"rules: {{dir: "{rules}"}}
 people:
   - {{id: ana, name: Ana, email: {EMAIL}}}
@@ -611,7 +612,7 @@ notifications:
 {}"#,
         delivery(4),
         json_sms(&gateway)
-    )));
+    ))).start();
     // checkout is customer-facing (rules/50-customer-facing.rhai): the communications lead is in.
     let body = json!({"dedup_key": "checkout", "summary": "Checkout fails", "severity": "critical", "service": "checkout"});
     let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
@@ -635,12 +636,13 @@ notifications:
 async fn the_json_sms_gateway_gets_the_filled_template() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-42"})));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana, channels: [sms]}",
         &json_sms(&gateway),
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let summary = "payments \"api\" is down";
     let id = trigger(&d, "pay/api", summary, "error").await;
     let [n]: [Value; 1] = settled(&d, id, 1).await.try_into().unwrap();
@@ -692,12 +694,9 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
     let hooks: Vec<(&str, &Receiver, &str)> = names.iter().map(|n| (*n, &peer, "tocsin")).collect();
     let notify: Vec<String> = names.iter().map(|n| format!("{{webhook: {n}}}")).collect();
-    let d = Daemon::start_with(&config(
-        &notify.join(", "),
-        &webhooks(&hooks),
-        &delivery(4),
-        LOOSE_LIMITS,
-    ));
+    let d =
+        Daemon::with(&config(&notify.join(", "), &webhooks(&hooks), &delivery(4), LOOSE_LIMITS))
+            .start();
 
     let id = trigger(&d, "matrix/1", "fault matrix", "critical").await;
     let list = settled(&d, id, cases.len()).await;
@@ -891,13 +890,14 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_notifications_survive_kill_9_and_are_delivered_after_restart() {
     let peer = Receiver::start(Behave::status(503)).await;
-    let mut d = Daemon::start_with(&config(
+    let mut d = Daemon::with(&config(
         "{webhook: hook}",
         &webhooks(&[("hook", &peer, "tocsin")]),
         // Enough attempts that nothing dies while the receiver refuses.
         &delivery(1000),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(trigger(&d, &format!("crash/{i}"), &format!("crash test {i}"), "critical").await);
@@ -957,12 +957,13 @@ async fn queued_notifications_survive_kill_9_and_are_delivered_after_restart() {
 async fn rate_limited_sms_are_bundled_not_dropped() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw"})));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana, channels: [sms]}",
         &json_sms(&gateway),
         &delivery(4),
         "{sms: {per_recipient: [{count: 1, per: 2s}]}}",
-    ));
+    ))
+    .start();
     let first = trigger(&d, "rl/0", "first alert", "critical").await;
     // The first goes out alone, at once.
     gateway.wait_requests("the first SMS", |log| !log.is_empty()).await;
@@ -1038,12 +1039,13 @@ async fn a_template_that_fails_at_render_time_falls_back_to_the_plain_text() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw"})));
     let channels = format!("  templates: {}\n{}", templates.path().display(), json_sms(&gateway));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana, channels: [sms]}",
         &channels,
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
 
     // `warning` → sev3: the responder text applies (the shipped sev1 variant does not).
     let fine = trigger(&d, "tpl/fine", "all is calm", "warning").await;
@@ -1088,7 +1090,7 @@ async fn a_suppressed_incident_notifies_nobody() {
         "{}rules:\n  dir: {rules}\n  watch: false\n",
         config(policy, &channels, &delivery(4), LOOSE_LIMITS)
     );
-    let d = Daemon::start_with(&yaml);
+    let d = Daemon::with(&yaml).start();
 
     let alert = |name: &str, maintenance: bool| {
         let mut labels = json!({"alertname": name, "instance": "db1", "severity": "critical"});
@@ -1131,13 +1133,14 @@ async fn a_suppressed_incident_notifies_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whoever_was_told_hears_about_the_resolution() {
     let hooks = Receiver::start(Behave::status(200)).await;
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{webhook: told}",
         // `bystander` is configured but in no policy: it must hear nothing.
         &webhooks(&[("told", &hooks, "tocsin"), ("bystander", &hooks, "tocsin")]),
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let id = trigger(&d, "res/1", "queue backlog", "critical").await;
     hooks.wait_requests("the new-incident notice", |log| log.len() == 1).await;
     let r = d.post("/v2/enqueue", None, pd("resolve", "res/1", "queue backlog", "critical")).await;
@@ -1195,12 +1198,13 @@ async fn queue_cli(d: &Daemon, args: &[&str]) -> (bool, String, String) {
 async fn tocsin_queue_lists_a_dead_letter_and_retries_it_with_the_same_id() {
     let hooks = Receiver::start(Behave::status(200)).await;
     hooks.answer("/hook/hook", vec![], Behave::status(400));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{webhook: hook}",
         &webhooks(&[("hook", &hooks, "tocsin")]),
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let id = trigger(&d, "q/1", "dead letter", "critical").await;
     let [n]: [Value; 1] = settled(&d, id, 1).await.try_into().unwrap();
     assert_eq!(n["state"], "dead", "{n}");

@@ -64,7 +64,7 @@ fn plus(minutes: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_change_who_is_on_call_and_survive_a_restart() {
-    let mut d = Daemon::start_with(&config());
+    let mut d = Daemon::with(&config()).start();
 
     let body = rotations(&d).await;
     let p = primary(&body);
@@ -223,7 +223,7 @@ async fn an_override_and_a_log_line_are_stamped_with_the_daemons_clock() {
     let path = dir.path().join("tocsin.yaml");
     std::fs::write(&path, yaml).unwrap();
     let data_dir = dir.path().join("data");
-    let d = Daemon::spawn_env(&path, &data_dir, &[("TOCSIN_FAKE_CLOCK", fake)]);
+    let d = Daemon::on(&path, &data_dir).env("TOCSIN_FAKE_CLOCK", fake).start();
     d.advance("5m").await;
     let body = json!({"person": "carol", "until": "2026-03-02T12:00:00Z"});
     let r = d.post("/api/v1/rotations/primary/overrides", Some(TOKEN), body.to_string()).await;

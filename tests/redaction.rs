@@ -151,8 +151,8 @@ async fn personal_data_appears_only_where_the_policy_allows() {
         "if event.kind == \"report\" { throw \"cannot score \" + event.summary; }\n",
     )
     .unwrap();
-    let (mut d, log) =
-        Daemon::start_captured(&config(port, rules.path()), &[("TOCSIN_LOG", "debug")]);
+    let mut d =
+        Daemon::with(&config(port, rules.path())).env("TOCSIN_LOG", "debug").captured().start();
 
     // 1. A customer report and a canonical event, full of the canary values.
     let summary = format!(
@@ -366,8 +366,8 @@ async fn personal_data_appears_only_where_the_policy_allows() {
     // 7. The daemon's own output, at debug level, once it has stopped.
     assert_eq!(d.terminate(), Some(0));
     hooks_task.abort();
-    let mut output = std::fs::read_to_string(&log).unwrap();
-    output.push_str(&std::fs::read_to_string(log.with_extension("stdout")).unwrap_or_default());
+    let mut output = std::fs::read_to_string(d.log()).unwrap();
+    output.push_str(&std::fs::read_to_string(d.log().with_extension("stdout")).unwrap_or_default());
     for proof in ["DEBUG", "print: scoring", "ingest refused", "notification dead-lettered"] {
         assert!(output.contains(proof), "the log should show {proof:?}:\n{output}");
     }
@@ -399,10 +399,10 @@ notifications:
   rate_limits: {{email: {{}}, sms: {{}}, webhook: {{}}, log: {{}}}}
 "#
     );
-    let (mut d, log) = Daemon::start_captured(
-        &yaml,
-        &[("TOCSIN_LOG", "trace,lettre=trace,reqwest=trace,hyper=trace,rustls=trace")],
-    );
+    let mut d = Daemon::with(&yaml)
+        .env("TOCSIN_LOG", "trace,lettre=trace,reqwest=trace,hyper=trace,rustls=trace")
+        .captured()
+        .start();
     let report = json!({
         "reporter": {"name": "Desk Agent"},
         "customer": {"name": c.name, "email": c.email, "phone": c.phone},
@@ -428,7 +428,7 @@ notifications:
     assert!(mail.data.contains(&c.name) || text.contains(&c.name), "the mail names the customer");
 
     assert_eq!(d.terminate(), Some(0));
-    let output = std::fs::read_to_string(&log).unwrap();
+    let output = std::fs::read_to_string(d.log()).unwrap();
     assert!(output.contains("TRACE"), "the log is at trace level:\n{output}");
     // Quoted-printable soft line breaks (`=` CRLF, written `=<CRLF>` by a transcript) could
     // split a value; joined, nothing may be found either.
@@ -445,7 +445,7 @@ notifications:
 /// equals it lists nothing, while a `pii` user finds the incident.
 #[tokio::test]
 async fn the_service_filter_does_not_confirm_a_hidden_service() {
-    let d = Daemon::start_with(&common::users_config());
+    let d = Daemon::with(&common::users_config()).start();
     let hidden = "jo.probe@example.org";
     let r = d
         .post(

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, config_yaml};
 use serde_json::json;
 
 const PUBLIC: &str = "https://tocsin.example.com";
@@ -361,8 +361,7 @@ async fn notifications_ignore_proxies_from_the_environment() {
             drop(conn);
         }
     });
-    let d = Daemon::start_env(
-        r#"policies:
+    let d = Daemon::with(&config_yaml(r#"policies:
   - name: main
     notify: [{webhook: out}]
 default_policy: main
@@ -371,15 +370,13 @@ notifications:
   rate_limits: {email: {}, sms: {}, webhook: {}, log: {}}
   webhooks:
     - {name: out, url: "http://tocsin-proxy-test.invalid/hook", allow_private: true, timeout: 1s}
-"#,
-        &[
+"#)).envs(&[
             ("HTTP_PROXY", &proxy_url),
             ("http_proxy", &proxy_url),
             ("HTTPS_PROXY", &proxy_url),
             ("ALL_PROXY", &proxy_url),
             ("NO_PROXY", ""),
-        ],
-    );
+        ]).start();
     let r = d
         .post(
             "/api/v1/events",
