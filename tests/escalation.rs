@@ -5,10 +5,10 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::smtp::{Mail, mail_header, mail_part, smtp_server};
-use common::{Daemon, TOKEN, config_yaml};
+use common::{Daemon, TOKEN, config_yaml, eventually, within};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -79,18 +79,18 @@ fn subject(data: &str) -> String {
 
 /// Waits (at most 20 s of real time) until the inbox holds `n` mails, then returns them.
 async fn mails(env: &Env, n: usize) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let got = within(Duration::from_secs(20), async || {
         let got = inbox(env);
-        if got.len() >= n {
-            return got;
-        }
-        if Instant::now() >= deadline {
+        if got.len() >= n { Ok(got) } else { Err(format!("{}: {got:?}", got.len())) }
+    })
+    .await;
+    match got {
+        Ok(got) => got,
+        Err(got) => {
             // What the daemon did about each notification says why a mail is missing.
             let queue = env.daemon.get("/api/v1/notifications", Some(TOKEN)).await.text;
-            panic!("expected {n} mails, got {}: {got:?}\nnotifications: {queue}", got.len());
+            panic!("expected {n} mails, got {got}\nnotifications: {queue}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -146,15 +146,11 @@ fn distinct(inbox: &Arc<Mutex<Vec<Mail>>>) -> Vec<(String, String)> {
 }
 
 async fn distinct_n(inbox: &Arc<Mutex<Vec<Mail>>>, n: usize) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(&format!("{n} notifications"), Duration::from_secs(20), async || {
         let got = distinct(inbox);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "expected {n} notifications, got {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(format!("{got:?}")) }
+    })
+    .await
 }
 
 async fn incident(d: &Daemon, id: u64) -> Value {
@@ -310,15 +306,11 @@ default_policy: page
     let probe = |n| {
         let mails = env_mails.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
+            eventually(&format!("{n} notifications"), Duration::from_secs(20), async || {
                 let got = distinct(&mails);
-                if got.len() >= n {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "expected {n} notifications, got {got:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                if got.len() >= n { Ok(()) } else { Err(format!("{got:?}")) }
+            })
+            .await
         }
     };
     probe(1).await;
@@ -1123,15 +1115,11 @@ async fn a_maintenance_window_that_ends_while_its_incident_fires_pages_once_acro
 
 /// Waits (at most 20 s of real time) until `check` holds for incident `id`.
 async fn until(d: &Daemon, id: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(&format!("incident {id}: {what}"), Duration::from_secs(20), async || {
         let i = incident(d, id).await;
-        if check(&i) {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "incident {id}: {what}: {i:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(&i) { Ok(i) } else { Err(format!("{i:#}")) }
+    })
+    .await
 }
 
 /// A config window from 08:00 to `ends` for `service`.

@@ -5,12 +5,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::smtp::{Mail, mail_part, smtp_server};
-use common::{Daemon, ROUTING_KEY, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, VIEWER_TOKEN, eventually};
 use serde_json::{Value, json};
 
 const EMAIL: &str = "ana@example.com";
@@ -59,17 +59,13 @@ async fn incident(d: &Daemon, id: u64) -> Value {
 
 /// Waits (at most 20 s) for a mail to `to`; returns its decoded text and HTML parts.
 async fn mail_to(mails: &Arc<Mutex<Vec<Mail>>>, to: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = mails.lock().unwrap().iter().find(|m| m.to.iter().any(|t| t == to)).cloned();
-        if let Some(m) = found {
-            let text = mail_part(&m.data, "text/plain").expect("a text part");
-            let html = mail_part(&m.data, "text/html").unwrap_or_default();
-            return (text, html);
-        }
-        assert!(Instant::now() < deadline, "no mail to {to} within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let m = eventually(&format!("a mail to {to}"), Duration::from_secs(20), async || {
+        mails.lock().unwrap().iter().find(|m| m.to.iter().any(|t| t == to)).cloned()
+    })
+    .await;
+    let text = mail_part(&m.data, "text/plain").expect("a text part");
+    let html = mail_part(&m.data, "text/html").unwrap_or_default();
+    (text, html)
 }
 
 /// The token of the `Acknowledge: <PUBLIC>/ack/<token>` line of a mail's text.
@@ -516,16 +512,12 @@ notifications:
         ids.push(trigger(&d, &format!("edge-{i}"), &format!("Packet loss on edge{i}")).await);
     }
     // A 400 is final: each SMS is a dead letter after one attempt.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dead = loop {
+    let dead = eventually("5 dead letters", Duration::from_secs(30), async || {
         let r = d.get("/api/v1/notifications?state=dead", Some(common::TOKEN)).await;
         let list = r.body["notifications"].as_array().cloned().unwrap_or_default();
-        if list.len() == 5 {
-            break Value::Array(list);
-        }
-        assert!(Instant::now() < deadline, "not 5 dead letters: {}", r.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        if list.len() == 5 { Ok(Value::Array(list)) } else { Err(r.text) }
+    })
+    .await;
     let tokens = tokens.lock().unwrap().clone();
     assert_eq!(tokens.len(), 5, "{tokens:?}");
     // The receiver's answer is in the reason (so the check below means something)…

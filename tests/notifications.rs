@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::smtp::{mail_header, mail_part, smtp_server};
-use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, eventually};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -140,28 +140,11 @@ fn is_final(n: &Value) -> bool {
     n["state"] == "delivered" || n["state"] == "dead"
 }
 
-/// Polls `probe` every 50 ms until it returns `Some`, for at most `limit` (never more than 20 s).
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let limit = limit.min(Duration::from_secs(20));
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Waits until `count` notifications of the incident exist and all are delivered or dead.
 async fn settled(d: &Daemon, incident: u64, count: usize) -> Vec<Value> {
-    wait_for(&format!("{count} final notifications of incident {incident}"), WAIT, || async {
+    eventually(&format!("{count} final notifications of incident {incident}"), WAIT, || async {
         let list = notifications(d, incident).await;
         (list.len() == count && list.iter().all(is_final)).then_some(list)
     })
@@ -309,7 +292,7 @@ impl Receiver {
     }
 
     async fn wait_requests(&self, what: &str, pred: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
-        wait_for(what, WAIT, || async {
+        eventually(what, WAIT, || async {
             let log = self.requests();
             pred(&log).then_some(log)
         })
@@ -522,7 +505,7 @@ async fn each_channel_delivers_the_expected_content() {
     assert_eq!(body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 
     // The timeline: four queued, four delivered.
-    let inc = wait_for("four delivery entries on the timeline", WAIT, || async {
+    let inc = eventually("four delivery entries on the timeline", WAIT, || async {
         let inc = incident(&d, id).await;
         let delivered = timeline_messages(&inc, "notification")
             .iter()

@@ -8,10 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::canary::Canary;
-use common::{Daemon, TOKEN};
+use common::{Daemon, TOKEN, eventually};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -119,20 +119,6 @@ async fn hook_server() -> (u16, Received, tokio::task::JoinHandle<()>) {
         }
     });
     (port, received, task)
-}
-
-/// Polls `f` until it answers (at most 40 s); `None` when time ran out.
-async fn eventually<T>(mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]
@@ -267,21 +253,21 @@ async fn personal_data_appears_only_where_the_policy_allows() {
     assert_eq!(r.body["errors"], json!(["dedup_key: is required to acknowledge"]), "{}", r.text);
 
     // 3. Notifications: both log targets written, the webhook failed twice (quoting the body).
-    let mut last = String::new();
-    let notifications = eventually(async || {
-        let r = d.get("/api/v1/notifications?limit=1000", Some(PII)).await;
-        let list = r.body["notifications"].as_array()?.clone();
-        let states: Vec<String> = list
-            .iter()
-            .map(|n| format!("{}:{}:{}", n["channel"], n["audience"], n["state"]))
-            .collect();
-        last = states.join(" ");
-        let done = list.len() == 6
-            && list.iter().all(|n| matches!(n["state"].as_str(), Some("delivered" | "dead")));
-        done.then_some(list)
-    })
-    .await
-    .unwrap_or_else(|| panic!("notifications did not all end; last seen: {last}"));
+    let notifications =
+        eventually("the notifications to all end", Duration::from_secs(40), async || {
+            let r = d.get("/api/v1/notifications?limit=1000", Some(PII)).await;
+            let Some(list) = r.body["notifications"].as_array().cloned() else {
+                return Err(r.text);
+            };
+            let states: Vec<String> = list
+                .iter()
+                .map(|n| format!("{}:{}:{}", n["channel"], n["audience"], n["state"]))
+                .collect();
+            let done = list.len() == 6
+                && list.iter().all(|n| matches!(n["state"].as_str(), Some("delivered" | "dead")));
+            if done { Ok(list) } else { Err(states.join(" ")) }
+        })
+        .await;
     // The responder audience (not redacted) through the log target: the values are there, so
     // the test would see a leak if there were one.
     let file = std::fs::read_to_string(d.data_dir.join("notifications.jsonl")).unwrap();
@@ -412,9 +398,10 @@ notifications:
     });
     let r = d.post("/api/v1/reports", Some(TOKEN), report.to_string()).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let mail = eventually(async || mails.lock().unwrap().first().cloned())
-        .await
-        .expect("the mail to ana arrived");
+    let mail = eventually("the mail to ana", Duration::from_secs(40), async || {
+        mails.lock().unwrap().first().cloned()
+    })
+    .await;
     let text = mail_part(&mail.data, "text/plain").expect("a text part");
     let token = text
         .split("/ack/")

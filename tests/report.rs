@@ -7,9 +7,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, TOKEN, VIEWER_TOKEN, config_yaml};
+use common::{Daemon, TOKEN, VIEWER_TOKEN, config_yaml, eventually};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -327,16 +327,12 @@ async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_compute
 
 /// Polls `/metrics` (the gauge is refreshed every 15 s) until `name` reads `want`.
 async fn gauge_reaches(d: &Daemon, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    eventually(&format!("{name} to read {want}"), Duration::from_secs(40), async || {
         let m = d.client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
         let got = sample(&m, name);
-        if got == Some(want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} is {got:?}, expected {want}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if got == Some(want) { Ok(()) } else { Err(format!("{name} is {got:?}")) }
+    })
+    .await
 }
 
 #[tokio::test]
