@@ -310,12 +310,12 @@ async fn verify_accepts_the_untouched_chain_and_names_the_entry_that_was_tampere
     // (c) A daemon serving the edited store reports the same entry through the API and
     // shows the hash it was chained with; after kill -9 the file still verifies (and fails):
     // redb rebuilds its allocator state first, which the CLI notes on stderr.
-    let mut d = Daemon::spawn(&d.config, &edited);
+    let mut d = Daemon::on(&d.config, &edited).start();
     let url = format!("http://{}", d.addr);
     let v = verify(&["--url", &url, "--token", TOKEN]);
     assert_fails_naming(&v, &format!("{named}: content does not match its hash (edited?)"));
     // A daemon serving the rewritten copy: intact on its own, not through the recorded head.
-    let mut r = Daemon::spawn(&d.config, &rewritten);
+    let mut r = Daemon::on(&d.config, &rewritten).start();
     let rurl = format!("http://{}", r.addr);
     assert_eq!(verify(&["--url", &rurl, "--token", TOKEN]).code, Some(0));
     let v = verify(&["--url", &rurl, "--token", TOKEN, "--expect-head", &record]);

@@ -13,9 +13,9 @@ mod common;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, RESPONDER, TOKEN, VIEWER, users_config};
+use common::{Daemon, RESPONDER, TOKEN, VIEWER, eventually, users_config};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -145,15 +145,11 @@ impl Browser {
 
     /// Waits (at most 10 s) until the page's URL contains `part`.
     async fn wait_for_url(&self, part: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(&format!("the URL to contain {part}"), Duration::from_secs(10), async || {
             let url = self.current_url().await;
-            if url.contains(part) {
-                return url;
-            }
-            assert!(Instant::now() < deadline, "still at {url}, waiting for {part}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if url.contains(part) { Ok(url) } else { Err(format!("still at {url}")) }
+        })
+        .await
     }
 
     async fn sign_in(&self, base: &str, (name, token): (&str, &str)) {
@@ -163,11 +159,11 @@ impl Browser {
         self.type_into("#token", token).await;
         self.click("#sign-in").await;
         // Back at the overview, signed in.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.current_url().await.contains("/login") {
-            assert!(Instant::now() < deadline, "sign-in as {name} did not leave the form");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("sign-in as {name} to leave the form");
+        eventually(&what, Duration::from_secs(10), async || {
+            !self.current_url().await.contains("/login")
+        })
+        .await;
         assert_eq!(self.text("nav .who").await.split_whitespace().next(), Some(name));
     }
 
@@ -198,17 +194,13 @@ async fn start_driver() -> Driver {
         _profile: tempfile::tempdir().expect("profile dir"),
     };
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await
-            && let Ok(v) = r.json::<Value>().await
-            && v["value"]["ready"] == json!(true)
-        {
-            return driver;
-        }
-        assert!(Instant::now() < deadline, "chromedriver not ready within 20 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = format!("{}/status", driver.url);
+    eventually("chromedriver to be ready", Duration::from_secs(20), async || {
+        let Ok(r) = http.get(&status).send().await else { return false };
+        r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == json!(true))
+    })
+    .await;
+    driver
 }
 
 async fn open_browser(driver: &Driver) -> Browser {
@@ -247,7 +239,7 @@ async fn sign_in_find_acknowledge_and_viewer_sees_masked_customer_data() {
         );
         return;
     }
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let mut body: Value =
         serde_json::from_slice(&common::fixture("reports/verified-personal-data.json")).unwrap();
     body["summary"] = json!("Card payments fail at the last step");
@@ -277,11 +269,11 @@ async fn sign_in_find_acknowledge_and_viewer_sees_masked_customer_data() {
         assert_eq!(browser.text("#customer-email").await, "jo@example.org");
         assert!(browser.text("#summary").await.contains("triggered"));
         browser.click("#acknowledge").await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !browser.text("#summary").await.contains("acknowledged") {
-            assert!(Instant::now() < deadline, "the page never showed the acknowledgement");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = "the page to show the acknowledgement";
+        eventually(what, Duration::from_secs(10), async || {
+            browser.text("#summary").await.contains("acknowledged")
+        })
+        .await;
         let api = d.get(&format!("/api/v1/incidents/{id}"), Some(TOKEN)).await;
         assert!(api.text.contains("\"acknowledged\""), "{}", api.text);
         assert!(api.text.contains("user:rita"), "{}", api.text);

@@ -60,7 +60,7 @@ async fn silent_and_slow_connections_cannot_take_the_daemon_offline() {
     const NOFILE: u64 = 256;
     const SILENT: usize = 400;
     let yaml = config_yaml("limits:\n  header_read_timeout: 2s\n  request_timeout: 2s\n");
-    let (d, log) = Daemon::start_limited(&yaml, &[("TOCSIN_LOG", "info")], NOFILE);
+    let d = Daemon::with(&yaml).env("TOCSIN_LOG", "info").captured().nofile(NOFILE).start();
 
     // More silent connections than the daemon has descriptors.
     let mut silent = Vec::new();
@@ -160,7 +160,7 @@ async fn silent_and_slow_connections_cannot_take_the_daemon_offline() {
             >= SILENT as f64
     );
     assert_eq!(value("tocsin_accept_errors_total"), 0.0);
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(d.log()).unwrap();
     assert!(!text.contains("Too many open files"), "the daemon ran out of descriptors:\n{text}");
     assert!(text.contains("max_connections"), "the cap is logged at start:\n{text}");
 }

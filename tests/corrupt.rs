@@ -129,8 +129,7 @@ async fn a_damaged_store_is_an_error_the_daemon_and_the_tools_say_clearly() {
     // A store that opens but cannot write (release builds): not ready, says why, still reads.
     if let Some(page) = writes_break {
         let (_keep, data) = damaged_copy(&pristine, page);
-        let log = data.join("daemon.log");
-        let d = Daemon::spawn_captured(&config, &data, &[("TOCSIN_LOG", "info")], Some(&log));
+        let d = Daemon::on(&config, &data).env("TOCSIN_LOG", "info").captured().start();
         let r = alert(&d, 1000).await;
         assert_eq!(r.status, 503, "{}", r.text);
         assert!(r.text.contains("damaged"), "the answer says why: {}", r.text);
@@ -147,7 +146,7 @@ async fn a_damaged_store_is_an_error_the_daemon_and_the_tools_say_clearly() {
         assert_eq!(metric(&metrics, "tocsin_ready"), 0.0, "{metrics}");
         assert_eq!(metric(&metrics, "tocsin_store_writable"), 0.0, "{metrics}");
         assert!(metric(&metrics, "tocsin_journal_commit_failures_total") >= 2.0, "{metrics}");
-        let text = std::fs::read_to_string(&log).unwrap();
+        let text = std::fs::read_to_string(d.log()).unwrap();
         assert!(text.contains("the store cannot write: the file is damaged"), "{text}");
     } else {
         println!("no page breaks only the writes in this build (redb reads every page on open)");

@@ -94,7 +94,7 @@ async fn status(d: &Daemon, id: u64) -> String {
 
 #[tokio::test]
 async fn without_a_session_only_sign_in_health_and_ack_links_answer() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let id = report(&d, "Checkout down").await;
     for path in ["/", "/incidents", &format!("/incidents/{id}"), "/queue"] {
         let p = get(&d, None, path).await;
@@ -127,7 +127,7 @@ async fn without_a_session_only_sign_in_health_and_ack_links_answer() {
 
 #[tokio::test]
 async fn viewers_read_responders_act_admins_reload() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let id = report(&d, "Card payments fail").await;
     let path = format!("/incidents/{id}");
 
@@ -195,7 +195,7 @@ async fn viewers_read_responders_act_admins_reload() {
 
 #[tokio::test]
 async fn forms_without_the_right_csrf_token_change_nothing() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let id = report(&d, "Login page slow").await;
     let path = format!("/incidents/{id}");
     let responder = sign_in(&d, RESPONDER).await;
@@ -250,7 +250,7 @@ async fn forms_without_the_right_csrf_token_change_nothing() {
 
 #[tokio::test]
 async fn summaries_and_notes_are_escaped() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let evil = "<script>alert('x')</script><img src=x onerror=alert(1)>";
     let id = report(&d, evil).await;
     let responder = sign_in(&d, RESPONDER).await;
@@ -282,7 +282,7 @@ async fn summaries_and_notes_are_escaped() {
 
 #[tokio::test]
 async fn viewers_see_customer_contact_masked() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let id = report(&d, "Card payments fail for jo@example.org").await;
     let path = format!("/incidents/{id}");
     let viewer = get(&d, Some(&sign_in(&d, VIEWER).await), &path).await.body;
@@ -343,7 +343,7 @@ default_policy: default
 #[tokio::test]
 async fn without_pii_no_page_or_search_shows_personal_data() {
     let c = common::canary::Canary::new();
-    let d = Daemon::start_with(&canary_config());
+    let d = Daemon::with(&canary_config()).start();
     let admin_token = CANARY_ADMIN.1;
     let report = json!({
         "reporter": {"name": "Desk Agent", "email": "agent@desk.example.com"},
@@ -494,7 +494,7 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test]
 async fn failed_sign_ins_are_rate_limited_and_sign_out_ends_the_session() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     // Wrong tokens: refused, then limited — and while limited, even the right token waits.
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -522,7 +522,7 @@ async fn failed_sign_ins_are_rate_limited_and_sign_out_ends_the_session() {
 
 #[tokio::test]
 async fn a_reload_that_changes_a_token_ends_that_users_sessions() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let viewer = sign_in(&d, VIEWER).await;
     let responder = sign_in(&d, RESPONDER).await;
     assert_eq!(get(&d, Some(&viewer), "/").await.status, 200);
@@ -536,7 +536,7 @@ async fn a_reload_that_changes_a_token_ends_that_users_sessions() {
 
 #[tokio::test]
 async fn pages_read_on_a_phone_and_the_overview_shows_what_is_open() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let id = report(&d, "Refunds stuck").await;
     let viewer = sign_in(&d, VIEWER).await;
     let home = get(&d, Some(&viewer), "/").await;
@@ -557,11 +557,9 @@ async fn the_figures_page_shows_the_reports_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tocsin.yaml");
     std::fs::write(&config, users_config()).unwrap();
-    let d = Daemon::spawn_env(
-        &config,
-        &dir.path().join("data"),
-        &[("TOCSIN_FAKE_CLOCK", "2026-03-02T09:00:00Z")],
-    );
+    let d = Daemon::on(&config, &dir.path().join("data"))
+        .env("TOCSIN_FAKE_CLOCK", "2026-03-02T09:00:00Z")
+        .start();
     let id = report(&d, "Checkout fails for some customers").await;
     d.advance("2m").await;
     let r = d.post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "").await;
@@ -602,7 +600,7 @@ async fn the_incident_page_hands_roles_records_notices_awareness_and_runs_the_re
          notices:\n  - {{name: \"GDPR Art. 33 notice\", when: {{sensitivity: [personal, financial]}}, deadline: 72h}}\n",
         users_config()
     );
-    let d = Daemon::start_with(&config);
+    let d = Daemon::with(&config).start();
     let declared = json!({
         "title": "Invoices readable in a public bucket",
         "description": "A researcher sent a link.",
@@ -770,7 +768,7 @@ async fn the_incident_page_hands_roles_records_notices_awareness_and_runs_the_re
 /// can load.
 #[tokio::test]
 async fn in_an_alert_storm_the_overview_counts_all_and_shows_the_oldest_few() {
-    let d = Daemon::start_with(&users_config());
+    let d = Daemon::with(&users_config()).start();
     let alerts = |from: usize, to: usize| {
         let list: Vec<Value> = (from..to)
             .map(|i| {
@@ -827,11 +825,9 @@ async fn the_overview_shows_an_overdue_action_item_as_overdue() {
         users_config()
     );
     std::fs::write(&config, yaml).unwrap();
-    let d = Daemon::spawn_env(
-        &config,
-        &dir.path().join("data"),
-        &[("TOCSIN_FAKE_CLOCK", "2026-03-02T09:00:00Z")],
-    );
+    let d = Daemon::on(&config, &dir.path().join("data"))
+        .env("TOCSIN_FAKE_CLOCK", "2026-03-02T09:00:00Z")
+        .start();
     let id = report(&d, "Checkout fails for some customers").await;
     let r = d.post(&format!("/api/v1/incidents/{id}/resolve"), Some(TOKEN), "").await;
     assert_eq!(r.status, 200, "{}", r.text);

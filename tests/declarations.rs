@@ -5,10 +5,10 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::smtp::{Mail, mail_header, mail_part, smtp_server};
-use common::{Daemon, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, TOKEN, VIEWER_TOKEN, config_yaml, eventually};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -44,7 +44,8 @@ struct Env {
 
 fn start(extra: &str) -> Env {
     let (port, mails) = smtp_server();
-    let daemon = Daemon::start_env(&config(port, extra), &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let daemon =
+        Daemon::with(&config_yaml(&config(port, extra))).env("TOCSIN_FAKE_CLOCK", T0).start();
     Env { daemon, mails }
 }
 
@@ -54,16 +55,15 @@ fn recipient(m: &Mail) -> String {
 
 /// Waits (at most 20 s) until every address in `to` has a mail; returns all mails so far.
 async fn mails_to(env: &Env, to: &[&str]) -> Vec<Mail> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(&format!("mail to {to:?}"), Duration::from_secs(20), async || {
         let got = env.mails.lock().unwrap().clone();
         if to.iter().all(|t| got.iter().any(|m| recipient(m) == *t)) {
-            return got;
+            return Ok(got);
         }
         let have: Vec<String> = got.iter().map(recipient).collect();
-        assert!(Instant::now() < deadline, "expected mail to {to:?}, got mail to {have:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("mail to {have:?}"))
+    })
+    .await
 }
 
 fn mail_for<'a>(mails: &'a [Mail], to: &str) -> &'a Mail {

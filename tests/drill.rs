@@ -7,10 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::smtp::smtp_server;
-use common::{Daemon, ROUTING_KEY, TOKEN};
+use common::{Daemon, ROUTING_KEY, TOKEN, eventually};
 use serde_json::json;
 
 fn repo(rel: &str) -> PathBuf {
@@ -222,15 +222,11 @@ fn a_malformed_scenario_is_refused_with_its_line() {
 
 /// Waits (at most 20 s) until `n` mails arrived.
 async fn wait_mails(mails: &std::sync::Arc<std::sync::Mutex<Vec<common::smtp::Mail>>>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mails.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "expected {n} mails, got {}",
-            mails.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("{n} mails"), Duration::from_secs(20), async || {
+        let got = mails.lock().unwrap().len();
+        if got >= n { Ok(()) } else { Err(format!("{got} mails")) }
+    })
+    .await
 }
 
 fn subject(data: &str) -> String {

@@ -5,10 +5,10 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::smtp::{Mail, mail_header, mail_part, smtp_server};
-use common::{Daemon, TOKEN};
+use common::{Daemon, TOKEN, config_yaml, eventually, within};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -50,7 +50,8 @@ struct Env {
 
 fn start(policies: &str) -> Env {
     let (port, mails) = smtp_server();
-    let daemon = Daemon::start_env(&config(port, policies), &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let daemon =
+        Daemon::with(&config_yaml(&config(port, policies))).env("TOCSIN_FAKE_CLOCK", T0).start();
     Env { daemon, mails }
 }
 
@@ -78,18 +79,18 @@ fn subject(data: &str) -> String {
 
 /// Waits (at most 20 s of real time) until the inbox holds `n` mails, then returns them.
 async fn mails(env: &Env, n: usize) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let got = within(Duration::from_secs(20), async || {
         let got = inbox(env);
-        if got.len() >= n {
-            return got;
-        }
-        if Instant::now() >= deadline {
+        if got.len() >= n { Ok(got) } else { Err(format!("{}: {got:?}", got.len())) }
+    })
+    .await;
+    match got {
+        Ok(got) => got,
+        Err(got) => {
             // What the daemon did about each notification says why a mail is missing.
             let queue = env.daemon.get("/api/v1/notifications", Some(TOKEN)).await.text;
-            panic!("expected {n} mails, got {}: {got:?}\nnotifications: {queue}", got.len());
+            panic!("expected {n} mails, got {got}\nnotifications: {queue}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -145,15 +146,11 @@ fn distinct(inbox: &Arc<Mutex<Vec<Mail>>>) -> Vec<(String, String)> {
 }
 
 async fn distinct_n(inbox: &Arc<Mutex<Vec<Mail>>>, n: usize) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(&format!("{n} notifications"), Duration::from_secs(20), async || {
         let got = distinct(inbox);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "expected {n} notifications, got {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(format!("{got:?}")) }
+    })
+    .await
 }
 
 async fn incident(d: &Daemon, id: u64) -> Value {
@@ -309,15 +306,11 @@ default_policy: page
     let probe = |n| {
         let mails = env_mails.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
+            eventually(&format!("{n} notifications"), Duration::from_secs(20), async || {
                 let got = distinct(&mails);
-                if got.len() >= n {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "expected {n} notifications, got {got:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                if got.len() >= n { Ok(()) } else { Err(format!("{got:?}")) }
+            })
+            .await
         }
     };
     probe(1).await;
@@ -895,7 +888,10 @@ async fn acknowledging_through_the_signed_link_stops_the_next_step() {
         "notifications:\n",
         "notifications:\n  dashboard_url: \"https://tocsin.example.com\"\n",
     );
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let id = alert(d, "search-slow", "critical").await;
     mails(&env, 1).await;
@@ -1045,7 +1041,10 @@ async fn a_short_lease_after_a_long_one_resolves_at_its_own_ends_at() {
 async fn an_alert_without_ends_at_stays_open_unless_a_resolve_timeout_is_set() {
     let (port, inbox) = smtp_server();
     let yaml = format!("{}incidents:\n  resolve_timeout: 5m\n", config(port, ONE_STEP));
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let bare = |instance: &str| {
         json!([{"labels": {"alertname": "QueueStuck", "instance": instance}}]).to_string()
@@ -1116,15 +1115,11 @@ async fn a_maintenance_window_that_ends_while_its_incident_fires_pages_once_acro
 
 /// Waits (at most 20 s of real time) until `check` holds for incident `id`.
 async fn until(d: &Daemon, id: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(&format!("incident {id}: {what}"), Duration::from_secs(20), async || {
         let i = incident(d, id).await;
-        if check(&i) {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "incident {id}: {what}: {i:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(&i) { Ok(i) } else { Err(format!("{i:#}")) }
+    })
+    .await
 }
 
 /// A config window from 08:00 to `ends` for `service`.
@@ -1139,7 +1134,7 @@ async fn incidents_an_earlier_version_held_back_page_when_their_window_ends() {
     let (port, inbox) = smtp_server();
     let window = config_window("db failover", "db", "2026-03-02T10:00:00Z");
     let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{window}"));
-    let mut d = Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let mut d = Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start();
     let primary = alert_on(&d, "db-primary", "critical", "db").await;
     let replica = alert_on(&d, "db-replica", "critical", "db").await;
     d.terminate();
@@ -1202,7 +1197,10 @@ async fn a_reload_that_shortens_or_removes_a_window_pages_what_it_held_then() {
     let db = config_window("db failover", "db", "2026-03-02T10:00:00Z");
     let net = config_window("switch upgrade", "net", "2026-03-02T10:00:00Z");
     let yaml = config(port, &format!("{ONE_STEP}maintenance:\n{db}{net}"));
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let primary = alert_on(d, "db-primary", "critical", "db").await;
     let switch = alert_on(d, "switch-3", "critical", "net").await;
@@ -1308,7 +1306,10 @@ async fn the_legal_liaisons_first_message_states_the_notice_and_its_deadline() {
         "{id: lena, name: Lena, email: lena@example.com}",
         "{id: lena, name: Lena, email: lena@example.com, zone: Europe/Berlin}",
     );
-    let env = Env { daemon: Daemon::start_env(&yaml, &[("TOCSIN_FAKE_CLOCK", T0)]), mails: inbox };
+    let env = Env {
+        daemon: Daemon::with(&config_yaml(&yaml)).env("TOCSIN_FAKE_CLOCK", T0).start(),
+        mails: inbox,
+    };
     let d = &env.daemon;
     let r = d.post("/api/v1/reports", Some(TOKEN), personal_report("SUP-9")).await;
     assert_eq!(r.status, 202, "{}", r.text);

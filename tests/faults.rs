@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, TOKEN, VIEWER_TOKEN, eventually};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -143,18 +143,17 @@ async fn trigger(d: &Daemon, key: &str) -> u64 {
 
 /// Waits (at most `limit`) until the incident's only notification is delivered or dead.
 async fn settled(d: &Daemon, incident: u64, limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
+    eventually(&format!("incident {incident} to settle"), limit, async || {
         let r = d.get(&format!("/api/v1/incidents/{incident}"), Some(VIEWER_TOKEN)).await;
         let list = r.body["notifications"].as_array().cloned().unwrap_or_default();
         if let [n] = list.as_slice()
             && (n["state"] == "delivered" || n["state"] == "dead")
         {
-            return r.body;
+            return Ok(r.body);
         }
-        assert!(Instant::now() < deadline, "not settled within {limit:?}: {}", r.text);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(r.text)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

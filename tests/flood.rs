@@ -59,7 +59,7 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_is_refused_with_429_and_503_while_health_checks_answer() {
     let sink = stalling_sink().await;
-    let mut d = Daemon::start_with(&format!(
+    let mut d = Daemon::with(&format!(
         r#"sources:
   - name: limited
     token: {LIMITED}
@@ -83,7 +83,8 @@ notifications:
   webhooks:
     - {{name: slow, url: "{sink}/hook", allow_private: true, timeout: 2s}}
 "#
-    ));
+    ))
+    .start();
     let pid = d.child.id();
     let stop = Arc::new(AtomicBool::new(false));
     let tallies = [Arc::new(Tally::default()), Arc::new(Tally::default())];

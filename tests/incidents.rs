@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, eventually};
 use serde_json::{Value, json};
 
 const RESPONDER_TOKEN: &str = "test-responder-token";
@@ -379,20 +379,13 @@ async fn editing_a_rule_file_reloads_it() {
     let (d, rules) = start_with_rules(&[("10-a.rhai", r#"decision.add_score(1, "a");"#)], "");
     assert_eq!(decision_of(&d, "w1").await["decision"]["score"], 81);
     std::fs::write(rules.join("10-a.rhai"), r#"decision.add_score(2, "a");"#).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
     let mut n = 0;
-    loop {
+    eventually("the edit to be picked up", Duration::from_secs(15), async || {
         n += 1;
         let score = decision_of(&d, &format!("w-watch-{n}")).await["decision"]["score"].as_i64();
-        if score == Some(82) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the edit was not picked up within 15 s (score {score:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if score == Some(82) { Ok(()) } else { Err(format!("score {score:?}")) }
+    })
+    .await;
 }
 
 /// With email configured, reloading builds an SMTP pool, which needs the Tokio runtime: a file
@@ -408,22 +401,18 @@ async fn editing_a_rule_file_reloads_it_when_email_is_configured() {
     );
     assert_eq!(decision_of(&d, "e1").await["decision"]["score"], 81);
     std::fs::write(rules.join("20-b.rhai"), r#"decision.add_score(4, "b");"#).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
     let mut n = 0;
-    loop {
+    eventually("the new rule to be in force", Duration::from_secs(15), async || {
         n += 1;
         let score = decision_of(&d, &format!("e-watch-{n}")).await["decision"]["score"].as_i64();
         if score == Some(85) {
-            break;
+            return Ok(());
         }
         let m = d.get("/metrics", None).await.text;
         assert!(!m.contains("tocsin_reload_last_success 0"), "the reload failed:\n{m}");
-        assert!(
-            Instant::now() < deadline,
-            "the new rule was not in force within 15 s (score {score:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!("score {score:?}"))
+    })
+    .await;
     let m = d.get("/metrics", None).await.text;
     assert!(m.contains("tocsin_reload_last_success 1"), "{m}");
     let count = |result: &str| -> f64 {
@@ -450,16 +439,12 @@ async fn sighup_reloads_when_file_watching_is_off() {
     let mut n = 0;
     let pid = d.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually("SIGHUP to reload", Duration::from_secs(15), async || {
         n += 1;
         let score = decision_of(&d, &format!("w-hup-{n}")).await["decision"]["score"].as_i64();
-        if score == Some(83) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "SIGHUP did not reload within 15 s (score {score:?})");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if score == Some(83) { Ok(()) } else { Err(format!("score {score:?}")) }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -506,16 +491,15 @@ async fn quiet_incidents_resolve_themselves_when_configured() {
     let d = start("incidents:\n  auto_resolve_after: 1s\n");
     let event = post_pd(&d, "trigger", "quiet/one").await;
     let id = incident_of(&d, &event).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually("the incident to resolve itself", Duration::from_secs(15), async || {
         let inc = incident(&d, id).await;
         if inc["status"] == "resolved" {
             assert_eq!(inc["resolved"]["by"], "tocsin");
-            break;
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "not auto-resolved within 15 s: {inc}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(inc.to_string())
+    })
+    .await;
 }
 
 /// An incident's first timeline entry says what opened it in words, with the right article.

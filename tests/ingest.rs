@@ -446,9 +446,9 @@ fn futures_stream(
 
 #[tokio::test]
 async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
-    let d = Daemon::start_with(&format!(
+    let d = Daemon::with(&format!(
         "sources:\n  - name: slow\n    token: {TOKEN}\n    allow: [alerts]\n    rate_limit: {{per_second: 1, burst: 2}}\n"
-    ));
+    )).start();
     let alert = json!([{"labels": {"alertname": "X"}}]).to_string();
     for _ in 0..2 {
         assert_eq!(d.post("/api/v2/alerts", Some(TOKEN), alert.clone()).await.status, 200);

@@ -5,12 +5,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::smtp::{Mail, mail_part, smtp_server};
-use common::{Daemon, ROUTING_KEY, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, VIEWER_TOKEN, eventually};
 use serde_json::{Value, json};
 
 const EMAIL: &str = "ana@example.com";
@@ -59,17 +59,13 @@ async fn incident(d: &Daemon, id: u64) -> Value {
 
 /// Waits (at most 20 s) for a mail to `to`; returns its decoded text and HTML parts.
 async fn mail_to(mails: &Arc<Mutex<Vec<Mail>>>, to: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = mails.lock().unwrap().iter().find(|m| m.to.iter().any(|t| t == to)).cloned();
-        if let Some(m) = found {
-            let text = mail_part(&m.data, "text/plain").expect("a text part");
-            let html = mail_part(&m.data, "text/html").unwrap_or_default();
-            return (text, html);
-        }
-        assert!(Instant::now() < deadline, "no mail to {to} within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let m = eventually(&format!("a mail to {to}"), Duration::from_secs(20), async || {
+        mails.lock().unwrap().iter().find(|m| m.to.iter().any(|t| t == to)).cloned()
+    })
+    .await;
+    let text = mail_part(&m.data, "text/plain").expect("a text part");
+    let html = mail_part(&m.data, "text/html").unwrap_or_default();
+    (text, html)
 }
 
 /// The token of the `Acknowledge: <PUBLIC>/ack/<token>` line of a mail's text.
@@ -113,7 +109,7 @@ fn tampered(token: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mailed_link_shows_on_get_and_acknowledges_on_post_only() {
     let (smtp_port, mails) = smtp_server();
-    let d = Daemon::start_with(&config(smtp_port, "{ttl: 1h}"));
+    let d = Daemon::with(&config(smtp_port, "{ttl: 1h}")).start();
     let id = trigger(&d, "disk-db1", "Disk full on db1").await;
 
     let (text, html) = mail_to(&mails, EMAIL).await;
@@ -213,7 +209,7 @@ async fn the_mailed_link_shows_on_get_and_acknowledges_on_post_only() {
 async fn an_expired_link_is_refused() {
     let (smtp_port, mails) = smtp_server();
     let secret = "a-configured-secret-of-at-least-32-bytes";
-    let d = Daemon::start_with(&config(smtp_port, &format!("{{secret: \"{secret}\", ttl: 1s}}")));
+    let d = Daemon::with(&config(smtp_port, &format!("{{secret: \"{secret}\", ttl: 1s}}"))).start();
     let id = trigger(&d, "cpu-web1", "CPU hot on web1").await;
     let (text, _) = mail_to(&mails, EMAIL).await;
     let token = ack_token(&text);
@@ -238,10 +234,10 @@ async fn an_expired_link_is_refused() {
 async fn a_link_expires_on_the_daemons_clock() {
     let (smtp_port, mails) = smtp_server();
     // Months before the wall clock, so a link minted or checked on the wall clock would differ.
-    let (d, _log) = Daemon::start_captured(
-        &config(smtp_port, "{ttl: 1h}"),
-        &[("TOCSIN_FAKE_CLOCK", "2026-03-01T09:00:00Z")],
-    );
+    let d = Daemon::with(&config(smtp_port, "{ttl: 1h}"))
+        .env("TOCSIN_FAKE_CLOCK", "2026-03-01T09:00:00Z")
+        .captured()
+        .start();
     let id = trigger(&d, "disk-db2", "Disk full on db2").await;
     let (text, _) = mail_to(&mails, EMAIL).await;
     let token = ack_token(&text);
@@ -265,7 +261,7 @@ async fn without_a_dashboard_url_no_link_is_sent_and_the_route_is_off() {
     let (smtp_port, mails) = smtp_server();
     let yaml =
         config(smtp_port, "{ttl: 1h}").replace(&format!("  dashboard_url: \"{PUBLIC}/\"\n"), "");
-    let d = Daemon::start_with(&yaml);
+    let d = Daemon::with(&yaml).start();
     trigger(&d, "mem-db2", "Memory low on db2").await;
     let (text, html) = mail_to(&mails, EMAIL).await;
     assert!(!text.contains("/ack/") && !text.contains("Acknowledge:"), "{text}");
@@ -350,7 +346,7 @@ notifications:
     allow_private: true
 "#
     ));
-    let d = Daemon::start_with(&yaml);
+    let d = Daemon::with(&yaml).start();
     let id = trigger(&d, "net-edge1", "Packet loss on edge1").await;
     // The SMS carries the link (shown redacted through the API).
     let inc = incident(&d, id).await;
@@ -510,22 +506,18 @@ notifications:
     allow_private: true
 "#
     ));
-    let (d, log) = Daemon::start_captured(&yaml, &[("TOCSIN_LOG", "debug")]);
+    let d = Daemon::with(&yaml).env("TOCSIN_LOG", "debug").captured().start();
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(trigger(&d, &format!("edge-{i}"), &format!("Packet loss on edge{i}")).await);
     }
     // A 400 is final: each SMS is a dead letter after one attempt.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dead = loop {
+    let dead = eventually("5 dead letters", Duration::from_secs(30), async || {
         let r = d.get("/api/v1/notifications?state=dead", Some(common::TOKEN)).await;
         let list = r.body["notifications"].as_array().cloned().unwrap_or_default();
-        if list.len() == 5 {
-            break Value::Array(list);
-        }
-        assert!(Instant::now() < deadline, "not 5 dead letters: {}", r.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        if list.len() == 5 { Ok(Value::Array(list)) } else { Err(r.text) }
+    })
+    .await;
     let tokens = tokens.lock().unwrap().clone();
     assert_eq!(tokens.len(), 5, "{tokens:?}");
     // The receiver's answer is in the reason (so the check below means something)…
@@ -549,7 +541,7 @@ notifications:
     for id in &ids {
         timelines.push_str(&incident(&d, *id).await["timeline"].to_string());
     }
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = std::fs::read_to_string(d.log()).unwrap();
     // …and no token, whole or either half of it, in the row, the CLI, the timeline or the log.
     for token in &tokens {
         let (a, b) = token.split_at(token.len() / 2);

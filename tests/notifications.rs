@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::smtp::{mail_header, mail_part, smtp_server};
-use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, eventually};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -140,28 +140,11 @@ fn is_final(n: &Value) -> bool {
     n["state"] == "delivered" || n["state"] == "dead"
 }
 
-/// Polls `probe` every 50 ms until it returns `Some`, for at most `limit` (never more than 20 s).
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let limit = limit.min(Duration::from_secs(20));
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Waits until `count` notifications of the incident exist and all are delivered or dead.
 async fn settled(d: &Daemon, incident: u64, count: usize) -> Vec<Value> {
-    wait_for(&format!("{count} final notifications of incident {incident}"), WAIT, || async {
+    eventually(&format!("{count} final notifications of incident {incident}"), WAIT, || async {
         let list = notifications(d, incident).await;
         (list.len() == count && list.iter().all(is_final)).then_some(list)
     })
@@ -309,7 +292,7 @@ impl Receiver {
     }
 
     async fn wait_requests(&self, what: &str, pred: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
-        wait_for(what, WAIT, || async {
+        eventually(what, WAIT, || async {
             let log = self.requests();
             pred(&log).then_some(log)
         })
@@ -431,12 +414,13 @@ async fn each_channel_delivers_the_expected_content() {
         twilio.base(),
         webhooks(&[("hook", &hooks, "tocsin"), ("am", &hooks, "alertmanager")])
     );
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana}, {webhook: hook}, {webhook: am}",
         &channels,
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
 
     let summary = "db1 disk is full";
     let id = trigger(&d, "db1/disk", summary, "critical").await;
@@ -521,7 +505,7 @@ async fn each_channel_delivers_the_expected_content() {
     assert_eq!(body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 
     // The timeline: four queued, four delivered.
-    let inc = wait_for("four delivery entries on the timeline", WAIT, || async {
+    let inc = eventually("four delivery entries on the timeline", WAIT, || async {
         let inc = incident(&d, id).await;
         let delivered = timeline_messages(&inc, "notification")
             .iter()
@@ -551,12 +535,12 @@ async fn webhooks_outside_the_incident_team_never_carry_internal_links() {
         ("statuspage", &hooks, "tocsin"),
         ("oncall", &hooks, "alertmanager"),
     ]);
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{webhook: status, audience: customer}, {webhook: statuspage, audience: customer-status}, {webhook: oncall}",
         &channels,
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    )).start();
     let runbook = "https://wiki.example.com/runbooks/disk-full";
     let grafana = "https://grafana.example.com/d/disk";
     let source = "http://prometheus.example.com/graph?g0.expr=disk";
@@ -591,7 +575,7 @@ async fn the_communications_leads_first_sms_points_at_the_draft_in_their_email()
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-1"})));
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
-    let d = Daemon::start_with(&common::config_yaml(&format!(
+    let d = Daemon::with(&common::config_yaml(&format!(
         r#"rules: {{dir: "{rules}"}}
 people:
   - {{id: ana, name: Ana, email: {EMAIL}}}
@@ -611,7 +595,7 @@ notifications:
 {}"#,
         delivery(4),
         json_sms(&gateway)
-    )));
+    ))).start();
     // checkout is customer-facing (rules/50-customer-facing.rhai): the communications lead is in.
     let body = json!({"dedup_key": "checkout", "summary": "Checkout fails", "severity": "critical", "service": "checkout"});
     let r = d.post("/api/v1/events", Some(TOKEN), body.to_string()).await;
@@ -635,12 +619,13 @@ notifications:
 async fn the_json_sms_gateway_gets_the_filled_template() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw-42"})));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana, channels: [sms]}",
         &json_sms(&gateway),
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let summary = "payments \"api\" is down";
     let id = trigger(&d, "pay/api", summary, "error").await;
     let [n]: [Value; 1] = settled(&d, id, 1).await.try_into().unwrap();
@@ -692,12 +677,9 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
     let hooks: Vec<(&str, &Receiver, &str)> = names.iter().map(|n| (*n, &peer, "tocsin")).collect();
     let notify: Vec<String> = names.iter().map(|n| format!("{{webhook: {n}}}")).collect();
-    let d = Daemon::start_with(&config(
-        &notify.join(", "),
-        &webhooks(&hooks),
-        &delivery(4),
-        LOOSE_LIMITS,
-    ));
+    let d =
+        Daemon::with(&config(&notify.join(", "), &webhooks(&hooks), &delivery(4), LOOSE_LIMITS))
+            .start();
 
     let id = trigger(&d, "matrix/1", "fault matrix", "critical").await;
     let list = settled(&d, id, cases.len()).await;
@@ -891,13 +873,14 @@ async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_notifications_survive_kill_9_and_are_delivered_after_restart() {
     let peer = Receiver::start(Behave::status(503)).await;
-    let mut d = Daemon::start_with(&config(
+    let mut d = Daemon::with(&config(
         "{webhook: hook}",
         &webhooks(&[("hook", &peer, "tocsin")]),
         // Enough attempts that nothing dies while the receiver refuses.
         &delivery(1000),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(trigger(&d, &format!("crash/{i}"), &format!("crash test {i}"), "critical").await);
@@ -957,12 +940,13 @@ async fn queued_notifications_survive_kill_9_and_are_delivered_after_restart() {
 async fn rate_limited_sms_are_bundled_not_dropped() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw"})));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana, channels: [sms]}",
         &json_sms(&gateway),
         &delivery(4),
         "{sms: {per_recipient: [{count: 1, per: 2s}]}}",
-    ));
+    ))
+    .start();
     let first = trigger(&d, "rl/0", "first alert", "critical").await;
     // The first goes out alone, at once.
     gateway.wait_requests("the first SMS", |log| !log.is_empty()).await;
@@ -1038,12 +1022,13 @@ async fn a_template_that_fails_at_render_time_falls_back_to_the_plain_text() {
     let gateway = Receiver::start(Behave::status(404)).await;
     gateway.answer("/send", vec![], Behave::json(200, json!({"message_id": "gw"})));
     let channels = format!("  templates: {}\n{}", templates.path().display(), json_sms(&gateway));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{person: ana, channels: [sms]}",
         &channels,
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
 
     // `warning` → sev3: the responder text applies (the shipped sev1 variant does not).
     let fine = trigger(&d, "tpl/fine", "all is calm", "warning").await;
@@ -1088,7 +1073,7 @@ async fn a_suppressed_incident_notifies_nobody() {
         "{}rules:\n  dir: {rules}\n  watch: false\n",
         config(policy, &channels, &delivery(4), LOOSE_LIMITS)
     );
-    let d = Daemon::start_with(&yaml);
+    let d = Daemon::with(&yaml).start();
 
     let alert = |name: &str, maintenance: bool| {
         let mut labels = json!({"alertname": name, "instance": "db1", "severity": "critical"});
@@ -1131,13 +1116,14 @@ async fn a_suppressed_incident_notifies_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whoever_was_told_hears_about_the_resolution() {
     let hooks = Receiver::start(Behave::status(200)).await;
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{webhook: told}",
         // `bystander` is configured but in no policy: it must hear nothing.
         &webhooks(&[("told", &hooks, "tocsin"), ("bystander", &hooks, "tocsin")]),
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let id = trigger(&d, "res/1", "queue backlog", "critical").await;
     hooks.wait_requests("the new-incident notice", |log| log.len() == 1).await;
     let r = d.post("/v2/enqueue", None, pd("resolve", "res/1", "queue backlog", "critical")).await;
@@ -1195,12 +1181,13 @@ async fn queue_cli(d: &Daemon, args: &[&str]) -> (bool, String, String) {
 async fn tocsin_queue_lists_a_dead_letter_and_retries_it_with_the_same_id() {
     let hooks = Receiver::start(Behave::status(200)).await;
     hooks.answer("/hook/hook", vec![], Behave::status(400));
-    let d = Daemon::start_with(&config(
+    let d = Daemon::with(&config(
         "{webhook: hook}",
         &webhooks(&[("hook", &hooks, "tocsin")]),
         &delivery(4),
         LOOSE_LIMITS,
-    ));
+    ))
+    .start();
     let id = trigger(&d, "q/1", "dead letter", "critical").await;
     let [n]: [Value; 1] = settled(&d, id, 1).await.try_into().unwrap();
     assert_eq!(n["state"], "dead", "{n}");

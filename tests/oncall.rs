@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Daemon, Reply, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, Reply, TOKEN, VIEWER_TOKEN, eventually};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -64,7 +64,7 @@ fn plus(minutes: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_change_who_is_on_call_and_survive_a_restart() {
-    let mut d = Daemon::start_with(&config());
+    let mut d = Daemon::with(&config()).start();
 
     let body = rotations(&d).await;
     let p = primary(&body);
@@ -223,7 +223,7 @@ async fn an_override_and_a_log_line_are_stamped_with_the_daemons_clock() {
     let path = dir.path().join("tocsin.yaml");
     std::fs::write(&path, yaml).unwrap();
     let data_dir = dir.path().join("data");
-    let d = Daemon::spawn_env(&path, &data_dir, &[("TOCSIN_FAKE_CLOCK", fake)]);
+    let d = Daemon::on(&path, &data_dir).env("TOCSIN_FAKE_CLOCK", fake).start();
     d.advance("5m").await;
     let body = json!({"person": "carol", "until": "2026-03-02T12:00:00Z"});
     let r = d.post("/api/v1/rotations/primary/overrides", Some(TOKEN), body.to_string()).await;
@@ -234,15 +234,12 @@ async fn an_override_and_a_log_line_are_stamped_with_the_daemons_clock() {
         .post("/api/v1/events", Some(TOKEN), json!({"summary": "Queue backlog"}).to_string())
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let line = loop {
+    let what = "a log-channel line";
+    let line = eventually(what, std::time::Duration::from_secs(20), async || {
         let file =
             std::fs::read_to_string(data_dir.join("notifications.jsonl")).unwrap_or_default();
-        if let Some(l) = file.lines().next() {
-            break serde_json::from_str::<Value>(l).unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "no log-channel line within 20 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+        file.lines().next().map(|l| serde_json::from_str::<Value>(l).unwrap())
+    })
+    .await;
     assert_eq!(line["at"], "2026-03-02T09:05:00Z", "{line}");
 }

@@ -8,10 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::canary::Canary;
-use common::{Daemon, TOKEN};
+use common::{Daemon, TOKEN, eventually};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -121,20 +121,6 @@ async fn hook_server() -> (u16, Received, tokio::task::JoinHandle<()>) {
     (port, received, task)
 }
 
-/// Polls `f` until it answers (at most 40 s); `None` when time ran out.
-async fn eventually<T>(mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn personal_data_appears_only_where_the_policy_allows() {
     let c = Canary::new();
@@ -151,8 +137,8 @@ async fn personal_data_appears_only_where_the_policy_allows() {
         "if event.kind == \"report\" { throw \"cannot score \" + event.summary; }\n",
     )
     .unwrap();
-    let (mut d, log) =
-        Daemon::start_captured(&config(port, rules.path()), &[("TOCSIN_LOG", "debug")]);
+    let mut d =
+        Daemon::with(&config(port, rules.path())).env("TOCSIN_LOG", "debug").captured().start();
 
     // 1. A customer report and a canonical event, full of the canary values.
     let summary = format!(
@@ -267,21 +253,21 @@ async fn personal_data_appears_only_where_the_policy_allows() {
     assert_eq!(r.body["errors"], json!(["dedup_key: is required to acknowledge"]), "{}", r.text);
 
     // 3. Notifications: both log targets written, the webhook failed twice (quoting the body).
-    let mut last = String::new();
-    let notifications = eventually(async || {
-        let r = d.get("/api/v1/notifications?limit=1000", Some(PII)).await;
-        let list = r.body["notifications"].as_array()?.clone();
-        let states: Vec<String> = list
-            .iter()
-            .map(|n| format!("{}:{}:{}", n["channel"], n["audience"], n["state"]))
-            .collect();
-        last = states.join(" ");
-        let done = list.len() == 6
-            && list.iter().all(|n| matches!(n["state"].as_str(), Some("delivered" | "dead")));
-        done.then_some(list)
-    })
-    .await
-    .unwrap_or_else(|| panic!("notifications did not all end; last seen: {last}"));
+    let notifications =
+        eventually("the notifications to all end", Duration::from_secs(40), async || {
+            let r = d.get("/api/v1/notifications?limit=1000", Some(PII)).await;
+            let Some(list) = r.body["notifications"].as_array().cloned() else {
+                return Err(r.text);
+            };
+            let states: Vec<String> = list
+                .iter()
+                .map(|n| format!("{}:{}:{}", n["channel"], n["audience"], n["state"]))
+                .collect();
+            let done = list.len() == 6
+                && list.iter().all(|n| matches!(n["state"].as_str(), Some("delivered" | "dead")));
+            if done { Ok(list) } else { Err(states.join(" ")) }
+        })
+        .await;
     // The responder audience (not redacted) through the log target: the values are there, so
     // the test would see a leak if there were one.
     let file = std::fs::read_to_string(d.data_dir.join("notifications.jsonl")).unwrap();
@@ -366,8 +352,8 @@ async fn personal_data_appears_only_where_the_policy_allows() {
     // 7. The daemon's own output, at debug level, once it has stopped.
     assert_eq!(d.terminate(), Some(0));
     hooks_task.abort();
-    let mut output = std::fs::read_to_string(&log).unwrap();
-    output.push_str(&std::fs::read_to_string(log.with_extension("stdout")).unwrap_or_default());
+    let mut output = std::fs::read_to_string(d.log()).unwrap();
+    output.push_str(&std::fs::read_to_string(d.log().with_extension("stdout")).unwrap_or_default());
     for proof in ["DEBUG", "print: scoring", "ingest refused", "notification dead-lettered"] {
         assert!(output.contains(proof), "the log should show {proof:?}:\n{output}");
     }
@@ -399,10 +385,10 @@ notifications:
   rate_limits: {{email: {{}}, sms: {{}}, webhook: {{}}, log: {{}}}}
 "#
     );
-    let (mut d, log) = Daemon::start_captured(
-        &yaml,
-        &[("TOCSIN_LOG", "trace,lettre=trace,reqwest=trace,hyper=trace,rustls=trace")],
-    );
+    let mut d = Daemon::with(&yaml)
+        .env("TOCSIN_LOG", "trace,lettre=trace,reqwest=trace,hyper=trace,rustls=trace")
+        .captured()
+        .start();
     let report = json!({
         "reporter": {"name": "Desk Agent"},
         "customer": {"name": c.name, "email": c.email, "phone": c.phone},
@@ -412,9 +398,10 @@ notifications:
     });
     let r = d.post("/api/v1/reports", Some(TOKEN), report.to_string()).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let mail = eventually(async || mails.lock().unwrap().first().cloned())
-        .await
-        .expect("the mail to ana arrived");
+    let mail = eventually("the mail to ana", Duration::from_secs(40), async || {
+        mails.lock().unwrap().first().cloned()
+    })
+    .await;
     let text = mail_part(&mail.data, "text/plain").expect("a text part");
     let token = text
         .split("/ack/")
@@ -428,7 +415,7 @@ notifications:
     assert!(mail.data.contains(&c.name) || text.contains(&c.name), "the mail names the customer");
 
     assert_eq!(d.terminate(), Some(0));
-    let output = std::fs::read_to_string(&log).unwrap();
+    let output = std::fs::read_to_string(d.log()).unwrap();
     assert!(output.contains("TRACE"), "the log is at trace level:\n{output}");
     // Quoted-printable soft line breaks (`=` CRLF, written `=<CRLF>` by a transcript) could
     // split a value; joined, nothing may be found either.
@@ -445,7 +432,7 @@ notifications:
 /// equals it lists nothing, while a `pii` user finds the incident.
 #[tokio::test]
 async fn the_service_filter_does_not_confirm_a_hidden_service() {
-    let d = Daemon::start_with(&common::users_config());
+    let d = Daemon::with(&common::users_config()).start();
     let hidden = "jo.probe@example.org";
     let r = d
         .post(

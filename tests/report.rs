@@ -7,9 +7,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, TOKEN, VIEWER_TOKEN, config_yaml, eventually};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T09:00:00Z";
@@ -170,7 +170,7 @@ fn check(report: &Value) {
 
 #[tokio::test]
 async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_computed_ones() {
-    let d = Daemon::start_env(EXTRA, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let d = Daemon::with(&config_yaml(EXTRA)).env("TOCSIN_FAKE_CLOCK", T0).start();
     let mut now = 0;
     // +0: db (sev1) whose sender saw it start 2 minutes earlier; customer ticket SUP-1 (sev2)
     // about something 10 minutes earlier.
@@ -327,16 +327,12 @@ async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_compute
 
 /// Polls `/metrics` (the gauge is refreshed every 15 s) until `name` reads `want`.
 async fn gauge_reaches(d: &Daemon, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    eventually(&format!("{name} to read {want}"), Duration::from_secs(40), async || {
         let m = d.client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
         let got = sample(&m, name);
-        if got == Some(want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} is {got:?}, expected {want}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if got == Some(want) { Ok(()) } else { Err(format!("{name} is {got:?}")) }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -347,7 +343,7 @@ notices:
     when: {severity: [sev1]}
     deadline: 72h
 "#;
-    let d = Daemon::start_env(extra, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let d = Daemon::with(&config_yaml(extra)).env("TOCSIN_FAKE_CLOCK", T0).start();
     let first = alert(&d, "db", "critical", "db", None).await;
     alert(&d, "disk", "critical", "db", None).await;
     alert(&d, "cpu", "warning", "db", None).await; // sev3: owes nothing
@@ -368,7 +364,7 @@ async fn the_report_is_redacted_for_callers_without_pii() {
     let c = common::canary::Canary::new();
     let pii = "report-pii-token-0123456789";
     // `config_yaml` appends right after its `users:` list: the pii user goes first.
-    let yaml = common::config_yaml(&format!(
+    let yaml = config_yaml(&format!(
         "  - {{name: pia, token: {pii}, roles: [viewer], permissions: [pii]}}\n{EXTRA}\
          redaction:\n  regexes:\n    - {{name: employee_id, regex: \"EMP-[0-9]{{6}}\"}}\n"
     ));
@@ -376,7 +372,7 @@ async fn the_report_is_redacted_for_callers_without_pii() {
     let config = dir.path().join("tocsin.yaml");
     std::fs::write(&config, yaml).unwrap();
     let data_dir = dir.path().join("data");
-    let mut d = Daemon::spawn_env(&config, &data_dir, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let mut d = Daemon::on(&config, &data_dir).env("TOCSIN_FAKE_CLOCK", T0).start();
 
     let body = json!({
         "reporter": {"name": "Dana Reyes"},

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN};
+use common::{Daemon, ROUTING_KEY, TOKEN, VIEWER_TOKEN, config_yaml, eventually};
 use serde_json::json;
 
 const PUBLIC: &str = "https://tocsin.example.com";
@@ -361,8 +361,7 @@ async fn notifications_ignore_proxies_from_the_environment() {
             drop(conn);
         }
     });
-    let d = Daemon::start_env(
-        r#"policies:
+    let d = Daemon::with(&config_yaml(r#"policies:
   - name: main
     notify: [{webhook: out}]
 default_policy: main
@@ -371,15 +370,13 @@ notifications:
   rate_limits: {email: {}, sms: {}, webhook: {}, log: {}}
   webhooks:
     - {name: out, url: "http://tocsin-proxy-test.invalid/hook", allow_private: true, timeout: 1s}
-"#,
-        &[
+"#)).envs(&[
             ("HTTP_PROXY", &proxy_url),
             ("http_proxy", &proxy_url),
             ("HTTPS_PROXY", &proxy_url),
             ("ALL_PROXY", &proxy_url),
             ("NO_PROXY", ""),
-        ],
-    );
+        ]).start();
     let r = d
         .post(
             "/api/v1/events",
@@ -388,15 +385,11 @@ notifications:
         )
         .await;
     let id = d.incident_of(&r).await;
-    let started = std::time::Instant::now();
-    loop {
+    eventually("two delivery attempts", Duration::from_secs(20), async || {
         let inc = d.get(&format!("/api/v1/incidents/{id}"), Some(VIEWER_TOKEN)).await;
         let attempts = inc.body["notifications"][0]["attempts"].as_u64().unwrap_or(0);
-        if attempts >= 2 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no attempt: {}", inc.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if attempts >= 2 { Ok(()) } else { Err(inc.text) }
+    })
+    .await;
     assert_eq!(reached.load(Ordering::SeqCst), 0, "a notification went through the env proxy");
 }

@@ -109,7 +109,7 @@ fn start_on_copy(data: &Path, config: &str, clock: &str) -> (Daemon, tempfile::T
     copy_dir(data, &data_dir);
     let config_path = dir.path().join("tocsin.yaml");
     std::fs::write(&config_path, config).unwrap();
-    let d = Daemon::spawn_env(&config_path, &data_dir, &[("TOCSIN_FAKE_CLOCK", clock)]);
+    let d = Daemon::on(&config_path, &data_dir).env("TOCSIN_FAKE_CLOCK", clock).start();
     (d, dir)
 }
 
@@ -287,7 +287,7 @@ async fn write_store_fixture() {
     let config_path = tmp.path().join("tocsin.yaml");
     std::fs::write(&config_path, config_for(smtp_port)).unwrap();
     let data_dir = tmp.path().join("data");
-    let mut d = Daemon::spawn_env(&config_path, &data_dir, &[("TOCSIN_FAKE_CLOCK", T0)]);
+    let mut d = Daemon::on(&config_path, &data_dir).env("TOCSIN_FAKE_CLOCK", T0).start();
 
     // Every ingest format.
     let payments = accepted(

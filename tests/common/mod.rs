@@ -76,117 +76,160 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
+/// How often [`eventually`] and [`eventually_blocking`] probe.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A probe's answer to [`eventually`]: done, with a value, or not yet, with what it saw (for
+/// the message on timeout). `Some`/`true`/`Ok` are done; `None`/`false` saw nothing worth
+/// saying; `Err(e)` saw `e`.
+pub trait Probe<T> {
+    fn done(self) -> Result<T, String>;
+}
+
+impl<T> Probe<T> for Option<T> {
+    fn done(self) -> Result<T, String> {
+        self.ok_or_else(String::new)
+    }
+}
+
+impl<T, E: std::fmt::Display> Probe<T> for Result<T, E> {
+    fn done(self) -> Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+impl Probe<()> for bool {
+    fn done(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err(String::new()) }
+    }
+}
+
+/// Probes every 50 ms until `probe` is done and returns its value; panics naming `what`, the
+/// limit and the last thing the probe saw once `limit` has passed without it being done.
+pub async fn eventually<T, P: Probe<T>>(
+    what: &str,
+    limit: Duration,
+    probe: impl AsyncFnMut() -> P,
+) -> T {
+    match within(limit, probe).await {
+        Ok(value) => value,
+        Err(last) => panic!("timed out after {limit:?} waiting for {what}{}", saw(&last)),
+    }
+}
+
+/// Like [`eventually`], with what the probe saw last as the error on timeout instead of a
+/// panic (for a caller that gathers more evidence before it fails).
+pub async fn within<T, P: Probe<T>>(
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> P,
+) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().await.done() {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// [`eventually`] for code that cannot await (the thread sleeps between probes).
+pub fn eventually_blocking<T, P: Probe<T>>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> P,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().done() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {limit:?} waiting for {what}{}", saw(&last))
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+fn saw(last: &str) -> String {
+    if last.is_empty() { String::new() } else { format!("; last seen: {last}") }
+}
+
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
+    /// Where stderr went (stdout lines are copied beside it, `.stdout`), with [`Start::captured`].
+    log: Option<PathBuf>,
     /// Keeps the temporary directory alive as long as the daemon (and its restarts) need it.
     _dir: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
 }
 
-impl Daemon {
-    /// Starts a daemon with `config_yaml(extra)` in a fresh temporary directory.
-    pub fn start(extra: &str) -> Daemon {
-        Daemon::start_with(&config_yaml(extra))
+/// How to start a daemon: [`Daemon::with`] or [`Daemon::on`], then options, then
+/// [`Start::start`]. The daemon runs `serve` on `127.0.0.1:0` with the admin token `TOKEN` and
+/// `TOCSIN_LOG=warn`, unless an `env` says otherwise.
+#[must_use = "nothing starts until .start()"]
+pub struct Start {
+    config: PathBuf,
+    data_dir: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    captured: bool,
+    nofile: Option<u64>,
+}
+
+impl Start {
+    /// An environment variable for the daemon (for example `TOCSIN_FAKE_CLOCK`).
+    pub fn env(mut self, key: &str, value: &str) -> Start {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
-    /// Starts a daemon with exactly this config in a fresh temporary directory.
-    pub fn start_with(yaml: &str) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("tocsin.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let data_dir = dir.path().join("data");
-        let mut d = Daemon::spawn(&config, &data_dir);
-        d._dir = Some(dir);
-        d
+    pub fn envs(self, env: &[(&str, &str)]) -> Start {
+        env.iter().fold(self, |start, (k, v)| start.env(k, v))
     }
 
-    /// Starts a daemon with `config_yaml(extra)` and extra environment variables (for example
-    /// `TOCSIN_FAKE_CLOCK`) in a fresh temporary directory.
-    pub fn start_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("tocsin.yaml");
-        std::fs::write(&config, config_yaml(extra)).expect("write config");
-        let data_dir = dir.path().join("data");
-        let mut d = Daemon::spawn_env(&config, &data_dir, env);
-        d._dir = Some(dir);
-        d
+    /// Everything the daemon writes to stderr goes to a file ([`Daemon::log`]), and its stdout
+    /// lines are copied beside it (same name, `.stdout`), instead of being inherited. The file
+    /// is the data directory's name with `.log` (`<tempdir>/data.log` with [`Daemon::with`]).
+    pub fn captured(mut self) -> Start {
+        self.captured = true;
+        self
     }
 
-    /// Starts the binary on an existing config and data directory (used to restart).
-    pub fn spawn(config: &Path, data_dir: &Path) -> Daemon {
-        Daemon::spawn_env(config, data_dir, &[])
+    /// The daemon's descriptor limit (soft and hard), set by the shell that execs it (the crate
+    /// forbids the unsafe code a `pre_exec` setrlimit would need).
+    pub fn nofile(mut self, limit: u64) -> Start {
+        self.nofile = Some(limit);
+        self
     }
 
-    pub fn spawn_env(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn_captured(config, data_dir, env, None)
-    }
-
-    /// Starts a daemon with exactly this config and environment, with everything it writes to
-    /// stderr and stdout captured in `<tempdir>/daemon.log` (returned) instead of inherited.
-    pub fn start_captured(yaml: &str, env: &[(&str, &str)]) -> (Daemon, PathBuf) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("tocsin.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let data_dir = dir.path().join("data");
-        let log = dir.path().join("daemon.log");
-        let mut d = Daemon::spawn_captured(&config, &data_dir, env, Some(&log));
-        d._dir = Some(dir);
-        (d, log)
-    }
-
-    /// Like [`Daemon::start_captured`], with the daemon's descriptor limit (soft and hard) set
-    /// to `nofile` by the shell that execs it (the crate forbids the unsafe code a `pre_exec`
-    /// setrlimit would need).
-    pub fn start_limited(yaml: &str, env: &[(&str, &str)], nofile: u64) -> (Daemon, PathBuf) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("tocsin.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let data_dir = dir.path().join("data");
-        let log = dir.path().join("daemon.log");
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_tocsin"));
-        let mut d = Daemon::spawn_command(command, &config, &data_dir, env, Some(&log));
-        d._dir = Some(dir);
-        (d, log)
-    }
-
-    /// `capture`: a file that gets the daemon's stderr, and its stdout lines appended after.
-    pub fn spawn_captured(
-        config: &Path,
-        data_dir: &Path,
-        env: &[(&str, &str)],
-        capture: Option<&Path>,
-    ) -> Daemon {
-        let command = Command::new(env!("CARGO_BIN_EXE_tocsin"));
-        Daemon::spawn_command(command, config, data_dir, env, capture)
-    }
-
-    /// Starts `command` (the binary, or a wrapper that execs it with the arguments it gets)
-    /// as `serve` on this config and data directory.
-    fn spawn_command(
-        mut command: Command,
-        config: &Path,
-        data_dir: &Path,
-        env: &[(&str, &str)],
-        capture: Option<&Path>,
-    ) -> Daemon {
+    /// Starts the daemon and waits (at most 30 s) for it to report its listen address.
+    pub fn start(self) -> Daemon {
+        let mut command = match self.nofile {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_tocsin"));
+                sh
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tocsin")),
+        };
         command
             .args(["serve", "--config"])
-            .arg(config)
+            .arg(&self.config)
             .env("TOCSIN_LISTEN", "127.0.0.1:0")
-            .env("TOCSIN_DATA_DIR", data_dir)
+            .env("TOCSIN_DATA_DIR", &self.data_dir)
             .env("TOCSIN_TOKEN", TOKEN)
             .env("TOCSIN_LOG", "warn");
-        for (k, v) in env {
+        for (k, v) in &self.env {
             command.env(k, v);
         }
-        let (stderr, mut copy) = match capture {
+        let log = self.captured.then(|| self.data_dir.with_extension("log"));
+        let (stderr, mut copy) = match &log {
             Some(path) => {
                 let file = std::fs::File::create(path).expect("capture file");
                 let copy = std::fs::OpenOptions::new()
@@ -227,14 +270,50 @@ impl Daemon {
         Daemon {
             child,
             addr,
-            data_dir: data_dir.to_path_buf(),
-            config: config.to_path_buf(),
-            _dir: None,
+            data_dir: self.data_dir,
+            config: self.config,
+            log,
+            _dir: self.dir,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("client"),
         }
+    }
+}
+
+impl Daemon {
+    /// Starts a daemon with `config_yaml(extra)` in a fresh temporary directory.
+    pub fn start(extra: &str) -> Daemon {
+        Daemon::with(&config_yaml(extra)).start()
+    }
+
+    /// A daemon with exactly this config (`<tempdir>/tocsin.yaml`) and an empty data directory
+    /// (`<tempdir>/data`) in a fresh temporary directory that lives as long as the daemon.
+    pub fn with(yaml: &str) -> Start {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("tocsin.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let mut start = Daemon::on(&config, &dir.path().join("data"));
+        start.dir = Some(dir);
+        start
+    }
+
+    /// A daemon on an existing config file and data directory.
+    pub fn on(config: &Path, data_dir: &Path) -> Start {
+        Start {
+            config: config.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            dir: None,
+            env: Vec::new(),
+            captured: false,
+            nofile: None,
+        }
+    }
+
+    /// The file that gets the daemon's stderr (its stdout is beside it, `.stdout`).
+    pub fn log(&self) -> &Path {
+        self.log.as_deref().expect("the daemon was started .captured()")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -259,15 +338,12 @@ impl Daemon {
     pub async fn incident_of(&self, reply: &Reply) -> u64 {
         assert!(matches!(reply.status, 200 | 202), "{}: {}", reply.status, reply.text);
         let event = reply.event_ids()[0].clone();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("event {event} to join an incident");
+        eventually(&what, Duration::from_secs(10), async || {
             let e = self.get(&format!("/api/v1/events/{event}"), Some(TOKEN)).await;
-            if let Some(i) = e.body["incident_id"].as_u64() {
-                return i;
-            }
-            assert!(Instant::now() < deadline, "event {event} joined no incident: {}", e.text);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            e.body["incident_id"].as_u64().ok_or(e.text)
+        })
+        .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -291,14 +367,10 @@ impl Daemon {
             .status()
             .expect("kill -TERM");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "tocsin did not exit within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = "tocsin to exit after SIGTERM";
+        eventually_blocking(what, Duration::from_secs(30), || {
+            self.child.try_wait().expect("try_wait").map(|status| status.code())
+        })
     }
 
     /// Starts the binary again on the same config and data directory, keeping the temp dir.
@@ -309,10 +381,9 @@ impl Daemon {
     /// Like [`Daemon::restart`], with extra environment variables.
     pub fn restart_env(mut self, env: &[(&str, &str)]) -> Daemon {
         let _ = self.child.try_wait();
-        let dir = self._dir.take();
-        let mut d = Daemon::spawn_env(&self.config, &self.data_dir, env);
-        d._dir = dir;
-        d
+        let mut start = Daemon::on(&self.config, &self.data_dir).envs(env);
+        start.dir = self._dir.take();
+        start.start()
     }
 
     /// Moves the daemon's manual clock (`TOCSIN_FAKE_CLOCK`) forward, e.g. by `"5m"`.
