@@ -292,7 +292,7 @@ pub async fn declare(app: &App, decl: Declaration, user: &str) -> Result<Inciden
     let event = normalize(&decl, user, crate::event_id::new(), app.clock.now());
     let id = event.id;
     let scored =
-        crate::ingest::score_on_rule_threads(&runtime, &app.journal.open, vec![event]).await?;
+        crate::scoring::score_on_rule_threads(&runtime, &app.journal.open, vec![event]).await?;
     app.journal.append(scored).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => ApiError::Unavailable(format!(

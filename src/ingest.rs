@@ -22,11 +22,10 @@ use crate::auth::SourceEntry;
 use crate::config::{Limits, Permission};
 use crate::error::ApiError;
 use crate::event::{Event, Format};
-use crate::journal::{JournalError, OpenIndex, Scored};
+use crate::journal::JournalError;
 use crate::normalize::{self, Context, Normalized};
 use crate::runtime::Runtime;
 use crate::server::App;
-use crate::store::Encoded;
 
 pub async fn alertmanager_v2(
     State(app): State<Arc<App>>,
@@ -218,7 +217,7 @@ async fn commit(
     source.admit(events.len())?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let n = ids.len() as u64;
-    let scored = score_on_rule_threads(runtime, &app.journal.open, events).await?;
+    let scored = crate::scoring::score_on_rule_threads(runtime, &app.journal.open, events).await?;
     app.journal.append(scored).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => {
@@ -227,43 +226,6 @@ async fn commit(
     })?;
     app.metrics.accepted(&source.name, format.as_str(), n);
     Ok(ids)
-}
-
-/// [`score`]s the events on a rule thread (see [`crate::rules::threads`]), so that rules never
-/// run on the async workers that answer health checks and other senders. Without rules there
-/// is nothing to run: scored here.
-pub async fn score_on_rule_threads(
-    runtime: &Arc<Runtime>,
-    open: &Arc<OpenIndex>,
-    events: Vec<Event>,
-) -> Result<Vec<Scored>, ApiError> {
-    if runtime.rules.is_empty() {
-        return score(runtime, open, events);
-    }
-    let (rt, open) = (runtime.clone(), open.clone());
-    crate::rules::threads::run(move || score(&rt, &open, events))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-}
-
-/// Evaluates the rules for each event against its incident as of the last commit, and encodes
-/// it for the store (here, in parallel, rather than on the single writer's thread).
-pub fn score(
-    runtime: &Runtime,
-    open: &OpenIndex,
-    events: Vec<Event>,
-) -> Result<Vec<Scored>, ApiError> {
-    events
-        .into_iter()
-        .map(|event| {
-            let view = open.view(&event);
-            let evaluation = runtime.rules.evaluate(&event, &view, runtime.triage());
-            let encoded = Encoded::new(event).map_err(|e| {
-                ApiError::Unavailable(format!("the event could not be encoded: {e}"))
-            })?;
-            Ok(Scored::new(encoded, evaluation))
-        })
-        .collect()
 }
 
 /// 202 with the stored ids; 200 on `/api/v2/alerts`, the only success code Alertmanager's

@@ -12,6 +12,8 @@
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
 //! - [`declaration`]: `POST /api/v1/incidents`: a person declares an incident with an impact
 //!   assessment → an event of kind `declaration` ([`declaration::normalize`] is pure).
+//! - [`scoring`]: runs the rules on each event (on the rule threads) and encodes it for the
+//!   journal; ingest, declarations and drills all score here.
 //! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event, run on
 //!   the rule threads ([`rules::threads`]) with a stack no script can exhaust; they may ask the
 //!   [`catalog`] (services, owners, dependencies) who is downstream or upstream, and the time
@@ -103,6 +105,7 @@ pub mod review;
 pub mod rule_tests;
 pub mod rules;
 pub mod runtime;
+pub mod scoring;
 pub mod server;
 pub mod sms_inbound;
 pub mod store;
