@@ -27,10 +27,10 @@ use uuid::Uuid;
 use crate::config::Role;
 use crate::error::{ApiError, FieldError};
 use crate::event::{Action, Assessment, Event, Format, Kind, Reach};
+use crate::http::app::App;
 use crate::incident::IncidentId;
 use crate::journal::JournalError;
 use crate::rules::{Sensitivity, Triage};
-use crate::server::App;
 
 /// The `source` of every declared event (a declaration has a user, not a configured source).
 pub const SOURCE: &str = "declared";
@@ -321,7 +321,7 @@ pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
 async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let runtime = app.runtime.load_full();
     let user = runtime.auth.user_with_role(headers, Role::Responder)?.name.clone();
-    let bytes = crate::ingest::read_body(headers, body, &runtime.config.limits).await?;
+    let bytes = crate::http::ingest::read_body(headers, body, &runtime.config.limits).await?;
     let decl = parse(&bytes, runtime.triage())?;
     let id = declare(app, decl, &user).await?;
     let body =

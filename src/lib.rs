@@ -69,16 +69,12 @@
 //! injectable "now" that timers and drills run on).
 #![forbid(unsafe_code)]
 
-pub mod ack;
-pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
-pub mod clients;
 pub mod clock;
 pub mod compose;
 pub mod config;
-pub mod connections;
 pub mod dashboard;
 pub mod declaration;
 pub mod delivery;
@@ -88,9 +84,8 @@ pub mod error;
 pub mod escalation;
 pub mod event;
 pub mod event_id;
+pub mod http;
 pub mod incident;
-pub mod incident_api;
-pub mod ingest;
 pub mod journal;
 pub mod links;
 pub mod metrics;
@@ -106,8 +101,6 @@ pub mod rule_tests;
 pub mod rules;
 pub mod runtime;
 pub mod scoring;
-pub mod server;
-pub mod sms_inbound;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

@@ -31,9 +31,9 @@ use serde::Deserialize;
 pub use customer::Redaction;
 
 use crate::config::Role;
+use crate::http::app::App;
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, Amendment, JournalError, PersonAction, QueueOp};
-use crate::server::App;
 use crate::store::{Store, StoreError};
 use session::{SignInError, Viewer};
 
@@ -279,7 +279,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<Arc<App>>,
-    client: crate::clients::Client,
+    client: crate::http::clients::Client,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -858,7 +858,7 @@ fn given(field: Option<String>) -> Option<String> {
 type FormResult = Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>;
 
 /// Checks a form post to an incident (session, CSRF, responder), builds the change with the
-/// same checks as the API (`crate::incident_api`), and hands it to the journal writer as
+/// same checks as the API (`crate::http::incident_actions`), and hands it to the journal writer as
 /// `user:<name>`. A change the checks refuse is shown with its reasons and nothing is written.
 async fn change(
     app: &App,
@@ -894,7 +894,7 @@ async fn add_note(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::note_change(f.text.unwrap_or_default())
+        crate::http::incident_actions::note_change(f.text.unwrap_or_default())
     })
     .await
 }
@@ -906,7 +906,7 @@ async fn hand_role(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::role_change(f.role.unwrap_or_default(), given(f.person))
+        crate::http::incident_actions::role_change(f.role.unwrap_or_default(), given(f.person))
     })
     .await
 }
@@ -937,7 +937,7 @@ async fn record_awareness(
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, now| {
         let at = form_time(f.at.as_deref().unwrap_or_default())?;
-        crate::incident_api::awareness_change(now, at, given(f.note))
+        crate::http::incident_actions::awareness_change(now, at, given(f.note))
     })
     .await
 }
@@ -949,7 +949,7 @@ async fn notice_sent(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::notice_sent_change(&n, None, given(f.reference))
+        crate::http::incident_actions::notice_sent_change(&n, None, given(f.reference))
     })
     .await
 }
@@ -963,7 +963,7 @@ async fn edit_review(
     // An empty field keeps its text (the form is not prefilled for people who do not see
     // customer data, so an empty field there means "unchanged").
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::review_change(
+        crate::http::incident_actions::review_change(
             given(f.summary),
             given(f.went_well),
             given(f.went_badly),
@@ -979,7 +979,7 @@ async fn add_action(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::action_added(
+        crate::http::incident_actions::action_added(
             f.title.unwrap_or_default(),
             f.owner.unwrap_or_default(),
             f.due.as_deref().unwrap_or_default(),
@@ -996,7 +996,7 @@ async fn update_action(
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
         let due = given(f.due);
-        crate::incident_api::action_updated(
+        crate::http::incident_actions::action_updated(
             &n,
             given(f.state).as_deref(),
             given(f.owner),

@@ -22,10 +22,10 @@ use crate::auth::SourceEntry;
 use crate::config::{Limits, Permission};
 use crate::error::ApiError;
 use crate::event::{Event, Format};
+use crate::http::app::App;
 use crate::journal::JournalError;
 use crate::normalize::{self, Context, Normalized};
 use crate::runtime::Runtime;
-use crate::server::App;
 
 pub async fn alertmanager_v2(
     State(app): State<Arc<App>>,

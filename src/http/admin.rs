@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use crate::config::Role;
 use crate::error::ApiError;
+use crate::http::app::App;
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, JournalError, PersonAction, QueueOp};
 use crate::outbox::{Notification, NotificationId, State as OutboxState};
-use crate::server::App;
 use crate::store::{EventQuery, Store, StoreError};
 
 /// Most items one page may hold.

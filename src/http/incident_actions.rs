@@ -19,13 +19,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::api::journal_unavailable;
 use crate::config::Role;
 use crate::error::{ApiError, FieldError};
+use crate::http::admin::journal_unavailable;
+use crate::http::app::App;
 use crate::incident::IncidentId;
 use crate::journal::{ActError, Amendment};
 use crate::review::{ActionState, Export};
-use crate::server::App;
 
 /// Longest note, title or review field, in bytes.
 pub const MAX_TEXT: usize = 16 * 1024;
@@ -35,7 +35,7 @@ fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
 }
 
 fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiError> {
-    crate::ingest::require_json(headers)?;
+    crate::http::ingest::require_json(headers)?;
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))
 }
@@ -77,7 +77,7 @@ async fn amend(
     id: &str,
     change: impl FnOnce() -> Result<Amendment, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (rt, redact) = crate::api::reader(app, headers, Role::Responder)?;
+    let (rt, redact) = crate::http::admin::reader(app, headers, Role::Responder)?;
     let user = rt.auth.user_with_role(headers, Role::Responder)?.name.clone();
     let id = incident_id(id)?;
     let change = change()?;
@@ -85,7 +85,7 @@ async fn amend(
         app.journal.amend(id, change, format!("user:{user}")).await.map_err(journal_unavailable)?;
     match outcome {
         Ok(incident) => {
-            let body = crate::api::incident_json(app, &rt, redact, id, incident).await?;
+            let body = crate::http::admin::incident_json(app, &rt, redact, id, incident).await?;
             Ok(Json(body).into_response())
         }
         Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
@@ -380,7 +380,7 @@ pub async fn export_review(
     Path(id): Path<String>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (rt, redact) = crate::api::reader(&app, &headers, Role::Viewer)?;
+    let (rt, redact) = crate::http::admin::reader(&app, &headers, Role::Viewer)?;
     let Query(p) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
     let id = incident_id(&id)?;
     let store = app.store.clone();
