@@ -452,7 +452,7 @@ struct DeclareForm {
     severity: String,
 }
 
-/// `POST /declare` (responder): declares through [`crate::declaration::declare`], then shows
+/// `POST /declare` (responder): declares through [`crate::http::declarations::declare`], then shows
 /// the new incident.
 async fn declare_post(
     State(app): State<Arc<App>>,
@@ -503,7 +503,7 @@ async fn declare_post(
         },
         severity: (!f.severity.is_empty()).then_some(f.severity),
     };
-    match crate::declaration::declare(&app, decl, &v.name).await {
+    match crate::http::declarations::declare(&app, decl, &v.name).await {
         Ok(id) => redirect(&format!("/incidents/{id}")),
         Err(e) => {
             let details: Vec<String> = match &e {

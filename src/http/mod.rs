@@ -8,9 +8,12 @@
 pub mod ack;
 pub mod admin;
 pub mod app;
+pub mod body;
 pub mod clients;
 pub mod connections;
+pub mod declarations;
 pub mod incident_actions;
+pub mod incidents;
 pub mod ingest;
 pub mod sms_inbound;
 
@@ -52,12 +55,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/enqueue", post(ingest::pagerduty))
         .route("/api/v1/alertmanager", post(ingest::alertmanager_webhook))
         .route("/api/v1/reports", post(ingest::report))
-        .route("/api/v1/events", post(ingest::canonical).get(admin::list_events))
-        .route("/api/v1/events/{id}", get(admin::get_event))
-        .route("/api/v1/incidents", get(admin::list_incidents).post(crate::declaration::post))
-        .route("/api/v1/incidents/{id}", get(admin::get_incident))
-        .route("/api/v1/incidents/{id}/ack", post(admin::acknowledge))
-        .route("/api/v1/incidents/{id}/resolve", post(admin::resolve))
+        .route("/api/v1/events", post(ingest::canonical).get(incidents::list_events))
+        .route("/api/v1/events/{id}", get(incidents::get_event))
+        .route("/api/v1/incidents", get(incidents::list_incidents).post(declarations::post))
+        .route("/api/v1/incidents/{id}", get(incidents::get_incident))
+        .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/incidents/{id}/notes", post(incident_actions::add_note))
         .route("/api/v1/incidents/{id}/roles", post(incident_actions::set_role))
         .route("/api/v1/incidents/{id}/notices/{index}/sent", post(incident_actions::notice_sent))
@@ -67,11 +70,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(incident_actions::export_review).put(incident_actions::put_review),
         )
         .route("/api/v1/incidents/{id}/actions", post(incident_actions::add_action))
-        .route(
-            "/api/v1/maintenance",
-            get(incident_actions::list_maintenance).post(incident_actions::open_maintenance),
-        )
-        .route("/api/v1/maintenance/{id}", axum::routing::delete(incident_actions::end_maintenance))
+        .route("/api/v1/maintenance", get(admin::list_maintenance).post(admin::open_maintenance))
+        .route("/api/v1/maintenance/{id}", axum::routing::delete(admin::end_maintenance))
         .route(
             "/api/v1/incidents/{id}/actions/{action}",
             post(incident_actions::update_action).patch(incident_actions::update_action),
@@ -96,7 +96,7 @@ pub fn router(app: Arc<App>) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(sms_inbound::MAX_BODY_BYTES)),
         )
         .route("/-/reload", post(admin::reload))
-        .route("/-/clock", post(incident_actions::move_clock))
+        .route("/-/clock", post(admin::move_clock))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
