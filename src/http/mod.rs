@@ -1,5 +1,7 @@
-//! The HTTP server: accepts connections within the connection limits ([`crate::http::connections`]:
-//! caps, idle and body deadlines), routes requests, and stops gracefully.
+//! The HTTP floor: the router, the serve loop and graceful stop (here), and the handlers, one
+//! module per resource. Handlers take the shared state from [`app`]; only this module names
+//! them all, so there is no import loop. Connections are accepted within the limits of
+//! [`connections`] (caps, idle and body deadlines); requests are read by [`body`].
 //!
 //! Connections are served with hyper-util's builder rather than `axum::serve`, because axum's
 //! helper sets no header-read timeout and a client that drips headers would hold a connection
