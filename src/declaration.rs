@@ -3,7 +3,8 @@
 //!
 //! `POST /api/v1/incidents` (responder or admin) → [`parse`] (422 naming every bad field) →
 //! [`declare`], which any caller (the API handler, the dashboard's form, `tocsin drill`) can
-//! use: [`normalize`] turns the declaration into an [`Event`] of kind `declaration` (pure, so
+//! use; the handler and [`declare`] are the HTTP floor's ([`crate::http::declarations`]), this
+//! module is pure: [`normalize`] turns the declaration into an [`Event`] of kind `declaration` (pure, so
 //! drills and rule tests build the same event), the rules score it like any other event (they
 //! read the assessment as `event.assessment`), and the journal opens the incident and runs
 //! the escalation, exactly as for an alert. The opening timeline entry says who declared it.
@@ -11,26 +12,17 @@
 //! Severity precedence: a severity the declarer gives is a floor. The decision starts at that
 //! threshold's score; rules may raise the severity (by score or `set_severity`) but neither a
 //! lower score, `set_severity` nor `cap_severity` takes it below the declared one.
+//!
+//! [`declare`]: crate::http::declarations::declare
 
-use std::sync::Arc;
-
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::config::Role;
 use crate::error::{ApiError, FieldError};
 use crate::event::{Action, Assessment, Event, Format, Kind, Reach};
-use crate::incident::IncidentId;
-use crate::journal::JournalError;
 use crate::rules::{Sensitivity, Triage};
-use crate::server::App;
 
 /// The `source` of every declared event (a declaration has a user, not a configured source).
 pub const SOURCE: &str = "declared";
@@ -282,55 +274,10 @@ pub fn check(decl: &Declaration, triage: &Triage) -> Result<(), ApiError> {
     if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
 }
 
-/// Declares an incident as user `user` (a name from `users`; the caller has checked that the
-/// user may): checks it ([`check`]), stores the event, scores it with the rules, opens the
-/// incident and runs its escalation, all committed before it returns. Returns the new
-/// incident's id.
-pub async fn declare(app: &App, decl: Declaration, user: &str) -> Result<IncidentId, ApiError> {
-    let runtime = app.runtime.load_full();
-    check(&decl, runtime.triage())?;
-    let event = normalize(&decl, user, crate::event_id::new(), app.clock.now());
-    let id = event.id;
-    let scored =
-        crate::ingest::score_on_rule_threads(&runtime, &app.journal.open, vec![event]).await?;
-    app.journal.append(scored).await.map_err(|e| match e {
-        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
-        JournalError::Store(err) => ApiError::Unavailable(format!(
-            "the declaration could not be stored durably ({err}); retry"
-        )),
-    })?;
-    app.metrics.accepted(SOURCE, Format::Declaration.as_str(), 1);
-    let store = app.store.clone();
-    let incident = tokio::task::spawn_blocking(move || store.event_incident(id))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))?;
-    incident.ok_or_else(|| {
-        ApiError::Unavailable(format!("the declaration {id} was stored but opened no incident"))
-    })
-}
-
-/// `POST /api/v1/incidents`: 201 with `{incident_id, event_id}`.
-pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&app, &headers, body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let runtime = app.runtime.load_full();
-    let user = runtime.auth.user_with_role(headers, Role::Responder)?.name.clone();
-    let bytes = crate::ingest::read_body(headers, body, &runtime.config.limits).await?;
-    let decl = parse(&bytes, runtime.triage())?;
-    let id = declare(app, decl, &user).await?;
-    let body =
-        json!({"status": "declared", "incident_id": id, "declared_by": format!("user:{user}")});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn parse_ok(v: Value) -> Declaration {

@@ -975,7 +975,7 @@ mod tests {
             serde_json::json!({"dedup_key": key, "summary": "db down", "severity": "critical"});
         let ctx = crate::normalize::Context::new("default", w.clock.now());
         let events = crate::normalize::canonical(body.to_string().as_bytes(), ctx).unwrap().events;
-        let scored = crate::ingest::score(&w.runtime.load(), &w.open, events).unwrap();
+        let scored = crate::scoring::score(&w.runtime.load(), &w.open, events).unwrap();
         Command::Append { events: scored, reply: oneshot::channel().0 }
     }
 

@@ -6,15 +6,22 @@
 //!   the shell (file, `${VAR}`, token and link-key files, located errors, the assembly); each
 //!   section's raw type and checks are in a `config` submodule of the module it configures
 //!   (`auth::config`, `policy::config`, `oncall::config`, `escalation::config`, …).
-//! - [`server`]: the HTTP listener: routes, graceful stop; [`connections`]: the connection cap,
-//!   idle and body deadlines that keep silent or slow clients from using up descriptors.
-//! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them;
-//!   [`clients`]: who a request comes from (trusted proxies) and per-client failure budgets
-//!   for the routes that need no credential.
-//! - [`ingest`]: ingest handlers: content type, body limit, rate limit, then normalize and journal.
+//! - [`http`]: the HTTP floor, one folder: `mod.rs` (router, serve loop, graceful stop),
+//!   `app.rs` (the shared [`http::app::App`] state; handlers depend on it, the router on the
+//!   handlers), `body.rs` (body reading, content type, JSON and query helpers, limits),
+//!   `connections.rs` (connection cap, idle and body deadlines), `clients.rs` (client
+//!   addresses, failure budgets), and one file per resource: `ingest.rs` (content type, body
+//!   limit, rate limit, then normalize, score and journal), `incidents.rs` (events and
+//!   incidents: read, acknowledge, resolve), `incident_actions.rs` (notes, roles, notices,
+//!   reviews, action items; the review export), `declarations.rs` (`POST /api/v1/incidents`),
+//!   `ack.rs` (`/ack/{token}`), `sms_inbound.rs` (Twilio replies), `admin.rs` (reload, clock,
+//!   maintenance, notification queue, webhooks, audit verify, report, rotations/overrides).
+//! - [`auth`]: bearer tokens and PagerDuty routing keys → the source or user presenting them.
 //! - [`normalize`]: every wire format (Alertmanager, PagerDuty, reports, canonical) → [`event::Event`].
-//! - [`declaration`]: `POST /api/v1/incidents`: a person declares an incident with an impact
-//!   assessment → an event of kind `declaration` ([`declaration::normalize`] is pure).
+//! - [`declaration`]: a person's declaration of an incident with an impact assessment, parsed
+//!   and checked → an event of kind `declaration` ([`declaration::normalize`] is pure).
+//! - [`scoring`]: runs the rules on each event (on the rule threads) and encodes it for the
+//!   journal; ingest, declarations and drills all score here.
 //! - [`rules`]: sandboxed Rhai scoring scripts → a triage [`rules::Decision`] per event, run on
 //!   the rule threads ([`rules::threads`]) with a stack no script can exhaust; they may ask the
 //!   [`catalog`] (services, owners, dependencies) who is downstream or upstream, and the time
@@ -42,12 +49,10 @@
 //!   the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
 //! - [`store`]: the redb tables; the one module that knows the storage backend.
-//! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
-//! - [`incident_api`]: notes, roles, notices sent, reviews and action items; the review export.
 //! - [`audit`]: the tamper-evident hash chain over every timeline entry, and its verification.
-//! - [`links`]: signed one-click acknowledge links (pure: mint and verify tokens); [`ack`]
-//!   serves them (`GET`/`POST /ack/{token}`); [`sms_inbound`] takes `ACK 42` SMS replies from
-//!   Twilio's signed incoming-message webhook.
+//! - [`links`]: signed one-click acknowledge links (pure: mint and verify tokens);
+//!   [`http::ack`] serves them (`GET`/`POST /ack/{token}`); [`http::sms_inbound`] takes
+//!   `ACK 42` SMS replies from Twilio's signed incoming-message webhook.
 //! - [`templates`]: the pre-approved message templates (channel × audience × severity) → the
 //!   subject, text, HTML and webhook body of one notification; never fails to render.
 //! - [`runtime`]: the reloadable unit (credentials + compiled rules), swapped atomically.
@@ -71,16 +76,12 @@
 //! run on).
 #![forbid(unsafe_code)]
 
-pub mod ack;
-pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
-pub mod clients;
 pub mod clock;
 pub mod compose;
 pub mod config;
-pub mod connections;
 pub mod dashboard;
 pub mod declaration;
 pub mod delivery;
@@ -90,9 +91,8 @@ pub mod error;
 pub mod escalation;
 pub mod event;
 pub mod event_id;
+pub mod http;
 pub mod incident;
-pub mod incident_api;
-pub mod ingest;
 pub mod journal;
 pub mod links;
 pub mod metrics;
@@ -107,8 +107,7 @@ pub mod review;
 pub mod rule_tests;
 pub mod rules;
 pub mod runtime;
-pub mod server;
-pub mod sms_inbound;
+pub mod scoring;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

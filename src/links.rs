@@ -1,7 +1,7 @@
 //! Signed one-click acknowledge links: a token that binds one incident, one person and an
 //! expiry time, so the link in an email or SMS is the credential for exactly that action.
 //!
-//! Pure: no I/O and no clock (the caller passes `now`). The HTTP side is in [`crate::ack`].
+//! Pure: no I/O and no clock (the caller passes `now`). The HTTP side is in [`crate::http::ack`].
 //!
 //! Token layout (version 1), base64url without padding:
 //!

@@ -659,7 +659,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
 
 async fn run(origin: ConfigOrigin, runtime: Runtime) -> anyhow::Result<()> {
     let config = &runtime.config;
-    let (listener, addr) = tocsin::server::bind(&config.listen).await?;
+    let (listener, addr) = tocsin::http::bind(&config.listen).await?;
     if let Some(token_file) = &config.generated_token {
         println!(
             "no TOCSIN_TOKEN set: using the token kept in {} (owner-only); send it as \
@@ -675,7 +675,7 @@ async fn run(origin: ConfigOrigin, runtime: Runtime) -> anyhow::Result<()> {
     println!("tocsin listening on http://{addr} (config: {})", describe(&origin));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), config = %describe(&origin), rules = ?runtime.rules.names(), "started");
     let clock = tocsin::clock::from_env()?;
-    tocsin::server::run(origin, runtime, listener, clock, shutdown).await
+    tocsin::http::run(origin, runtime, listener, clock, shutdown).await
 }
 
 /// Installs the SIGTERM and SIGINT handlers now (not when first polled); the future resolves

@@ -13,7 +13,7 @@
 //! the generated token and link key (`files`), located errors ([`ConfigErrors`]) and the
 //! validation context every section is checked with ([`Validator`]). Each section's raw type
 //! and checks live in a `config` module beside the code that uses them —
-//! [`crate::auth::config`] (`sources`, `users`), [`crate::connections::config`] (`limits`),
+//! [`crate::auth::config`] (`sources`, `users`), [`crate::http::connections::config`] (`limits`),
 //! [`crate::journal::config`], [`crate::rules::config`] (`rules`, `triage`),
 //! [`crate::notify::config`] (`notifications`, with [`crate::links::config`] and
 //! [`crate::delivery::config`]), [`crate::policy::config`] (`people`, `policies`),
@@ -54,18 +54,18 @@ use vars::{Piece, expand, split_vars};
 // Each section's typed settings, re-exported so that `config::Limits` and the like name the
 // types of [`Config`]'s fields; each is defined and checked beside the code that uses it.
 pub use crate::auth::config::{RateLimit, Source, User};
-pub use crate::connections::config::Limits;
 pub use crate::dashboard::config::Dashboard;
 pub use crate::delivery::config::{ChannelLimits, Window, default_rate_limits};
+pub use crate::http::connections::config::Limits;
 pub use crate::journal::config::Journal;
 pub use crate::links::config::{AckLinks, MAX_LINK_TTL, MIN_LINK_SECRET_BYTES};
 pub use crate::notify::config::Notifications;
 
 use crate::auth::config::{RawSource, RawUser};
-use crate::connections::config::RawLimits;
 use crate::dashboard::config::RawDashboard;
 use crate::drill::config::RawDrills;
 use crate::escalation::config::{RawCommunications, RawEscalation, RawMaintenance, RawNotice};
+use crate::http::connections::config::RawLimits;
 use crate::journal::config::RawJournal;
 use crate::notify::config::RawNotifications;
 use crate::oncall::config::{RawRoleFill, RawRotation};
@@ -449,7 +449,7 @@ fn assemble(cx: &mut Validator<'_>, raw: RawConfig) -> Config {
     let listen = listen(cx, raw.env_overrides.listen, raw.listen);
     let data_dir = data_dir(cx, raw.env_overrides.data_dir, raw.data_dir);
     let log_format = log_format(cx, raw.log_format);
-    let limits = crate::connections::config::validate(cx, raw.limits);
+    let limits = crate::http::connections::config::validate(cx, raw.limits);
     let journal = crate::journal::config::validate(cx, raw.journal);
     let sources = crate::auth::config::sources(cx, raw.sources);
     let users = crate::auth::config::users(cx, raw.users);

@@ -1,6 +1,6 @@
 //! Declaring an incident from the dashboard (`GET`/`POST /declare`, responders): the same
 //! declaration as `POST /api/v1/incidents`, checked and stored by the same function
-//! ([`crate::declaration::declare`]), so it runs the same rules and escalation and lands on
+//! ([`crate::http::declarations::declare`]), so it runs the same rules and escalation and lands on
 //! the timeline as declared by the signed-in person.
 
 use super::pages::esc;

@@ -32,9 +32,9 @@ use serde::Deserialize;
 pub use customer::Redaction;
 
 use crate::config::Role;
+use crate::http::app::App;
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, Amendment, JournalError, PersonAction, QueueOp};
-use crate::server::App;
 use crate::store::{Store, StoreError};
 use session::{SignInError, Viewer};
 
@@ -280,7 +280,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<Arc<App>>,
-    client: crate::clients::Client,
+    client: crate::http::clients::Client,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -453,7 +453,7 @@ struct DeclareForm {
     severity: String,
 }
 
-/// `POST /declare` (responder): declares through [`crate::declaration::declare`], then shows
+/// `POST /declare` (responder): declares through [`crate::http::declarations::declare`], then shows
 /// the new incident.
 async fn declare_post(
     State(app): State<Arc<App>>,
@@ -504,7 +504,7 @@ async fn declare_post(
         },
         severity: (!f.severity.is_empty()).then_some(f.severity),
     };
-    match crate::declaration::declare(&app, decl, &v.name).await {
+    match crate::http::declarations::declare(&app, decl, &v.name).await {
         Ok(id) => redirect(&format!("/incidents/{id}")),
         Err(e) => {
             let details: Vec<String> = match &e {
@@ -859,7 +859,7 @@ fn given(field: Option<String>) -> Option<String> {
 type FormResult = Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>;
 
 /// Checks a form post to an incident (session, CSRF, responder), builds the change with the
-/// same checks as the API (`crate::incident_api`), and hands it to the journal writer as
+/// same checks as the API (`crate::http::incident_actions`), and hands it to the journal writer as
 /// `user:<name>`. A change the checks refuse is shown with its reasons and nothing is written.
 async fn change(
     app: &App,
@@ -895,7 +895,7 @@ async fn add_note(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::note_change(f.text.unwrap_or_default())
+        crate::http::incident_actions::note_change(f.text.unwrap_or_default())
     })
     .await
 }
@@ -907,7 +907,7 @@ async fn hand_role(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::role_change(f.role.unwrap_or_default(), given(f.person))
+        crate::http::incident_actions::role_change(f.role.unwrap_or_default(), given(f.person))
     })
     .await
 }
@@ -938,7 +938,7 @@ async fn record_awareness(
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, now| {
         let at = form_time(f.at.as_deref().unwrap_or_default())?;
-        crate::incident_api::awareness_change(now, at, given(f.note))
+        crate::http::incident_actions::awareness_change(now, at, given(f.note))
     })
     .await
 }
@@ -950,7 +950,7 @@ async fn notice_sent(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::notice_sent_change(&n, None, given(f.reference))
+        crate::http::incident_actions::notice_sent_change(&n, None, given(f.reference))
     })
     .await
 }
@@ -964,7 +964,7 @@ async fn edit_review(
     // An empty field keeps its text (the form is not prefilled for people who do not see
     // customer data, so an empty field there means "unchanged").
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::review_change(
+        crate::http::incident_actions::review_change(
             given(f.summary),
             given(f.went_well),
             given(f.went_badly),
@@ -980,7 +980,7 @@ async fn add_action(
     form: FormResult,
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
-        crate::incident_api::action_added(
+        crate::http::incident_actions::action_added(
             f.title.unwrap_or_default(),
             f.owner.unwrap_or_default(),
             f.due.as_deref().unwrap_or_default(),
@@ -997,7 +997,7 @@ async fn update_action(
 ) -> Response {
     change(&app, &headers, &raw_id, form, |f, _| {
         let due = given(f.due);
-        crate::incident_api::action_updated(
+        crate::http::incident_actions::action_updated(
             &n,
             given(f.state).as_deref(),
             given(f.owner),

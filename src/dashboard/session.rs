@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
-use crate::clients::FailureBudget;
 use crate::config::Role;
-use crate::connections::AddrKey;
+use crate::http::clients::FailureBudget;
+use crate::http::connections::AddrKey;
 use crate::runtime::Runtime;
 
 pub const COOKIE: &str = "tocsin_session";
@@ -125,7 +125,7 @@ impl Sessions {
                 %client,
                 "dashboard sign-in rate limited"
             );
-            return Err(SignInError::RateLimited(crate::clients::retry_after_secs(wait)));
+            return Err(SignInError::RateLimited(crate::http::clients::retry_after_secs(wait)));
         }
         let Some(user) = rt.auth.user_by_credentials(name, token) else {
             tracing::info!(user = key.trim_start_matches('\u{0}'), %client, "dashboard sign-in refused");

@@ -352,7 +352,7 @@ impl Sim<'_> {
                     })
                     .collect();
                 let rt = self.runtime.load_full();
-                let scored = crate::ingest::score(&rt, &self.journal.open, events)
+                let scored = crate::scoring::score(&rt, &self.journal.open, events)
                     .map_err(|e| bad(describe_api_error(&e)))?;
                 self.journal.append(scored).await.map_err(journal_error)?;
                 what = format!("{what}: {}", summaries.join("; "));

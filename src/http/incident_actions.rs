@@ -1,6 +1,5 @@
 //! People's changes to an incident beyond acknowledge and resolve: notes, roles, notices
-//! marked as sent, the after-action review and its action items; the review export; and the
-//! manual clock that tests and rehearsals move.
+//! marked as sent, the after-action review and its action items; and the review export.
 //!
 //! Like every change, each goes through the journal writer ([`Journal::amend`]), so it is on
 //! disk and on the incident's timeline, with the person as the actor, before it is answered.
@@ -16,59 +15,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::api::journal_unavailable;
 use crate::config::Role;
 use crate::error::{ApiError, FieldError};
+use crate::http::app::{App, incident_json, journal_unavailable, reader};
+use crate::http::body::{MAX_TEXT, json_body, text, when};
 use crate::incident::IncidentId;
 use crate::journal::{ActError, Amendment};
 use crate::review::{ActionState, Export};
-use crate::server::App;
-
-/// Longest note, title or review field, in bytes.
-pub const MAX_TEXT: usize = 16 * 1024;
 
 fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
     raw.parse().map_err(|_| ApiError::malformed(format!("incident id {raw:?} is not a number")))
-}
-
-fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiError> {
-    crate::ingest::require_json(headers)?;
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))
-}
-
-fn text(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
-        return Err(ApiError::invalid(vec![FieldError::new(field, "must not be empty")]));
-    }
-    if value.len() > MAX_TEXT {
-        return Err(ApiError::invalid(vec![FieldError::new(
-            field,
-            format!("at most {MAX_TEXT} bytes"),
-        )]));
-    }
-    Ok(())
-}
-
-/// An RFC 3339 time, or a date meaning the end of that day in UTC.
-fn when(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
-    if let Ok(t) = raw.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    if let Ok(d) = raw.parse::<jiff::civil::Date>()
-        && let Ok(t) = format!("{d}T23:59:59Z").parse::<Timestamp>()
-    {
-        return Ok(t);
-    }
-    Err(ApiError::invalid(vec![FieldError::new(
-        field,
-        format!(
-            "{raw:?} is neither an RFC 3339 time (2026-05-01T17:00:00Z) nor a date (2026-05-01)"
-        ),
-    )]))
 }
 
 async fn amend(
@@ -77,7 +35,7 @@ async fn amend(
     id: &str,
     change: impl FnOnce() -> Result<Amendment, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (rt, redact) = crate::api::reader(app, headers, Role::Responder)?;
+    let (rt, redact) = reader(app, headers, Role::Responder)?;
     let user = rt.auth.user_with_role(headers, Role::Responder)?.name.clone();
     let id = incident_id(id)?;
     let change = change()?;
@@ -85,7 +43,7 @@ async fn amend(
         app.journal.amend(id, change, format!("user:{user}")).await.map_err(journal_unavailable)?;
     match outcome {
         Ok(incident) => {
-            let body = crate::api::incident_json(app, &rt, redact, id, incident).await?;
+            let body = incident_json(app, &rt, redact, id, incident).await?;
             Ok(Json(body).into_response())
         }
         Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
@@ -216,7 +174,7 @@ pub async fn add_note(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let b: NoteBody = body(&headers, &bytes)?;
+        let b: NoteBody = json_body(&headers, &bytes)?;
         note_change(b.text)
     })
     .await
@@ -238,7 +196,7 @@ pub async fn set_role(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let b: RoleBody = body(&headers, &bytes)?;
+        let b: RoleBody = json_body(&headers, &bytes)?;
         role_change(b.role, b.person)
     })
     .await
@@ -263,7 +221,7 @@ pub async fn notice_sent(
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
         let b: NoticeSentBody =
-            if bytes.is_empty() { NoticeSentBody::default() } else { body(&headers, &bytes)? };
+            if bytes.is_empty() { NoticeSentBody::default() } else { json_body(&headers, &bytes)? };
         notice_sent_change(&index, b.at.as_deref(), b.reference)
     })
     .await
@@ -288,7 +246,7 @@ pub async fn record_awareness(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let b: AwarenessBody = body(&headers, &bytes)?;
+        let b: AwarenessBody = json_body(&headers, &bytes)?;
         let at = b.at.parse::<Timestamp>().map_err(|e| {
             ApiError::invalid(vec![FieldError::new("at", format!("not an RFC 3339 time: {e}"))])
         })?;
@@ -313,7 +271,7 @@ pub async fn put_review(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let b: ReviewBody = body(&headers, &bytes)?;
+        let b: ReviewBody = json_body(&headers, &bytes)?;
         review_change(b.summary, b.went_well, b.went_badly)
     })
     .await
@@ -335,7 +293,7 @@ pub async fn add_action(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let response = amend(&app, &headers, &id, || {
-        let b: ActionBody = body(&headers, &bytes)?;
+        let b: ActionBody = json_body(&headers, &bytes)?;
         action_added(b.title, b.owner, &b.due)
     })
     .await?;
@@ -359,7 +317,7 @@ pub async fn update_action(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     amend(&app, &headers, &id, || {
-        let b: ActionUpdate = body(&headers, &bytes)?;
+        let b: ActionUpdate = json_body(&headers, &bytes)?;
         action_updated(&action, b.state.as_deref(), b.owner, b.due.as_deref())
     })
     .await
@@ -380,7 +338,7 @@ pub async fn export_review(
     Path(id): Path<String>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (rt, redact) = crate::api::reader(&app, &headers, Role::Viewer)?;
+    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
     let Query(p) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
     let id = incident_id(&id)?;
     let store = app.store.clone();
@@ -418,149 +376,5 @@ pub async fn export_review(
             "format",
             format!("`{other}` is not one of: markdown, json"),
         )])),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClockBody {
-    /// Move forward by this much: `90s`, `5m`, `72h`.
-    advance: Option<String>,
-    /// Move forward to this RFC 3339 time.
-    set: Option<String>,
-}
-
-/// `POST /-/clock` (admin, manual clock only): moves the simulated clock forward. Exists only
-/// when the daemon runs on `TOCSIN_FAKE_CLOCK`; on the system clock it is 404.
-pub async fn move_clock(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
-    let Some(clock) = app.clock.manual() else {
-        return Err(ApiError::NotFound(
-            "this daemon runs on the system clock; /-/clock exists only under TOCSIN_FAKE_CLOCK"
-                .into(),
-        ));
-    };
-    let b: ClockBody = body(&headers, &bytes)?;
-    let moved = match (b.advance, b.set) {
-        (Some(by), None) => {
-            let d = crate::config::parse_duration(&by)
-                .map_err(|m| ApiError::invalid(vec![FieldError::new("advance", m)]))?;
-            clock.advance(crate::escalation::signed(d))
-        }
-        (None, Some(to)) => clock.set(when("set", &to)?),
-        _ => return Err(ApiError::malformed("give exactly one of `advance` or `set`")),
-    };
-    let now = moved.map_err(ApiError::Conflict)?;
-    Ok(Json(json!({"now": now})).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WindowBody {
-    name: String,
-    /// RFC 3339; default now.
-    starts: Option<String>,
-    /// RFC 3339 end, or give `duration` instead.
-    ends: Option<String>,
-    duration: Option<String>,
-    source: Option<String>,
-    service: Option<String>,
-    #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
-}
-
-/// `GET /api/v1/maintenance` (viewer): the config's windows and those opened through the API
-/// that have not ended.
-pub async fn list_maintenance(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let rt = app.runtime.load();
-    rt.auth.user_with_role(&headers, Role::Viewer)?;
-    let now = app.clock.now();
-    let store = app.store.clone();
-    let api = tokio::task::spawn_blocking(move || store.maintenance_windows())
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))?;
-    let windows: Vec<&crate::escalation::Window> =
-        rt.config.escalation.maintenance.iter().chain(&api).filter(|w| w.ends > now).collect();
-    Ok(Json(json!({"windows": windows, "now": now})).into_response())
-}
-
-/// `POST /api/v1/maintenance` (responder): opens a window. Incidents that open inside it for
-/// what it matches are suppressed, and their timelines say what was held back.
-pub async fn open_maintenance(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
-    let b: WindowBody = body(&headers, &bytes)?;
-    text("name", &b.name)?;
-    let now = app.clock.now();
-    let starts = b.starts.as_deref().map(|s| when("starts", s)).transpose()?.unwrap_or(now);
-    let ends = match (b.ends.as_deref(), b.duration.as_deref()) {
-        (Some(e), None) => when("ends", e)?,
-        (None, Some(d)) => {
-            let d = crate::config::parse_duration(d)
-                .map_err(|m| ApiError::invalid(vec![FieldError::new("duration", m)]))?;
-            crate::escalation::after(starts, d)
-        }
-        _ => {
-            return Err(ApiError::invalid(vec![FieldError::new(
-                "ends",
-                "give exactly one of `ends` or `duration`: a window always ends",
-            )]));
-        }
-    };
-    if ends <= starts || ends <= now {
-        return Err(ApiError::invalid(vec![FieldError::new(
-            "ends",
-            "must be after `starts` and in the future",
-        )]));
-    }
-    let window = crate::escalation::Window {
-        id: None,
-        created: None,
-        name: b.name,
-        starts,
-        ends,
-        source: b.source,
-        service: b.service,
-        labels: b.labels,
-    };
-    let outcome = app
-        .journal
-        .maintenance(crate::journal::MaintenanceOp::Open(window), format!("user:{user}"))
-        .await
-        .map_err(journal_unavailable)?;
-    match outcome {
-        Ok(w) => Ok((StatusCode::CREATED, Json(w)).into_response()),
-        Err(m) => Err(ApiError::Conflict(m)),
-    }
-}
-
-/// `DELETE /api/v1/maintenance/{id}` (responder): ends a window now.
-pub async fn end_maintenance(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
-    let id: u64 =
-        id.parse().map_err(|_| ApiError::malformed(format!("window id {id:?} is not a number")))?;
-    let outcome = app
-        .journal
-        .maintenance(crate::journal::MaintenanceOp::End(id), format!("user:{user}"))
-        .await
-        .map_err(journal_unavailable)?;
-    match outcome {
-        Ok(w) => Ok(Json(w).into_response()),
-        Err(m) => Err(ApiError::NotFound(m)),
     }
 }

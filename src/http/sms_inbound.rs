@@ -25,10 +25,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
 use crate::error::ApiError;
+use crate::http::app::App;
 use crate::incident::IncidentId;
 use crate::journal::{ActError, PersonAction};
 use crate::notify::SmsProvider;
-use crate::server::App;
 
 /// The path Twilio's messaging webhook must be set to (under `notifications.dashboard_url`).
 pub const PATH: &str = "/api/v1/sms/inbound";
@@ -121,7 +121,7 @@ pub fn parse_command(body: &str) -> Command {
 /// `POST /api/v1/sms/inbound`.
 pub async fn inbound(
     State(app): State<Arc<App>>,
-    client: crate::clients::Client,
+    client: crate::http::clients::Client,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -132,9 +132,9 @@ pub async fn inbound(
     };
     // Unsigned or forged replies are charged to their client, signed ones never: a flood of
     // bad requests cannot make Twilio's real ones answer 429.
-    let from_client = crate::connections::AddrKey::of(client.0);
+    let from_client = crate::http::connections::AddrKey::of(client.0);
     if let Some(wait) = app.failures.blocked(&from_client) {
-        return too_many(crate::clients::retry_after_secs(wait));
+        return too_many(crate::http::clients::retry_after_secs(wait));
     }
     let rt = app.runtime.load();
     let n = &rt.config.notifications;

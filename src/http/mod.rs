@@ -1,9 +1,23 @@
-//! The HTTP server: accepts connections within the connection limits ([`crate::connections`]:
-//! caps, idle and body deadlines), routes requests, and stops gracefully.
+//! The HTTP floor: the router, the serve loop and graceful stop (here), and the handlers, one
+//! module per resource. Handlers take the shared state from [`app`]; only this module names
+//! them all, so there is no import loop. Connections are accepted within the limits of
+//! [`connections`] (caps, idle and body deadlines); requests are read by [`body`].
 //!
 //! Connections are served with hyper-util's builder rather than `axum::serve`, because axum's
 //! helper sets no header-read timeout and a client that drips headers would hold a connection
 //! forever.
+
+pub mod ack;
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod clients;
+pub mod connections;
+pub mod declarations;
+pub mod incident_actions;
+pub mod incidents;
+pub mod ingest;
+pub mod sms_inbound;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,44 +38,18 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api;
 use crate::clock::SharedClock;
 use crate::config::ConfigOrigin;
 use crate::error::ApiError;
-use crate::incident_api;
-use crate::ingest;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
 use crate::runtime::{Reloader, Runtime};
 use crate::store::Store;
 
+use app::App;
+
 /// How long graceful shutdown waits for in-flight requests before closing connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Shared state of every route. Built once at start-up; `Arc` because every connection task
-/// holds it.
-pub struct App {
-    /// Credentials, rules and triage: swapped whole on reload; each request loads it once.
-    pub runtime: Arc<ArcSwap<Runtime>>,
-    pub reloader: Arc<Reloader>,
-    pub journal: Journal,
-    pub store: Arc<Store>,
-    pub metrics: Arc<Metrics>,
-    /// False once shutdown begins, so load balancers stop sending before connections close.
-    pub ready: AtomicBool,
-    /// The daemon's "now": the system clock, or a manual one for tests and rehearsals.
-    pub clock: SharedClock,
-    /// Bounds `/ack/{token}` requests whose link verified (no credential needed to reach it).
-    pub ack_limiter: governor::DefaultDirectRateLimiter,
-    /// Bounds SMS replies whose Twilio signature verified, apart from links: a flood of
-    /// either cannot starve the other.
-    pub sms_limiter: governor::DefaultDirectRateLimiter,
-    /// Failed unauthenticated attempts (links that do not verify, unsigned SMS replies) per
-    /// client: charged only to the client that made them, so they cannot starve valid ones.
-    pub failures: crate::clients::FailureBudget,
-    /// The dashboard's sign-in sessions (in memory) and sign-in rate limits.
-    pub dashboard: crate::dashboard::session::Sessions,
-}
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -69,51 +57,48 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/enqueue", post(ingest::pagerduty))
         .route("/api/v1/alertmanager", post(ingest::alertmanager_webhook))
         .route("/api/v1/reports", post(ingest::report))
-        .route("/api/v1/events", post(ingest::canonical).get(api::list_events))
-        .route("/api/v1/events/{id}", get(api::get_event))
-        .route("/api/v1/incidents", get(api::list_incidents).post(crate::declaration::post))
-        .route("/api/v1/incidents/{id}", get(api::get_incident))
-        .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
-        .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
-        .route("/api/v1/incidents/{id}/notes", post(incident_api::add_note))
-        .route("/api/v1/incidents/{id}/roles", post(incident_api::set_role))
-        .route("/api/v1/incidents/{id}/notices/{index}/sent", post(incident_api::notice_sent))
-        .route("/api/v1/incidents/{id}/awareness", post(incident_api::record_awareness))
+        .route("/api/v1/events", post(ingest::canonical).get(incidents::list_events))
+        .route("/api/v1/events/{id}", get(incidents::get_event))
+        .route("/api/v1/incidents", get(incidents::list_incidents).post(declarations::post))
+        .route("/api/v1/incidents/{id}", get(incidents::get_incident))
+        .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/api/v1/incidents/{id}/notes", post(incident_actions::add_note))
+        .route("/api/v1/incidents/{id}/roles", post(incident_actions::set_role))
+        .route("/api/v1/incidents/{id}/notices/{index}/sent", post(incident_actions::notice_sent))
+        .route("/api/v1/incidents/{id}/awareness", post(incident_actions::record_awareness))
         .route(
             "/api/v1/incidents/{id}/review",
-            get(incident_api::export_review).put(incident_api::put_review),
+            get(incident_actions::export_review).put(incident_actions::put_review),
         )
-        .route("/api/v1/incidents/{id}/actions", post(incident_api::add_action))
-        .route(
-            "/api/v1/maintenance",
-            get(incident_api::list_maintenance).post(incident_api::open_maintenance),
-        )
-        .route("/api/v1/maintenance/{id}", axum::routing::delete(incident_api::end_maintenance))
+        .route("/api/v1/incidents/{id}/actions", post(incident_actions::add_action))
+        .route("/api/v1/maintenance", get(admin::list_maintenance).post(admin::open_maintenance))
+        .route("/api/v1/maintenance/{id}", axum::routing::delete(admin::end_maintenance))
         .route(
             "/api/v1/incidents/{id}/actions/{action}",
-            post(incident_api::update_action).patch(incident_api::update_action),
+            post(incident_actions::update_action).patch(incident_actions::update_action),
         )
-        .route("/api/v1/notifications", get(api::list_notifications))
-        .route("/api/v1/notifications/{id}/retry", post(api::retry_notification))
-        .route("/api/v1/webhooks", get(api::list_webhooks))
-        .route("/api/v1/webhooks/{name}/enable", post(api::enable_webhook))
-        .route("/api/v1/notifications/{id}/drop", post(api::drop_notification))
-        .route("/api/v1/audit/verify", get(api::verify_audit))
-        .route("/api/v1/report", get(api::report))
-        .route("/api/v1/rotations", get(api::list_rotations))
-        .route("/api/v1/rotations/{name}/overrides", post(api::add_override))
+        .route("/api/v1/notifications", get(admin::list_notifications))
+        .route("/api/v1/notifications/{id}/retry", post(admin::retry_notification))
+        .route("/api/v1/webhooks", get(admin::list_webhooks))
+        .route("/api/v1/webhooks/{name}/enable", post(admin::enable_webhook))
+        .route("/api/v1/notifications/{id}/drop", post(admin::drop_notification))
+        .route("/api/v1/audit/verify", get(admin::verify_audit))
+        .route("/api/v1/report", get(admin::report))
+        .route("/api/v1/rotations", get(admin::list_rotations))
+        .route("/api/v1/rotations/{name}/overrides", post(admin::add_override))
         .route(
             "/api/v1/rotations/{name}/overrides/{id}",
-            axum::routing::delete(api::delete_override),
+            axum::routing::delete(admin::delete_override),
         )
-        .route("/ack/{token}", get(crate::ack::page).post(crate::ack::act))
+        .route("/ack/{token}", get(ack::page).post(ack::act))
         .route(
-            crate::sms_inbound::PATH,
-            post(crate::sms_inbound::inbound)
-                .layer(axum::extract::DefaultBodyLimit::max(crate::sms_inbound::MAX_BODY_BYTES)),
+            sms_inbound::PATH,
+            post(sms_inbound::inbound)
+                .layer(axum::extract::DefaultBodyLimit::max(sms_inbound::MAX_BODY_BYTES)),
         )
-        .route("/-/reload", post(api::reload))
-        .route("/-/clock", post(incident_api::move_clock))
+        .route("/-/reload", post(admin::reload))
+        .route("/-/clock", post(admin::move_clock))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
@@ -160,9 +145,9 @@ pub async fn run(
         metrics,
         ready: AtomicBool::new(true),
         clock: clock.clone(),
-        ack_limiter: crate::ack::limiter(),
-        sms_limiter: crate::ack::limiter(),
-        failures: crate::ack::failures(),
+        ack_limiter: ack::limiter(),
+        sms_limiter: ack::limiter(),
+        failures: ack::failures(),
         dashboard: crate::dashboard::session::Sessions::new(),
     });
     // Reload on file changes and on SIGHUP. The watcher stops when dropped at the end of run.
@@ -189,19 +174,16 @@ pub async fn run(
         background.clone(),
     ));
     let router = router(app.clone());
-    let descriptors = crate::connections::raise_descriptor_limit();
-    let settings = crate::connections::settings(&config.limits, descriptors);
+    let descriptors = connections::raise_descriptor_limit();
+    let settings = connections::settings(&config.limits, descriptors);
     tracing::info!(
         max_connections = settings.max,
         per_address = settings.per_address,
         descriptors = ?descriptors,
         "connection limits"
     );
-    let guard = Arc::new(crate::connections::Guard::new(
-        settings,
-        app.metrics.clone(),
-        app.runtime.clone(),
-    ));
+    let guard =
+        Arc::new(connections::Guard::new(settings, app.metrics.clone(), app.runtime.clone()));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -214,7 +196,7 @@ pub async fn run(
     // `shutdown`: connections finish their requests and close; `halt`: they are dropped.
     let (stopping, halt) = (CancellationToken::new(), CancellationToken::new());
     let connections = tokio_util::task::TaskTracker::new();
-    let mut backoff = crate::connections::AcceptBackoff::default();
+    let mut backoff = connections::AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -228,7 +210,7 @@ pub async fn run(
                         app.metrics.accept_errors.inc();
                         // Out of descriptors: close the idlest connection to free one, and
                         // back off rather than spin (every retry would fail the same way).
-                        if crate::connections::out_of_descriptors(&e) {
+                        if connections::out_of_descriptors(&e) {
                             guard.shed();
                         }
                         tokio::time::sleep(backoff.failed(&e)).await;
@@ -241,7 +223,7 @@ pub async fn run(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let service = crate::connections::Service::new(
+                let service = connections::Service::new(
                     router.clone(),
                     &slot,
                     peer,
@@ -249,7 +231,7 @@ pub async fn run(
                 );
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let (stopping, halt) = (stopping.clone(), halt.clone());
-                connections.spawn(crate::connections::drive(conn, slot, peer, stopping, halt));
+                connections.spawn(connections::drive(conn, slot, peer, stopping, halt));
             }
             () = &mut shutdown => break,
         }

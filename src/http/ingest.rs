@@ -10,23 +10,22 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::SourceEntry;
-use crate::config::{Limits, Permission};
+use crate::config::Permission;
 use crate::error::ApiError;
 use crate::event::{Event, Format};
-use crate::journal::{JournalError, OpenIndex, Scored};
+use crate::http::app::App;
+use crate::http::body;
+use crate::journal::JournalError;
 use crate::normalize::{self, Context, Normalized};
 use crate::runtime::Runtime;
-use crate::server::App;
-use crate::store::Encoded;
 
 pub async fn alertmanager_v2(
     State(app): State<Arc<App>>,
@@ -114,7 +113,7 @@ async fn ingest_as(
     body: Body,
 ) -> Result<(Vec<Uuid>, Vec<crate::error::FieldError>), ApiError> {
     source.require(permission_for(format))?;
-    let bytes = read_body(headers, body, &runtime.config.limits).await?;
+    let bytes = body::read_body(headers, body, &runtime.config.limits).await?;
     let ctx = Context::new(&source.name, app.clock.now());
     let normalized = match format {
         Format::AlertmanagerV2 => normalize::alertmanager_v2(&bytes, ctx),
@@ -144,7 +143,7 @@ pub async fn pagerduty(State(app): State<Arc<App>>, headers: HeaderMap, body: Bo
     let mut source_name = String::from("unknown");
     let runtime = app.runtime.load_full();
     let result = async {
-        let bytes = read_body(&headers, body, &runtime.config.limits).await?;
+        let bytes = body::read_body(&headers, body, &runtime.config.limits).await?;
         let clean = |e: ApiError| runtime.redactor.api_error(e, &bytes);
         let event = normalize::parse_pagerduty(&bytes).map_err(clean)?;
         let source = runtime.auth.source_by_routing_key(event.routing_key())?;
@@ -218,7 +217,7 @@ async fn commit(
     source.admit(events.len())?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let n = ids.len() as u64;
-    let scored = score_on_rule_threads(runtime, &app.journal.open, events).await?;
+    let scored = crate::scoring::score_on_rule_threads(runtime, &app.journal.open, events).await?;
     app.journal.append(scored).await.map_err(|e| match e {
         JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
         JournalError::Store(err) => {
@@ -227,43 +226,6 @@ async fn commit(
     })?;
     app.metrics.accepted(&source.name, format.as_str(), n);
     Ok(ids)
-}
-
-/// [`score`]s the events on a rule thread (see [`crate::rules::threads`]), so that rules never
-/// run on the async workers that answer health checks and other senders. Without rules there
-/// is nothing to run: scored here.
-pub async fn score_on_rule_threads(
-    runtime: &Arc<Runtime>,
-    open: &Arc<OpenIndex>,
-    events: Vec<Event>,
-) -> Result<Vec<Scored>, ApiError> {
-    if runtime.rules.is_empty() {
-        return score(runtime, open, events);
-    }
-    let (rt, open) = (runtime.clone(), open.clone());
-    crate::rules::threads::run(move || score(&rt, &open, events))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-}
-
-/// Evaluates the rules for each event against its incident as of the last commit, and encodes
-/// it for the store (here, in parallel, rather than on the single writer's thread).
-pub fn score(
-    runtime: &Runtime,
-    open: &OpenIndex,
-    events: Vec<Event>,
-) -> Result<Vec<Scored>, ApiError> {
-    events
-        .into_iter()
-        .map(|event| {
-            let view = open.view(&event);
-            let evaluation = runtime.rules.evaluate(&event, &view, runtime.triage());
-            let encoded = Encoded::new(event).map_err(|e| {
-                ApiError::Unavailable(format!("the event could not be encoded: {e}"))
-            })?;
-            Ok(Scored::new(encoded, evaluation))
-        })
-        .collect()
 }
 
 /// 202 with the stored ids; 200 on `/api/v2/alerts`, the only success code Alertmanager's
@@ -296,82 +258,5 @@ fn refuse(app: &App, source: &str, format: Format, e: ApiError) -> Response {
             alertmanager_bad_request(&e.to_string())
         }
         _ => e.into_response(),
-    }
-}
-
-/// Checks the content type and reads the body within the size limit and the request deadline.
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limits: &Limits,
-) -> Result<Bytes, ApiError> {
-    require_json(headers)?;
-    let limit = limits.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        drain(body).await;
-        return Err(ApiError::TooLarge { limit });
-    }
-    let read = async {
-        let mut body = body;
-        let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                ApiError::malformed(format!("could not read the request body: {e}"))
-            })?;
-            if let Some(data) = frame.data_ref() {
-                if out.len() + data.len() > limit {
-                    drain(body).await;
-                    return Err(ApiError::TooLarge { limit });
-                }
-                out.extend_from_slice(data);
-            }
-        }
-        Ok(Bytes::from(out))
-    };
-    match tokio::time::timeout(limits.request_timeout, read).await {
-        Err(_) => Err(ApiError::Timeout(limits.request_timeout)),
-        Ok(result) => result,
-    }
-}
-
-/// What [`drain`] reads of a refused body at most, and for how long.
-const DRAIN_BYTES: usize = 8 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reads and discards the rest of a body refused as too large (up to [`DRAIN_BYTES`] and
-/// [`DRAIN_TIME`]), so that a client still sending it can finish and read the 413. Closing
-/// with its bytes unread would reset the connection, and the client would see a broken pipe
-/// instead of the answer.
-async fn drain(mut body: Body) {
-    let mut left = DRAIN_BYTES;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(frame)) = body.frame().await {
-            let n = frame.data_ref().map_or(0, |d| d.len());
-            if n >= left {
-                break;
-            }
-            left -= n;
-        }
-    })
-    .await;
-}
-
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType(
-            "missing Content-Type; send `Content-Type: application/json`".into(),
-        ));
-    };
-    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {mime:?} is not supported; send `Content-Type: application/json`"
-        )))
     }
 }

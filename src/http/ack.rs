@@ -18,12 +18,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::clients::Client;
-use crate::connections::AddrKey;
+use crate::http::app::App;
+use crate::http::clients::Client;
+use crate::http::connections::AddrKey;
 use crate::incident::{Incident, Status};
 use crate::journal::{ActError, JournalError, PersonAction};
 use crate::links::{Claim, LinkError};
-use crate::server::App;
 
 /// Requests to `/ack/…` with a valid link per second across all clients, and the burst
 /// allowed above it (the same for signed SMS replies, on a limiter of their own).
@@ -35,12 +35,12 @@ pub const RATE_BURST: u32 = 40;
 pub const FAILURE_BURST: u32 = 20;
 pub const FAILURE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The failure budget [`crate::server::App`] holds for these routes and SMS replies.
-pub fn failures() -> crate::clients::FailureBudget {
-    crate::clients::FailureBudget::new(FAILURE_BURST, FAILURE_EVERY)
+/// The failure budget [`crate::http::app::App`] holds for these routes and SMS replies.
+pub fn failures() -> crate::http::clients::FailureBudget {
+    crate::http::clients::FailureBudget::new(FAILURE_BURST, FAILURE_EVERY)
 }
 
-/// The limiter [`crate::server::App`] holds for these routes.
+/// The limiter [`crate::http::app::App`] holds for these routes.
 pub fn limiter() -> governor::DefaultDirectRateLimiter {
     let quota = governor::Quota::per_second(
         std::num::NonZeroU32::new(RATE_PER_SECOND).expect("non-zero rate"),
@@ -130,7 +130,7 @@ fn too_many(retry_after: u64) -> Response {
 async fn check(app: &App, client: Client, token: &str) -> Result<(Claim, Incident), Response> {
     let from = AddrKey::of(client.0);
     if let Some(wait) = app.failures.blocked(&from) {
-        return Err(too_many(crate::clients::retry_after_secs(wait)));
+        return Err(too_many(crate::http::clients::retry_after_secs(wait)));
     }
     let rt = app.runtime.load();
     let Some(links) = rt.ack_links.clone() else {

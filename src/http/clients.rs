@@ -20,8 +20,8 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::connections::AddrKey;
-use crate::server::App;
+use crate::http::app::App;
+use crate::http::connections::AddrKey;
 
 /// The client a request comes from (see the module documentation). Unspecified (`0.0.0.0`)
 /// when the request did not come through a connection (in-process calls).

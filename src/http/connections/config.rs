@@ -18,7 +18,7 @@ pub struct Limits {
     /// A request body must arrive within this time.
     pub request_timeout: Duration,
     /// Connections served at once; `None`: derived from the descriptor limit at start
-    /// (see [`crate::connections`]).
+    /// (see [`crate::http::connections`]).
     pub max_connections: Option<usize>,
     /// Connections from one client address (an IPv6 /64) at once; `None`: a quarter of
     /// `max_connections`. Trusted proxies are exempt.

@@ -1,301 +1,30 @@
-//! The read-and-act API for people and tools: events, incidents, acknowledge/resolve, reload.
+//! Operating the daemon: reload, the manual clock, maintenance windows, the notification
+//! queue (list, retry, drop), webhook endpoints, audit verification, the report, and on-call
+//! rotations and overrides.
 //!
-//! Every route here needs a user credential with a role: viewers read, responders act,
-//! admins reload. Acting goes through the journal writer like everything else that changes
-//! state, so an acknowledgement is on disk before it is answered.
+//! Every route here needs a user credential with a role: viewers read, responders open
+//! windows and overrides, admins reload and work the queue. Changes go through the journal
+//! writer like everything else that changes state, so each is on disk before it is answered.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::config::Role;
-use crate::error::ApiError;
-use crate::incident::{Incident, IncidentId, Status};
-use crate::journal::{ActError, JournalError, PersonAction, QueueOp};
+use crate::error::{ApiError, FieldError};
+use crate::http::app::{
+    App, incident_json, journal_unavailable, read, reader, redact_about_incidents, redacted,
+};
+use crate::http::body::{MAX_PAGE, json_body, query, text, when};
+use crate::incident::IncidentId;
+use crate::journal::QueueOp;
 use crate::outbox::{Notification, NotificationId, State as OutboxState};
-use crate::server::App;
-use crate::store::{EventQuery, Store, StoreError};
-
-/// Most items one page may hold.
-const MAX_PAGE: usize = 1000;
-
-/// Runs a store read on a blocking thread (redb reads touch the disk).
-async fn read<T: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))
-}
-
-/// The caller, authenticated with at least `role`, and whether personal data must be redacted
-/// for them (no `pii` permission). One runtime snapshot for the whole request.
-pub(crate) fn reader(
-    app: &App,
-    headers: &HeaderMap,
-    role: Role,
-) -> Result<(Arc<crate::runtime::Runtime>, bool), ApiError> {
-    let rt = app.runtime.load_full();
-    let redact = !crate::redact::allows_pii(rt.auth.user_with_role(headers, role)?);
-    Ok((rt, redact))
-}
-
-/// The events that opened these incidents (their known personal data is redacted from
-/// everything about the incident).
-async fn opening_events(
-    app: &App,
-    ids: Vec<IncidentId>,
-) -> Result<std::collections::BTreeMap<IncidentId, crate::event::Event>, ApiError> {
-    read(app, move |s| {
-        let mut out = std::collections::BTreeMap::new();
-        for id in ids {
-            if out.contains_key(&id) {
-                continue;
-            }
-            if let Some(incident) = s.incident(id)?
-                && let Some(event) = s.event(incident.opened_by)?
-            {
-                out.insert(id, event);
-            }
-        }
-        Ok(out)
-    })
-    .await
-}
-
-/// JSON about incidents (`(incident id, value)` pairs) as a user without `pii` sees it.
-pub(crate) async fn redact_about_incidents(
-    app: &App,
-    rt: &crate::runtime::Runtime,
-    items: &mut [(IncidentId, &mut serde_json::Value)],
-) -> Result<(), ApiError> {
-    let opening = opening_events(app, items.iter().map(|(id, _)| *id).collect()).await?;
-    let view = crate::redact::View::Redacted(&rt.redactor);
-    for (id, value) in items.iter_mut() {
-        view.incident(value, opening.get(id));
-    }
-    Ok(())
-}
-
-/// One incident (or anything about it) as JSON, redacted when `redact`.
-pub(crate) async fn incident_json(
-    app: &App,
-    rt: &crate::runtime::Runtime,
-    redact: bool,
-    id: IncidentId,
-    value: impl serde::Serialize,
-) -> Result<serde_json::Value, ApiError> {
-    let mut v = serde_json::to_value(value).unwrap_or_default();
-    if redact {
-        redact_about_incidents(app, rt, &mut [(id, &mut v)]).await?;
-    }
-    Ok(v)
-}
-
-fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| ApiError::malformed(e.body_text()))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventParams {
-    source: Option<String>,
-    before: Option<Uuid>,
-    limit: Option<usize>,
-}
-
-pub async fn list_events(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
-    let params = query(params)?;
-    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let q = EventQuery { source: params.source, before: params.before, limit };
-    let events = read(&app, move |s| s.events(&q)).await?;
-    let next = if events.len() == limit { events.last().map(|e| e.id) } else { None };
-    let mut events = serde_json::to_value(events).unwrap_or_default();
-    if redact && let serde_json::Value::Array(items) = &mut events {
-        items.iter_mut().for_each(|e| rt.redactor.redact_json(e));
-    }
-    Ok(Json(json!({"events": events, "next": next})).into_response())
-}
-
-pub async fn get_event(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
-    let id = Uuid::parse_str(&id)
-        .map_err(|e| ApiError::malformed(format!("event id {id:?} is not a UUID: {e}")))?;
-    match read(&app, move |s| s.event_joined(id)).await? {
-        Some((event, incident)) => {
-            let mut body = serde_json::to_value(event).unwrap_or_default();
-            if redact {
-                rt.redactor.redact_json(&mut body);
-            }
-            body["incident_id"] = json!(incident);
-            Ok(Json(body).into_response())
-        }
-        None => Err(ApiError::NotFound(format!("no event with id {id}"))),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IncidentParams {
-    /// `triggered`, `acknowledged`, `resolved`, or `open` (triggered or acknowledged).
-    status: Option<String>,
-    severity: Option<String>,
-    source: Option<String>,
-    service: Option<String>,
-    before: Option<IncidentId>,
-    limit: Option<usize>,
-}
-
-pub async fn list_incidents(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    params: Result<Query<IncidentParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
-    let p = query(params)?;
-    let status: Option<fn(Status) -> bool> = match p.status.as_deref() {
-        None => None,
-        Some("open") => Some(Status::is_open),
-        Some("triggered") => Some(|s| s == Status::Triggered),
-        Some("acknowledged") => Some(|s| s == Status::Acknowledged),
-        Some("resolved") => Some(|s| s == Status::Resolved),
-        Some(other) => {
-            return Err(ApiError::invalid(vec![crate::error::FieldError::new(
-                "status",
-                format!("`{other}` is not one of: open, triggered, acknowledged, resolved"),
-            )]));
-        }
-    };
-    let limit = p.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let (severity, source, service) = (p.severity, p.source, p.service);
-    let asked_service = service.clone();
-    let keep = move |i: &Incident| {
-        status.is_none_or(|f| f(i.status))
-            && severity.as_ref().is_none_or(|s| &i.decision.severity == s)
-            && source.as_ref().is_none_or(|s| &i.source == s)
-            && service.as_ref().is_none_or(|s| i.service.as_ref() == Some(s))
-    };
-    let before = p.before;
-    let incidents = read(&app, move |s| s.incidents(before, limit, keep)).await?;
-    let next = if incidents.len() == limit { incidents.last().map(|i| i.id) } else { None };
-    let ids: Vec<IncidentId> = incidents.iter().map(|i| i.id).collect();
-    let mut values: Vec<serde_json::Value> =
-        incidents.into_iter().map(|i| serde_json::to_value(i).unwrap_or_default()).collect();
-    if redact {
-        let mut items: Vec<_> = ids.into_iter().zip(values.iter_mut()).collect();
-        redact_about_incidents(&app, &rt, &mut items).await?;
-        // The filter matched the stored service; a user who may not see it must not learn
-        // that it equals a guess either: keep only incidents whose service they can see as
-        // asked. (`next` still follows the stored page, so paging goes on where it left off.)
-        if let Some(asked) = asked_service {
-            values.retain(|v| v["service"].as_str() == Some(asked.as_str()));
-        }
-    }
-    Ok(Json(json!({"incidents": values, "next": next})).into_response())
-}
-
-fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
-    raw.parse().map_err(|_| ApiError::malformed(format!("incident id {raw:?} is not a number")))
-}
-
-pub async fn get_incident(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (rt, redact) = reader(&app, &headers, Role::Viewer)?;
-    let id = incident_id(&id)?;
-    let (incident, timeline, notifications, timers) = read(&app, move |s| {
-        Ok((
-            s.incident(id)?,
-            s.timeline_audited(id)?,
-            s.incident_notifications(id)?,
-            s.incident_timers(id)?,
-        ))
-    })
-    .await?;
-    let incident =
-        incident.ok_or_else(|| ApiError::NotFound(format!("no incident with id {id}")))?;
-    let mut body = serde_json::to_value(incident).unwrap_or_default();
-    // A failed send's error text (on the timeline too) may quote the message it carried.
-    let timeline: Vec<_> = timeline
-        .into_iter()
-        .map(|(mut e, link)| {
-            if let std::borrow::Cow::Owned(r) = crate::links::redact(&e.message) {
-                e.message = r;
-            }
-            (e, link)
-        })
-        .collect();
-    body["timeline"] = crate::audit::timeline_json(timeline);
-    body["notifications"] = json!(notifications.into_iter().map(redacted).collect::<Vec<_>>());
-    // What is scheduled next: escalation steps, notice reminders and deadlines, reminders.
-    body["pending"] = json!(
-        timers
-            .iter()
-            .map(|t| json!({"due_at": t.due_at, "what": t.kind.describe(), "timer": t.kind}))
-            .collect::<Vec<_>>()
-    );
-    if redact {
-        redact_about_incidents(&app, &rt, &mut [(id, &mut body)]).await?;
-    }
-    Ok(Json(body).into_response())
-}
-
-pub async fn acknowledge(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    act(&app, &headers, &id, PersonAction::Acknowledge).await
-}
-
-pub async fn resolve(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    act(&app, &headers, &id, PersonAction::Resolve).await
-}
-
-async fn act(
-    app: &App,
-    headers: &HeaderMap,
-    id: &str,
-    action: PersonAction,
-) -> Result<Response, ApiError> {
-    let (rt, redact) = reader(app, headers, Role::Responder)?;
-    let user = rt.auth.user_with_role(headers, Role::Responder)?.name.clone();
-    let id = incident_id(id)?;
-    let outcome =
-        app.journal.act(id, action, format!("user:{user}")).await.map_err(journal_unavailable)?;
-    match outcome {
-        Ok(incident) => {
-            Ok(Json(incident_json(app, &rt, redact, id, incident).await?).into_response())
-        }
-        Err(ActError::NotFound(id)) => Err(ApiError::NotFound(format!("no incident with id {id}"))),
-        Err(ActError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
-        Err(ActError::Invalid(m)) => Err(ApiError::Conflict(m)),
-    }
-}
 
 /// `POST /-/reload` (admin): rebuild config and rules; answer what happened.
 pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -317,6 +46,150 @@ pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<R
             });
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    /// Move forward by this much: `90s`, `5m`, `72h`.
+    advance: Option<String>,
+    /// Move forward to this RFC 3339 time.
+    set: Option<String>,
+}
+
+/// `POST /-/clock` (admin, manual clock only): moves the simulated clock forward. Exists only
+/// when the daemon runs on `TOCSIN_FAKE_CLOCK`; on the system clock it is 404.
+pub async fn move_clock(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    app.runtime.load().auth.user_with_role(&headers, Role::Admin)?;
+    let Some(clock) = app.clock.manual() else {
+        return Err(ApiError::NotFound(
+            "this daemon runs on the system clock; /-/clock exists only under TOCSIN_FAKE_CLOCK"
+                .into(),
+        ));
+    };
+    let b: ClockBody = json_body(&headers, &bytes)?;
+    let moved = match (b.advance, b.set) {
+        (Some(by), None) => {
+            let d = crate::config::parse_duration(&by)
+                .map_err(|m| ApiError::invalid(vec![FieldError::new("advance", m)]))?;
+            clock.advance(crate::escalation::signed(d))
+        }
+        (None, Some(to)) => clock.set(when("set", &to)?),
+        _ => return Err(ApiError::malformed("give exactly one of `advance` or `set`")),
+    };
+    let now = moved.map_err(ApiError::Conflict)?;
+    Ok(Json(json!({"now": now})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowBody {
+    name: String,
+    /// RFC 3339; default now.
+    starts: Option<String>,
+    /// RFC 3339 end, or give `duration` instead.
+    ends: Option<String>,
+    duration: Option<String>,
+    source: Option<String>,
+    service: Option<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/maintenance` (viewer): the config's windows and those opened through the API
+/// that have not ended.
+pub async fn list_maintenance(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = app.runtime.load();
+    rt.auth.user_with_role(&headers, Role::Viewer)?;
+    let now = app.clock.now();
+    let store = app.store.clone();
+    let api = tokio::task::spawn_blocking(move || store.maintenance_windows())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("the store could not be read: {e}")))?;
+    let windows: Vec<&crate::escalation::Window> =
+        rt.config.escalation.maintenance.iter().chain(&api).filter(|w| w.ends > now).collect();
+    Ok(Json(json!({"windows": windows, "now": now})).into_response())
+}
+
+/// `POST /api/v1/maintenance` (responder): opens a window. Incidents that open inside it for
+/// what it matches are suppressed, and their timelines say what was held back.
+pub async fn open_maintenance(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
+    let b: WindowBody = json_body(&headers, &bytes)?;
+    text("name", &b.name)?;
+    let now = app.clock.now();
+    let starts = b.starts.as_deref().map(|s| when("starts", s)).transpose()?.unwrap_or(now);
+    let ends = match (b.ends.as_deref(), b.duration.as_deref()) {
+        (Some(e), None) => when("ends", e)?,
+        (None, Some(d)) => {
+            let d = crate::config::parse_duration(d)
+                .map_err(|m| ApiError::invalid(vec![FieldError::new("duration", m)]))?;
+            crate::escalation::after(starts, d)
+        }
+        _ => {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "ends",
+                "give exactly one of `ends` or `duration`: a window always ends",
+            )]));
+        }
+    };
+    if ends <= starts || ends <= now {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "ends",
+            "must be after `starts` and in the future",
+        )]));
+    }
+    let window = crate::escalation::Window {
+        id: None,
+        created: None,
+        name: b.name,
+        starts,
+        ends,
+        source: b.source,
+        service: b.service,
+        labels: b.labels,
+    };
+    let outcome = app
+        .journal
+        .maintenance(crate::journal::MaintenanceOp::Open(window), format!("user:{user}"))
+        .await
+        .map_err(journal_unavailable)?;
+    match outcome {
+        Ok(w) => Ok((StatusCode::CREATED, Json(w)).into_response()),
+        Err(m) => Err(ApiError::Conflict(m)),
+    }
+}
+
+/// `DELETE /api/v1/maintenance/{id}` (responder): ends a window now.
+pub async fn end_maintenance(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = app.runtime.load().auth.user_with_role(&headers, Role::Responder)?.name.clone();
+    let id: u64 =
+        id.parse().map_err(|_| ApiError::malformed(format!("window id {id:?} is not a number")))?;
+    let outcome = app
+        .journal
+        .maintenance(crate::journal::MaintenanceOp::End(id), format!("user:{user}"))
+        .await
+        .map_err(journal_unavailable)?;
+    match outcome {
+        Ok(w) => Ok(Json(w).into_response()),
+        Err(m) => Err(ApiError::NotFound(m)),
     }
 }
 
@@ -385,35 +258,6 @@ pub async fn list_notifications(
         redact_about_incidents(&app, &rt, &mut items).await?;
     }
     Ok(Json(json!({"notifications": values, "next": next})).into_response())
-}
-
-/// A stored notification as the API shows it: acknowledge-link tokens replaced, so that
-/// reading the outbox never hands out someone else's one-click credential.
-fn redacted(mut n: Notification) -> Notification {
-    let m = &mut n.message;
-    for text in [&mut m.subject, &mut m.text] {
-        if let std::borrow::Cow::Owned(r) = crate::links::redact(text) {
-            *text = r;
-        }
-    }
-    if let Some(html) = &mut m.html
-        && let std::borrow::Cow::Owned(r) = crate::links::redact(html)
-    {
-        *html = r;
-    }
-    if let Some(error) = &mut n.last_error
-        && let std::borrow::Cow::Owned(r) = crate::links::redact(error)
-    {
-        *error = r;
-    }
-    let m = &mut n.message;
-    if !m.payload.is_null() {
-        let raw = m.payload.to_string();
-        if let std::borrow::Cow::Owned(r) = crate::links::redact(&raw) {
-            m.payload = serde_json::from_str(&r).unwrap_or(serde_json::Value::Null);
-        }
-    }
-    n
 }
 
 fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
@@ -696,14 +540,6 @@ pub async fn delete_override(
     match app.journal.change_override(op).await.map_err(journal_unavailable)? {
         Ok(o) => Ok(Json(o).into_response()),
         Err(msg) => Err(ApiError::NotFound(msg)),
-    }
-}
-
-/// A person's change the journal could not take or commit: 503, to be retried.
-pub(crate) fn journal_unavailable(e: JournalError) -> ApiError {
-    match e {
-        JournalError::Overloaded(_) | JournalError::Closed => ApiError::Unavailable(e.to_string()),
-        JournalError::Store(err) => ApiError::Unavailable(format!("not recorded ({err}); retry")),
     }
 }
 
