@@ -20,7 +20,10 @@ use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, JournalError, PersonAction, QueueOp};
 use crate::outbox::{Notification, NotificationId, State as OutboxState};
 use crate::server::App;
-use crate::store::{EventQuery, Store, StoreError};
+use crate::store::{
+    AuditReader, EventQuery, EventReader, IncidentReader, OutboxReader, Store, StoreError,
+    TimerReader,
+};
 
 /// Most items one page may hold.
 const MAX_PAGE: usize = 1000;

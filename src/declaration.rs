@@ -31,6 +31,7 @@ use crate::incident::IncidentId;
 use crate::journal::JournalError;
 use crate::rules::{Sensitivity, Triage};
 use crate::server::App;
+use crate::store::EventReader;
 
 /// The `source` of every declared event (a declaration has a user, not a configured source).
 pub const SOURCE: &str = "declared";

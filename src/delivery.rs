@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::notify::{Channel, Message, Receipt, SendError};
 use crate::outbox::{Attempt, Notification, NotificationId, State};
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{OutboxReader, Store};
 
 /// How many due notifications one claim takes.
 const CLAIM_BATCH: usize = 256;

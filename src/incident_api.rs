@@ -26,6 +26,7 @@ use crate::incident::IncidentId;
 use crate::journal::{ActError, Amendment};
 use crate::review::{ActionState, Export};
 use crate::server::App;
+use crate::store::{AdminReader, EventReader, IncidentReader};
 
 /// Longest note, title or review field, in bytes.
 pub const MAX_TEXT: usize = 16 * 1024;

@@ -31,7 +31,10 @@ use crate::outbox::{Attempt, Next, Notification, NotificationId, Reason, State};
 use crate::policy::{self, Delivery, Policy};
 use crate::rules::{Evaluation, IncidentView};
 use crate::runtime::Runtime;
-use crate::store::{Batch, Encoded, Store, StoreError, panic_message};
+use crate::store::{
+    AdminReader, AdminRows, Backend, Batch, Encoded, EventRows, IncidentReader, IncidentRows,
+    OutboxRows, Store, StoreError, TimerRows, panic_message,
+};
 
 /// An event ready for the writer: encoded for the store, with the rules' evaluation.
 #[derive(Debug)]
@@ -3097,6 +3100,7 @@ fn jitter(id: NotificationId, attempt: u32) -> f64 {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::store::TimerReader;
     use jiff::SignedDuration;
 
     const T0: &str = "2026-03-02T09:00:00Z";

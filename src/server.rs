@@ -33,7 +33,7 @@ use crate::ingest;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
 use crate::runtime::{Reloader, Runtime};
-use crate::store::Store;
+use crate::store::{Backend, Store, TimerReader};
 
 /// How long graceful shutdown waits for in-flight requests before closing connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -34,7 +34,7 @@ use crate::config::Role;
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, Amendment, JournalError, PersonAction, QueueOp};
 use crate::server::App;
-use crate::store::{Store, StoreError};
+use crate::store::{EventReader, IncidentReader, OutboxReader, Store, StoreError, TimerReader};
 use session::{SignInError, Viewer};
 
 const CSS: &str = include_str!("style.css");

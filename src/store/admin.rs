@@ -6,7 +6,6 @@ use super::StoreError;
 use super::codec::decode_override;
 use super::shell::{Batch, Store, caught};
 use crate::escalation::Window;
-use crate::incident::IncidentId;
 use crate::oncall::Override;
 
 /// Maintenance window id → window as JSON: the windows people opened through the API.
@@ -20,8 +19,17 @@ pub(super) const ROTATION_OVERRIDES: TableDefinition<u64, &[u8]> =
 /// `next_override_id`.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-impl Store {
-    pub fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError> {
+/// Reading what people administer: maintenance windows and rotation overrides.
+pub trait AdminReader {
+    fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError>;
+
+    /// Every stored rotation override, oldest first: read at start-up into the writer's
+    /// in-memory [`crate::oncall::OverrideSet`].
+    fn overrides(&self) -> Result<Vec<Override>, StoreError>;
+}
+
+impl AdminReader for Store {
+    fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(MAINTENANCE)?;
         let mut out = Vec::new();
@@ -35,9 +43,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every stored rotation override, oldest first: read at start-up into the writer's
-    /// in-memory [`crate::oncall::OverrideSet`].
-    pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+    fn overrides(&self) -> Result<Vec<Override>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(ROTATION_OVERRIDES)?;
         let mut out = Vec::new();
@@ -49,12 +55,27 @@ impl Store {
     }
 }
 
-impl Batch<'_> {
-    /// Allocates the next incident id (1, 2, …), durable with the batch.
-    pub fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
-        caught(|| self.next_id("next_incident_id"))
-    }
+/// Maintenance windows and rotation overrides inside the writer's transaction; their ids are
+/// allocated durably with the batch.
+pub trait AdminRows {
+    fn next_window_id(&mut self) -> Result<u64, StoreError>;
 
+    fn put_window(&mut self, id: u64, window: &Window) -> Result<(), StoreError>;
+
+    fn remove_window(&mut self, id: u64) -> Result<bool, StoreError>;
+
+    /// Allocates the next rotation override id (1, 2, …), durable with the batch.
+    fn next_override_id(&mut self) -> Result<u64, StoreError>;
+
+    fn put_override(&mut self, o: &Override) -> Result<(), StoreError>;
+
+    fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError>;
+
+    /// Deletes an override; returns it if it existed.
+    fn delete_override(&mut self, id: u64) -> Result<Option<Override>, StoreError>;
+}
+
+impl Batch<'_> {
     /// Counters are read on first use in a batch and written once at its end (an alert storm
     /// allocates thousands of incident ids per batch: one read and one write instead of one each
     /// per incident).
@@ -83,12 +104,14 @@ impl Batch<'_> {
             Ok(())
         })
     }
+}
 
-    pub fn next_window_id(&mut self) -> Result<u64, StoreError> {
+impl AdminRows for Batch<'_> {
+    fn next_window_id(&mut self) -> Result<u64, StoreError> {
         caught(|| self.next_id("next_window_id"))
     }
 
-    pub fn put_window(&mut self, id: u64, window: &Window) -> Result<(), StoreError> {
+    fn put_window(&mut self, id: u64, window: &Window) -> Result<(), StoreError> {
         caught(|| {
             let bytes = serde_json::to_vec(window)
                 .map_err(|source| StoreError::EncodeIncident { id: 0, source })?;
@@ -97,16 +120,15 @@ impl Batch<'_> {
         })
     }
 
-    pub fn remove_window(&mut self, id: u64) -> Result<bool, StoreError> {
+    fn remove_window(&mut self, id: u64) -> Result<bool, StoreError> {
         caught(|| Ok(self.maintenance.remove(id)?.is_some()))
     }
 
-    /// Allocates the next rotation override id (1, 2, …), durable with the batch.
-    pub fn next_override_id(&mut self) -> Result<u64, StoreError> {
+    fn next_override_id(&mut self) -> Result<u64, StoreError> {
         caught(|| self.next_id("next_override_id"))
     }
 
-    pub fn put_override(&mut self, o: &Override) -> Result<(), StoreError> {
+    fn put_override(&mut self, o: &Override) -> Result<(), StoreError> {
         caught(|| {
             let bytes = serde_json::to_vec(o)
                 .map_err(|source| StoreError::Override { id: o.id, source })?;
@@ -115,15 +137,14 @@ impl Batch<'_> {
         })
     }
 
-    pub fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError> {
+    fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError> {
         caught(|| match self.overrides.get(id)? {
             Some(raw) => decode_override(id, raw.value()).map(Some),
             None => Ok(None),
         })
     }
 
-    /// Deletes an override; returns it if it existed.
-    pub fn delete_override(&mut self, id: u64) -> Result<Option<Override>, StoreError> {
+    fn delete_override(&mut self, id: u64) -> Result<Option<Override>, StoreError> {
         caught(|| {
             let old = self.rotation_override(id)?;
             if old.is_some() {
@@ -137,6 +158,7 @@ impl Batch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::*;
 
     fn o(id: u64, person: &str) -> Override {
         Override {

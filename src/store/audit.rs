@@ -20,13 +20,22 @@ pub(super) const AUDIT_HEAD: TableDefinition<&str, (u64, [u8; 32])> =
     TableDefinition::new("audit_head");
 pub(super) const HEAD_KEY: &str = "head";
 
-impl Store {
+/// Reading the audit chain: each timeline entry with its link, and a walk of the whole chain.
+/// The chain has no write operations of its own:
+/// [`IncidentRows::append_timeline`](super::IncidentRows::append_timeline) links every entry
+/// it writes.
+pub trait AuditReader {
     /// An incident's timeline with each entry's audit link (number and hash; `None` for an
     /// entry missing from the chain), read in one transaction.
-    pub fn timeline_audited(
-        &self,
-        id: IncidentId,
-    ) -> Result<Vec<(Entry, Option<Head>)>, StoreError> {
+    fn timeline_audited(&self, id: IncidentId) -> Result<Vec<(Entry, Option<Head>)>, StoreError>;
+
+    /// Walks the audit chain in a read transaction (concurrent writes go on; they are not
+    /// part of this snapshot). `recorded`: a head recorded earlier that the chain must pass.
+    fn verify_audit(&self, recorded: Option<Head>) -> Result<Result<Head, Finding>, StoreError>;
+}
+
+impl AuditReader for Store {
+    fn timeline_audited(&self, id: IncidentId) -> Result<Vec<(Entry, Option<Head>)>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(TIMELINE)?;
         let index = txn.open_table(AUDIT_INDEX)?;
@@ -47,12 +56,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Walks the audit chain in a read transaction (concurrent writes go on; they are not
-    /// part of this snapshot). `recorded`: a head recorded earlier that the chain must pass.
-    pub fn verify_audit(
-        &self,
-        recorded: Option<Head>,
-    ) -> Result<Result<Head, Finding>, StoreError> {
+    fn verify_audit(&self, recorded: Option<Head>) -> Result<Result<Head, Finding>, StoreError> {
         // The walk reads every page of the chain: a damaged one is an answer, not a panic.
         caught(|| verify_chain(&self.read_txn()?, recorded))
     }
@@ -172,7 +176,7 @@ mod tests {
     use super::*;
     use redb::Database;
 
-    use crate::store::testing::{entry, raw_db};
+    use crate::store::testing::*;
     use crate::store::{DB_FILE, verify_audit_file};
 
     #[test]

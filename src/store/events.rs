@@ -54,13 +54,59 @@ impl Pending {
     }
 }
 
+/// Reading events, each call from one committed snapshot (the API, the dashboard, start-up).
+pub trait EventReader {
+    fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError>;
+
+    /// Events newest first, optionally of one source, paged by `before`.
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    /// An event and the incident it joined, from one read of its row.
+    fn event_joined(&self, id: Uuid) -> Result<Option<(Event, Option<IncidentId>)>, StoreError>;
+
+    /// The incident an event joined.
+    fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError>;
+
+    /// Number of stored events (reads every row).
+    fn event_count(&self) -> Result<u64, StoreError>;
+}
+
 impl Store {
-    pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+    /// `read` of an event's JSON, and (when `joined`) the incident the event joined: from its
+    /// row, or for a row written before rows carried it, from [`EVENT_INCIDENT`].
+    pub(super) fn event_row<T>(
+        &self,
+        id: Uuid,
+        read: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+        joined: bool,
+    ) -> Result<Option<(T, Option<IncidentId>)>, StoreError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(EVENTS)?;
+        let Some((first, raw)) = event_row(&table, id)? else {
+            return Ok(None);
+        };
+        let row = Row::parse(first, raw.value())?;
+        let Some((link, json)) = row.entry(id)? else {
+            return Ok(None);
+        };
+        let value = read(json)?;
+        let incident = match link {
+            Link::Joined(incident) => incident,
+            Link::Legacy if joined => {
+                txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value())
+            }
+            Link::Legacy => None,
+        };
+        Ok(Some((value, incident)))
+    }
+}
+
+impl EventReader for Store {
+    fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
         Ok(self.event_row(id, |json| decode_json(id, json), false)?.map(|(event, _)| event))
     }
 
-    /// Events newest first, optionally of one source, paged by `before`.
-    pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(EVENTS)?;
         let limit = query.limit.max(1);
@@ -103,49 +149,15 @@ impl Store {
         Ok(out)
     }
 
-    /// An event and the incident it joined, from one read of its row.
-    pub fn event_joined(
-        &self,
-        id: Uuid,
-    ) -> Result<Option<(Event, Option<IncidentId>)>, StoreError> {
+    fn event_joined(&self, id: Uuid) -> Result<Option<(Event, Option<IncidentId>)>, StoreError> {
         self.event_row(id, |json| decode_json(id, json), true)
     }
 
-    /// The incident an event joined.
-    pub fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
+    fn event_incident(&self, id: Uuid) -> Result<Option<IncidentId>, StoreError> {
         Ok(self.event_row(id, |_| Ok(()), true)?.and_then(|((), incident)| incident))
     }
 
-    /// `read` of an event's JSON, and (when `joined`) the incident the event joined: from its
-    /// row, or for a row written before rows carried it, from [`EVENT_INCIDENT`].
-    pub(super) fn event_row<T>(
-        &self,
-        id: Uuid,
-        read: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-        joined: bool,
-    ) -> Result<Option<(T, Option<IncidentId>)>, StoreError> {
-        let txn = self.read_txn()?;
-        let table = txn.open_table(EVENTS)?;
-        let Some((first, raw)) = event_row(&table, id)? else {
-            return Ok(None);
-        };
-        let row = Row::parse(first, raw.value())?;
-        let Some((link, json)) = row.entry(id)? else {
-            return Ok(None);
-        };
-        let value = read(json)?;
-        let incident = match link {
-            Link::Joined(incident) => incident,
-            Link::Legacy if joined => {
-                txn.open_table(EVENT_INCIDENT)?.get(id.as_bytes())?.map(|v| v.value())
-            }
-            Link::Legacy => None,
-        };
-        Ok(Some((value, incident)))
-    }
-
-    /// Number of stored events (reads every row).
-    pub fn event_count(&self) -> Result<u64, StoreError> {
+    fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.read_txn()?;
         let mut n = 0;
         for entry in txn.open_table(EVENTS)?.iter()? {
@@ -156,64 +168,22 @@ impl Store {
     }
 }
 
-impl Batch<'_> {
+/// Storing events inside the writer's transaction (see [`Backend::write`](super::Backend::write)).
+/// An event inserted earlier in the same batch reads back before the commit.
+pub trait EventRows {
     /// An event as of this batch (one inserted earlier in it included).
-    pub fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        caught(|| {
-            let p = &self.pending;
-            let stored;
-            let row = if p.covers(id.as_u128()) {
-                Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data }
-            } else {
-                let Some((first, raw)) = event_row(&self.events, id)? else {
-                    return Ok(None);
-                };
-                stored = raw;
-                Row::parse(first, stored.value())?
-            };
-            match row.entry(id)? {
-                Some((_, json)) => decode_json(id, json).map(Some),
-                None => Ok(None),
-            }
-        })
-    }
+    fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError>;
 
     /// Stores an event, with the incident it joined (`None`: it changed none). Consecutive
     /// events of a request are written together, as one row, when the run or the batch ends.
-    pub fn insert_event(
+    fn insert_event(
         &mut self,
         encoded: &Encoded,
         incident: Option<IncidentId>,
-    ) -> Result<(), StoreError> {
-        caught(|| {
-            let id = encoded.event.id.as_u128();
-            let p = &self.pending;
-            if p.n > 0
-                && (id != p.first.wrapping_add(p.n as u128)
-                    || p.source != encoded.event.source
-                    || p.n >= CHUNK_EVENTS
-                    || p.row_len() + HEAD + encoded.bytes.len() > CHUNK_BYTES)
-            {
-                self.flush_events()?;
-            }
-            let p = &mut self.pending;
-            if p.n == 0 {
-                p.first = id;
-                p.source.clone_from(&encoded.event.source);
-            }
-            p.data.extend_from_slice(&encoded.bytes);
-            let end = u32::try_from(p.data.len()).map_err(|_| StoreError::Damaged {
-                first: Uuid::from_u128(p.first),
-                what: "over 4 GiB",
-            })?;
-            p.heads.push(u8::from(incident.is_some()));
-            p.heads.extend_from_slice(&incident.unwrap_or(0).to_be_bytes());
-            p.heads.extend_from_slice(&end.to_le_bytes());
-            p.n += 1;
-            Ok(())
-        })
-    }
+    ) -> Result<(), StoreError>;
+}
 
+impl Batch<'_> {
     /// Writes the pending events: one event as a row of its own (the forms older versions
     /// read), several as a [`CHUNK`]; and the row's by-source index entry.
     pub(super) fn flush_events(&mut self) -> Result<(), StoreError> {
@@ -251,6 +221,62 @@ impl Batch<'_> {
     }
 }
 
+impl EventRows for Batch<'_> {
+    fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        caught(|| {
+            let p = &self.pending;
+            let stored;
+            let row = if p.covers(id.as_u128()) {
+                Row::Chunk { first: p.first, n: p.n, heads: &p.heads, data: &p.data }
+            } else {
+                let Some((first, raw)) = event_row(&self.events, id)? else {
+                    return Ok(None);
+                };
+                stored = raw;
+                Row::parse(first, stored.value())?
+            };
+            match row.entry(id)? {
+                Some((_, json)) => decode_json(id, json).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn insert_event(
+        &mut self,
+        encoded: &Encoded,
+        incident: Option<IncidentId>,
+    ) -> Result<(), StoreError> {
+        caught(|| {
+            let id = encoded.event.id.as_u128();
+            let p = &self.pending;
+            if p.n > 0
+                && (id != p.first.wrapping_add(p.n as u128)
+                    || p.source != encoded.event.source
+                    || p.n >= CHUNK_EVENTS
+                    || p.row_len() + HEAD + encoded.bytes.len() > CHUNK_BYTES)
+            {
+                self.flush_events()?;
+            }
+            let p = &mut self.pending;
+            if p.n == 0 {
+                p.first = id;
+                p.source.clone_from(&encoded.event.source);
+            }
+            p.data.extend_from_slice(&encoded.bytes);
+            let end = u32::try_from(p.data.len()).map_err(|_| StoreError::Damaged {
+                first: Uuid::from_u128(p.first),
+                what: "over 4 GiB",
+            })?;
+            p.heads.push(u8::from(incident.is_some()));
+            p.heads.extend_from_slice(&incident.unwrap_or(0).to_be_bytes());
+            p.heads.extend_from_slice(&end.to_le_bytes());
+            p.n += 1;
+            Ok(())
+        })
+    }
+}
+
 pub(super) type RawRow<'t> = redb::AccessGuard<'t, &'static [u8]>;
 
 /// The [`EVENTS`] row that holds event `id`, with its key: the row keyed `id`, or else the
@@ -273,7 +299,7 @@ pub(super) fn event_row<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::raw_db;
+    use crate::store::testing::*;
 
     fn event(id: Uuid, source: &str) -> Encoded {
         let event: Event = serde_json::from_value(serde_json::json!({

@@ -3,9 +3,10 @@
 use jiff::Timestamp;
 use redb::{ReadableTable, TableDefinition};
 
-use super::StoreError;
 use super::codec::decode_incident;
+use super::offline::read_report_data;
 use super::shell::{Batch, Store, caught};
+use super::{ReportData, StoreError};
 use crate::incident::{Entry, Incident, IncidentId};
 
 /// Incident id → incident as JSON. Ids are allocated in order, so key order is age order.
@@ -51,15 +52,49 @@ pub(super) fn read_incident(
     read_incident_counted(counts, id, raw).map(|(incident, _)| incident)
 }
 
-impl Store {
-    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+/// Reading incidents and their timelines, each call from one committed snapshot. Every read
+/// of an incident applies the counts of repeated triggers recorded after its last rewrite.
+pub trait IncidentReader {
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+
+    /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
+    fn incidents(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+        keep: impl Fn(&Incident) -> bool,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Like [`Store::incidents`], but looks at no more than `budget` incidents: a search whose
+    /// matches are rare must not read every incident ever stored in one request. Returns the
+    /// matches and, when the budget ran out first, the id of the last incident looked at (the
+    /// `before` to continue from).
+    fn search_incidents(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+        budget: usize,
+        keep: impl Fn(&Incident) -> bool,
+    ) -> Result<(Vec<Incident>, Option<IncidentId>), StoreError>;
+
+    /// Every open incident: read once at start-up to rebuild the in-memory index.
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+
+    fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError>;
+
+    /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
+    /// how many notifications each has, read in one transaction.
+    fn report_data(&self, from: Timestamp) -> Result<ReportData, StoreError>;
+}
+
+impl IncidentReader for Store {
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         let txn = self.read_txn()?;
         let counts = txn.open_table(COUNTS)?;
         Self::get_in(&txn, INCIDENTS, id, |id, raw| read_incident(&counts, id, raw))
     }
 
-    /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
-    pub fn incidents(
+    fn incidents(
         &self,
         before: Option<IncidentId>,
         limit: usize,
@@ -71,11 +106,7 @@ impl Store {
         Self::page_in(&txn, INCIDENTS, before, limit, decode, keep)
     }
 
-    /// Like [`Store::incidents`], but looks at no more than `budget` incidents: a search whose
-    /// matches are rare must not read every incident ever stored in one request. Returns the
-    /// matches and, when the budget ran out first, the id of the last incident looked at (the
-    /// `before` to continue from).
-    pub fn search_incidents(
+    fn search_incidents(
         &self,
         before: Option<IncidentId>,
         limit: usize,
@@ -103,8 +134,7 @@ impl Store {
         Ok((out, None))
     }
 
-    /// Every open incident: read once at start-up to rebuild the in-memory index.
-    pub fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let txn = self.read_txn()?;
         let open = txn.open_table(OPEN)?;
         let table = txn.open_table(INCIDENTS)?;
@@ -120,7 +150,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
+    fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(TIMELINE)?;
         let mut out = Vec::new();
@@ -133,10 +163,58 @@ impl Store {
         }
         Ok(out)
     }
+
+    fn report_data(&self, from: Timestamp) -> Result<ReportData, StoreError> {
+        caught(|| read_report_data(&self.read_txn()?, from))
+    }
+}
+
+/// Incidents inside the writer's transaction: reads see this batch's own writes. Appending to
+/// a timeline also links each entry into the audit chain, in write order, in the same commit.
+pub trait IncidentRows {
+    /// Allocates the next incident id (1, 2, …), durable with the batch.
+    fn next_incident_id(&mut self) -> Result<IncidentId, StoreError>;
+
+    fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+
+    /// Records a repeated trigger that changed nothing but the incident's count and last-seen
+    /// time, without rewriting its JSON (see [`COUNTS`]). Written when the batch ends: once
+    /// per incident however often it repeated, in id order.
+    fn put_counts(&mut self, id: IncidentId, count: u64, last_seen: Timestamp);
+
+    /// Stores the incident and keeps the open-incident index in step with its status.
+    /// `was_open`: it was open before this transaction (so the index already has it).
+    fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError>;
+
+    /// Appends entries to an incident's timeline after its last one (`first`: the next
+    /// sequence number when the caller knows it, e.g. 0 for a new incident).
+    fn append_timeline(
+        &mut self,
+        id: IncidentId,
+        first: Option<u32>,
+        entries: &[Entry],
+    ) -> Result<(), StoreError>;
 }
 
 impl Batch<'_> {
-    pub fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+    pub(super) fn flush_counts(&mut self) -> Result<(), StoreError> {
+        caught(|| {
+            let mut due: Vec<(IncidentId, (u64, Timestamp))> = self.counts_due.drain().collect();
+            due.sort_unstable_by_key(|(id, _)| *id);
+            for (id, (count, at)) in due {
+                self.counts.insert(id, (count, at.as_second(), at.subsec_nanosecond()))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl IncidentRows for Batch<'_> {
+    fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
+        caught(|| self.next_id("next_incident_id"))
+    }
+
+    fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         caught(|| {
             let Some(raw) = self.incidents.get(id)? else {
                 return Ok(None);
@@ -151,28 +229,12 @@ impl Batch<'_> {
         })
     }
 
-    /// Records a repeated trigger that changed nothing but the incident's count and last-seen
-    /// time, without rewriting its JSON (see [`COUNTS`]). Written when the batch ends: once
-    /// per incident however often it repeated, in id order.
-    pub fn put_counts(&mut self, id: IncidentId, count: u64, last_seen: Timestamp) {
+    fn put_counts(&mut self, id: IncidentId, count: u64, last_seen: Timestamp) {
         self.counts_due.insert(id, (count, last_seen));
         self.counted.insert(id);
     }
 
-    pub(super) fn flush_counts(&mut self) -> Result<(), StoreError> {
-        caught(|| {
-            let mut due: Vec<(IncidentId, (u64, Timestamp))> = self.counts_due.drain().collect();
-            due.sort_unstable_by_key(|(id, _)| *id);
-            for (id, (count, at)) in due {
-                self.counts.insert(id, (count, at.as_second(), at.subsec_nanosecond()))?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Stores the incident and keeps the open-incident index in step with its status.
-    /// `was_open`: it was open before this transaction (so the index already has it).
-    pub fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError> {
+    fn put_incident(&mut self, incident: &Incident, was_open: bool) -> Result<(), StoreError> {
         caught(|| {
             self.buf.clear();
             serde_json::to_writer(&mut self.buf, incident)
@@ -196,9 +258,7 @@ impl Batch<'_> {
         })
     }
 
-    /// Appends entries to an incident's timeline after its last one (`first`: the next
-    /// sequence number when the caller knows it, e.g. 0 for a new incident).
-    pub fn append_timeline(
+    fn append_timeline(
         &mut self,
         id: IncidentId,
         first: Option<u32>,
@@ -235,6 +295,8 @@ impl Batch<'_> {
 #[cfg(test)]
 mod tests {
     use redb::ReadableTableMetadata;
+
+    use crate::store::testing::*;
 
     use super::*;
 

@@ -12,7 +12,7 @@ use super::codec::{Row, decode_json};
 use super::events::{EVENTS, event_row};
 use super::incidents::{COUNTS, INCIDENTS, read_incident};
 use super::outbox::INCIDENT_NOTIFICATIONS;
-use super::shell::{CACHE_BYTES, DB_FILE, Store, caught, panic_message};
+use super::shell::{CACHE_BYTES, DB_FILE, panic_message};
 use crate::audit::{Finding, Head};
 use crate::event::Event;
 use crate::incident::{Incident, IncidentId};
@@ -159,17 +159,10 @@ pub(super) fn read_report_data(
     Ok(data)
 }
 
-impl Store {
-    /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
-    /// how many notifications each has, read in one transaction.
-    pub fn report_data(&self, from: Timestamp) -> Result<ReportData, StoreError> {
-        caught(|| read_report_data(&self.read_txn()?, from))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn verify_refuses_a_missing_store_and_one_in_use() {

@@ -42,55 +42,66 @@ pub struct QueueStats {
     pub notice_deadlines: u64,
 }
 
-impl Store {
-    pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
-        self.get(NOTIFICATIONS, id, decode_notification)
-    }
+/// Reading the outbox, each call from one committed snapshot: one notification, pages of
+/// them (all, dead-lettered, pending), an incident's, the queue's state for health and metrics.
+pub trait OutboxReader {
+    fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError>;
 
     /// Notifications newest first that pass `keep`, paged by `before`.
-    pub fn notifications(
+    fn notifications(
         &self,
         before: Option<NotificationId>,
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
-    ) -> Result<Vec<Notification>, StoreError> {
-        self.page(NOTIFICATIONS, before, limit, decode_notification, keep)
-    }
+    ) -> Result<Vec<Notification>, StoreError>;
 
     /// Dead-lettered notifications older than `before` that pass `keep`, newest first, at most
     /// `limit` (from the dead-letter index, not the whole outbox).
-    pub fn dead_notifications(
+    fn dead_notifications(
         &self,
         before: Option<NotificationId>,
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
-    ) -> Result<Vec<Notification>, StoreError> {
-        let txn = self.read_txn()?;
-        let ids = txn
-            .open_table(DEAD)?
-            .iter()?
-            .map(|e| Ok(e?.0.value().1))
-            .collect::<Result<_, StoreError>>()?;
-        Self::newest(&txn, ids, before, limit, keep)
-    }
+    ) -> Result<Vec<Notification>, StoreError>;
 
     /// Pending notifications (queued, sending, retrying) older than `before` that pass `keep`,
     /// newest first, at most `limit` (from the due index, not the whole outbox).
-    pub fn pending_notifications(
+    fn pending_notifications(
         &self,
         before: Option<NotificationId>,
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
-    ) -> Result<Vec<Notification>, StoreError> {
-        let txn = self.read_txn()?;
-        let ids = txn
-            .open_table(DUE)?
-            .iter()?
-            .map(|e| Ok(e?.0.value().1))
-            .collect::<Result<_, StoreError>>()?;
-        Self::newest(&txn, ids, before, limit, keep)
-    }
+    ) -> Result<Vec<Notification>, StoreError>;
 
+    /// What delivery health needs, from the indexes rather than the whole outbox history:
+    /// `pending` sees every pending notification, `dead` the channel of every dead one.
+    fn delivery_health(
+        &self,
+        pending: impl FnMut(&Notification),
+        dead: impl FnMut(&str),
+    ) -> Result<(), StoreError>;
+
+    /// Notifications newest first while `more` holds for each one read (ids grow with creation
+    /// time, so a caller looking for recent ones stops at the first that is too old).
+    fn recent_notifications(
+        &self,
+        more: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    fn incident_notifications(&self, incident: IncidentId)
+    -> Result<Vec<Notification>, StoreError>;
+
+    /// The earliest due time of any pending notification.
+    fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Pending notifications by channel and the oldest one's age (scans the due index).
+    fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Webhook endpoint name → why it was disabled, for every disabled endpoint.
+    fn disabled_endpoints(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
+}
+
+impl Store {
     pub(super) fn newest(
         txn: &redb::ReadTransaction,
         mut ids: Vec<u64>,
@@ -115,10 +126,53 @@ impl Store {
         }
         Ok(out)
     }
+}
 
-    /// What delivery health needs, from the indexes rather than the whole outbox history:
-    /// `pending` sees every pending notification, `dead` the channel of every dead one.
-    pub fn delivery_health(
+impl OutboxReader for Store {
+    fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
+        self.get(NOTIFICATIONS, id, decode_notification)
+    }
+
+    fn notifications(
+        &self,
+        before: Option<NotificationId>,
+        limit: usize,
+        keep: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.page(NOTIFICATIONS, before, limit, decode_notification, keep)
+    }
+
+    fn dead_notifications(
+        &self,
+        before: Option<NotificationId>,
+        limit: usize,
+        keep: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.read_txn()?;
+        let ids = txn
+            .open_table(DEAD)?
+            .iter()?
+            .map(|e| Ok(e?.0.value().1))
+            .collect::<Result<_, StoreError>>()?;
+        Self::newest(&txn, ids, before, limit, keep)
+    }
+
+    fn pending_notifications(
+        &self,
+        before: Option<NotificationId>,
+        limit: usize,
+        keep: impl Fn(&Notification) -> bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let txn = self.read_txn()?;
+        let ids = txn
+            .open_table(DUE)?
+            .iter()?
+            .map(|e| Ok(e?.0.value().1))
+            .collect::<Result<_, StoreError>>()?;
+        Self::newest(&txn, ids, before, limit, keep)
+    }
+
+    fn delivery_health(
         &self,
         mut pending: impl FnMut(&Notification),
         mut dead: impl FnMut(&str),
@@ -131,9 +185,7 @@ impl Store {
         Ok(())
     }
 
-    /// Notifications newest first while `more` holds for each one read (ids grow with creation
-    /// time, so a caller looking for recent ones stops at the first that is too old).
-    pub fn recent_notifications(
+    fn recent_notifications(
         &self,
         more: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
@@ -151,7 +203,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn incident_notifications(
+    fn incident_notifications(
         &self,
         incident: IncidentId,
     ) -> Result<Vec<Notification>, StoreError> {
@@ -169,8 +221,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The earliest due time of any pending notification.
-    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+    fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         let txn = self.read_txn()?;
         let due = txn.open_table(DUE)?;
         Ok(match due.first()? {
@@ -179,8 +230,7 @@ impl Store {
         })
     }
 
-    /// Pending notifications by channel and the oldest one's age (scans the due index).
-    pub fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+    fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         let txn = self.read_txn()?;
         let mut stats = QueueStats::default();
         each_pending(&txn, |n| {
@@ -202,10 +252,7 @@ impl Store {
         Ok(stats)
     }
 
-    /// Webhook endpoint name → why it was disabled, for every disabled endpoint.
-    pub fn disabled_endpoints(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    fn disabled_endpoints(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(DISABLED_ENDPOINTS)?;
         let mut out = std::collections::BTreeMap::new();
@@ -217,21 +264,70 @@ impl Store {
     }
 }
 
+/// The outbox inside the writer's transaction: a notification is written in the same commit
+/// as the incident change that caused it, and its due and dead-letter indexes move with it.
+pub trait OutboxRows {
+    fn next_notification_id(&mut self) -> Result<NotificationId, StoreError>;
+
+    fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError>;
+
+    /// Stores a notification and keeps the due and dead indexes in step with its state and due
+    /// time.
+    fn put_notification(&mut self, n: &Notification) -> Result<(), StoreError>;
+
+    /// Pending notifications due at or before `now`, soonest first.
+    fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError>;
+
+    fn incident_notifications(&self, incident: IncidentId)
+    -> Result<Vec<Notification>, StoreError>;
+
+    fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError>;
+
+    /// Re-enables a webhook endpoint; returns why it had been disabled (`None`: it was not).
+    fn enable_endpoint(&mut self, name: &str) -> Result<Option<String>, StoreError>;
+
+    fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError>;
+}
+
 impl Batch<'_> {
-    pub fn next_notification_id(&mut self) -> Result<NotificationId, StoreError> {
+    /// Builds the dead-letter index from the outbox, once per file (a file from before the
+    /// index existed); answers how many it found.
+    pub(super) fn index_dead(&mut self) -> Result<u64, StoreError> {
+        caught(|| {
+            const BUILT: &str = "dead_index";
+            if self.meta.get(BUILT)?.is_some() {
+                return Ok(0);
+            }
+            let mut dead = Vec::new();
+            for entry in self.notifications.iter()? {
+                let (id, raw) = entry?;
+                let n = decode_notification(id.value(), raw.value())?;
+                if n.state == State::Dead {
+                    dead.push((n.channel, n.id));
+                }
+            }
+            for (channel, id) in &dead {
+                self.dead.insert((channel.as_str(), *id), ())?;
+            }
+            self.meta.insert(BUILT, 1)?;
+            Ok(dead.len() as u64)
+        })
+    }
+}
+
+impl OutboxRows for Batch<'_> {
+    fn next_notification_id(&mut self) -> Result<NotificationId, StoreError> {
         caught(|| self.next_id("next_notification_id"))
     }
 
-    pub fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
+    fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError> {
         caught(|| match self.notifications.get(id)? {
             Some(raw) => decode_notification(id, raw.value()).map(Some),
             None => Ok(None),
         })
     }
 
-    /// Stores a notification and keeps the due and dead indexes in step with its state and due
-    /// time.
-    pub fn put_notification(&mut self, n: &Notification) -> Result<(), StoreError> {
+    fn put_notification(&mut self, n: &Notification) -> Result<(), StoreError> {
         caught(|| {
             let old = self.notification(n.id)?;
             match &old {
@@ -261,32 +357,7 @@ impl Batch<'_> {
         })
     }
 
-    /// Builds the dead-letter index from the outbox, once per file (a file from before the
-    /// index existed); answers how many it found.
-    pub(super) fn index_dead(&mut self) -> Result<u64, StoreError> {
-        caught(|| {
-            const BUILT: &str = "dead_index";
-            if self.meta.get(BUILT)?.is_some() {
-                return Ok(0);
-            }
-            let mut dead = Vec::new();
-            for entry in self.notifications.iter()? {
-                let (id, raw) = entry?;
-                let n = decode_notification(id.value(), raw.value())?;
-                if n.state == State::Dead {
-                    dead.push((n.channel, n.id));
-                }
-            }
-            for (channel, id) in &dead {
-                self.dead.insert((channel.as_str(), *id), ())?;
-            }
-            self.meta.insert(BUILT, 1)?;
-            Ok(dead.len() as u64)
-        })
-    }
-
-    /// Pending notifications due at or before `now`, soonest first.
-    pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError> {
+    fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError> {
         caught(|| {
             let mut out = Vec::new();
             for entry in self.due.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
@@ -299,7 +370,7 @@ impl Batch<'_> {
         })
     }
 
-    pub fn incident_notifications(
+    fn incident_notifications(
         &self,
         incident: IncidentId,
     ) -> Result<Vec<Notification>, StoreError> {
@@ -315,19 +386,18 @@ impl Batch<'_> {
         })
     }
 
-    pub fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
+    fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError> {
         caught(|| {
             self.disabled.insert(name, reason)?;
             Ok(())
         })
     }
 
-    /// Re-enables a webhook endpoint; returns why it had been disabled (`None`: it was not).
-    pub fn enable_endpoint(&mut self, name: &str) -> Result<Option<String>, StoreError> {
+    fn enable_endpoint(&mut self, name: &str) -> Result<Option<String>, StoreError> {
         caught(|| Ok(self.disabled.remove(name)?.map(|v| v.value().to_string())))
     }
 
-    pub fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
+    fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
         caught(|| Ok(self.disabled.get(name)?.map(|v| v.value().to_string())))
     }
 }
@@ -354,7 +424,7 @@ pub(super) fn each_pending(
 mod tests {
     use super::*;
     use crate::store::admin::META;
-    use crate::store::testing::raw_db;
+    use crate::store::testing::*;
 
     #[test]
     fn the_dead_letter_index_follows_every_state_change_and_is_built_for_an_older_file() {

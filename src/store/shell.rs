@@ -10,13 +10,13 @@ use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
-use super::StoreError;
 use super::admin::{MAINTENANCE, META, ROTATION_OVERRIDES};
 use super::audit::{AUDIT, AUDIT_HEAD, AUDIT_INDEX};
 use super::events::{EVENT_INCIDENT, EVENTS, EVENTS_BY_SOURCE, Pending};
 use super::incidents::{COUNTS, INCIDENTS, OPEN, TIMELINE};
 use super::outbox::{DEAD, DISABLED_ENDPOINTS, DUE, INCIDENT_NOTIFICATIONS, NOTIFICATIONS};
 use super::timers::{INCIDENT_TIMERS, TIMERS};
+use super::{Backend, StoreError};
 use crate::audit::Head;
 use crate::incident::IncidentId;
 
@@ -99,7 +99,7 @@ pub struct Store {
     pub(super) broken: Mutex<Option<Option<Instant>>>,
     /// Set after a write failed on a damaged file: why, and when it was last tried.
     pub(super) damaged: Mutex<Option<(String, Instant)>>,
-    /// Why the store cannot take writes (`None`: healthy), as [`Store::write_problem`] tells
+    /// Why the store cannot take writes (`None`: healthy), as [`Backend::write_problem`] tells
     /// readiness and metrics. Only the writer changes it (after it changed `broken` or
     /// `damaged`, whose locks it holds while it probes and reopens); readers load it without
     /// a lock, so a health check never waits for, or guesses about, a busy writer.
@@ -267,59 +267,11 @@ impl Store {
         Ok(txn)
     }
 
-    /// Runs `f` in one write transaction and commits it (with fsync). When this returns `Ok`,
-    /// everything `f` wrote is on disk; on `Err`, none of it is.
-    pub fn write<R>(
-        &self,
-        f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        {
-            let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((why, at)) = damaged.as_ref()
-                && at.elapsed() < DAMAGED_RETRY
-            {
-                return Err(StoreError::Corrupt(why.clone()));
-            }
-        }
-        self.recover();
-        let result = self.write_once(f);
-        match &result {
-            Err(e) if e.is_io() && !self.in_memory => {
-                let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
-                broken.get_or_insert(None);
-                self.publish_health(true);
-            }
-            Err(StoreError::Corrupt(why)) => {
-                tracing::error!(
-                    store = %self.path.display(),
-                    error = %why,
-                    "the store cannot write: the file is damaged; writes are refused (retried every {}s) until a write succeeds; restore the file from a backup and restart",
-                    DAMAGED_RETRY.as_secs()
-                );
-                *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((why.clone(), Instant::now()));
-                self.publish_health(self.broken_now());
-            }
-            Ok(_) => {
-                let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
-                if damaged.take().is_some() {
-                    tracing::warn!(store = %self.path.display(), "the store writes again");
-                }
-                drop(damaged);
-                if self.health.load().is_some() {
-                    self.publish_health(false);
-                }
-            }
-            Err(_) => {}
-        }
-        result
-    }
-
     pub(super) fn broken_now(&self) -> bool {
         self.broken.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    /// Publishes the store's health for [`Store::write_problem`] from `damaged` and `broken`
+    /// Publishes the store's health for [`Backend::write_problem`] from `damaged` and `broken`
     /// (passed in, as the caller may hold its lock). Called by the writer only.
     pub(super) fn publish_health(&self, broken: bool) {
         let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
@@ -332,13 +284,6 @@ impl Store {
             (None, false) => None,
         };
         self.health.store(problem.map(std::sync::Arc::new));
-    }
-
-    /// Why the store cannot take writes right now (a full disk it is waiting to reopen after,
-    /// or a damaged file), or `None` when it can as far as it knows. For readiness and metrics:
-    /// a lock-free read of what the writer last published, never a guess from a busy lock.
-    pub fn write_problem(&self) -> Option<String> {
-        self.health.load().as_deref().cloned()
     }
 
     pub(super) fn write_once<R>(
@@ -457,6 +402,60 @@ impl Store {
     }
 }
 
+impl Backend for Store {
+    type Batch<'txn> = Batch<'txn>;
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        {
+            let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((why, at)) = damaged.as_ref()
+                && at.elapsed() < DAMAGED_RETRY
+            {
+                return Err(StoreError::Corrupt(why.clone()));
+            }
+        }
+        self.recover();
+        let result = self.write_once(f);
+        match &result {
+            Err(e) if e.is_io() && !self.in_memory => {
+                let mut broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+                broken.get_or_insert(None);
+                self.publish_health(true);
+            }
+            Err(StoreError::Corrupt(why)) => {
+                tracing::error!(
+                    store = %self.path.display(),
+                    error = %why,
+                    "the store cannot write: the file is damaged; writes are refused (retried every {}s) until a write succeeds; restore the file from a backup and restart",
+                    DAMAGED_RETRY.as_secs()
+                );
+                *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((why.clone(), Instant::now()));
+                self.publish_health(self.broken_now());
+            }
+            Ok(_) => {
+                let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+                if damaged.take().is_some() {
+                    tracing::warn!(store = %self.path.display(), "the store writes again");
+                }
+                drop(damaged);
+                if self.health.load().is_some() {
+                    self.publish_health(false);
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn write_problem(&self) -> Option<String> {
+        self.health.load().as_deref().cloned()
+    }
+}
+
 /// The tables of one write transaction, for the journal writer. Every write of a batch goes
 /// through here, so one commit covers events, incidents and their timelines together.
 pub struct Batch<'txn> {
@@ -501,7 +500,7 @@ pub struct Batch<'txn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::entry;
+    use crate::store::testing::*;
 
     #[test]
     fn a_panic_in_tocsins_code_is_not_taken_for_a_damaged_file() {

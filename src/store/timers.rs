@@ -18,9 +18,20 @@ pub(super) const TIMERS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::n
 pub(super) const INCIDENT_TIMERS: TableDefinition<(u64, u64), i64> =
     TableDefinition::new("incident_timers");
 
-impl Store {
+/// Reading pending timers, each call from one committed snapshot.
+pub trait TimerReader {
     /// The earliest due time of any timer.
-    pub fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
+    fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// An incident's pending timers, soonest first.
+    fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError>;
+
+    /// Every pending timer, soonest first, up to `limit` (for the dashboard and tests).
+    fn timers(&self, limit: usize) -> Result<Vec<Timer>, StoreError>;
+}
+
+impl TimerReader for Store {
+    fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
         let txn = self.read_txn()?;
         let timers = txn.open_table(TIMERS)?;
         Ok(match timers.first()? {
@@ -29,8 +40,7 @@ impl Store {
         })
     }
 
-    /// An incident's pending timers, soonest first.
-    pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
+    fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
         let txn = self.read_txn()?;
         let index = txn.open_table(INCIDENT_TIMERS)?;
         let timers = txn.open_table(TIMERS)?;
@@ -45,8 +55,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every pending timer, soonest first, up to `limit` (for the dashboard and tests).
-    pub fn timers(&self, limit: usize) -> Result<Vec<Timer>, StoreError> {
+    fn timers(&self, limit: usize) -> Result<Vec<Timer>, StoreError> {
         let txn = self.read_txn()?;
         let timers = txn.open_table(TIMERS)?;
         let mut out = Vec::new();
@@ -58,13 +67,32 @@ impl Store {
     }
 }
 
-impl Batch<'_> {
-    pub fn next_timer_id(&mut self) -> Result<u64, StoreError> {
+/// Timers inside the writer's transaction: scheduled, fired and cancelled with the change that
+/// caused them.
+pub trait TimerRows {
+    fn next_timer_id(&mut self) -> Result<u64, StoreError>;
+
+    /// Schedules a timer (its id from [`Batch::next_timer_id`]).
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
+
+    fn remove_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
+
+    /// Timers due at or before `now`, soonest first.
+    fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError>;
+
+    /// The timers due exactly at `at` (to the millisecond, as they are keyed).
+    fn timers_at(&self, at: Timestamp) -> Result<Vec<Timer>, StoreError>;
+
+    /// An incident's pending timers.
+    fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError>;
+}
+
+impl TimerRows for Batch<'_> {
+    fn next_timer_id(&mut self) -> Result<u64, StoreError> {
         caught(|| self.next_id("next_timer_id"))
     }
 
-    /// Schedules a timer (its id from [`Batch::next_timer_id`]).
-    pub fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
         caught(|| {
             let bytes = serde_json::to_vec(timer)
                 .map_err(|source| StoreError::EncodeIncident { id: timer.incident, source })?;
@@ -75,7 +103,7 @@ impl Batch<'_> {
         })
     }
 
-    pub fn remove_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+    fn remove_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
         caught(|| {
             self.timers.remove((timer.due_at.as_millisecond(), timer.id))?;
             self.incident_timers.remove((timer.incident, timer.id))?;
@@ -83,8 +111,7 @@ impl Batch<'_> {
         })
     }
 
-    /// Timers due at or before `now`, soonest first.
-    pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
+    fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
         caught(|| {
             let mut out = Vec::new();
             for entry in self.timers.range(..=(now.as_millisecond(), u64::MAX))?.take(limit) {
@@ -95,8 +122,7 @@ impl Batch<'_> {
         })
     }
 
-    /// The timers due exactly at `at` (to the millisecond, as they are keyed).
-    pub fn timers_at(&self, at: Timestamp) -> Result<Vec<Timer>, StoreError> {
+    fn timers_at(&self, at: Timestamp) -> Result<Vec<Timer>, StoreError> {
         caught(|| {
             let due = at.as_millisecond();
             let mut out = Vec::new();
@@ -108,8 +134,7 @@ impl Batch<'_> {
         })
     }
 
-    /// An incident's pending timers.
-    pub fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
+    fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
         caught(|| {
             let mut out = Vec::new();
             for entry in self.incident_timers.range((incident, 0)..=(incident, u64::MAX))? {
@@ -126,6 +151,7 @@ impl Batch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::*;
 
     #[test]
     fn queue_stats_count_the_notice_deadlines_still_pending() {
