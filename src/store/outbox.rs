@@ -101,31 +101,70 @@ pub trait OutboxReader {
     fn disabled_endpoints(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
 }
 
+/// The two outbox indexes that list some notifications by id; one paging helper serves both.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Listed {
+    /// [`DEAD`]: the dead-lettered notifications.
+    Dead,
+    /// [`DUE`]: the pending ones (queued, sending, retrying).
+    Pending,
+}
+
 impl Store {
-    pub(super) fn newest(
-        txn: &redb::ReadTransaction,
-        mut ids: Vec<u64>,
+    /// A page of the notifications `listed` names, read from its index rather than the whole
+    /// outbox (see [`newest_page`]).
+    pub(super) fn listed_page(
+        &self,
+        listed: Listed,
         before: Option<NotificationId>,
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
-        ids.retain(|id| before.is_none_or(|b| *id < b));
-        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let txn = self.read_txn()?;
+        let ids = match listed {
+            Listed::Dead => txn
+                .open_table(DEAD)?
+                .iter()?
+                .map(|e| Ok(e?.0.value().1))
+                .collect::<Result<_, StoreError>>()?,
+            Listed::Pending => txn
+                .open_table(DUE)?
+                .iter()?
+                .map(|e| Ok(e?.0.value().1))
+                .collect::<Result<_, StoreError>>()?,
+        };
         let table = txn.open_table(NOTIFICATIONS)?;
-        let mut out = Vec::new();
-        for id in ids {
-            if out.len() >= limit {
-                break;
-            }
-            if let Some(raw) = table.get(id)? {
-                let n = decode_notification(id, raw.value())?;
-                if keep(&n) {
-                    out.push(n);
-                }
-            }
-        }
-        Ok(out)
+        let fetch = |id| match table.get(id)? {
+            Some(raw) => decode_notification(id, raw.value()).map(Some),
+            None => Ok(None),
+        };
+        newest_page(ids, before, limit, fetch, keep)
     }
+}
+
+/// Up to `limit` items that pass `keep`, newest (highest id) first, of those among `ids`
+/// below `before`; an id `fetch` does not find is skipped.
+pub(super) fn newest_page<T>(
+    mut ids: Vec<u64>,
+    before: Option<u64>,
+    limit: usize,
+    mut fetch: impl FnMut(u64) -> Result<Option<T>, StoreError>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, StoreError> {
+    ids.retain(|id| before.is_none_or(|b| *id < b));
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out = Vec::new();
+    for id in ids {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(item) = fetch(id)?
+            && keep(&item)
+        {
+            out.push(item);
+        }
+    }
+    Ok(out)
 }
 
 impl OutboxReader for Store {
@@ -148,13 +187,7 @@ impl OutboxReader for Store {
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
-        let txn = self.read_txn()?;
-        let ids = txn
-            .open_table(DEAD)?
-            .iter()?
-            .map(|e| Ok(e?.0.value().1))
-            .collect::<Result<_, StoreError>>()?;
-        Self::newest(&txn, ids, before, limit, keep)
+        self.listed_page(Listed::Dead, before, limit, keep)
     }
 
     fn pending_notifications(
@@ -163,13 +196,7 @@ impl OutboxReader for Store {
         limit: usize,
         keep: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError> {
-        let txn = self.read_txn()?;
-        let ids = txn
-            .open_table(DUE)?
-            .iter()?
-            .map(|e| Ok(e?.0.value().1))
-            .collect::<Result<_, StoreError>>()?;
-        Self::newest(&txn, ids, before, limit, keep)
+        self.listed_page(Listed::Pending, before, limit, keep)
     }
 
     fn delivery_health(
@@ -222,12 +249,7 @@ impl OutboxReader for Store {
     }
 
     fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let txn = self.read_txn()?;
-        let due = txn.open_table(DUE)?;
-        Ok(match due.first()? {
-            Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
-            None => None,
-        })
+        self.first_due(DUE)
     }
 
     fn queue_stats(&self) -> Result<QueueStats, StoreError> {
@@ -486,5 +508,26 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(ids(store.dead_notifications(None, 10, |_| true).unwrap()), [2]);
         assert_eq!(dead_channels(&store), ["email"]);
+    }
+
+    #[test]
+    fn a_listed_page_is_newest_first_below_the_cursor_skipping_missing_and_unkept_ids() {
+        let stored = |id: u64| Ok((id != 7).then_some(id * 10));
+        let page = |ids: &[u64], before, limit, keep: fn(&u64) -> bool| {
+            newest_page(ids.to_vec(), before, limit, stored, keep).unwrap()
+        };
+        let ids = [3, 9, 1, 7, 5, 8];
+        // Id order, not index order; 7 is listed but gone from the outbox.
+        assert_eq!(page(&ids, None, 10, |_| true), [90, 80, 50, 30, 10]);
+        assert_eq!(page(&ids, None, 2, |_| true), [90, 80]);
+        assert_eq!(page(&ids, Some(8), 2, |_| true), [50, 30], "strictly below the cursor");
+        assert_eq!(page(&ids, Some(1), 10, |_| true), Vec::<u64>::new());
+        // The limit counts kept items: those filtered out do not use it up.
+        assert_eq!(page(&ids, None, 2, |n| *n < 60), [50, 30]);
+        assert_eq!(page(&ids, None, 0, |_| true), Vec::<u64>::new());
+        assert_eq!(page(&[], None, 10, |_| true), Vec::<u64>::new());
+        // A fetch error ends the page with it.
+        let failing = |_| Err(StoreError::Reopening("test".into()));
+        assert!(newest_page(vec![1], None, 1, failing, |_: &u64| true).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::admin::{MAINTENANCE, META, ROTATION_OVERRIDES};
 use super::audit::{AUDIT, AUDIT_HEAD, AUDIT_INDEX};
@@ -336,6 +336,20 @@ impl Store {
         };
         caught(|| Ok(txn.commit()?))?;
         Ok(result)
+    }
+
+    /// The earliest due time in a table keyed by (due time in ms, id): the next notification
+    /// or timer due.
+    pub(super) fn first_due<V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<(i64, u64), V>,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(table)?;
+        Ok(match table.first()? {
+            Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
+            None => None,
+        })
     }
 
     /// One row of a table keyed by sequential id.

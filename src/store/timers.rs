@@ -32,12 +32,7 @@ pub trait TimerReader {
 
 impl TimerReader for Store {
     fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let txn = self.read_txn()?;
-        let timers = txn.open_table(TIMERS)?;
-        Ok(match timers.first()? {
-            Some((key, _)) => Timestamp::from_millisecond(key.value().0).ok(),
-            None => None,
-        })
+        self.first_due(TIMERS)
     }
 
     fn incident_timers(&self, incident: IncidentId) -> Result<Vec<Timer>, StoreError> {
