@@ -28,7 +28,7 @@ use crate::store::{
 /// Most items one page may hold.
 const MAX_PAGE: usize = 1000;
 
-/// Runs a store read on a blocking thread (redb reads touch the disk).
+/// Runs a store read on a blocking thread (store reads touch the disk).
 async fn read<T: Send + 'static>(
     app: &App,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,

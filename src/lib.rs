@@ -27,7 +27,9 @@
 //! - [`compose`]: incident + channel + audience → the rendered message, via [`templates`].
 //! - [`outbox`]: notification rows and the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
-//! - [`store`]: the redb tables; the one module that knows the storage backend.
+//! - [`store`]: durable rows behind one reader and one writer trait per aggregate (events,
+//!   incidents, outbox, timers, admin, audit), implemented on redb; the one module that knows
+//!   the storage backend.
 //! - [`api`]: read and act for people: events, incidents, acknowledge/resolve, reload.
 //! - [`incident_api`]: notes, roles, notices sent, reviews and action items; the review export.
 //! - [`audit`]: the tamper-evident hash chain over every timeline entry, and its verification.

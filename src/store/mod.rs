@@ -68,7 +68,9 @@ pub use audit::AuditReader;
 pub use error::StoreError;
 pub use events::{EventReader, EventRows};
 pub use incidents::{IncidentReader, IncidentRows};
-pub use offline::{ReportData, VerifyFileError, report_data_file, verify_audit_file};
+pub use offline::{
+    REPAIRED_NOTE, ReportData, VerifyFileError, report_data_file, verify_audit_file,
+};
 pub use outbox::{OutboxReader, OutboxRows, QueueStats};
 pub(crate) use shell::panic_message;
 pub use shell::{Batch, DB_FILE, Store};

@@ -31,6 +31,11 @@ pub enum VerifyFileError {
     Store(#[from] StoreError),
 }
 
+/// What the tools tell people when [`verify_audit_file`] or [`report_data_file`] had to
+/// repair the file first.
+pub const REPAIRED_NOTE: &str = "the store was not closed cleanly; redb rebuilt its page \
+     allocator before reading (table contents are untouched)";
+
 /// Verifies the audit chain of the store in `dir` without the daemon, opening the file
 /// read-only. Returns whether redb had to repair the file first (it was not closed cleanly,
 /// e.g. after `kill -9`: redb rebuilds its page allocator, never the tables' contents).
