@@ -21,6 +21,7 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Reading what people administer: maintenance windows and rotation overrides.
 pub trait AdminReader {
+    /// The maintenance windows opened through the API, oldest first.
     fn maintenance_windows(&self) -> Result<Vec<Window>, StoreError>;
 
     /// Every stored rotation override, oldest first: read at start-up into the writer's
@@ -58,17 +59,22 @@ impl AdminReader for Store {
 /// Maintenance windows and rotation overrides inside the writer's transaction; their ids are
 /// allocated durably with the batch.
 pub trait AdminRows {
+    /// Allocates the next maintenance window id (1, 2, …), durable with the batch.
     fn next_window_id(&mut self) -> Result<u64, StoreError>;
 
+    /// Stores a maintenance window (its id from [`AdminRows::next_window_id`]).
     fn put_window(&mut self, id: u64, window: &Window) -> Result<(), StoreError>;
 
+    /// Deletes a maintenance window; answers whether it existed.
     fn remove_window(&mut self, id: u64) -> Result<bool, StoreError>;
 
     /// Allocates the next rotation override id (1, 2, …), durable with the batch.
     fn next_override_id(&mut self) -> Result<u64, StoreError>;
 
+    /// Stores a rotation override (its id from [`AdminRows::next_override_id`]).
     fn put_override(&mut self, o: &Override) -> Result<(), StoreError>;
 
+    /// One rotation override as of this batch.
     fn rotation_override(&self, id: u64) -> Result<Option<Override>, StoreError>;
 
     /// Deletes an override; returns it if it existed.

@@ -56,6 +56,7 @@ impl Pending {
 
 /// Reading events, each call from one committed snapshot (the API, the dashboard, start-up).
 pub trait EventReader {
+    /// One event by id (it may sit inside a request's chunk row).
     fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError>;
 
     /// Events newest first, optionally of one source, paged by `before`.

@@ -55,6 +55,7 @@ pub(super) fn read_incident(
 /// Reading incidents and their timelines, each call from one committed snapshot. Every read
 /// of an incident applies the counts of repeated triggers recorded after its last rewrite.
 pub trait IncidentReader {
+    /// One incident, with its repeat counts applied.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
 
     /// Incidents newest first that pass `keep`, paged by `before` (an incident id).
@@ -80,6 +81,7 @@ pub trait IncidentReader {
     /// Every open incident: read once at start-up to rebuild the in-memory index.
     fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
 
+    /// An incident's timeline, oldest entry first.
     fn timeline(&self, id: IncidentId) -> Result<Vec<Entry>, StoreError>;
 
     /// What [`crate::report::compute`] needs: the incidents that opened at `from` or later and
@@ -175,6 +177,7 @@ pub trait IncidentRows {
     /// Allocates the next incident id (1, 2, …), durable with the batch.
     fn next_incident_id(&mut self) -> Result<IncidentId, StoreError>;
 
+    /// One incident as of this batch (its counts recorded in it included).
     fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
 
     /// Records a repeated trigger that changed nothing but the incident's count and last-seen

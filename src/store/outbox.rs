@@ -45,6 +45,7 @@ pub struct QueueStats {
 /// Reading the outbox, each call from one committed snapshot: one notification, pages of
 /// them (all, dead-lettered, pending), an incident's, the queue's state for health and metrics.
 pub trait OutboxReader {
+    /// One notification by id.
     fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError>;
 
     /// Notifications newest first that pass `keep`, paged by `before`.
@@ -88,6 +89,7 @@ pub trait OutboxReader {
         more: impl Fn(&Notification) -> bool,
     ) -> Result<Vec<Notification>, StoreError>;
 
+    /// An incident's notifications, oldest first.
     fn incident_notifications(&self, incident: IncidentId)
     -> Result<Vec<Notification>, StoreError>;
 
@@ -289,8 +291,10 @@ impl OutboxReader for Store {
 /// The outbox inside the writer's transaction: a notification is written in the same commit
 /// as the incident change that caused it, and its due and dead-letter indexes move with it.
 pub trait OutboxRows {
+    /// Allocates the next notification id (1, 2, …), durable with the batch.
     fn next_notification_id(&mut self) -> Result<NotificationId, StoreError>;
 
+    /// One notification as of this batch.
     fn notification(&self, id: NotificationId) -> Result<Option<Notification>, StoreError>;
 
     /// Stores a notification and keeps the due and dead indexes in step with its state and due
@@ -300,14 +304,17 @@ pub trait OutboxRows {
     /// Pending notifications due at or before `now`, soonest first.
     fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError>;
 
+    /// An incident's notifications as of this batch, oldest first.
     fn incident_notifications(&self, incident: IncidentId)
     -> Result<Vec<Notification>, StoreError>;
 
+    /// Disables a webhook endpoint (it answered 410 Gone), saying why.
     fn disable_endpoint(&mut self, name: &str, reason: &str) -> Result<(), StoreError>;
 
     /// Re-enables a webhook endpoint; returns why it had been disabled (`None`: it was not).
     fn enable_endpoint(&mut self, name: &str) -> Result<Option<String>, StoreError>;
 
+    /// Why a webhook endpoint is disabled (`None`: it is not).
     fn disabled_endpoint(&self, name: &str) -> Result<Option<String>, StoreError>;
 }
 

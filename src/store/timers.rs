@@ -65,11 +65,13 @@ impl TimerReader for Store {
 /// Timers inside the writer's transaction: scheduled, fired and cancelled with the change that
 /// caused them.
 pub trait TimerRows {
+    /// Allocates the next timer id (1, 2, …), durable with the batch.
     fn next_timer_id(&mut self) -> Result<u64, StoreError>;
 
     /// Schedules a timer (its id from [`Batch::next_timer_id`]).
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
 
+    /// Cancels a timer, or removes one that fired.
     fn remove_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
 
     /// Timers due at or before `now`, soonest first.
