@@ -26,6 +26,7 @@ use crate::notify::config::Notifications;
 use crate::notify::{Channel, Message, Receipt, SendError};
 use crate::outbox::{Attempt, Notification, NotificationId, State};
 use crate::runtime::Runtime;
+use crate::store::OutboxReader;
 use crate::store::Store;
 use config::ChannelLimits;
 

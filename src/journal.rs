@@ -35,7 +35,9 @@ use crate::oncall::{Override, OverrideSet};
 use crate::outbox::{Attempt, Notification, NotificationId};
 use crate::rules::{Evaluation, IncidentView};
 use crate::runtime::Runtime;
-use crate::store::{Encoded, Store, StoreError, panic_message};
+use crate::store::{
+    AdminReader, Backend, Encoded, IncidentReader, IncidentRows, Store, StoreError, panic_message,
+};
 use txn::{Changes, Counted, IdMap, Txn};
 
 /// An event ready for the writer: encoded for the store, with the rules' evaluation.
@@ -939,6 +941,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::escalation::TimerKind;
+    use crate::store::TimerReader;
     use jiff::SignedDuration;
 
     const T0: &str = "2026-03-02T09:00:00Z";

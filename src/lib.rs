@@ -48,7 +48,9 @@
 //! - [`outbox`]: notification rows, their transitions (claim, report, finish, retry/drop) and
 //!   the retry policy (pure).
 //! - [`delivery`]: claims due notifications, rate-limits and bundles, sends via [`notify`].
-//! - [`store`]: the redb tables; the one module that knows the storage backend.
+//! - [`store`]: durable rows behind one reader and one writer trait per aggregate (events,
+//!   incidents, outbox, timers, admin, audit), implemented on redb; the one module that knows
+//!   the storage backend.
 //! - [`audit`]: the tamper-evident hash chain over every timeline entry, and its verification.
 //! - [`links`]: signed one-click acknowledge links (pure: mint and verify tokens);
 //!   [`http::ack`] serves them (`GET`/`POST /ack/{token}`); [`http::sms_inbound`] takes

@@ -361,10 +361,7 @@ fn audit_verify(
         match store::verify_audit_file(dir, expect_head) {
             Ok((result, repaired)) => {
                 if repaired {
-                    eprintln!(
-                        "note: the store was not closed cleanly; redb rebuilt its page allocator \
-                         before reading (table contents are untouched)"
-                    );
+                    eprintln!("note: {}", store::REPAIRED_NOTE);
                 }
                 return audit_outcome(&tocsin::audit::report_json(&result));
             }
@@ -455,10 +452,7 @@ fn report(
         match store::report_data_file(dir, options.read_from()) {
             Ok((data, repaired)) => {
                 if repaired {
-                    eprintln!(
-                        "note: the store was not closed cleanly; redb rebuilt its page allocator \
-                         before reading (table contents are untouched)"
-                    );
+                    eprintln!("note: {}", store::REPAIRED_NOTE);
                 }
                 let mut report =
                     tocsin::report::compute(&data.incidents, &data.notifications, &options);

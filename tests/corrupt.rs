@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::{Daemon, TOKEN, VIEWER_TOKEN};
 use serde_json::json;
-use tocsin::store::{self, EventQuery, Store};
+use tocsin::store::{self, AdminReader, EventQuery, EventReader, IncidentReader, Store};
 
 const PAGE: u64 = 4096;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::smtp::{Mail, mail_header, mail_part, smtp_server};
 use common::{Daemon, TOKEN, config_yaml, eventually, within};
 use serde_json::{Value, json};
+use tocsin::store::{Backend, IncidentRows, TimerRows};
 
 const T0: &str = "2026-03-02T09:00:00Z";
 

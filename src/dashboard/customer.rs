@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::event::Event;
 use crate::incident::{Incident, IncidentId};
 use crate::redact::{Known, Redactor, View};
-use crate::store::{Store, StoreError};
+use crate::store::{EventReader, IncidentReader, Store, StoreError};
 
 use super::session::Viewer;
 

@@ -35,6 +35,7 @@ use crate::config::Role;
 use crate::http::app::App;
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, Amendment, JournalError, PersonAction, QueueOp};
+use crate::store::{EventReader, IncidentReader, OutboxReader, TimerReader};
 use crate::store::{Store, StoreError};
 use session::{SignInError, Viewer};
 

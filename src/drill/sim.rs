@@ -26,7 +26,7 @@ use crate::normalize::{self, Context, Normalized};
 use crate::notify::Channel;
 use crate::outbox::{Attempt, Notification, Reason};
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{IncidentReader, OutboxReader, Store, TimerReader};
 
 /// One notification the pipeline would have delivered.
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ use crate::http::connections::AddrKey;
 use crate::incident::{Incident, Status};
 use crate::journal::{ActError, JournalError, PersonAction};
 use crate::links::{Claim, LinkError};
+use crate::store::IncidentReader;
 
 /// Requests to `/ack/…` with a valid link per second across all clients, and the burst
 /// allowed above it (the same for signed SMS replies, on a limiter of their own).

@@ -25,6 +25,7 @@ use crate::http::body::{MAX_PAGE, json_body, query, text, when};
 use crate::incident::IncidentId;
 use crate::journal::QueueOp;
 use crate::outbox::{Notification, NotificationId, State as OutboxState};
+use crate::store::{AdminReader, AuditReader, IncidentReader, OutboxReader};
 
 /// `POST /-/reload` (admin): rebuild config and rules; answer what happened.
 pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -20,6 +20,7 @@ use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
 use crate::outbox::Notification;
 use crate::runtime::{Reloader, Runtime};
+use crate::store::{EventReader, IncidentReader};
 use crate::store::{Store, StoreError};
 
 /// Shared state of every route. Built once at start-up; `Arc` because every connection task

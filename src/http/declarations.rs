@@ -19,6 +19,7 @@ use crate::event::Format;
 use crate::http::app::App;
 use crate::incident::IncidentId;
 use crate::journal::JournalError;
+use crate::store::EventReader;
 
 /// Declares an incident as user `user` (a name from `users`; the caller has checked that the
 /// user may): checks it ([`check`]), stores the event, scores it with the rules, opens the

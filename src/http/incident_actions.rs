@@ -24,6 +24,7 @@ use crate::http::body::{MAX_TEXT, json_body, text, when};
 use crate::incident::IncidentId;
 use crate::journal::{ActError, Amendment};
 use crate::review::{ActionState, Export};
+use crate::store::{EventReader, IncidentReader};
 
 fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
     raw.parse().map_err(|_| ApiError::malformed(format!("incident id {raw:?} is not a number")))

@@ -22,6 +22,7 @@ use crate::http::body::{MAX_PAGE, query};
 use crate::incident::{Incident, IncidentId, Status};
 use crate::journal::{ActError, PersonAction};
 use crate::store::EventQuery;
+use crate::store::{AuditReader, EventReader, IncidentReader, OutboxReader, TimerReader};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -44,7 +44,7 @@ use crate::error::ApiError;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
 use crate::runtime::{Reloader, Runtime};
-use crate::store::Store;
+use crate::store::{Backend, Store, TimerReader};
 
 use app::App;
 

@@ -29,6 +29,7 @@ use crate::http::app::App;
 use crate::incident::IncidentId;
 use crate::journal::{ActError, PersonAction};
 use crate::notify::SmsProvider;
+use crate::store::OutboxReader;
 
 /// The path Twilio's messaging webhook must be set to (under `notifications.dashboard_url`).
 pub const PATH: &str = "/api/v1/sms/inbound";

@@ -18,7 +18,7 @@ use crate::incident::{self, Entry, EntryKind, Incident, IncidentId, Outcome, Sta
 use crate::notify::Channel;
 use crate::oncall::{Override, OverrideChange};
 use crate::outbox::{self, Attempt, Notification, NotificationId, QueueOp};
-use crate::store::StoreError;
+use crate::store::{AdminRows, EventRows, IncidentRows, OutboxRows, StoreError, TimerRows};
 
 impl Writer {
     /// Runs a decision with the batch's view: runtime, API maintenance windows, now.

@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::oncall::OverrideChange;
 use crate::outbox::{Notification, State, Transition};
 use crate::runtime::Runtime;
-use crate::store::{Batch, StoreError};
+use crate::store::{Batch, EventRows, IncidentRows, OutboxRows, StoreError, TimerRows};
 
 /// One batch's transaction, handed to every command's apply instead of (batch, changes, rt).
 pub(super) struct Txn<'t, 'b> {
