@@ -76,6 +76,45 @@
 //! canonical event), [`event_id`] (event ids: UUID v7 in consecutive blocks per request),
 //! [`error`] (HTTP errors as JSON) and [`clock`] (the injectable "now" that timers and drills
 //! run on).
+//!
+//! ## Layers
+//!
+//! The same modules as a layering, bottom first: a module uses only modules on an earlier line,
+//! or earlier on its own line, or one named under "Exceptions" below with its reason.
+//! `tests/layering.rs` checks every `crate::` path in `src/` against this list, in CI.
+//!
+//! 1. [`vocab`], [`error`], [`clock`], [`event_id`], [`catalog`]: shared words, no domain.
+//! 2. [`config`], [`auth`]: the config shell and who may do what.
+//! 3. [`event`], [`rules`], [`declaration`], [`normalize`]: what arrives and how it is scored.
+//! 4. [`incident`], [`effect`], [`audit`], [`outbox`], [`links`], [`notify`], [`redact`],
+//!    [`templates`]: incidents, their timeline and what may be sent.
+//! 5. [`policy`], [`oncall`], [`review`], [`escalation`], [`compose`]: who is told what, when.
+//! 6. [`runtime`], [`metrics`], [`store`]: the reloadable snapshot, counters, durable rows.
+//! 7. [`journal`], [`scoring`], [`delivery`], [`report`], [`drill`]: the pipeline's stages.
+//! 8. [`dashboard`], [`http`], [`telemetry`], [`rule_tests`]: the edges people and tools touch.
+//!
+//! ### Exceptions
+//!
+//! Each is a known knot, named so that no new one can appear unnoticed; untying one means
+//! moving the shared part down and deleting its line here.
+//!
+//! - exception: `config` → `auth`, `dashboard`, `delivery`, `drill`, `escalation`, `http`, `journal`, `links`, `notify`, `oncall`, `policy`, `redact`, `review`, `rules`: the assembly (`config::assemble`) calls each domain's own section check, while those checks use the shell (`Validator`, located errors) from this module; the assembly is to move to a module of its own at the top.
+//! - exception: `event` → `rules`: a declared event carries its assessed data sensitivity as `rules::Sensitivity`, a word that belongs in `vocab`.
+//! - exception: `incident` → `effect`, `escalation`, `policy`, `review`: an incident holds its escalation state, the policy chosen and its review, and its lifecycle returns effects.
+//! - exception: `effect` → `escalation`, `outbox`, `policy`: an effect names the timer, notification row or delivery it asks for, in the types of the modules that decide them.
+//! - exception: `outbox` → `notify`: a notification row names its channel and its send errors (`notify::Channel`, `SendError`).
+//! - exception: `notify` → `delivery`, `redact`: the notifications section's check includes delivery's retry and rate-limit sections, and channels redact what they send.
+//! - exception: `links` → `runtime`: the acknowledge-link key is read from the runtime snapshot.
+//! - exception: `templates` → `escalation`: a message names the escalation step and notice it is about.
+//! - exception: `policy` → `escalation`, `oncall`: a policy's steps are escalation steps that notify on-call roles.
+//! - exception: `review` → `escalation`: an action item's reminders are escalation timers.
+//! - exception: `escalation` → `compose`, `drill`, `runtime`: a step renders its drafts, routes live drills, and decides from the runtime snapshot.
+//! - exception: `compose` → `runtime`: composing reads the runtime snapshot (templates, redactor, config) it renders with.
+//! - exception: `rules` → `declaration`, `redact`: rules read a declaration's assessment, and the redactor masks what they print.
+//! - exception: `runtime` → `delivery`, `metrics`: the snapshot holds the channels built for delivery and counts its reloads.
+//! - exception: `metrics` → `journal`: people's actions are counted by `journal::PersonAction`.
+//! - exception: `journal` → `scoring`: the writer's unit tests score their events as ingest does.
+//! - exception: `dashboard` → `http`: the pages are served by the router and share its `App` state and client addresses.
 #![forbid(unsafe_code)]
 
 pub mod audit;
