@@ -154,7 +154,7 @@ fn bench() {
     let mut group = criterion.benchmark_group("rules/evaluate");
     for (name, event) in &cases {
         group.bench_function(*name, |b| {
-            b.iter(|| rules.evaluate(black_box(event), &incident, &triage))
+            b.iter(|| rules.evaluate(black_box(event), &incident, &triage));
         });
     }
     group.finish();

@@ -82,7 +82,7 @@ impl ManualClock {
 
     /// Completes the next time the clock moves.
     pub async fn moved(&self) {
-        self.moved.notified().await
+        self.moved.notified().await;
     }
 }
 

@@ -159,7 +159,7 @@ fn impact(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Impact {
     match impact.get("customer_impact") {
         Some(Value::Bool(b)) => out.customer_impact = *b,
         None | Some(Value::Null) => {
-            errors.push(FieldError::new("impact.customer_impact", "is required (true or false)"))
+            errors.push(FieldError::new("impact.customer_impact", "is required (true or false)"));
         }
         Some(_) => errors.push(FieldError::new("impact.customer_impact", "must be true or false")),
     }
@@ -191,7 +191,7 @@ fn impact(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Impact {
             )),
         },
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_TITLE => {
-            out.estimated_reach = Some(Reach::Text(s.trim().to_owned()))
+            out.estimated_reach = Some(Reach::Text(s.trim().to_owned()));
         }
         Some(_) => errors.push(FieldError::new(
             "impact.estimated_reach",

@@ -415,7 +415,7 @@ fn recent_deliveries(
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "could not read recent deliveries; rate limits start empty")
+            tracing::warn!(error = %e, "could not read recent deliveries; rate limits start empty");
         }
     }
     out

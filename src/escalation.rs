@@ -572,7 +572,7 @@ mod tests {
         let webhook = trigger(Format::AlertmanagerWebhook, Some("2026-03-02T09:04:00Z"));
         assert_eq!(validity(&webhook, five), Validity::Unstated, "its Alertmanager resolves");
         assert_eq!(validity(&trigger(Format::Pagerduty, None), five), Validity::Unstated);
-        let mut resolve = v2.clone();
+        let mut resolve = v2;
         resolve.action = Action::Resolve;
         assert_eq!(validity(&resolve, five), Validity::Unstated);
     }
@@ -604,7 +604,7 @@ mod tests {
         let lease = Some(moved.lease());
         let shorter = Validity::Until(t("2026-03-02T09:06:00Z"));
         assert!(!shorter.kept_by(lease, t("2026-03-02T09:02:00Z")));
-        let back = shorter.apply(Some(moved.clone()), t("2026-03-02T09:02:00Z")).unwrap();
+        let back = shorter.apply(Some(moved), t("2026-03-02T09:02:00Z")).unwrap();
         assert_eq!(back.due(t("2026-03-02T09:02:00Z")), t("2026-03-02T09:06:00Z"));
         let lease = Some(e.lease());
         // The latest word wins: no end given makes it open-ended; silence keeps it.
@@ -633,7 +633,7 @@ mod tests {
         let facing = decision(Sensitivity::None, true);
         assert_eq!(s.comms_every_for(&internal), None);
         assert_eq!(s.comms_every_for(&facing), Some(Duration::from_secs(1800)));
-        let mut sev3 = facing.clone();
+        let mut sev3 = facing;
         sev3.severity = "sev3".into();
         assert_eq!(s.comms_every_for(&sev3), None);
         s.comms_customer_facing_only = false;

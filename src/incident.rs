@@ -741,7 +741,7 @@ mod tests {
     #[tokio::test]
     async fn a_role_goes_to_a_known_person_or_to_nobody() {
         use crate::escalation::testing::*;
-        let people = runtime("").config.policies.people.clone();
+        let people = runtime("").config.policies.people;
         let mut i = plain_incident();
         let a = assign_role(&mut i, "scribe".into(), Some("ana".into()), &people).unwrap();
         assert_eq!(a.message, "role scribe: nobody → ana");

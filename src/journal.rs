@@ -616,7 +616,7 @@ impl Journal {
 
     /// Completes when the writer scheduled a timer (the scheduler re-reads the next due time).
     pub async fn timers_changed(&self) {
-        self.timers_changed.notified().await
+        self.timers_changed.notified().await;
     }
 }
 
@@ -742,7 +742,7 @@ impl Writer {
         self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         let e = match result {
             Ok(()) => {
-                *self.checked.borrow_mut() = Some(rt.clone());
+                *self.checked.borrow_mut() = Some(rt);
                 if recheck {
                     self.legacy_holds.borrow_mut().clear();
                 }

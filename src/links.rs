@@ -390,7 +390,7 @@ mod tests {
         // Cut short or lengthened: the tag no longer covers what is there.
         let short = URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() - 1]);
         assert_eq!(verify(&key(), &short, now()), Err(LinkError::BadSignature));
-        let mut long = bytes.clone();
+        let mut long = bytes;
         long.push(0);
         assert_eq!(
             verify(&key(), &URL_SAFE_NO_PAD.encode(&long), now()),
@@ -568,7 +568,7 @@ mod tests {
         assert!(!data.join("link.key").exists());
 
         let first = crate::runtime::build(config(&text, &[]).unwrap(), false).unwrap();
-        let links = first.ack_links.clone().unwrap();
+        let links = first.ack_links.unwrap();
         assert_eq!(links.base_url, "https://t.example");
         let mode = std::fs::metadata(data.join("link.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

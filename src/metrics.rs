@@ -242,6 +242,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "registers every documented series, one statement each"
+    )]
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("tocsin");
         let events_accepted = Family::<AcceptedLabels, Counter>::default();

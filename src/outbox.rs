@@ -544,13 +544,13 @@ pub(crate) mod tests {
         let n = notification(Channel::Webhook, 1, now);
         match p.after_failure(&n, &retryable(Some(Duration::from_secs(120))), now, 0.5) {
             Next::Retry { at, .. } => {
-                assert_eq!(at.duration_since(now), SignedDuration::from_secs(120))
+                assert_eq!(at.duration_since(now), SignedDuration::from_secs(120));
             }
             other => panic!("{other:?}"),
         }
         match p.after_failure(&n, &retryable(Some(Duration::from_secs(90_000))), now, 0.5) {
             Next::Retry { at, .. } => {
-                assert_eq!(at.duration_since(now), SignedDuration::from_secs(3600))
+                assert_eq!(at.duration_since(now), SignedDuration::from_secs(3600));
             }
             other => panic!("{other:?}"),
         }

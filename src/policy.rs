@@ -169,7 +169,7 @@ impl Policies {
                 None => {
                     note = Some(format!(
                         "the rules chose policy `{name}`, which the config does not define; using the severity's default"
-                    ))
+                    ));
                 }
             }
         }
@@ -196,7 +196,7 @@ impl Policies {
                 None => {
                     unknown = format!(
                         "{chooser} chose policy `{name}`, which the config does not define; "
-                    )
+                    );
                 }
                 Some(p) => {
                     if let Some(base_name) = by_severity.filter(|b| *b != name)

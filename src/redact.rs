@@ -651,7 +651,7 @@ impl Redactor {
                 }
             }
             Value::Array(items) => {
-                items.iter_mut().for_each(|i| self.redact_strings_except(i, known, skip))
+                items.iter_mut().for_each(|i| self.redact_strings_except(i, known, skip));
             }
             Value::Object(map) => {
                 for (k, i) in map.iter_mut() {
@@ -703,7 +703,7 @@ impl Redactor {
                         let mut fields = Known::none();
                         for path in &self.policy.fields {
                             visit_path(item, path, "", &mut |leaf, label| {
-                                collect_strings(leaf, label, &mut fields)
+                                collect_strings(leaf, label, &mut fields);
                             });
                         }
                         for (value, label, how) in fields.values {

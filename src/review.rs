@@ -403,7 +403,7 @@ mod tests {
 
         #[tokio::test]
         async fn action_items_are_reminded_from_their_due_time_until_closed() {
-            let people = runtime("").config.policies.people.clone();
+            let people = runtime("").config.policies.people;
             let mut i = plain_incident();
             i.status = crate::incident::Status::Resolved;
             let add = |i: &mut Incident, owner: &str| {

@@ -277,7 +277,7 @@ fn compare(expect: &Expect, got: &Evaluation) -> Vec<String> {
     };
     match &expect.score {
         Some(ScoreExpect::Exact(s)) if *s != d.score => {
-            differ("score", s.to_string(), d.score.to_string())
+            differ("score", s.to_string(), d.score.to_string());
         }
         Some(ScoreExpect::Range { min, max })
             if min.is_some_and(|m| d.score < m) || max.is_some_and(|m| d.score > m) =>
@@ -321,10 +321,10 @@ fn compare(expect: &Expect, got: &Evaluation) -> Vec<String> {
     }
     match (&expect.suppressed, &d.suppressed) {
         (Some(SuppressedExpect::Flag(true)), None) => {
-            differ("suppressed", "true".into(), "false".into())
+            differ("suppressed", "true".into(), "false".into());
         }
         (Some(SuppressedExpect::Flag(false)), Some(r)) => {
-            differ("suppressed", "false".into(), format!("{r:?}"))
+            differ("suppressed", "false".into(), format!("{r:?}"));
         }
         (Some(SuppressedExpect::Reason(want)), have)
             if !have.as_ref().is_some_and(|h| h.contains(want.as_str())) =>

@@ -237,7 +237,7 @@ async fn verify_accepts_the_untouched_chain_and_names_the_entry_that_was_tampere
 
     // (a) One entry's message edited.
     let edited = tampered(&dir, work.path(), "edited", |txn| {
-        edit_message(txn, victim.incident, victim.entry, "nothing happened here")
+        edit_message(txn, victim.incident, victim.entry, "nothing happened here");
     });
     assert_fails_naming(
         &verify_dir(&edited),

@@ -220,6 +220,7 @@ async fn all_notifications(d: &Daemon) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn acknowledged_events_and_their_notifications_survive_repeated_kill_9() {
     let rounds = env_u64("TOCSIN_CRASH_ROUNDS").unwrap_or(5);
     let seed = env_u64("TOCSIN_CRASH_SEED").unwrap_or_else(|| {

@@ -341,6 +341,7 @@ default_policy: default
 /// without `pii` sees what the API shows them (markers, not masks that keep parts of the value),
 /// and a search for part of a hidden value finds nothing.
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn without_pii_no_page_or_search_shows_personal_data() {
     let c = common::canary::Canary::new();
     let d = Daemon::with(&canary_config()).start();
@@ -594,6 +595,7 @@ async fn the_figures_page_shows_the_reports_numbers() {
 /// a role, record when the organization became aware, mark the notice sent, and run the
 /// after-action review. Every change is checked in the JSON API; refused input changes nothing.
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn the_incident_page_hands_roles_records_notices_awareness_and_runs_the_review() {
     let config = format!(
         "{}people:\n  - {{id: lena, name: Lena Legal, email: lena@example.com}}\n  - {{id: ana, name: Ana, email: ana@example.com}}\n\

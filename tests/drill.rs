@@ -226,7 +226,7 @@ async fn wait_mails(mails: &std::sync::Arc<std::sync::Mutex<Vec<common::smtp::Ma
         let got = mails.lock().unwrap().len();
         if got >= n { Ok(()) } else { Err(format!("{got} mails")) }
     })
-    .await
+    .await;
 }
 
 fn subject(data: &str) -> String {

@@ -311,7 +311,7 @@ default_policy: page
                 let got = distinct(&mails);
                 if got.len() >= n { Ok(()) } else { Err(format!("{got:?}")) }
             })
-            .await
+            .await;
         }
     };
     probe(1).await;

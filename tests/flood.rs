@@ -57,6 +57,7 @@ struct Tally {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn a_flood_is_refused_with_429_and_503_while_health_checks_answer() {
     let sink = stalling_sink().await;
     let mut d = Daemon::with(&format!(

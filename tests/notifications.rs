@@ -659,6 +659,7 @@ fn scheduled_wait(entry: &Value) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn the_fault_matrix_retries_what_can_succeed_and_buries_what_cannot() {
     let peer = Receiver::start(Behave::status(200)).await;
     let cases = [

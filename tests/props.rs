@@ -104,7 +104,7 @@ proptest! {
         }
         let expected = format!("{:016x}", reference_fingerprint(&pairs));
         let map: BTreeMap<String, String> = permuted.iter().cloned().collect();
-        prop_assert_eq!(fingerprint(&map), expected.clone());
+        prop_assert_eq!(&fingerprint(&map), &expected);
         prop_assert_eq!(fingerprint(&map), fingerprint(&map));
         prop_assert_eq!(expected.len(), 16);
 

@@ -122,6 +122,7 @@ async fn hook_server() -> (u16, Received, tokio::task::JoinHandle<()>) {
 }
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn personal_data_appears_only_where_the_policy_allows() {
     let c = Canary::new();
     let (port, received, hooks_task) = hook_server().await;

@@ -169,6 +169,7 @@ fn check(report: &Value) {
 }
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn report_figures_from_the_api_the_cli_and_the_file_match_the_hand_computed_ones() {
     let d = Daemon::with(&config_yaml(EXTRA)).env("TOCSIN_FAKE_CLOCK", T0).start();
     let mut now = 0;
@@ -332,7 +333,7 @@ async fn gauge_reaches(d: &Daemon, name: &str, want: f64) {
         let got = sample(&m, name);
         if got == Some(want) { Ok(()) } else { Err(format!("{name} is {got:?}")) }
     })
-    .await
+    .await;
 }
 
 #[tokio::test]

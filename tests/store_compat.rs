@@ -281,6 +281,7 @@ async fn settle(d: &Daemon) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes tests/fixtures/store-compat: run by hand to freeze a version's data file"]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn write_store_fixture() {
     let (smtp_port, _mails) = smtp_server();
     let tmp = tempfile::tempdir().unwrap();

@@ -492,6 +492,10 @@ fn person_options(people: &[(String, String)]) -> String {
     out
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the incident page, section by section; to split by section"
+)]
 pub fn incident(
     v: &Viewer,
     r: &Redaction,

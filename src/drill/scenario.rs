@@ -371,6 +371,10 @@ fn scenario_options() -> serde_saphyr::Options {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "checks every key of a scenario in file order; to split by section"
+)]
 fn check(raw: RawScenario, path: &Path, e: &mut Errors<'_>) -> Scenario {
     let base = path.parent().unwrap_or(Path::new("."));
     let offset = |e: &mut Errors<'_>, s: &Spanned<String>, what: &str| match parse_offset(&s.value)

@@ -63,7 +63,7 @@ pub fn opened(ctx: &Ctx, incident: &mut Incident) -> Effects {
         incident.decision.suppressed = Some(w.reason());
         incident.held_by = Some(w.held());
         // When the window ends with the incident still open, it pages then.
-        fx.schedule(w.ends, TimerKind::WindowEnds { window: w.name.clone() });
+        fx.schedule(w.ends, TimerKind::WindowEnds { window: w.name });
     }
     let policy = ctx.choose_policy(incident);
     if let Some(choice) = &incident.policy_choice {
@@ -418,7 +418,7 @@ pub fn window_ended(
             fx.extend(fire_step(ctx, incident, &p, 0, 0, &why));
         }
         None => {
-            fx.log(now, EntryKind::Note, format!("{ended}, but no policy notifies anyone for it"))
+            fx.log(now, EntryKind::Note, format!("{ended}, but no policy notifies anyone for it"));
         }
     }
     fx.extend(start_comms_updates(ctx, incident, pending));
@@ -577,7 +577,7 @@ mod tests {
             due_at: mins(5),
             kind: TimerKind::Step { policy: "page".into(), step: 1, round: 0 },
         };
-        let deadline = Timer { kind: TimerKind::NoticeDeadline { notice: 0 }, ..step.clone() };
+        let deadline = Timer { kind: TimerKind::NoticeDeadline { notice: 0 }, ..step };
         let fx = acknowledged(&ctx(&rt, mins(1)), &mut i, &[step.clone(), deadline]);
         assert_eq!(fx.cancelled(), [&step.kind], "a notice deadline outlives the acknowledgement");
         let again = TimerKind::AckExpired { policy: "page".into() };

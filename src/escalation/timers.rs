@@ -308,10 +308,7 @@ mod tests {
         let kind = TimerKind::Step { policy: "page".into(), step: 1, round: 0 };
         let mut i = paged(&rt);
         i.status = Status::Acknowledged;
-        assert_eq!(
-            fire(&ctx(&rt, mins(5)), &timer(kind.clone(), mins(5)), &mut i, &[], ""),
-            Fired::Stale
-        );
+        assert_eq!(fire(&ctx(&rt, mins(5)), &timer(kind, mins(5)), &mut i, &[], ""), Fired::Stale);
         let mut i = paged(&rt);
         i.escalation.as_mut().unwrap().policy = "gone".into();
         let kind = TimerKind::Step { policy: "gone".into(), step: 1, round: 0 };

@@ -466,7 +466,7 @@ pub async fn add_override(
                         "`{}` is not an RFC 3339 time, e.g. 2026-01-05T09:00:00Z",
                         text.escape_debug()
                     ),
-                ))
+                ));
             })
             .ok()
     };

@@ -576,7 +576,7 @@ mod tests {
         assert_eq!(settings(&limits, Some(1 << 20)).max, DEFAULT_CAP);
         assert_eq!(settings(&limits, None).max, DEFAULT_CAP);
         // A configured cap the descriptors cannot carry is lowered; one they can is kept.
-        let wanted = crate::config::Limits { max_connections: Some(10_000), ..limits.clone() };
+        let wanted = crate::config::Limits { max_connections: Some(10_000), ..limits };
         assert_eq!(settings(&wanted, Some(1024)).max, 832);
         assert_eq!(settings(&wanted, Some(1 << 20)).max, 10_000);
     }

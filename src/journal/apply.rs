@@ -150,10 +150,10 @@ impl Writer {
             Outcome::Updated(mut incident, entries) => {
                 match event.action {
                     Action::Acknowledge => {
-                        self.metrics.incident_acted(&incident, PersonAction::Acknowledge)
+                        self.metrics.incident_acted(&incident, PersonAction::Acknowledge);
                     }
                     Action::Resolve => {
-                        self.metrics.incident_acted(&incident, PersonAction::Resolve)
+                        self.metrics.incident_acted(&incident, PersonAction::Resolve);
                     }
                     Action::Trigger => {
                         self.track_expiry(tx, &mut incident, validity, event.received_at)?;

@@ -89,7 +89,7 @@ fn known_values_follow_the_configured_fields() {
     });
     let known = r.known_in(&event);
     assert_eq!(r.text("JO CANARY wrote", &known), "[redacted:name] wrote");
-    let mut v = event.clone();
+    let mut v = event;
     r.redact_json(&mut v);
     assert_eq!(v["customer"]["name"], "[redacted:name]");
     assert_eq!(v["customer"]["email"], "[redacted:email]");

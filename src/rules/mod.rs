@@ -382,6 +382,10 @@ impl RuleSet {
         stack::on_rule_stack(|| self.evaluate_here(event, incident, triage))
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the memo lookup, the run and the memo store in one place; to split"
+    )]
     fn evaluate_here(&self, event: &Event, incident: &IncidentView, triage: &Triage) -> Evaluation {
         let severities = shared_thresholds(&triage.severities);
         let mut reasons = Vec::new();

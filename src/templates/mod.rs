@@ -215,7 +215,7 @@ impl Templates {
                 let sub_name = file_name(&sub);
                 match parse_channel(&sub_name) {
                     Some(channel) if is_dir => {
-                        load_channel(&sub, channel, Some(&name), &mut sources, &mut errors)
+                        load_channel(&sub, channel, Some(&name), &mut sources, &mut errors);
                     }
                     _ if !is_dir && !sub_name.ends_with(".j2") => {}
                     _ => errors.push(error_at(
