@@ -7,6 +7,9 @@
 #
 #   benches/ingest.sh                # 3 runs of 10 s per case, medians reported
 #   RUNS=5 DURATION=20 CONNS=64 benches/ingest.sh
+#   TOCSIN_BIN=new/tocsin BASELINE=old/tocsin RUNS=5 benches/ingest.sh
+#                                    # A/B: two Tocsin binaries (each with the shipped rules)
+#                                    # in the same run, alternating, beside Alertmanager
 #
 # Needs: wrk, prometheus-alertmanager (apt-get install wrk prometheus-alertmanager), a release
 # build (the script builds it). Everything listens on 127.0.0.1 and is stopped at the end.
@@ -30,8 +33,16 @@ cleanup() {
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/tocsin
+if [ -n "${TOCSIN_BIN:-}" ]; then
+  BIN=$TOCSIN_BIN
+else
+  cargo build --release --quiet
+  BIN=target/release/tocsin
+fi
+TARGETS="alertmanager tocsin tocsin-norules"
+if [ -n "${BASELINE:-}" ]; then
+  TARGETS+=" baseline"
+fi
 
 wait_http() {
   for _ in $(seq 1 100); do
@@ -65,10 +76,10 @@ sed -e "s|^  dir: \.$|  dir: $PWD/rules|" -e "s|^  templates: templates$|  templ
 grep -q "dir: $PWD/rules" "$WORK/rules.yaml" || { echo "could not point the bench config at rules/" >&2; exit 1; }
 sed '/^rules:/,/^$/d' "$WORK/rules.yaml" >"$WORK/norules.yaml"
 
-start_tocsin() { # config
+start_tocsin() { # config [binary]
   rm -rf "$WORK/tocsin-data"
   TOCSIN_LISTEN=127.0.0.1:$TOCSIN_PORT TOCSIN_DATA_DIR=$WORK/tocsin-data TOCSIN_TOKEN=$TOKEN TOCSIN_LOG=warn \
-    "$BIN" serve --config "$1" >"$WORK/tocsin.log" 2>&1 &
+    "${2:-$BIN}" serve --config "$1" >"$WORK/tocsin.log" 2>&1 &
   TOCSIN_PID=$!
   PIDS+=("$TOCSIN_PID")
   wait_http "http://127.0.0.1:$TOCSIN_PORT/-/ready"
@@ -102,8 +113,10 @@ stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 declare -A RATES P50S P99S MEMS REF RATE P50 P99 MEM
 for run in $(seq 1 "$RUNS"); do
   for per in 1 100; do
-    for target in alertmanager tocsin tocsin-norules; do
-      if [ "$target" = tocsin ]; then
+    for target in $TARGETS; do
+      if [ "$target" = baseline ]; then
+        start_tocsin "$WORK/rules.yaml" "$BASELINE"; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
+      elif [ "$target" = tocsin ]; then
         start_tocsin "$WORK/rules.yaml"; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
       elif [ "$target" = tocsin-norules ]; then
         start_tocsin "$WORK/norules.yaml"; pid=$TOCSIN_PID; url=http://127.0.0.1:$TOCSIN_PORT/api/v2/alerts; tok=$TOKEN
@@ -131,7 +144,7 @@ echo
 echo "Medians of $RUNS runs, ${DURATION}s each, wrk -t$THREADS -c$CONNS, loopback, $(nproc) cores shared by all:"
 printf '%-15s %-6s %12s %9s %9s %12s %8s\n' target batch alerts/s p50_ms p99_ms peak_rss_kB refused
 for per in 1 100; do
-  for target in alertmanager tocsin tocsin-norules; do
+  for target in $TARGETS; do
     k=$target-$per
     printf '%-15s %-6s %12s %9s %9s %12s %8s\n' "$target" "$per" "${RATE[$k]}" "${P50[$k]}" "${P99[$k]}" "${MEM[$k]}" "${REF[$k]}"
   done
@@ -139,4 +152,8 @@ for per in 1 100; do
     'BEGIN { printf "ratio batch=%s: tocsin/alertmanager alerts/s = %.2fx, p99 = %.2fx\n", b, t / a, tp / ap }'
   awk -v t="${RATE[tocsin-$per]}" -v n="${RATE[tocsin-norules-$per]}" -v b="$per" \
     'BEGIN { printf "ratio batch=%s: tocsin with rules / without = %.2f\n", b, t / n }'
+  if [ -n "${BASELINE:-}" ]; then
+    awk -v t="${RATE[tocsin-$per]}" -v o="${RATE[baseline-$per]}" -v tp="${P99[tocsin-$per]}" -v op="${P99[baseline-$per]}" -v b="$per" \
+      'BEGIN { printf "ratio batch=%s: tocsin/baseline alerts/s = %.2fx, p99 = %.2fx\n", b, t / o, tp / op }'
+  fi
 done
