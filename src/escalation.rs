@@ -467,19 +467,7 @@ mod tests {
     use super::*;
 
     fn decision(sensitivity: Sensitivity, customer_facing: bool) -> Decision {
-        Decision {
-            score: 50,
-            base_score: 50,
-            severity: "sev2".into(),
-            policy: None,
-            tags: Default::default(),
-            sensitivity,
-            customer_facing,
-            roles: Default::default(),
-            suppressed: None,
-            rules_fired: Vec::new(),
-            reasons: Vec::new(),
-        }
+        testing::decision("sev2", sensitivity, customer_facing)
     }
 
     #[test]
