@@ -948,6 +948,17 @@ mod tests {
     /// An actor whose command panics in [`Writer::dispatch`] (a bug in Tocsin's own logic).
     pub(super) const POISON: &str = "user:poison";
 
+    /// Ana by email, one policy paging her, the default.
+    const PAGE_ANA: &str = r#"people:
+  - {id: ana, name: Ana, email: ana@example.com}
+notifications:
+  email: {relay: 127.0.0.1, port: 2525, tls: none, from: "Tocsin <tocsin@example.com>"}
+policies:
+  - name: page
+    notify: [{person: ana, channels: [email]}]
+default_policy: page
+"#;
+
     fn runtime(yaml: &str) -> Runtime {
         let raw = crate::config::parse(yaml, "t.yaml").unwrap();
         let config = crate::config::validate(raw, "t.yaml", &|_: &str| None).unwrap();
@@ -985,17 +996,7 @@ mod tests {
     // Tokio: the email channel is built inside its runtime (nothing is sent here).
     #[tokio::test]
     async fn ending_a_window_early_pages_an_incident_opened_in_the_same_batch() {
-        let rt = runtime(
-            r#"people:
-  - {id: ana, name: Ana, email: ana@example.com}
-notifications:
-  email: {relay: 127.0.0.1, port: 2525, tls: none, from: "Tocsin <tocsin@example.com>"}
-policies:
-  - name: page
-    notify: [{person: ana, channels: [email]}]
-default_policy: page
-"#,
-        );
+        let rt = runtime(PAGE_ANA);
         let t0: Timestamp = T0.parse().unwrap();
         let clock = Arc::new(ManualClock::new(t0));
         let w = writer(rt, clock.clone());
@@ -1038,17 +1039,7 @@ default_policy: page
 
     #[tokio::test]
     async fn a_command_that_panics_fails_alone_and_the_writer_goes_on() {
-        let rt = runtime(
-            r#"people:
-  - {id: ana, name: Ana, email: ana@example.com}
-notifications:
-  email: {relay: 127.0.0.1, port: 2525, tls: none, from: "Tocsin <tocsin@example.com>"}
-policies:
-  - name: page
-    notify: [{person: ana, channels: [email]}]
-default_policy: page
-"#,
-        );
+        let rt = runtime(PAGE_ANA);
         let clock = Arc::new(ManualClock::new(T0.parse().unwrap()));
         let w = writer(rt, clock);
         let append = |key| {

@@ -117,23 +117,8 @@ impl IncidentReader for Store {
     ) -> Result<(Vec<Incident>, Option<IncidentId>), StoreError> {
         let txn = self.read_txn()?;
         let counts = txn.open_table(COUNTS)?;
-        let table = txn.open_table(INCIDENTS)?;
-        let mut out = Vec::new();
-        for (looked, entry) in table.range(..before.unwrap_or(u64::MAX))?.rev().enumerate() {
-            let (id, raw) = entry?;
-            let id = id.value();
-            if looked >= budget.max(1) {
-                return Ok((out, Some(id + 1)));
-            }
-            let incident = read_incident(&counts, id, raw.value())?;
-            if keep(&incident) {
-                out.push(incident);
-                if out.len() >= limit.max(1) {
-                    break;
-                }
-            }
-        }
-        Ok((out, None))
+        let decode = |id, raw: &[u8]| read_incident(&counts, id, raw);
+        Self::page_within(&txn, INCIDENTS, before, limit, budget, decode, keep)
     }
 
     fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {

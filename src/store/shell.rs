@@ -400,10 +400,27 @@ impl Store {
         decode: impl Fn(u64, &[u8]) -> Result<T, StoreError>,
         keep: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
+        Ok(Self::page_within(txn, table, before, limit, usize::MAX, decode, keep)?.0)
+    }
+
+    /// Like [`Store::page_in`], looking at no more than `budget` rows; when the budget runs out
+    /// first, also the `before` to continue from (the id of the last row looked at).
+    pub(super) fn page_within<T>(
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<u64, &[u8]>,
+        before: Option<u64>,
+        limit: usize,
+        budget: usize,
+        decode: impl Fn(u64, &[u8]) -> Result<T, StoreError>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<(Vec<T>, Option<u64>), StoreError> {
         let table = txn.open_table(table)?;
         let mut out = Vec::new();
-        for entry in table.range(..before.unwrap_or(u64::MAX))?.rev() {
+        for (looked, entry) in table.range(..before.unwrap_or(u64::MAX))?.rev().enumerate() {
             let (id, raw) = entry?;
+            if looked >= budget.max(1) {
+                return Ok((out, Some(id.value() + 1)));
+            }
             let item = decode(id.value(), raw.value())?;
             if keep(&item) {
                 out.push(item);
@@ -412,7 +429,7 @@ impl Store {
                 }
             }
         }
-        Ok(out)
+        Ok((out, None))
     }
 }
 
